@@ -1,0 +1,184 @@
+/// A hash table keyed by byte strings that is looked up with a borrowed buffer.
+///
+/// Route lookup happens on every request; hashing the request's own bytes (FNV-1a) and comparing them in place
+/// avoids building a `String` or `Substring` key per path segment.
+struct ByteKeyedTable<Value: Sendable>: Sendable {
+    private struct Entry: Sendable {
+        let key: [UInt8]
+        var value: Value
+        let next: Int
+    }
+
+    /// Whether keys are compared without regard to ASCII case; stored keys are lower-cased.
+    let foldsCase: Bool
+    private var heads: [UInt64: Int] = [:]
+    private var entries: [Entry] = []
+
+    init(foldsCase: Bool) {
+        self.foldsCase = foldsCase
+    }
+
+    var isEmpty: Bool {
+        self.entries.isEmpty
+    }
+
+    var count: Int {
+        self.entries.count
+    }
+
+    /// FNV-1a 64 over the bytes, folding ASCII case when asked.
+    @inline(__always)
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>, foldsCase: Bool) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        if foldsCase {
+            for byte in bytes {
+                hash = (hash ^ UInt64(asciiLowercase(byte))) &* 0x0000_0100_0000_01B3
+            }
+        } else {
+            for byte in bytes {
+                hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+            }
+        }
+        return hash
+    }
+
+    /// The value stored for the bytes of `key`, or nil.
+    @inline(__always)
+    func value(for key: UnsafeBufferPointer<UInt8>) -> Value? {
+        guard !self.entries.isEmpty, var index = self.heads[Self.hash(key, foldsCase: self.foldsCase)] else {
+            return nil
+        }
+        while index >= 0 {
+            let entry = self.entries[index]
+            if self.keyEquals(entry.key, key) {
+                return entry.value
+            }
+            index = entry.next
+        }
+        return nil
+    }
+
+    /// Whether the table holds `key`.
+    func contains(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        self.value(for: key) != nil
+    }
+
+    /// The value for `key`, inserting `make()` first when it is missing.
+    ///
+    /// For building only; `key` is lower-cased here when the table folds case.
+    mutating func value(for key: [UInt8], orInsert make: () -> Value) -> Value {
+        let key = self.foldsCase ? key.map(asciiLowercase) : key
+        if let existing = key.withUnsafeBufferPointer({ self.value(for: $0) }) {
+            return existing
+        }
+        let hash = key.withUnsafeBufferPointer { Self.hash($0, foldsCase: false) }
+        let value = make()
+        self.entries.append(Entry(key: key, value: value, next: self.heads[hash] ?? -1))
+        self.heads[hash] = self.entries.count - 1
+        return value
+    }
+
+    /// Stores `value` for `key` unless the key is already present.
+    mutating func insert(_ key: [UInt8], _ value: Value) {
+        _ = self.value(for: key, orInsert: { value })
+    }
+
+    @inline(__always)
+    private func keyEquals(_ stored: [UInt8], _ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard stored.count == key.count else {
+            return false
+        }
+        return stored.withUnsafeBufferPointer { stored in
+            if self.foldsCase {
+                for index in 0..<key.count where stored[index] != asciiLowercase(key[index]) {
+                    return false
+                }
+            } else {
+                for index in 0..<key.count where stored[index] != key[index] {
+                    return false
+                }
+            }
+            return true
+        }
+    }
+}
+
+/// Byte-level helpers shared by the compiled predicates.
+///
+/// Kept free functions over buffers so that the request's own storage is compared in place.
+enum Bytes {
+    /// Whether `text` starts with `prefix` (stored lower-cased when `foldsCase`).
+    @inline(__always)
+    static func hasPrefix(_ text: UnsafeBufferPointer<UInt8>, _ prefix: [UInt8], foldsCase: Bool) -> Bool {
+        guard prefix.count <= text.count else {
+            return false
+        }
+        return self.equal(text, from: 0, prefix, foldsCase: foldsCase)
+    }
+
+    /// Whether `text` ends with `suffix` (stored lower-cased when `foldsCase`).
+    @inline(__always)
+    static func hasSuffix(_ text: UnsafeBufferPointer<UInt8>, _ suffix: [UInt8], foldsCase: Bool) -> Bool {
+        guard suffix.count <= text.count else {
+            return false
+        }
+        return self.equal(text, from: text.count - suffix.count, suffix, foldsCase: foldsCase)
+    }
+
+    /// Whether `text` contains `needle` (stored lower-cased when `foldsCase`).
+    static func contains(_ text: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], foldsCase: Bool) -> Bool {
+        guard needle.count <= text.count else {
+            return false
+        }
+        for start in 0...(text.count - needle.count) where self.equal(text, from: start, needle, foldsCase: foldsCase) {
+            return true
+        }
+        return false
+    }
+
+    /// Whether `text` equals `other` byte for byte.
+    @inline(__always)
+    static func equal(_ text: UnsafeBufferPointer<UInt8>, _ other: [UInt8]) -> Bool {
+        text.count == other.count && self.equal(text, from: 0, other, foldsCase: false)
+    }
+
+    @inline(__always)
+    private static func equal(
+        _ text: UnsafeBufferPointer<UInt8>,
+        from start: Int,
+        _ other: [UInt8],
+        foldsCase: Bool
+    ) -> Bool {
+        other.withUnsafeBufferPointer { other in
+            if foldsCase {
+                for index in 0..<other.count where asciiLowercase(text[start + index]) != other[index] {
+                    return false
+                }
+            } else {
+                for index in 0..<other.count where text[start + index] != other[index] {
+                    return false
+                }
+            }
+            return true
+        }
+    }
+
+    /// `buffer[range]` as a buffer of its own.
+    @inline(__always)
+    static func slice(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: buffer[range])
+    }
+
+    /// The range of `buffer` without leading and trailing spaces and tabs.
+    static func trimmed(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Range<Int> {
+        var lower = range.lowerBound
+        var upper = range.upperBound
+        while lower < upper, buffer[lower] == UInt8(ascii: " ") || buffer[lower] == UInt8(ascii: "\t") {
+            lower += 1
+        }
+        while upper > lower, buffer[upper - 1] == UInt8(ascii: " ") || buffer[upper - 1] == UInt8(ascii: "\t") {
+            upper -= 1
+        }
+        return lower..<upper
+    }
+}

@@ -1,0 +1,367 @@
+extension Configuration {
+    /// Every problem in the configuration, or an empty list when it is valid.
+    ///
+    /// A configuration is checked whole before it is stored or compiled, and all problems are reported at once so
+    /// that an operator fixes a rule file in one pass.
+    public func validate() -> [ValidationError] {
+        var validator = ConfigurationValidator(configuration: self)
+        validator.run()
+        return validator.errors
+    }
+}
+
+/// Checks a configuration and collects errors.
+///
+/// A separate type keeps the name tables built once and shared by every check.
+struct ConfigurationValidator {
+    let configuration: Configuration
+    var errors: [ValidationError] = []
+    private var upstreamNames: Set<String> = []
+    private var segmentNames: Set<String> = []
+    private var flagNames: Set<String> = []
+
+    init(configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    mutating func run() {
+        self.upstreamNames = self.checkUniqueNames(self.configuration.upstreams.map(\.name), kind: "upstream")
+        self.segmentNames = self.checkUniqueNames(self.configuration.segments.map(\.name), kind: "segment")
+        self.flagNames = self.checkUniqueNames(self.configuration.flags.map(\.name), kind: "flag")
+        _ = self.checkUniqueNames(self.configuration.routes.map(\.name), kind: "route")
+        for (index, upstream) in self.configuration.upstreams.enumerated() {
+            self.checkUpstream(upstream, object: Self.objectName("upstream", upstream.name, index))
+        }
+        for (index, segment) in self.configuration.segments.enumerated() {
+            let object = Self.objectName("segment", segment.name, index)
+            if segment.constraints.isEmpty {
+                self.report(object, "constraints", "must not be empty")
+            }
+            for (position, predicate) in segment.constraints.enumerated() {
+                self.checkPredicate(predicate, object: object, field: "constraint \(position + 1)")
+            }
+        }
+        var ruleOwners: [String: String] = [:]
+        for (index, route) in self.configuration.routes.enumerated() {
+            self.checkRoute(route, object: Self.objectName("route", route.name, index), ruleOwners: &ruleOwners)
+        }
+        self.checkShadowedRoutes()
+    }
+
+    private static func objectName(_ kind: String, _ name: String, _ index: Int) -> String {
+        name.isEmpty ? "\(kind) \(index + 1)" : "\(kind) '\(name)'"
+    }
+
+    private static func ruleField(_ rule: Rule, _ index: Int) -> String {
+        "rule \(index + 1) ('\(rule.name)')"
+    }
+
+    private mutating func report(_ object: String, _ field: String, _ message: String) {
+        self.errors.append(ValidationError(object: object, field: field, message: message))
+    }
+
+    private mutating func checkUniqueNames(_ names: [String], kind: String) -> Set<String> {
+        var seen: Set<String> = []
+        for (index, name) in names.enumerated() {
+            let object = Self.objectName(kind, name, index)
+            if name.isEmpty {
+                self.report(object, "name", "must not be empty")
+            } else if !seen.insert(name).inserted {
+                self.report(object, "name", "duplicate \(kind) name '\(name)'")
+            }
+        }
+        return seen
+    }
+
+    private mutating func checkUpstream(_ upstream: Upstream, object: String) {
+        if let slots = upstream.slots {
+            if slots.activeAddresses.isEmpty {
+                self.report(object, "slots", "active slot '\(slots.active.rawValue)' has no addresses")
+            }
+            for slot in BlueGreenSlots.Slot.allCases {
+                self.checkEndpoints(slots[slot], object: object, field: "slots \(slot.rawValue)")
+            }
+        } else {
+            if upstream.addresses.isEmpty {
+                self.report(object, "addresses", "must not be empty")
+            }
+            self.checkEndpoints(upstream.addresses, object: object, field: "addresses")
+        }
+    }
+
+    private mutating func checkEndpoints(_ endpoints: [Endpoint], object: String, field: String) {
+        for endpoint in endpoints {
+            if endpoint.host.isEmpty || endpoint.host.contains(where: { $0 == " " || $0 == "/" }) {
+                self.report(object, field, "invalid host '\(endpoint.host)'")
+            }
+            if !(1...65535).contains(endpoint.port) {
+                self.report(object, field, "port \(endpoint.port) of '\(endpoint.host)' is outside 1–65535")
+            }
+        }
+    }
+
+    private mutating func checkRoute(_ route: Route, object: String, ruleOwners: inout [String: String]) {
+        if let host = route.host, let problem = HostPattern.problem(host) {
+            self.report(object, "host", problem)
+        }
+        if let problem = PathPattern.problem(route.path) {
+            self.report(object, "path", problem)
+        }
+        for method in route.methods where !isHTTPToken(method) {
+            self.report(object, "methods", "invalid method '\(method)'")
+        }
+        self.checkUpstreamReference(route.legacy, object: object, field: "legacy")
+        self.checkUpstreamReference(route.defaultUpstream, object: object, field: "default")
+        for (upstream, rewrite) in route.rewrites.sorted(by: { $0.key < $1.key }) {
+            let field = "rewrites '\(upstream)'"
+            self.checkUpstreamReference(upstream, object: object, field: field)
+            self.checkRewrite(rewrite, object: object, field: field)
+        }
+        for (name, value) in [
+            ("connectMilliseconds", route.timeouts.connectMilliseconds),
+            ("responseHeaderMilliseconds", route.timeouts.responseHeaderMilliseconds),
+        ] {
+            if let value, value <= 0 {
+                self.report(object, "timeouts", "\(name) must be positive, got \(value)")
+            }
+        }
+        var catchAll: (index: Int, rule: Rule)?
+        for (index, rule) in route.rules.enumerated() {
+            let field = Self.ruleField(rule, index)
+            if rule.name.isEmpty {
+                self.report(object, field, "name must not be empty")
+            } else if let owner = ruleOwners[rule.name] {
+                self.report(object, field, "duplicate rule name '\(rule.name)', already used in \(owner)")
+            } else {
+                ruleOwners[rule.name] = object
+            }
+            if !self.upstreamNames.contains(rule.upstream) {
+                self.report(object, field, "unknown upstream '\(rule.upstream)'")
+            }
+            if let stickiness = rule.stickiness {
+                self.checkAttributeName(stickiness, object: object, field: field)
+            }
+            self.checkCondition(rule.condition, object: object, field: field, negated: false)
+            if let catchAll {
+                self.report(
+                    object,
+                    field,
+                    "unreachable: \(Self.ruleField(catchAll.rule, catchAll.index)) before it matches every request"
+                )
+            } else if rule.condition.isAlwaysTrue {
+                catchAll = (index, rule)
+            }
+        }
+    }
+
+    private mutating func checkUpstreamReference(_ name: String, object: String, field: String) {
+        if !self.upstreamNames.contains(name) {
+            self.report(object, field, "unknown upstream '\(name)'")
+        }
+    }
+
+    private mutating func checkRewrite(_ rewrite: RequestRewrite, object: String, field: String) {
+        if let path = rewrite.path {
+            if !path.prefix.hasPrefix("/") {
+                self.report(object, field, "path prefix '\(path.prefix)' must start with '/'")
+            }
+            if !path.replacement.isEmpty, !path.replacement.hasPrefix("/") {
+                self.report(object, field, "path replacement '\(path.replacement)' must be empty or start with '/'")
+            }
+        }
+        for header in rewrite.setHeaders {
+            if !isHTTPToken(header.name) {
+                self.report(object, field, "invalid header name '\(header.name)'")
+            }
+            if header.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) {
+                self.report(object, field, "value of header '\(header.name)' contains CR, LF or NUL")
+            }
+        }
+        for name in rewrite.removeHeaders where !isHTTPToken(name) {
+            self.report(object, field, "invalid header name '\(name)'")
+        }
+    }
+
+    private mutating func checkCondition(_ condition: Condition, object: String, field: String, negated: Bool) {
+        switch condition {
+        case .all(let conditions), .any(let conditions):
+            for condition in conditions {
+                self.checkCondition(condition, object: object, field: field, negated: negated)
+            }
+        case .not(let condition):
+            self.checkCondition(condition, object: object, field: field, negated: !negated)
+        case .flag(let name):
+            if !self.flagNames.contains(name) {
+                self.report(object, field, "unknown flag '\(name)'")
+            } else if negated {
+                self.report(
+                    object,
+                    field,
+                    "flag '\(name)' under 'not' can never match: a flag that is off disables the whole rule"
+                )
+            }
+        case .segment(let name):
+            if !self.segmentNames.contains(name) {
+                self.report(object, field, "unknown segment '\(name)'")
+            }
+        case .version(let match):
+            self.checkVersion(match, object: object, field: field)
+        case .percentage(let percentage):
+            if !(0...100).contains(percentage) {
+                self.report(object, field, "percentage \(percentage) is outside 0–100")
+            }
+        case .method(let methods):
+            if methods.isEmpty {
+                self.report(object, field, "method list is empty")
+            }
+            for method in methods where !isHTTPToken(method) {
+                self.report(object, field, "invalid method '\(method)'")
+            }
+        case .match(let predicate):
+            self.checkPredicate(predicate, object: object, field: field)
+        }
+    }
+
+    private mutating func checkVersion(_ match: VersionMatch, object: String, field: String) {
+        if !isHTTPToken(match.header) {
+            self.report(object, field, "version header '\(match.header)' is not a valid header name")
+        }
+        if let parameter = match.parameter, !isHTTPToken(parameter) {
+            self.report(object, field, "version parameter '\(parameter)' is not a valid parameter name")
+        }
+        switch (match.equals, match.range) {
+        case (.some, .some), (nil, nil):
+            self.report(object, field, "version needs exactly one of 'equals' and 'range'")
+        case (nil, let range?):
+            if SemanticVersionRange(range) == nil {
+                self.report(object, field, "bad semver range '\(range)'")
+            }
+        case (.some, nil):
+            break
+        }
+    }
+
+    private mutating func checkAttributeName(_ attribute: Attribute, object: String, field: String) {
+        switch attribute {
+        case .header(let name):
+            if !isHTTPToken(name) {
+                self.report(object, field, "invalid header name '\(name)'")
+            }
+        case .cookie(let name), .query(let name):
+            if name.isEmpty {
+                self.report(object, field, "\(attribute) has an empty name")
+            }
+        case .clientIP:
+            break
+        }
+    }
+
+    private mutating func checkPredicate(_ predicate: Predicate, object: String, field: String) {
+        self.checkAttributeName(predicate.attribute, object: object, field: field)
+        let op = predicate.op.rawValue
+        let values = predicate.values
+        if predicate.op.takesNoValue {
+            if !values.isEmpty {
+                self.report(object, field, "'\(op)' takes no values")
+            }
+            return
+        }
+        if predicate.op.takesSingleValue, values.count != 1 {
+            self.report(object, field, "'\(op)' takes exactly one value, got \(values.count)")
+            return
+        }
+        if values.isEmpty {
+            self.report(object, field, "'\(op)' needs at least one value")
+            return
+        }
+        if predicate.attribute == .clientIP {
+            guard predicate.op == .in || predicate.op == .notIn else {
+                self.report(object, field, "client_ip supports only in, not_in, exists and absent, not '\(op)'")
+                return
+            }
+            for value in values where CIDR(value) == nil {
+                self.report(object, field, "bad CIDR '\(value)'")
+            }
+            return
+        }
+        switch predicate.op {
+        case .regex:
+            for pattern in values {
+                do {
+                    _ = try Regex(pattern)
+                } catch {
+                    self.report(object, field, "bad regex '\(pattern)': \(error)")
+                }
+            }
+        case .numberEquals, .numberLessThan, .numberLessThanOrEqual, .numberGreaterThan, .numberGreaterThanOrEqual:
+            if parseNumber(values[0]) == nil {
+                self.report(object, field, "'\(values[0])' is not a number")
+            }
+        case .semverEquals, .semverLessThan, .semverLessThanOrEqual, .semverGreaterThan, .semverGreaterThanOrEqual:
+            if SemanticVersion(values[0]) == nil {
+                self.report(object, field, "'\(values[0])' is not a semantic version")
+            }
+        case .semverRange:
+            if SemanticVersionRange(values[0]) == nil {
+                self.report(object, field, "bad semver range '\(values[0])'")
+            }
+        case .in, .notIn, .equals, .prefix, .suffix, .contains, .exists, .absent:
+            break
+        }
+    }
+
+    /// Reports routes that can never match because an earlier route has the same host and path and covers its
+    /// methods.
+    ///
+    /// Both would sit on the same trie node and the earlier one would always be found first.
+    private mutating func checkShadowedRoutes() {
+        var earlier: [String: [(name: String, methods: Set<String>)]] = [:]
+        for (index, route) in self.configuration.routes.enumerated() {
+            guard PathPattern.problem(route.path) == nil else {
+                continue
+            }
+            let key = "\(route.host?.lowercased() ?? "")\u{0}\(PathPattern.normalizedKey(route.path))"
+            let methods = Set(route.methods.map { $0.uppercased() })
+            for previous in earlier[key, default: []]
+            where previous.methods.isEmpty || (!methods.isEmpty && methods.isSubset(of: previous.methods)) {
+                self.report(
+                    Self.objectName("route", route.name, index),
+                    "path",
+                    "unreachable: route '\(previous.name)' has the same host and path and covers its methods"
+                )
+                break
+            }
+            earlier[key, default: []].append((route.name, methods))
+        }
+    }
+}
+
+/// Whether `text` is a non-empty HTTP token (RFC 9110), as header names and methods must be.
+///
+/// Rejecting other characters at validation keeps them out of forwarded request heads.
+func isHTTPToken(_ text: String) -> Bool {
+    !text.isEmpty
+        && text.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return true
+            default:
+                return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+        }
+}
+
+/// Parses a decimal number (`42`, `-1.5`, `1e3`); nil for anything else, including `nan` and `inf`.
+///
+/// Numeric predicates compare finite numbers only; infinities would make every bound meaningless.
+func parseNumber(_ text: some StringProtocol) -> Double? {
+    let trimmed = Substring(text).trimmingASCIISpaces()
+    guard !trimmed.isEmpty, trimmed.utf8.allSatisfy({ byte in
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || "+-.eE".utf8.contains(byte)
+    }), let value = Double(trimmed), value.isFinite
+    else {
+        return nil
+    }
+    return value
+}

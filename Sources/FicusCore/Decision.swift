@@ -1,0 +1,77 @@
+/// Where one request goes, and why.
+///
+/// A plain value returned by `RoutingTable.decide`: the proxy acts on it, metrics label with it, and `explain` shows
+/// the steps behind it.
+public struct Decision: Sendable, Equatable {
+    /// Why the upstream was chosen.
+    ///
+    /// Lets metrics and logs tell rule traffic from default traffic and kill-switch traffic without string checks.
+    public enum Reason: String, Sendable, Equatable {
+        /// No route matched; `upstream` is empty and the proxy answers 404.
+        case noRoute = "no_route"
+        /// The global kill switch is on; the route's legacy upstream serves.
+        case killed
+        /// A rule matched.
+        case rule
+        /// No rule matched; the route's default upstream serves.
+        case routeDefault = "default"
+    }
+
+    /// The name of the serving upstream; empty when no route matched.
+    ///
+    /// A name, not addresses: the proxy resolves it with `RoutingTable.upstream(named:)` against the same table.
+    public var upstream: String
+
+    /// The upstream to mirror the request to, or nil.
+    ///
+    /// Always nil until routes carry a shadow policy.
+    public var shadow: String?
+
+    /// The matched route's name; nil when no route matched.
+    public var route: String?
+
+    /// The matched rule's name; nil when the route default (or the kill switch) applied.
+    public var rule: String?
+
+    /// The sticky bucket (1...100) of the last rule whose percentage condition was evaluated, or nil.
+    ///
+    /// When a percentage rule matched, this is its bucket.
+    public var bucket: Int?
+
+    /// The rewrite configured for the serving upstream on this route, or nil.
+    public var rewrite: RequestRewrite?
+
+    /// The route's timeout overrides; empty when no route matched.
+    public var timeouts: RouteTimeouts
+
+    /// Why the upstream was chosen.
+    public var reason: Reason
+
+    /// Creates a decision.
+    ///
+    /// Mostly for tests; the routing table builds decisions itself.
+    public init(
+        upstream: String,
+        shadow: String? = nil,
+        route: String?,
+        rule: String? = nil,
+        bucket: Int? = nil,
+        rewrite: RequestRewrite? = nil,
+        timeouts: RouteTimeouts = RouteTimeouts(),
+        reason: Reason
+    ) {
+        self.upstream = upstream
+        self.shadow = shadow
+        self.route = route
+        self.rule = rule
+        self.bucket = bucket
+        self.rewrite = rewrite
+        self.timeouts = timeouts
+        self.reason = reason
+    }
+
+    /// The decision for a request that matched no route.
+    ///
+    /// The proxy answers it with 404 instead of guessing an upstream.
+    public static let noRoute = Decision(upstream: "", route: nil, reason: .noRoute)
+}

@@ -1,0 +1,147 @@
+/// A request as a plain value: method, host, path, query, headers and client address.
+///
+/// The concrete `RoutableRequest` for tests, `explain` and the CLI (`ficus explain GET /orders/7 -H ...`), where no
+/// raw request head exists.
+public struct RequestFacts: RoutableRequest, Sendable, Equatable {
+    /// The request method (`GET`).
+    public var method: String
+
+    /// The host without port; see `RoutableRequest.host`.
+    public var host: String?
+
+    /// The path without query string.
+    public var path: String
+
+    /// The raw query string without `?`, or nil.
+    public var query: String?
+
+    /// The headers in order; repeated names allowed.
+    ///
+    /// `header(_:)` returns the first value of a name, as the proxy does.
+    public var headers: [HeaderField]
+
+    /// The client's address, or nil.
+    public var clientAddress: IPAddress?
+
+    /// Creates facts from their parts.
+    ///
+    /// For callers that already split the request; see `init(method:target:headers:clientAddress:)` otherwise.
+    public init(
+        method: String = "GET",
+        host: String? = nil,
+        path: String = "/",
+        query: String? = nil,
+        headers: [HeaderField] = [],
+        clientAddress: IPAddress? = nil
+    ) {
+        self.method = method
+        self.host = host
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.clientAddress = clientAddress
+    }
+
+    /// Creates facts from a request target as written on a request line or command line.
+    ///
+    /// `target` is origin form (`/orders/7?expand=1`) or absolute form (`https://api.example.com:8443/orders`); the
+    /// host comes from an absolute target, otherwise from the `Host` header, without its port in both cases. A
+    /// fragment is dropped and an empty path becomes `/`.
+    public init(
+        method: String = "GET",
+        target: String,
+        headers: [(String, String)] = [],
+        clientAddress: IPAddress? = nil
+    ) {
+        var rest = Substring(target)
+        if let hash = rest.firstIndex(of: "#") {
+            rest = rest[..<hash]
+        }
+        var host: String?
+        for scheme in ["http://", "https://"] where rest.lowercased().hasPrefix(scheme) {
+            rest = rest.dropFirst(scheme.count)
+            let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+            var authority = rest[..<authorityEnd]
+            if let at = authority.lastIndex(of: "@") {
+                authority = authority[authority.index(after: at)...]
+            }
+            host = RequestFacts.removingPort(authority)
+            rest = rest[authorityEnd...]
+            break
+        }
+        var query: String?
+        if let question = rest.firstIndex(of: "?") {
+            query = String(rest[rest.index(after: question)...])
+            rest = rest[..<question]
+        }
+        let fields = headers.map { HeaderField(name: $0.0, value: $0.1) }
+        if host == nil, let hostHeader = fields.first(where: { $0.name.lowercased() == "host" }) {
+            host = RequestFacts.removingPort(Substring(hostHeader.value))
+        }
+        self.init(
+            method: method,
+            host: host,
+            path: rest.isEmpty ? "/" : String(rest),
+            query: query,
+            headers: fields,
+            clientAddress: clientAddress
+        )
+    }
+
+    /// The first value of the header named `name`, matched without regard to ASCII case.
+    ///
+    /// A linear scan: requests carry few headers and this type is not on the proxy's path.
+    public func header(_ name: String) -> String? {
+        self.headers.first { asciiCaseInsensitiveEquals($0.name, name) }?.value
+    }
+
+    /// The value of the first cookie named `name` across all `Cookie` headers, without surrounding quotes.
+    ///
+    /// Cookie names are case-sensitive; pairs are separated by `;` with optional spaces, as RFC 6265 sends them.
+    public func cookie(_ name: String) -> String? {
+        for field in self.headers where asciiCaseInsensitiveEquals(field.name, "cookie") {
+            for pair in field.value.split(separator: ";") {
+                let trimmed = pair.trimmingASCIISpaces()
+                guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals] == name else {
+                    continue
+                }
+                var value = trimmed[trimmed.index(after: equals)...]
+                if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                    value = value.dropFirst().dropLast()
+                }
+                return String(value)
+            }
+        }
+        return nil
+    }
+
+    private static func removingPort(_ authority: Substring) -> String? {
+        var host = authority
+        if host.hasPrefix("[") {
+            if let close = host.firstIndex(of: "]") {
+                host = host[...close]
+            }
+        } else if let colon = host.lastIndex(of: ":") {
+            host = host[..<colon]
+        }
+        return host.isEmpty ? nil : String(host)
+    }
+}
+
+/// Whether two strings are equal when ASCII letters are compared without regard to case.
+///
+/// Header names are ASCII; this avoids the allocation of `lowercased()`.
+func asciiCaseInsensitiveEquals(_ lhs: String, _ rhs: String) -> Bool {
+    guard lhs.utf8.count == rhs.utf8.count else {
+        return false
+    }
+    return zip(lhs.utf8, rhs.utf8).allSatisfy { asciiLowercase($0) == asciiLowercase($1) }
+}
+
+/// The byte with ASCII upper-case letters mapped to lower case.
+///
+/// The case folding used for hosts, header names and case-insensitive predicates.
+@inline(__always)
+func asciiLowercase(_ byte: UInt8) -> UInt8 {
+    byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+}

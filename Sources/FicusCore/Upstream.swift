@@ -1,0 +1,157 @@
+/// A named pool of addresses that requests can be sent to (`legacy`, `orders-v2`).
+///
+/// Routes and rules name upstreams rather than addresses, so moving a service means editing one upstream. An
+/// upstream may carry blue and green slots for blue-green deployments; only the active slot receives traffic.
+public struct Upstream: Sendable, Equatable {
+    /// The unique name that routes and rules refer to.
+    ///
+    /// Names are the stable identity: renaming an upstream means editing every reference to it.
+    public var name: String
+
+    /// The addresses of an upstream without slots.
+    ///
+    /// Ignored while `slots` is set; kept so that removing the slots restores a plain pool.
+    private var plainAddresses: [Endpoint]
+
+    /// The blue and green slots of a blue-green deployment, or nil (the default) for a plain pool.
+    ///
+    /// With slots, a flip changes only `slots.active`, so traffic moves in one revision and moves back the same way.
+    public var slots: BlueGreenSlots?
+
+    /// Creates a plain upstream serving `addresses`.
+    ///
+    /// The common case: one pool, no blue-green slots.
+    public init(name: String, addresses: [Endpoint]) {
+        self.name = name
+        self.plainAddresses = addresses
+        self.slots = nil
+    }
+
+    /// Creates an upstream with blue and green slots.
+    ///
+    /// The active slot's addresses become `addresses`.
+    public init(name: String, slots: BlueGreenSlots) {
+        self.name = name
+        self.plainAddresses = []
+        self.slots = slots
+    }
+
+    /// The addresses that receive traffic: the active slot's with blue-green slots, otherwise the pool's.
+    ///
+    /// The proxy reads only this; setting it on an upstream with slots replaces the active slot's addresses.
+    public var addresses: [Endpoint] {
+        get {
+            self.slots?.activeAddresses ?? self.plainAddresses
+        }
+        set {
+            if self.slots != nil {
+                self.slots?.activeAddresses = newValue
+            } else {
+                self.plainAddresses = newValue
+            }
+        }
+    }
+}
+
+/// The two address sets of a blue-green deployment, one of which is active.
+///
+/// The idle slot is where the next version is deployed and checked before a flip makes it active.
+public struct BlueGreenSlots: Sendable, Codable, Equatable {
+    /// The name of one slot.
+    ///
+    /// Two fixed names keep commands like `ficus flip orders` free of arguments.
+    public enum Slot: String, Sendable, Codable, Equatable, CaseIterable {
+        case blue
+        case green
+
+        /// The other slot.
+        ///
+        /// A flip always goes to the other slot.
+        public var other: Slot {
+            self == .blue ? .green : .blue
+        }
+    }
+
+    /// The addresses of the blue slot.
+    ///
+    /// May be empty while blue is idle.
+    public var blue: [Endpoint]
+
+    /// The addresses of the green slot.
+    ///
+    /// May be empty while green is idle.
+    public var green: [Endpoint]
+
+    /// The slot that receives traffic.
+    ///
+    /// Validation requires the active slot to have at least one address.
+    public var active: Slot
+
+    /// Creates slots with `active` receiving traffic.
+    ///
+    /// Both address lists are given explicitly so the idle slot's contents are never implied.
+    public init(blue: [Endpoint], green: [Endpoint], active: Slot) {
+        self.blue = blue
+        self.green = green
+        self.active = active
+    }
+
+    /// The addresses of `slot`.
+    ///
+    /// Lets callers address a slot by name instead of switching over it.
+    public subscript(slot: Slot) -> [Endpoint] {
+        get {
+            slot == .blue ? self.blue : self.green
+        }
+        set {
+            if slot == .blue {
+                self.blue = newValue
+            } else {
+                self.green = newValue
+            }
+        }
+    }
+
+    /// The addresses of the active slot.
+    ///
+    /// What `Upstream.addresses` returns.
+    public var activeAddresses: [Endpoint] {
+        get {
+            self[self.active]
+        }
+        set {
+            self[self.active] = newValue
+        }
+    }
+}
+
+extension Upstream: Codable {
+    private enum CodingKeys: String, CodingKey {
+        case name
+        case addresses
+        case slots
+    }
+
+    /// Decodes `name` with either `addresses` or `slots`.
+    ///
+    /// `addresses` defaults to empty so that an upstream with slots needs no placeholder list.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.name = try container.decode(String.self, forKey: .name)
+        self.plainAddresses = try container.decodeIfPresent([Endpoint].self, forKey: .addresses) ?? []
+        self.slots = try container.decodeIfPresent(BlueGreenSlots.self, forKey: .slots)
+    }
+
+    /// Encodes `name` and either `slots` or `addresses`.
+    ///
+    /// Only one of the two is written so that a stored snapshot shows which addresses actually serve.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(self.name, forKey: .name)
+        if let slots = self.slots {
+            try container.encode(slots, forKey: .slots)
+        } else {
+            try container.encode(self.plainAddresses, forKey: .addresses)
+        }
+    }
+}

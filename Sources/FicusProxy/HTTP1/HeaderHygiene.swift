@@ -1,0 +1,320 @@
+import FicusCore
+import NIOCore
+
+/// Builds the heads Ficus sends on: the one place where hop-by-hop fields are removed and forwarding fields added.
+///
+/// RFC 9110 7.6.1: a proxy removes `Connection` and every field it names, plus the fixed hop-by-hop set; framing
+/// fields are re-emitted by Ficus from the parsed framing, never copied, so that what the next hop sees always
+/// matches what Ficus actually sends.
+enum HeaderHygiene {
+    /// Facts about the client connection that the forwarding fields record.
+    struct ClientFacts {
+        var address: String
+        var trusted: Bool
+    }
+
+    /// What to change in a forwarded request beyond hygiene (the route's rewrite).
+    struct RequestEdits {
+        var path: String?
+        var setHeaders: [(String, String)] = []
+        var removeHeaders: [String] = []
+    }
+
+    /// The origin-form target and the authority of an absolute-form target (RFC 9112 3.2.2), if any.
+    static func originForm(_ head: HTTPHead) -> (target: Range<Int>, authority: Range<Int>?) {
+        head.bytes.withUnsafeReadableBytes { raw -> (Range<Int>, Range<Int>?) in
+            let range = head.targetRange
+            guard range.count > 0, raw[range.lowerBound] != 0x2F, raw[range.lowerBound] != 0x2A else {
+                return (range, nil)
+            }
+            // absolute-form: scheme "://" authority [path-abempty] ["?" query]
+            var i = range.lowerBound
+            while i + 2 < range.upperBound {
+                if raw[i] == 0x3A && raw[i + 1] == 0x2F && raw[i + 2] == 0x2F { break }
+                i += 1
+            }
+            guard i + 2 < range.upperBound else { return (range, nil) }
+            let authorityStart = i + 3
+            var pathStart = authorityStart
+            while pathStart < range.upperBound && raw[pathStart] != 0x2F && raw[pathStart] != 0x3F { pathStart += 1 }
+            return (pathStart..<range.upperBound, authorityStart..<pathStart)
+        }
+    }
+
+    /// Writes the request head forwarded to an upstream.
+    static func writeRequestHead(
+        _ head: HTTPHead,
+        into out: inout ByteBuffer,
+        client: ClientFacts,
+        viaName: String,
+        edits: RequestEdits?
+    ) {
+        let (target, authority) = Self.originForm(head)
+        out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + head.methodRange.lowerBound, length: head.methodRange.count)!)
+        out.writeInteger(UInt8(0x20))
+        if let path = edits?.path {
+            out.writeString(path)
+        } else if target.isEmpty {
+            out.writeInteger(UInt8(0x2F))
+        } else {
+            out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + target.lowerBound, length: target.count)!)
+        }
+        out.writeStaticString(" HTTP/1.1\r\n")
+
+        let named = Self.connectionNamedFields(head)
+        var forwardedFor: Int?
+        var forwardedProto: Int?
+        var forwardedHost: Int?
+        var via: Int?
+        for index in head.fields.indices {
+            if Self.isRequestHopByHop(head, index) || named.contains(where: { Self.nameMatches(head, index, $0) }) {
+                continue
+            }
+            let field = head.fields[index]
+            let length = Int(field.nameEnd - field.nameStart)
+            switch length {
+            case 3 where head.fieldNameIs(index, "via"):
+                via = index
+                continue
+            case 4 where head.fieldNameIs(index, "host"):
+                if authority != nil { continue }
+            case 15 where head.fieldNameIs(index, "x-forwarded-for"):
+                if client.trusted { forwardedFor = index }
+                continue
+            case 16 where head.fieldNameIs(index, "x-forwarded-host"):
+                if client.trusted { forwardedHost = index }
+                continue
+            case 17 where head.fieldNameIs(index, "x-forwarded-proto"):
+                if client.trusted { forwardedProto = index }
+                continue
+            default:
+                if !client.trusted && Self.isFicusOverride(head, index) { continue }
+            }
+            if let edits, edits.removeHeaders.contains(where: { head.fieldNameIs(index, caseInsensitive: $0) })
+                || edits.setHeaders.contains(where: { head.fieldNameIs(index, caseInsensitive: $0.0) })
+            {
+                continue
+            }
+            Self.copyField(head, index, into: &out)
+        }
+        if let authority {
+            out.writeStaticString("host: ")
+            out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + authority.lowerBound, length: authority.count)!)
+            out.writeStaticString("\r\n")
+        }
+        switch head.framing {
+        case .contentLength(let length):
+            out.writeStaticString("content-length: ")
+            out.writeString(String(length))
+            out.writeStaticString("\r\n")
+        case .chunked:
+            out.writeStaticString("transfer-encoding: chunked\r\n")
+        case .none, .untilClose:
+            break
+        }
+        if let edits {
+            for (name, value) in edits.setHeaders {
+                out.writeString(name)
+                out.writeStaticString(": ")
+                out.writeString(value)
+                out.writeStaticString("\r\n")
+            }
+        }
+        out.writeStaticString("x-forwarded-for: ")
+        if let forwardedFor {
+            Self.copyValue(head, forwardedFor, into: &out)
+            out.writeStaticString(", ")
+        }
+        out.writeString(client.address)
+        out.writeStaticString("\r\nx-forwarded-proto: ")
+        if let forwardedProto {
+            Self.copyValue(head, forwardedProto, into: &out)
+        } else {
+            out.writeStaticString("http")
+        }
+        if let forwardedHost {
+            out.writeStaticString("\r\nx-forwarded-host: ")
+            Self.copyValue(head, forwardedHost, into: &out)
+        } else if let authority {
+            out.writeStaticString("\r\nx-forwarded-host: ")
+            out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + authority.lowerBound, length: authority.count)!)
+        } else if let host = head.hostIndex {
+            out.writeStaticString("\r\nx-forwarded-host: ")
+            Self.copyValue(head, host, into: &out)
+        }
+        out.writeStaticString("\r\nvia: ")
+        if let via {
+            Self.copyValue(head, via, into: &out)
+            out.writeStaticString(", ")
+        }
+        out.writeStaticString(head.versionMinor == 0 ? "1.0 " : "1.1 ")
+        out.writeString(viaName)
+        out.writeStaticString("\r\n\r\n")
+    }
+
+    /// How the body of a response is framed towards the client.
+    enum ClientFraming {
+        case none
+        case contentLength(Int64)
+        case chunked
+        case closeDelimited
+    }
+
+    /// Chooses the client-side framing for an upstream response, given the client's HTTP version.
+    static func clientFraming(for response: HTTPHead, clientMinorVersion: UInt8) -> ClientFraming {
+        switch response.framing {
+        case .none: return .none
+        case .contentLength(let length): return .contentLength(length)
+        case .chunked, .untilClose: return clientMinorVersion >= 1 ? .chunked : .closeDelimited
+        }
+    }
+
+    /// Writes the response head sent to the client.
+    static func writeResponseHead(
+        _ head: HTTPHead,
+        into out: inout ByteBuffer,
+        framing: ClientFraming,
+        keepAlive: Bool,
+        clientMinorVersion: UInt8
+    ) {
+        out.writeStaticString("HTTP/1.1 ")
+        out.writeString(String(head.status))
+        out.writeInteger(UInt8(0x20))
+        if !head.reasonRange.isEmpty {
+            out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + head.reasonRange.lowerBound, length: head.reasonRange.count)!)
+        }
+        out.writeStaticString("\r\n")
+        let named = Self.connectionNamedFields(head)
+        let bodiless: Bool
+        if case .none = framing { bodiless = true } else { bodiless = false }
+        for index in head.fields.indices {
+            if Self.isResponseHopByHop(head, index) || named.contains(where: { Self.nameMatches(head, index, $0) }) {
+                continue
+            }
+            let field = head.fields[index]
+            if field.nameEnd - field.nameStart == 14 && head.fieldNameIs(index, "content-length") {
+                // Bodiless answers (HEAD, 204, 304) keep the length the full answer would have.
+                if bodiless { Self.copyField(head, index, into: &out) }
+                continue
+            }
+            Self.copyField(head, index, into: &out)
+        }
+        switch framing {
+        case .contentLength(let length):
+            out.writeStaticString("content-length: ")
+            out.writeString(String(length))
+            out.writeStaticString("\r\n")
+        case .chunked:
+            out.writeStaticString("transfer-encoding: chunked\r\n")
+        case .none, .closeDelimited:
+            break
+        }
+        if !keepAlive {
+            out.writeStaticString("connection: close\r\n")
+        } else if clientMinorVersion == 0 {
+            out.writeStaticString("connection: keep-alive\r\n")
+        }
+        out.writeStaticString("\r\n")
+    }
+
+    /// Writes trailer fields, minus the framing and routing fields that must never appear there.
+    static func writeTrailers(_ trailers: HTTPTrailers?, into out: inout ByteBuffer) {
+        guard let trailers else { return }
+        let head = HTTPHead(bytes: trailers.bytes, fields: trailers.fields, versionMinor: 1)
+        for index in head.fields.indices {
+            let field = head.fields[index]
+            switch field.nameEnd - field.nameStart {
+            case 4 where head.fieldNameIs(index, "host"): continue
+            case 14 where head.fieldNameIs(index, "content-length"): continue
+            case 17 where head.fieldNameIs(index, "transfer-encoding"): continue
+            default: Self.copyField(head, index, into: &out)
+            }
+        }
+    }
+
+    // MARK: Pieces
+
+    private static func copyField(_ head: HTTPHead, _ index: Int, into out: inout ByteBuffer) {
+        let field = head.fields[index]
+        let start = Int(field.nameStart)
+        out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + start, length: Int(field.nameEnd) - start)!)
+        out.writeStaticString(": ")
+        Self.copyValue(head, index, into: &out)
+        out.writeStaticString("\r\n")
+    }
+
+    private static func copyValue(_ head: HTTPHead, _ index: Int, into out: inout ByteBuffer) {
+        let field = head.fields[index]
+        let start = Int(field.valueStart)
+        out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + start, length: Int(field.valueEnd) - start)!)
+    }
+
+    /// Offsets of the field names listed in Connection, other than `close` and `keep-alive`.
+    private static func connectionNamedFields(_ head: HTTPHead) -> [Range<Int>] {
+        var named: [Range<Int>] = []
+        for index in head.fields.indices {
+            let field = head.fields[index]
+            guard field.nameEnd - field.nameStart == 10, head.fieldNameIs(index, "connection") else { continue }
+            forEachToken(head, field) { start, end in
+                if !tokenEquals(head, start, end, "close") && !tokenEquals(head, start, end, "keep-alive") {
+                    named.append(start..<end)
+                }
+            }
+        }
+        return named
+    }
+
+    private static func nameMatches(_ head: HTTPHead, _ index: Int, _ token: Range<Int>) -> Bool {
+        let field = head.fields[index]
+        guard Int(field.nameEnd - field.nameStart) == token.count else { return false }
+        return head.bytes.withUnsafeReadableBytes { raw in
+            for i in 0..<token.count
+            where asciiLower(raw[Int(field.nameStart) + i]) != asciiLower(raw[token.lowerBound + i]) {
+                return false
+            }
+            return true
+        }
+    }
+
+    /// Fixed hop-by-hop fields of a request, plus the fields Ficus re-emits itself.
+    private static func isRequestHopByHop(_ head: HTTPHead, _ index: Int) -> Bool {
+        let field = head.fields[index]
+        switch field.nameEnd - field.nameStart {
+        case 2:
+            // TE is hop-by-hop; `TE: trailers` is passed on so that the upstream may send trailers (as Envoy does).
+            return head.fieldNameIs(index, "te") && head.value(index).lowercased() != "trailers"
+        case 6: return head.fieldNameIs(index, "expect")
+        case 7: return head.fieldNameIs(index, "upgrade")
+        case 10: return head.fieldNameIs(index, "connection") || head.fieldNameIs(index, "keep-alive")
+        case 14: return head.fieldNameIs(index, "content-length")
+        case 16: return head.fieldNameIs(index, "proxy-connection")
+        case 17: return head.fieldNameIs(index, "transfer-encoding")
+        case 19: return head.fieldNameIs(index, "proxy-authorization")
+        default: return false
+        }
+    }
+
+    /// Fixed hop-by-hop fields of a response; Content-Length is decided by the caller.
+    private static func isResponseHopByHop(_ head: HTTPHead, _ index: Int) -> Bool {
+        let field = head.fields[index]
+        switch field.nameEnd - field.nameStart {
+        case 2: return head.fieldNameIs(index, "te")
+        case 7: return head.fieldNameIs(index, "upgrade")
+        case 10: return head.fieldNameIs(index, "connection") || head.fieldNameIs(index, "keep-alive")
+        case 16: return head.fieldNameIs(index, "proxy-connection")
+        case 17: return head.fieldNameIs(index, "transfer-encoding")
+        default: return false
+        }
+    }
+
+    /// Routing-override fields (`X-Ficus-*`) that only trusted clients may send.
+    private static func isFicusOverride(_ head: HTTPHead, _ index: Int) -> Bool {
+        let field = head.fields[index]
+        guard field.nameEnd - field.nameStart >= 8 else { return false }
+        return head.bytes.withUnsafeReadableBytes { raw in
+            let prefix: StaticString = "x-ficus-"
+            for i in 0..<8 where asciiLower(raw[Int(field.nameStart) + i]) != prefix.utf8Start[i] { return false }
+            return true
+        }
+    }
+}

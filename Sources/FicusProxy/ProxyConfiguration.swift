@@ -1,0 +1,51 @@
+import FicusCore
+import NIOCore
+
+/// Everything the data path needs that does not change with a configuration revision.
+///
+/// Built once at start-up by the CLI (the only place that reads argv and the environment); defaults are the ones
+/// RELIABILITY.md anchors on Envoy, HAProxy and nginx.
+public struct ProxyConfiguration: Sendable {
+    /// Address the proxy listens on.
+    public var listenHost = "127.0.0.1"
+    public var listenPort = 8080
+    /// Event-loop threads (0: one per core).
+    public var threads = 0
+    public var limits = HTTPLimits()
+    public var timeouts = Timeouts()
+    public var pool = PoolLimits()
+    /// Clients whose X-Forwarded-* and X-Ficus-* fields are trusted.
+    public var trustedProxies: [CIDR] = []
+    /// The pseudonym used in Via.
+    public var viaName = "ficus"
+    /// Whether one access-log line is written per request.
+    public var accessLog = true
+    /// How long a graceful shutdown waits for in-flight requests.
+    public var drainTimeout: TimeAmount = .seconds(30)
+
+    public init() {}
+
+    public struct Timeouts: Sendable {
+        /// Upstream TCP connect (and wait for a pooled connection); on expiry: 503.
+        public var connect: TimeAmount = .seconds(5)
+        /// From the request being sent to the upstream's response head; on expiry: 504.
+        public var responseHead: TimeAmount = .seconds(30)
+        /// From the first byte of a request to the end of its head (slowloris); on expiry: 408.
+        public var clientHeader: TimeAmount = .seconds(10)
+        /// Client keep-alive connection with no request in progress.
+        public var clientIdle: TimeAmount = .seconds(60)
+        /// Pooled upstream connection with no request in progress.
+        public var upstreamIdle: TimeAmount = .seconds(60)
+
+        public init() {}
+    }
+
+    public struct PoolLimits: Sendable {
+        /// Open connections per upstream, across all event loops.
+        public var maxConnectionsPerUpstream = 1024
+        /// Requests waiting for a connection per upstream, across all event loops; overflow: 503.
+        public var maxPendingPerUpstream = 1024
+
+        public init() {}
+    }
+}

@@ -1,0 +1,745 @@
+import FicusCore
+import Logging
+import NIOCore
+
+/// What one client connection shares with every other connection of its proxy.
+final class ProxyContext: Sendable {
+    let configuration: ProxyConfiguration
+    let routing: RoutingState
+    let metrics: ProxyMetrics?
+    let logger: Logger
+
+    init(configuration: ProxyConfiguration, routing: RoutingState, metrics: ProxyMetrics?, logger: Logger) {
+        self.configuration = configuration
+        self.routing = routing
+        self.metrics = metrics
+        self.logger = logger
+    }
+}
+
+/// Serves one client connection: parses requests, routes them, and streams them to and from upstreams.
+///
+/// Requests on a connection are handled one at a time; bytes a client pipelines behind a request wait, unparsed,
+/// until its response is complete, so answers go out in order and nothing behind a refused request is ever read.
+final class ProxyConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum State {
+        case idle
+        case readingHead
+        case exchange
+        case closing
+        case closed
+    }
+
+    /// The request in progress and everything known about its answer.
+    struct Exchange {
+        var method: HTTPMethodKind
+        var methodString: String
+        var path: String
+        var clientMinorVersion: UInt8
+        var requestFraming: HTTPBodyFraming
+        var started: NIODeadline
+        var route = "-"
+        var upstreamName = "-"
+        var upstream: Upstream?
+        var responseTimeout: TimeAmount
+        var outboundHead = ByteBuffer()
+        var connection: UpstreamConnection?
+        var waitingForConnection = false
+        var reused = false
+        var retried = false
+        var headWriteFailed = false
+        var requestEnded = false
+        var requestBodyForwarded: Int64 = 0
+        var pendingBody: [ByteBuffer] = []
+        var pendingBodyBytes = 0
+        var pendingEnd: HTTPTrailers?? = nil
+        var responseStarted = false
+        var responseComplete = false
+        var responseFraming: HeaderHygiene.ClientFraming = .none
+        var status = 0
+        var responseBytes: Int64 = 0
+        var keepAlive: Bool
+        var local = false
+    }
+
+    private let shared: ProxyContext
+    private let pool: UpstreamPool
+    private var context: ChannelHandlerContext?
+    private var parser: HTTP1Parser
+    private var inbound: ByteBuffer?
+    private var state: State = .idle
+    private var exchange: Exchange?
+    private var timer: DeadlineTimer?
+    private var processing = false
+    private var readsPaused = false
+    private var readPending = false
+    private var needsFlush = false
+    private var draining = false
+    private var inputClosed = false
+    private var clientAddress: IPAddress?
+    private var clientAddressText = "-"
+    private var clientTrusted = false
+    private let scratch = ByteBufferAllocator()
+
+    /// Request bodies buffered while no upstream connection is ready, and pipelined bytes held while a response is
+    /// in progress, are bounded by this many bytes before the client is no longer read.
+    private static let bufferLimit = 64 * 1024
+
+    init(shared: ProxyContext, pool: UpstreamPool) {
+        self.shared = shared
+        self.pool = pool
+        self.parser = HTTP1Parser(kind: .request, limits: shared.configuration.limits)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.timer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.timerExpired() }
+        if let remote = context.channel.remoteAddress {
+            self.clientAddressText = remote.ipAddress ?? "-"
+            self.clientAddress = remote.ipAddress.flatMap { IPAddress($0) }
+            if let address = self.clientAddress {
+                self.clientTrusted = self.shared.configuration.trustedProxies.contains { $0.contains(address) }
+            }
+        }
+        self.enterIdle()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = self.unwrapInboundIn(data)
+        if var inbound = self.inbound, inbound.readableBytes > 0 {
+            inbound.writeBuffer(&buffer)
+            self.inbound = inbound
+        } else {
+            self.inbound = buffer
+        }
+        self.processInbound()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.flushIfNeeded()
+        self.exchange?.connection?.flush()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.readsPaused {
+            self.readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        guard let connection = self.exchange?.connection else { return }
+        if context.channel.isWritable {
+            connection.resumeReads()
+        } else {
+            connection.pauseReads()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is ChannelShouldQuiesceEvent:
+            self.draining = true
+            if self.state == .idle { self.close() }
+        case ChannelEvent.inputClosed:
+            self.inputClosed = true
+            self.clientInputClosed()
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let previous = self.state
+        self.state = .closed
+        self.timer?.cancel()
+        self.inbound = nil
+        if previous == .exchange, var exchange = self.exchange {
+            if exchange.waitingForConnection, let upstream = exchange.upstream {
+                self.pool.cancel(self, upstream: upstream.name)
+            }
+            exchange.connection?.abort()
+            exchange.connection = nil
+            if !exchange.responseComplete {
+                // nginx's 499: the client went away before its answer was complete.
+                exchange.status = exchange.responseStarted ? exchange.status : 499
+                self.exchange = exchange
+                self.record(exchange)
+            }
+        }
+        self.exchange = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        self.close()
+    }
+
+    // MARK: Parsing
+
+    private func processInbound() {
+        guard !self.processing else { return }
+        self.processing = true
+        defer { self.processing = false }
+        loop: while true {
+            switch self.state {
+            case .closing, .closed:
+                self.inbound = nil
+                break loop
+            case .exchange where self.exchange?.requestEnded ?? false:
+                break loop
+            case .idle, .readingHead, .exchange:
+                break
+            }
+            var buffer = self.inbound ?? ByteBuffer()
+            let event: HTTP1Parser.Event?
+            do {
+                event = try self.parser.next(&buffer)
+            } catch {
+                self.inbound = nil
+                self.refuse(error)
+                break loop
+            }
+            self.inbound = buffer.readableBytes > 0 ? buffer : nil
+            guard let event else {
+                if self.state == .idle && !self.parser.isIdle {
+                    self.state = .readingHead
+                    self.timer?.set(.now() + self.shared.configuration.timeouts.clientHeader)
+                }
+                break loop
+            }
+            switch event {
+            case .head(let head): self.requestHead(head)
+            case .body(let body): self.requestBody(body)
+            case .end(let trailers): self.requestEnd(trailers)
+            }
+        }
+        self.updateReadPausing()
+        self.flushIfNeeded()
+    }
+
+    private func requestHead(_ head: HTTPHead) {
+        self.timer?.clear()
+        self.state = .exchange
+        self.shared.metrics?.inFlight(delta: 1)
+        let table = self.shared.routing.current
+        let view = RequestView(head: head, clientAddress: self.clientAddress)
+        var exchange = Exchange(
+            method: head.method,
+            methodString: head.methodString,
+            path: self.shared.configuration.accessLog ? head.target : "",
+            clientMinorVersion: head.versionMinor,
+            requestFraming: head.framing,
+            started: .now(),
+            responseTimeout: self.shared.configuration.timeouts.responseHead,
+            keepAlive: head.wantsKeepAlive && !self.draining
+        )
+        let decision = table.decide(view)
+        guard let route = decision.route else {
+            self.exchange = exchange
+            self.respondLocally(404, error: "no_route", detail: "no route matches \(view.method) \(view.path)")
+            return
+        }
+        exchange.route = route
+        exchange.upstreamName = decision.upstream
+        guard let upstream = table.upstream(named: decision.upstream) else {
+            self.exchange = exchange
+            self.respondLocally(
+                502,
+                error: "unknown_upstream",
+                detail: "route '\(route)' names upstream '\(decision.upstream)', which is not configured"
+            )
+            return
+        }
+        exchange.upstream = upstream
+        if let override = decision.timeouts.responseHeaderMilliseconds {
+            exchange.responseTimeout = .milliseconds(Int64(override))
+        }
+        var edits: HeaderHygiene.RequestEdits?
+        if let rewrite = decision.rewrite, !rewrite.isEmpty {
+            var target: String?
+            if rewrite.path != nil {
+                let path = rewrite.rewritePath(view.path)
+                target = view.query.map { path + "?" + $0 } ?? path
+            }
+            edits = HeaderHygiene.RequestEdits(
+                path: target,
+                setHeaders: rewrite.setHeaders.map { ($0.name, $0.value) },
+                removeHeaders: rewrite.removeHeaders
+            )
+        }
+        var out = self.scratch.buffer(capacity: head.bytes.readableBytes + 160)
+        HeaderHygiene.writeRequestHead(
+            head,
+            into: &out,
+            client: HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted),
+            viaName: self.shared.configuration.viaName,
+            edits: edits
+        )
+        exchange.outboundHead = out
+        exchange.waitingForConnection = true
+        self.exchange = exchange
+        if head.expectsContinue && head.framing != .none {
+            self.writeToClient(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
+        }
+        self.timer?.set(.now() + self.shared.configuration.timeouts.connect)
+        self.pool.acquire(upstream, for: self)
+    }
+
+    private func requestBody(_ body: ByteBuffer) {
+        guard var exchange = self.exchange else { return }
+        if exchange.local || exchange.responseComplete { return }  // the answer is already given; drop the rest
+        if let connection = exchange.connection {
+            Self.writeBody(body, framing: exchange.requestFraming, to: connection)
+            exchange.requestBodyForwarded += Int64(body.readableBytes)
+            self.exchange = exchange
+        } else {
+            exchange.pendingBody.append(body)
+            exchange.pendingBodyBytes += body.readableBytes
+            self.exchange = exchange
+        }
+    }
+
+    private func requestEnd(_ trailers: HTTPTrailers?) {
+        guard var exchange = self.exchange else { return }
+        exchange.requestEnded = true
+        if let connection = exchange.connection, !exchange.responseComplete, !exchange.local {
+            Self.writeEnd(trailers, framing: exchange.requestFraming, to: connection)
+            connection.requestComplete(true)
+            connection.flush()
+        } else if exchange.connection == nil && !exchange.local {
+            exchange.pendingEnd = .some(trailers)
+        }
+        self.exchange = exchange
+        self.finishIfDone()
+    }
+
+    private func clientInputClosed() {
+        switch self.state {
+        case .idle, .readingHead:
+            self.close()
+        case .exchange:
+            if self.exchange?.requestEnded == false {
+                // The client stopped sending in the middle of its request: the request is lost, not forwarded.
+                self.refuse(HTTPFramingError(.truncated, "the client closed its side in the middle of a request"))
+            }
+        case .closing, .closed:
+            break
+        }
+    }
+
+    // MARK: Upstream connection
+
+    private static func writeBody(_ body: ByteBuffer, framing: HTTPBodyFraming, to connection: UpstreamConnection) {
+        if case .chunked = framing {
+            var header = ByteBuffer()
+            header.writeString(String(body.readableBytes, radix: 16))
+            header.writeStaticString("\r\n")
+            connection.write(header)
+            connection.write(body)
+            connection.write(ByteBuffer(staticString: "\r\n"))
+        } else {
+            connection.write(body)
+        }
+    }
+
+    private static func writeEnd(_ trailers: HTTPTrailers?, framing: HTTPBodyFraming, to connection: UpstreamConnection) {
+        guard case .chunked = framing else { return }
+        var end = ByteBuffer(staticString: "0\r\n")
+        HeaderHygiene.writeTrailers(trailers, into: &end)
+        end.writeStaticString("\r\n")
+        connection.write(end)
+    }
+
+    private func startExchange(on connection: UpstreamConnection, reused: Bool) {
+        guard var exchange = self.exchange, self.state == .exchange else {
+            self.pool.release(connection)
+            return
+        }
+        self.timer?.clear()
+        exchange.waitingForConnection = false
+        exchange.connection = connection
+        exchange.reused = reused
+        connection.begin(delegate: self, method: exchange.method, responseTimeout: exchange.responseTimeout)
+        if reused && !exchange.method.isRetryable {
+            // Knowing that nothing of a non-idempotent request was written is what allows re-sending it.
+            let promise = connection.context!.eventLoop.makePromise(of: Void.self)
+            let this = UnsafeTransfer(self)
+            promise.futureResult.whenFailure { _ in this.value.exchange?.headWriteFailed = true }
+            connection.write(exchange.outboundHead, promise: promise)
+        } else {
+            connection.write(exchange.outboundHead)
+        }
+        for body in exchange.pendingBody {
+            Self.writeBody(body, framing: exchange.requestFraming, to: connection)
+            exchange.requestBodyForwarded += Int64(body.readableBytes)
+        }
+        exchange.pendingBody.removeAll()
+        exchange.pendingBodyBytes = 0
+        if case .some(let trailers) = exchange.pendingEnd {
+            Self.writeEnd(trailers, framing: exchange.requestFraming, to: connection)
+            connection.requestComplete(true)
+            exchange.pendingEnd = nil
+        } else if exchange.requestEnded {
+            connection.requestComplete(true)
+        }
+        self.exchange = exchange
+        connection.flush()
+        if let context = self.context, !context.channel.isWritable { connection.pauseReads() }
+        self.updateReadPausing()
+    }
+
+    /// Whether a failed exchange may be sent again on a fresh connection (RELIABILITY.md: only a reused connection
+    /// found dead, and only when nothing was written or the request is idempotent with no body streamed).
+    private func mayRetry(_ exchange: Exchange, _ failure: UpstreamFailure) -> Bool {
+        guard exchange.reused, !exchange.retried, !exchange.responseStarted else { return false }
+        guard case .closedBeforeHead = failure, exchange.connection?.sawResponseBytes != true else { return false }
+        if exchange.headWriteFailed { return true }
+        return exchange.method.isRetryable && exchange.requestBodyForwarded == 0
+    }
+
+    // MARK: Answers
+
+    private func writeToClient(_ buffer: ByteBuffer) {
+        self.context?.write(self.wrapOutboundOut(buffer), promise: nil)
+        self.needsFlush = true
+    }
+
+    private func flushIfNeeded() {
+        if self.needsFlush {
+            self.needsFlush = false
+            self.context?.flush()
+        }
+    }
+
+    /// Answers the current request from Ficus itself (no upstream involved, or the upstream failed).
+    private func respondLocally(_ status: Int, error: String, detail: String, retryAfter: Bool = false) {
+        guard var exchange = self.exchange else { return }
+        precondition(!exchange.responseStarted)
+        exchange.local = true
+        exchange.responseStarted = true
+        exchange.responseComplete = true
+        exchange.status = status
+        // The connection stays open only if the request has been (or can cheaply be) read to its end.
+        let bodyPending = !exchange.requestEnded && exchange.requestFraming != .none
+        if bodyPending { exchange.keepAlive = false }
+        let upstream = exchange.upstreamName == "-" ? nil : exchange.upstreamName
+        let response = LocalResponse.json(
+            status: status,
+            error: error,
+            detail: detail,
+            upstream: upstream,
+            keepAlive: exchange.keepAlive,
+            retryAfter: retryAfter,
+            headOnly: exchange.method == .head
+        )
+        exchange.responseBytes = Int64(response.readableBytes)
+        self.exchange = exchange
+        self.writeToClient(response)
+        self.finishIfDone()
+    }
+
+    /// Refuses a request that broke the framing rules: status, `Connection: close`, close; nothing forwarded.
+    private func refuse(_ error: HTTPFramingError) {
+        self.shared.metrics?.framingRefused(error.reason)
+        self.shared.logger.debug(
+            "refused request",
+            metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)", "client": "\(self.clientAddressText)"]
+        )
+        self.inbound = nil
+        if var exchange = self.exchange {
+            exchange.connection?.abort()
+            exchange.connection = nil
+            if exchange.waitingForConnection, let upstream = exchange.upstream {
+                self.pool.cancel(self, upstream: upstream.name)
+            }
+            exchange.waitingForConnection = false
+            self.exchange = exchange
+            if exchange.responseStarted {
+                self.close()
+                return
+            }
+        } else {
+            self.state = .exchange
+            self.shared.metrics?.inFlight(delta: 1)
+            self.exchange = Exchange(
+                method: .other,
+                methodString: "-",
+                path: "-",
+                clientMinorVersion: 1,
+                requestFraming: .none,
+                started: .now(),
+                responseTimeout: .seconds(0),
+                keepAlive: false
+            )
+        }
+        self.exchange?.keepAlive = false
+        self.exchange?.requestEnded = true
+        guard error.reason != .truncated else {
+            self.finishExchange()
+            return
+        }
+        self.respondLocally(error.status, error: error.reason.rawValue, detail: error.detail)
+    }
+
+    private func finishIfDone() {
+        guard let exchange = self.exchange, exchange.responseComplete else { return }
+        if exchange.requestEnded {
+            self.finishExchange()
+        } else if !exchange.local || exchange.requestFraming != .none {
+            // Answered before the request was fully read: close rather than read the rest.
+            self.exchange?.keepAlive = false
+            self.finishExchange()
+        }
+    }
+
+    private func finishExchange() {
+        guard let exchange = self.exchange else { return }
+        self.exchange = nil
+        self.record(exchange)
+        if exchange.keepAlive && !self.draining && !self.inputClosed {
+            self.enterIdle()
+            if self.inbound != nil, !self.processing {
+                self.processInbound()
+            }
+        } else {
+            self.closeAfterFlush()
+        }
+    }
+
+    private func record(_ exchange: Exchange) {
+        self.shared.metrics?.inFlight(delta: -1)
+        let duration = NIODeadline.now() - exchange.started
+        self.shared.metrics?.requestFinished(
+            route: exchange.route,
+            upstream: exchange.upstreamName,
+            status: exchange.status,
+            duration: duration
+        )
+        guard self.shared.configuration.accessLog else { return }
+        self.shared.logger.info(
+            "request",
+            metadata: [
+                "method": "\(exchange.methodString)",
+                "path": "\(exchange.path)",
+                "status": "\(exchange.status)",
+                "route": "\(exchange.route)",
+                "upstream": "\(exchange.upstreamName)",
+                "duration_ms": "\(Double(duration.nanoseconds) / 1_000_000)",
+                "bytes": "\(exchange.responseBytes)",
+                "client": "\(self.clientAddressText)",
+            ]
+        )
+    }
+
+    private func enterIdle() {
+        self.state = .idle
+        self.timer?.set(.now() + self.shared.configuration.timeouts.clientIdle)
+        if self.draining { self.close() }
+    }
+
+    private func closeAfterFlush() {
+        guard self.state != .closing, self.state != .closed, let context = self.context else { return }
+        self.state = .closing
+        self.needsFlush = false
+        self.timer?.cancel()
+        let this = UnsafeTransfer(self)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(self.wrapOutboundOut(ByteBuffer()), promise: promise)
+        promise.futureResult.whenComplete { _ in this.value.close() }
+    }
+
+    private func close() {
+        guard self.state != .closed else { return }
+        if self.state != .closing { self.state = .closing }
+        self.timer?.cancel()
+        self.context?.close(promise: nil)
+    }
+
+    private func updateReadPausing() {
+        var pause = false
+        if let exchange = self.exchange {
+            if let connection = exchange.connection, !connection.isWritable { pause = true }
+            if exchange.pendingBodyBytes > Self.bufferLimit { pause = true }
+        }
+        if let inbound = self.inbound, inbound.readableBytes > Self.bufferLimit { pause = true }
+        if pause {
+            self.readsPaused = true
+        } else if self.readsPaused {
+            self.readsPaused = false
+            if self.readPending {
+                self.readPending = false
+                self.context?.read()
+            }
+        }
+    }
+
+    private func timerExpired() {
+        switch self.state {
+        case .idle:
+            self.close()
+        case .readingHead:
+            self.inbound = nil
+            self.shared.metrics?.framingRefused(.truncated)
+            self.state = .exchange
+            self.shared.metrics?.inFlight(delta: 1)
+            self.exchange = Exchange(
+                method: .other,
+                methodString: "-",
+                path: "-",
+                clientMinorVersion: 1,
+                requestFraming: .none,
+                started: .now(),
+                responseTimeout: .seconds(0),
+                keepAlive: false
+            )
+            self.exchange?.requestEnded = true
+            self.respondLocally(408, error: "request_timeout", detail: "the request head did not arrive in time")
+            self.flushIfNeeded()
+        case .exchange:
+            // Waiting for a pooled connection took longer than the connect timeout.
+            guard var exchange = self.exchange, exchange.waitingForConnection, let upstream = exchange.upstream else {
+                return
+            }
+            self.pool.cancel(self, upstream: upstream.name)
+            exchange.waitingForConnection = false
+            self.exchange = exchange
+            self.connectionFailed(.connectTimeout)
+        case .closing, .closed:
+            break
+        }
+    }
+}
+
+extension ProxyConnectionHandler: UpstreamConnectionRequester {
+    func connectionReady(_ connection: UpstreamConnection, reused: Bool) {
+        guard self.state == .exchange, self.exchange?.waitingForConnection == true else {
+            // The client went away (or was answered) while the connection was being set up.
+            if connection.isUsable || connection.state == .connecting { self.pool.release(connection) }
+            return
+        }
+        self.startExchange(on: connection, reused: reused)
+        self.flushIfNeeded()
+    }
+
+    func connectionFailed(_ failure: UpstreamFailure) {
+        guard self.state == .exchange, var exchange = self.exchange, !exchange.responseStarted else { return }
+        exchange.waitingForConnection = false
+        self.exchange = exchange
+        self.answerFailure(failure)
+        self.flushIfNeeded()
+    }
+
+    private func answerFailure(_ failure: UpstreamFailure) {
+        let upstream = self.exchange?.upstreamName ?? "-"
+        switch failure {
+        case .connectFailed(let detail):
+            self.respondLocally(502, error: "upstream_unavailable", detail: "cannot connect to upstream '\(upstream)': \(detail)")
+        case .connectTimeout:
+            self.respondLocally(503, error: "upstream_connect_timeout", detail: "connecting to upstream '\(upstream)' timed out", retryAfter: true)
+        case .poolExhausted:
+            self.respondLocally(503, error: "upstream_overloaded", detail: "upstream '\(upstream)' has no free connection and its queue is full", retryAfter: true)
+        case .responseTimeout:
+            self.respondLocally(504, error: "upstream_timeout", detail: "upstream '\(upstream)' did not answer in time")
+        case .closedBeforeHead:
+            self.respondLocally(502, error: "upstream_reset", detail: "upstream '\(upstream)' closed the connection before answering")
+        case .closedAfterHead:
+            self.close()
+        case .badResponse(let error):
+            self.respondLocally(502, error: "upstream_bad_response", detail: "upstream '\(upstream)' sent an invalid response: \(error.detail)")
+        }
+    }
+}
+
+extension ProxyConnectionHandler: UpstreamExchangeDelegate {
+    func upstreamResponseHead(_ head: HTTPHead) {
+        guard var exchange = self.exchange else { return }
+        exchange.responseStarted = true
+        exchange.status = head.status
+        exchange.responseFraming = HeaderHygiene.clientFraming(for: head, clientMinorVersion: exchange.clientMinorVersion)
+        if case .closeDelimited = exchange.responseFraming { exchange.keepAlive = false }
+        if !exchange.requestEnded || self.draining { exchange.keepAlive = false }
+        var out = self.scratch.buffer(capacity: head.bytes.readableBytes + 64)
+        HeaderHygiene.writeResponseHead(
+            head,
+            into: &out,
+            framing: exchange.responseFraming,
+            keepAlive: exchange.keepAlive,
+            clientMinorVersion: exchange.clientMinorVersion
+        )
+        exchange.responseBytes += Int64(out.readableBytes)
+        self.exchange = exchange
+        self.writeToClient(out)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        guard self.exchange != nil else { return }
+        self.exchange!.responseBytes += Int64(body.readableBytes)
+        if case .chunked = self.exchange!.responseFraming {
+            var header = ByteBuffer()
+            header.writeString(String(body.readableBytes, radix: 16))
+            header.writeStaticString("\r\n")
+            self.writeToClient(header)
+            self.writeToClient(body)
+            self.writeToClient(ByteBuffer(staticString: "\r\n"))
+        } else {
+            self.writeToClient(body)
+        }
+        if let context = self.context, !context.channel.isWritable {
+            self.exchange?.connection?.pauseReads()
+        }
+    }
+
+    func upstreamResponseEnd(_ trailers: HTTPTrailers?) {
+        guard var exchange = self.exchange else { return }
+        if case .chunked = exchange.responseFraming {
+            var end = ByteBuffer(staticString: "0\r\n")
+            HeaderHygiene.writeTrailers(trailers, into: &end)
+            end.writeStaticString("\r\n")
+            self.writeToClient(end)
+        }
+        exchange.responseComplete = true
+        exchange.connection = nil
+        self.exchange = exchange
+        self.flushIfNeeded()
+        self.finishIfDone()
+    }
+
+    func upstreamReadComplete() {
+        self.flushIfNeeded()
+    }
+
+    func upstreamFailed(_ failure: UpstreamFailure) {
+        guard var exchange = self.exchange else { return }
+        if self.mayRetry(exchange, failure), let upstream = exchange.upstream {
+            exchange.retried = true
+            exchange.connection = nil
+            exchange.waitingForConnection = true
+            self.exchange = exchange
+            self.timer?.set(.now() + self.shared.configuration.timeouts.connect)
+            self.pool.acquire(upstream, for: self, fresh: true)
+            return
+        }
+        exchange.connection = nil
+        self.exchange = exchange
+        if exchange.responseStarted {
+            // Never let a truncated answer look complete: the client sees the connection close.
+            self.flushIfNeeded()
+            self.close()
+            return
+        }
+        self.answerFailure(failure)
+        self.flushIfNeeded()
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        self.updateReadPausing()
+    }
+}

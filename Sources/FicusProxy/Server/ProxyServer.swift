@@ -1,0 +1,140 @@
+import FicusCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The routing table in force, swapped atomically when a new revision arrives.
+///
+/// A request reads the table once, when its head arrives, and keeps it: requests in flight finish on the table they
+/// started with.
+public final class RoutingState: Sendable {
+    private let box: NIOLockedValueBox<RoutingTable>
+
+    public init(_ table: RoutingTable) {
+        self.box = NIOLockedValueBox(table)
+    }
+
+    public var current: RoutingTable { self.box.withLockedValue { $0 } }
+
+    public func replace(with table: RoutingTable) {
+        self.box.withLockedValue { $0 = table }
+    }
+}
+
+/// The proxy listener: accepts client connections and gives each event loop its own upstream pool.
+public final class ProxyServer: Sendable {
+    private let shared: ProxyContext
+    private let group: EventLoopGroup
+    private let pools: [ObjectIdentifier: UnsafeTransfer<UpstreamPool>]
+    private let state = NIOLockedValueBox(ServerState())
+
+    struct ServerState {
+        var channel: Channel?
+        var children: [ObjectIdentifier: Channel] = [:]
+        var drained: [CheckedContinuation<Void, Never>] = []
+    }
+
+    public init(
+        configuration: ProxyConfiguration,
+        routing: RoutingState,
+        metrics: ProxyMetrics?,
+        logger: Logger,
+        group: EventLoopGroup
+    ) {
+        self.shared = ProxyContext(configuration: configuration, routing: routing, metrics: metrics, logger: logger)
+        self.group = group
+        let loops = Array(group.makeIterator())
+        var pools: [ObjectIdentifier: UnsafeTransfer<UpstreamPool>] = [:]
+        for loop in loops {
+            pools[ObjectIdentifier(loop)] = UnsafeTransfer(
+                UpstreamPool(eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics)
+            )
+        }
+        self.pools = pools
+    }
+
+    /// The address the proxy is bound to (after `start`).
+    public var localAddress: SocketAddress? {
+        self.state.withLockedValue { $0.channel?.localAddress }
+    }
+
+    /// Binds the listener and starts accepting connections.
+    public func start() async throws {
+        let configuration = self.shared.configuration
+        let bootstrap = ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                self.initializeChild(channel)
+            }
+        let channel = try await bootstrap.bind(host: configuration.listenHost, port: configuration.listenPort).get()
+        self.state.withLockedValue { $0.channel = channel }
+    }
+
+    private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
+        guard let pool = self.pools[ObjectIdentifier(channel.eventLoop)] else {
+            return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        let id = ObjectIdentifier(channel)
+        let accepted = self.state.withLockedValue { state -> Bool in
+            guard state.channel != nil || state.children.isEmpty else { return false }
+            state.children[id] = channel
+            return true
+        }
+        guard accepted else { return channel.close() }
+        channel.closeFuture.whenComplete { _ in
+            let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+                state.children[id] = nil
+                guard state.children.isEmpty else { return [] }
+                defer { state.drained.removeAll() }
+                return state.drained
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: self.shared, pool: pool.value))
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `drainTimeout`, then closes what is left.
+    public func shutdown(drainTimeout: TimeAmount? = nil) async {
+        let timeout = drainTimeout ?? self.shared.configuration.drainTimeout
+        let listener = self.state.withLockedValue { state -> Channel? in
+            defer { state.channel = nil }
+            return state.channel
+        }
+        try? await listener?.close()
+        let children = self.state.withLockedValue { Array($0.children.values) }
+        for child in children {
+            child.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let done = self.state.withLockedValue { state -> Bool in
+                        if state.children.isEmpty { return true }
+                        state.drained.append(continuation)
+                        return false
+                    }
+                    if done { continuation.resume() }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(nanoseconds: UInt64(max(0, timeout.nanoseconds)))
+            }
+            await group.next()
+            group.cancelAll()
+            let left = self.state.withLockedValue { Array($0.children.values) }
+            for child in left { child.close(promise: nil) }
+            await group.next()
+        }
+        for pool in self.pools.values {
+            let value = pool
+            try? await pool.value.eventLoop.submit { value.value.closeIdle() }.get()
+        }
+    }
+}

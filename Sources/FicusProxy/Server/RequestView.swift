@@ -1,0 +1,78 @@
+import FicusCore
+import NIOCore
+
+/// A parsed request head seen through the routing engine's eyes, built lazily from the head's bytes.
+struct RequestView: RoutableRequest {
+    let head: HTTPHead
+    let clientAddress: IPAddress?
+    private let pathRange: Range<Int>
+    private let queryRange: Range<Int>?
+    private let authority: Range<Int>?
+
+    init(head: HTTPHead, clientAddress: IPAddress?) {
+        self.head = head
+        self.clientAddress = clientAddress
+        let (target, authority) = HeaderHygiene.originForm(head)
+        self.authority = authority
+        let question = head.bytes.withUnsafeReadableBytes { raw in
+            raw[target].firstIndex(of: 0x3F)
+        }
+        if let question {
+            self.pathRange = target.lowerBound..<question
+            self.queryRange = (question + 1)..<target.upperBound
+        } else {
+            self.pathRange = target
+            self.queryRange = nil
+        }
+    }
+
+    var method: String { self.head.methodString }
+
+    var host: String? {
+        let range: Range<Int>
+        if let authority = self.authority {
+            range = authority
+        } else if let index = self.head.hostIndex {
+            let field = self.head.fields[index]
+            range = Int(field.valueStart)..<Int(field.valueEnd)
+        } else {
+            return nil
+        }
+        let end = self.head.bytes.withUnsafeReadableBytes { raw -> Int in
+            // Strip the port, leaving IPv6 literals ("[::1]:80") intact.
+            var i = range.upperBound
+            while i > range.lowerBound {
+                i -= 1
+                if raw[i] == 0x3A { return i }
+                if raw[i] == 0x5D || !isDigit(raw[i]) { break }
+            }
+            return range.upperBound
+        }
+        return self.head.string(range.lowerBound..<end).lowercased()
+    }
+
+    var path: String {
+        self.pathRange.isEmpty ? "/" : self.head.string(self.pathRange)
+    }
+
+    var query: String? {
+        self.queryRange.map { self.head.string($0) }
+    }
+
+    func header(_ name: String) -> String? {
+        self.head.firstValue(name)
+    }
+
+    func cookie(_ name: String) -> String? {
+        for value in self.head.values("cookie") {
+            for pair in value.split(separator: ";") {
+                let trimmed = pair.trimmingWhitespace()
+                guard let equals = trimmed.firstIndex(of: "=") else { continue }
+                if trimmed[..<equals] == name {
+                    return String(trimmed[trimmed.index(after: equals)...])
+                }
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,65 @@
+import NIOCore
+
+/// A per-connection deadline that costs a variable write to move, not a timer per request.
+///
+/// DESIGN.md measured per-request timers as a real cost on the hot path. This keeps at most one scheduled task per
+/// connection: moving the deadline later only updates a field, and the task, when it fires early, re-arms itself
+/// for the remaining time. Loop-confined: every call must happen on `eventLoop`.
+final class DeadlineTimer {
+    private let eventLoop: EventLoop
+    private var deadline: NIODeadline?
+    private var scheduled: Scheduled<Void>?
+    private var scheduledFor: NIODeadline = .distantFuture
+    private let onExpiry: () -> Void
+
+    init(eventLoop: EventLoop, onExpiry: @escaping () -> Void) {
+        self.eventLoop = eventLoop
+        self.onExpiry = onExpiry
+    }
+
+    /// Arms (or moves) the deadline.
+    func set(_ deadline: NIODeadline) {
+        self.deadline = deadline
+        if self.scheduled == nil || deadline < self.scheduledFor {
+            self.scheduled?.cancel()
+            self.schedule(at: deadline)
+        }
+    }
+
+    /// Disarms the deadline; a scheduled task that fires later finds nothing to do.
+    func clear() {
+        self.deadline = nil
+    }
+
+    /// Cancels everything; used when the connection closes.
+    func cancel() {
+        self.deadline = nil
+        self.scheduled?.cancel()
+        self.scheduled = nil
+    }
+
+    private func schedule(at deadline: NIODeadline) {
+        self.scheduledFor = deadline
+        let box = UnsafeTransfer(self)
+        self.scheduled = self.eventLoop.scheduleTask(deadline: deadline) {
+            box.value.fired()
+        }
+    }
+
+    private func fired() {
+        self.scheduled = nil
+        guard let deadline = self.deadline else { return }
+        if deadline > .now() {
+            self.schedule(at: deadline)
+            return
+        }
+        self.deadline = nil
+        self.onExpiry()
+    }
+}
+
+/// Carries a loop-confined reference into a `@Sendable` closure that runs on the same event loop.
+struct UnsafeTransfer<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,268 @@
+import FicusCore
+import NIOCore
+
+/// Why an exchange with an upstream failed.
+enum UpstreamFailure: Error {
+    case connectFailed(String)
+    case connectTimeout
+    case poolExhausted
+    case closedBeforeHead
+    case closedAfterHead
+    case responseTimeout
+    case badResponse(HTTPFramingError)
+}
+
+/// The receiver of one upstream exchange's events (the client connection it serves).
+protocol UpstreamExchangeDelegate: AnyObject {
+    func upstreamResponseHead(_ head: HTTPHead)
+    func upstreamResponseBody(_ body: ByteBuffer)
+    func upstreamResponseEnd(_ trailers: HTTPTrailers?)
+    func upstreamReadComplete()
+    func upstreamFailed(_ failure: UpstreamFailure)
+    func upstreamWritabilityChanged(_ writable: Bool)
+}
+
+/// One keep-alive connection to an upstream address, parsing responses and handing them to the current exchange.
+///
+/// Loop-confined: it lives on the event loop of the client connections it serves, so handing events across is a
+/// method call, never a thread hop.
+final class UpstreamConnection: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum State {
+        case connecting
+        case idle
+        case active
+        case closed
+    }
+
+    let upstream: String
+    let endpoint: Endpoint
+    private(set) var state: State = .connecting
+    private(set) var context: ChannelHandlerContext?
+    weak var pool: UpstreamPool?
+    private var delegate: UpstreamExchangeDelegate?
+    private var parser = HTTP1Parser(kind: .response, limits: .response)
+    private var inbound: ByteBuffer?
+    private var readsPaused = false
+    private var readPending = false
+    private(set) var sawResponseBytes = false
+    private(set) var exchangesServed = 0
+    private var timer: DeadlineTimer?
+    private var responseTimeout: TimeAmount = .seconds(30)
+    private let idleTimeout: TimeAmount
+
+    init(upstream: String, endpoint: Endpoint, idleTimeout: TimeAmount) {
+        self.upstream = upstream
+        self.endpoint = endpoint
+        self.idleTimeout = idleTimeout
+    }
+
+    var isUsable: Bool { self.state == .idle && (self.context?.channel.isActive ?? false) }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.timer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.timerExpired() }
+    }
+
+    /// Starts an exchange: `head` (already hygienic) is written, and responses go to `delegate`.
+    func begin(
+        delegate: UpstreamExchangeDelegate,
+        method: HTTPMethodKind,
+        responseTimeout: TimeAmount
+    ) {
+        precondition(self.state == .idle || self.state == .connecting, "one exchange at a time")
+        self.state = .active
+        self.delegate = delegate
+        self.sawResponseBytes = false
+        self.responseHeadReceived = false
+        self.pendingInterim = false
+        self.requestFullySent = false
+        self.parser.expectResponse(to: method)
+        self.responseTimeout = responseTimeout
+        self.timer?.set(.now() + responseTimeout)
+        self.exchangesServed += 1
+    }
+
+    func write(_ buffer: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+        self.context?.write(self.wrapOutboundOut(buffer), promise: promise)
+    }
+
+    func flush() {
+        self.context?.flush()
+    }
+
+    var isWritable: Bool { self.context?.channel.isWritable ?? false }
+
+    /// Ends the exchange and closes the connection (the exchange was abandoned or cannot be reused).
+    func abort() {
+        self.delegate = nil
+        self.close()
+    }
+
+    /// Marks the exchange finished: the connection goes back to its pool or is closed.
+    private func finishExchange(reusable: Bool) {
+        self.delegate = nil
+        self.timer?.clear()
+        if reusable, self.state == .active {
+            self.state = .idle
+            self.resumeReads()
+            self.timer?.set(.now() + self.idleTimeout)
+            self.pool?.release(self)
+        } else {
+            self.close()
+        }
+    }
+
+    private var requestFullySent = true
+
+    /// Tells the connection whether the current request has been written completely (a response that ends
+    /// before its request does leaves the connection unusable).
+    func requestComplete(_ complete: Bool) {
+        self.requestFullySent = complete
+    }
+
+    func close() {
+        guard self.state != .closed else { return }
+        self.state = .closed
+        self.timer?.cancel()
+        self.context?.close(promise: nil)
+    }
+
+    func pauseReads() { self.readsPaused = true }
+
+    func resumeReads() {
+        guard self.readsPaused else { return }
+        self.readsPaused = false
+        if self.readPending {
+            self.readPending = false
+            self.context?.read()
+        }
+    }
+
+    // MARK: Channel events
+
+    func channelActive(context: ChannelHandlerContext) {
+        if self.state == .connecting { self.state = .idle }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.readsPaused {
+            self.readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = self.unwrapInboundIn(data)
+        guard self.state == .active, self.delegate != nil else {
+            // Bytes from an upstream that was not asked anything: the connection cannot be trusted any more.
+            self.close()
+            return
+        }
+        self.sawResponseBytes = true
+        if var inbound = self.inbound, inbound.readableBytes > 0 {
+            inbound.writeBuffer(&buffer)
+            self.inbound = inbound
+        } else {
+            self.inbound = buffer
+        }
+        self.processInbound()
+    }
+
+    private func processInbound() {
+        while self.state == .active, let delegate = self.delegate {
+            var buffer = self.inbound ?? ByteBuffer()
+            let event: HTTP1Parser.Event?
+            do {
+                event = try self.parser.next(&buffer)
+            } catch {
+                self.inbound = nil
+                self.delegate = nil
+                self.close()
+                delegate.upstreamFailed(.badResponse(error))
+                return
+            }
+            self.inbound = buffer.readableBytes > 0 ? buffer : nil
+            guard let event else { return }
+            switch event {
+            case .head(let head):
+                if head.status < 200 {
+                    // Informational answers are not forwarded (Ficus answers 100-continue itself); 101 means an
+                    // upgrade Ficus never asked for.
+                    if head.status == 101 {
+                        self.delegate = nil
+                        self.close()
+                        delegate.upstreamFailed(.badResponse(HTTPFramingError(.badStatus, "unexpected 101")))
+                        return
+                    }
+                    self.pendingInterim = true
+                    continue
+                }
+                self.timer?.clear()
+                self.responseHeadReceived = true
+                self.keepAliveAfterResponse = head.wantsKeepAlive && head.framing != .untilClose
+                delegate.upstreamResponseHead(head)
+            case .body(let body):
+                delegate.upstreamResponseBody(body)
+            case .end(let trailers):
+                if self.pendingInterim {
+                    self.pendingInterim = false
+                    continue
+                }
+                let reusable = self.keepAliveAfterResponse && self.requestFullySent && self.inbound == nil
+                self.finishExchange(reusable: reusable)
+                delegate.upstreamResponseEnd(trailers)
+                return
+            }
+        }
+    }
+
+    private var keepAliveAfterResponse = true
+    private var pendingInterim = false
+    private var responseHeadReceived = false
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.delegate?.upstreamReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.delegate?.upstreamWritabilityChanged(context.channel.isWritable)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let wasActive = self.state == .active
+        self.state = .closed
+        self.timer?.cancel()
+        self.pool?.connectionClosed(self)
+        guard wasActive, let delegate = self.delegate else { return }
+        self.delegate = nil
+        if self.responseHeadReceived, case .end(let trailers)? = try? self.parser.peerClosed() {
+            // A body delimited by the close of the connection has ended.
+            delegate.upstreamResponseEnd(trailers)
+            return
+        }
+        delegate.upstreamFailed(self.responseHeadReceived ? .closedAfterHead : .closedBeforeHead)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    private func timerExpired() {
+        switch self.state {
+        case .active:
+            guard let delegate = self.delegate else { return }
+            self.delegate = nil
+            self.close()
+            delegate.upstreamFailed(.responseTimeout)
+        case .idle:
+            self.close()
+        case .connecting, .closed:
+            break
+        }
+    }
+}

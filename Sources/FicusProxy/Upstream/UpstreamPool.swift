@@ -1,0 +1,173 @@
+import FicusCore
+import NIOCore
+import NIOPosix
+
+/// Someone waiting for an upstream connection.
+protocol UpstreamConnectionRequester: AnyObject {
+    func connectionReady(_ connection: UpstreamConnection, reused: Bool)
+    func connectionFailed(_ failure: UpstreamFailure)
+}
+
+/// The keep-alive connections of one event loop to every upstream.
+///
+/// One pool per event loop means no locks and no thread hops on the hot path; the configured limits are divided
+/// among the loops. Loop-confined: every method must be called on `eventLoop`.
+final class UpstreamPool {
+    final class Entry {
+        var addresses: [Endpoint] = []
+        var next = 0
+        var idle: [UpstreamConnection] = []
+        var open = 0
+        var waiters = CircularBuffer<UpstreamConnectionRequester>()
+    }
+
+    let eventLoop: EventLoop
+    private let maxConnections: Int
+    private let maxPending: Int
+    private let timeouts: ProxyConfiguration.Timeouts
+    private var entries: [String: Entry] = [:]
+    let metrics: ProxyMetrics?
+
+    init(eventLoop: EventLoop, configuration: ProxyConfiguration, loops: Int, metrics: ProxyMetrics?) {
+        self.eventLoop = eventLoop
+        self.maxConnections = max(1, (configuration.pool.maxConnectionsPerUpstream + loops - 1) / loops)
+        self.maxPending = max(0, (configuration.pool.maxPendingPerUpstream + loops - 1) / loops)
+        self.timeouts = configuration.timeouts
+        self.metrics = metrics
+    }
+
+    private func entry(for upstream: Upstream) -> Entry {
+        let entry: Entry
+        if let existing = self.entries[upstream.name] {
+            entry = existing
+        } else {
+            entry = Entry()
+            self.entries[upstream.name] = entry
+        }
+        if entry.addresses != upstream.addresses {
+            // A new revision moved the upstream: new connections go to the new addresses; idle connections to old
+            // ones are closed when found, in-flight ones finish where they are.
+            entry.addresses = upstream.addresses
+            entry.next = 0
+        }
+        return entry
+    }
+
+    /// Hands `requester` a connection now, later (queued), or a failure.
+    func acquire(_ upstream: Upstream, for requester: UpstreamConnectionRequester, fresh: Bool = false) {
+        let entry = self.entry(for: upstream)
+        while !fresh, let connection = entry.idle.popLast() {
+            self.metrics?.idleConnections(upstream.name, delta: -1)
+            if connection.isUsable && entry.addresses.contains(connection.endpoint) {
+                requester.connectionReady(connection, reused: true)
+                return
+            }
+            connection.close()
+        }
+        guard !entry.addresses.isEmpty else {
+            requester.connectionFailed(.connectFailed("upstream '\(upstream.name)' has no addresses"))
+            return
+        }
+        if entry.open < self.maxConnections {
+            self.connect(upstream.name, entry, for: requester)
+        } else if entry.waiters.count < self.maxPending {
+            entry.waiters.append(requester)
+        } else {
+            requester.connectionFailed(.poolExhausted)
+        }
+    }
+
+    /// Withdraws a queued request (its client went away or its wait timed out).
+    func cancel(_ requester: UpstreamConnectionRequester, upstream: String) {
+        guard let entry = self.entries[upstream],
+            let index = entry.waiters.firstIndex(where: { $0 === requester })
+        else { return }
+        entry.waiters.remove(at: index)
+    }
+
+    private func connect(_ name: String, _ entry: Entry, for requester: UpstreamConnectionRequester) {
+        let endpoint = entry.addresses[entry.next % entry.addresses.count]
+        entry.next &+= 1
+        entry.open += 1
+        self.metrics?.openConnections(name, delta: 1)
+        let connection = UpstreamConnection(upstream: name, endpoint: endpoint, idleTimeout: self.timeouts.upstreamIdle)
+        connection.pool = self
+        let handler = UnsafeTransfer(connection)
+        let bootstrap = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(self.timeouts.connect)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.autoRead, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(handler.value)
+                }
+            }
+        let pool = UnsafeTransfer(self)
+        let waiting = UnsafeTransfer(requester)
+        bootstrap.connect(host: endpoint.host, port: endpoint.port).whenComplete { result in
+            switch result {
+            case .success:
+                waiting.value.connectionReady(handler.value, reused: false)
+            case .failure(let error):
+                pool.value.connectFailed(name, error: error, requester: waiting.value)
+            }
+        }
+    }
+
+    private func connectFailed(_ name: String, error: Error, requester: UpstreamConnectionRequester) {
+        if let entry = self.entries[name] {
+            entry.open -= 1
+            self.metrics?.openConnections(name, delta: -1)
+        }
+        if case ChannelError.connectTimeout = error {
+            requester.connectionFailed(.connectTimeout)
+        } else {
+            requester.connectionFailed(.connectFailed(String(describing: error)))
+        }
+    }
+
+    /// Takes back a connection whose exchange ended cleanly.
+    func release(_ connection: UpstreamConnection) {
+        guard let entry = self.entries[connection.upstream] else {
+            connection.close()
+            return
+        }
+        if !entry.addresses.contains(connection.endpoint) {
+            connection.close()
+            return
+        }
+        if let waiter = entry.waiters.popFirst() {
+            waiter.connectionReady(connection, reused: true)
+            return
+        }
+        entry.idle.append(connection)
+        self.metrics?.idleConnections(connection.upstream, delta: 1)
+    }
+
+    /// Accounts for a closed connection and lets the next waiter open one.
+    func connectionClosed(_ connection: UpstreamConnection) {
+        guard let entry = self.entries[connection.upstream] else { return }
+        entry.open -= 1
+        self.metrics?.openConnections(connection.upstream, delta: -1)
+        if let index = entry.idle.firstIndex(where: { $0 === connection }) {
+            entry.idle.remove(at: index)
+            self.metrics?.idleConnections(connection.upstream, delta: -1)
+        }
+        if let waiter = entry.waiters.popFirst() {
+            if entry.addresses.isEmpty {
+                waiter.connectionFailed(.connectFailed("upstream '\(connection.upstream)' has no addresses"))
+            } else {
+                self.connect(connection.upstream, entry, for: waiter)
+            }
+        }
+    }
+
+    /// Closes every idle connection (shutdown).
+    func closeIdle() {
+        for entry in self.entries.values {
+            let idle = entry.idle
+            entry.idle.removeAll()
+            for connection in idle { connection.close() }
+        }
+    }
+}

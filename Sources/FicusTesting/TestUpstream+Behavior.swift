@@ -1,0 +1,123 @@
+import NIOCore
+
+extension TestUpstream {
+    /// How a test upstream answers every request it receives.
+    ///
+    /// One value describes a whole fault scenario, so that an integration test names the fault instead of writing a
+    /// server; behaviours nest (`slow`, `closeAfterResponse`) to combine faults.
+    public indirect enum Behavior: Sendable {
+        /// 200 with the request body, and `X-Echo-Method`, `X-Echo-URI`, `X-Echo-Version` and `content-length`.
+        case echo
+        /// This status, these headers verbatim and this body; `content-length` is added when no framing header is
+        /// given and the status allows a body.
+        case fixed(status: Int, headers: [(String, String)], body: [UInt8])
+        /// Waits this long after the complete request before carrying out `then`.
+        case slow(delay: TimeAmount, then: Behavior)
+        /// 200 with `transfer-encoding: chunked`, one chunk per non-empty part, then these trailers.
+        case chunked(parts: [[UInt8]], trailers: [(String, String)])
+        /// 200 with a `content-length` body of that many pattern bytes (`TestUpstream.patternByte(at:)`), written in
+        /// pieces as the connection becomes writable.
+        case largeBody(bytes: Int)
+        /// Records the request as soon as its head arrives, then closes with RST (SO_LINGER 0).
+        case resetBeforeHead
+        /// Sends a head whose `content-length` exceeds `after`, then `after` body bytes, then RST.
+        case resetMidBody(after: Int)
+        /// Records the request and never answers.
+        case hang
+        /// Writes these bytes verbatim as the response and keeps the connection open.
+        case raw([UInt8])
+        /// Adds `Connection: close` to the response and closes the connection after it.
+        case closeAfterResponse(Behavior)
+        /// Answers with whatever the closure builds from the recorded request.
+        case custom(@Sendable (RecordedRequest) -> Response)
+    }
+
+    /// A complete response built by a `.custom` behaviour.
+    ///
+    /// Written exactly like `.fixed`, so that a closure only has to decide the content, not the framing.
+    public struct Response: Sendable {
+        public var status: Int
+        public var headers: [(String, String)]
+        public var body: [UInt8]
+
+        public init(status: Int = 200, headers: [(String, String)] = [], body: [UInt8] = []) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
+
+        public init(status: Int = 200, headers: [(String, String)] = [], body: String) {
+            self.init(status: status, headers: headers, body: Array(body.utf8))
+        }
+    }
+
+    /// One request exactly as the upstream's own HTTP parser (NIO's) decoded it.
+    ///
+    /// Integration tests compare it with what the client sent to prove what the proxy forwarded, changed or dropped.
+    public struct RecordedRequest: Sendable {
+        public var method: String
+        public var uri: String
+        public var version: String
+        public var headers: [(String, String)]
+        public var body: [UInt8]
+        /// The trailers of a chunked request; `nil` when there were none.
+        public var trailers: [(String, String)]?
+        /// Which accepted connection carried the request, counting from 1 in order of acceptance.
+        public var connectionID: Int
+
+        public init(
+            method: String,
+            uri: String,
+            version: String,
+            headers: [(String, String)],
+            body: [UInt8],
+            trailers: [(String, String)]?,
+            connectionID: Int
+        ) {
+            self.method = method
+            self.uri = uri
+            self.version = version
+            self.headers = headers
+            self.body = body
+            self.trailers = trailers
+            self.connectionID = connectionID
+        }
+
+        /// The first value of the named header, compared case-insensitively.
+        ///
+        /// Header names are case-insensitive on the wire, so tests should not depend on the case the proxy wrote.
+        public func header(_ name: String) -> String? {
+            self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
+        }
+
+        /// Every value of the named header, in order, compared case-insensitively.
+        ///
+        /// Needed to prove that a header was appended to, not replaced, or that a duplicate was dropped.
+        public func headers(_ name: String) -> [String] {
+            let wanted = name.lowercased()
+            return self.headers.filter { $0.0.lowercased() == wanted }.map(\.1)
+        }
+
+        /// The body decoded as UTF-8.
+        ///
+        /// Most test bodies are text; this keeps assertions short.
+        public var bodyString: String {
+            String(decoding: self.body, as: UTF8.self)
+        }
+    }
+
+    /// The byte at `index` of every body generated by `.largeBody` and `.resetMidBody`.
+    ///
+    /// A pattern with a period (251) prime to every power of two catches reordered, repeated or dropped pieces that a
+    /// constant byte would hide.
+    public static func patternByte(at index: Int) -> UInt8 {
+        UInt8(truncatingIfNeeded: index % 251)
+    }
+
+    /// The first `count` bytes of the pattern, for comparing with a received body.
+    ///
+    /// Tests check a large body against this in one comparison.
+    public static func patternBytes(count: Int, from start: Int = 0) -> [UInt8] {
+        (start..<(start + count)).map { Self.patternByte(at: $0) }
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// A log handler that writes one line per event to standard error, as text or as JSON.
+///
+/// swift-log ships a text stream handler only; operators feeding logs to a collector want one JSON object per line,
+/// and both formats should share one writer so that lines never interleave.
+struct FicusLogHandler: LogHandler {
+    enum Format: String, Sendable, CaseIterable {
+        case text
+        case json
+    }
+
+    private static let lock = NIOLock()
+    let label: String
+    let format: Format
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var merged = self.metadata
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        let time = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
+        let line: String
+        switch self.format {
+        case .text:
+            let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            line = "\(time) \(event.level) \(self.label): \(event.message)\(fields.isEmpty ? "" : " " + fields)\n"
+        case .json:
+            var object: [String: String] = ["time": time, "level": "\(event.level)", "logger": self.label]
+            object["message"] = "\(event.message)"
+            for (key, value) in merged { object[key] = "\(value)" }
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+            line = (String(data: data, encoding: .utf8) ?? "{}") + "\n"
+        }
+        Self.lock.withLock {
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+}

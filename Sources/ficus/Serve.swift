@@ -1,0 +1,203 @@
+import ArgumentParser
+import FicusCore
+import FicusProxy
+import Foundation
+import CoreMetrics
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// `ficus serve`: run the proxy.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the proxy.",
+        discussion: """
+            With --upstream and --default, every request goes to the default upstream from an in-memory \
+            configuration and no store file is read or created.
+            """
+    )
+
+    @Option(help: "Address to serve clients on (HOST:PORT).")
+    var listen = "127.0.0.1:8080"
+
+    @Option(help: "Admin listener for /healthz and /metrics (HOST:PORT); loopback by default.")
+    var admin = "127.0.0.1:9901"
+
+    @Option(help: "An upstream: NAME=HOST:PORT[,HOST:PORT...]. Repeatable.")
+    var upstream: [String] = []
+
+    @Option(name: .customLong("default"), help: "The upstream that serves every request (with --upstream).")
+    var defaultUpstream: String?
+
+    @Option(help: "Event-loop threads (default: the number of cores).")
+    var threads: Int?
+
+    @Option(name: .customLong("trusted-proxy"), help: "CIDR whose X-Forwarded-* and X-Ficus-* fields are trusted. Repeatable.")
+    var trustedProxy: [String] = []
+
+    @Option(name: .customLong("log-format"), help: "Log format: text or json.")
+    var logFormat = "text"
+
+    @Option(name: .customLong("log-level"), help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    @Option(name: .customLong("access-log"), help: "One log line per request: on or off.")
+    var accessLog = "on"
+
+    @Option(name: .customLong("max-body"), help: "Largest request body in bytes (413 above it).")
+    var maxBody: Int64 = 10 * 1024 * 1024
+
+    @Option(name: .customLong("drain-timeout"), help: "Seconds to let in-flight requests finish on SIGTERM/SIGINT.")
+    var drainTimeout: Int = 30
+
+    @Option(name: .customLong("connect-timeout"), help: "Upstream connect timeout in milliseconds (503 on expiry).")
+    var connectTimeout: Int64 = 5000
+
+    @Option(name: .customLong("response-timeout"), help: "Upstream response-head timeout in milliseconds (504).")
+    var responseTimeout: Int64 = 30000
+
+    @Option(name: .customLong("header-timeout"), help: "Client request-head deadline in milliseconds (408).")
+    var headerTimeout: Int64 = 10000
+
+    @Option(name: .customLong("idle-timeout"), help: "Client keep-alive idle timeout in milliseconds.")
+    var idleTimeout: Int64 = 60000
+
+    func validate() throws {
+        guard Endpoint(parsing: self.listen) != nil else {
+            throw ValidationError("--listen '\(self.listen)': expected HOST:PORT")
+        }
+        guard Endpoint(parsing: self.admin) != nil else {
+            throw ValidationError("--admin '\(self.admin)': expected HOST:PORT")
+        }
+        guard FicusLogHandler.Format(rawValue: self.logFormat) != nil else {
+            throw ValidationError("--log-format '\(self.logFormat)': expected text or json")
+        }
+        guard Logger.Level(rawValue: self.logLevel) != nil else {
+            throw ValidationError("--log-level '\(self.logLevel)': expected trace, debug, info, notice, warning, error or critical")
+        }
+        guard self.accessLog == "on" || self.accessLog == "off" else {
+            throw ValidationError("--access-log '\(self.accessLog)': expected on or off")
+        }
+        if let threads = self.threads, threads < 1 {
+            throw ValidationError("--threads \(threads): must be at least 1")
+        }
+        for cidr in self.trustedProxy where CIDR(cidr) == nil {
+            throw ValidationError("--trusted-proxy '\(cidr)': not a CIDR (e.g. 10.0.0.0/8 or ::1/128)")
+        }
+        if !self.upstream.isEmpty {
+            _ = try self.inMemoryUpstreams()
+            guard let name = self.defaultUpstream else {
+                throw ValidationError("--upstream needs --default NAME: the upstream that serves every request")
+            }
+            guard try self.inMemoryUpstreams().contains(where: { $0.name == name }) else {
+                throw ValidationError("--default '\(name)': no --upstream has that name")
+            }
+        }
+    }
+
+    /// Parses the repeated `--upstream NAME=HOST:PORT[,HOST:PORT...]` options.
+    func inMemoryUpstreams() throws -> [Upstream] {
+        var upstreams: [Upstream] = []
+        for spec in self.upstream {
+            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw ValidationError("--upstream '\(spec)': expected NAME=HOST:PORT[,HOST:PORT...]")
+            }
+            var addresses: [Endpoint] = []
+            for address in parts[1].split(separator: ",", omittingEmptySubsequences: false) {
+                guard let endpoint = Endpoint(parsing: String(address)) else {
+                    throw ValidationError("--upstream '\(spec)': '\(address)' is not HOST:PORT")
+                }
+                addresses.append(endpoint)
+            }
+            guard !upstreams.contains(where: { $0.name == parts[0] }) else {
+                throw ValidationError("--upstream '\(spec)': upstream '\(parts[0])' is given twice")
+            }
+            upstreams.append(Upstream(name: parts[0], addresses: addresses))
+        }
+        return upstreams
+    }
+
+    func run() async throws {
+        let format = FicusLogHandler.Format(rawValue: self.logFormat)!
+        let level = Logger.Level(rawValue: self.logLevel)!
+        LoggingSystem.bootstrap { label in FicusLogHandler(label: label, format: format, logLevel: level) }
+        let logger = Logger(label: "ficus")
+
+        guard !self.upstream.isEmpty else {
+            throw ValidationError(
+                "ficus serve without --upstream reads the rule store, which is not implemented yet; "
+                    + "use --upstream NAME=HOST:PORT --default NAME"
+            )
+        }
+        let configuration = Configuration.catchAll(
+            upstreams: try self.inMemoryUpstreams(),
+            defaultUpstream: self.defaultUpstream!
+        )
+        let table = try RoutingTable(configuration: configuration, revision: 0)
+
+        var proxyConfiguration = ProxyConfiguration()
+        let listen = Endpoint(parsing: self.listen)!
+        proxyConfiguration.listenHost = listen.host
+        proxyConfiguration.listenPort = listen.port
+        let threads = self.threads ?? System.coreCount
+        proxyConfiguration.threads = threads
+        proxyConfiguration.trustedProxies = self.trustedProxy.compactMap(CIDR.init)
+        proxyConfiguration.accessLog = self.accessLog == "on"
+        proxyConfiguration.limits.maxBody = self.maxBody
+        proxyConfiguration.drainTimeout = .seconds(Int64(self.drainTimeout))
+        proxyConfiguration.timeouts.connect = .milliseconds(self.connectTimeout)
+        proxyConfiguration.timeouts.responseHead = .milliseconds(self.responseTimeout)
+        proxyConfiguration.timeouts.clientHeader = .milliseconds(self.headerTimeout)
+        proxyConfiguration.timeouts.clientIdle = .milliseconds(self.idleTimeout)
+
+        let registry = PrometheusCollectorRegistry()
+        let factory = PrometheusMetricsFactory(registry: registry)
+        let metrics = ProxyMetrics(factory: factory)
+        Gauge(label: "ficus_config_revision", factory: factory).record(table.revision)
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let routing = RoutingState(table)
+        let proxy = ProxyServer(
+            configuration: proxyConfiguration,
+            routing: routing,
+            metrics: metrics,
+            logger: logger,
+            group: group
+        )
+        let adminEndpoint = Endpoint(parsing: self.admin)!
+        let admin = AdminServer(
+            host: adminEndpoint.host,
+            port: adminEndpoint.port,
+            sources: AdminServer.Sources(
+                health: {
+                    (200, "{\"status\":\"ok\",\"revision\":\(routing.current.revision),\"source\":\"in-memory\"}\n")
+                },
+                metrics: { registry.emitToBuffer() }
+            ),
+            group: group
+        )
+        let service = ProxyService(proxy: proxy, admin: admin, logger: logger) {
+            let bound = proxy.localAddress?.port ?? listen.port
+            let adminBound = admin.localAddress?.port ?? adminEndpoint.port
+            logger.notice(
+                "ficus serving",
+                metadata: [
+                    "listen": "\(listen.host):\(bound)",
+                    "admin": "\(adminEndpoint.host):\(adminBound)",
+                    "default": "\(self.defaultUpstream ?? "-")",
+                    "threads": "\(threads)",
+                ]
+            )
+        }
+        let serviceGroup = ServiceGroup(
+            services: [service],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        )
+        try await serviceGroup.run()
+        try await group.shutdownGracefully()
+    }
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Render scripts/bench.sh results: a table, Ficus/nginx ratios, optional markdown.
+
+usage: report.py RESULTS_TSV IDLE_TSV [--markdown] [--header TEXT]
+
+RESULTS_TSV columns (tab separated, with a header line):
+  round target conns body rps p50_ms p99_ms requests cpu_us_req
+  backend_cpu_us_req rss_kb non2xx sock_errors
+IDLE_TSV columns: target conns_ok conns_failed rss_before_kb rss_after_kb
+
+With ROUNDS > 1 every number shown is the median over the rounds (errors are
+summed).  Standard library only.
+"""
+
+import csv
+import statistics
+import sys
+
+TARGETS = ["direct", "nginx", "ficus"]
+TEXT_COLS = ("scenario", "target")
+
+
+def load(path):
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f, delimiter="\t"))
+    except FileNotFoundError:
+        return []
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def med(rows, key):
+    vals = [num(r[key]) for r in rows if num(r[key]) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def summarize(rows):
+    groups = {}
+    for r in rows:
+        groups.setdefault((int(r["conns"]), r["body"], r["target"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        out[key] = {
+            "rounds": len(rs),
+            "rps": med(rs, "rps"),
+            "p50": med(rs, "p50_ms"),
+            "p99": med(rs, "p99_ms"),
+            "cpu": med(rs, "cpu_us_req"),
+            "be_cpu": med(rs, "backend_cpu_us_req"),
+            "rss": med(rs, "rss_kb"),
+            "errors": sum(int(num(r["non2xx"]) or 0) + int(num(r["sock_errors"]) or 0) for r in rs),
+        }
+    return out
+
+
+def scenarios(summary):
+    seen = []
+    for conns, body, _t in sorted(summary, key=lambda k: (k[1] != "small", k[0])):
+        if (conns, body) not in seen:
+            seen.append((conns, body))
+    return seen
+
+
+def main_table(summary):
+    cols = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req",
+            "backend CPU µs/req", "RSS MiB", "errors"]
+    lines = []
+    for conns, body in scenarios(summary):
+        for t in TARGETS:
+            s = summary.get((conns, body, t))
+            if s is None:
+                continue
+            lines.append([
+                f"{conns}c {body}", t, fmt(s["rps"], ".0f"), fmt(s["p50"], ".2f"),
+                fmt(s["p99"], ".2f"), fmt(s["cpu"], ".1f"),
+                fmt(s["be_cpu"], ".1f") if t != "direct" else "(=proxy)",
+                fmt(None if s["rss"] is None else s["rss"] / 1024, ".1f"), str(s["errors"]),
+            ])
+    return cols, lines
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def ratio_table(summary):
+    cols = ["scenario", "CPU/req ficus÷nginx", "req/s ficus÷nginx", "p99 ficus÷nginx"]
+    lines = []
+    for conns, body in scenarios(summary):
+        f = summary.get((conns, body, "ficus"))
+        n = summary.get((conns, body, "nginx"))
+        if f is None or n is None:
+            lines.append([f"{conns}c {body}", "n/a", "n/a", "n/a"])
+            continue
+        lines.append([f"{conns}c {body}",
+                      fmt(ratio(f["cpu"], n["cpu"]), ".2f"),
+                      fmt(ratio(f["rps"], n["rps"]), ".2f"),
+                      fmt(ratio(f["p99"], n["p99"]), ".2f")])
+    return cols, lines
+
+
+def idle_table(idle):
+    cols = ["target", "idle conns", "failed", "RSS before MiB", "RSS with idle MiB",
+            "KiB per conn"]
+    lines = []
+    for r in idle:
+        ok = int(num(r["conns_ok"]) or 0)
+        before, after = num(r["rss_before_kb"]), num(r["rss_after_kb"])
+        per = (after - before) / ok if ok and before is not None and after is not None else None
+        lines.append([r["target"], str(ok), r["conns_failed"],
+                      fmt(None if before is None else before / 1024, ".1f"),
+                      fmt(None if after is None else after / 1024, ".1f"), fmt(per, ".1f")])
+    return cols, lines
+
+
+def plain(cols, lines):
+    widths = [max(len(c), *(len(l[i]) for l in lines)) if lines else len(c)
+              for i, c in enumerate(cols)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)),
+           "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) if c in TEXT_COLS else v.rjust(w)
+                      for c, v, w in zip(cols, l, widths)) for l in lines]
+    return "\n".join(out)
+
+
+def markdown(cols, lines):
+    out = ["| " + " | ".join(cols) + " |",
+           "|" + "|".join("---" if c in TEXT_COLS else "---:" for c in cols) + "|"]
+    out += ["| " + " | ".join(l) + " |" for l in lines]
+    return "\n".join(out)
+
+
+def main():
+    args = sys.argv[1:]
+    want_md = "--markdown" in args
+    header = ""
+    if "--header" in args:
+        header = args[args.index("--header") + 1]
+    paths = [a for i, a in enumerate(args)
+             if not a.startswith("--") and (i == 0 or args[i - 1] != "--header")]
+    rows = load(paths[0])
+    idle = load(paths[1]) if len(paths) > 1 else []
+    summary = summarize(rows)
+    have_ficus = any(k[2] == "ficus" for k in summary)
+    rounds = max((s["rounds"] for s in summary.values()), default=0)
+
+    tables = [("Throughput, latency, CPU" + (f" (median of {rounds} rounds)" if rounds > 1 else ""),
+               main_table(summary)),
+              ("Ficus / nginx ratios (CPU and p99: lower is better; req/s: higher is better)"
+               + ("" if have_ficus else " -- Ficus not measured"),
+               ratio_table(summary))]
+    if idle:
+        tables.append(("RSS with idle keep-alive client connections", idle_table(idle)))
+
+    for title, (cols, lines) in tables:
+        print(f"\n== {title}")
+        print(plain(cols, lines))
+
+    if want_md:
+        print("\n<!-- markdown for docs/BENCHMARKS.md -->")
+        if header:
+            print(header)
+        for title, (cols, lines) in tables:
+            print(f"\n**{title}**\n")
+            print(markdown(cols, lines))
+
+
+if __name__ == "__main__":
+    main()
