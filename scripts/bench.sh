@@ -466,7 +466,7 @@ log "load average at end: $LOAD_END"
 # ---------------------------------------------------------------- report
 echo "$HEADER"
 echo "load average: start $LOAD_START, end $LOAD_END"
-report_args=("$RUNS_TSV" "$IDLE_TSV")
+report_args=("$RUNS_TSV" "$IDLE_TSV" --ficus-status "$FICUS_STATUS")
 if [ "$MARKDOWN" = 1 ]; then
     report_args+=(--markdown --header "_${HEADER}; load average start $LOAD_START, end ${LOAD_END}_")
 fi

@@ -80,7 +80,8 @@ extension Attribute: Codable {
         guard let attribute = Attribute(text) else {
             throw DecodingError.dataCorruptedError(
                 in: container,
-                debugDescription: "invalid attribute '\(text)', expected header:NAME, cookie:NAME, query:NAME or client_ip"
+                debugDescription:
+                    "invalid attribute '\(text)', expected header:NAME, cookie:NAME, query:NAME or client_ip"
             )
         }
         self = attribute

@@ -174,11 +174,11 @@ extension Condition: Codable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let keys = container.allKeys
         guard keys.count == 1, let key = keys.first else {
+            let names = CodingKeys.allCases.map(\.stringValue).joined(separator: ", ")
             throw DecodingError.dataCorrupted(
                 DecodingError.Context(
                     codingPath: decoder.codingPath,
-                    debugDescription:
-                        "a condition needs exactly one of \(CodingKeys.allCases.map(\.stringValue).joined(separator: ", "))"
+                    debugDescription: "a condition needs exactly one of \(names)"
                 )
             )
         }

@@ -313,7 +313,8 @@ struct ConfigurationValidator {
     /// Reports routes that can never match because an earlier route has the same host and path and covers its
     /// methods.
     ///
-    /// Both would sit on the same trie node and the earlier one would always be found first.
+    /// Both would sit on the same trie node and the earlier one would always be found first. A route listing methods
+    /// is tried before one that lists none, so only two routes of the same kind can hide each other.
     private mutating func checkShadowedRoutes() {
         var earlier: [String: [(name: String, methods: Set<String>)]] = [:]
         for (index, route) in self.configuration.routes.enumerated() {
@@ -323,7 +324,7 @@ struct ConfigurationValidator {
             let key = "\(route.host?.lowercased() ?? "")\u{0}\(PathPattern.normalizedKey(route.path))"
             let methods = Set(route.methods.map { $0.uppercased() })
             for previous in earlier[key, default: []]
-            where previous.methods.isEmpty || (!methods.isEmpty && methods.isSubset(of: previous.methods)) {
+            where previous.methods.isEmpty == methods.isEmpty && methods.isSubset(of: previous.methods) {
                 self.report(
                     Self.objectName("route", route.name, index),
                     "path",
@@ -357,9 +358,10 @@ func isHTTPToken(_ text: String) -> Bool {
 /// Numeric predicates compare finite numbers only; infinities would make every bound meaningless.
 func parseNumber(_ text: some StringProtocol) -> Double? {
     let trimmed = Substring(text).trimmingASCIISpaces()
-    guard !trimmed.isEmpty, trimmed.utf8.allSatisfy({ byte in
-        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || "+-.eE".utf8.contains(byte)
-    }), let value = Double(trimmed), value.isFinite
+    guard !trimmed.isEmpty,
+        trimmed.utf8.allSatisfy({ byte in
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || "+-.eE".utf8.contains(byte)
+        }), let value = Double(trimmed), value.isFinite
     else {
         return nil
     }

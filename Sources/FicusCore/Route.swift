@@ -26,8 +26,9 @@ public struct Route: Sendable, Equatable {
 
     /// The methods the route serves, in upper case; empty (the default) for every method.
     ///
-    /// Lets `POST /orders` move to a new service before `GET /orders`. A route whose methods do not include the
-    /// request's is skipped and a less specific route may match instead.
+    /// Lets `POST /orders` move to a new service before `GET /orders`. At the same host and path, a route that lists
+    /// methods is tried before one that does not; a route whose methods do not include the request's is skipped and
+    /// a less specific route may match instead.
     public var methods: [String]
 
     /// The upstream the route's traffic came from; never changed by a flip.

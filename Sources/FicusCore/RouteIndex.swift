@@ -65,6 +65,17 @@ struct RouteIndex: Sendable {
                 self.nodes[node].exact.append(index)
             }
         }
+        for node in self.nodes.indices {
+            self.nodes[node].exact = Self.methodSpecificFirst(self.nodes[node].exact, routes)
+            self.nodes[node].rest = Self.methodSpecificFirst(self.nodes[node].rest, routes)
+        }
+    }
+
+    /// Routes that list methods first, then the others, each group in configuration order.
+    ///
+    /// `POST /orders` must win over a plain `/orders` wherever the two are written.
+    private static func methodSpecificFirst(_ candidates: [Int], _ routes: [Route]) -> [Int] {
+        candidates.filter { !routes[$0].methods.isEmpty } + candidates.filter { routes[$0].methods.isEmpty }
     }
 
     private static func child(of table: inout ByteKeyedTable<Int>, key: [UInt8], nodes: inout [Node]) -> Int {
@@ -145,7 +156,8 @@ struct RouteIndex: Sendable {
             index += 1
         }
         if index == path.count {
-            return Self.first(self.nodes[node].exact, method, routes) ?? Self.first(self.nodes[node].rest, method, routes)
+            return Self.first(self.nodes[node].exact, method, routes)
+                ?? Self.first(self.nodes[node].rest, method, routes)
         }
         var end = index
         while end < path.count, path[end] != UInt8(ascii: "/") {

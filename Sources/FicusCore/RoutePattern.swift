@@ -44,7 +44,8 @@ enum HostPattern: Equatable {
         if host.contains(":") {
             return "host '\(text)' must not include a port"
         }
-        let valid = !host.isEmpty && !host.hasPrefix(".") && !host.contains("..")
+        let valid =
+            !host.isEmpty && !host.hasPrefix(".") && !host.contains("..")
             && host.utf8.allSatisfy { byte in
                 switch byte {
                 case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),

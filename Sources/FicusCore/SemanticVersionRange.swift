@@ -239,7 +239,9 @@ public struct SemanticVersionRange: Sendable, Hashable, CustomStringConvertible 
             case 0:
                 return []
             case 1:
-                return self.atLeast() + [Comparator(operation: .lessThan, version: SemanticVersion(major: self.parts[0] + 1))]
+                return self.atLeast() + [
+                    Comparator(operation: .lessThan, version: SemanticVersion(major: self.parts[0] + 1))
+                ]
             default:
                 return self.atLeast() + [
                     Comparator(

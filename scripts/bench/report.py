@@ -2,6 +2,10 @@
 """Render scripts/bench.sh results: a table, Ficus/nginx ratios, optional markdown.
 
 usage: report.py RESULTS_TSV IDLE_TSV [--markdown] [--header TEXT]
+                 [--ficus-status TEXT]
+
+--ficus-status: anything but "measured" / "not requested" adds a "ficus
+(pending)" row per scenario, so a run before Ficus exists says so.
 
 RESULTS_TSV columns (tab separated, with a header line):
   round target conns body rps p50_ms p99_ms requests cpu_us_req
@@ -71,7 +75,7 @@ def scenarios(summary):
     return seen
 
 
-def main_table(summary):
+def main_table(summary, pending=False):
     cols = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req",
             "backend CPU µs/req", "RSS MiB", "errors"]
     lines = []
@@ -86,6 +90,8 @@ def main_table(summary):
                 fmt(s["be_cpu"], ".1f") if t != "direct" else "(=proxy)",
                 fmt(None if s["rss"] is None else s["rss"] / 1024, ".1f"), str(s["errors"]),
             ])
+        if pending and (conns, body, "ficus") not in summary:
+            lines.append([f"{conns}c {body}", "ficus (pending)"] + ["-"] * (len(cols) - 2))
     return cols, lines
 
 
@@ -111,7 +117,7 @@ def ratio_table(summary):
     return cols, lines
 
 
-def idle_table(idle):
+def idle_table(idle, pending=False):
     cols = ["target", "idle conns", "failed", "RSS before MiB", "RSS with idle MiB",
             "KiB per conn"]
     lines = []
@@ -122,6 +128,8 @@ def idle_table(idle):
         lines.append([r["target"], str(ok), r["conns_failed"],
                       fmt(None if before is None else before / 1024, ".1f"),
                       fmt(None if after is None else after / 1024, ".1f"), fmt(per, ".1f")])
+    if pending and not any(r["target"] == "ficus" for r in idle):
+        lines.append(["ficus (pending)"] + ["-"] * (len(cols) - 1))
     return cols, lines
 
 
@@ -145,11 +153,15 @@ def markdown(cols, lines):
 def main():
     args = sys.argv[1:]
     want_md = "--markdown" in args
-    header = ""
-    if "--header" in args:
-        header = args[args.index("--header") + 1]
+    opts = {}
+    for name in ("--header", "--ficus-status"):
+        if name in args:
+            opts[name] = args[args.index(name) + 1]
+    header = opts.get("--header", "")
+    ficus_status = opts.get("--ficus-status", "")
+    pending = ficus_status not in ("", "measured", "not requested")
     paths = [a for i, a in enumerate(args)
-             if not a.startswith("--") and (i == 0 or args[i - 1] != "--header")]
+             if not a.startswith("--") and (i == 0 or args[i - 1] not in opts)]
     rows = load(paths[0])
     idle = load(paths[1]) if len(paths) > 1 else []
     summary = summarize(rows)
@@ -157,12 +169,13 @@ def main():
     rounds = max((s["rounds"] for s in summary.values()), default=0)
 
     tables = [("Throughput, latency, CPU" + (f" (median of {rounds} rounds)" if rounds > 1 else ""),
-               main_table(summary)),
+               main_table(summary, pending)),
               ("Ficus / nginx ratios (CPU and p99: lower is better; req/s: higher is better)"
-               + ("" if have_ficus else " -- Ficus not measured"),
+               + ("" if have_ficus else " -- Ficus not measured"
+                  + (f": {ficus_status}" if pending else "")),
                ratio_table(summary))]
     if idle:
-        tables.append(("RSS with idle keep-alive client connections", idle_table(idle)))
+        tables.append(("RSS with idle keep-alive client connections", idle_table(idle, pending)))
 
     for title, (cols, lines) in tables:
         print(f"\n== {title}")
