@@ -42,9 +42,23 @@ die() { log "ERROR: $*"; exit 1; }
 # ---------------------------------------------------------------- cleanup
 TMP=""
 PIDS=()
+FG_PID=""  # long-running helper (build, wrk) we are waiting for
+# Run long helpers in the background and `wait` for them, so that a signal
+# to this script is handled at once instead of after the helper finishes.
+bg_wait() {  # bg_wait <pid> -> the helper's exit status
+    FG_PID=$1
+    local rc=0
+    wait "$FG_PID" || rc=$?
+    FG_PID=""
+    return "$rc"
+}
 cleanup() {
     local rc=$? pid kids=()
     trap - EXIT INT TERM
+    if [ -n "$FG_PID" ]; then  # `timeout` passes the signal on to its command
+        kill -TERM "$FG_PID" 2>/dev/null || true
+        wait "$FG_PID" 2>/dev/null || true
+    fi
     for pid in "${PIDS[@]}"; do
         # nginx workers are children of the master: remember them too.
         kids+=($(pgrep -P "$pid" 2>/dev/null || true))
@@ -270,8 +284,9 @@ if [[ " $TARGETS " == *" ficus "* ]]; then
         else
             if [ "$SKIP_BUILD" != 1 ]; then
                 log "building Ficus: swift build -c release --product ficus (log: $TMP/build.log)"
-                if ! (cd "$REPO" && timeout "$BUILD_TIMEOUT" swift build -c release --product ficus) \
-                        >"$TMP/build.log" 2>&1; then
+                (cd "$REPO" && exec timeout "$BUILD_TIMEOUT" swift build -c release --product ficus) \
+                    >"$TMP/build.log" 2>&1 &
+                if ! bg_wait $!; then
                     tail -n 30 "$TMP/build.log" >&2
                     FICUS_STATUS="release build failed"
                 fi
@@ -401,7 +416,8 @@ to_ms() {  # wrk latency value (e.g. 512.00us, 1.20ms, 2.00s) -> ms
 
 run_wrk() {  # run_wrk <port> <conns> <path> <duration> <outfile>
     $PIN_WRK timeout $(( $(duration_secs "$4") + 30 )) \
-        wrk -t1 -c"$2" -d"$4" --latency --timeout 5s "http://127.0.0.1:$1$3" >"$5" 2>&1 || true
+        wrk -t1 -c"$2" -d"$4" --latency --timeout 5s "http://127.0.0.1:$1$3" >"$5" 2>&1 &
+    bg_wait $!
 }
 
 if [ "$WARMUP" != 0 ]; then

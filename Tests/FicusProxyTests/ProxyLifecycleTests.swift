@@ -1,0 +1,115 @@
+import FicusCore
+import FicusTesting
+import Logging
+import NIOCore
+import NIOEmbedded
+import Prometheus
+import Testing
+
+@testable import FicusProxy
+
+@Suite("Shutdown, admin and metrics", .serialized)
+struct ProxyLifecycleTests {
+    @Test func gracefulShutdownFinishesInFlightRequestsAndStopsAccepting() async throws {
+        let (harness, upstream) = try await ProxyHarness.start(.slow(delay: .milliseconds(400), then: .echo))
+        defer { Task { try? await upstream.shutdown() } }
+        let busy = try await harness.client()
+        let idle = try await harness.client()
+        defer { busy.close(); idle.close() }
+        _ = try await idle.request(path: "/warm")
+        try await busy.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(100))
+        async let drained: Void = harness.proxy.shutdown(drainTimeout: .seconds(5))
+        // The idle keep-alive connection is closed at once; the busy one gets its answer, marked close.
+        #expect(await idle.isClosed(within: .seconds(2)))
+        let response = try await busy.readResponse(timeout: .seconds(3))
+        #expect(response?.status == 200)
+        #expect(response?.header("connection") == "close")
+        await drained
+        await #expect(throws: (any Error).self) {
+            _ = try await RawClient.connect(port: harness.port, group: testGroup)
+        }
+    }
+
+    @Test func drainTimeoutClosesWhatIsLeft() async throws {
+        let (harness, upstream) = try await ProxyHarness.start(.hang)
+        defer { Task { try? await upstream.shutdown() } }
+        let client = try await harness.client()
+        defer { client.close() }
+        try await client.send("GET /forever HTTP/1.1\r\nHost: a\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(100))
+        let started = NIODeadline.now()
+        await harness.proxy.shutdown(drainTimeout: .milliseconds(300))
+        #expect(NIODeadline.now() - started < .seconds(3))
+        #expect(await client.isClosed(within: .seconds(2)))
+    }
+
+    @Test func metricsAndHealthOnTheAdminListener() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let upstream = try await TestUpstream.start(.echo, group: testGroup)
+        let harness = try await ProxyHarness.start(
+            upstreams: [("backend", [upstream.address])],
+            defaultUpstream: "backend",
+            metrics: metrics
+        )
+        let admin = AdminServer(
+            host: "127.0.0.1",
+            port: 0,
+            sources: AdminServer.Sources(
+                health: { (200, "{\"status\":\"ok\",\"revision\":\(harness.routing.current.revision)}") },
+                metrics: { registry.emitToBuffer() }
+            ),
+            group: testGroup
+        )
+        try await admin.start()
+        defer { Task { await admin.shutdown(); await harness.stop(); try? await upstream.shutdown() } }
+        let client = try await harness.client()
+        _ = try await client.request(path: "/ok")
+        try await client.send("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n")
+        _ = try await client.readResponse()
+        client.close()
+        let adminPort = admin.localAddress!.port!
+        let health = try await HTTPTestClient.get(port: adminPort, path: "/healthz", group: testGroup)
+        #expect(health.status == 200)
+        #expect(health.bodyString.contains("\"revision\":1"))
+        let scrape = try await HTTPTestClient.get(port: adminPort, path: "/metrics", group: testGroup)
+        let text = scrape.bodyString
+        #expect(scrape.status == 200)
+        #expect(text.contains("ficus_requests_total{route=\"default\",upstream=\"backend\",status=\"2xx\"} 1"))
+        #expect(text.contains("ficus_request_duration_seconds_bucket"))
+        #expect(text.contains("ficus_framing_refusals_total{reason=\"bad_content_length\"} 1"))
+        #expect(text.contains("ficus_upstream_connections_open{upstream=\"backend\"} 1"))
+        #expect(text.contains("ficus_requests_in_flight 0"))
+        let missing = try await HTTPTestClient.get(port: adminPort, path: "/nope", group: testGroup)
+        #expect(missing.status == 404)
+    }
+
+    /// The connection handler refuses bad framing on its own, without any upstream: checked on an EmbeddedChannel.
+    @Test func handlerRefusesOnEmbeddedChannel() throws {
+        let loop = EmbeddedEventLoop()
+        let table = try RoutingTable(
+            configuration: .catchAll(upstreams: [Upstream(name: "b", addresses: [Endpoint(host: "127.0.0.1", port: 1)])], defaultUpstream: "b"),
+            revision: 1
+        )
+        var configuration = ProxyConfiguration()
+        configuration.accessLog = false
+        let shared = ProxyContext(
+            configuration: configuration,
+            routing: RoutingState(table),
+            metrics: nil,
+            logger: Logger(label: "test")
+        )
+        let pool = UpstreamPool(eventLoop: loop, configuration: configuration, loops: 1, metrics: nil)
+        let channel = EmbeddedChannel(handler: ProxyConnectionHandler(shared: shared, pool: pool), loop: loop)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"))
+        var written = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&part) }
+        let text = String(buffer: written)
+        #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        #expect(text.contains("connection: close\r\n"))
+        #expect(text.contains("conflicting_content_length"))
+        #expect(!channel.isActive)
+    }
+}
