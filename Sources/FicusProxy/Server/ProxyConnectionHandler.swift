@@ -89,6 +89,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     /// in progress, are bounded by this many bytes before the client is no longer read.
     private static let bufferLimit = 64 * 1024
 
+    /// How long an idle connection is kept open once draining starts.
+    private static let drainIdleGrace: TimeAmount = .milliseconds(500)
+
     init(shared: ProxyContext, pool: UpstreamPool) {
         self.shared = shared
         self.pool = pool
@@ -146,8 +149,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case is ChannelShouldQuiesceEvent:
+            // An idle keep-alive connection may have a request on the wire right now: give it a moment to arrive
+            // (it is then answered with `Connection: close`) instead of racing it with a close.
             self.draining = true
-            if self.state == .idle { self.close() }
+            if self.state == .idle { self.timer?.set(.now() + Self.drainIdleGrace) }
         case ChannelEvent.inputClosed:
             self.inputClosed = true
             self.clientInputClosed()
@@ -504,7 +509,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         guard let exchange = self.exchange else { return }
         self.exchange = nil
         self.record(exchange)
-        if exchange.keepAlive && !self.draining && !self.inputClosed {
+        // What the client was told decides: a connection promised to stay open does, even when draining began
+        // meanwhile (its next request is answered with `Connection: close`).
+        if exchange.keepAlive && !self.inputClosed {
             self.enterIdle()
             if self.inbound != nil, !self.processing {
                 self.processInbound()
@@ -541,8 +548,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
 
     private func enterIdle() {
         self.state = .idle
-        self.timer?.set(.now() + self.shared.configuration.timeouts.clientIdle)
-        if self.draining { self.close() }
+        self.timer?.set(.now() + (self.draining ? Self.drainIdleGrace : self.shared.configuration.timeouts.clientIdle))
     }
 
     private func closeAfterFlush() {
