@@ -41,9 +41,9 @@ public struct ProxyConfiguration: Sendable {
     }
 
     public struct PoolLimits: Sendable {
-        /// Open connections per upstream, across all event loops.
+        /// Open connections per upstream; each event loop's pool gets an equal share, rounded up.
         public var maxConnectionsPerUpstream = 1024
-        /// Requests waiting for a connection per upstream, across all event loops; overflow: 503.
+        /// Requests waiting for a connection per upstream, shared out like `maxConnectionsPerUpstream`; overflow: 503.
         public var maxPendingPerUpstream = 1024
 
         public init() {}

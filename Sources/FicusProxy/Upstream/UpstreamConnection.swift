@@ -224,6 +224,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     private var keepAliveAfterResponse = true
     private var pendingInterim = false
     private var responseHeadReceived = false
+    private var failed = false
 
     func channelReadComplete(context: ChannelHandlerContext) {
         self.delegate?.upstreamReadComplete()
@@ -240,7 +241,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
         self.pool?.connectionClosed(self)
         guard wasActive, let delegate = self.delegate else { return }
         self.delegate = nil
-        if self.responseHeadReceived, case .end(let trailers)? = try? self.parser.peerClosed() {
+        if self.responseHeadReceived, !self.failed, case .end(let trailers)? = try? self.parser.peerClosed() {
             // A body delimited by the close of the connection has ended.
             delegate.upstreamResponseEnd(trailers)
             return
@@ -249,6 +250,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A reset is not an end: a body delimited by the close must not look complete after one.
+        self.failed = true
         context.close(promise: nil)
     }
 
