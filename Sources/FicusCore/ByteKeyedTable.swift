@@ -5,13 +5,16 @@
 struct ByteKeyedTable<Value: Sendable>: Sendable {
     private struct Entry: Sendable {
         let key: [UInt8]
+        let hash: UInt64
         var value: Value
-        let next: Int
     }
 
     /// Whether keys are compared without regard to ASCII case; stored keys are lower-cased.
     let foldsCase: Bool
-    private var heads: [UInt64: Int] = [:]
+    /// Open addressing over the FNV hash itself: slot `hash & mask`, linear probing, `-1` for empty.
+    ///
+    /// Avoids re-hashing the 64-bit hash with SipHash as `Dictionary` would.
+    private var slots: [Int] = []
     private var entries: [Entry] = []
 
     init(foldsCase: Bool) {
@@ -39,23 +42,31 @@ struct ByteKeyedTable<Value: Sendable>: Sendable {
                 hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
             }
         }
-        return hash
+        return hash ^ hash >> 29
     }
 
     /// The value stored for the bytes of `key`, or nil.
     @inline(__always)
     func value(for key: UnsafeBufferPointer<UInt8>) -> Value? {
-        guard !self.entries.isEmpty, var index = self.heads[Self.hash(key, foldsCase: self.foldsCase)] else {
+        guard !self.entries.isEmpty else {
             return nil
         }
-        while index >= 0 {
-            let entry = self.entries[index]
-            if self.keyEquals(entry.key, key) {
-                return entry.value
+        let hash = Self.hash(key, foldsCase: self.foldsCase)
+        return self.slots.withUnsafeBufferPointer { slots in
+            let mask = slots.count - 1
+            var slot = Int(truncatingIfNeeded: hash) & mask
+            while true {
+                let index = slots[slot]
+                if index < 0 {
+                    return nil
+                }
+                let entry = self.entries[index]
+                if entry.hash == hash, self.keyEquals(entry.key, key) {
+                    return entry.value
+                }
+                slot = (slot + 1) & mask
             }
-            index = entry.next
         }
-        return nil
     }
 
     /// Whether the table holds `key`.
@@ -73,9 +84,29 @@ struct ByteKeyedTable<Value: Sendable>: Sendable {
         }
         let hash = key.withUnsafeBufferPointer { Self.hash($0, foldsCase: false) }
         let value = make()
-        self.entries.append(Entry(key: key, value: value, next: self.heads[hash] ?? -1))
-        self.heads[hash] = self.entries.count - 1
+        self.entries.append(Entry(key: key, hash: hash, value: value))
+        if self.entries.count * 2 > self.slots.count {
+            self.rebuildSlots(capacity: max(8, self.slots.count * 2))
+        } else {
+            self.place(self.entries.count - 1)
+        }
         return value
+    }
+
+    private mutating func rebuildSlots(capacity: Int) {
+        self.slots = Array(repeating: -1, count: capacity)
+        for index in self.entries.indices {
+            self.place(index)
+        }
+    }
+
+    private mutating func place(_ index: Int) {
+        let mask = self.slots.count - 1
+        var slot = Int(truncatingIfNeeded: self.entries[index].hash) & mask
+        while self.slots[slot] >= 0 {
+            slot = (slot + 1) & mask
+        }
+        self.slots[slot] = index
     }
 
     /// Stores `value` for `key` unless the key is already present.

@@ -1,7 +1,8 @@
 /// A route ready for decisions: upstream names, rewrites and rules resolved and precomputed.
 ///
-/// Everything a decision returns is stored here already, so a decision copies references and allocates nothing.
-struct CompiledRoute: Sendable {
+/// Everything a decision returns is stored here already, so a decision copies references and allocates nothing. A
+/// class so that reading a route from the table costs one reference count, not one per field.
+final class CompiledRoute: Sendable {
     let name: String
     /// `host …, path …, methods …` for explanations.
     let summary: String
@@ -14,6 +15,28 @@ struct CompiledRoute: Sendable {
     let rules: [CompiledRule]
     let timeouts: RouteTimeouts
 
+    init(
+        name: String,
+        summary: String,
+        methods: [String],
+        legacy: String,
+        defaultUpstream: String,
+        legacyRewrite: RequestRewrite?,
+        defaultRewrite: RequestRewrite?,
+        rules: [CompiledRule],
+        timeouts: RouteTimeouts
+    ) {
+        self.name = name
+        self.summary = summary
+        self.methods = methods
+        self.legacy = legacy
+        self.defaultUpstream = defaultUpstream
+        self.legacyRewrite = legacyRewrite
+        self.defaultRewrite = defaultRewrite
+        self.rules = rules
+        self.timeouts = timeouts
+    }
+
     @inline(__always)
     func accepts(method: String) -> Bool {
         self.methods.isEmpty || self.methods.contains(method)
@@ -22,8 +45,9 @@ struct CompiledRoute: Sendable {
 
 /// A rule ready for evaluation.
 ///
-/// The bucket hasher has already consumed `"<rule name>:"`, so bucketing hashes only the stickiness value.
-struct CompiledRule: Sendable {
+/// The bucket hasher has already consumed `"<rule name>:"`, so bucketing hashes only the stickiness value. A class
+/// for the same reason as `CompiledRoute`.
+final class CompiledRule: Sendable {
     let name: String
     /// 1-based position within the route.
     let position: Int
@@ -31,9 +55,34 @@ struct CompiledRule: Sendable {
     let upstream: String
     let rewrite: RequestRewrite?
     let stickiness: CompiledAttribute?
+    /// The stickiness attribute as configured, for explanations.
+    let stickinessLabel: String
     let bucketHasher: Murmur3.Hasher
     /// The first flag the rule names that is off; the rule is skipped while it is set.
     let disabledBy: String?
+
+    init(
+        name: String,
+        position: Int,
+        condition: CompiledCondition,
+        upstream: String,
+        rewrite: RequestRewrite?,
+        stickiness: Attribute?,
+        disabledBy: String?
+    ) {
+        var hasher = Murmur3.Hasher()
+        hasher.combine(name)
+        hasher.combine(UInt8(ascii: ":"))
+        self.name = name
+        self.position = position
+        self.condition = condition
+        self.upstream = upstream
+        self.rewrite = rewrite
+        self.stickiness = stickiness.map(CompiledAttribute.init)
+        self.stickinessLabel = stickiness?.description ?? "client_ip"
+        self.bucketHasher = hasher
+        self.disabledBy = disabledBy
+    }
 }
 
 /// A condition with names resolved to indices and values pre-parsed.
@@ -85,7 +134,7 @@ enum CompiledAttribute: Sendable {
 /// A version match with its range parsed.
 ///
 /// Parsed once so that a decision only parses the request's version.
-struct CompiledVersion: Sendable {
+final class CompiledVersion: Sendable {
     enum Requirement: Sendable {
         case exact([UInt8])
         case range(SemanticVersionRange)
@@ -97,12 +146,19 @@ struct CompiledVersion: Sendable {
     /// Lower-cased parameter name, or nil for the whole header value.
     let parameter: [UInt8]?
     let requirement: Requirement
+
+    init(source: VersionMatch, header: String, parameter: [UInt8]?, requirement: Requirement) {
+        self.source = source
+        self.header = header
+        self.parameter = parameter
+        self.requirement = requirement
+    }
 }
 
 /// A predicate with its values pre-processed for the operator.
 ///
 /// Sets become hash tables, texts become (lower-cased) bytes, numbers, versions, ranges and regexes are parsed.
-struct CompiledPredicate: Sendable {
+final class CompiledPredicate: Sendable {
     enum Test: Sendable {
         case exists
         case absent
@@ -120,6 +176,12 @@ struct CompiledPredicate: Sendable {
     let source: Predicate
     let attribute: CompiledAttribute
     let test: Test
+
+    init(source: Predicate, attribute: CompiledAttribute, test: Test) {
+        self.source = source
+        self.attribute = attribute
+        self.test = test
+    }
 }
 
 /// A compiled regular expression that may be shared across threads.

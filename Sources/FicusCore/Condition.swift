@@ -85,7 +85,7 @@ public indirect enum Condition: Sendable, Equatable {
         case .not(let condition):
             return condition.isAlwaysFalse
         case .percentage(let percentage):
-            return percentage >= 100
+            return percentage == 100
         case .flag, .segment, .version, .method, .match:
             return false
         }
@@ -103,7 +103,7 @@ public indirect enum Condition: Sendable, Equatable {
         case .not(let condition):
             return condition.isAlwaysTrue
         case .percentage(let percentage):
-            return percentage <= 0
+            return percentage == 0
         case .flag, .segment, .version, .method, .match:
             return false
         }

@@ -111,7 +111,9 @@ struct ConfigurationValidator {
             self.report(object, "methods", "invalid method '\(method)'")
         }
         self.checkUpstreamReference(route.legacy, object: object, field: "legacy")
-        self.checkUpstreamReference(route.defaultUpstream, object: object, field: "default")
+        if route.defaultUpstream != route.legacy {
+            self.checkUpstreamReference(route.defaultUpstream, object: object, field: "default")
+        }
         for (upstream, rewrite) in route.rewrites.sorted(by: { $0.key < $1.key }) {
             let field = "rewrites '\(upstream)'"
             self.checkUpstreamReference(upstream, object: object, field: field)

@@ -17,8 +17,15 @@ public struct RequestFacts: RoutableRequest, Sendable, Equatable {
 
     /// The headers in order; repeated names allowed.
     ///
-    /// `header(_:)` returns the first value of a name, as the proxy does.
-    public var headers: [HeaderField]
+    /// `header(_:)` returns the first value of a name, as the proxy does. Lower-cased names and parsed cookies are
+    /// kept beside the list and rebuilt when it changes, so that lookups during a decision compare plain strings.
+    public var headers: [HeaderField] {
+        didSet {
+            self.index = HeaderIndex(self.headers)
+        }
+    }
+
+    private var index: HeaderIndex
 
     /// The client's address, or nil.
     public var clientAddress: IPAddress?
@@ -39,6 +46,7 @@ public struct RequestFacts: RoutableRequest, Sendable, Equatable {
         self.path = path
         self.query = query
         self.headers = headers
+        self.index = HeaderIndex(headers)
         self.clientAddress = clientAddress
     }
 
@@ -90,29 +98,22 @@ public struct RequestFacts: RoutableRequest, Sendable, Equatable {
 
     /// The first value of the header named `name`, matched without regard to ASCII case.
     ///
-    /// A linear scan: requests carry few headers and this type is not on the proxy's path.
+    /// A hash lookup: the routing table asks once per predicate, so a scan over all headers would dominate a decision.
     public func header(_ name: String) -> String? {
-        self.headers.first { asciiCaseInsensitiveEquals($0.name, name) }?.value
+        if let position = self.index.firstPosition[name] {
+            return self.headers[position].value
+        }
+        guard name.utf8.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) else {
+            return nil
+        }
+        return self.index.firstPosition[name.lowercased()].map { self.headers[$0].value }
     }
 
     /// The value of the first cookie named `name` across all `Cookie` headers, without surrounding quotes.
     ///
     /// Cookie names are case-sensitive; pairs are separated by `;` with optional spaces, as RFC 6265 sends them.
     public func cookie(_ name: String) -> String? {
-        for field in self.headers where asciiCaseInsensitiveEquals(field.name, "cookie") {
-            for pair in field.value.split(separator: ";") {
-                let trimmed = pair.trimmingASCIISpaces()
-                guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals] == name else {
-                    continue
-                }
-                var value = trimmed[trimmed.index(after: equals)...]
-                if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
-                    value = value.dropFirst().dropLast()
-                }
-                return String(value)
-            }
-        }
-        return nil
+        self.index.cookies.first { $0.name == name }?.value
     }
 
     private static func removingPort(_ authority: Substring) -> String? {
@@ -144,4 +145,41 @@ func asciiCaseInsensitiveEquals(_ lhs: String, _ rhs: String) -> Bool {
 @inline(__always)
 func asciiLowercase(_ byte: UInt8) -> UInt8 {
     byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+}
+
+/// Lower-cased header names and parsed cookies of a header list.
+///
+/// Built once per header list so that a decision's many lookups do no case folding or cookie parsing.
+private struct HeaderIndex: Sendable, Equatable {
+    var firstPosition: [String: Int]
+    var cookies: [(name: String, value: String)]
+
+    init(_ headers: [HeaderField]) {
+        self.firstPosition = [:]
+        self.cookies = []
+        for (position, field) in headers.enumerated() {
+            let name = field.name.lowercased()
+            if self.firstPosition[name] == nil {
+                self.firstPosition[name] = position
+            }
+            guard name == "cookie" else {
+                continue
+            }
+            for pair in field.value.split(separator: ";") {
+                let trimmed = pair.trimmingASCIISpaces()
+                guard let equals = trimmed.firstIndex(of: "=") else {
+                    continue
+                }
+                var value = trimmed[trimmed.index(after: equals)...]
+                if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                    value = value.dropFirst().dropLast()
+                }
+                self.cookies.append((String(trimmed[..<equals]), String(value)))
+            }
+        }
+    }
+
+    static func == (lhs: HeaderIndex, rhs: HeaderIndex) -> Bool {
+        lhs.firstPosition == rhs.firstPosition
+    }
 }

@@ -31,17 +31,13 @@ struct RoutingTableCompiler {
             summary += ", methods \(route.methods.map { $0.uppercased() }.joined(separator: " "))"
         }
         let rules = route.rules.enumerated().map { position, rule in
-            var hasher = Murmur3.Hasher()
-            hasher.combine(rule.name)
-            hasher.combine(UInt8(ascii: ":"))
-            return CompiledRule(
+            CompiledRule(
                 name: rule.name,
                 position: position + 1,
                 condition: self.compile(rule.condition),
                 upstream: rule.upstream,
                 rewrite: rewrite(for: rule.upstream),
-                stickiness: rule.stickiness.map(CompiledAttribute.init),
-                bucketHasher: hasher,
+                stickiness: rule.stickiness,
                 disabledBy: rule.condition.flagNames.first { self.flags[$0] != true }
             )
         }

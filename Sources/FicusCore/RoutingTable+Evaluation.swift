@@ -1,77 +1,76 @@
 /// Evaluates the rules of one route for one request.
 ///
 /// Holds the per-request state (the current rule's bucket) on the stack; with no recorder attached it builds no
-/// strings and allocates nothing for the common conditions.
-struct Evaluation<R: RoutableRequest> {
-    let request: R
+/// strings and allocates nothing for the common conditions. The request is passed to each method rather than
+/// stored, so that it is borrowed instead of copied.
+struct Evaluation {
     let segments: [CompiledSegment]
     let recorder: TraceRecorder?
-    private var rule: CompiledRule?
     private var ruleBucket: Int?
     private var ruleBucketComputed = false
     private var bucketSource = ""
     /// The bucket of the last rule whose percentage condition computed one.
     private(set) var lastBucket: Int?
 
-    init(request: R, segments: [CompiledSegment], recorder: TraceRecorder?) {
-        self.request = request
+    init(segments: [CompiledSegment], recorder: TraceRecorder?) {
         self.segments = segments
         self.recorder = recorder
     }
 
-    mutating func start(_ rule: CompiledRule) {
-        self.rule = rule
+    mutating func start() {
         self.ruleBucket = nil
         self.ruleBucketComputed = false
     }
 
-    mutating func evaluate(_ condition: CompiledCondition) -> Bool {
+    mutating func evaluate<R: RoutableRequest>(_ condition: CompiledCondition, _ rule: CompiledRule, _ request: R)
+        -> Bool
+    {
         self.recorder?.begin()
         var result: Bool
         switch condition {
         case .all(let conditions):
             result = true
-            for condition in conditions where !self.evaluate(condition) {
+            for condition in conditions where !self.evaluate(condition, rule, request) {
                 result = false
                 break
             }
         case .any(let conditions):
             result = false
-            for condition in conditions where self.evaluate(condition) {
+            for condition in conditions where self.evaluate(condition, rule, request) {
                 result = true
                 break
             }
         case .not(let condition):
-            result = !self.evaluate(condition)
+            result = !self.evaluate(condition, rule, request)
         case .flag:
             result = true
         case .segment(let index):
             result = true
-            for constraint in self.segments[index].constraints where !self.evaluate(constraint) {
+            for constraint in self.segments[index].constraints where !self.evaluate(constraint, request) {
                 result = false
                 break
             }
         case .version(let version):
-            result = self.matches(version)
+            result = self.matches(version, request)
         case .percentage(let percentage):
-            let bucket = self.bucket()
+            let bucket = self.bucket(rule, request)
             result = percentage >= 100 || (bucket.map { $0 <= percentage } ?? false)
         case .method(let methods):
-            result = methods.contains(self.request.method)
+            result = methods.contains(request.method)
         case .predicate(let predicate):
-            result = self.matches(predicate)
+            result = self.matches(predicate, request)
         }
         if let recorder = self.recorder {
-            recorder.end(self.describe(condition, result), result)
+            recorder.end(self.describe(condition, result, request), result)
         }
         return result
     }
 
-    private func evaluate(_ predicate: CompiledPredicate) -> Bool {
+    private func evaluate<R: RoutableRequest>(_ predicate: CompiledPredicate, _ request: R) -> Bool {
         self.recorder?.begin()
-        let result = self.matches(predicate)
+        let result = self.matches(predicate, request)
         if let recorder = self.recorder {
-            recorder.end(self.describe(predicate), result)
+            recorder.end(self.describe(predicate, request), result)
         }
         return result
     }
@@ -83,25 +82,29 @@ struct Evaluation<R: RoutableRequest> {
     /// Header and cookie strings are read in place; a query value is percent-decoded into a stack buffer only when it
     /// contains escapes; a client address is formatted into a stack buffer.
     @inline(__always)
-    func withValue<T>(_ attribute: CompiledAttribute, _ body: (UnsafeBufferPointer<UInt8>?) -> T) -> T {
+    func withValue<T, R: RoutableRequest>(
+        _ attribute: CompiledAttribute,
+        _ request: R,
+        _ body: (UnsafeBufferPointer<UInt8>?) -> T
+    ) -> T {
         switch attribute {
         case .header(let name):
-            guard var value = self.request.header(name) else {
+            guard var value = request.header(name) else {
                 return body(nil)
             }
             return value.withUTF8 { body($0) }
         case .cookie(let name):
-            guard var value = self.request.cookie(name) else {
+            guard var value = request.cookie(name) else {
                 return body(nil)
             }
             return value.withUTF8 { body($0) }
         case .query(let name):
-            guard var query = self.request.query else {
+            guard var query = request.query else {
                 return body(nil)
             }
             return query.withUTF8 { QueryString.withValue(named: name, in: $0, body) }
         case .clientIP:
-            guard let address = self.request.clientAddress?.unmapped else {
+            guard let address = request.clientAddress?.unmapped else {
                 return body(nil)
             }
             return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: IPAddress.maximumTextLength) { buffer in
@@ -113,14 +116,14 @@ struct Evaluation<R: RoutableRequest> {
 
     // MARK: Predicates
 
-    func matches(_ predicate: CompiledPredicate) -> Bool {
+    func matches<R: RoutableRequest>(_ predicate: CompiledPredicate, _ request: R) -> Bool {
         if case .cidr(let ranges, let negated) = predicate.test {
-            guard let address = self.request.clientAddress else {
+            guard let address = request.clientAddress else {
                 return negated
             }
             return ranges.contains { $0.contains(address) } != negated
         }
-        return self.withValue(predicate.attribute) { value in
+        return self.withValue(predicate.attribute, request) { value in
             guard let value else {
                 switch predicate.test {
                 case .absent, .oneOf(_, negated: true):
@@ -182,8 +185,8 @@ struct Evaluation<R: RoutableRequest> {
 
     // MARK: Versions
 
-    func matches(_ version: CompiledVersion) -> Bool {
-        guard var header = self.request.header(version.header) else {
+    func matches<R: RoutableRequest>(_ version: CompiledVersion, _ request: R) -> Bool {
+        guard var header = request.header(version.header) else {
             return false
         }
         return header.withUTF8 { bytes in
@@ -211,19 +214,16 @@ struct Evaluation<R: RoutableRequest> {
     /// The current rule's sticky bucket, computed once per rule; nil when the request has no stickiness value.
     ///
     /// See `Rule.stickiness` for the value and its fallback.
-    private mutating func bucket() -> Int? {
+    private mutating func bucket<R: RoutableRequest>(_ rule: CompiledRule, _ request: R) -> Int? {
         if self.ruleBucketComputed {
             return self.ruleBucket
         }
         self.ruleBucketComputed = true
-        guard let rule = self.rule else {
-            return nil
-        }
         var hasher = rule.bucketHasher
         var source = ""
         var found = false
         if let stickiness = rule.stickiness {
-            found = self.withValue(stickiness) { value in
+            found = self.withValue(stickiness, request) { value in
                 guard let value, !value.isEmpty else {
                     return false
                 }
@@ -231,12 +231,12 @@ struct Evaluation<R: RoutableRequest> {
                 return true
             }
             if found, self.recorder != nil {
-                source = self.withValue(stickiness) {
-                    "\(stickiness.label) \"\(String(decoding: $0!, as: UTF8.self))\""
+                source = self.withValue(stickiness, request) {
+                    "\(rule.stickinessLabel) \"\(String(decoding: $0!, as: UTF8.self))\""
                 }
             }
         }
-        if !found, let address = self.request.clientAddress?.unmapped {
+        if !found, let address = request.clientAddress?.unmapped {
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: IPAddress.maximumTextLength) { buffer in
                 let count = address.writeText(into: buffer)
                 hasher.combine(UnsafeBufferPointer(rebasing: buffer[..<count]))
@@ -257,7 +257,7 @@ struct Evaluation<R: RoutableRequest> {
 
     // MARK: Explanations
 
-    private func describe(_ condition: CompiledCondition, _ result: Bool) -> String {
+    private func describe<R: RoutableRequest>(_ condition: CompiledCondition, _ result: Bool, _ request: R) -> String {
         switch condition {
         case .all(let conditions):
             return conditions.isEmpty ? "always" : "all"
@@ -270,7 +270,7 @@ struct Evaluation<R: RoutableRequest> {
         case .segment(let index):
             return "segment '\(self.segments[index].name)'"
         case .version(let version):
-            guard var header = self.request.header(version.header) else {
+            guard var header = request.header(version.header) else {
                 return "version \(version.source): no \(version.source.header) header"
             }
             let value = header.withUTF8 { bytes -> String? in
@@ -293,30 +293,14 @@ struct Evaluation<R: RoutableRequest> {
             }
             return "percentage \(percentage): bucket \(bucket) from \(self.bucketSource)"
         case .method(let methods):
-            return "method [\(methods.joined(separator: ", "))]: got \(self.request.method)"
+            return "method [\(methods.joined(separator: ", "))]: got \(request.method)"
         case .predicate(let predicate):
-            return self.describe(predicate)
+            return self.describe(predicate, request)
         }
     }
 
-    private func describe(_ predicate: CompiledPredicate) -> String {
-        let value = self.withValue(predicate.attribute) { $0.map { String(decoding: $0, as: UTF8.self) } }
+    private func describe<R: RoutableRequest>(_ predicate: CompiledPredicate, _ request: R) -> String {
+        let value = self.withValue(predicate.attribute, request) { $0.map { String(decoding: $0, as: UTF8.self) } }
         return "\(predicate.source): " + (value.map { "got \"\($0)\"" } ?? "missing")
-    }
-}
-
-extension CompiledAttribute {
-    /// The attribute as configured text, for explanations.
-    var label: String {
-        switch self {
-        case .header(let name):
-            return "header:\(name)"
-        case .cookie(let name):
-            return "cookie:\(name)"
-        case .query(let name):
-            return "query:\(String(decoding: name, as: UTF8.self))"
-        case .clientIP:
-            return "client_ip"
-        }
     }
 }

@@ -89,14 +89,14 @@ public final class RoutingTable: Sendable {
                 reason: .killed
             )
         }
-        var evaluation = Evaluation(request: request, segments: self.segments, recorder: recorder)
+        var evaluation = Evaluation(segments: self.segments, recorder: recorder)
         for rule in route.rules {
             if let flag = rule.disabledBy {
                 recorder?.steps.append(.ruleDisabled(position: rule.position, rule: rule.name, flag: flag))
                 continue
             }
-            evaluation.start(rule)
-            let matched = evaluation.evaluate(rule.condition)
+            evaluation.start()
+            let matched = evaluation.evaluate(rule.condition, rule, request)
             if let recorder, let trace = recorder.takeTrace() {
                 recorder.steps.append(
                     .ruleEvaluated(position: rule.position, rule: rule.name, matched: matched, trace: trace)

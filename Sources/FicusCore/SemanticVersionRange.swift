@@ -86,7 +86,7 @@ public struct SemanticVersionRange: Sendable, Hashable, CustomStringConvertible 
             rest = rest.dropFirst(candidate.count)
             break
         }
-        guard let partial = Partial(rest) else {
+        guard prefix.isEmpty || !rest.isEmpty, let partial = Partial(rest) else {
             return nil
         }
         switch prefix {

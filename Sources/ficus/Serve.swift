@@ -66,33 +66,33 @@ struct Serve: AsyncParsableCommand {
 
     func validate() throws {
         guard Endpoint(parsing: self.listen) != nil else {
-            throw ValidationError("--listen '\(self.listen)': expected HOST:PORT")
+            throw ArgumentParser.ValidationError("--listen '\(self.listen)': expected HOST:PORT")
         }
         guard Endpoint(parsing: self.admin) != nil else {
-            throw ValidationError("--admin '\(self.admin)': expected HOST:PORT")
+            throw ArgumentParser.ValidationError("--admin '\(self.admin)': expected HOST:PORT")
         }
         guard FicusLogHandler.Format(rawValue: self.logFormat) != nil else {
-            throw ValidationError("--log-format '\(self.logFormat)': expected text or json")
+            throw ArgumentParser.ValidationError("--log-format '\(self.logFormat)': expected text or json")
         }
         guard Logger.Level(rawValue: self.logLevel) != nil else {
-            throw ValidationError("--log-level '\(self.logLevel)': expected trace, debug, info, notice, warning, error or critical")
+            throw ArgumentParser.ValidationError("--log-level '\(self.logLevel)': expected trace, debug, info, notice, warning, error or critical")
         }
         guard self.accessLog == "on" || self.accessLog == "off" else {
-            throw ValidationError("--access-log '\(self.accessLog)': expected on or off")
+            throw ArgumentParser.ValidationError("--access-log '\(self.accessLog)': expected on or off")
         }
         if let threads = self.threads, threads < 1 {
-            throw ValidationError("--threads \(threads): must be at least 1")
+            throw ArgumentParser.ValidationError("--threads \(threads): must be at least 1")
         }
         for cidr in self.trustedProxy where CIDR(cidr) == nil {
-            throw ValidationError("--trusted-proxy '\(cidr)': not a CIDR (e.g. 10.0.0.0/8 or ::1/128)")
+            throw ArgumentParser.ValidationError("--trusted-proxy '\(cidr)': not a CIDR (e.g. 10.0.0.0/8 or ::1/128)")
         }
         if !self.upstream.isEmpty {
             _ = try self.inMemoryUpstreams()
             guard let name = self.defaultUpstream else {
-                throw ValidationError("--upstream needs --default NAME: the upstream that serves every request")
+                throw ArgumentParser.ValidationError("--upstream needs --default NAME: the upstream that serves every request")
             }
             guard try self.inMemoryUpstreams().contains(where: { $0.name == name }) else {
-                throw ValidationError("--default '\(name)': no --upstream has that name")
+                throw ArgumentParser.ValidationError("--default '\(name)': no --upstream has that name")
             }
         }
     }
@@ -103,17 +103,17 @@ struct Serve: AsyncParsableCommand {
         for spec in self.upstream {
             let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, !parts[0].isEmpty else {
-                throw ValidationError("--upstream '\(spec)': expected NAME=HOST:PORT[,HOST:PORT...]")
+                throw ArgumentParser.ValidationError("--upstream '\(spec)': expected NAME=HOST:PORT[,HOST:PORT...]")
             }
             var addresses: [Endpoint] = []
             for address in parts[1].split(separator: ",", omittingEmptySubsequences: false) {
                 guard let endpoint = Endpoint(parsing: String(address)) else {
-                    throw ValidationError("--upstream '\(spec)': '\(address)' is not HOST:PORT")
+                    throw ArgumentParser.ValidationError("--upstream '\(spec)': '\(address)' is not HOST:PORT")
                 }
                 addresses.append(endpoint)
             }
             guard !upstreams.contains(where: { $0.name == parts[0] }) else {
-                throw ValidationError("--upstream '\(spec)': upstream '\(parts[0])' is given twice")
+                throw ArgumentParser.ValidationError("--upstream '\(spec)': upstream '\(parts[0])' is given twice")
             }
             upstreams.append(Upstream(name: parts[0], addresses: addresses))
         }
@@ -127,7 +127,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "ficus")
 
         guard !self.upstream.isEmpty else {
-            throw ValidationError(
+            throw ArgumentParser.ValidationError(
                 "ficus serve without --upstream reads the rule store, which is not implemented yet; "
                     + "use --upstream NAME=HOST:PORT --default NAME"
             )

@@ -22,7 +22,10 @@ struct RoutingTableRouteMatchingTests {
             route("v1-glob", path: "/v1/*/status"),
             route("fallback", path: "/"),
         ]
-        return try! RoutingTable(configuration: Configuration(upstreams: Fixtures.upstreams, routes: routes), revision: 7)
+        return try! RoutingTable(
+            configuration: Configuration(upstreams: Fixtures.upstreams, routes: routes),
+            revision: 7
+        )
     }()
 
     @Test(arguments: [
@@ -105,7 +108,10 @@ struct RoutingTableRouteMatchingTests {
         for index in 0..<1000 {
             routes.append(Self.route("r\(index)", host: "h\(index % 10).example.com", path: "/svc\(index)/{id}"))
         }
-        let table = try RoutingTable(configuration: Configuration(upstreams: Fixtures.upstreams, routes: routes), revision: 1)
+        let table = try RoutingTable(
+            configuration: Configuration(upstreams: Fixtures.upstreams, routes: routes),
+            revision: 1
+        )
         #expect(table.decide(RequestFacts(host: "h7.example.com", path: "/svc987/x")).route == "r987")
         #expect(table.decide(RequestFacts(host: "h6.example.com", path: "/svc987/x")).route == nil)
     }
