@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "ficus", targets: ["ficus"]),
+        .library(name: "FicusCore", targets: ["FicusCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -15,9 +16,17 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .target(name: "FicusCore"),
+        .target(
+            name: "FicusStore",
+            dependencies: [
+                "FicusCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         .target(
             name: "FicusProxy",
             dependencies: [
@@ -43,8 +52,10 @@ let package = Package(
             name: "ficus",
             dependencies: [
                 "FicusCore",
+                "FicusStore",
                 "FicusProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -54,6 +65,18 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FicusCoreTests", dependencies: ["FicusCore"]),
+        .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusStore"]),
+        .testTarget(
+            name: "FicusCLITests",
+            dependencies: [
+                "ficus",
+                "FicusCore",
+                "FicusStore",
+                "FicusTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "FicusProxyTests",
             dependencies: [

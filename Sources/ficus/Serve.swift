@@ -1,6 +1,7 @@
 import ArgumentParser
 import FicusCore
 import FicusProxy
+import FicusStore
 import Foundation
 import CoreMetrics
 import Logging
@@ -15,7 +16,9 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the proxy.",
         discussion: """
             With --upstream and --default, every request goes to the default upstream from an in-memory \
-            configuration and no store file is read or created.
+            configuration and no store file is read or created. Without --upstream, the rule store is opened \
+            (created and migrated on first use) and every new revision committed to it, by any process, is served \
+            within milliseconds.
             """
     )
 
@@ -30,6 +33,15 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("default"), help: "The upstream that serves every request (with --upstream).")
     var defaultUpstream: String?
+
+    @Option(help: "The rule store (SQLite file), used without --upstream. Default: $FICUS_STORE or ./ficus.sqlite.")
+    var store: String?
+
+    @Option(name: .customLong("poll-interval"), help: "How often the store is polled for new revisions, in milliseconds.")
+    var pollInterval: Int = 5
+
+    @Option(name: .customLong("heartbeat-interval"), help: "How often this proxy records itself in the store, in seconds.")
+    var heartbeatInterval: Int = 3
 
     @Option(help: "Event-loop threads (default: the number of cores).")
     var threads: Int?
@@ -80,6 +92,12 @@ struct Serve: AsyncParsableCommand {
         guard self.accessLog == "on" || self.accessLog == "off" else {
             throw ArgumentParser.ValidationError("--access-log '\(self.accessLog)': expected on or off")
         }
+        if !self.upstream.isEmpty && self.store != nil {
+            throw ArgumentParser.ValidationError("--store and --upstream exclude each other: --upstream serves from memory")
+        }
+        guard self.pollInterval >= 1, self.heartbeatInterval >= 1 else {
+            throw ArgumentParser.ValidationError("--poll-interval and --heartbeat-interval must be at least 1")
+        }
         if let threads = self.threads, threads < 1 {
             throw ArgumentParser.ValidationError("--threads \(threads): must be at least 1")
         }
@@ -126,17 +144,39 @@ struct Serve: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in FicusLogHandler(label: label, format: format, logLevel: level) }
         let logger = Logger(label: "ficus")
 
-        guard !self.upstream.isEmpty else {
-            throw ArgumentParser.ValidationError(
-                "ficus serve without --upstream reads the rule store, which is not implemented yet; "
-                    + "use --upstream NAME=HOST:PORT --default NAME"
+        let registry = PrometheusCollectorRegistry()
+        let factory = PrometheusMetricsFactory(registry: registry)
+        let table: RoutingTable
+        var feed: StoreFeed?
+        let source: String
+        if self.upstream.isEmpty {
+            let path = self.store ?? ProcessInfo.processInfo.environment["FICUS_STORE"] ?? "./ficus.sqlite"
+            let store = try SQLiteConfigurationStore(path: path)
+            if let latest = try await store.latest() {
+                table = try RoutingTable(configuration: latest.configuration, revision: latest.number)
+            } else {
+                logger.warning("the store has no configuration yet: every request gets 404 until one is committed", metadata: ["store": "\(path)"])
+                table = try RoutingTable(configuration: Configuration(), revision: 0)
+            }
+            source = path
+            feed = StoreFeed(
+                store: store,
+                routing: RoutingState(table),
+                logger: logger,
+                metrics: factory,
+                pollInterval: Double(self.pollInterval) / 1000,
+                heartbeatInterval: Double(self.heartbeatInterval),
+                listen: self.listen
             )
+        } else {
+            let configuration = Configuration.catchAll(
+                upstreams: try self.inMemoryUpstreams(),
+                defaultUpstream: self.defaultUpstream!
+            )
+            table = try RoutingTable(configuration: configuration, revision: 0)
+            source = "in-memory"
+            Gauge(label: "ficus_config_revision", factory: factory).record(table.revision)
         }
-        let configuration = Configuration.catchAll(
-            upstreams: try self.inMemoryUpstreams(),
-            defaultUpstream: self.defaultUpstream!
-        )
-        let table = try RoutingTable(configuration: configuration, revision: 0)
 
         var proxyConfiguration = ProxyConfiguration()
         let listen = Endpoint(parsing: self.listen)!
@@ -153,13 +193,10 @@ struct Serve: AsyncParsableCommand {
         proxyConfiguration.timeouts.clientHeader = .milliseconds(self.headerTimeout)
         proxyConfiguration.timeouts.clientIdle = .milliseconds(self.idleTimeout)
 
-        let registry = PrometheusCollectorRegistry()
-        let factory = PrometheusMetricsFactory(registry: registry)
         let metrics = ProxyMetrics(factory: factory)
-        Gauge(label: "ficus_config_revision", factory: factory).record(table.revision)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        let routing = RoutingState(table)
+        let routing = feed?.routing ?? RoutingState(table)
         let proxy = ProxyServer(
             configuration: proxyConfiguration,
             routing: routing,
@@ -172,8 +209,13 @@ struct Serve: AsyncParsableCommand {
             host: adminEndpoint.host,
             port: adminEndpoint.port,
             sources: AdminServer.Sources(
-                health: {
-                    (200, "{\"status\":\"ok\",\"revision\":\(routing.current.revision),\"source\":\"in-memory\"}\n")
+                health: { [feed] in
+                    var body = "{\"status\":\"\(feed?.currentHealth.lastError == nil ? "ok" : "degraded")\""
+                    body += ",\"revision\":\(routing.current.revision),\"source\":\"\(JSONEscaping.escape(source))\""
+                    if let error = feed?.currentHealth.lastError {
+                        body += ",\"last_error\":\"\(JSONEscaping.escape(error))\""
+                    }
+                    return (200, body + "}\n")
                 },
                 metrics: { registry.emitToBuffer() }
             ),
@@ -187,13 +229,15 @@ struct Serve: AsyncParsableCommand {
                 metadata: [
                     "listen": "\(listen.host):\(bound)",
                     "admin": "\(adminEndpoint.host):\(adminBound)",
-                    "default": "\(self.defaultUpstream ?? "-")",
+                    "source": "\(source)",
+                    "revision": "\(routing.current.revision)",
                     "threads": "\(threads)",
                 ]
             )
         }
+        let services: [any Service] = feed.map { [$0, service] } ?? [service]
         let serviceGroup = ServiceGroup(
-            services: [service],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )

@@ -50,14 +50,14 @@ enum HeaderHygiene {
         edits: RequestEdits?
     ) {
         let (target, authority) = Self.originForm(head)
-        out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + head.methodRange.lowerBound, length: head.methodRange.count)!)
+        Self.copy(head, head.methodRange, into: &out)
         out.writeInteger(UInt8(0x20))
         if let path = edits?.path {
             out.writeString(path)
         } else if target.isEmpty {
             out.writeInteger(UInt8(0x2F))
         } else {
-            out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + target.lowerBound, length: target.count)!)
+            Self.copy(head, target, into: &out)
         }
         out.writeStaticString(" HTTP/1.1\r\n")
 
@@ -99,7 +99,7 @@ enum HeaderHygiene {
         }
         if let authority {
             out.writeStaticString("host: ")
-            out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + authority.lowerBound, length: authority.count)!)
+            Self.copy(head, authority, into: &out)
             out.writeStaticString("\r\n")
         }
         switch head.framing {
@@ -137,7 +137,7 @@ enum HeaderHygiene {
             Self.copyValue(head, forwardedHost, into: &out)
         } else if let authority {
             out.writeStaticString("\r\nx-forwarded-host: ")
-            out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + authority.lowerBound, length: authority.count)!)
+            Self.copy(head, authority, into: &out)
         } else if let host = head.hostIndex {
             out.writeStaticString("\r\nx-forwarded-host: ")
             Self.copyValue(head, host, into: &out)
@@ -181,7 +181,7 @@ enum HeaderHygiene {
         out.writeString(String(head.status))
         out.writeInteger(UInt8(0x20))
         if !head.reasonRange.isEmpty {
-            out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + head.reasonRange.lowerBound, length: head.reasonRange.count)!)
+            Self.copy(head, head.reasonRange, into: &out)
         }
         out.writeStaticString("\r\n")
         let named = Self.connectionNamedFields(head)
@@ -234,19 +234,23 @@ enum HeaderHygiene {
 
     // MARK: Pieces
 
+    /// Copies a field line as received (name, colon, whitespace, value) and ends it with CRLF.
     private static func copyField(_ head: HTTPHead, _ index: Int, into out: inout ByteBuffer) {
         let field = head.fields[index]
-        let start = Int(field.nameStart)
-        out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + start, length: Int(field.nameEnd) - start)!)
-        out.writeStaticString(": ")
-        Self.copyValue(head, index, into: &out)
+        Self.copy(head, Int(field.nameStart)..<Int(field.valueEnd), into: &out)
         out.writeStaticString("\r\n")
     }
 
     private static func copyValue(_ head: HTTPHead, _ index: Int, into out: inout ByteBuffer) {
         let field = head.fields[index]
-        let start = Int(field.valueStart)
-        out.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + start, length: Int(field.valueEnd) - start)!)
+        Self.copy(head, Int(field.valueStart)..<Int(field.valueEnd), into: &out)
+    }
+
+    /// Copies head bytes `range` straight from the head's storage.
+    static func copy(_ head: HTTPHead, _ range: Range<Int>, into out: inout ByteBuffer) {
+        head.bytes.withUnsafeReadableBytes { raw in
+            _ = out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[range]))
+        }
     }
 
     /// Offsets of the field names listed in Connection, other than `close` and `keep-alive`.

@@ -1,3 +1,4 @@
+import FicusCore
 import NIOCore
 
 /// Answers that Ficus writes itself: refusals and upstream failures.
@@ -14,9 +15,9 @@ enum LocalResponse {
         retryAfter: Bool,
         headOnly: Bool
     ) -> ByteBuffer {
-        var body = "{\"error\":\"\(Self.escape(error))\",\"status\":\(status)"
-        if let upstream { body += ",\"upstream\":\"\(Self.escape(upstream))\"" }
-        body += ",\"detail\":\"\(Self.escape(detail))\"}\n"
+        var body = "{\"error\":\"\(JSONEscaping.escape(error))\",\"status\":\(status)"
+        if let upstream { body += ",\"upstream\":\"\(JSONEscaping.escape(upstream))\"" }
+        body += ",\"detail\":\"\(JSONEscaping.escape(detail))\"}\n"
         var out = ByteBuffer()
         out.writeString("HTTP/1.1 \(status) \(Self.reason(status))\r\n")
         out.writeStaticString("content-type: application/json\r\n")
@@ -46,27 +47,5 @@ enum LocalResponse {
         case 505: return "HTTP Version Not Supported"
         default: return "Error"
         }
-    }
-
-    static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out
     }
 }

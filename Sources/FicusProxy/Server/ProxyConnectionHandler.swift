@@ -35,7 +35,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     }
 
     /// The request in progress and everything known about its answer.
-    struct Exchange {
+    ///
+    /// A class, so that every event updates the one record in place instead of copying it out and back.
+    final class Exchange {
         var method: HTTPMethodKind
         var methodString: String
         var path: String
@@ -64,6 +66,26 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var responseBytes: Int64 = 0
         var keepAlive: Bool
         var local = false
+
+        init(
+            method: HTTPMethodKind,
+            methodString: String,
+            path: String,
+            clientMinorVersion: UInt8,
+            requestFraming: HTTPBodyFraming,
+            started: NIODeadline,
+            responseTimeout: TimeAmount,
+            keepAlive: Bool
+        ) {
+            self.method = method
+            self.methodString = methodString
+            self.path = path
+            self.clientMinorVersion = clientMinorVersion
+            self.requestFraming = requestFraming
+            self.started = started
+            self.responseTimeout = responseTimeout
+            self.keepAlive = keepAlive
+        }
     }
 
     private let shared: ProxyContext
@@ -166,7 +188,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.state = .closed
         self.timer?.cancel()
         self.inbound = nil
-        if previous == .exchange, var exchange = self.exchange {
+        if previous == .exchange, let exchange = self.exchange {
             if exchange.waitingForConnection, let upstream = exchange.upstream {
                 self.pool.cancel(self, upstream: upstream.name)
             }
@@ -175,7 +197,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             if !exchange.responseComplete {
                 // nginx's 499: the client went away before its answer was complete.
                 exchange.status = exchange.responseStarted ? exchange.status : 499
-                self.exchange = exchange
                 self.record(exchange)
             }
         }
@@ -236,7 +257,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.shared.metrics?.inFlight(delta: 1)
         let table = self.shared.routing.current
         let view = RequestView(head: head, clientAddress: self.clientAddress)
-        var exchange = Exchange(
+        let exchange = Exchange(
             method: head.method,
             methodString: head.methodString,
             path: self.shared.configuration.accessLog ? head.target : "",
@@ -299,21 +320,19 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     }
 
     private func requestBody(_ body: ByteBuffer) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         if exchange.local || exchange.responseComplete { return }  // the answer is already given; drop the rest
         if let connection = exchange.connection {
             Self.writeBody(body, framing: exchange.requestFraming, to: connection)
             exchange.requestBodyForwarded += Int64(body.readableBytes)
-            self.exchange = exchange
         } else {
             exchange.pendingBody.append(body)
             exchange.pendingBodyBytes += body.readableBytes
-            self.exchange = exchange
         }
     }
 
     private func requestEnd(_ trailers: HTTPTrailers?) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         exchange.requestEnded = true
         if let connection = exchange.connection, !exchange.responseComplete, !exchange.local {
             Self.writeEnd(trailers, framing: exchange.requestFraming, to: connection)
@@ -322,7 +341,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         } else if exchange.connection == nil && !exchange.local {
             exchange.pendingEnd = .some(trailers)
         }
-        self.exchange = exchange
         self.finishIfDone()
     }
 
@@ -364,7 +382,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     }
 
     private func startExchange(on connection: UpstreamConnection, reused: Bool) {
-        guard var exchange = self.exchange, self.state == .exchange else {
+        guard let exchange = self.exchange, self.state == .exchange else {
             self.pool.release(connection)
             return
         }
@@ -395,7 +413,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         } else if exchange.requestEnded {
             connection.requestComplete(true)
         }
-        self.exchange = exchange
         connection.flush()
         if let context = self.context, !context.channel.isWritable { connection.pauseReads() }
         self.updateReadPausing()
@@ -426,7 +443,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
 
     /// Answers the current request from Ficus itself (no upstream involved, or the upstream failed).
     private func respondLocally(_ status: Int, error: String, detail: String, retryAfter: Bool = false) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         precondition(!exchange.responseStarted)
         exchange.local = true
         exchange.responseStarted = true
@@ -446,7 +463,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             headOnly: exchange.method == .head
         )
         exchange.responseBytes = Int64(response.readableBytes)
-        self.exchange = exchange
         self.writeToClient(response)
         self.finishIfDone()
     }
@@ -459,14 +475,13 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)", "client": "\(self.clientAddressText)"]
         )
         self.inbound = nil
-        if var exchange = self.exchange {
+        if let exchange = self.exchange {
             exchange.connection?.abort()
             exchange.connection = nil
             if exchange.waitingForConnection, let upstream = exchange.upstream {
                 self.pool.cancel(self, upstream: upstream.name)
             }
             exchange.waitingForConnection = false
-            self.exchange = exchange
             if exchange.responseStarted {
                 self.close()
                 return
@@ -611,12 +626,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.flushIfNeeded()
         case .exchange:
             // Waiting for a pooled connection took longer than the connect timeout.
-            guard var exchange = self.exchange, exchange.waitingForConnection, let upstream = exchange.upstream else {
+            guard let exchange = self.exchange, exchange.waitingForConnection, let upstream = exchange.upstream else {
                 return
             }
             self.pool.cancel(self, upstream: upstream.name)
             exchange.waitingForConnection = false
-            self.exchange = exchange
             self.connectionFailed(.connectTimeout)
         case .closing, .closed:
             break
@@ -636,9 +650,8 @@ extension ProxyConnectionHandler: UpstreamConnectionRequester {
     }
 
     func connectionFailed(_ failure: UpstreamFailure) {
-        guard self.state == .exchange, var exchange = self.exchange, !exchange.responseStarted else { return }
+        guard self.state == .exchange, let exchange = self.exchange, !exchange.responseStarted else { return }
         exchange.waitingForConnection = false
-        self.exchange = exchange
         self.answerFailure(failure)
         self.flushIfNeeded()
     }
@@ -666,7 +679,7 @@ extension ProxyConnectionHandler: UpstreamConnectionRequester {
 
 extension ProxyConnectionHandler: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: HTTPHead) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         exchange.responseStarted = true
         exchange.status = head.status
         exchange.responseFraming = HeaderHygiene.clientFraming(for: head, clientMinorVersion: exchange.clientMinorVersion)
@@ -681,7 +694,6 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
             clientMinorVersion: exchange.clientMinorVersion
         )
         exchange.responseBytes += Int64(out.readableBytes)
-        self.exchange = exchange
         self.writeToClient(out)
     }
 
@@ -704,7 +716,7 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
     }
 
     func upstreamResponseEnd(_ trailers: HTTPTrailers?) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         if case .chunked = exchange.responseFraming {
             var end = ByteBuffer(staticString: "0\r\n")
             HeaderHygiene.writeTrailers(trailers, into: &end)
@@ -713,7 +725,6 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
         }
         exchange.responseComplete = true
         exchange.connection = nil
-        self.exchange = exchange
         self.flushIfNeeded()
         self.finishIfDone()
     }
@@ -723,18 +734,16 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
     }
 
     func upstreamFailed(_ failure: UpstreamFailure) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         if self.mayRetry(exchange, failure), let upstream = exchange.upstream {
             exchange.retried = true
             exchange.connection = nil
             exchange.waitingForConnection = true
-            self.exchange = exchange
             self.timer?.set(.now() + self.shared.configuration.timeouts.connect)
             self.pool.acquire(upstream, for: self, fresh: true)
             return
         }
         exchange.connection = nil
-        self.exchange = exchange
         if exchange.responseStarted {
             // Never let a truncated answer look complete: the client sees the connection close.
             self.flushIfNeeded()

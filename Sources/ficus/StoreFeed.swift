@@ -1,0 +1,118 @@
+import CoreMetrics
+import FicusCore
+import FicusProxy
+import FicusStore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// Feeds the proxy every new revision of the store and tells the store that this proxy is alive.
+///
+/// This is the wiring DESIGN.md asks for: FicusProxy never sees the store, only compiled tables. A revision that
+/// fails to load, or a store that cannot be read, leaves the last good table serving; the failure is logged, counted
+/// (`ficus_config_errors_total`) and shown on `/healthz`.
+final class StoreFeed: Service, Sendable {
+    struct Health: Sendable {
+        var lastError: String?
+        var lastErrorAt: Date?
+    }
+
+    let store: any ConfigurationStore
+    let routing: RoutingState
+    let logger: Logger
+    let pollInterval: TimeInterval
+    let heartbeatInterval: TimeInterval
+    let proxyID: String
+    let listen: String
+    let startedAt = Date()
+    private let revisionGauge: Gauge
+    private let errors: Counter
+    private let health = NIOLockedValueBox(Health())
+
+    init(
+        store: any ConfigurationStore,
+        routing: RoutingState,
+        logger: Logger,
+        metrics: MetricsFactory,
+        pollInterval: TimeInterval,
+        heartbeatInterval: TimeInterval,
+        listen: String
+    ) {
+        self.store = store
+        self.routing = routing
+        self.logger = logger
+        self.pollInterval = pollInterval
+        self.heartbeatInterval = heartbeatInterval
+        self.listen = listen
+        self.proxyID = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
+        self.revisionGauge = Gauge(label: "ficus_config_revision", factory: metrics)
+        self.errors = Counter(label: "ficus_config_errors_total", factory: metrics)
+        self.revisionGauge.record(routing.current.revision)
+    }
+
+    /// The last store or revision error, if any (for `/healthz`).
+    var currentHealth: Health { self.health.withLockedValue { $0 } }
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.followRevisions() }
+                group.addTask { await self.beat() }
+                await group.waitForAll()
+            }
+        }
+    }
+
+    private func followRevisions() async {
+        for await event in self.store.watch(pollInterval: self.pollInterval) {
+            switch event {
+            case .revision(let revision):
+                guard revision.number != self.routing.current.revision else { continue }
+                do {
+                    let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
+                    self.routing.replace(with: table)
+                    self.revisionGauge.record(revision.number)
+                    self.logger.notice(
+                        "serving a new revision",
+                        metadata: ["revision": "\(revision.number)", "summary": "\(revision.summary)"]
+                    )
+                } catch {
+                    self.failed("revision \(revision.number) cannot be served: \(error)")
+                }
+            case .failed(let message):
+                self.failed(message)
+            }
+        }
+    }
+
+    private func failed(_ message: String) {
+        self.errors.increment()
+        self.health.withLockedValue { health in
+            health.lastError = message
+            health.lastErrorAt = Date()
+        }
+        self.logger.error(
+            "configuration error; still serving the last good revision",
+            metadata: ["error": "\(message)", "revision": "\(self.routing.current.revision)"]
+        )
+    }
+
+    private func beat() async {
+        while !Task.isCancelled {
+            let heartbeat = ProxyHeartbeat(
+                id: self.proxyID,
+                listen: self.listen,
+                revision: self.routing.current.revision,
+                startedAt: self.startedAt,
+                lastSeen: Date()
+            )
+            do {
+                try await self.store.heartbeat(heartbeat)
+            } catch {
+                self.logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(nanoseconds: UInt64(self.heartbeatInterval * 1_000_000_000))
+        }
+    }
+}
