@@ -100,6 +100,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private var readsPaused = false
     private var readPending = false
     private var needsFlush = false
+    private var coalesced: ByteBuffer?
     private var draining = false
     private var inputClosed = false
     private var clientAddress: IPAddress?
@@ -110,6 +111,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     /// Request bodies buffered while no upstream connection is ready, and pipelined bytes held while a response is
     /// in progress, are bounded by this many bytes before the client is no longer read.
     private static let bufferLimit = 64 * 1024
+
+    /// Pieces up to this size are copied into one outgoing buffer rather than queued as writes of their own.
+    private static let coalesceLimit = 4 * 1024
 
     /// How long an idle connection is kept open once draining starts.
     private static let drainIdleGrace: TimeAmount = .milliseconds(500)
@@ -429,14 +433,33 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
 
     // MARK: Answers
 
+    /// Queues bytes for the client; small pieces are coalesced so that a small answer leaves in one `write`.
     private func writeToClient(_ buffer: ByteBuffer) {
-        self.context?.write(self.wrapOutboundOut(buffer), promise: nil)
+        var buffer = buffer
+        if buffer.readableBytes <= Self.coalesceLimit {
+            if self.coalesced == nil {
+                self.coalesced = buffer
+            } else {
+                self.coalesced!.writeBuffer(&buffer)
+            }
+        } else {
+            self.writeCoalesced()
+            self.context?.write(self.wrapOutboundOut(buffer), promise: nil)
+        }
         self.needsFlush = true
+    }
+
+    private func writeCoalesced() {
+        if let coalesced = self.coalesced {
+            self.coalesced = nil
+            self.context?.write(self.wrapOutboundOut(coalesced), promise: nil)
+        }
     }
 
     private func flushIfNeeded() {
         if self.needsFlush {
             self.needsFlush = false
+            self.writeCoalesced()
             self.context?.flush()
         }
     }
@@ -570,6 +593,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         guard self.state != .closing, self.state != .closed, let context = self.context else { return }
         self.state = .closing
         self.needsFlush = false
+        self.writeCoalesced()
         self.timer?.cancel()
         let this = UnsafeTransfer(self)
         let promise = context.eventLoop.makePromise(of: Void.self)
