@@ -13,6 +13,10 @@
 
 set -euo pipefail
 
+# The whole script is one { ... } block: bash parses it completely before
+# running it, so editing or checking out this file mid-run cannot derail it.
+{
+
 # ---------------------------------------------------------------- knobs
 DURATION=${DURATION:-10s}          # wrk -d per measurement
 ROUNDS=${ROUNDS:-1}                # repeat the whole matrix; tables show medians
@@ -43,10 +47,11 @@ die() { log "ERROR: $*"; exit 1; }
 TMP=""
 PIDS=()
 FG_PID=""  # long-running helper (build, wrk) we are waiting for
+FG_SIG=TERM
 # Run long helpers in the background and `wait` for them, so that a signal
 # to this script is handled at once instead of after the helper finishes.
-bg_wait() {  # bg_wait <pid> -> the helper's exit status
-    FG_PID=$1
+bg_wait() {  # bg_wait <pid> [signal to stop it with] -> the helper's exit status
+    FG_PID=$1 FG_SIG=${2:-TERM}
     local rc=0
     wait "$FG_PID" || rc=$?
     FG_PID=""
@@ -56,7 +61,7 @@ cleanup() {
     local rc=$? pid kids=()
     trap - EXIT INT TERM
     if [ -n "$FG_PID" ]; then  # `timeout` passes the signal on to its command
-        kill -TERM "$FG_PID" 2>/dev/null || true
+        kill -"$FG_SIG" "$FG_PID" 2>/dev/null || true
         wait "$FG_PID" 2>/dev/null || true
     fi
     for pid in "${PIDS[@]}"; do
@@ -286,7 +291,8 @@ if [[ " $TARGETS " == *" ficus "* ]]; then
                 log "building Ficus: swift build -c release --product ficus (log: $TMP/build.log)"
                 (cd "$REPO" && exec timeout "$BUILD_TIMEOUT" swift build -c release --product ficus) \
                     >"$TMP/build.log" 2>&1 &
-                if ! bg_wait $!; then
+                # SIGINT: SwiftPM cancels its compiler jobs on INT, not on TERM
+                if ! bg_wait $! INT; then
                     tail -n 30 "$TMP/build.log" >&2
                     FICUS_STATUS="release build failed"
                 fi
@@ -362,6 +368,9 @@ for t in $TARGETS; do [ -n "${PORT[$t]:-}" ] && RUN_TARGETS+=("$t"); done
 
 # ---------------------------------------------------------------- header
 GIT_REV=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+# the build uses the work tree: say so when its sources differ from the commit
+[ -n "$(cd "$REPO" && git status --porcelain -- Sources Package.swift Package.resolved 2>/dev/null)" ] \
+    && GIT_REV="$GIT_REV+uncommitted"
 NGINX_VER=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 WRK_VER=$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $2}')
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -487,3 +496,5 @@ if [ "$MARKDOWN" = 1 ]; then
     report_args+=(--markdown --header "_${HEADER}; load average start $LOAD_START, end ${LOAD_END}_")
 fi
 python3 "$HELPERS/report.py" "${report_args[@]}"
+exit
+}

@@ -1,0 +1,155 @@
+import FicusCore
+import Foundation
+import GRDB
+
+extension SQLiteConfigurationStore {
+    public func latest() async throws -> StoredRevision? {
+        try await self.perform {
+            try await self.pool.read { db in
+                try Self.fetchLatest(db, path: self.path)
+            }
+        }
+    }
+
+    public func revision(_ number: Int) async throws -> StoredRevision {
+        try await self.perform {
+            try await self.pool.read { db in
+                guard let revision = try Self.fetchRevision(db, number: number, path: self.path) else {
+                    throw StoreError.noSuchRevision(number)
+                }
+                return revision
+            }
+        }
+    }
+
+    public func history(limit: Int?, route: String?) async throws -> [RevisionSummary] {
+        try await self.perform {
+            try await self.pool.read { db in
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT number, author, reason, created_at, summary, routes_changed
+                        FROM revisions
+                        WHERE :route IS NULL
+                            OR EXISTS (SELECT 1 FROM json_each(revisions.routes_changed) WHERE value = :route)
+                        ORDER BY number DESC
+                        LIMIT :limit
+                        """,
+                    arguments: ["route": route, "limit": limit.map { max(0, $0) } ?? -1]
+                )
+                return rows.map(Self.revisionSummary)
+            }
+        }
+    }
+
+    @discardableResult
+    public func commit(
+        _ author: ChangeAuthor,
+        expectRevision: Int?,
+        change: @Sendable (inout FicusCore.Configuration) throws -> Void
+    ) async throws -> StoredRevision {
+        try await self.perform {
+            try await self.pool.write { db in
+                let previous = try Self.fetchLatest(db, path: self.path)
+                let actual = previous?.number ?? 0
+                if let expected = expectRevision, expected != actual {
+                    throw StoreError.revisionMismatch(expected: expected, actual: actual)
+                }
+                var configuration = previous?.configuration ?? FicusCore.Configuration()
+                do {
+                    try change(&configuration)
+                } catch {
+                    throw ChangeFailed(error: error)
+                }
+                return try self.insertRevision(
+                    db,
+                    configuration,
+                    number: actual + 1,
+                    previous: previous?.configuration ?? FicusCore.Configuration(),
+                    author: author,
+                    summary: nil
+                )
+            }
+        }
+    }
+
+    @discardableResult
+    public func rollback(to number: Int, _ author: ChangeAuthor) async throws -> StoredRevision {
+        try await self.perform {
+            try await self.pool.write { db in
+                guard let target = try Self.fetchRevision(db, number: number, path: self.path) else {
+                    throw StoreError.noSuchRevision(number)
+                }
+                // A newest revision that cannot be decoded must not block the way out of it: the rollback is then
+                // compared with an empty configuration, which only affects its routes_changed and audit detail.
+                let newest = try Self.fetchLatestNumber(db)
+                let previous = (try? Self.fetchLatest(db, path: self.path))?.configuration
+                return try self.insertRevision(
+                    db,
+                    target.configuration,
+                    number: newest + 1,
+                    previous: previous ?? FicusCore.Configuration(),
+                    author: author,
+                    summary: "rollback to \(number)"
+                )
+            }
+        }
+    }
+
+    /// Validates `configuration` and writes it as revision `number`, the one after `previous`, with its audit entry.
+    ///
+    /// Runs inside the caller's write transaction, so the check of the previous revision, the validation and both
+    /// inserts are one atomic step: an invalid or unchanged configuration throws and nothing is written. The
+    /// configuration is compared and returned as it reads back from its snapshot, so the returned revision equals
+    /// what `revision(_:)` and watchers will load.
+    func insertRevision(
+        _ db: Database,
+        _ configuration: FicusCore.Configuration,
+        number: Int,
+        previous: FicusCore.Configuration,
+        author: ChangeAuthor,
+        summary: String?
+    ) throws -> StoredRevision {
+        let snapshot = try Self.encodeSnapshot(configuration)
+        let stored = try Self.decodeSnapshot(snapshot, revision: number, path: self.path)
+        let errors = stored.validate()
+        guard errors.isEmpty else {
+            throw ConfigurationInvalid(errors: errors)
+        }
+        let diff = RevisionDiff(from: previous, to: stored)
+        guard !diff.isEmpty else {
+            throw StoreError.noChange
+        }
+        let detail = ((summary.map { [$0] } ?? []) + diff.lines).joined(separator: "\n")
+        let summary = summary ?? diff.summary()
+        try db.execute(
+            sql: """
+                INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                number, author.author, author.reason, self.now(), summary, try Self.encodeNames(diff.routesChanged),
+                snapshot,
+            ]
+        )
+        let createdAt = try Date.fetchOne(
+            db,
+            sql: "SELECT created_at FROM revisions WHERE number = ?",
+            arguments: [number]
+        )
+        try db.execute(
+            sql: "INSERT INTO audit (revision, time, author, reason, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [
+                number, createdAt, author.author, author.reason, author.action, detail,
+            ]
+        )
+        return StoredRevision(
+            number: number,
+            author: author.author,
+            reason: author.reason,
+            createdAt: createdAt ?? self.now(),
+            summary: summary,
+            configuration: stored
+        )
+    }
+}

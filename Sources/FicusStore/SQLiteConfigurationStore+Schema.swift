@@ -1,0 +1,169 @@
+import FicusCore
+import Foundation
+import GRDB
+
+extension SQLiteConfigurationStore {
+    /// The SQLite `application_id` of a Ficus store ("Ficu").
+    ///
+    /// Lets a Ficus store be told from another application's database before any table is read.
+    static let applicationID: Int32 = 0x4669_6375
+
+    /// The schema, as named migrations in order.
+    ///
+    /// A migration that has shipped is never edited: a later change is a new migration, so every store reaches the
+    /// same schema whatever version created it.
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-revisions") { db in
+            try db.execute(sql: "PRAGMA application_id = \(SQLiteConfigurationStore.applicationID)")
+            try db.execute(
+                sql: """
+                    CREATE TABLE revisions (
+                        number INTEGER PRIMARY KEY,
+                        author TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        created_at DATETIME NOT NULL,
+                        summary TEXT NOT NULL,
+                        routes_changed TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(routes_changed)),
+                        snapshot TEXT NOT NULL CHECK (json_valid(snapshot))
+                    );
+                    CREATE TRIGGER revisions_are_immutable BEFORE UPDATE ON revisions BEGIN
+                        SELECT RAISE(ABORT, 'revisions are immutable: write a new revision instead');
+                    END;
+                    CREATE TRIGGER revisions_are_kept BEFORE DELETE ON revisions BEGIN
+                        SELECT RAISE(ABORT, 'revisions are never deleted: history is not rewritten');
+                    END;
+                    """
+            )
+        }
+        migrator.registerMigration("v1-audit") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE audit (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        revision INTEGER REFERENCES revisions(number),
+                        time DATETIME NOT NULL,
+                        author TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        detail TEXT NOT NULL
+                    );
+                    CREATE INDEX audit_revision ON audit(revision);
+                    CREATE TRIGGER audit_is_append_only_update BEFORE UPDATE ON audit BEGIN
+                        SELECT RAISE(ABORT, 'the audit log is append-only');
+                    END;
+                    CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit BEGIN
+                        SELECT RAISE(ABORT, 'the audit log is append-only');
+                    END;
+                    """
+            )
+        }
+        migrator.registerMigration("v1-proxies") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE proxies (
+                        id TEXT PRIMARY KEY,
+                        listen TEXT NOT NULL,
+                        revision INTEGER NOT NULL,
+                        started_at DATETIME NOT NULL,
+                        last_seen DATETIME NOT NULL
+                    );
+                    CREATE INDEX proxies_last_seen ON proxies(last_seen);
+                    """
+            )
+        }
+        return migrator
+    }()
+
+    /// The names of the schema migrations applied to the file, in the order they ran.
+    ///
+    /// For diagnostics (`ficus doctor`, support requests) and for tests of the migrations.
+    public func appliedMigrations() async throws -> [String] {
+        try await self.perform {
+            try await self.pool.read { db in
+                try Self.migrator.appliedMigrations(db)
+            }
+        }
+    }
+
+    /// Checks an existing file before the store writes to it: a readable database, a Ficus store or an empty one,
+    /// and no migration this binary does not know.
+    ///
+    /// Opening for writing switches the file to WAL mode and runs migrations, so anything foreign has to be refused
+    /// first, on a read-only connection, to leave the file exactly as it was.
+    static func inspect(path: String, busyTimeout: TimeInterval) throws {
+        do {
+            let queue = try DatabaseQueue(
+                path: path,
+                configuration: Self.connectionConfiguration(busyTimeout: busyTimeout, readonly: true)
+            )
+            defer {
+                try? queue.close()
+            }
+            try queue.read { db in
+                let check = try String.fetchAll(db, sql: "PRAGMA quick_check(5)")
+                guard check == ["ok"] else {
+                    throw StoreError.unreadable(
+                        path: path,
+                        detail: "the database is damaged (\(check.joined(separator: "; ")))"
+                    )
+                }
+                let applicationID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+                guard applicationID == 0 || applicationID == Self.applicationID else {
+                    throw StoreError.unreadable(
+                        path: path,
+                        detail: "not a Ficus store (it belongs to another application, application_id \(applicationID))"
+                    )
+                }
+                let tables = try String.fetchAll(
+                    db,
+                    sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                )
+                // GRDB creates `grdb_migrations` before the first migration's transaction, so another process
+                // that is creating the store right now leaves that table alone for a moment: not foreign.
+                let foreign = tables.filter { $0 != "grdb_migrations" }
+                let known = Set(Self.migrator.migrations)
+                let unknown = try Self.migrator.appliedIdentifiers(db).subtracting(known)
+                guard tables.contains("revisions") || (foreign.isEmpty && unknown.isEmpty) else {
+                    throw StoreError.unreadable(
+                        path: path,
+                        detail: "not a Ficus store (no revisions table; its tables are "
+                            + "\(tables.sorted().joined(separator: ", ")))"
+                    )
+                }
+                guard unknown.isEmpty else {
+                    throw StoreError.unreadable(
+                        path: path,
+                        detail: "written by a newer Ficus (schema migrations "
+                            + "\(unknown.sorted().joined(separator: ", ")) are unknown to this binary); upgrade ficus"
+                    )
+                }
+            }
+        } catch {
+            throw Self.storeError(error, path: path)
+        }
+    }
+
+    /// Runs the migrations that have not run yet, each in its own transaction.
+    ///
+    /// Two processes opening a new file at once may both try the first migration; the loser's transaction fails
+    /// and rolls back, and a retry finds the migrations done, so the race costs a retry and never a half schema.
+    static func migrate(_ pool: DatabasePool, path: String) throws {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try Self.migrator.migrate(pool)
+                return
+            } catch {
+                let done = (try? pool.read { db in try Self.migrator.hasCompletedMigrations(db) }) ?? false
+                if done {
+                    return
+                }
+                if attempt >= 3 {
+                    throw Self.storeError(error, path: path)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+import ArgumentParser
+import FicusCore
+import FicusStore
+
+/// `ficus route`: the request matches, each with its legacy and default upstream and its rules.
+struct RouteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "route",
+        abstract: "Add, change, remove, list and show routes.",
+        subcommands: [Add.self, Update.self, Remove.self, List.self, Show.self]
+    )
+}
+
+/// The options that describe a route's match and per-route settings, shared by `route add` and `route set`.
+struct RouteShapeOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp("Match a path prefix on segment boundaries (/orders matches /orders/7).", valueName: "path"))
+    var prefix: String?
+
+    @Option(help: ArgumentHelp("Match a path template (/orders/{id}, /static/**).", valueName: "template"))
+    var path: String?
+
+    @Option(help: ArgumentHelp("Match only this host (exact, or *.example.com).", valueName: "host"))
+    var host: String?
+
+    @Option(help: ArgumentHelp("Match only these methods (comma-separated).", valueName: "GET,POST"))
+    var methods: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "A path rewrite for requests sent to UPSTREAM; an empty replacement strips the prefix. Repeatable.",
+            valueName: "upstream:prefix->replacement"
+        )
+    )
+    var rewrite: [String] = []
+
+    @Option(
+        name: .customLong("connect-timeout"),
+        help: ArgumentHelp("Upstream connect timeout for this route.", valueName: "ms"))
+    var connectTimeout: Int?
+
+    @Option(
+        name: .customLong("response-timeout"),
+        help: ArgumentHelp("Response-head timeout for this route.", valueName: "ms"))
+    var responseTimeout: Int?
+
+    /// The path from `--prefix` or `--path`, nil when neither is given.
+    func pathPattern() throws -> String? {
+        switch (self.prefix, self.path) {
+        case (let prefix?, nil):
+            return prefix
+        case (nil, let path?):
+            return path
+        case (nil, nil):
+            return nil
+        case (.some, .some):
+            throw CLIError.usage("give --prefix or --path, not both")
+        }
+    }
+
+    /// Applies every given option to `route`, leaving the rest as it is.
+    func apply(to route: inout Route) throws {
+        if let path = try self.pathPattern() {
+            route.path = path
+        }
+        if let host = self.host {
+            route.host = host
+        }
+        if let methods = self.methods {
+            route.methods = ArgumentText.methods(methods)
+        }
+        for text in self.rewrite {
+            let (upstream, pathRewrite) = try ArgumentText.rewrite(text)
+            var rewrite = route.rewrites[upstream] ?? RequestRewrite()
+            rewrite.path = pathRewrite
+            route.rewrites[upstream] = rewrite
+        }
+        if let connectTimeout = self.connectTimeout {
+            route.timeouts.connectMilliseconds = connectTimeout
+        }
+        if let responseTimeout = self.responseTimeout {
+            route.timeouts.responseHeaderMilliseconds = responseTimeout
+        }
+    }
+}
+
+extension RouteCommand {
+    /// `ficus route add NAME --prefix PATH --to UPSTREAM`.
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add",
+            abstract: "Add a route; its legacy and default upstream are --to.",
+            discussion: "The legacy upstream is where the route's traffic comes from; flips change only the default."
+        )
+
+        @Argument(help: "The route's name.")
+        var name: String
+
+        @Option(
+            help: ArgumentHelp(
+                "The upstream that serves the route now (its legacy and default).", valueName: "upstream"))
+        var to: String
+
+        @Option(help: ArgumentHelp("A different legacy upstream than --to.", valueName: "upstream"))
+        var legacy: String?
+
+        @OptionGroup var shape: RouteShapeOptions
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var change: ChangeOptions
+
+        func validate() throws {
+            guard self.shape.prefix != nil || self.shape.path != nil else {
+                throw ArgumentParser.ValidationError("a route needs --prefix PATH or --path TEMPLATE")
+            }
+        }
+
+        func run() async throws {
+            try await ErrorReport.run {
+                var route = Route(name: self.name, legacy: self.legacy ?? self.to, defaultUpstream: self.to)
+                try self.shape.apply(to: &route)
+                let newRoute = route
+                let store = try self.storeOptions.open()
+                try await store.commitPrinting(self.change.changeAuthor(action: "route.add")) { configuration in
+                    guard !configuration.routes.contains(where: { $0.name == newRoute.name }) else {
+                        throw CLIError.alreadyExists(kind: "route", name: newRoute.name, hint: "use 'ficus route set'")
+                    }
+                    try configuration.requireUpstream(newRoute.defaultUpstream)
+                    try configuration.requireUpstream(newRoute.legacy)
+                    configuration.routes.append(newRoute)
+                }
+            }
+        }
+    }
+
+    /// `ficus route set NAME ...`.
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set",
+            abstract: "Change a route's match, upstreams, rewrites or timeouts; what is not given stays."
+        )
+
+        @Argument(help: "The route's name.")
+        var name: String
+
+        @Option(
+            help: ArgumentHelp("Set the legacy upstream (where the route's traffic came from).", valueName: "upstream"))
+        var legacy: String?
+
+        @Option(
+            name: .customLong("default"),
+            help: ArgumentHelp("Set the default upstream (as 'ficus flip').", valueName: "upstream"))
+        var defaultUpstream: String?
+
+        @ArgumentParser.Flag(name: .customLong("any-host"), help: "Match every host.")
+        var anyHost = false
+
+        @ArgumentParser.Flag(name: .customLong("any-method"), help: "Match every method.")
+        var anyMethod = false
+
+        @Option(
+            name: .customLong("no-rewrite"),
+            help: ArgumentHelp("Remove the rewrite for UPSTREAM. Repeatable.", valueName: "upstream"))
+        var noRewrite: [String] = []
+
+        @ArgumentParser.Flag(name: .customLong("no-timeouts"), help: "Remove the route's timeout overrides.")
+        var noTimeouts = false
+
+        @OptionGroup var shape: RouteShapeOptions
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var change: ChangeOptions
+
+        func run() async throws {
+            try await ErrorReport.run {
+                let name = self.name
+                let shape = self.shape
+                let legacy = self.legacy
+                let defaultUpstream = self.defaultUpstream
+                let anyHost = self.anyHost
+                let anyMethod = self.anyMethod
+                let noRewrite = self.noRewrite
+                let noTimeouts = self.noTimeouts
+                if anyHost, shape.host != nil {
+                    throw CLIError.usage("give --host or --any-host, not both")
+                }
+                if anyMethod, shape.methods != nil {
+                    throw CLIError.usage("give --methods or --any-method, not both")
+                }
+                _ = try shape.pathPattern()
+                let store = try self.storeOptions.open()
+                try await store.commitPrinting(self.change.changeAuthor(action: "route.set")) { configuration in
+                    let index = try configuration.routeIndex(name)
+                    var route = configuration.routes[index]
+                    if noTimeouts {
+                        route.timeouts = RouteTimeouts()
+                    }
+                    for upstream in noRewrite {
+                        guard route.rewrites.removeValue(forKey: upstream) != nil else {
+                            throw CLIError.notFound(
+                                kind: "rewrite for upstream",
+                                name: upstream,
+                                known: Array(route.rewrites.keys)
+                            )
+                        }
+                    }
+                    try shape.apply(to: &route)
+                    if anyHost {
+                        route.host = nil
+                    }
+                    if anyMethod {
+                        route.methods = []
+                    }
+                    if let legacy {
+                        try configuration.requireUpstream(legacy)
+                        route.legacy = legacy
+                    }
+                    if let defaultUpstream {
+                        try configuration.requireUpstream(defaultUpstream)
+                        route.defaultUpstream = defaultUpstream
+                    }
+                    configuration.routes[index] = route
+                }
+            }
+        }
+    }
+
+    /// `ficus route rm NAME`.
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a route and its rules.")
+
+        @Argument(help: "The route's name.")
+        var name: String
+
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var change: ChangeOptions
+
+        func run() async throws {
+            try await ErrorReport.run {
+                let name = self.name
+                let store = try self.storeOptions.open()
+                try await store.commitPrinting(self.change.changeAuthor(action: "route.rm")) { configuration in
+                    configuration.routes.remove(at: try configuration.routeIndex(name))
+                }
+            }
+        }
+    }
+
+    /// `ficus route list`.
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the routes.")
+
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            try await ErrorReport.run {
+                let store = try self.storeOptions.open()
+                let (configuration, _) = try await store.latestConfiguration()
+                if self.output.json {
+                    try Console.json(configuration.routes)
+                    return
+                }
+                var table = TextTable("NAME", "MATCH", "LEGACY", "DEFAULT", "RULES")
+                for route in configuration.routes {
+                    table.append([
+                        route.name, route.matchSummary, route.legacy, route.defaultUpstream, "\(route.rules.count)",
+                    ])
+                }
+                Console.out(table.rendered)
+            }
+        }
+    }
+
+    /// `ficus route show NAME`.
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "show",
+            abstract: "Show one route: match, upstreams, numbered rules, rewrites and timeouts."
+        )
+
+        @Argument(help: "The route's name.")
+        var name: String
+
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            try await ErrorReport.run {
+                let store = try self.storeOptions.open()
+                let (configuration, _) = try await store.latestConfiguration()
+                let route = configuration.routes[try configuration.routeIndex(self.name)]
+                if self.output.json {
+                    try Console.json(route)
+                    return
+                }
+                Console.out(RouteCommand.describe(route, killed: configuration.killed))
+            }
+        }
+    }
+
+    /// A route as readable lines: what `route show` prints.
+    static func describe(_ route: Route, killed: Bool) -> String {
+        var lines = [
+            "route '\(route.name)'",
+            "  match    \(route.matchSummary)",
+            "  legacy   \(route.legacy)",
+            "  default  \(route.defaultUpstream)"
+                + (route.defaultUpstream == route.legacy ? " (not flipped)" : " (flipped)"),
+        ]
+        if killed {
+            lines.append("  KILLED   the global kill switch is on: everything goes to \(route.legacy)")
+        }
+        if route.rules.isEmpty {
+            lines.append("  rules    none")
+        } else {
+            lines.append("  rules")
+            for (index, rule) in route.rules.enumerated() {
+                lines.append("    \(index + 1). \(rule.oneLine)")
+            }
+        }
+        for (upstream, rewrite) in route.rewrites.sorted(by: { $0.key < $1.key }) {
+            lines.append("  rewrite  for \(upstream): \(rewrite.oneLine)")
+        }
+        if let connect = route.timeouts.connectMilliseconds {
+            lines.append("  connect timeout  \(connect) ms")
+        }
+        if let response = route.timeouts.responseHeaderMilliseconds {
+            lines.append("  response timeout  \(response) ms")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension Rule {
+    /// The rule as one line: `'beta': segment 'beta' → users-v2 (sticky header:X-User-Id)`.
+    var oneLine: String {
+        var text = "'\(self.name)': \(self.condition) → \(self.upstream)"
+        if let stickiness = self.stickiness {
+            text += " (sticky \(stickiness))"
+        }
+        return text
+    }
+}
+
+extension RequestRewrite {
+    /// The rewrite as one line: `path /api/v1 -> /, set X-Migrated, remove Cookie`.
+    var oneLine: String {
+        var parts: [String] = []
+        if let path = self.path {
+            parts.append("path \(path.prefix) -> \(path.replacement.isEmpty ? "/" : path.replacement)")
+        }
+        if !self.setHeaders.isEmpty {
+            parts.append("set " + self.setHeaders.map { "\($0.name): \($0.value)" }.joined(separator: ", "))
+        }
+        if !self.removeHeaders.isEmpty {
+            parts.append("remove " + self.removeHeaders.joined(separator: ", "))
+        }
+        return parts.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,205 @@
+import FicusCore
+import Yams
+
+/// The fields each object of a rules file may have, checked before decoding.
+///
+/// Decoding ignores unknown keys, so a typo (`defualt:`) would silently leave a route unflipped; rules files are
+/// operated under pressure, so every unknown field is an error with its line and column.
+enum RulesSchema {
+    indirect enum Shape: Sendable {
+        /// A mapping with exactly these keys allowed.
+        case object([String: Shape])
+        /// A list of one shape.
+        case list(Shape)
+        /// A mapping with any keys, each value of one shape.
+        case dictionary(Shape)
+        /// A condition: a mapping with exactly one of the condition keys.
+        case condition
+        /// A scalar or anything the decoder checks itself.
+        case value
+    }
+
+    static let predicate = Shape.object([
+        "attribute": .value, "op": .value, "values": .value, "caseInsensitive": .value,
+    ])
+
+    static let conditionKeys: [String: Shape] = [
+        "all": .list(.condition),
+        "any": .list(.condition),
+        "not": .condition,
+        "flag": .value,
+        "segment": .value,
+        "version": .object(["header": .value, "parameter": .value, "equals": .value, "range": .value]),
+        "percentage": .value,
+        "method": .value,
+        "match": predicate,
+    ]
+
+    static let rule = Shape.object(["name": .value, "condition": .condition, "upstream": .value, "stickiness": .value])
+
+    static let rewrite = Shape.object([
+        "path": .object(["prefix": .value, "replacement": .value]),
+        "setHeaders": .list(.object(["name": .value, "value": .value])),
+        "removeHeaders": .value,
+    ])
+
+    static let route = Shape.object([
+        "name": .value,
+        "host": .value,
+        "path": .value,
+        "methods": .value,
+        "legacy": .value,
+        "default": .value,
+        "rules": .list(rule),
+        "rewrites": .dictionary(rewrite),
+        "timeouts": .object(["connectMilliseconds": .value, "responseHeaderMilliseconds": .value]),
+    ])
+
+    static let upstream = Shape.object([
+        "name": .value,
+        "addresses": .value,
+        "slots": .object(["blue": .value, "green": .value, "active": .value]),
+    ])
+
+    static let document = Shape.object([
+        "upstreams": .list(upstream),
+        "routes": .list(route),
+        "segments": .list(.object(["name": .value, "constraints": .list(predicate)])),
+        "flags": .list(.object(["name": .value, "enabled": .value])),
+        "killed": .value,
+    ])
+
+    /// Every unknown field, and every condition without exactly one kind, in `root`.
+    static func check(_ root: Node, file: String) -> [RulesProblem] {
+        var problems: [RulesProblem] = []
+        guard root.mapping != nil else {
+            return [
+                RulesProblem(
+                    file: file,
+                    line: root.mark?.line,
+                    column: root.mark?.column,
+                    message: "a rules file is a mapping with upstreams, routes, segments, flags and killed"
+                )
+            ]
+        }
+        self.walk(root, shape: self.document, path: [], root: root, file: file, problems: &problems)
+        return problems
+    }
+
+    private static func walk(
+        _ node: Node,
+        shape: Shape,
+        path: [PathKey],
+        root: Node,
+        file: String,
+        problems: inout [RulesProblem]
+    ) {
+        func report(_ at: Node, _ message: String) {
+            let (_, description) = self.resolve(path, in: root)
+            let prefix = description.isEmpty ? "" : description + ": "
+            problems.append(
+                RulesProblem(file: file, line: at.mark?.line, column: at.mark?.column, message: prefix + message))
+        }
+        switch shape {
+        case .value:
+            return
+        case .list(let element):
+            guard let items = node.sequence else {
+                return
+            }
+            for (index, item) in items.enumerated() {
+                self.walk(
+                    item, shape: element, path: path + [.index(index)], root: root, file: file, problems: &problems)
+            }
+        case .dictionary(let element):
+            guard let mapping = node.mapping else {
+                return
+            }
+            for (key, value) in mapping {
+                let name = key.string ?? ""
+                self.walk(value, shape: element, path: path + [.key(name)], root: root, file: file, problems: &problems)
+            }
+        case .object(let fields):
+            guard let mapping = node.mapping else {
+                return
+            }
+            for (key, value) in mapping {
+                let name = key.string ?? ""
+                guard let field = fields[name] else {
+                    let expected = fields.keys.sorted().joined(separator: ", ")
+                    report(key, "unknown field '\(name)' (expected one of: \(expected))")
+                    continue
+                }
+                self.walk(value, shape: field, path: path + [.key(name)], root: root, file: file, problems: &problems)
+            }
+        case .condition:
+            guard let mapping = node.mapping else {
+                return
+            }
+            let keys = mapping.keys.compactMap(\.string)
+            let known = self.conditionKeys.keys.sorted().joined(separator: ", ")
+            guard keys.count == 1, let key = keys.first, let field = self.conditionKeys[key] else {
+                let found = keys.isEmpty ? "none" : keys.map { "'\($0)'" }.joined(separator: ", ")
+                report(node, "a condition needs exactly one of \(known); found \(found) (combine with all/any)")
+                return
+            }
+            self.walk(
+                mapping[Node(key)]!, shape: field, path: path + [.key(key)], root: root, file: file, problems: &problems
+            )
+        }
+    }
+
+    /// One step into a document: a mapping key or a list position.
+    enum PathKey {
+        case key(String)
+        case index(Int)
+
+        init(_ codingKey: any CodingKey) {
+            if let index = codingKey.intValue {
+                self = .index(index)
+            } else {
+                self = .key(codingKey.stringValue)
+            }
+        }
+    }
+
+    /// The deepest node of `path` that exists, and the path named as validation errors name things
+    /// (`route 'orders': rule 2 ('beta'): condition`).
+    static func resolve(_ path: [PathKey], in root: Node) -> (Node, String) {
+        var node = root
+        var names: [String] = []
+        var parentKey = ""
+        for step in path {
+            switch step {
+            case .key(let key):
+                guard let child = node[key] else {
+                    return (node, names.joined(separator: ": "))
+                }
+                node = child
+                parentKey = key
+                if !["upstreams", "routes", "segments", "flags", "rules", "constraints"].contains(key) {
+                    names.append(key)
+                }
+            case .index(let index):
+                guard let items = node.sequence, index < items.count else {
+                    return (node, names.joined(separator: ": "))
+                }
+                node = Array(items)[index]
+                let name = node["name"]?.string
+                switch parentKey {
+                case "upstreams", "routes", "segments", "flags":
+                    let kind = String(parentKey.dropLast())
+                    names.append(name.map { "\(kind) '\($0)'" } ?? "\(kind) \(index + 1)")
+                case "rules":
+                    names.append("rule \(index + 1)" + (name.map { " ('\($0)')" } ?? ""))
+                case "constraints":
+                    names.append("constraint \(index + 1)")
+                default:
+                    names.append("item \(index + 1)")
+                }
+                parentKey = ""
+            }
+        }
+        return (node, names.joined(separator: ": "))
+    }
+}

@@ -1,0 +1,175 @@
+import FicusCore
+import Foundation
+import Testing
+
+@testable import FicusStore
+
+@Suite("Watching for revisions", .serialized)
+struct SQLiteConfigurationStoreWatchTests {
+    @Test("the watch starts with the newest revision")
+    func startsWithNewest() async throws {
+        let file = try TemporaryStoreFile()
+        let store = try await StoreFixtures.store(file)
+        try await store.commit(StoreFixtures.author(), expectRevision: 1) { configuration in
+            configuration.killed = true
+        }
+        let collector = EventCollector(store.watch(pollInterval: 0.005))
+        defer {
+            collector.stop()
+        }
+        let first = await collector.wait { _ in true }
+        #expect(first?.event.revisionNumber == 2)
+    }
+
+    @Test("an empty store reports nothing until the first commit")
+    func emptyStoreWaitsForFirstCommit() async throws {
+        let file = try TemporaryStoreFile()
+        let store = try await StoreFixtures.store(file, seeded: false)
+        let collector = EventCollector(store.watch(pollInterval: 0.005))
+        defer {
+            collector.stop()
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(collector.events.isEmpty)
+        try await store.commit(StoreFixtures.author(), expectRevision: 0) { configuration in
+            configuration = StoreFixtures.configuration()
+        }
+        #expect(await collector.wait { $0.revisionNumber == 1 } != nil)
+    }
+
+    @Test("commits from a second store instance are seen within 5 s, each in turn")
+    func seesOtherInstanceCommits() async throws {
+        let file = try TemporaryStoreFile()
+        let watched = try await StoreFixtures.store(file)
+        let writer = try SQLiteConfigurationStore(path: file.path)
+        let collector = EventCollector(watched.watch(pollInterval: 0.005))
+        defer {
+            collector.stop()
+        }
+        let initial = try #require(await collector.wait { _ in true })
+        #expect(initial.event.revisionNumber == 1)
+        var latencies: [Duration] = []
+        var position = initial.index + 1
+        for step in 0..<20 {
+            let revision = try await writer.commit(StoreFixtures.author("flip"), expectRevision: nil) { configuration in
+                configuration.routes[0].defaultUpstream = step.isMultiple(of: 2) ? "orders-v2" : "legacy"
+            }
+            let committed = ContinuousClock.now
+            let seen = try #require(await collector.wait(from: position) { $0.revisionNumber == revision.number })
+            latencies.append(seen.at - committed)
+            position = seen.index + 1
+            if case .revision(let stored) = seen.event {
+                #expect(stored == revision)
+            }
+        }
+        #expect(collector.events.allSatisfy { $0.failure == nil })
+        let sorted = latencies.sorted()
+        print("watcher detection latency at a 5 ms poll over 20 commits: median \(sorted[10]), max \(sorted[19])")
+    }
+
+    @Test("several commits between two polls are reported as the newest only")
+    func reportsOnlyNewest() async throws {
+        let file = try TemporaryStoreFile()
+        let store = try await StoreFixtures.store(file)
+        let collector = EventCollector(store.watch(pollInterval: 1))
+        defer {
+            collector.stop()
+        }
+        #expect(await collector.wait { _ in true }?.event.revisionNumber == 1)
+        for name in ["a", "b", "c"] {
+            try await store.commit(StoreFixtures.author(), expectRevision: nil) { configuration in
+                configuration.flags.append(Flag(name: name))
+            }
+        }
+        #expect(await collector.wait { $0.revisionNumber == 4 } != nil)
+        #expect(collector.events.map(\.revisionNumber) == [1, 4])
+    }
+
+    @Test("an undecodable revision is reported as a failure once and a later revision is served again")
+    func reportsUndecodableRevision() async throws {
+        let file = try TemporaryStoreFile()
+        let store = try await StoreFixtures.store(file)
+        let collector = EventCollector(store.watch(pollInterval: 0.005))
+        defer {
+            collector.stop()
+        }
+        #expect(await collector.wait { _ in true }?.event.revisionNumber == 1)
+        try await store.unsafeExecute(
+            """
+            INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
+            VALUES (2, 'future', 'newer model', '2025-01-01 00:00:00.000', 'x', '[]', '{"routes": 5}')
+            """
+        )
+        let failure = try #require(await collector.wait { $0.failure != nil })
+        #expect(failure.event.failure?.contains("revision 2 cannot be decoded") == true)
+        try await store.appendAudit(StoreFixtures.author("note"), revision: nil, detail: "moves data_version")
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(collector.events.filter { $0.failure != nil }.count == 1)
+        try await store.rollback(to: 1, StoreFixtures.author("rollback"))
+        let recovered = try #require(await collector.wait { $0.revisionNumber == 3 })
+        if case .revision(let revision) = recovered.event {
+            #expect(revision.configuration == StoreFixtures.configuration())
+        }
+        #expect(!collector.isFinished)
+    }
+
+    @Test("a store trashed after the watch started is reported and never ends the watch")
+    func survivesCorruption() async throws {
+        let file = try TemporaryStoreFile()
+        let store = try await StoreFixtures.store(file)
+        let collector = EventCollector(store.watch(pollInterval: 0.005))
+        defer {
+            collector.stop()
+        }
+        #expect(await collector.wait { _ in true }?.event.revisionNumber == 1)
+        for path in [file.path, file.path + "-wal", file.path + "-shm"] {
+            try TemporaryStoreFile.overwrite(path: path)
+        }
+        let failure = await collector.wait(timeout: 2) { $0.failure != nil }
+        print("after corruption the watcher reported: \(collector.events.compactMap(\.failure))")
+        #expect(failure != nil)
+        #expect(collector.events.allSatisfy { $0.revisionNumber == nil || $0.revisionNumber == 1 })
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!collector.isFinished)
+    }
+
+    @Test("a watch on a missing file reports the failure, keeps polling and recovers when the store appears")
+    func missingFileIsReported() async throws {
+        let file = try TemporaryStoreFile()
+        let watcher = RevisionWatcher(path: file.path, pollInterval: .milliseconds(5), busyTimeout: 1)
+        let (stream, continuation) = AsyncStream.makeStream(of: StoreEvent.self)
+        let task = Task {
+            await watcher.run(continuation)
+        }
+        let collector = EventCollector(stream)
+        let failure = try #require(await collector.wait { $0.failure != nil })
+        #expect(failure.event.failure?.contains("cannot open the file") == true)
+        #expect(!FileManager.default.fileExists(atPath: file.path))
+        _ = try await StoreFixtures.store(file)
+        #expect(await collector.wait { $0.revisionNumber == 1 } != nil)
+        task.cancel()
+        await task.value
+        let deadline = ContinuousClock.now + .seconds(1)
+        while !collector.isFinished && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(collector.isFinished)
+    }
+
+    @Test("cancelling the consuming task ends the watch")
+    func cancellationEndsWatch() async throws {
+        let file = try TemporaryStoreFile()
+        let store = try await StoreFixtures.store(file)
+        let stream = store.watch(pollInterval: 0.005)
+        let consumer = Task {
+            var count = 0
+            for await _ in stream {
+                count += 1
+            }
+            return count
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        consumer.cancel()
+        #expect(await consumer.value == 1)
+    }
+}
