@@ -17,9 +17,17 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
     ],
     targets: [
         .target(name: "FicusCore"),
+        .target(
+            name: "FicusDiff",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
+        ),
         .target(
             name: "FicusStore",
             dependencies: [
@@ -65,7 +73,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FicusCoreTests", dependencies: ["FicusCore"]),
-        .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusStore"]),
+        .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
+        .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusStore", "ficus-store-probe"]),
+        .testTarget(name: "FicusDiffTests", dependencies: ["FicusDiff"]),
         .testTarget(
             name: "FicusCLITests",
             dependencies: [

@@ -1,11 +1,15 @@
 /// A hash table keyed by byte strings that is looked up with a borrowed buffer.
 ///
 /// Route lookup happens on every request; hashing the request's own bytes (FNV-1a) and comparing them in place
-/// avoids building a `String` or `Substring` key per path segment.
-struct ByteKeyedTable<Value: Sendable>: Sendable {
+/// avoids building a `String` or `Substring` key per path segment. Keys live in one byte pool and entries are plain
+/// values, so a lookup touches no reference counts; an optional owner number lets one table hold the keys of many
+/// small maps (the edges of every trie node, the values of every `in` predicate).
+struct ByteKeyedTable<Value: Sendable & BitwiseCopyable>: Sendable {
     private struct Entry: Sendable {
-        let key: [UInt8]
         let hash: UInt64
+        let owner: Int
+        let keyStart: Int
+        let keyCount: Int
         var value: Value
     }
 
@@ -16,6 +20,7 @@ struct ByteKeyedTable<Value: Sendable>: Sendable {
     /// Avoids re-hashing the 64-bit hash with SipHash as `Dictionary` would.
     private var slots: [Int] = []
     private var entries: [Entry] = []
+    private var keys: [UInt8] = []
 
     init(foldsCase: Bool) {
         self.foldsCase = foldsCase
@@ -29,10 +34,10 @@ struct ByteKeyedTable<Value: Sendable>: Sendable {
         self.entries.count
     }
 
-    /// FNV-1a 64 over the bytes, folding ASCII case when asked.
+    /// FNV-1a 64 over the owner and the bytes, folding ASCII case when asked.
     @inline(__always)
-    static func hash(_ bytes: UnsafeBufferPointer<UInt8>, foldsCase: Bool) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>, owner: Int, foldsCase: Bool) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(bitPattern: Int64(owner)) &* 0x9e37_79b9_7f4a_7c15
         if foldsCase {
             for byte in bytes {
                 hash = (hash ^ UInt64(asciiLowercase(byte))) &* 0x0000_0100_0000_01B3
@@ -45,46 +50,54 @@ struct ByteKeyedTable<Value: Sendable>: Sendable {
         return hash ^ hash >> 29
     }
 
-    /// The value stored for the bytes of `key`, or nil.
+    /// The value stored for the bytes of `key` under `owner`, or nil.
     @inline(__always)
-    func value(for key: UnsafeBufferPointer<UInt8>) -> Value? {
+    func value(for key: UnsafeBufferPointer<UInt8>, owner: Int = 0) -> Value? {
         guard !self.entries.isEmpty else {
             return nil
         }
-        let hash = Self.hash(key, foldsCase: self.foldsCase)
+        let hash = Self.hash(key, owner: owner, foldsCase: self.foldsCase)
         return self.slots.withUnsafeBufferPointer { slots in
-            let mask = slots.count - 1
-            var slot = Int(truncatingIfNeeded: hash) & mask
-            while true {
-                let index = slots[slot]
-                if index < 0 {
-                    return nil
+            self.entries.withUnsafeBufferPointer { entries in
+                self.keys.withUnsafeBufferPointer { keys in
+                    let mask = slots.count - 1
+                    var slot = Int(truncatingIfNeeded: hash) & mask
+                    while true {
+                        let index = slots[slot]
+                        if index < 0 {
+                            return nil
+                        }
+                        let entry = entries[index]
+                        if entry.hash == hash, entry.owner == owner, entry.keyCount == key.count,
+                            self.keyEquals(Bytes.slice(keys, entry.keyStart..<entry.keyStart + entry.keyCount), key)
+                        {
+                            return entry.value
+                        }
+                        slot = (slot + 1) & mask
+                    }
                 }
-                let entry = self.entries[index]
-                if entry.hash == hash, self.keyEquals(entry.key, key) {
-                    return entry.value
-                }
-                slot = (slot + 1) & mask
             }
         }
     }
 
-    /// Whether the table holds `key`.
-    func contains(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
-        self.value(for: key) != nil
+    /// Whether the table holds `key` under `owner`.
+    @inline(__always)
+    func contains(_ key: UnsafeBufferPointer<UInt8>, owner: Int = 0) -> Bool {
+        self.value(for: key, owner: owner) != nil
     }
 
-    /// The value for `key`, inserting `make()` first when it is missing.
+    /// The value for `key` under `owner`, inserting `make()` first when it is missing.
     ///
     /// For building only; `key` is lower-cased here when the table folds case.
-    mutating func value(for key: [UInt8], orInsert make: () -> Value) -> Value {
+    mutating func value(for key: [UInt8], owner: Int = 0, orInsert make: () -> Value) -> Value {
         let key = self.foldsCase ? key.map(asciiLowercase) : key
-        if let existing = key.withUnsafeBufferPointer({ self.value(for: $0) }) {
+        if let existing = key.withUnsafeBufferPointer({ self.value(for: $0, owner: owner) }) {
             return existing
         }
-        let hash = key.withUnsafeBufferPointer { Self.hash($0, foldsCase: false) }
+        let hash = key.withUnsafeBufferPointer { Self.hash($0, owner: owner, foldsCase: false) }
         let value = make()
-        self.entries.append(Entry(key: key, hash: hash, value: value))
+        self.entries.append(Entry(hash: hash, owner: owner, keyStart: self.keys.count, keyCount: key.count, value: value))
+        self.keys += key
         if self.entries.count * 2 > self.slots.count {
             self.rebuildSlots(capacity: max(8, self.slots.count * 2))
         } else {
@@ -109,28 +122,23 @@ struct ByteKeyedTable<Value: Sendable>: Sendable {
         self.slots[slot] = index
     }
 
-    /// Stores `value` for `key` unless the key is already present.
-    mutating func insert(_ key: [UInt8], _ value: Value) {
-        _ = self.value(for: key, orInsert: { value })
+    /// Stores `value` for `key` under `owner` unless the key is already present.
+    mutating func insert(_ key: [UInt8], owner: Int = 0, _ value: Value) {
+        _ = self.value(for: key, owner: owner, orInsert: { value })
     }
 
     @inline(__always)
-    private func keyEquals(_ stored: [UInt8], _ key: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard stored.count == key.count else {
-            return false
-        }
-        return stored.withUnsafeBufferPointer { stored in
-            if self.foldsCase {
-                for index in 0..<key.count where stored[index] != asciiLowercase(key[index]) {
-                    return false
-                }
-            } else {
-                for index in 0..<key.count where stored[index] != key[index] {
-                    return false
-                }
+    private func keyEquals(_ stored: UnsafeBufferPointer<UInt8>, _ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        if self.foldsCase {
+            for index in 0..<key.count where stored[index] != asciiLowercase(key[index]) {
+                return false
             }
-            return true
+        } else {
+            for index in 0..<key.count where stored[index] != key[index] {
+                return false
+            }
         }
+        return true
     }
 }
 
@@ -140,7 +148,11 @@ struct ByteKeyedTable<Value: Sendable>: Sendable {
 enum Bytes {
     /// Whether `text` starts with `prefix` (stored lower-cased when `foldsCase`).
     @inline(__always)
-    static func hasPrefix(_ text: UnsafeBufferPointer<UInt8>, _ prefix: [UInt8], foldsCase: Bool) -> Bool {
+    static func hasPrefix(
+        _ text: UnsafeBufferPointer<UInt8>,
+        _ prefix: UnsafeBufferPointer<UInt8>,
+        foldsCase: Bool
+    ) -> Bool {
         guard prefix.count <= text.count else {
             return false
         }
@@ -149,7 +161,11 @@ enum Bytes {
 
     /// Whether `text` ends with `suffix` (stored lower-cased when `foldsCase`).
     @inline(__always)
-    static func hasSuffix(_ text: UnsafeBufferPointer<UInt8>, _ suffix: [UInt8], foldsCase: Bool) -> Bool {
+    static func hasSuffix(
+        _ text: UnsafeBufferPointer<UInt8>,
+        _ suffix: UnsafeBufferPointer<UInt8>,
+        foldsCase: Bool
+    ) -> Bool {
         guard suffix.count <= text.count else {
             return false
         }
@@ -157,7 +173,11 @@ enum Bytes {
     }
 
     /// Whether `text` contains `needle` (stored lower-cased when `foldsCase`).
-    static func contains(_ text: UnsafeBufferPointer<UInt8>, _ needle: [UInt8], foldsCase: Bool) -> Bool {
+    static func contains(
+        _ text: UnsafeBufferPointer<UInt8>,
+        _ needle: UnsafeBufferPointer<UInt8>,
+        foldsCase: Bool
+    ) -> Bool {
         guard needle.count <= text.count else {
             return false
         }
@@ -169,7 +189,7 @@ enum Bytes {
 
     /// Whether `text` equals `other` byte for byte.
     @inline(__always)
-    static func equal(_ text: UnsafeBufferPointer<UInt8>, _ other: [UInt8]) -> Bool {
+    static func equal(_ text: UnsafeBufferPointer<UInt8>, _ other: UnsafeBufferPointer<UInt8>) -> Bool {
         text.count == other.count && self.equal(text, from: 0, other, foldsCase: false)
     }
 
@@ -177,21 +197,19 @@ enum Bytes {
     private static func equal(
         _ text: UnsafeBufferPointer<UInt8>,
         from start: Int,
-        _ other: [UInt8],
+        _ other: UnsafeBufferPointer<UInt8>,
         foldsCase: Bool
     ) -> Bool {
-        other.withUnsafeBufferPointer { other in
-            if foldsCase {
-                for index in 0..<other.count where asciiLowercase(text[start + index]) != other[index] {
-                    return false
-                }
-            } else {
-                for index in 0..<other.count where text[start + index] != other[index] {
-                    return false
-                }
+        if foldsCase {
+            for index in 0..<other.count where asciiLowercase(text[start + index]) != other[index] {
+                return false
             }
-            return true
+        } else {
+            for index in 0..<other.count where text[start + index] != other[index] {
+                return false
+            }
         }
+        return true
     }
 
     /// `buffer[range]` as a buffer of its own.

@@ -7,7 +7,7 @@ enum QueryString {
     ///
     /// Names are compared after percent-decoding (`+` is a space); a parameter without `=` has an empty value.
     static func withValue<T>(
-        named name: [UInt8],
+        named name: UnsafeBufferPointer<UInt8>,
         in query: UnsafeBufferPointer<UInt8>,
         _ body: (UnsafeBufferPointer<UInt8>?) -> T
     ) -> T {
@@ -51,7 +51,10 @@ enum QueryString {
         return count
     }
 
-    private static func decodedEquals(_ raw: UnsafeBufferPointer<UInt8>, _ expected: [UInt8]) -> Bool {
+    private static func decodedEquals(
+        _ raw: UnsafeBufferPointer<UInt8>,
+        _ expected: UnsafeBufferPointer<UInt8>
+    ) -> Bool {
         var index = 0
         var position = 0
         while index < raw.count {
@@ -90,7 +93,10 @@ enum MediaType {
     ///
     /// Media ranges are separated by `,`, parameters by `;`; names match without regard to case; surrounding quotes
     /// and spaces are excluded from the range.
-    static func parameterValue(named name: [UInt8], in value: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
+    static func parameterValue(
+        named name: UnsafeBufferPointer<UInt8>,
+        in value: UnsafeBufferPointer<UInt8>
+    ) -> Range<Int>? {
         var index = 0
         var inParameters = false
         while index < value.count {

@@ -7,11 +7,19 @@ public struct StoredRevision: Sendable, Equatable {
     public var author: String
     public var reason: String
     public var createdAt: Date
-    /// A one-line account of what changed from the previous revision ("flip orders → orders-v2").
+    /// A one-line account of what changed from the previous revision ("~ route orders: default legacy → orders-v2",
+    /// "rollback to 3"): the `RevisionDiff` lines joined with "; " and shortened, or "rollback to N".
     public var summary: String
     public var configuration: Configuration
 
-    public init(number: Int, author: String, reason: String, createdAt: Date, summary: String, configuration: Configuration) {
+    public init(
+        number: Int,
+        author: String,
+        reason: String,
+        createdAt: Date,
+        summary: String,
+        configuration: Configuration
+    ) {
         self.number = number
         self.author = author
         self.reason = reason
@@ -31,7 +39,14 @@ public struct RevisionSummary: Sendable, Equatable {
     /// Routes whose definition differs from the previous revision (for `ficus history --route`).
     public var routesChanged: [String]
 
-    public init(number: Int, author: String, reason: String, createdAt: Date, summary: String, routesChanged: [String]) {
+    public init(
+        number: Int,
+        author: String,
+        reason: String,
+        createdAt: Date,
+        summary: String,
+        routesChanged: [String]
+    ) {
         self.number = number
         self.author = author
         self.reason = reason
@@ -150,7 +165,8 @@ public protocol ConfigurationStore: Sendable {
     /// Applies `change` to the newest configuration (an empty one when the store is empty), validates the whole
     /// result and commits it as revision N+1 with an audit entry, all in one transaction. Throws
     /// `ConfigurationInvalid` (nothing written) when the result is invalid, `StoreError.revisionMismatch` when
-    /// `expectRevision` is given and differs from the newest revision, `StoreError.noChange` when nothing changed.
+    /// `expectRevision` is given and differs from the newest revision (0 for an empty store), `StoreError.noChange` when
+    /// nothing changed. An error thrown by `change` comes out unchanged, and nothing is written.
     @discardableResult
     func commit(
         _ author: ChangeAuthor,

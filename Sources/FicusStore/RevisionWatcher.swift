@@ -67,7 +67,7 @@ struct RevisionWatcher: Sendable {
     /// Polls until the task is cancelled, then finishes the stream.
     ///
     /// Errors never end the loop: the consumer keeps serving its last good revision, and the watcher reopens its
-    /// connection at the next poll in case the file was replaced or repaired.
+    /// connection (at most every 100 ms) in case the file was replaced or repaired.
     func run(_ continuation: AsyncStream<StoreEvent>.Continuation) async {
         var connection: DatabaseQueue?
         var state = State()
@@ -100,8 +100,11 @@ struct RevisionWatcher: Sendable {
                     self.report("\(storeError)", state: &state, continuation)
                 }
             }
+            // Without a connection the file could not be read at all; reopening it every few milliseconds would only
+            // burn CPU, and a tenth of a second is still quick to notice a repair.
+            let pause = connection == nil ? max(self.pollInterval, .milliseconds(100)) : self.pollInterval
             do {
-                try await Task.sleep(for: self.pollInterval)
+                try await Task.sleep(for: pause)
             } catch {
                 break
             }

@@ -63,7 +63,7 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
     /// without the busy handler, while another connection opens or reads the same new file. A store that two
     /// processes open at the same moment therefore waits here instead of failing. Opening happens once, at start-up,
     /// so the blocking sleep is acceptable.
-    static func retryingWhileBusy<Result>(for timeout: TimeInterval, _ body: () throws -> Result) throws -> Result {
+    static func retryingWhileBusy<Value>(for timeout: TimeInterval, _ body: () throws -> Value) throws -> Value {
         let deadline = Date().addingTimeInterval(timeout)
         var pause: TimeInterval = 0.001
         while true {
@@ -91,7 +91,7 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
     /// Runs `body` and turns SQLite and decoding errors into `StoreError`s; errors of a change closure pass unchanged.
     ///
     /// One place maps errors, so every method reports the same words for the same cause.
-    func perform<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
+    func perform<Value: Sendable>(_ body: () async throws -> Value) async throws -> Value {
         do {
             return try await body()
         } catch let failure as ChangeFailed {

@@ -1,7 +1,9 @@
 // A second process for FicusStore's tests: commits to or watches a store file that the test process also uses.
 //
 // Usage:
-//   ficus-store-probe commit PATH PREFIX COUNT   adds COUNT flags PREFIX-0…, one revision each; prints
+//   ficus-store-probe commit PATH PREFIX COUNT [START]
+//                                                 adds COUNT flags PREFIX-0…, one revision each, from the Unix time
+//                                                 START on (so that two probes really overlap); prints
 //                                                 "committed NAME" or "busy NAME" per attempt
 //   ficus-store-probe watch PATH REVISION SECONDS prints "seen N" and exits 0 once revision N >= REVISION is
 //                                                 reported, or exits 1 after SECONDS
@@ -22,7 +24,7 @@ func usage() -> Never {
 }
 
 let arguments = CommandLine.arguments
-guard arguments.count == 5 else {
+guard arguments.count == 5 || arguments.count == 6 else {
     usage()
 }
 do {
@@ -31,6 +33,12 @@ do {
     case "commit":
         guard let count = Int(arguments[4]) else {
             usage()
+        }
+        if arguments.count == 6, let start = Double(arguments[5]) {
+            let wait = start - Date().timeIntervalSince1970
+            if wait > 0 {
+                try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+            }
         }
         for index in 0..<count {
             let name = "\(arguments[3])-\(index)"

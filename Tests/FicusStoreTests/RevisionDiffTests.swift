@@ -79,7 +79,8 @@ struct RevisionDiffTests {
             diff.lines == [
                 "~ route orders: path /orders → /v1/orders",
                 "~ route orders: methods any → GET",
-                #"~ route orders: rewrite for orders-v2 added: {"path":{"prefix":"/v1","replacement":""},"removeHeaders":[],"setHeaders":[]}"#,
+                #"~ route orders: rewrite for orders-v2 added: "#
+                    + #"{"path":{"prefix":"/v1","replacement":""},"removeHeaders":[],"setHeaders":[]}"#,
                 #"~ route orders: timeouts {} → {"connectMilliseconds":250}"#,
                 "- rule c in route orders",
                 "~ rule a in route orders: condition percentage 10 → percentage 50",

@@ -43,7 +43,9 @@ struct SQLiteConfigurationStoreCommitTests {
         let error = await #expect(throws: ConfigurationInvalid.self) {
             try await store.commit(StoreFixtures.author(), expectRevision: 1) { configuration in
                 configuration.routes[0].defaultUpstream = "nowhere"
-                configuration.routes[1].rules.append(Rule(name: "beta", condition: .flag("beta"), upstream: "orders-v2"))
+                configuration.routes[1].rules.append(
+                    Rule(name: "beta", condition: .flag("beta"), upstream: "orders-v2")
+                )
             }
         }
         #expect((error?.errors.count ?? 0) >= 2)
@@ -176,7 +178,9 @@ struct SQLiteConfigurationStoreCommitTests {
             configuration.routes[0].defaultUpstream = "orders-v2"
         }
         try await store.commit(StoreFixtures.author("rule.add"), expectRevision: nil) { configuration in
-            configuration.routes[1].rules.append(Rule(name: "users-canary", condition: .percentage(10), upstream: "orders-v2"))
+            configuration.routes[1].rules.append(
+                Rule(name: "users-canary", condition: .percentage(10), upstream: "orders-v2")
+            )
         }
         try await store.commit(StoreFixtures.author("flag.add"), expectRevision: nil) { configuration in
             configuration.flags.append(Flag(name: "beta"))
@@ -229,8 +233,20 @@ struct SQLiteConfigurationStoreCommitTests {
         let clock = TestClock()
         let store = try await StoreFixtures.store(file, now: { clock.now })
         let started = clock.now
-        let first = ProxyHeartbeat(id: "proxy-a", listen: "0.0.0.0:8080", revision: 1, startedAt: started, lastSeen: started)
-        let second = ProxyHeartbeat(id: "proxy-b", listen: "0.0.0.0:8081", revision: 1, startedAt: started, lastSeen: started)
+        let first = ProxyHeartbeat(
+            id: "proxy-a",
+            listen: "0.0.0.0:8080",
+            revision: 1,
+            startedAt: started,
+            lastSeen: started
+        )
+        let second = ProxyHeartbeat(
+            id: "proxy-b",
+            listen: "0.0.0.0:8081",
+            revision: 1,
+            startedAt: started,
+            lastSeen: started
+        )
         try await store.heartbeat(first)
         try await store.heartbeat(second)
         #expect(try await store.proxies(seenWithin: 10) == [first, second])

@@ -38,9 +38,12 @@ struct SQLiteConfigurationStoreConcurrencyTests {
         async let b = Self.write(second, prefix: "b", count: 50)
         let outcomes = try await [a, b]
         let committed = outcomes.flatMap(\.committed)
-        print("two writers: \(committed.count) committed, \(outcomes.map(\.busy).reduce(0, +)) busy")
         #expect(committed.count + outcomes.map(\.busy).reduce(0, +) == 100)
         let history = try await first.history(limit: nil, route: nil)
+        print(
+            "two writers: \(committed.count) committed, \(outcomes.map(\.busy).reduce(0, +)) busy, "
+                + "\(StoreFixtures.writerSwitches(history)) switches between writers"
+        )
         #expect(history.count == committed.count + 1)
         #expect(history.map(\.number) == Array((1...(committed.count + 1)).reversed()))
         let latest = try #require(try await second.latest())

@@ -62,15 +62,19 @@ struct SQLiteConfigurationStoreCrossProcessTests {
         defer {
             collector.stop()
         }
-        let first = try ProbeProcess(["commit", file.path, "a", "50"])
-        let second = try ProbeProcess(["commit", file.path, "b", "50"])
+        let start = String(Date().timeIntervalSince1970 + 1)
+        let first = try ProbeProcess(["commit", file.path, "a", "50", start])
+        let second = try ProbeProcess(["commit", file.path, "b", "50", start])
         let outcomes = [try await first.finish(), try await second.finish()]
         #expect(outcomes.map(\.status) == [0, 0])
         let lines = outcomes.flatMap(\.lines)
         let committed = lines.filter { $0.hasPrefix("committed ") }.map { String($0.dropFirst("committed ".count)) }
         #expect(lines.count == 100)
-        print("two processes: \(committed.count) committed, \(lines.count - committed.count) busy")
         let history = try await store.history(limit: nil, route: nil)
+        print(
+            "two processes: \(committed.count) committed, \(lines.count - committed.count) busy, "
+                + "\(StoreFixtures.writerSwitches(history)) switches between writers"
+        )
         #expect(history.count == committed.count + 1)
         let latest = try #require(try await store.latest())
         #expect(Set(latest.configuration.flags.map(\.name)) == Set(committed))

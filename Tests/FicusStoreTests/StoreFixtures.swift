@@ -29,6 +29,16 @@ enum StoreFixtures {
         ChangeAuthor(author: "tester", reason: reason, action: action)
     }
 
+    /// How often consecutive revisions of a two-writer test come from different writers (flags `a-…` and `b-…`).
+    ///
+    /// Shows whether the writers really overlapped or merely ran one after the other.
+    static func writerSwitches(_ history: [RevisionSummary]) -> Int {
+        let writers = history.reversed().compactMap { revision in
+            revision.summary.hasPrefix("+ flag ") ? revision.summary.dropFirst(7).first : nil
+        }
+        return zip(writers, writers.dropFirst()).filter { $0 != $1 }.count
+    }
+
     /// A store on a new file, with the fixture configuration committed as revision 1 when `seeded`.
     static func store(
         _ file: TemporaryStoreFile,

@@ -1,0 +1,2 @@
+/// Placeholder until the diff engine lands.
+enum FicusDiffPlaceholder {}
