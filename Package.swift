@@ -32,6 +32,7 @@ let package = Package(
             name: "FicusStore",
             dependencies: [
                 "FicusCore",
+                "FicusDiff",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
@@ -39,6 +40,7 @@ let package = Package(
             name: "FicusProxy",
             dependencies: [
                 "FicusCore",
+                "FicusDiff",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -74,7 +76,7 @@ let package = Package(
         ),
         .testTarget(name: "FicusCoreTests", dependencies: ["FicusCore"]),
         .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
-        .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusStore", "ficus-store-probe"]),
+        .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "ficus-store-probe"]),
         .testTarget(name: "FicusDiffTests", dependencies: ["FicusDiff"]),
         .testTarget(
             name: "FicusCLITests",

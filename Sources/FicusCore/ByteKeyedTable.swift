@@ -96,7 +96,9 @@ struct ByteKeyedTable<Value: Sendable & BitwiseCopyable>: Sendable {
         }
         let hash = key.withUnsafeBufferPointer { Self.hash($0, owner: owner, foldsCase: false) }
         let value = make()
-        self.entries.append(Entry(hash: hash, owner: owner, keyStart: self.keys.count, keyCount: key.count, value: value))
+        self.entries.append(
+            Entry(hash: hash, owner: owner, keyStart: self.keys.count, keyCount: key.count, value: value)
+        )
         self.keys += key
         if self.entries.count * 2 > self.slots.count {
             self.rebuildSlots(capacity: max(8, self.slots.count * 2))

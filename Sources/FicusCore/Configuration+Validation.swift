@@ -154,6 +154,41 @@ struct ConfigurationValidator {
                 catchAll = (index, rule)
             }
         }
+        if let shadow = route.shadow {
+            self.checkShadow(shadow, route: route, object: object)
+        }
+    }
+
+    private mutating func checkShadow(_ shadow: ShadowPolicy, route: Route, object: String) {
+        if let to = shadow.to {
+            self.checkUpstreamReference(to, object: object, field: "shadow.to")
+        } else if route.newSide == nil {
+            self.report(
+                object,
+                "shadow.to",
+                "the route has no other side yet (no rule or default other than '\(route.legacy)'): name the shadow upstream"
+            )
+        }
+        if let secondary = shadow.secondary {
+            self.checkUpstreamReference(secondary, object: object, field: "shadow.secondary")
+        }
+        for (field, value) in [("shadow.percent", shadow.percent), ("shadow.noise_percent", shadow.noisePercent)]
+        where !(0...100).contains(value) || value.isNaN {
+            self.report(object, field, "must be between 0 and 100, got \(value)")
+        }
+        for method in shadow.methods where !isHTTPToken(method) {
+            self.report(object, "shadow.methods", "invalid method '\(method)'")
+        }
+        if let stickiness = shadow.stickiness {
+            self.checkAttributeName(stickiness, object: object, field: "shadow.stickiness")
+        }
+        for header in shadow.sensitiveHeaders where !isHTTPToken(header) {
+            self.report(object, "shadow.sensitive_headers", "invalid header name '\(header)'")
+        }
+        for path in shadow.ignorePaths + shadow.sensitivePaths
+        where !(path.hasPrefix("$") || path.hasPrefix("header:") || path == "status") {
+            self.report(object, "shadow", "'\(path)' is not a JSON path ($...), header:NAME or status")
+        }
     }
 
     private mutating func checkUpstreamReference(_ name: String, object: String, field: String) {

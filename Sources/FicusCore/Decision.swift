@@ -24,8 +24,13 @@ public struct Decision: Sendable, Equatable {
 
     /// The upstream to mirror the request to, or nil.
     ///
-    /// Always nil until routes carry a shadow policy.
+    /// Set only when the route has a shadow policy, the method is shadowed and the request falls in the sample;
+    /// never the serving upstream.
     public var shadow: String?
+
+    /// The upstream that answers this request a second time to learn noise (a sample of shadowed safe requests),
+    /// or nil.
+    public var noise: String?
 
     /// The matched route's name; nil when no route matched.
     public var route: String?

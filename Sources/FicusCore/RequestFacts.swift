@@ -18,7 +18,7 @@ public struct RequestFacts: RoutableRequest, Sendable, Equatable {
     /// The headers in order; repeated names allowed.
     ///
     /// `header(_:)` returns the first value of a name, as the proxy does. Lower-cased names and parsed cookies are
-    /// kept beside the list and rebuilt when it changes, so that lookups during a decision compare plain strings.
+    /// kept beside the list and rebuilt when it changes, so that lookups during a decision compare bytes.
     public var headers: [HeaderField] {
         didSet {
             self.index = HeaderIndex(self.headers)
@@ -98,15 +98,10 @@ public struct RequestFacts: RoutableRequest, Sendable, Equatable {
 
     /// The first value of the header named `name`, matched without regard to ASCII case.
     ///
-    /// A hash lookup: the routing table asks once per predicate, so a scan over all headers would dominate a decision.
+    /// A scan over the lower-cased names that compares lengths, then bytes: the routing table asks once per
+    /// predicate, and for the few dozen headers of a request this is cheaper than hashing the name.
     public func header(_ name: String) -> String? {
-        if let position = self.index.firstPosition[name] {
-            return self.headers[position].value
-        }
-        guard name.utf8.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) else {
-            return nil
-        }
-        return self.index.firstPosition[name.lowercased()].map { self.headers[$0].value }
+        self.index.position(of: name).map { self.headers[$0].value }
     }
 
     /// The value of the first cookie named `name` across all `Cookie` headers, without surrounding quotes.
@@ -151,16 +146,40 @@ func asciiLowercase(_ byte: UInt8) -> UInt8 {
 ///
 /// Built once per header list so that a decision's many lookups do no case folding or cookie parsing.
 private struct HeaderIndex: Sendable, Equatable {
-    var firstPosition: [String: Int]
+    /// One distinct lower-cased name: its length, its first eight bytes as a word, where all its bytes are in
+    /// `nameBytes`, and its first position in the list.
+    struct Entry: Sendable {
+        var count: Int
+        var head: UInt64
+        var start: Int
+        var position: Int
+    }
+
+    var entries: [Entry]
+    var nameBytes: [UInt8]
+    /// The lower-cased names, parallel to `entries`; compared as `String`s when a name is not ASCII.
+    var names: [String]
+    var allASCII: Bool
     var cookies: [(name: String, value: String)]
 
     init(_ headers: [HeaderField]) {
-        self.firstPosition = [:]
+        self.entries = []
+        self.nameBytes = []
+        self.names = []
+        self.allASCII = true
         self.cookies = []
+        var seen = Set<String>()
         for (position, field) in headers.enumerated() {
             let name = field.name.lowercased()
-            if self.firstPosition[name] == nil {
-                self.firstPosition[name] = position
+            if seen.insert(name).inserted {
+                let start = self.nameBytes.count
+                self.nameBytes += name.utf8
+                let bytes = self.nameBytes[start...]
+                self.entries.append(
+                    Entry(count: bytes.count, head: Self.head(bytes), start: start, position: position)
+                )
+                self.names.append(name)
+                self.allASCII = self.allASCII && bytes.allSatisfy { $0 < 0x80 }
             }
             guard name == "cookie" else {
                 continue
@@ -179,7 +198,75 @@ private struct HeaderIndex: Sendable, Equatable {
         }
     }
 
+    /// The first eight bytes of `bytes` with ASCII case folded, little-endian, zero-padded.
+    @inline(__always)
+    private static func head(_ bytes: some Collection<UInt8>) -> UInt64 {
+        var head: UInt64 = 0
+        var shift: UInt64 = 0
+        for byte in bytes.prefix(8) {
+            head |= UInt64(asciiLowercase(byte)) << shift
+            shift += 8
+        }
+        return head
+    }
+
+    /// The position of the first header named `name`, as a dictionary of lower-cased names would find it.
+    ///
+    /// That is: `name` itself, else `name.lowercased()` when it has ASCII upper-case letters. For ASCII names on both
+    /// sides this is a comparison with ASCII case folded, by length and first eight bytes before the rest; anything
+    /// else compares `String`s, which also treats canonically equivalent Unicode as equal.
+    func position(of name: String) -> Int? {
+        if self.allASCII {
+            let found = name.utf8.withContiguousStorageIfAvailable { self.asciiPosition(of: $0) }
+            if let found, found != Self.undecided {
+                return found == Self.missing ? nil : found
+            }
+        }
+        if let index = self.names.firstIndex(of: name) {
+            return self.entries[index].position
+        }
+        guard name.utf8.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) else {
+            return nil
+        }
+        return self.names.firstIndex(of: name.lowercased()).map { self.entries[$0].position }
+    }
+
+    private static let missing = -1
+    private static let undecided = -2
+
+    /// The position of the ASCII name `name`, `missing`, or `undecided` when `name` is not ASCII.
+    ///
+    /// A match implies that `name` is ASCII, since stored names are; only a miss needs the check.
+    @inline(__always)
+    private func asciiPosition(of name: UnsafeBufferPointer<UInt8>) -> Int {
+        let count = name.count
+        let head = Self.head(name)
+        let found = self.entries.withUnsafeBufferPointer { entries in
+            self.nameBytes.withUnsafeBufferPointer { stored in
+                for entry in entries where entry.head == head && entry.count == count {
+                    var equal = true
+                    var offset = 8
+                    while offset < count {
+                        if stored[entry.start + offset] != asciiLowercase(name[offset]) {
+                            equal = false
+                            break
+                        }
+                        offset += 1
+                    }
+                    if equal {
+                        return entry.position
+                    }
+                }
+                return Self.missing
+            }
+        }
+        if found == Self.missing, name.contains(where: { $0 >= 0x80 }) {
+            return Self.undecided
+        }
+        return found
+    }
+
     static func == (lhs: HeaderIndex, rhs: HeaderIndex) -> Bool {
-        lhs.firstPosition == rhs.firstPosition
+        lhs.names == rhs.names && lhs.entries.map(\.position) == rhs.entries.map(\.position)
     }
 }

@@ -57,8 +57,10 @@ public struct Route: Sendable, Equatable {
     /// See `RouteTimeouts`.
     public var timeouts: RouteTimeouts
 
-    // Shadow policy (sampling, methods, comparison) will be added here as an optional field; decoding ignores
-    // unknown keys today, so stored snapshots stay readable when it arrives.
+    /// How the route's traffic is mirrored and compared; nil: not shadowed.
+    ///
+    /// Optional and decoded only when present, so snapshots stored before shadowing existed stay readable.
+    public var shadow: ShadowPolicy?
 
     /// Creates a route.
     ///
@@ -72,7 +74,8 @@ public struct Route: Sendable, Equatable {
         defaultUpstream: String? = nil,
         rules: [Rule] = [],
         rewrites: [String: RequestRewrite] = [:],
-        timeouts: RouteTimeouts = RouteTimeouts()
+        timeouts: RouteTimeouts = RouteTimeouts(),
+        shadow: ShadowPolicy? = nil
     ) {
         self.name = name
         self.host = host
@@ -83,6 +86,7 @@ public struct Route: Sendable, Equatable {
         self.rules = rules
         self.rewrites = rewrites
         self.timeouts = timeouts
+        self.shadow = shadow
     }
 }
 
@@ -97,6 +101,7 @@ extension Route: Codable {
         case rules
         case rewrites
         case timeouts
+        case shadow
     }
 
     /// Decodes a route with the documented defaults; a missing `default` is `legacy`.
@@ -114,7 +119,8 @@ extension Route: Codable {
             defaultUpstream: try container.decodeIfPresent(String.self, forKey: .defaultUpstream),
             rules: try container.decodeIfPresent([Rule].self, forKey: .rules) ?? [],
             rewrites: try container.decodeIfPresent([String: RequestRewrite].self, forKey: .rewrites) ?? [:],
-            timeouts: try container.decodeIfPresent(RouteTimeouts.self, forKey: .timeouts) ?? RouteTimeouts()
+            timeouts: try container.decodeIfPresent(RouteTimeouts.self, forKey: .timeouts) ?? RouteTimeouts(),
+            shadow: try container.decodeIfPresent(ShadowPolicy.self, forKey: .shadow)
         )
     }
 }

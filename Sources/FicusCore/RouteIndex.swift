@@ -3,27 +3,57 @@
 /// With a thousand routes a linear scan would cost microseconds per request; here the cost depends on the number
 /// of path segments and host labels, not on the number of routes.
 struct RouteIndex: Sendable {
-    /// One trie node: the routes ending here and the edges to the next segment.
+    /// One trie node: the routes ending here and the edge to a parameter segment.
     ///
-    /// Children are indices into `nodes`, so the whole trie is a few flat arrays.
+    /// Literal edges live in `literals` under the node's index and candidates in `candidates`, so the whole trie is
+    /// a few flat arrays of plain values and a lookup retains nothing.
     struct Node: Sendable {
-        var literals = ByteKeyedTable<Int>(foldsCase: false)
         var parameter = -1
-        /// Routes whose pattern ends exactly here, in configuration order.
-        var exact: [Int] = []
-        /// Routes whose pattern ends in `**` (or is a prefix) here, in configuration order.
-        var rest: [Int] = []
+        var hasLiterals = false
+        /// Routes whose pattern ends exactly here, in `candidates`, method-specific routes first.
+        var exact = 0..<0
+        /// Routes whose pattern ends in `**` (or is a prefix) here, in `candidates`, method-specific routes first.
+        var rest = 0..<0
     }
 
     private var nodes: [Node] = []
+    private var candidates: [Int] = []
+    /// Every literal edge, keyed by the parent node.
+    private var literals = ByteKeyedTable<Int>(foldsCase: false)
     private var exactHosts = ByteKeyedTable<Int>(foldsCase: true)
     private var wildcardHosts = ByteKeyedTable<Int>(foldsCase: true)
     private var anyHostRoot = -1
+    /// Per route: the range of its upper-cased methods in `methodTexts`; empty for every method.
+    private var methods: [Range<Int>] = []
+    private var methodTexts: [Range<Int>] = []
+    private var methodBytes: [UInt8] = []
 
     /// Builds the index over `routes`, which must have passed validation.
     ///
     /// Routes with an unparsable host or path are left out rather than trapping.
     init(routes: [Route]) {
+        var nodes: [Node] = []
+        var exact: [[Int]] = []
+        var rest: [[Int]] = []
+        func newNode() -> Int {
+            nodes.append(Node())
+            exact.append([])
+            rest.append([])
+            return nodes.count - 1
+        }
+        for route in routes {
+            let start = self.methodTexts.count
+            for method in route.methods {
+                let bytes = self.methodBytes.count
+                self.methodBytes += method.uppercased().utf8
+                self.methodTexts.append(bytes..<self.methodBytes.count)
+            }
+            self.methods.append(start..<self.methodTexts.count)
+        }
+        var literals = ByteKeyedTable<Int>(foldsCase: false)
+        var exactHosts = ByteKeyedTable<Int>(foldsCase: true)
+        var wildcardHosts = ByteKeyedTable<Int>(foldsCase: true)
+        var anyHostRoot = -1
         for (index, route) in routes.enumerated() {
             guard let path = PathPattern(route.path) else {
                 continue
@@ -31,74 +61,68 @@ struct RouteIndex: Sendable {
             var node: Int
             switch route.host.flatMap(HostPattern.init) {
             case .exact(let host):
-                node = Self.child(of: &self.exactHosts, key: host, nodes: &self.nodes)
+                node = exactHosts.value(for: host, orInsert: newNode)
             case .wildcard(let suffix):
-                node = Self.child(of: &self.wildcardHosts, key: suffix, nodes: &self.nodes)
+                node = wildcardHosts.value(for: suffix, orInsert: newNode)
             case nil:
-                if self.anyHostRoot < 0 {
-                    self.nodes.append(Node())
-                    self.anyHostRoot = self.nodes.count - 1
+                if anyHostRoot < 0 {
+                    anyHostRoot = newNode()
                 }
-                node = self.anyHostRoot
+                node = anyHostRoot
             }
             var endsInRest = false
             for segment in path.segments {
                 switch segment {
                 case .literal(let bytes):
-                    var literals = self.nodes[node].literals
-                    self.nodes[node].literals = ByteKeyedTable(foldsCase: false)
-                    let child = Self.child(of: &literals, key: bytes, nodes: &self.nodes)
-                    self.nodes[node].literals = literals
-                    node = child
+                    nodes[node].hasLiterals = true
+                    node = literals.value(for: bytes, owner: node, orInsert: newNode)
                 case .parameter:
-                    if self.nodes[node].parameter < 0 {
-                        self.nodes.append(Node())
-                        self.nodes[node].parameter = self.nodes.count - 1
+                    if nodes[node].parameter < 0 {
+                        let child = newNode()
+                        nodes[node].parameter = child
                     }
-                    node = self.nodes[node].parameter
+                    node = nodes[node].parameter
                 case .rest:
-                    self.nodes[node].rest.append(index)
+                    rest[node].append(index)
                     endsInRest = true
                 }
             }
             if !endsInRest {
-                self.nodes[node].exact.append(index)
+                exact[node].append(index)
             }
         }
-        for node in self.nodes.indices {
-            self.nodes[node].exact = Self.methodSpecificFirst(self.nodes[node].exact, routes)
-            self.nodes[node].rest = Self.methodSpecificFirst(self.nodes[node].rest, routes)
+        for node in nodes.indices {
+            nodes[node].exact = self.appendCandidates(exact[node], routes)
+            nodes[node].rest = self.appendCandidates(rest[node], routes)
         }
+        self.nodes = nodes
+        self.literals = literals
+        self.exactHosts = exactHosts
+        self.wildcardHosts = wildcardHosts
+        self.anyHostRoot = anyHostRoot
     }
 
-    /// Routes that list methods first, then the others, each group in configuration order.
+    /// Appends routes that list methods first, then the others, each group in configuration order.
     ///
     /// `POST /orders` must win over a plain `/orders` wherever the two are written.
-    private static func methodSpecificFirst(_ candidates: [Int], _ routes: [Route]) -> [Int] {
-        candidates.filter { !routes[$0].methods.isEmpty } + candidates.filter { routes[$0].methods.isEmpty }
-    }
-
-    private static func child(of table: inout ByteKeyedTable<Int>, key: [UInt8], nodes: inout [Node]) -> Int {
-        table.value(for: key) {
-            nodes.append(Node())
-            return nodes.count - 1
-        }
+    private mutating func appendCandidates(_ candidates: [Int], _ routes: [Route]) -> Range<Int> {
+        let start = self.candidates.count
+        self.candidates += candidates.filter { !routes[$0].methods.isEmpty }
+        self.candidates += candidates.filter { routes[$0].methods.isEmpty }
+        return start..<self.candidates.count
     }
 
     /// The index of the most specific route for the request, or nil.
     ///
     /// Exact hosts are tried first, then wildcard hosts from the longest suffix, then routes without a host; within
     /// a host, see `Route.path` for the order.
-    func find<R: RoutableRequest>(_ request: R, routes: [CompiledRoute]) -> Int? {
+    func find<R: RoutableRequest>(_ request: R) -> Int? {
         var path = request.path
-        let method = request.method
         return path.withUTF8 { path in
-            if var host = request.host, !self.exactHosts.isEmpty || !self.wildcardHosts.isEmpty {
+            if !self.exactHosts.isEmpty || !self.wildcardHosts.isEmpty, var host = request.host {
                 let found: Int? = host.withUTF8 { host in
                     let host = Bytes.slice(host, Self.hostRange(host))
-                    if let root = self.exactHosts.value(for: host),
-                        let found = self.match(root, path, 0, method, routes)
-                    {
+                    if let root = self.exactHosts.value(for: host), let found = self.match(root, path, 0, request) {
                         return found
                     }
                     guard !self.wildcardHosts.isEmpty else {
@@ -106,7 +130,7 @@ struct RouteIndex: Sendable {
                     }
                     for dot in 0..<host.count where host[dot] == UInt8(ascii: ".") && dot + 1 < host.count {
                         if let root = self.wildcardHosts.value(for: Bytes.slice(host, dot + 1..<host.count)),
-                            let found = self.match(root, path, 0, method, routes)
+                            let found = self.match(root, path, 0, request)
                         {
                             return found
                         }
@@ -120,7 +144,7 @@ struct RouteIndex: Sendable {
             guard self.anyHostRoot >= 0 else {
                 return nil
             }
-            return self.match(self.anyHostRoot, path, 0, method, routes)
+            return self.match(self.anyHostRoot, path, 0, request)
         }
     }
 
@@ -144,42 +168,53 @@ struct RouteIndex: Sendable {
         return 0..<end
     }
 
-    private func match(
+    private func match<R: RoutableRequest>(
         _ node: Int,
         _ path: UnsafeBufferPointer<UInt8>,
         _ start: Int,
-        _ method: String,
-        _ routes: [CompiledRoute]
+        _ request: R
     ) -> Int? {
         var index = start
         while index < path.count, path[index] == UInt8(ascii: "/") {
             index += 1
         }
+        let current = self.nodes[node]
         if index == path.count {
-            return Self.first(self.nodes[node].exact, method, routes)
-                ?? Self.first(self.nodes[node].rest, method, routes)
+            return self.first(current.exact, request) ?? self.first(current.rest, request)
         }
         var end = index
         while end < path.count, path[end] != UInt8(ascii: "/") {
             end += 1
         }
-        if !self.nodes[node].literals.isEmpty,
-            let child = self.nodes[node].literals.value(for: Bytes.slice(path, index..<end)),
-            let found = self.match(child, path, end, method, routes)
+        if current.hasLiterals,
+            let child = self.literals.value(for: Bytes.slice(path, index..<end), owner: node),
+            let found = self.match(child, path, end, request)
         {
             return found
         }
-        let parameter = self.nodes[node].parameter
-        if parameter >= 0, let found = self.match(parameter, path, end, method, routes) {
+        if current.parameter >= 0, let found = self.match(current.parameter, path, end, request) {
             return found
         }
-        return Self.first(self.nodes[node].rest, method, routes)
+        return self.first(current.rest, request)
     }
 
+    /// The first of `candidates` that accepts the request's method.
+    ///
+    /// The method is asked for only when a candidate lists methods.
     @inline(__always)
-    private static func first(_ candidates: [Int], _ method: String, _ routes: [CompiledRoute]) -> Int? {
-        for candidate in candidates where routes[candidate].accepts(method: method) {
-            return candidate
+    private func first<R: RoutableRequest>(_ candidates: Range<Int>, _ request: R) -> Int? {
+        for position in candidates {
+            let candidate = self.candidates[position]
+            let methods = self.methods[candidate]
+            if methods.isEmpty {
+                return candidate
+            }
+            let accepted = self.methodBytes.withUnsafeBufferPointer { bytes in
+                MethodList.contains(request.method, self.methodTexts[methods].lazy.map { Bytes.slice(bytes, $0) })
+            }
+            if accepted {
+                return candidate
+            }
         }
         return nil
     }

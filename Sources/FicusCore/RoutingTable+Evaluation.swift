@@ -1,20 +1,34 @@
 /// Evaluates the rules of one route for one request.
 ///
-/// Holds the per-request state (the current rule's bucket) on the stack; with no recorder attached it builds no
-/// strings and allocates nothing for the common conditions. The request is passed to each method rather than
-/// stored, so that it is borrowed instead of copied.
+/// Holds the per-request state (the current rule's bucket) on the stack and reads the compiled rules through the
+/// plain buffers of `RuleProgram.Code`, so that with no recorder attached it retains nothing, builds no strings and
+/// allocates nothing for the common conditions. A plain value throughout (a pointer to the code, an unmanaged
+/// recorder that the caller keeps alive), so that copying it for a call costs a few words and no reference counts.
+/// The request is passed to each method rather than stored, so that it is borrowed instead of copied.
 struct Evaluation {
-    let segments: [CompiledSegment]
-    let recorder: TraceRecorder?
+    private let program: UnsafePointer<RuleProgram.Code>
+    private let trace: Unmanaged<TraceRecorder>?
     private var ruleBucket: Int?
     private var ruleBucketComputed = false
-    private var bucketSource = ""
     /// The bucket of the last rule whose percentage condition computed one.
     private(set) var lastBucket: Int?
 
-    init(segments: [CompiledSegment], recorder: TraceRecorder?) {
-        self.segments = segments
-        self.recorder = recorder
+    /// Creates an evaluation over `program`; `recorder`, when given, must outlive it.
+    init(program: UnsafePointer<RuleProgram.Code>, recorder: TraceRecorder?) {
+        self.program = program
+        self.trace = recorder.map { Unmanaged.passUnretained($0) }
+    }
+
+    @inline(__always)
+    private var code: RuleProgram.Code {
+        unsafeAddress {
+            self.program
+        }
+    }
+
+    @inline(__always)
+    private var recorder: TraceRecorder? {
+        self.trace?.takeUnretainedValue()
     }
 
     mutating func start() {
@@ -22,55 +36,63 @@ struct Evaluation {
         self.ruleBucketComputed = false
     }
 
-    mutating func evaluate<R: RoutableRequest>(_ condition: CompiledCondition, _ rule: CompiledRule, _ request: R)
-        -> Bool
-    {
+    /// Whether the condition at `nodes[node]` holds for `request`, evaluated on behalf of `rules[rule]`.
+    mutating func evaluate<R: RoutableRequest>(_ node: Int, _ rule: Int, _ request: R) -> Bool {
         self.recorder?.begin()
+        let condition = self.code.nodes[node]
         var result: Bool
-        switch condition {
-        case .all(let conditions):
+        switch condition.kind {
+        case .all:
             result = true
-            for condition in conditions where !self.evaluate(condition, rule, request) {
-                result = false
-                break
+            var child = node + 1
+            while child < condition.end {
+                if !self.evaluate(child, rule, request) {
+                    result = false
+                    break
+                }
+                child = self.code.nodes[child].end
             }
-        case .any(let conditions):
+        case .any:
             result = false
-            for condition in conditions where self.evaluate(condition, rule, request) {
-                result = true
-                break
+            var child = node + 1
+            while child < condition.end {
+                if self.evaluate(child, rule, request) {
+                    result = true
+                    break
+                }
+                child = self.code.nodes[child].end
             }
-        case .not(let condition):
-            result = !self.evaluate(condition, rule, request)
+        case .not:
+            result = !self.evaluate(node + 1, rule, request)
         case .flag:
             result = true
-        case .segment(let index):
+        case .segment:
             result = true
-            for constraint in self.segments[index].constraints where !self.evaluate(constraint, request) {
+            for constraint in self.code.segments[condition.operand] where !self.evaluate(constraint, request) {
                 result = false
                 break
             }
-        case .version(let version):
-            result = self.matches(version, request)
-        case .percentage(let percentage):
+        case .version:
+            result = self.matches(version: condition.operand, request)
+        case .percentage:
             let bucket = self.bucket(rule, request)
-            result = percentage >= 100 || (bucket.map { $0 <= percentage } ?? false)
-        case .method(let methods):
-            result = methods.contains(request.method)
-        case .predicate(let predicate):
-            result = self.matches(predicate, request)
+            result = condition.operand >= 100 || (bucket.map { $0 <= condition.operand } ?? false)
+        case .method:
+            result = self.code.containsMethod(condition.methods, request.method)
+        case .predicate:
+            result = self.matches(predicate: condition.operand, request)
         }
         if let recorder = self.recorder {
-            recorder.end(self.describe(condition, result, request), result)
+            recorder.end(self.describe(node, result, request), result)
         }
         return result
     }
 
-    private func evaluate<R: RoutableRequest>(_ predicate: CompiledPredicate, _ request: R) -> Bool {
+    private func evaluate<R: RoutableRequest>(_ predicate: Int, _ request: R) -> Bool {
         self.recorder?.begin()
-        let result = self.matches(predicate, request)
+        let result = self.matches(predicate: predicate, request)
         if let recorder = self.recorder {
-            recorder.end(self.describe(predicate, request), result)
+            recorder.end(self.describe(predicate: predicate, request), result)
         }
         return result
     }
@@ -83,25 +105,26 @@ struct Evaluation {
     /// contains escapes; a client address is formatted into a stack buffer.
     @inline(__always)
     func withValue<T, R: RoutableRequest>(
-        _ attribute: CompiledAttribute,
+        _ attribute: AttributeCode,
         _ request: R,
         _ body: (UnsafeBufferPointer<UInt8>?) -> T
     ) -> T {
-        switch attribute {
-        case .header(let name):
-            guard var value = request.header(name) else {
+        switch attribute.kind {
+        case .header:
+            guard var value = request.header(self.code.names[attribute.name]) else {
                 return body(nil)
             }
             return value.withUTF8 { body($0) }
-        case .cookie(let name):
-            guard var value = request.cookie(name) else {
+        case .cookie:
+            guard var value = request.cookie(self.code.names[attribute.name]) else {
                 return body(nil)
             }
             return value.withUTF8 { body($0) }
-        case .query(let name):
+        case .query:
             guard var query = request.query else {
                 return body(nil)
             }
+            let name = self.code.text(attribute.name)
             return query.withUTF8 { QueryString.withValue(named: name, in: $0, body) }
         case .clientIP:
             guard let address = request.clientAddress?.unmapped else {
@@ -116,18 +139,21 @@ struct Evaluation {
 
     // MARK: Predicates
 
-    func matches<R: RoutableRequest>(_ predicate: CompiledPredicate, _ request: R) -> Bool {
-        if case .cidr(let ranges, let negated) = predicate.test {
+    func matches<R: RoutableRequest>(predicate index: Int, _ request: R) -> Bool {
+        let predicate = self.code.predicates[index]
+        if predicate.test == .cidr {
             guard let address = request.clientAddress else {
-                return negated
+                return predicate.negated
             }
-            return ranges.contains { $0.contains(address) } != negated
+            return self.code.cidrs[predicate.operands].contains { $0.contains(address) } != predicate.negated
         }
         return self.withValue(predicate.attribute, request) { value in
             guard let value else {
                 switch predicate.test {
-                case .absent, .oneOf(_, negated: true):
+                case .absent:
                     return true
+                case .oneOf:
+                    return predicate.negated
                 default:
                     return false
                 }
@@ -137,29 +163,39 @@ struct Evaluation {
                 return true
             case .absent:
                 return false
-            case .oneOf(let table, let negated):
-                return table.contains(value) != negated
-            case .prefix(let prefixes, let folds):
-                return prefixes.contains { Bytes.hasPrefix(value, $0, foldsCase: folds) }
-            case .suffix(let suffixes, let folds):
-                return suffixes.contains { Bytes.hasSuffix(value, $0, foldsCase: folds) }
-            case .contains(let needles, let folds):
-                return needles.contains { Bytes.contains(value, $0, foldsCase: folds) }
-            case .regex(let regexes):
+            case .oneOf:
+                let table = predicate.foldsCase ? 1 : 0
+                return self.code.oneOf[table].contains(value, owner: index) != predicate.negated
+            case .prefix:
+                return predicate.operands.contains {
+                    Bytes.hasPrefix(value, self.code.text($0), foldsCase: predicate.foldsCase)
+                }
+            case .suffix:
+                return predicate.operands.contains {
+                    Bytes.hasSuffix(value, self.code.text($0), foldsCase: predicate.foldsCase)
+                }
+            case .contains:
+                return predicate.operands.contains {
+                    Bytes.contains(value, self.code.text($0), foldsCase: predicate.foldsCase)
+                }
+            case .regex:
                 let text = String(decoding: value, as: UTF8.self)
-                return regexes.contains { $0.matches(text) }
-            case .number(let op, let bound):
+                return self.code.regexes[predicate.operands].contains { $0.matches(text) }
+            case .number:
                 guard let number = parseNumber(String(decoding: value, as: UTF8.self)) else {
                     return false
                 }
-                return Self.compare(number, bound, op)
-            case .semver(let op, let bound):
+                return Self.compare(number, predicate.number, predicate.op)
+            case .semver:
                 guard let version = SemanticVersion.parse(value) else {
                     return false
                 }
-                return Self.compare(version, bound, op)
-            case .semverRange(let range):
-                return SemanticVersion.parse(value).map(range.contains) ?? false
+                return Self.compare(version, self.code.semanticVersions[predicate.operands.lowerBound], predicate.op)
+            case .semverRange:
+                guard let version = SemanticVersion.parse(value) else {
+                    return false
+                }
+                return self.code.semanticVersionRanges[predicate.operands.lowerBound].contains(version)
             case .cidr:
                 return false
             }
@@ -185,14 +221,15 @@ struct Evaluation {
 
     // MARK: Versions
 
-    func matches<R: RoutableRequest>(_ version: CompiledVersion, _ request: R) -> Bool {
-        guard var header = request.header(version.header) else {
+    func matches<R: RoutableRequest>(version index: Int, _ request: R) -> Bool {
+        let version = self.code.versions[index]
+        guard var header = request.header(self.code.names[version.header]) else {
             return false
         }
         return header.withUTF8 { bytes in
             let range: Range<Int>
             if let parameter = version.parameter {
-                guard let found = MediaType.parameterValue(named: parameter, in: bytes) else {
+                guard let found = MediaType.parameterValue(named: self.code.text(parameter), in: bytes) else {
                     return false
                 }
                 range = found
@@ -200,12 +237,13 @@ struct Evaluation {
                 range = Bytes.trimmed(bytes, 0..<bytes.count)
             }
             let value = Bytes.slice(bytes, range)
-            switch version.requirement {
-            case .exact(let expected):
-                return Bytes.equal(value, expected)
-            case .range(let semverRange):
-                return SemanticVersion.parse(value).map(semverRange.contains) ?? false
+            if let exact = version.exact {
+                return Bytes.equal(value, self.code.text(exact))
             }
+            guard let parsed = SemanticVersion.parse(value) else {
+                return false
+            }
+            return self.code.semanticVersionRanges[version.range].contains(parsed)
         }
     }
 
@@ -214,11 +252,12 @@ struct Evaluation {
     /// The current rule's sticky bucket, computed once per rule; nil when the request has no stickiness value.
     ///
     /// See `Rule.stickiness` for the value and its fallback.
-    private mutating func bucket<R: RoutableRequest>(_ rule: CompiledRule, _ request: R) -> Int? {
+    private mutating func bucket<R: RoutableRequest>(_ index: Int, _ request: R) -> Int? {
         if self.ruleBucketComputed {
             return self.ruleBucket
         }
         self.ruleBucketComputed = true
+        let rule = self.code.rules[index]
         var hasher = rule.bucketHasher
         var source = ""
         var found = false
@@ -232,7 +271,7 @@ struct Evaluation {
             }
             if found, self.recorder != nil {
                 source = self.withValue(stickiness, request) {
-                    "\(rule.stickinessLabel) \"\(String(decoding: $0!, as: UTF8.self))\""
+                    "\(self.code.stickinessLabels[index]) \"\(String(decoding: $0!, as: UTF8.self))\""
                 }
             }
         }
@@ -251,56 +290,62 @@ struct Evaluation {
             self.ruleBucket = bucket
             self.lastBucket = bucket
         }
-        self.bucketSource = source
+        self.recorder?.bucketSource = source
         return self.ruleBucket
     }
 
     // MARK: Explanations
 
-    private func describe<R: RoutableRequest>(_ condition: CompiledCondition, _ result: Bool, _ request: R) -> String {
-        switch condition {
-        case .all(let conditions):
-            return conditions.isEmpty ? "always" : "all"
-        case .any(let conditions):
-            return conditions.isEmpty ? "never" : "any"
+    private func describe<R: RoutableRequest>(_ node: Int, _ result: Bool, _ request: R) -> String {
+        let condition = self.code.nodes[node]
+        switch condition.kind {
+        case .all:
+            return condition.end == node + 1 ? "always" : "all"
+        case .any:
+            return condition.end == node + 1 ? "never" : "any"
         case .not:
             return "not"
-        case .flag(let name):
-            return "flag '\(name)' is on"
-        case .segment(let index):
-            return "segment '\(self.segments[index].name)'"
-        case .version(let version):
-            guard var header = request.header(version.header) else {
-                return "version \(version.source): no \(version.source.header) header"
+        case .flag:
+            return "flag '\(self.code.flagNames[condition.operand])' is on"
+        case .segment:
+            return "segment '\(self.code.segmentNames[condition.operand])'"
+        case .version:
+            let version = self.code.versions[condition.operand]
+            let source = self.code.versionSources[condition.operand]
+            guard var header = request.header(self.code.names[version.header]) else {
+                return "version \(source): no \(source.header) header"
             }
             let value = header.withUTF8 { bytes -> String? in
                 guard let parameter = version.parameter else {
                     return String(decoding: Bytes.slice(bytes, Bytes.trimmed(bytes, 0..<bytes.count)), as: UTF8.self)
                 }
-                return MediaType.parameterValue(named: parameter, in: bytes).map {
+                return MediaType.parameterValue(named: self.code.text(parameter), in: bytes).map {
                     String(decoding: Bytes.slice(bytes, $0), as: UTF8.self)
                 }
             }
             guard let value else {
-                return "version \(version.source): no \(version.source.parameter ?? "") parameter"
+                return "version \(source): no \(source.parameter ?? "") parameter"
             }
-            return "version \(version.source): got \"\(value)\""
-        case .percentage(let percentage):
+            return "version \(source): got \"\(value)\""
+        case .percentage:
+            let percentage = condition.operand
             guard let bucket = self.ruleBucket else {
                 return percentage >= 100
                     ? "percentage \(percentage)"
                     : "percentage \(percentage): no bucket (no stickiness value and no client address)"
             }
-            return "percentage \(percentage): bucket \(bucket) from \(self.bucketSource)"
-        case .method(let methods):
+            return "percentage \(percentage): bucket \(bucket) from \(self.recorder?.bucketSource ?? "")"
+        case .method:
+            let methods = condition.methods.map { String(decoding: self.code.text($0), as: UTF8.self) }
             return "method [\(methods.joined(separator: ", "))]: got \(request.method)"
-        case .predicate(let predicate):
-            return self.describe(predicate, request)
+        case .predicate:
+            return self.describe(predicate: condition.operand, request)
         }
     }
 
-    private func describe<R: RoutableRequest>(_ predicate: CompiledPredicate, _ request: R) -> String {
-        let value = self.withValue(predicate.attribute, request) { $0.map { String(decoding: $0, as: UTF8.self) } }
-        return "\(predicate.source): " + (value.map { "got \"\($0)\"" } ?? "missing")
+    private func describe<R: RoutableRequest>(predicate index: Int, _ request: R) -> String {
+        let attribute = self.code.predicates[index].attribute
+        let value = self.withValue(attribute, request) { $0.map { String(decoding: $0, as: UTF8.self) } }
+        return "\(self.code.predicateSources[index]): " + (value.map { "got \"\($0)\"" } ?? "missing")
     }
 }

@@ -14,10 +14,22 @@ public final class RoutingTable: Sendable {
     public let configuration: Configuration
 
     let routes: [CompiledRoute]
-    let segments: [CompiledSegment]
+    /// The conditions of every rule, parallel to `routes`.
+    let program: RuleProgram
     let index: RouteIndex
     let upstreamsByName: [String: Upstream]
     let killed: Bool
+    /// The shadow policies by route name, with their precomputed hash salts.
+    let shadowPolicies: [String: CompiledShadow]
+
+    /// A route's shadow policy, ready for sampling.
+    struct CompiledShadow: Sendable {
+        var route: Route
+        var policy: ShadowPolicy
+        var methods: Set<String>
+        var group: String
+        var noiseGroup: String
+    }
 
     /// Validates and compiles `configuration`.
     ///
@@ -27,17 +39,34 @@ public final class RoutingTable: Sendable {
         guard errors.isEmpty else {
             throw ConfigurationInvalid(errors: errors)
         }
-        let compiler = RoutingTableCompiler(configuration: configuration)
+        var compiler = RoutingTableCompiler(configuration: configuration)
+        var routes: [CompiledRoute] = []
+        routes.reserveCapacity(configuration.routes.count)
+        for route in configuration.routes {
+            routes.append(compiler.compile(route))
+        }
         self.revision = revision
         self.configuration = configuration
-        self.segments = compiler.segments
-        self.routes = configuration.routes.map(compiler.compile)
+        self.routes = routes
+        self.program = compiler.program()
         self.index = RouteIndex(routes: configuration.routes)
         self.upstreamsByName = Dictionary(
             configuration.upstreams.map { ($0.name, $0) },
             uniquingKeysWith: { a, _ in a }
         )
         self.killed = configuration.killed
+        var shadows: [String: CompiledShadow] = [:]
+        for route in configuration.routes {
+            guard let policy = route.shadow else { continue }
+            shadows[route.name] = CompiledShadow(
+                route: route,
+                policy: policy,
+                methods: Set(policy.effectiveMethods.map { $0.uppercased() }),
+                group: "shadow:\(route.name)",
+                noiseGroup: "noise:\(route.name)"
+            )
+        }
+        self.shadowPolicies = shadows
     }
 
     /// The upstream named `name`, or nil.
@@ -53,7 +82,55 @@ public final class RoutingTable: Sendable {
     /// Pure and allocation-free for host, path, method, flag, segment, percentage and text predicates; regex,
     /// numeric predicates and pre-release versions may allocate.
     public func decide<R: RoutableRequest>(_ request: R) -> Decision {
-        self.evaluate(request, recorder: nil)
+        var decision = self.evaluate(request, recorder: nil)
+        self.applyShadow(&decision, request)
+        return decision
+    }
+
+    /// The rewrite a route applies to requests sent to `upstream`, if any.
+    public func rewrite(route: String, upstream: String) -> RequestRewrite? {
+        self.configuration.routes.first { $0.name == route }?.rewrites[upstream]
+    }
+
+    /// Adds the shadow (and noise) upstream when the route's policy samples this request.
+    private func applyShadow<R: RoutableRequest>(_ decision: inout Decision, _ request: R) {
+        guard let route = decision.route, let shadow = self.shadowPolicies[route] else { return }
+        let method = request.method
+        guard shadow.methods.contains(method),
+            let target = shadow.policy.target(serving: decision.upstream, route: shadow.route)
+        else { return }
+        let key: String?
+        switch shadow.policy.stickiness {
+        case .header(let name)?: key = request.header(name.lowercased())
+        case .cookie(let name)?: key = request.cookie(name)
+        case .query(let name)?: key = Self.queryValue(request.query, name)
+        default: key = nil
+        }
+        guard let value = key ?? request.clientAddress?.unmapped.description else {
+            if shadow.policy.percent >= 100 { decision.shadow = target }
+            return
+        }
+        guard Double(Murmur3.bucket(group: shadow.group, value: value)) <= shadow.policy.percent else { return }
+        decision.shadow = target
+        // Noise samples vary per request (path and query), not per user, so that every endpoint gets some.
+        if ShadowPolicy.safeMethods.contains(method), shadow.policy.noisePercent > 0 {
+            let sample = value + ":" + request.path + "?" + (request.query ?? "")
+            if Double(Murmur3.bucket(group: shadow.noiseGroup, value: sample)) <= shadow.policy.noisePercent {
+                decision.noise = shadow.policy.secondary ?? decision.upstream
+            }
+        }
+    }
+
+    private static func queryValue(_ query: String?, _ name: String) -> String? {
+        guard var query else { return nil }
+        var name = name
+        return query.withUTF8 { raw in
+            name.withUTF8 { key in
+                QueryString.withValue(named: key, in: raw) { value in
+                    value.map { String(decoding: $0, as: UTF8.self) }
+                }
+            }
+        }
     }
 
     /// Decides where `request` goes and records every step of the decision.
@@ -73,7 +150,7 @@ public final class RoutingTable: Sendable {
     }
 
     private func evaluate<R: RoutableRequest>(_ request: R, recorder: TraceRecorder?) -> Decision {
-        guard let routeIndex = self.index.find(request, routes: self.routes) else {
+        guard let routeIndex = self.index.find(request) else {
             recorder?.steps.append(.noRoute)
             return .noRoute
         }
@@ -89,26 +166,35 @@ public final class RoutingTable: Sendable {
                 reason: .killed
             )
         }
-        var evaluation = Evaluation(segments: self.segments, recorder: recorder)
-        for rule in route.rules {
-            if let flag = rule.disabledBy {
-                recorder?.steps.append(.ruleDisabled(position: rule.position, rule: rule.name, flag: flag))
+        let code = self.program.code
+        let rules = code.pointee.routes[routeIndex]
+        var evaluation = Evaluation(program: code, recorder: recorder)
+        for index in rules {
+            let rule = code.pointee.rules[index]
+            if rule.disabled {
+                if let recorder, case let compiled = route.rules[index - rules.lowerBound],
+                    let flag = compiled.disabledBy
+                {
+                    recorder.steps.append(.ruleDisabled(position: compiled.position, rule: compiled.name, flag: flag))
+                }
                 continue
             }
             evaluation.start()
-            let matched = evaluation.evaluate(rule.condition, rule, request)
+            let matched = evaluation.evaluate(rule.condition, index, request)
             if let recorder, let trace = recorder.takeTrace() {
+                let compiled = route.rules[index - rules.lowerBound]
                 recorder.steps.append(
-                    .ruleEvaluated(position: rule.position, rule: rule.name, matched: matched, trace: trace)
+                    .ruleEvaluated(position: compiled.position, rule: compiled.name, matched: matched, trace: trace)
                 )
             }
             if matched {
+                let compiled = route.rules[index - rules.lowerBound]
                 return Decision(
-                    upstream: rule.upstream,
+                    upstream: compiled.upstream,
                     route: route.name,
-                    rule: rule.name,
+                    rule: compiled.name,
                     bucket: evaluation.lastBucket,
-                    rewrite: rule.rewrite,
+                    rewrite: compiled.rewrite,
                     timeouts: route.timeouts,
                     reason: .rule
                 )
@@ -131,6 +217,8 @@ public final class RoutingTable: Sendable {
 /// A class so that the evaluation can hold an optional reference: nil in `decide`, which then skips all tracing.
 final class TraceRecorder {
     var steps: [Explanation.Step] = []
+    /// Where the current rule's bucket came from (`header:X-User-Id "42"`), for its percentage conditions.
+    var bucketSource = ""
     private var stack: [[ConditionTrace]] = []
     private var finished: ConditionTrace?
 

@@ -73,9 +73,23 @@ public struct SemanticVersionRange: Sendable, Hashable, CustomStringConvertible 
 
     /// Whether `version` lies in the range.
     ///
-    /// True when every comparison of at least one alternative holds.
+    /// True when every comparison of at least one alternative holds. Walks the comparators in place, so that version
+    /// routing copies (and retains) no arrays per request.
     public func contains(_ version: SemanticVersion) -> Bool {
-        self.alternatives.contains { $0.allSatisfy { $0.matches(version) } }
+        self.alternatives.withUnsafeBufferPointer { alternatives in
+            for index in alternatives.indices {
+                let matched = alternatives[index].withUnsafeBufferPointer { comparators in
+                    for comparator in comparators.indices where !comparators[comparator].matches(version) {
+                        return false
+                    }
+                    return true
+                }
+                if matched {
+                    return true
+                }
+            }
+            return false
+        }
     }
 
     private static func comparators(_ token: Substring) -> [Comparator]? {

@@ -20,6 +20,8 @@ public struct ProxyConfiguration: Sendable {
     public var viaName = "ficus"
     /// Whether one access-log line is written per request.
     public var accessLog = true
+    /// Bounds on shadow traffic.
+    public var shadow = ShadowLimits()
     /// How long a graceful shutdown waits for in-flight requests.
     public var drainTimeout: TimeAmount = .seconds(30)
 

@@ -43,6 +43,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("heartbeat-interval"), help: "How often this proxy records itself in the store, in seconds.")
     var heartbeatInterval: Int = 3
 
+    @Option(name: .customLong("window-interval"), help: "Seconds per stored metric window (traffic shares, gates).")
+    var windowInterval: Int = 10
+
     @Option(help: "Event-loop threads (default: the number of cores).")
     var threads: Int?
 
@@ -95,8 +98,10 @@ struct Serve: AsyncParsableCommand {
         if !self.upstream.isEmpty && self.store != nil {
             throw ArgumentParser.ValidationError("--store and --upstream exclude each other: --upstream serves from memory")
         }
-        guard self.pollInterval >= 1, self.heartbeatInterval >= 1 else {
-            throw ArgumentParser.ValidationError("--poll-interval and --heartbeat-interval must be at least 1")
+        guard self.pollInterval >= 1, self.heartbeatInterval >= 1, self.windowInterval >= 1 else {
+            throw ArgumentParser.ValidationError(
+                "--poll-interval, --heartbeat-interval and --window-interval must be at least 1"
+            )
         }
         if let threads = self.threads, threads < 1 {
             throw ArgumentParser.ValidationError("--threads \(threads): must be at least 1")
@@ -194,6 +199,23 @@ struct Serve: AsyncParsableCommand {
         proxyConfiguration.timeouts.clientIdle = .milliseconds(self.idleTimeout)
 
         let metrics = ProxyMetrics(factory: factory)
+        var shadowFeed: ShadowFeed?
+        if let feed {
+            let routingForOptions = feed.routing
+            let comparer = ShadowComparer(
+                sink: StoreShadowSink(store: feed.shadowStore),
+                logger: logger,
+                metrics: factory
+            ) { route in compareOptions(for: route, in: routingForOptions.current) }
+            shadowFeed = ShadowFeed(
+                comparer: comparer,
+                metrics: metrics,
+                store: feed.shadowStore,
+                proxyID: feed.proxyID,
+                windowInterval: Double(self.windowInterval),
+                logger: logger
+            )
+        }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let routing = feed?.routing ?? RoutingState(table)
@@ -202,7 +224,8 @@ struct Serve: AsyncParsableCommand {
             routing: routing,
             metrics: metrics,
             logger: logger,
-            group: group
+            group: group,
+            shadowSink: shadowFeed?.comparer
         )
         let adminEndpoint = Endpoint(parsing: self.admin)!
         let admin = AdminServer(
@@ -235,7 +258,10 @@ struct Serve: AsyncParsableCommand {
                 ]
             )
         }
-        let services: [any Service] = feed.map { [$0, service] } ?? [service]
+        var services: [any Service] = []
+        if let feed { services.append(feed) }
+        if let shadowFeed { services.append(shadowFeed) }
+        services.append(service)
         let serviceGroup = ServiceGroup(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -19,6 +19,8 @@ final class StoreFeed: Service, Sendable {
     }
 
     let store: any ConfigurationStore
+    /// The same store, where shadow records and metric windows go.
+    let shadowStore: any ShadowStore
     let routing: RoutingState
     let logger: Logger
     let pollInterval: TimeInterval
@@ -31,7 +33,7 @@ final class StoreFeed: Service, Sendable {
     private let health = NIOLockedValueBox(Health())
 
     init(
-        store: any ConfigurationStore,
+        store: any ConfigurationStore & ShadowStore,
         routing: RoutingState,
         logger: Logger,
         metrics: MetricsFactory,
@@ -40,6 +42,7 @@ final class StoreFeed: Service, Sendable {
         listen: String
     ) {
         self.store = store
+        self.shadowStore = store
         self.routing = routing
         self.logger = logger
         self.pollInterval = pollInterval

@@ -102,8 +102,8 @@ struct ProxyLifecycleTests {
             metrics: nil,
             logger: Logger(label: "test")
         )
-        let pool = UpstreamPool(eventLoop: loop, configuration: configuration, loops: 1, metrics: nil)
-        let channel = EmbeddedChannel(handler: ProxyConnectionHandler(shared: shared, pool: pool), loop: loop)
+        let resources = LoopResources(eventLoop: loop, configuration: configuration, loops: 1, metrics: nil)
+        let channel = EmbeddedChannel(handler: ProxyConnectionHandler(shared: shared, resources: resources), loop: loop)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"))
         var written = ByteBuffer()

@@ -18,6 +18,16 @@ enum HeaderHygiene {
         var path: String?
         var setHeaders: [(String, String)] = []
         var removeHeaders: [String] = []
+
+        /// The edits a route's rewrite makes to `view`'s request.
+        init(_ rewrite: RequestRewrite, view: RequestView) {
+            if rewrite.path != nil {
+                let path = rewrite.rewritePath(view.path)
+                self.path = view.query.map { path + "?" + $0 } ?? path
+            }
+            self.setHeaders = rewrite.setHeaders.map { ($0.name, $0.value) }
+            self.removeHeaders = rewrite.removeHeaders
+        }
     }
 
     /// The origin-form target and the authority of an absolute-form target (RFC 9112 3.2.2), if any.
@@ -47,7 +57,8 @@ enum HeaderHygiene {
         into out: inout ByteBuffer,
         client: ClientFacts,
         viaName: String,
-        edits: RequestEdits?
+        edits: RequestEdits?,
+        shadowCopy: Bool = false
     ) {
         let (target, authority) = Self.originForm(head)
         Self.copy(head, head.methodRange, into: &out)
@@ -102,15 +113,20 @@ enum HeaderHygiene {
             Self.copy(head, authority, into: &out)
             out.writeStaticString("\r\n")
         }
-        switch head.framing {
-        case .contentLength(let length):
-            out.writeStaticString("content-length: ")
-            out.writeString(String(length))
-            out.writeStaticString("\r\n")
-        case .chunked:
-            out.writeStaticString("transfer-encoding: chunked\r\n")
-        case .none, .untilClose:
-            break
+        if shadowCopy {
+            // A copy carries its body whole; its Content-Length is added once the body is known.
+            out.writeStaticString("x-ficus-shadow: 1\r\n")
+        } else {
+            switch head.framing {
+            case .contentLength(let length):
+                out.writeStaticString("content-length: ")
+                out.writeString(String(length))
+                out.writeStaticString("\r\n")
+            case .chunked:
+                out.writeStaticString("transfer-encoding: chunked\r\n")
+            case .none, .untilClose:
+                break
+            }
         }
         if let edits {
             for (name, value) in edits.setHeaders {

@@ -1,4 +1,6 @@
 import FicusCore
+import FicusDiff
+import Foundation
 import Logging
 import NIOCore
 
@@ -8,12 +10,20 @@ final class ProxyContext: Sendable {
     let routing: RoutingState
     let metrics: ProxyMetrics?
     let logger: Logger
+    let shadowSink: ShadowSink?
 
-    init(configuration: ProxyConfiguration, routing: RoutingState, metrics: ProxyMetrics?, logger: Logger) {
+    init(
+        configuration: ProxyConfiguration,
+        routing: RoutingState,
+        metrics: ProxyMetrics?,
+        logger: Logger,
+        shadowSink: ShadowSink? = nil
+    ) {
         self.configuration = configuration
         self.routing = routing
         self.metrics = metrics
         self.logger = logger
+        self.shadowSink = shadowSink
     }
 }
 
@@ -66,6 +76,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var responseBytes: Int64 = 0
         var keepAlive: Bool
         var local = false
+        var shadow: ShadowRecorder?
 
         init(
             method: HTTPMethodKind,
@@ -90,6 +101,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
 
     private let shared: ProxyContext
     private let pool: UpstreamPool
+    private let resources: LoopResources
     private var context: ChannelHandlerContext?
     private var parser: HTTP1Parser
     private var inbound: ByteBuffer?
@@ -118,9 +130,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     /// How long an idle connection is kept open once draining starts.
     private static let drainIdleGrace: TimeAmount = .milliseconds(500)
 
-    init(shared: ProxyContext, pool: UpstreamPool) {
+    init(shared: ProxyContext, resources: LoopResources) {
         self.shared = shared
-        self.pool = pool
+        self.resources = resources
+        self.pool = resources.pool
         self.parser = HTTP1Parser(kind: .request, limits: shared.configuration.limits)
     }
 
@@ -199,6 +212,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             exchange.connection?.abort()
             exchange.connection = nil
             if !exchange.responseComplete {
+                exchange.shadow?.abandon(reason: "client_gone")
                 // nginx's 499: the client went away before its answer was complete.
                 exchange.status = exchange.responseStarted ? exchange.status : 499
                 self.record(exchange)
@@ -292,19 +306,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         if let override = decision.timeouts.responseHeaderMilliseconds {
             exchange.responseTimeout = .milliseconds(Int64(override))
         }
-        var edits: HeaderHygiene.RequestEdits?
-        if let rewrite = decision.rewrite, !rewrite.isEmpty {
-            var target: String?
-            if rewrite.path != nil {
-                let path = rewrite.rewritePath(view.path)
-                target = view.query.map { path + "?" + $0 } ?? path
-            }
-            edits = HeaderHygiene.RequestEdits(
-                path: target,
-                setHeaders: rewrite.setHeaders.map { ($0.name, $0.value) },
-                removeHeaders: rewrite.removeHeaders
-            )
-        }
+        let edits = decision.rewrite.flatMap { $0.isEmpty ? nil : HeaderHygiene.RequestEdits($0, view: view) }
         var out = self.scratch.buffer(capacity: head.bytes.readableBytes + 160)
         HeaderHygiene.writeRequestHead(
             head,
@@ -315,6 +317,17 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         )
         exchange.outboundHead = out
         exchange.waitingForConnection = true
+        if let shadowName = decision.shadow, shadowName != decision.upstream, let sink = self.shared.shadowSink {
+            exchange.shadow = self.shadowRecorder(
+                head: head,
+                view: view,
+                route: route,
+                serving: upstream.name,
+                shadow: table.upstream(named: shadowName),
+                second: decision.noise.flatMap { table.upstream(named: $0) },
+                sink: sink
+            )
+        }
         self.exchange = exchange
         if head.expectsContinue && head.framing != .none {
             self.writeToClient(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
@@ -326,6 +339,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private func requestBody(_ body: ByteBuffer) {
         guard let exchange = self.exchange else { return }
         if exchange.local || exchange.responseComplete { return }  // the answer is already given; drop the rest
+        exchange.shadow?.requestBody(body)
         if let connection = exchange.connection {
             Self.writeBody(body, framing: exchange.requestFraming, to: connection)
             exchange.requestBodyForwarded += Int64(body.readableBytes)
@@ -338,6 +352,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private func requestEnd(_ trailers: HTTPTrailers?) {
         guard let exchange = self.exchange else { return }
         exchange.requestEnded = true
+        exchange.shadow?.requestComplete()
         if let connection = exchange.connection, !exchange.responseComplete, !exchange.local {
             Self.writeEnd(trailers, framing: exchange.requestFraming, to: connection)
             connection.requestComplete(true)
@@ -468,6 +483,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private func respondLocally(_ status: Int, error: String, detail: String, retryAfter: Bool = false) {
         guard let exchange = self.exchange else { return }
         precondition(!exchange.responseStarted)
+        exchange.shadow?.abandon(reason: "serving_failed")
         exchange.local = true
         exchange.responseStarted = true
         exchange.responseComplete = true
@@ -718,13 +734,15 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
             clientMinorVersion: exchange.clientMinorVersion
         )
         exchange.responseBytes += Int64(out.readableBytes)
+        exchange.shadow?.primaryHead(head)
         self.writeToClient(out)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        guard self.exchange != nil else { return }
-        self.exchange!.responseBytes += Int64(body.readableBytes)
-        if case .chunked = self.exchange!.responseFraming {
+        guard let exchange = self.exchange else { return }
+        exchange.responseBytes += Int64(body.readableBytes)
+        exchange.shadow?.primaryBody(body)
+        if case .chunked = exchange.responseFraming {
             var header = ByteBuffer()
             header.writeString(String(body.readableBytes, radix: 16))
             header.writeStaticString("\r\n")
@@ -749,6 +767,7 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
         }
         exchange.responseComplete = true
         exchange.connection = nil
+        exchange.shadow?.primaryEnd()
         self.flushIfNeeded()
         self.finishIfDone()
     }
@@ -768,6 +787,7 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
             return
         }
         exchange.connection = nil
+        exchange.shadow?.abandon(reason: "serving_failed")
         if exchange.responseStarted {
             // Never let a truncated answer look complete: the client sees the connection close.
             self.flushIfNeeded()
@@ -780,5 +800,67 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
 
     func upstreamWritabilityChanged(_ writable: Bool) {
         self.updateReadPausing()
+    }
+}
+
+extension ProxyConnectionHandler {
+    /// Sets up the shadowing of the current request, or counts why it cannot be shadowed.
+    fileprivate func shadowRecorder(
+        head: HTTPHead,
+        view: RequestView,
+        route: String,
+        serving: String,
+        shadow: Upstream?,
+        second: Upstream?,
+        sink: ShadowSink
+    ) -> ShadowRecorder? {
+        guard let shadow else {
+            self.shared.metrics?.shadowDropped(route: route, reason: "unknown_upstream")
+            return nil
+        }
+        guard self.resources.shadowSlots.tryAcquire() else {
+            self.shared.metrics?.shadowDropped(route: route, reason: "capacity")
+            return nil
+        }
+        let client = HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted)
+        func copy(to upstream: Upstream) -> ShadowRecorder.Copy {
+            var out = ByteBuffer()
+            let rewrite = self.shared.routing.current.rewrite(route: route, upstream: upstream.name)
+            HeaderHygiene.writeRequestHead(
+                head,
+                into: &out,
+                client: client,
+                viaName: self.shared.configuration.viaName,
+                edits: rewrite.map { HeaderHygiene.RequestEdits($0, view: view) },
+                shadowCopy: true
+            )
+            return ShadowRecorder.Copy(upstream: upstream, head: out)
+        }
+        let observation = ShadowObservation(
+            timestamp: Int64(Date().timeIntervalSince1970 * 1_000_000),
+            route: route,
+            method: head.methodString,
+            target: head.target,
+            requestHeaders: head.fieldPairs,
+            requestBody: [],
+            servingUpstream: serving,
+            serving: CapturedMessage(status: 0),
+            shadowUpstream: shadow.name,
+            shadow: nil,
+            shadowError: nil,
+            secondUpstream: second?.name,
+            second: nil
+        )
+        return ShadowRecorder(
+            observation: observation,
+            method: head.method,
+            shadow: copy(to: shadow),
+            second: second.map { copy(to: $0) },
+            sink: sink,
+            slots: self.resources.shadowSlots,
+            pool: self.resources.shadowPool,
+            limits: self.shared.configuration.shadow,
+            metrics: self.shared.metrics
+        )
     }
 }

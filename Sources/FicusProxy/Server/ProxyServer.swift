@@ -22,11 +22,29 @@ public final class RoutingState: Sendable {
     }
 }
 
+/// What each event loop owns: its upstream pools and its share of shadow capacity.
+///
+/// Keeping these per loop is what keeps the hot path free of locks and thread hops.
+final class LoopResources {
+    let eventLoop: EventLoop
+    let pool: UpstreamPool
+    /// Shadow copies use their own connections, so they can never take a connection a client needs.
+    let shadowPool: UpstreamPool
+    let shadowSlots: ShadowSlots
+
+    init(eventLoop: EventLoop, configuration: ProxyConfiguration, loops: Int, metrics: ProxyMetrics?) {
+        self.eventLoop = eventLoop
+        self.pool = UpstreamPool(eventLoop: eventLoop, configuration: configuration, loops: loops, metrics: metrics)
+        self.shadowPool = UpstreamPool(eventLoop: eventLoop, configuration: configuration, loops: loops, metrics: nil)
+        self.shadowSlots = ShadowSlots(limit: max(1, (configuration.shadow.maxInFlight + loops - 1) / loops))
+    }
+}
+
 /// The proxy listener: accepts client connections and gives each event loop its own upstream pool.
 public final class ProxyServer: Sendable {
     private let shared: ProxyContext
     private let group: EventLoopGroup
-    private let pools: [ObjectIdentifier: UnsafeTransfer<UpstreamPool>]
+    private let loops: [ObjectIdentifier: UnsafeTransfer<LoopResources>]
     private let state = NIOLockedValueBox(ServerState())
 
     struct ServerState {
@@ -40,18 +58,25 @@ public final class ProxyServer: Sendable {
         routing: RoutingState,
         metrics: ProxyMetrics?,
         logger: Logger,
-        group: EventLoopGroup
+        group: EventLoopGroup,
+        shadowSink: ShadowSink? = nil
     ) {
-        self.shared = ProxyContext(configuration: configuration, routing: routing, metrics: metrics, logger: logger)
+        self.shared = ProxyContext(
+            configuration: configuration,
+            routing: routing,
+            metrics: metrics,
+            logger: logger,
+            shadowSink: shadowSink
+        )
         self.group = group
         let loops = Array(group.makeIterator())
-        var pools: [ObjectIdentifier: UnsafeTransfer<UpstreamPool>] = [:]
+        var resources: [ObjectIdentifier: UnsafeTransfer<LoopResources>] = [:]
         for loop in loops {
-            pools[ObjectIdentifier(loop)] = UnsafeTransfer(
-                UpstreamPool(eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics)
+            resources[ObjectIdentifier(loop)] = UnsafeTransfer(
+                LoopResources(eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics)
             )
         }
-        self.pools = pools
+        self.loops = resources
     }
 
     /// The address the proxy is bound to (after `start`).
@@ -76,7 +101,7 @@ public final class ProxyServer: Sendable {
     }
 
     private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
-        guard let pool = self.pools[ObjectIdentifier(channel.eventLoop)] else {
+        guard let resources = self.loops[ObjectIdentifier(channel.eventLoop)] else {
             return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
         }
         let id = ObjectIdentifier(channel)
@@ -96,7 +121,7 @@ public final class ProxyServer: Sendable {
             for waiter in waiters { waiter.resume() }
         }
         return channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: self.shared, pool: pool.value))
+            try channel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: self.shared, resources: resources.value))
         }
     }
 
@@ -132,9 +157,12 @@ public final class ProxyServer: Sendable {
             for child in left { child.close(promise: nil) }
             await group.next()
         }
-        for pool in self.pools.values {
-            let value = pool
-            try? await pool.value.eventLoop.submit { value.value.closeIdle() }.get()
+        for resources in self.loops.values {
+            let value = resources
+            try? await resources.value.eventLoop.submit {
+                value.value.pool.closeIdle()
+                value.value.shadowPool.closeIdle()
+            }.get()
         }
     }
 }

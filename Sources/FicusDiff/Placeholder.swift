@@ -1,2 +1,0 @@
-/// Placeholder until the diff engine lands.
-enum FicusDiffPlaceholder {}

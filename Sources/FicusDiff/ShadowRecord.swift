@@ -1,0 +1,137 @@
+/// One compared shadow request as it is stored: where it went, both answers (redacted, bounded) and the
+/// classified differences.
+///
+/// It is the unit that flows from the comparer to the store in batches and back out to reports, so it carries
+/// everything a report's drill-down shows and nothing that was not redacted first.
+public struct ShadowRecord: Sendable, Codable, Equatable {
+    /// A header as stored (tuples are not Codable).
+    public struct Field: Sendable, Codable, Equatable {
+        public var name: String
+        public var value: String
+
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    /// Wall-clock time the request arrived, in microseconds since 1970.
+    public var timestamp: Int64
+    public var route: String
+    /// Method and path template, e.g. "GET /orders/{id}".
+    public var endpoint: String
+    public var method: String
+    /// The request target as received (path and query).
+    public var target: String
+    public var servingUpstream: String
+    public var shadowUpstream: String
+    public var servingStatus: Int
+    /// Nil when the shadow did not answer (see `shadowError`).
+    public var shadowStatus: Int?
+    public var servingLatencyMicroseconds: Int
+    public var shadowLatencyMicroseconds: Int?
+    public var shadowError: String?
+    /// Serving versus shadow.
+    public var differences: [Difference]
+    /// Serving versus a second serving answer, when this request was a noise sample; nil otherwise.
+    public var noiseDifferences: [Difference]?
+    public var requestHeaders: [Field]
+    public var requestBody: [UInt8]
+    public var servingHeaders: [Field]
+    public var servingBody: [UInt8]
+    public var servingTruncated: Bool
+    public var shadowHeaders: [Field]
+    public var shadowBody: [UInt8]
+    public var shadowTruncated: Bool
+
+    public init(
+        timestamp: Int64,
+        route: String,
+        endpoint: String,
+        method: String,
+        target: String,
+        servingUpstream: String,
+        shadowUpstream: String,
+        servingStatus: Int,
+        shadowStatus: Int?,
+        servingLatencyMicroseconds: Int,
+        shadowLatencyMicroseconds: Int?,
+        shadowError: String?,
+        differences: [Difference],
+        noiseDifferences: [Difference]?,
+        requestHeaders: [Field],
+        requestBody: [UInt8],
+        servingHeaders: [Field],
+        servingBody: [UInt8],
+        servingTruncated: Bool,
+        shadowHeaders: [Field],
+        shadowBody: [UInt8],
+        shadowTruncated: Bool
+    ) {
+        self.timestamp = timestamp
+        self.route = route
+        self.endpoint = endpoint
+        self.method = method
+        self.target = target
+        self.servingUpstream = servingUpstream
+        self.shadowUpstream = shadowUpstream
+        self.servingStatus = servingStatus
+        self.shadowStatus = shadowStatus
+        self.servingLatencyMicroseconds = servingLatencyMicroseconds
+        self.shadowLatencyMicroseconds = shadowLatencyMicroseconds
+        self.shadowError = shadowError
+        self.differences = differences
+        self.noiseDifferences = noiseDifferences
+        self.requestHeaders = requestHeaders
+        self.requestBody = requestBody
+        self.servingHeaders = servingHeaders
+        self.servingBody = servingBody
+        self.servingTruncated = servingTruncated
+        self.shadowHeaders = shadowHeaders
+        self.shadowBody = shadowBody
+        self.shadowTruncated = shadowTruncated
+    }
+
+    /// Whether the shadow answered exactly like the serving side (status, compared headers, body).
+    public var identical: Bool { self.shadowError == nil && self.differences.isEmpty }
+}
+
+/// Requests, 5xx answers and latencies of one route × upstream over one interval, from one proxy.
+///
+/// Windows from several proxies on one store add up; the cutover controller and the reports read them.
+public struct MetricWindow: Sendable, Codable, Equatable {
+    /// Start of the interval, in microseconds since 1970.
+    public var start: Int64
+    /// Length of the interval in milliseconds.
+    public var durationMilliseconds: Int
+    public var proxy: String
+    public var route: String
+    public var upstream: String
+    public var requests: Int
+    public var serverErrors: Int
+    /// Upper bounds in microseconds of the latency buckets, and the count in each (the last bound is +inf).
+    public var latencyBucketBounds: [Int]
+    public var latencyBucketCounts: [Int]
+
+    public init(
+        start: Int64,
+        durationMilliseconds: Int,
+        proxy: String,
+        route: String,
+        upstream: String,
+        requests: Int,
+        serverErrors: Int,
+        latencyBucketBounds: [Int],
+        latencyBucketCounts: [Int]
+    ) {
+        self.start = start
+        self.durationMilliseconds = durationMilliseconds
+        self.proxy = proxy
+        self.route = route
+        self.upstream = upstream
+        self.requests = requests
+        self.serverErrors = serverErrors
+        self.latencyBucketBounds = latencyBucketBounds
+        self.latencyBucketCounts = latencyBucketCounts
+    }
+}

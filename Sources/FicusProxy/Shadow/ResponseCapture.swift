@@ -1,0 +1,55 @@
+import FicusDiff
+import NIOCore
+
+/// Captures one answer as it streams past: head fields, the body up to a bound, and the length and hash of all of it.
+///
+/// Hashing as the bytes go by is what lets a body longer than the bound still be compared (by length and hash)
+/// without ever being held whole.
+final class ResponseCapture {
+    private let limit: Int
+    private let started: NIODeadline
+    private var status = 0
+    private var headers: [(String, String)] = []
+    private var body: [UInt8] = []
+    private var length = 0
+    private var hasher = FNV1a64()
+    private var finished: NIODeadline?
+
+    init(limit: Int, started: NIODeadline) {
+        self.limit = limit
+        self.started = started
+    }
+
+    func head(_ head: HTTPHead) {
+        self.status = head.status
+        self.headers = head.fieldPairs
+    }
+
+    func body(_ buffer: ByteBuffer) {
+        self.length += buffer.readableBytes
+        buffer.withUnsafeReadableBytes { raw in
+            self.hasher.combine(raw)
+            let room = self.limit - self.body.count
+            if room > 0 {
+                self.body.append(contentsOf: raw.prefix(room))
+            }
+        }
+    }
+
+    func end() {
+        self.finished = .now()
+    }
+
+    var message: CapturedMessage {
+        let end = self.finished ?? .now()
+        return CapturedMessage(
+            status: self.status,
+            headers: self.headers,
+            body: self.body,
+            bodyLength: self.length,
+            truncated: self.length > self.body.count,
+            bodyHash: self.hasher.value,
+            latencyMicroseconds: Int((end - self.started).nanoseconds / 1000)
+        )
+    }
+}

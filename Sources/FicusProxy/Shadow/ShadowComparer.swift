@@ -1,0 +1,191 @@
+import CoreMetrics
+import FicusDiff
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// Where compared shadow records go: the store, in production.
+public protocol ShadowRecordSink: Sendable {
+    func write(_ records: [ShadowRecord]) async throws
+}
+
+/// Compares shadow observations off the event loops and hands the records to a sink in batches.
+///
+/// The proxy's only cost is `submit`, a non-blocking enqueue into a bounded queue: when comparing or storing falls
+/// behind, observations are dropped and counted, and the client path never waits.
+public final class ShadowComparer: ShadowSink, Sendable {
+    /// Per-route comparison settings (ignored paths, sensitive fields).
+    public typealias OptionsProvider = @Sendable (_ route: String) -> CompareOptions
+
+    private let queue = NIOLockedValueBox<[ShadowObservation]>([])
+    private let queueLimit: Int
+    private let signals: AsyncStream<Void>
+    private let signal: AsyncStream<Void>.Continuation
+    private let sink: ShadowRecordSink
+    private let options: OptionsProvider
+    private let batchSize: Int
+    private let logger: Logger
+    private let factory: MetricsFactory?
+    private let counters = NIOLockedValueBox<[String: Counter]>([:])
+    private let timers = NIOLockedValueBox<[String: CoreMetrics.Timer]>([:])
+
+    public init(
+        sink: ShadowRecordSink,
+        queueLimit: Int = 1000,
+        batchSize: Int = 100,
+        logger: Logger,
+        metrics: MetricsFactory?,
+        options: @escaping OptionsProvider = { _ in CompareOptions() }
+    ) {
+        self.queueLimit = queueLimit
+        (self.signals, self.signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.sink = sink
+        self.options = options
+        self.batchSize = batchSize
+        self.logger = logger
+        self.factory = metrics
+    }
+
+    public func submit(_ observation: ShadowObservation) {
+        let queued = self.queue.withLockedValue { queue -> Bool in
+            guard queue.count < self.queueLimit else { return false }
+            queue.append(observation)
+            return true
+        }
+        if queued {
+            self.signal.yield(())
+        } else {
+            self.count("ficus_shadow_dropped_total", [("route", observation.route), ("reason", "comparer_queue_full")])
+        }
+    }
+
+    /// Stops taking observations; `run` returns once what is queued has been compared and stored.
+    public func finish() {
+        self.signal.finish()
+    }
+
+    /// Compares and stores until `finish` is called.
+    ///
+    /// Everything queued while the previous batch was being written becomes the next batch, so batches grow with
+    /// the load and a quiet proxy still stores each record at once.
+    public func run() async {
+        for await _ in self.signals {
+            await self.drain()
+        }
+        await self.drain()
+    }
+
+    private func drain() async {
+        while true {
+            let observations = self.queue.withLockedValue { queue -> [ShadowObservation] in
+                defer { queue.removeAll(keepingCapacity: true) }
+                return queue
+            }
+            guard !observations.isEmpty else { return }
+            var start = 0
+            while start < observations.count {
+                let end = min(start + self.batchSize, observations.count)
+                var batch = observations[start..<end].map { self.record(for: $0) }
+                await self.write(&batch)
+                start = end
+            }
+        }
+    }
+
+    private func write(_ batch: inout [ShadowRecord]) async {
+        guard !batch.isEmpty else { return }
+        let records = batch
+        batch.removeAll(keepingCapacity: true)
+        do {
+            try await self.sink.write(records)
+        } catch {
+            self.logger.error("storing shadow records failed", metadata: ["error": "\(error)", "records": "\(records.count)"])
+            for record in records {
+                self.count("ficus_shadow_dropped_total", [("route", record.route), ("reason", "store_failed")])
+            }
+        }
+    }
+
+    /// Compares one observation into a redacted record (pure apart from metrics).
+    public func record(for observation: ShadowObservation) -> ShadowRecord {
+        var options = self.options(observation.route)
+        if observation.method == "HEAD" { options.compareBody = false }
+        let path = observation.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? observation.target
+        let endpoint = "\(observation.method) \(EndpointTemplate.template(path: path))"
+        var differences: [Difference] = []
+        if let shadow = observation.shadow {
+            differences = ResponseComparer.compare(serving: observation.serving, shadow: shadow, options: options)
+                .differences
+        }
+        let noise = observation.second.map {
+            ResponseComparer.compare(serving: observation.serving, shadow: $0, options: options).differences
+        }
+        let serving = Redaction.redact(observation.serving, options: options)
+        let shadow = observation.shadow.map { Redaction.redact($0, options: options) }
+        let requestHeaders = Redaction.redactHeaders(observation.requestHeaders, options: options)
+        let contentType = observation.requestHeaders.first { $0.0.lowercased() == "content-type" }?.1
+        let route = observation.route
+        self.count("ficus_shadow_compared_total", [("route", route)])
+        if observation.shadowError != nil {
+            self.count("ficus_shadow_errors_total", [("route", route)])
+        } else if !differences.isEmpty {
+            self.count("ficus_shadow_differing_total", [("route", route)])
+            for kind in Set(differences.map(\.kind)) {
+                self.count("ficus_shadow_differences_total", [("route", route), ("kind", kind.rawValue)])
+            }
+        }
+        if let shadow = observation.shadow {
+            self.time(route: route, upstream: observation.shadowUpstream, microseconds: shadow.latencyMicroseconds)
+        }
+        return ShadowRecord(
+            timestamp: observation.timestamp,
+            route: route,
+            endpoint: endpoint,
+            method: observation.method,
+            target: observation.target,
+            servingUpstream: observation.servingUpstream,
+            shadowUpstream: observation.shadowUpstream,
+            servingStatus: observation.serving.status,
+            shadowStatus: observation.shadow?.status,
+            servingLatencyMicroseconds: observation.serving.latencyMicroseconds,
+            shadowLatencyMicroseconds: observation.shadow?.latencyMicroseconds,
+            shadowError: observation.shadowError,
+            differences: differences,
+            noiseDifferences: noise,
+            requestHeaders: requestHeaders.map { ShadowRecord.Field(name: $0.0, value: $0.1) },
+            requestBody: Redaction.redactBody(observation.requestBody, contentType: contentType, options: options),
+            servingHeaders: serving.headers.map { ShadowRecord.Field(name: $0.0, value: $0.1) },
+            servingBody: serving.body,
+            servingTruncated: serving.truncated,
+            shadowHeaders: (shadow?.headers ?? []).map { ShadowRecord.Field(name: $0.0, value: $0.1) },
+            shadowBody: shadow?.body ?? [],
+            shadowTruncated: shadow?.truncated ?? false
+        )
+    }
+
+    private func count(_ label: String, _ dimensions: [(String, String)]) {
+        guard let factory = self.factory else { return }
+        let key = label + dimensions.map { "|\($0.1)" }.joined()
+        self.counters.withLockedValue { cache in
+            if let cached = cache[key] { return cached }
+            let created = Counter(label: label, dimensions: dimensions, factory: factory)
+            cache[key] = created
+            return created
+        }.increment()
+    }
+
+    private func time(route: String, upstream: String, microseconds: Int) {
+        guard let factory = self.factory else { return }
+        let key = route + "|" + upstream
+        self.timers.withLockedValue { cache in
+            if let cached = cache[key] { return cached }
+            let created = CoreMetrics.Timer(
+                label: "ficus_shadow_latency_seconds",
+                dimensions: [("route", route), ("upstream", upstream)],
+                factory: factory
+            )
+            cache[key] = created
+            return created
+        }.recordMicroseconds(microseconds)
+    }
+}

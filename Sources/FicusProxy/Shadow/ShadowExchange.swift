@@ -1,0 +1,115 @@
+import FicusCore
+import FicusDiff
+import NIOCore
+
+/// One copy of a request sent to a shadow (or noise) upstream, with its own connections, deadline and capture.
+///
+/// It shares nothing with the client's exchange but the event loop: its connections come from a separate pool, so
+/// a slow or dead shadow upstream can exhaust only shadow capacity, never the connections that serve clients.
+final class ShadowExchange {
+    enum Outcome {
+        case answered(CapturedMessage)
+        case failed(String)
+    }
+
+    private let upstream: Upstream
+    private let pool: UpstreamPool
+    private let head: ByteBuffer
+    private let body: [UInt8]
+    private let method: HTTPMethodKind
+    private let timeout: TimeAmount
+    private let capture: ResponseCapture
+    private let completion: (Outcome) -> Void
+    private var connection: UpstreamConnection?
+    private var deadline: Scheduled<Void>?
+    private var done = false
+
+    init(
+        upstream: Upstream,
+        pool: UpstreamPool,
+        head: ByteBuffer,
+        body: [UInt8],
+        method: HTTPMethodKind,
+        limits: ShadowLimits,
+        completion: @escaping (Outcome) -> Void
+    ) {
+        self.upstream = upstream
+        self.pool = pool
+        self.head = head
+        self.body = body
+        self.method = method
+        self.timeout = limits.timeout
+        self.capture = ResponseCapture(limit: limits.captureBytes, started: .now())
+        self.completion = completion
+    }
+
+    func start() {
+        let this = UnsafeTransfer(self)
+        self.deadline = self.pool.eventLoop.scheduleTask(in: self.timeout) {
+            this.value.timedOut()
+        }
+        self.pool.acquire(self.upstream, for: self)
+    }
+
+    private func timedOut() {
+        guard !self.done else { return }
+        self.pool.cancel(self, upstream: self.upstream.name)
+        self.connection?.abort()
+        self.connection = nil
+        self.finish(.failed("no complete answer within \(self.timeout.nanoseconds / 1_000_000) ms"))
+    }
+
+    private func finish(_ outcome: Outcome) {
+        guard !self.done else { return }
+        self.done = true
+        self.deadline?.cancel()
+        self.deadline = nil
+        self.completion(outcome)
+    }
+}
+
+extension ShadowExchange: UpstreamConnectionRequester {
+    func connectionReady(_ connection: UpstreamConnection, reused: Bool) {
+        guard !self.done else {
+            if connection.isUsable || connection.state == .connecting { self.pool.release(connection) }
+            return
+        }
+        self.connection = connection
+        connection.begin(delegate: self, method: self.method, responseTimeout: self.timeout)
+        connection.write(self.head)
+        if !self.body.isEmpty {
+            connection.write(ByteBuffer(bytes: self.body))
+        }
+        connection.requestComplete(true)
+        connection.flush()
+    }
+
+    func connectionFailed(_ failure: UpstreamFailure) {
+        self.finish(.failed("\(failure)"))
+    }
+}
+
+extension ShadowExchange: UpstreamExchangeDelegate {
+    func upstreamResponseHead(_ head: HTTPHead) {
+        self.capture.head(head)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        self.capture.body(body)
+    }
+
+    func upstreamResponseEnd(_ trailers: HTTPTrailers?) {
+        self.connection = nil
+        self.capture.end()
+        self.finish(.answered(self.capture.message))
+    }
+
+    func upstreamReadComplete() {}
+
+    func upstreamFailed(_ failure: UpstreamFailure) {
+        self.connection = nil
+        self.finish(.failed("\(failure)"))
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {}
+}

@@ -1,0 +1,46 @@
+import FicusDiff
+import NIOCore
+
+/// Everything the proxy saw of one shadowed request: the request and both answers, each bounded.
+///
+/// The proxy only captures; comparing, learning noise and storing happen behind a `ShadowSink`, off the event loop,
+/// so that a shadow can never slow down the answer a client is waiting for.
+public struct ShadowObservation: Sendable {
+    /// Wall-clock time the request arrived, in microseconds since 1970.
+    public var timestamp: Int64
+    public var route: String
+    public var method: String
+    /// The request target as received (path and query).
+    public var target: String
+    public var requestHeaders: [(String, String)]
+    /// The request body, up to the capture bound (the request was not shadowed when it was longer).
+    public var requestBody: [UInt8]
+    public var servingUpstream: String
+    public var serving: CapturedMessage
+    public var shadowUpstream: String
+    /// The shadow's answer; nil when the shadow failed (see `shadowError`).
+    public var shadow: CapturedMessage?
+    public var shadowError: String?
+    /// The noise sample: the same request answered a second time by the serving side (or its secondary).
+    public var secondUpstream: String?
+    public var second: CapturedMessage?
+}
+
+/// Where shadow observations go; must not block (it is called on an event loop).
+public protocol ShadowSink: Sendable {
+    /// Takes an observation, or drops it when its queue is full (and counts that).
+    func submit(_ observation: ShadowObservation)
+}
+
+/// How shadow traffic is bounded.
+public struct ShadowLimits: Sendable {
+    /// Request and response bodies are captured up to this many bytes; longer answers are compared by length and
+    /// hash, and longer request bodies are not shadowed.
+    public var captureBytes = 1024 * 1024
+    /// Shadow requests in flight, across event loops (each loop gets an equal share); beyond it copies are dropped.
+    public var maxInFlight = 1000
+    /// A shadow request that has not completed by then is abandoned.
+    public var timeout: TimeAmount = .seconds(10)
+
+    public init() {}
+}

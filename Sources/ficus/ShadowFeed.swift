@@ -1,0 +1,67 @@
+import FicusCore
+import FicusDiff
+import FicusProxy
+import FicusStore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Stores compared shadow records in the store.
+struct StoreShadowSink: ShadowRecordSink {
+    let store: any ShadowStore
+
+    func write(_ records: [ShadowRecord]) async throws {
+        try await self.store.appendShadowRecords(records)
+    }
+}
+
+/// The comparison settings a route's shadow policy asks for.
+func compareOptions(for route: String, in table: RoutingTable) -> CompareOptions {
+    var options = CompareOptions()
+    guard let policy = table.configuration.routes.first(where: { $0.name == route })?.shadow else { return options }
+    options.ignoredPaths += policy.ignorePaths
+    options.sensitiveHeaders.formUnion(policy.sensitiveHeaders.map { $0.lowercased() })
+    options.sensitivePaths += policy.sensitivePaths
+    return options
+}
+
+/// Runs the shadow comparer and writes metric windows while the proxy serves; both drain on shutdown.
+///
+/// Comparing and storing happen here, beside the proxy and off its event loops: the proxy only enqueues.
+struct ShadowFeed: Service {
+    let comparer: ShadowComparer
+    let metrics: ProxyMetrics
+    let store: any ShadowStore
+    let proxyID: String
+    let windowInterval: TimeInterval
+    let logger: Logger
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.comparer.run() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(nanoseconds: UInt64(self.windowInterval * 1_000_000_000))
+                    await self.flushWindows()
+                }
+            }
+            // Services stop in reverse order: the proxy has drained by the time this one is asked to stop, so
+            // nothing is submitted any more; what is queued is compared and stored before the comparer returns.
+            try? await gracefulShutdown()
+            self.comparer.finish()
+            await self.flushWindows()
+            group.cancelAll()
+        }
+    }
+
+    private func flushWindows() async {
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let windows = self.metrics.takeWindows(proxy: self.proxyID, now: now)
+        guard !windows.isEmpty else { return }
+        do {
+            try await self.store.appendMetricWindows(windows)
+        } catch {
+            self.logger.error("storing metric windows failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import Testing
+
+@testable import FicusDiff
+
+@Suite("Status and header comparison")
+struct ResponseComparerHeaderTests {
+    private func compare(
+        _ serving: [(String, String)],
+        _ shadow: [(String, String)],
+        options: CompareOptions = CompareOptions()
+    ) -> [Difference] {
+        ResponseComparer.compare(
+            serving: CapturedMessage(status: 200, headers: serving),
+            shadow: CapturedMessage(status: 200, headers: shadow),
+            options: options
+        ).differences
+    }
+
+    @Test func statusDifferenceIsReportedFirst() {
+        let comparison = ResponseComparer.compare(
+            serving: DiffFixtures.json(#"{"a":1}"#, status: 200),
+            shadow: DiffFixtures.json(#"{"a":2}"#, status: 500),
+            options: CompareOptions()
+        )
+        #expect(
+            comparison.differences.first == Difference(path: "status", kind: .status, serving: "200", shadow: "500")
+        )
+        #expect(comparison.differences.map(\.kind) == [.status, .valueChanged])
+    }
+
+    @Test func defaultIgnoreListLeavesVolatileHeadersOut() {
+        let serving = [
+            ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "legacy"), ("Age", "1"), ("ETag", "\"a\""),
+            ("Last-Modified", "x"), ("Set-Cookie", "s=1"), ("X-Request-Id", "1"), ("Via", "1.1 a"),
+            ("Content-Length", "10"), ("Transfer-Encoding", "chunked"), ("Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=5"),
+        ]
+        let shadow = [
+            ("date", "Tue, 02 Jan 2024 00:00:00 GMT"), ("server", "new"), ("age", "2"), ("etag", "\"b\""),
+            ("last-modified", "y"), ("set-cookie", "s=2"), ("x-request-id", "2"), ("via", "1.1 b"),
+            ("content-length", "12"), ("connection", "close"),
+        ]
+        #expect(self.compare(serving, shadow).isEmpty)
+    }
+
+    @Test func namesAreCaseInsensitiveAndValuesTrimmed() {
+        #expect(self.compare([("Content-Type", "application/json")], [("content-TYPE", " application/json ")]).isEmpty)
+    }
+
+    @Test func repeatedHeadersAreJoined() {
+        #expect(self.compare([("Vary", "Accept"), ("Vary", "Origin")], [("vary", "Accept, Origin")]).isEmpty)
+        #expect(
+            self.compare([("Vary", "Accept"), ("Vary", "Origin")], [("vary", "Origin, Accept")]) == [
+                Difference(path: "header:vary", kind: .header, serving: "Accept, Origin", shadow: "Origin, Accept")
+            ]
+        )
+    }
+
+    @Test func changedMissingAndExtraHeaders() {
+        let differences = self.compare(
+            [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+            [("Content-Type", "text/plain"), ("X-New", "1")]
+        )
+        #expect(
+            differences == [
+                Difference(
+                    path: "header:content-type",
+                    kind: .header,
+                    serving: "application/json",
+                    shadow: "text/plain"
+                ),
+                Difference(path: "header:cache-control", kind: .header, serving: "no-store", shadow: nil),
+                Difference(path: "header:x-new", kind: .header, serving: nil, shadow: "1"),
+            ]
+        )
+    }
+
+    @Test func configuredIgnoredHeadersMatchAnyCase() {
+        let options = CompareOptions(ignoredHeaders: CompareOptions.defaultIgnoredHeaders.union(["X-Trace"]))
+        #expect(self.compare([("x-trace", "a")], [("X-TRACE", "b")], options: options).isEmpty)
+        #expect(self.compare([("Date", "a")], [("Date", "b")], options: CompareOptions(ignoredHeaders: [])).count == 1)
+    }
+
+    @Test func contentLengthIsComparedOnlyWhenBodiesAreNot() {
+        let serving = [("Content-Length", "10")]
+        let shadow = [("Content-Length", "12")]
+        #expect(self.compare(serving, shadow).isEmpty)
+        #expect(
+            self.compare(serving, shadow, options: CompareOptions(compareBody: false)) == [
+                Difference(path: "header:content-length", kind: .header, serving: "10", shadow: "12")
+            ]
+        )
+    }
+
+    @Test func sensitiveHeadersDifferButRenderAsTheMarker() {
+        let options = CompareOptions(ignoredHeaders: [], sensitiveHeaders: ["Authorization", "X-Api-Key"])
+        let differences = self.compare(
+            [("Authorization", "Bearer a"), ("X-API-KEY", "k1")],
+            [("authorization", "Bearer b")],
+            options: options
+        )
+        #expect(
+            differences == [
+                Difference(path: "header:authorization", kind: .header, serving: "[redacted]", shadow: "[redacted]"),
+                Difference(path: "header:x-api-key", kind: .header, serving: "[redacted]", shadow: nil),
+            ]
+        )
+    }
+
+    @Test func capturedMessageEqualityComparesHeaderPairs() {
+        let message = CapturedMessage(status: 200, headers: [("A", "1"), ("B", "2")], body: [1])
+        #expect(message == CapturedMessage(status: 200, headers: [("A", "1"), ("B", "2")], body: [1]))
+        #expect(message != CapturedMessage(status: 200, headers: [("B", "2"), ("A", "1")], body: [1]))
+        #expect(message.bodyLength == 1)
+        #expect(message.bodyHash == FNV1a64.hash([1]))
+        #expect(message.headerValue("a") == "1")
+    }
+}

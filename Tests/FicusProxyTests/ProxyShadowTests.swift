@@ -1,0 +1,241 @@
+import FicusCore
+import FicusDiff
+import FicusTesting
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+
+@testable import FicusProxy
+
+/// Collects stored shadow records in memory.
+final class RecordingShadowSink: ShadowRecordSink {
+    let records = NIOLockedValueBox<[ShadowRecord]>([])
+
+    func write(_ records: [ShadowRecord]) async throws {
+        self.records.withLockedValue { $0.append(contentsOf: records) }
+    }
+
+    func wait(for count: Int, timeout: Duration = .seconds(5)) async throws -> [ShadowRecord] {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let current = self.records.withLockedValue { $0 }
+            if current.count >= count { return current }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return self.records.withLockedValue { $0 }
+    }
+}
+
+@Suite("Shadow traffic through a real proxy", .serialized)
+struct ProxyShadowTests {
+    /// The monolith's answer; `requestId` differs on every call (noise).
+    static func legacyAnswer(_ request: TestUpstream.RecordedRequest) -> TestUpstream.Response {
+        if request.uri.hasPrefix("/status") {
+            return TestUpstream.Response(status: 200, headers: [("Content-Type", "application/json")], body: "{}")
+        }
+        let body = """
+            {"id":1,"amount":100,"items":[1,2,3],"name":"widget","requestId":"\(UUID().uuidString)"}
+            """
+        return TestUpstream.Response(status: 200, headers: [("Content-Type", "application/json")], body: body)
+    }
+
+    /// The new service: a type change, a missing field, an extra field, a reordered array, and a 500 on /status.
+    static func modernAnswer(_ request: TestUpstream.RecordedRequest) -> TestUpstream.Response {
+        if request.uri.hasPrefix("/status") {
+            return TestUpstream.Response(status: 500, headers: [("Content-Type", "application/json")], body: "{}")
+        }
+        let body = """
+            {"id":1,"amount":"100","items":[3,2,1],"extra":true,"requestId":"\(UUID().uuidString)"}
+            """
+        return TestUpstream.Response(status: 200, headers: [("Content-Type", "application/json")], body: body)
+    }
+
+    struct Setup {
+        var harness: ProxyHarness
+        var legacy: TestUpstream
+        var modern: TestUpstream
+        var sink: RecordingShadowSink
+        var comparer: ShadowComparer
+        var consumer: Task<Void, Never>
+
+        func stop() async {
+            await self.harness.stop()
+            self.comparer.finish()
+            await self.consumer.value
+            try? await self.legacy.shutdown()
+            try? await self.modern.shutdown()
+        }
+    }
+
+    static func start(
+        modern modernBehavior: TestUpstream.Behavior = .custom(Self.modernAnswer),
+        policy: ShadowPolicy = ShadowPolicy(to: "orders-v2", percent: 100, noisePercent: 100),
+        configure: (inout ProxyConfiguration) -> Void = { _ in }
+    ) async throws -> Setup {
+        let legacy = try await TestUpstream.start(.custom(Self.legacyAnswer), group: testGroup)
+        let modern = try await TestUpstream.start(modernBehavior, group: testGroup)
+        let configuration = Configuration(
+            upstreams: [
+                Upstream(name: "legacy", addresses: [Endpoint(parsing: legacy.address)!]),
+                Upstream(name: "orders-v2", addresses: [Endpoint(parsing: modern.address)!]),
+            ],
+            routes: [Route(name: "orders", path: "/", legacy: "legacy", shadow: policy)]
+        )
+        let sink = RecordingShadowSink()
+        var logger = Logger(label: "shadow-test")
+        logger.logLevel = .critical
+        let comparer = ShadowComparer(sink: sink, logger: logger, metrics: nil)
+        let consumer = Task { await comparer.run() }
+        var proxyConfiguration = ProxyConfiguration()
+        proxyConfiguration.listenPort = 0
+        proxyConfiguration.accessLog = false
+        configure(&proxyConfiguration)
+        let routing = RoutingState(try RoutingTable(configuration: configuration, revision: 1))
+        let proxy = ProxyServer(
+            configuration: proxyConfiguration,
+            routing: routing,
+            metrics: nil,
+            logger: logger,
+            group: testGroup,
+            shadowSink: comparer
+        )
+        try await proxy.start()
+        let harness = ProxyHarness(proxy: proxy, routing: routing, port: proxy.localAddress!.port!)
+        return Setup(harness: harness, legacy: legacy, modern: modern, sink: sink, comparer: comparer, consumer: consumer)
+    }
+
+    @Test func plantedRegressionsAreRecordedAndNoiseIsNot() async throws {
+        let setup = try await Self.start()
+        let client = try await setup.harness.client()
+        var bodies: [String] = []
+        for i in 0..<20 {
+            let response = try await client.request(path: "/orders/\(i)")
+            #expect(response.status == 200)
+            bodies.append(response.bodyString)
+        }
+        let status = try await client.request(path: "/status")
+        #expect(status.status == 200)
+        client.close()
+        // The client always gets the serving side's exact bytes.
+        #expect(bodies.allSatisfy { $0.contains("\"amount\":100") && $0.contains("\"name\":\"widget\"") })
+
+        let records = try await setup.sink.wait(for: 21)
+        await setup.stop()
+        #expect(records.count == 21)
+        let orders = records.filter { $0.endpoint == "GET /orders/{id}" }
+        #expect(orders.count == 20)
+        #expect(orders.allSatisfy { $0.route == "orders" && $0.shadowUpstream == "orders-v2" })
+
+        // Per field: raw differences (serving vs shadow) and noise (serving vs a second serving answer).
+        var counts: [String: FieldCounts] = [:]
+        for record in orders {
+            for difference in record.differences {
+                counts["\(difference.kind.rawValue) \(difference.fieldPath)", default: FieldCounts(raw: 0, noise: 0)].raw += 1
+            }
+            for difference in record.noiseDifferences ?? [] {
+                counts["\(difference.kind.rawValue) \(difference.fieldPath)", default: FieldCounts(raw: 0, noise: 0)].noise += 1
+            }
+        }
+        let regressions = Set(counts.filter {
+            NoiseFilter.isRegression($0.value, endpointTotal: orders.count, thresholds: NoiseThresholds())
+        }.keys)
+        #expect(regressions.contains("type_changed $.amount"), "\(counts)")
+        #expect(regressions.contains("missing $.name"))
+        #expect(regressions.contains("extra $.extra"))
+        #expect(regressions.contains("array_order $.items"))
+        #expect(!regressions.contains { $0.hasSuffix("$.requestId") }, "request ids are noise")
+        #expect(counts["value_changed $.requestId"]?.noise == 20)
+
+        let statusRecord = try #require(records.first { $0.endpoint == "GET /status" })
+        #expect(statusRecord.differences.contains { $0.kind == .status && $0.serving == "200" && $0.shadow == "500" })
+
+        // Only the copies carry the shadow marker.
+        let shadowed = setup.modern.received
+        #expect(shadowed.count == 21)
+        #expect(shadowed.allSatisfy { $0.header("x-ficus-shadow") == "1" })
+        // The serving side got the 21 client requests unmarked, and the 21 noise samples (second copies) marked.
+        let served = setup.legacy.received
+        #expect(served.filter { $0.header("x-ficus-shadow") == nil }.count == 21)
+        #expect(served.filter { $0.header("x-ficus-shadow") == "1" }.count == 21)
+        #expect(records.allSatisfy { $0.noiseDifferences != nil })
+    }
+
+    @Test func unsafeMethodsAreNotShadowedUnlessOptedIn() async throws {
+        let setup = try await Self.start()
+        let client = try await setup.harness.client()
+        let post = try await client.request(method: "POST", path: "/orders", body: Array("{}".utf8))
+        #expect(post.status == 200)
+        let get = try await client.request(path: "/orders/1")
+        #expect(get.status == 200)
+        client.close()
+        _ = try await setup.sink.wait(for: 1)
+        try await Task.sleep(for: .milliseconds(100))
+        let records = setup.sink.records.withLockedValue { $0 }
+        await setup.stop()
+        #expect(records.map(\.method) == ["GET"])
+        #expect(setup.modern.received.map(\.method) == ["GET"])
+
+        let optedIn = try await Self.start(policy: ShadowPolicy(to: "orders-v2", methods: ["POST"], noisePercent: 0))
+        let other = try await optedIn.harness.client()
+        _ = try await other.request(method: "POST", path: "/orders", body: Array("{\"a\":1}".utf8))
+        other.close()
+        let posted = try await optedIn.sink.wait(for: 1)
+        await optedIn.stop()
+        #expect(posted.first?.method == "POST")
+        #expect(optedIn.modern.received.first?.bodyString == "{\"a\":1}")
+    }
+
+    @Test func aHangingShadowNeverDelaysTheClient() async throws {
+        // Each copy hangs for its whole 3 s timeout: a client that waited on it would take 15 s for five requests.
+        let setup = try await Self.start(modern: .hang) { configuration in
+            configuration.shadow.timeout = .seconds(3)
+        }
+        let client = try await setup.harness.client()
+        let started = ContinuousClock.now
+        for i in 0..<5 {
+            let response = try await client.request(path: "/orders/\(i)")
+            #expect(response.status == 200)
+        }
+        #expect(ContinuousClock.now - started < .seconds(2), "the client waited on the shadow")
+        client.close()
+        let records = try await setup.sink.wait(for: 5, timeout: .seconds(10))
+        await setup.stop()
+        #expect(records.count == 5)
+        #expect(records.allSatisfy { $0.shadowError != nil && $0.shadowStatus == nil })
+    }
+
+    @Test func aDeadShadowUpstreamChangesNothingForClients() async throws {
+        let setup = try await Self.start()
+        try await setup.modern.shutdown()
+        let client = try await setup.harness.client()
+        for i in 0..<5 {
+            let response = try await client.request(path: "/orders/\(i)")
+            #expect(response.status == 200)
+            #expect(response.bodyString.contains("\"amount\":100"))
+        }
+        client.close()
+        let records = try await setup.sink.wait(for: 5)
+        await setup.stop()
+        #expect(records.allSatisfy { $0.shadowError != nil })
+    }
+
+    @Test func shadowCapacityDropsCopiesInsteadOfQueueing() async throws {
+        let setup = try await Self.start(modern: .hang) { configuration in
+            configuration.shadow.maxInFlight = 2
+            configuration.shadow.timeout = .seconds(2)
+        }
+        let client = try await setup.harness.client()
+        for i in 0..<10 {
+            let response = try await client.request(path: "/orders/\(i)")
+            #expect(response.status == 200)
+        }
+        client.close()
+        try await Task.sleep(for: .milliseconds(200))
+        // Two loops share the limit of 2: at most one copy each is in flight; the rest were dropped, not queued.
+        #expect(setup.modern.received.count <= 2)
+        #expect(setup.modern.connectionsAccepted <= 2)
+        await setup.stop()
+    }
+}
