@@ -47,6 +47,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: [
+                // The data path's handlers are confined to their event loop; dynamic exclusivity checks on their
+                // stored properties cost measurable CPU per request (see docs/BENCHMARKS.md) and find nothing that
+                // the debug build's checks do not.
+                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
             ]
         ),
         .target(

@@ -83,7 +83,9 @@ public final class RoutingTable: Sendable {
     /// numeric predicates and pre-release versions may allocate.
     public func decide<R: RoutableRequest>(_ request: R) -> Decision {
         var decision = self.evaluate(request, recorder: nil)
-        self.applyShadow(&decision, request)
+        if !self.shadowPolicies.isEmpty {
+            self.applyShadow(&decision, request)
+        }
         return decision
     }
 
@@ -138,7 +140,8 @@ public final class RoutingTable: Sendable {
     /// Runs the same evaluation as `decide`, with a recorder attached, so the explanation always matches.
     public func explain<R: RoutableRequest>(_ request: R) -> Explanation {
         let recorder = TraceRecorder()
-        let decision = self.evaluate(request, recorder: recorder)
+        var decision = self.evaluate(request, recorder: recorder)
+        self.applyShadow(&decision, request)
         var line = "\(request.method) \(request.host ?? "-") \(request.path)"
         if let query = request.query {
             line += "?\(query)"

@@ -15,19 +15,45 @@ public final class ProxyMetrics: Sendable {
         var statusClass: Int
     }
 
-    struct RequestMetrics {
-        var counter: Counter
-        var duration: Timer
+    /// The metrics one kind of finished request updates, looked up once and then reused by a connection.
+    final class RequestMetrics: Sendable {
+        let counter: Counter
+        let duration: CoreMetrics.Timer
+        let window: WindowAccumulator
+
+        init(counter: Counter, duration: CoreMetrics.Timer, window: WindowAccumulator) {
+            self.counter = counter
+            self.duration = duration
+            self.window = window
+        }
+
+        func record(status: Int, duration: TimeAmount) {
+            self.counter.increment()
+            self.duration.recordNanoseconds(duration.nanoseconds)
+            let microseconds = Int(duration.nanoseconds / 1000)
+            let bucket = ProxyMetrics.windowBounds.firstIndex { microseconds <= $0 } ?? ProxyMetrics.windowBounds.count
+            self.window.counts.withLockedValue { $0.add(serverError: status >= 500, bucket: bucket) }
+        }
+    }
+
+    /// The current window's counts of one route × upstream.
+    final class WindowAccumulator: Sendable {
+        let key: WindowKey
+        let counts = NIOLockedValueBox(WindowCounts())
+
+        init(key: WindowKey) {
+            self.key = key
+        }
     }
 
     /// Requests of one route × upstream in the current window.
-    struct WindowCounts {
+    struct WindowCounts: Sendable {
         var requests = 0
         var serverErrors = 0
         var buckets = [Int](repeating: 0, count: ProxyMetrics.windowBounds.count + 1)
     }
 
-    struct WindowKey: Hashable {
+    struct WindowKey: Hashable, Sendable {
         var route: String
         var upstream: String
     }
@@ -39,7 +65,7 @@ public final class ProxyMetrics: Sendable {
     ]
 
     private let factory: MetricsFactory
-    private let window = NIOLockedValueBox<(start: Int64, counts: [WindowKey: WindowCounts])>((0, [:]))
+    private let windows = NIOLockedValueBox<(start: Int64, accumulators: [WindowKey: WindowAccumulator])>((0, [:]))
     private let requests = NIOLockedValueBox<[RequestKey: RequestMetrics]>([:])
     private let refusals = NIOLockedValueBox<[HTTPFramingError.Reason: Counter]>([:])
     private let open = NIOLockedValueBox<[String: Meter]>([:])
@@ -54,8 +80,22 @@ public final class ProxyMetrics: Sendable {
 
     /// Records one finished request.
     func requestFinished(route: String, upstream: String, status: Int, duration: TimeAmount) {
+        self.requestMetrics(route: route, upstream: upstream, status: status).record(status: status, duration: duration)
+    }
+
+    /// The metrics of requests of `route` × `upstream` answered with `status`'s class.
+    func requestMetrics(route: String, upstream: String, status: Int) -> RequestMetrics {
         let key = RequestKey(route: route, upstream: upstream, statusClass: status / 100)
-        let metrics = self.requests.withLockedValue { cache -> RequestMetrics in
+        if let cached = self.requests.withLockedValue({ $0[key] }) { return cached }
+        let window = self.windows.withLockedValue { windows -> WindowAccumulator in
+            let windowKey = WindowKey(route: route, upstream: upstream)
+            if let existing = windows.accumulators[windowKey] { return existing }
+            let created = WindowAccumulator(key: windowKey)
+            // Requests answered by Ficus itself with no route ("-") are not traffic of any route.
+            if route != "-" { windows.accumulators[windowKey] = created }
+            return created
+        }
+        return self.requests.withLockedValue { cache -> RequestMetrics in
             if let cached = cache[key] { return cached }
             let dimensions = [("route", route), ("upstream", upstream)]
             let created = RequestMetrics(
@@ -64,21 +104,15 @@ public final class ProxyMetrics: Sendable {
                     dimensions: dimensions + [("status", "\(status / 100)xx")],
                     factory: self.factory
                 ),
-                duration: Timer(label: "ficus_request_duration_seconds", dimensions: dimensions, factory: self.factory)
+                duration: CoreMetrics.Timer(
+                    label: "ficus_request_duration_seconds",
+                    dimensions: dimensions,
+                    factory: self.factory
+                ),
+                window: window
             )
             cache[key] = created
             return created
-        }
-        metrics.counter.increment()
-        metrics.duration.recordNanoseconds(duration.nanoseconds)
-        guard route != "-" else { return }
-        let microseconds = Int(duration.nanoseconds / 1000)
-        let bucket = Self.windowBounds.firstIndex { microseconds <= $0 } ?? Self.windowBounds.count
-        self.window.withLockedValue { window in
-            window.counts[WindowKey(route: route, upstream: upstream), default: WindowCounts()].add(
-                serverError: status >= 500,
-                bucket: bucket
-            )
         }
     }
 
@@ -86,23 +120,33 @@ public final class ProxyMetrics: Sendable {
     ///
     /// The windows are what the store keeps for reports and cutover gates; several proxies' windows add up.
     public func takeWindows(proxy: String, now: Int64) -> [MetricWindow] {
-        let (start, counts) = self.window.withLockedValue { window -> (Int64, [WindowKey: WindowCounts]) in
-            defer { window = (now, [:]) }
-            return (window.start == 0 ? now : window.start, window.counts)
+        let (start, accumulators) = self.windows.withLockedValue { windows -> (Int64, [WindowAccumulator]) in
+            let start = windows.start == 0 ? now : windows.start
+            windows.start = now
+            return (start, Array(windows.accumulators.values))
         }
-        return counts.sorted { ($0.key.route, $0.key.upstream) < ($1.key.route, $1.key.upstream) }.map { key, counts in
-            MetricWindow(
-                start: start,
-                durationMilliseconds: Int(max(0, now - start) / 1000),
-                proxy: proxy,
-                route: key.route,
-                upstream: key.upstream,
-                requests: counts.requests,
-                serverErrors: counts.serverErrors,
-                latencyBucketBounds: Self.windowBounds,
-                latencyBucketCounts: counts.buckets
+        var result: [MetricWindow] = []
+        for accumulator in accumulators.sorted(by: { ($0.key.route, $0.key.upstream) < ($1.key.route, $1.key.upstream) }) {
+            let counts = accumulator.counts.withLockedValue { counts -> WindowCounts in
+                defer { counts = WindowCounts() }
+                return counts
+            }
+            guard counts.requests > 0 else { continue }
+            result.append(
+                MetricWindow(
+                    start: start,
+                    durationMilliseconds: Int(max(0, now - start) / 1000),
+                    proxy: proxy,
+                    route: accumulator.key.route,
+                    upstream: accumulator.key.upstream,
+                    requests: counts.requests,
+                    serverErrors: counts.serverErrors,
+                    latencyBucketBounds: Self.windowBounds,
+                    latencyBucketCounts: counts.buckets
+                )
             )
         }
+        return result
     }
 
     func framingRefused(_ reason: HTTPFramingError.Reason) {

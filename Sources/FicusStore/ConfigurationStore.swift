@@ -133,6 +133,10 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case noChange
     /// The change itself failed (unknown route, and so on).
     case rejected(String)
+    /// The configuration brings back a rule name that an earlier revision used and the previous one no longer has.
+    ///
+    /// Buckets hash the rule's name, so a new rule under a retired name would inherit the old rule's users.
+    case ruleNameRetired(name: String, route: String, revision: Int)
 
     public var description: String {
         switch self {
@@ -144,6 +148,9 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .empty: return "the store has no configuration yet: run 'ficus init'"
         case .noChange: return "nothing to change: the configuration already is as requested"
         case .rejected(let message): return message
+        case .ruleNameRetired(let name, let route, let revision):
+            return "rule name '\(name)' was used before (route '\(route)', revision \(revision)) and is retired: "
+                + "rule names are never reused, pick another"
         }
     }
 }
@@ -166,7 +173,8 @@ public protocol ConfigurationStore: Sendable {
     /// result and commits it as revision N+1 with an audit entry, all in one transaction. Throws
     /// `ConfigurationInvalid` (nothing written) when the result is invalid, `StoreError.revisionMismatch` when
     /// `expectRevision` is given and differs from the newest revision (0 for an empty store), `StoreError.noChange` when
-    /// nothing changed. An error thrown by `change` comes out unchanged, and nothing is written.
+    /// nothing changed, `StoreError.ruleNameRetired` when the result brings back a rule name that an earlier revision
+    /// used and the newest one does not have. An error thrown by `change` comes out unchanged, and nothing is written.
     @discardableResult
     func commit(
         _ author: ChangeAuthor,
@@ -174,7 +182,29 @@ public protocol ConfigurationStore: Sendable {
         change: @Sendable (inout Configuration) throws -> Void
     ) async throws -> StoredRevision
 
+    /// `commit(_:expectRevision:change:)`, except that rules of revision `restoredFrom` may come back under their
+    /// retired names when they come back exactly as they were there.
+    ///
+    /// For partial rollbacks (one route from an older revision): restoring a rule as it was gives its users back the
+    /// buckets they had, which is what a rollback is for; a different rule under that name is still refused. Throws
+    /// `StoreError.noSuchRevision` when `restoredFrom` does not exist; nil allows nothing, like the plain `commit`.
+    @discardableResult
+    func commit(
+        _ author: ChangeAuthor,
+        expectRevision: Int?,
+        allowingRuleNamesFrom restoredFrom: Int?,
+        change: @Sendable (inout Configuration) throws -> Void
+    ) async throws -> StoredRevision
+
+    /// Every rule name any revision has held, including rules removed since.
+    ///
+    /// Rule names are never reused (buckets hash them), so a generated name must avoid all of these, not only the
+    /// names of the newest revision.
+    func ruleNamesEverUsed() async throws -> Set<String>
+
     /// Writes a new revision equal to revision `number` (history is never rewritten).
+    ///
+    /// Retired rule names may come back here: the rules return exactly as they were, with their users' buckets.
     @discardableResult
     func rollback(to number: Int, _ author: ChangeAuthor) async throws -> StoredRevision
 

@@ -48,6 +48,16 @@ extension SQLiteConfigurationStore {
         expectRevision: Int?,
         change: @Sendable (inout FicusCore.Configuration) throws -> Void
     ) async throws -> StoredRevision {
+        try await self.commit(author, expectRevision: expectRevision, allowingRuleNamesFrom: nil, change: change)
+    }
+
+    @discardableResult
+    public func commit(
+        _ author: ChangeAuthor,
+        expectRevision: Int?,
+        allowingRuleNamesFrom restoredFrom: Int?,
+        change: @Sendable (inout FicusCore.Configuration) throws -> Void
+    ) async throws -> StoredRevision {
         try await self.perform {
             try await self.pool.write { db in
                 let previous = try Self.fetchLatest(db, path: self.path)
@@ -61,6 +71,12 @@ extension SQLiteConfigurationStore {
                 } catch {
                     throw ChangeFailed(error: error)
                 }
+                try self.refuseRetiredRuleNames(
+                    db,
+                    configuration,
+                    previous: previous?.configuration ?? FicusCore.Configuration(),
+                    restoredFrom: restoredFrom
+                )
                 return try self.insertRevision(
                     db,
                     configuration,
@@ -132,6 +148,7 @@ extension SQLiteConfigurationStore {
                 snapshot,
             ]
         )
+        try Self.recordRuleNames(db, stored, revision: number)
         let createdAt = try Date.fetchOne(
             db,
             sql: "SELECT created_at FROM revisions WHERE number = ?",

@@ -182,6 +182,11 @@ extension SQLiteConfigurationStore {
                     """
             )
         }
+        // Every rule name ever committed, with its route and first revision, so that retired names are never reused
+        // (buckets hash them). Filled from the existing history. See SQLiteConfigurationStore+RuleNames.swift.
+        migrator.registerMigration("v3-rule-names") { db in
+            try SQLiteConfigurationStore.migrateRuleNames(db)
+        }
         return migrator
     }()
 

@@ -58,6 +58,9 @@ enum ErrorReport {
             let messages = error.errors.map(\.description)
             return ("error: \(CLIError.invalidConfiguration(messages))", ExitStatus.invalid)
         case let error as StoreError:
+            if case .ruleNameRetired = error {
+                return ("error: \(error)", ExitStatus.invalid)
+            }
             return ("error: \(error)", ExitStatus.error)
         default:
             return ("error: \(error)", ExitStatus.error)

@@ -63,6 +63,12 @@ extension Configuration {
             if route.rewrites[name] != nil {
                 fields.append("rewrite")
             }
+            if route.shadow?.to == name {
+                fields.append("shadow")
+            }
+            if route.shadow?.secondary == name {
+                fields.append("shadow secondary")
+            }
             if !fields.isEmpty {
                 places.append("route '\(route.name)' (\(fields.joined(separator: ", ")))")
             }

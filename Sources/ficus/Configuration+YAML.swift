@@ -55,9 +55,23 @@ enum YAMLShaping {
                     return Node(pairs.map { ($0.key, self.rewrite($0.value)) })
                 }
                 return value
+            case "shadow":
+                return self.shadow(value)
             default:
                 return value
             }
+        }
+    }
+
+    /// Writes the shadow percentages as people do (`percent: 100`, not Yams's `1e+2`).
+    ///
+    /// Every other field of the policy is already left out when it holds its default by the model's own coding.
+    static func shadow(_ node: Node) -> Node {
+        self.mapping(node) { key, value in
+            guard key == "percent" || key == "noise_percent", let number = value.float, number.isFinite else {
+                return value
+            }
+            return Node(ShadowText.number(number))
         }
     }
 

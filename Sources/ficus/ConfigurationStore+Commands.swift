@@ -27,14 +27,21 @@ extension ConfigurationStore {
     ///
     /// Retries a few times when another writer holds the store: a commit is one transaction that re-reads the newest
     /// configuration, so retrying never loses or doubles a change. A change that leaves everything as it is prints
-    /// the current revision and a note instead of failing, so that repeating a command is harmless.
+    /// the current revision and a note instead of failing, so that repeating a command is harmless. `restoredFrom` lets
+    /// a partial rollback restore rules under their retired names (see `ConfigurationStore.commit`).
     func commitPrinting(
         _ author: ChangeAuthor,
         expectRevision: Int? = nil,
+        allowingRuleNamesFrom restoredFrom: Int? = nil,
         change: @escaping @Sendable (inout Configuration) throws -> Void
     ) async throws {
         let revision = try await self.retryingWhenBusy {
-            try await self.commit(author, expectRevision: expectRevision, change: change)
+            try await self.commit(
+                author,
+                expectRevision: expectRevision,
+                allowingRuleNamesFrom: restoredFrom,
+                change: change
+            )
         }
         guard let revision else {
             let current = try await self.latest()?.number ?? 0

@@ -17,6 +17,7 @@ struct Ficus: AsyncParsableCommand {
             RuleCommand.self,
             SegmentCommand.self,
             FlagCommand.self,
+            ShadowCommand.self,
             FlipCommand.self,
             KillCommand.self,
             UnkillCommand.self,

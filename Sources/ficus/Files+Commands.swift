@@ -61,6 +61,12 @@ struct ApplyCommand: AsyncParsableCommand {
                 desired = files.configuration
                 desired.killed = files.killed ?? base.killed
             }
+            try ApplyCommand.refuseRetiredRuleNames(
+                desired,
+                base: base,
+                everUsed: try await store.ruleNamesEverUsed(),
+                files: files
+            )
             let plan = RevisionDiff(from: base, to: desired)
             Console.out("Plan against revision \(baseRevision) (\(files.files.joined(separator: ", "))):")
             guard !plan.isEmpty else {

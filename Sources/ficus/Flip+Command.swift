@@ -147,7 +147,11 @@ struct RollbackCommand: AsyncParsableCommand {
                 return
             }
             let oldRoute = old.configuration.routes.first { $0.name == routeName }
-            try await store.commitPrinting(self.change.changeAuthor(action: "rollback.route")) { configuration in
+            // The route's rules come back as they were, so their retired names may too (with their users' buckets).
+            try await store.commitPrinting(
+                self.change.changeAuthor(action: "rollback.route"),
+                allowingRuleNamesFrom: target
+            ) { configuration in
                 let index = configuration.routes.firstIndex { $0.name == routeName }
                 switch (index, oldRoute) {
                 case (let index?, let oldRoute?):

@@ -274,7 +274,7 @@ extension RouteCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "show",
-            abstract: "Show one route: match, upstreams, numbered rules, rewrites and timeouts."
+            abstract: "Show one route: match, upstreams, numbered rules, rewrites, timeouts and shadow policy."
         )
 
         @Argument(help: "The route's name.")
@@ -325,6 +325,12 @@ extension RouteCommand {
         }
         if let response = route.timeouts.responseHeaderMilliseconds {
             lines.append("  response timeout  \(response) ms")
+        }
+        if let shadow = route.shadow {
+            lines.append("  shadow")
+            lines += ShadowCommand.describe(shadow, route: route).map { "  " + $0 }
+        } else {
+            lines.append("  shadow   none")
         }
         return lines.joined(separator: "\n")
     }

@@ -96,13 +96,16 @@ extension RuleCommand {
                 let explicitName = self.name
                 let position = self.at
                 let store = try self.storeOptions.open()
+                // Names of removed rules stay taken: buckets hash the name, so reusing one would reshuffle the
+                // old rule's users. An explicit retired name is left to the store, which refuses it.
+                let everUsed = try await store.ruleNamesEverUsed()
                 try await store.commitPrinting(self.change.changeAuthor(action: "rule.add")) { configuration in
                     let index = try configuration.routeIndex(routeName)
                     try configuration.requireUpstream(upstream)
-                    let taken = configuration.ruleNames
+                    let taken = configuration.ruleNames.union(everUsed)
                     let name: String
                     if let explicitName {
-                        guard !taken.contains(explicitName) else {
+                        guard !configuration.ruleNames.contains(explicitName) else {
                             throw CLIError.alreadyExists(
                                 kind: "rule",
                                 name: explicitName,
@@ -258,7 +261,8 @@ extension RuleCommand {
 
     /// `base`, or `base-2`, `base-3`, ... when taken.
     ///
-    /// Rule names must be unique across the configuration because buckets hash them.
+    /// Rule names must be unique across the configuration and never reused because buckets hash them, so `taken`
+    /// holds every name ever used, not only the current ones.
     static func freshName(_ base: String, taken: Swift.Set<String>) -> String {
         guard taken.contains(base) else {
             return base

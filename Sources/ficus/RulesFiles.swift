@@ -174,7 +174,7 @@ struct RulesFiles {
     /// Problems about objects that the files define carry their file, line and column; the rest are printed as the
     /// validator wrote them.
     func check(_ configuration: Configuration) throws {
-        let errors = configuration.validate()
+        let errors = configuration.validate() + configuration.shadowPathErrors()
         guard errors.isEmpty else {
             throw CLIError.rulesFiles(errors.map(self.locate))
         }
@@ -229,6 +229,9 @@ struct RulesFiles {
             return object["slots"]?[rest] ?? object["slots"]
         case "default":
             return object["default"] ?? object["legacy"]
+        case _ where first.hasPrefix("shadow."):
+            let key = String(first.dropFirst("shadow.".count))
+            return object["shadow"]?[key] ?? object["shadow"]
         default:
             return object[first]
         }

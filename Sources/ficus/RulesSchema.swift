@@ -43,6 +43,19 @@ enum RulesSchema {
         "removeHeaders": .value,
     ])
 
+    /// The keys of `ShadowPolicy`'s coding, which the YAML shares with the store.
+    static let shadow = Shape.object([
+        "to": .value,
+        "percent": .value,
+        "methods": .value,
+        "noise_percent": .value,
+        "secondary": .value,
+        "stickiness": .value,
+        "ignore": .value,
+        "sensitive_headers": .value,
+        "sensitive_paths": .value,
+    ])
+
     static let route = Shape.object([
         "name": .value,
         "host": .value,
@@ -53,6 +66,7 @@ enum RulesSchema {
         "rules": .list(rule),
         "rewrites": .dictionary(rewrite),
         "timeouts": .object(["connectMilliseconds": .value, "responseHeaderMilliseconds": .value]),
+        "shadow": shadow,
     ])
 
     static let upstream = Shape.object([

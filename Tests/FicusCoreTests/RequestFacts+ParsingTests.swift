@@ -29,6 +29,31 @@ struct RequestFactsParsingTests {
         #expect(RequestFacts(target: "").path == "/")
     }
 
+    @Test func looksUpHeadersWithoutRegardToASCIICase() {
+        let facts = RequestFacts(
+            target: "/",
+            headers: [
+                ("Accept", "a"), ("Accept-Encoding", "b"), ("X-Request-Id", "c"), ("x-request-ix", "d"),
+                ("X-REQUEST-ID", "second"), ("Kelvin-\u{212A}", "k"), ("X-Ünï", "u"), ("e\u{301}", "decomposed"),
+            ]
+        )
+        #expect(facts.header("accept") == "a")
+        #expect(facts.header("ACCEPT-encoding") == "b")
+        #expect(facts.header("accept-encodinG") == "b")
+        #expect(facts.header("x-request-id") == "c")
+        #expect(facts.header("X-Request-IX") == "d")
+        #expect(facts.header("x-request-i") == nil)
+        #expect(facts.header("x-request-idx") == nil)
+        #expect(facts.header("") == nil)
+        // Names are stored as `lowercased()` gives them and compared as `String`s when not ASCII.
+        #expect(facts.header("kelvin-k") == "k")
+        #expect(facts.header("KELVIN-K") == "k")
+        #expect(facts.header("x-ünï") == "u")
+        #expect(facts.header("X-ÜNÏ") == "u")
+        #expect(facts.header("x-Ünï") == nil)
+        #expect(facts.header("\u{e9}") == "decomposed")
+    }
+
     @Test func readsCookies() {
         let facts = RequestFacts(target: "/", headers: [("Cookie", "a=1; b=\"two\";c="), ("cookie", "d=4")])
         #expect(facts.cookie("a") == "1")

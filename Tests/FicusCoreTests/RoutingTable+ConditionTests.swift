@@ -166,6 +166,35 @@ struct RoutingTableConditionTests {
         #expect(try !Self.matches(condition, Fixtures.request(method: "GET")))
     }
 
+    @Test func methodsCompareAsStrings() throws {
+        // U+212A KELVIN SIGN is canonically equivalent to "K", so the two spellings are equal Strings.
+        let condition = Condition.method(["LOCK"])
+        #expect(try Self.matches(condition, Fixtures.request(method: "LOC\u{212A}")))
+        #expect(try !Self.matches(condition, Fixtures.request(method: "LOCKS")))
+        #expect(try !Self.matches(condition, Fixtures.request(method: "lock")))
+    }
+
+    @Test func setsOfDifferentPredicatesStaySeparate() throws {
+        let table = try Fixtures.table(rules: [
+            Rule(name: "acme", condition: .header("X-Tenant", .in, ["acme", "initech"]), upstream: "orders-v2"),
+            Rule(
+                name: "globex",
+                condition: .header("X-Tenant", .in, ["globex", "initech"], caseInsensitive: true),
+                upstream: "orders-v3"
+            ),
+            Rule(name: "other", condition: .header("X-Other", .notIn, ["acme"]), upstream: "orders-v2"),
+        ])
+        func rule(_ tenant: String, other: String = "acme") -> String? {
+            table.decide(Fixtures.request(headers: [("X-Tenant", tenant), ("X-Other", other)])).rule
+        }
+        #expect(rule("acme") == "acme")
+        #expect(rule("initech") == "acme")
+        #expect(rule("GLOBEX") == "globex")
+        #expect(rule("INITECH") == "globex")
+        #expect(rule("ACME") == nil)
+        #expect(rule("ACME", other: "globex") == "other")
+    }
+
     @Test func segmentsRequireEveryConstraint() throws {
         let segment = Segment(
             name: "beta",

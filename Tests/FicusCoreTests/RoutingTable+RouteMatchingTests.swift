@@ -89,6 +89,24 @@ struct RoutingTableRouteMatchingTests {
         #expect(table.decide(RequestFacts(method: "post", path: "/orders")).route == "everything")
     }
 
+    @Test func literalSegmentsBelongToTheirParent() throws {
+        let configuration = Configuration(
+            upstreams: Fixtures.upstreams,
+            routes: [
+                Self.route("a-x", path: "/a/x"),
+                Self.route("b-y", path: "/b/y"),
+                Self.route("lock", path: "/b/x", methods: ["LOCK"]),
+            ]
+        )
+        let table = try RoutingTable(configuration: configuration, revision: 1)
+        #expect(table.decide(RequestFacts(path: "/a/x")).route == "a-x")
+        #expect(table.decide(RequestFacts(path: "/b/y")).route == "b-y")
+        #expect(table.decide(RequestFacts(path: "/a/y")).route == nil)
+        #expect(table.decide(RequestFacts(path: "/b/x")).route == nil)
+        #expect(table.decide(RequestFacts(method: "LOCK", path: "/b/x")).route == "lock")
+        #expect(table.decide(RequestFacts(method: "LOC\u{212A}", path: "/b/x")).route == "lock")
+    }
+
     @Test func catchAllRoutesEverythingToTheDefaultUpstream() throws {
         let table = try RoutingTable(
             configuration: .catchAll(upstreams: Fixtures.upstreams, defaultUpstream: "legacy"),

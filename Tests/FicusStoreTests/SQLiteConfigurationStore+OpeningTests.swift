@@ -11,7 +11,7 @@ struct SQLiteConfigurationStoreOpeningTests {
         let file = try TemporaryStoreFile()
         let store = try SQLiteConfigurationStore(path: file.path)
         #expect(FileManager.default.fileExists(atPath: file.path))
-        #expect(try await store.appliedMigrations() == ["v1-revisions", "v1-audit", "v1-proxies", "v2-shadow"])
+        #expect(try await store.appliedMigrations() == StoreFixtures.migrations)
         #expect(try await store.latest() == nil)
         #expect(try await store.history(limit: nil, route: nil).isEmpty)
         #expect(try await store.audit(limit: nil).isEmpty)
@@ -22,7 +22,7 @@ struct SQLiteConfigurationStoreOpeningTests {
         let file = try TemporaryStoreFile()
         #expect(FileManager.default.createFile(atPath: file.path, contents: Data()))
         let store = try SQLiteConfigurationStore(path: file.path)
-        #expect(try await store.appliedMigrations() == ["v1-revisions", "v1-audit", "v1-proxies", "v2-shadow"])
+        #expect(try await store.appliedMigrations() == StoreFixtures.migrations)
     }
 
     @Test("re-opening an existing store keeps its revisions and continues the numbering")
@@ -33,7 +33,7 @@ struct SQLiteConfigurationStoreOpeningTests {
             #expect(try await store.latest()?.number == 1)
         }
         let reopened = try SQLiteConfigurationStore(path: file.path)
-        #expect(try await reopened.appliedMigrations() == ["v1-revisions", "v1-audit", "v1-proxies", "v2-shadow"])
+        #expect(try await reopened.appliedMigrations() == StoreFixtures.migrations)
         #expect(try await reopened.latest()?.configuration == StoreFixtures.configuration())
         let second = try await reopened.commit(StoreFixtures.author(), expectRevision: 1) { configuration in
             configuration.flags.append(Flag(name: "beta"))
@@ -50,7 +50,7 @@ struct SQLiteConfigurationStoreOpeningTests {
             let second = Task.detached { try SQLiteConfigurationStore(path: path) }
             let stores = [try await first.value, try await second.value]
             for store in stores {
-                #expect(try await store.appliedMigrations() == ["v1-revisions", "v1-audit", "v1-proxies", "v2-shadow"])
+                #expect(try await store.appliedMigrations() == StoreFixtures.migrations)
             }
         }
     }

@@ -82,7 +82,7 @@ struct ShadowStoreTests {
     func migration() async throws {
         let file = try TemporaryStoreFile()
         let store = try ShadowFixtures.store(file)
-        #expect(try await store.appliedMigrations() == ["v1-revisions", "v1-audit", "v1-proxies", "v2-shadow"])
+        #expect(try await store.appliedMigrations() == StoreFixtures.migrations)
         #expect(try await store.shadowEndpoints(route: nil, from: nil, to: nil).isEmpty)
         #expect(try await ShadowFixtures.stored(store).isEmpty)
     }

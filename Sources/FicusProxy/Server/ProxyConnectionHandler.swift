@@ -113,6 +113,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private var readPending = false
     private var needsFlush = false
     private var coalesced: ByteBuffer?
+    private var lastMetrics: (route: String, upstream: String, statusClass: Int, metrics: ProxyMetrics.RequestMetrics)?
     private var draining = false
     private var inputClosed = false
     private var clientAddress: IPAddress?
@@ -141,7 +142,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.timer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.timerExpired() }
+        self.timer = DeadlineTimer(eventLoop: context.eventLoop) { self.timerExpired() }
         if let remote = context.channel.remoteAddress {
             self.clientAddressText = remote.ipAddress ?? "-"
             self.clientAddress = remote.ipAddress.flatMap { IPAddress($0) }
@@ -150,6 +151,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             }
         }
         self.enterIdle()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.timer?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -578,12 +583,19 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private func record(_ exchange: Exchange) {
         self.shared.metrics?.inFlight(delta: -1)
         let duration = NIODeadline.now() - exchange.started
-        self.shared.metrics?.requestFinished(
-            route: exchange.route,
-            upstream: exchange.upstreamName,
-            status: exchange.status,
-            duration: duration
-        )
+        if let metrics = self.shared.metrics {
+            // A keep-alive connection mostly repeats the same route, upstream and status class: reuse the lookup.
+            let statusClass = exchange.status / 100
+            if let last = self.lastMetrics, last.statusClass == statusClass, last.route == exchange.route,
+                last.upstream == exchange.upstreamName
+            {
+                last.metrics.record(status: exchange.status, duration: duration)
+            } else {
+                let found = metrics.requestMetrics(route: exchange.route, upstream: exchange.upstreamName, status: exchange.status)
+                self.lastMetrics = (exchange.route, exchange.upstreamName, statusClass, found)
+                found.record(status: exchange.status, duration: duration)
+            }
+        }
         guard self.shared.configuration.accessLog else { return }
         self.shared.logger.info(
             "request",

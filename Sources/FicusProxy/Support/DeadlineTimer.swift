@@ -10,8 +10,11 @@ final class DeadlineTimer {
     private var deadline: NIODeadline?
     private var scheduled: Scheduled<Void>?
     private var scheduledFor: NIODeadline = .distantFuture
-    private let onExpiry: () -> Void
+    private var onExpiry: (() -> Void)?
 
+    /// `onExpiry` may capture its owner strongly: `cancel()`, which the owner calls when its connection closes,
+    /// drops it. (A weak capture would move the owner's reference count to a side table and slow down every retain
+    /// and release of it on the hot path.)
     init(eventLoop: EventLoop, onExpiry: @escaping () -> Void) {
         self.eventLoop = eventLoop
         self.onExpiry = onExpiry
@@ -31,11 +34,12 @@ final class DeadlineTimer {
         self.deadline = nil
     }
 
-    /// Cancels everything; used when the connection closes.
+    /// Cancels everything and lets go of the owner; used when the connection closes.
     func cancel() {
         self.deadline = nil
         self.scheduled?.cancel()
         self.scheduled = nil
+        self.onExpiry = nil
     }
 
     private func schedule(at deadline: NIODeadline) {
@@ -54,7 +58,7 @@ final class DeadlineTimer {
             return
         }
         self.deadline = nil
-        self.onExpiry()
+        self.onExpiry?()
     }
 }
 

@@ -42,7 +42,9 @@ final class UpstreamConnection: ChannelDuplexHandler {
     let endpoint: Endpoint
     private(set) var state: State = .connecting
     private(set) var context: ChannelHandlerContext?
-    weak var pool: UpstreamPool?
+    /// Strong: pools live as long as their server, and a weak reference would slow down every retain and release
+    /// of this connection.
+    var pool: UpstreamPool?
     private var delegate: UpstreamExchangeDelegate?
     private var parser = HTTP1Parser(kind: .response, limits: .response)
     private var inbound: ByteBuffer?
@@ -64,7 +66,12 @@ final class UpstreamConnection: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.timer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.timerExpired() }
+        self.timer = DeadlineTimer(eventLoop: context.eventLoop) { self.timerExpired() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.context = nil
     }
 
     /// Starts an exchange: `head` (already hygienic) is written, and responses go to `delegate`.

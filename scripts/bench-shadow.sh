@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# What shadowing costs the client (issue 5, "Benchmark"): open-loop load at a fixed rate below saturation.
+#
+#   (a) no shadow                                 - the baseline
+#   (b) 100% of requests shadowed to an upstream that answers after 200 ms
+#   (c) as (b), but the shadow upstream is down (killed)
+#
+# In the same run, ROUNDS times in the order a, b, c. Passes when the pooled p99 of (b) is at most
+# LIMIT (1.1) × the pooled p99 of (a), (c) has no failed or non-2xx request, and every run kept its target rate.
+# Method and results: docs/BENCHMARKS.md, "Shadowing cost".
+#
+#   scripts/bench-shadow.sh
+#   SKIP_BUILD=1 RATE=400 ROUNDS=3 DURATION=10 scripts/bench-shadow.sh
+#
+# Loopback only, bounded (every h2load run has a duration and a timeout), and every process started here is
+# killed on exit; the temp dir is removed (KEEP_TMP=1 keeps it, with the h2load logs).
+
+set -euo pipefail
+
+# One { ... } block: bash parses the whole script before running it, so editing this file mid-run is harmless.
+{
+
+# ---------------------------------------------------------------- knobs
+RATE=${RATE:-400}                  # total requests per second (all clients together)
+CONNS=${CONNS:-16}                 # h2load -c: keep-alive connections; each sends RATE/CONNS req/s
+DURATION=${DURATION:-10}           # h2load -D, seconds measured per run
+WARMUP=${WARMUP:-2}                # h2load --warm-up-time, seconds before measuring (not in the numbers)
+ROUNDS=${ROUNDS:-3}                # a, b, c repeated; the verdict is on all rounds pooled
+SHADOW_DELAY_MS=${SHADOW_DELAY_MS:-200}
+LIMIT=${LIMIT:-1.1}                # bound on p99(b) / p99(a)
+MIN_RATE_SHARE=${MIN_RATE_SHARE:-0.95}  # a run that completes fewer than this share of RATE × DURATION fails
+PAUSE=${PAUSE:-1}                  # seconds of quiet between runs
+SHADOW_MODE=${SHADOW_MODE:-auto}   # auto | cli (`ficus shadow`) | yaml (`ficus apply` of a generated rules file)
+SKIP_BUILD=${SKIP_BUILD:-0}        # 1 = do not run `swift build -c release`
+FICUS_BIN=${FICUS_BIN:-}           # explicit Ficus binary (implies no build)
+BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
+KEEP_TMP=${KEEP_TMP:-0}
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HELPERS="$REPO/scripts/bench"
+
+log() { printf '[bench-shadow] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 2; }
+
+# ---------------------------------------------------------------- cleanup
+TMP=""
+PIDS=()      # every long-running process started here
+FG_PID=""    # the helper being waited for (build, h2load)
+bg_wait() {  # bg_wait PID: wait for a background helper so that signals are handled at once
+    FG_PID=$1
+    local rc=0
+    wait "$FG_PID" || rc=$?
+    FG_PID=""
+    return "$rc"
+}
+cleanup() {
+    local rc=$? pid kids=()
+    trap - EXIT INT TERM
+    if [ -n "$FG_PID" ]; then
+        kill -TERM "$FG_PID" 2>/dev/null || true
+        wait "$FG_PID" 2>/dev/null || true
+    fi
+    for pid in "${PIDS[@]}"; do
+        kids+=($(pgrep -P "$pid" 2>/dev/null || true))  # nginx's worker
+    done
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local alive=0
+        for pid in "${PIDS[@]}" "${kids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}" "${kids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ -n "$TMP" ]; then
+        if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- tools
+missing=()
+command -v h2load >/dev/null || missing+=(nghttp2-client)
+command -v nginx >/dev/null || missing+=(nginx)
+command -v curl >/dev/null || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "missing ${missing[*]} and not root: install them first"
+    log "installing ${missing[*]} from Debian packages"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+command -v python3 >/dev/null || die "python3 is required"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+CLK_TCK=$(getconf CLK_TCK)
+
+for v in RATE CONNS DURATION WARMUP ROUNDS SHADOW_DELAY_MS; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive integer (got ${!v})"
+done
+PER_CLIENT=$(python3 -c "print(round($RATE / $CONNS, 6))")
+
+TMP=$(mktemp -d /tmp/ficus-bench-shadow.XXXXXX)
+
+# ---------------------------------------------------------------- build
+if [ -z "$FICUS_BIN" ]; then
+    if [ "$SKIP_BUILD" != 1 ]; then
+        log "building: swift build -c release --product ficus (log: $TMP/build.log)"
+        (cd "$REPO" && exec timeout "$BUILD_TIMEOUT" swift build -c release --product ficus) >"$TMP/build.log" 2>&1 &
+        bg_wait $! || { tail -n 30 "$TMP/build.log" >&2; die "release build failed"; }
+    fi
+    FICUS_BIN="$(cd "$REPO" && swift build -c release --show-bin-path 2>/dev/null)/ficus"
+fi
+[ -x "$FICUS_BIN" ] || die "no Ficus binary at $FICUS_BIN (build first, or set FICUS_BIN)"
+
+# ---------------------------------------------------------------- ports and helpers
+read -r LEGACY_PORT SHADOW_PORT PROXY_PORT ADMIN_PORT < <(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(4):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+)
+STORE="$TMP/ficus.sqlite"
+PROXY_URL="http://127.0.0.1:$PROXY_PORT/api/v1/orders/7"
+ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
+ficus() { "$FICUS_BIN" "$@" --store "$STORE"; }
+
+wait_http() {  # wait_http URL SECONDS PID: until URL answers 200, or PID died, or the time is up
+    local url=$1 deadline=$((SECONDS + $2)) pid=$3
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        curl -sf -o /dev/null --max-time 1 "$url" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+unset_pid() {  # drop a PID from PIDS once it has been stopped on purpose
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+    PIDS=("${keep[@]}")
+}
+
+# ---------------------------------------------------------------- backends
+# Serving side ("legacy"): nginx, one worker, `return 200` with the JSON the shadow upstream also answers.
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx;
+    proxy_temp_path $TMP/nginx;
+    fastcgi_temp_path $TMP/nginx;
+    uwsgi_temp_path $TMP/nginx;
+    scgi_temp_path $TMP/nginx;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    server {
+        listen 127.0.0.1:$LEGACY_PORT backlog=4096;
+        location / { default_type application/json; return 200 '{"id":7,"status":"shipped"}\n'; }
+    }
+}
+EOF
+nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx/out.log" 2>&1 &
+LEGACY_PID=$!
+PIDS+=("$LEGACY_PID")
+wait_http "http://127.0.0.1:$LEGACY_PORT/" 10 "$LEGACY_PID" || die "nginx (legacy) did not start: $(cat "$TMP/nginx/"*.log)"
+
+SHADOW_PID=""
+start_shadow() {
+    python3 "$HELPERS/shadow_backend.py" "$SHADOW_PORT" "$SHADOW_DELAY_MS" >>"$TMP/shadow.log" 2>&1 &
+    SHADOW_PID=$!
+    PIDS+=("$SHADOW_PID")
+    wait_http "http://127.0.0.1:$SHADOW_PORT/" 10 "$SHADOW_PID" || die "shadow backend did not start: $(cat "$TMP/shadow.log")"
+}
+stop_shadow() {
+    kill -KILL "$SHADOW_PID" 2>/dev/null || true
+    wait "$SHADOW_PID" 2>/dev/null || true
+    unset_pid "$SHADOW_PID"
+    SHADOW_PID=""
+    ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$SHADOW_PORT/" || die "the shadow port still answers"
+}
+start_shadow
+
+# ---------------------------------------------------------------- store and proxy
+ficus init >/dev/null
+ficus upstream add legacy "127.0.0.1:$LEGACY_PORT" >/dev/null
+ficus upstream add orders-v2 "127.0.0.1:$SHADOW_PORT" >/dev/null
+ficus route add orders --prefix / --to legacy >/dev/null
+
+if [ "$SHADOW_MODE" = auto ]; then
+    if "$FICUS_BIN" shadow --help >/dev/null 2>&1; then SHADOW_MODE=cli; else SHADOW_MODE=yaml; fi
+fi
+case "$SHADOW_MODE" in cli|yaml) ;; *) die "SHADOW_MODE must be auto, cli or yaml" ;; esac
+log "shadow policy via: $([ "$SHADOW_MODE" = cli ] && echo 'ficus shadow' || echo 'ficus apply (YAML)')"
+
+rules_yaml() {  # rules_yaml on|off: the whole configuration, as `ficus export` writes it
+    cat <<EOF
+upstreams:
+- name: legacy
+  addresses:
+  - 127.0.0.1:$LEGACY_PORT
+- name: orders-v2
+  addresses:
+  - 127.0.0.1:$SHADOW_PORT
+routes:
+- name: orders
+  path: /
+  legacy: legacy
+  default: legacy
+EOF
+    if [ "$1" = on ]; then
+        printf '  shadow:\n    to: orders-v2\n    percent: 100\n'
+    fi
+}
+set_shadow() {  # set_shadow on|off, then wait until the proxy serves that revision
+    local out revision
+    if [ "$SHADOW_MODE" = cli ]; then
+        if [ "$1" = on ]; then
+            out=$(ficus shadow orders --to orders-v2 --percent 100 2>&1)
+        else
+            out=$(ficus shadow orders --off 2>&1)
+        fi
+    else
+        rules_yaml "$1" >"$TMP/rules.yaml"
+        out=$(ficus apply "$TMP/rules.yaml" 2>&1)
+    fi
+    revision=$(grep -o 'revision [0-9]*' <<<"$out" | tail -n 1 | grep -o '[0-9]*$') \
+        || die "shadow $1: no revision in: $out"
+    local deadline=$((SECONDS + 10))
+    until curl -s --max-time 1 "$ADMIN_URL/healthz" | grep -q "\"revision\":$revision[,}]"; do
+        [ "$SECONDS" -lt "$deadline" ] || die "the proxy did not pick up revision $revision: $(curl -s "$ADMIN_URL/healthz")"
+        sleep 0.05
+    done
+    log "shadow $1: proxy serves revision $revision"
+}
+
+"$FICUS_BIN" serve --store "$STORE" --listen "127.0.0.1:$PROXY_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+    --threads 1 --access-log off --log-level warning >"$TMP/ficus.log" 2>&1 &
+FICUS_PID=$!
+PIDS+=("$FICUS_PID")
+wait_http "$ADMIN_URL/healthz" 15 "$FICUS_PID" || { cat "$TMP/ficus.log" >&2; die "ficus serve did not start"; }
+got=$(curl -s --max-time 2 "$PROXY_URL") || true
+[ "$got" = '{"id":7,"status":"shipped"}' ] || die "the proxy answered '$got' instead of the backend's JSON"
+
+# ---------------------------------------------------------------- load
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+shadow_metrics() {  # the shadow counters, one "name{labels} value" per line
+    curl -s --max-time 2 "$ADMIN_URL/metrics" | grep -E '^ficus_shadow_(requests|compared|errors|dropped|differing)_total' || true
+}
+metric_sum() { awk -v name="$1" 'index($0, name) == 1 { s += $NF } END { printf "%d\n", s }'; }
+
+RUNS_TSV="$TMP/runs.tsv"
+: >"$RUNS_TSV"
+run_load() {  # run_load SCENARIO ROUND
+    local name="$1-$2" before after
+    sleep "$PAUSE"
+    before=$(cpu_ticks "$FICUS_PID")
+    timeout $((DURATION + WARMUP + 30)) h2load --h1 -t 1 -c "$CONNS" --rps "$PER_CLIENT" -D "$DURATION" \
+        --warm-up-time "$WARMUP" --log-file "$TMP/$name.tsv" "$PROXY_URL" >"$TMP/$name.out" 2>&1 &
+    bg_wait $! || { tail -n 20 "$TMP/$name.out" >&2; die "h2load failed in run $name"; }
+    after=$(cpu_ticks "$FICUS_PID")
+    kill -0 "$FICUS_PID" 2>/dev/null || { tail -n 20 "$TMP/ficus.log" >&2; die "ficus exited during run $name"; }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$RATE" "$DURATION" "$TMP/$name.out" "$TMP/$name.tsv" \
+        "$((after - before))" >>"$RUNS_TSV"
+    log "run $name: $(grep -E '^requests:' "$TMP/$name.out")"
+}
+
+log "legacy nginx :$LEGACY_PORT, shadow upstream :$SHADOW_PORT (+${SHADOW_DELAY_MS} ms), ficus :$PROXY_PORT (admin :$ADMIN_PORT)"
+log "load: h2load --h1 -c $CONNS --rps $PER_CLIENT (= $RATE req/s) -D $DURATION --warm-up-time $WARMUP, $ROUNDS round(s) of a, b, c"
+METRICS_OUT="$TMP/metrics.txt"
+: >"$METRICS_OUT"
+for round in $(seq 1 "$ROUNDS"); do
+    set_shadow off
+    [ -n "$SHADOW_PID" ] || start_shadow
+    run_load a "$round"
+
+    set_shadow on
+    shadowed_before=$(shadow_metrics | metric_sum ficus_shadow_requests_total)
+    run_load b "$round"
+    metrics=$(shadow_metrics)
+    shadowed=$(( $(metric_sum ficus_shadow_requests_total <<<"$metrics") - shadowed_before ))
+    { echo "after (b) round $round: ficus_shadow_requests_total grew by $shadowed"; echo "$metrics"; } >>"$METRICS_OUT"
+    [ "$shadowed" -gt 0 ] || die "round $round: no request was shadowed in (b)"
+
+    stop_shadow
+    run_load c "$round"
+done
+echo "after (c) round $ROUNDS:" >>"$METRICS_OUT"
+shadow_metrics >>"$METRICS_OUT"
+
+echo
+echo "Shadowing cost: $RATE req/s over $CONNS connections (h2load --h1 --rps $PER_CLIENT), ${DURATION} s per run after" \
+     "${WARMUP} s warm-up, $ROUNDS round(s); shadow upstream +${SHADOW_DELAY_MS} ms; ficus --threads 1; $(nproc) cores"
+echo
+rc=0
+python3 "$HELPERS/shadow_report.py" "$RUNS_TSV" --limit "$LIMIT" --min-rate-share "$MIN_RATE_SHARE" \
+    --clk-tck "$CLK_TCK" --warmup "$WARMUP" || rc=$?
+echo
+echo "Shadow counters (/metrics):"
+sed 's/^/  /' "$METRICS_OUT"
+exit "$rc"
+}

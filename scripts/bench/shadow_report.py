@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Table and verdict for scripts/bench-shadow.sh.
+
+Usage: shadow_report.py RUNS_TSV [--limit 1.1] [--min-rate-share 0.95] [--clk-tck 100]
+
+RUNS_TSV has one line per h2load run: scenario (a, b or c), round, target req/s, seconds, h2load's output file, its
+--log-file (tab-separated: start µs since the epoch, HTTP status, µs until the end of the response) and the proxy's
+CPU time during the run in clock ticks (utime + stime from /proc/PID/stat, warm-up included; shown as µs per request,
+over the requests of warm-up and measurement at the measured rate).
+Percentiles are nearest-rank over the per-request latencies of the log. The pooled rows ("all") put every round's
+requests of a scenario together; the verdict is taken on them:
+
+  - (b) 100% shadowing to a slow upstream: p99 <= limit × p99 of (a), no shadowing;
+  - (c) shadowing to an upstream that is down: no failed request and no non-2xx answer;
+  - every run kept at least min-rate-share of its target rate (otherwise the load was not open-loop at that rate,
+    and the comparison says nothing).
+
+Prints the table and the verdict; exits 1 when a check fails, 2 on unreadable input.
+"""
+import argparse
+import re
+import sys
+
+NAMES = {
+    "a": "a: no shadow",
+    "b": "b: shadow 100%, upstream +200ms",
+    "c": "c: shadow 100%, upstream down",
+}
+
+
+def parse_h2load(path):
+    text = open(path, encoding="utf-8", errors="replace").read()
+    m = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout",
+        text,
+    )
+    s = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    f = re.search(r"finished in ([\d.]+)s", text)
+    if not m or not s:
+        raise ValueError("%s: no h2load summary (did h2load run?)" % path)
+    total, started, done, succeeded, failed, errored, timeout = map(int, m.groups())
+    return {
+        "done": done,
+        "succeeded": succeeded,
+        "failed": failed,
+        "errored": errored,
+        "timeout": timeout,
+        "non2xx": sum(map(int, s.groups()[1:])),
+        "finished_s": float(f.group(1)) if f else 0.0,
+    }
+
+
+def read_latencies(path):
+    values = []
+    with open(path, encoding="utf-8", errors="replace") as log:
+        for line in log:
+            fields = line.split("\t")
+            if len(fields) >= 3 and fields[1].strip().lstrip("-").isdigit():
+                values.append(int(fields[2]) / 1000.0)
+    return sorted(values)
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    rank = max(1, -(-len(values) * p // 100))  # nearest rank: ceil(n × p / 100)
+    return values[int(rank) - 1]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("runs")
+    parser.add_argument("--limit", type=float, default=1.1)
+    parser.add_argument("--min-rate-share", type=float, default=0.95)
+    parser.add_argument("--clk-tck", type=int, default=100)
+    parser.add_argument("--warmup", type=float, default=0.0, help="h2load --warm-up-time, seconds")
+    args = parser.parse_args()
+
+    runs = []
+    try:
+        for line in open(args.runs, encoding="utf-8"):
+            if not line.strip():
+                continue
+            scenario, rnd, rate, seconds, out, log, ticks = line.rstrip("\n").split("\t")
+            run = parse_h2load(out)
+            run.update(scenario=scenario, round=rnd, target=float(rate), seconds=float(seconds), ticks=int(ticks))
+            run["lat"] = read_latencies(log)
+            runs.append(run)
+    except (OSError, ValueError) as error:
+        print("shadow_report: %s" % error, file=sys.stderr)
+        return 2
+
+    rows = []
+    pooled = {}
+    for run in runs:
+        pooled.setdefault(run["scenario"], []).append(run)
+    base_by_round = {r["round"]: pct(r["lat"], 99) for r in runs if r["scenario"] == "a"}
+
+    def row(label, rnd, group, base):
+        lat = sorted(v for r in group for v in r["lat"])
+        seconds = sum(r["seconds"] for r in group)
+        p99 = pct(lat, 99)
+        done = sum(r["done"] * (r["seconds"] + args.warmup) / r["seconds"] for r in group)
+        cpu_us = sum(r["ticks"] for r in group) * 1e6 / args.clk_tck
+        return [
+            label,
+            rnd,
+            "%.0f" % (sum(r["done"] for r in group) / seconds) if seconds else "-",
+            str(sum(r["succeeded"] for r in group)),
+            str(sum(r["failed"] for r in group)),
+            str(sum(r["non2xx"] for r in group)),
+            "%.2f" % pct(lat, 50),
+            "%.2f" % pct(lat, 90),
+            "%.2f" % p99,
+            "%.2f" % (lat[-1] if lat else float("nan")),
+            "%.2f" % (p99 / base) if base and base == base else "-",
+            "%.1f" % (cpu_us / done) if done else "-",
+        ]
+
+    for run in runs:
+        rows.append(row(NAMES.get(run["scenario"], run["scenario"]), run["round"], [run],
+                        base_by_round.get(run["round"])))
+    base_all = pct(sorted(v for r in pooled.get("a", []) for v in r["lat"]), 99)
+    for scenario in sorted(pooled):
+        rows.append(row(NAMES.get(scenario, scenario), "all", pooled[scenario], base_all))
+
+    header = ["scenario", "round", "req/s", "succeeded", "failed", "non-2xx", "p50 ms", "p90 ms", "p99 ms",
+              "max ms", "p99 ÷ (a)", "ficus CPU µs/req"]
+    widths = [max(len(str(x[i])) for x in rows + [header]) for i in range(len(header))]
+    for i, line in enumerate([header] + rows):
+        print("  ".join(str(c).ljust(w) if j < 2 else str(c).rjust(w) for j, (c, w) in enumerate(zip(line, widths))))
+        if i == 0 or (i == len(runs)):
+            print("  ".join("-" * w for w in widths))
+
+    failures = []
+    for run in runs:
+        expected = run["target"] * run["seconds"]
+        if run["done"] < args.min_rate_share * expected:
+            failures.append("(%s) round %s completed %d of %.0f requests: the target rate was not kept"
+                            % (run["scenario"], run["round"], run["done"], expected))
+    if "a" not in pooled or "b" not in pooled or "c" not in pooled:
+        failures.append("a scenario is missing")
+    else:
+        b99 = pct(sorted(v for r in pooled["b"] for v in r["lat"]), 99)
+        ratio = b99 / base_all
+        verdict = "ok" if ratio <= args.limit else "FAIL"
+        print("\n(b) p99 %.2f ms vs (a) p99 %.2f ms: ratio %.3f, bound %.2f -> %s" % (b99, base_all, ratio, args.limit,
+                                                                                   verdict))
+        if ratio > args.limit:
+            failures.append("(b) p99 is %.3f × (a) p99, above %.2f" % (ratio, args.limit))
+        bad = sum(r["failed"] + r["non2xx"] for r in pooled["c"])
+        print("(c) failed + non-2xx requests: %d -> %s" % (bad, "ok" if bad == 0 else "FAIL"))
+        if bad:
+            failures.append("(c) had %d failed or non-2xx requests with the shadow upstream down" % bad)
+    for failure in failures:
+        print("FAIL: " + failure)
+    print("PASS" if not failures else "FAILED (%d)" % len(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
