@@ -1,0 +1,86 @@
+import FicusCore
+import FicusDiff
+import FicusStore
+import FicusTesting
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+extension CLITests {
+    /// Shadowing through a running `ficus serve`: planted regressions land in the store, noise does not.
+    @Suite struct ShadowEndToEnd {
+        static func answer(_ request: TestUpstream.RecordedRequest, modern: Bool) -> TestUpstream.Response {
+            let id = UUID().uuidString
+            let body = modern
+                ? "{\"id\":7,\"amount\":\"100\",\"tags\":[\"b\",\"a\"],\"requestId\":\"\(id)\"}"
+                : "{\"id\":7,\"amount\":100,\"tags\":[\"a\",\"b\"],\"note\":\"kept\",\"requestId\":\"\(id)\"}"
+            return TestUpstream.Response(status: 200, headers: [("Content-Type", "application/json")], body: body)
+        }
+
+        @Test func plantedRegressionsAreStoredAndNoiseIsFiltered() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let legacy = try await TestUpstream.start(.custom { Self.answer($0, modern: false) }, group: group)
+            let modern = try await TestUpstream.start(.custom { Self.answer($0, modern: true) }, group: group)
+            let sandbox = try Sandbox()
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "legacy", legacy.address)
+            try sandbox.ok("upstream", "add", "orders-v2", modern.address)
+            try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "legacy")
+            // The policy goes in through the store API, as any process sharing the store could write it.
+            let store = try SQLiteConfigurationStore(path: sandbox.store)
+            let shadowed = try await store.commit(
+                ChangeAuthor(author: "test", reason: "shadow orders", action: "shadow"),
+                expectRevision: nil
+            ) { configuration in
+                configuration.routes[0].shadow = ShadowPolicy(to: "orders-v2", percent: 100, noisePercent: 100)
+            }
+            let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
+            defer { server.stop() }
+            let health = "\"revision\":\(shadowed.number)"
+            let deadline = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < deadline {
+                let body = (try? await HTTPTestClient.get(port: server.adminPort, path: "/healthz", group: group))?
+                    .bodyString ?? ""
+                if body.contains(health) { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+
+            let client = try await RawClient.connect(port: server.port, group: group)
+            for i in 0..<30 {
+                let response = try await client.request(path: "/orders/\(i)")
+                // The client always gets the serving side's bytes.
+                #expect(response.status == 200)
+                #expect(response.bodyString.contains("\"amount\":100"))
+                #expect(response.bodyString.contains("\"note\":\"kept\""))
+            }
+            client.close()
+
+            var summaries: [ShadowEndpointSummary] = []
+            let stored = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < stored {
+                summaries = try await store.shadowEndpoints(route: "orders", from: nil, to: nil)
+                if summaries.first?.compared == 30 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let endpoint = try #require(summaries.first)
+            #expect(endpoint.endpoint == "GET /orders/{id}")
+            #expect(endpoint.compared == 30)
+            let regressions = Set(endpoint.regressions(thresholds: NoiseThresholds()).map { "\($0.kind.rawValue) \($0.path)" })
+            #expect(regressions.contains("type_changed $.amount"), "\(endpoint.fields)")
+            #expect(regressions.contains("missing $.note"))
+            #expect(regressions.contains("array_order $.tags"))
+            #expect(!regressions.contains { $0.hasSuffix("$.requestId") }, "request ids are noise: \(regressions)")
+            let samples = try await store.shadowSamples(
+                route: "orders", endpoint: "GET /orders/{id}", path: "$.amount", kind: .typeChanged)
+            #expect(!samples.isEmpty)
+            #expect(samples.first?.servingBody.isEmpty == false)
+            #expect(modern.received.allSatisfy { $0.header("x-ficus-shadow") == "1" })
+
+            server.stop()
+            try await legacy.shutdown()
+            try await modern.shutdown()
+            try await group.shutdownGracefully()
+        }
+    }
+}
