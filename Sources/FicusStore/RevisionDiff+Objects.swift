@@ -137,6 +137,16 @@ extension RevisionDiff {
         if before.timeouts != after.timeouts {
             changed("timeouts \(self.json(before.timeouts)) → \(self.json(after.timeouts))")
         }
+        switch (before.shadow, after.shadow) {
+        case (nil, .some(let policy)):
+            changed("shadow on: \(self.json(policy))")
+        case (.some, nil):
+            changed("shadow off")
+        case (.some(let old), .some(let new)) where old != new:
+            changed("shadow \(self.json(old)) → \(self.json(new))")
+        default:
+            break
+        }
         changes += self.namedChanges(before.rules, after.rules, name: \.name) { rule in
             [
                 Change(

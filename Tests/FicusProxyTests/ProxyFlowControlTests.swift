@@ -45,8 +45,8 @@ struct ProxyFlowControlTests {
     }
 
     /// Ten requests in flight together need ten upstream connections; on the shared two-loop group client
-    /// connections land on either loop's pool (k on one, 10 − k on the other), and each pool alternates from the first
-    /// address, so the second address gets ⌊k/2⌋ + ⌊(10 − k)/2⌋ ≥ 4 of them, whatever k is.
+    /// connections land on either loop's pool (k on one, 10 − k on the other), and each pool alternates from the
+    /// first address, so the second address gets ⌊k/2⌋ + ⌊(10 − k)/2⌋ ≥ 4 of them, whatever k is.
     @Test func concurrentRequestsSpreadOverBothAddresses() async throws {
         let first = try await TestUpstream.start(.hang, group: testGroup)
         let second = try await TestUpstream.start(.hang, group: testGroup)
@@ -79,8 +79,10 @@ struct ProxyFlowControlTests {
     /// consulted, so the second address never gets a request. nginx and Envoy choose the address per request and
     /// then look for an idle connection to it. Recorded as a known issue until the pool does the same.
     @Test func sequentialKeepAliveRequestsReachBothAddresses() async throws {
-        let first = try await TestUpstream.start(.fixed(status: 200, headers: [], body: Array("first".utf8)), group: testGroup)
-        let second = try await TestUpstream.start(.fixed(status: 200, headers: [], body: Array("second".utf8)), group: testGroup)
+        let first = try await TestUpstream.start(
+            .fixed(status: 200, headers: [], body: Array("first".utf8)), group: testGroup)
+        let second = try await TestUpstream.start(
+            .fixed(status: 200, headers: [], body: Array("second".utf8)), group: testGroup)
         let harness = try await ProxyHarness.start(
             configuration: Self.pair(first.address, second.address),
             group: singleLoop
@@ -92,10 +94,9 @@ struct ProxyFlowControlTests {
             client.close()
         }
         #expect(first.received.count + second.received.count == 10)
-        withKnownIssue("UpstreamPool.acquire reuses any idle connection; round robin only picks addresses for new ones") {
-            #expect(first.received.count >= 3, "first address: \(first.received.count) of 10")
-            #expect(second.received.count >= 3, "second address: \(second.received.count) of 10")
-        }
+        // The address is picked per request, then an idle connection to it is reused: strict alternation.
+        #expect(first.received.count == 5, "first address: \(first.received.count) of 10")
+        #expect(second.received.count == 5, "second address: \(second.received.count) of 10")
         await harness.stop()
         try await first.shutdown()
         try await second.shutdown()
@@ -156,7 +157,8 @@ struct ProxyFlowControlTests {
         #expect(stalled != nil, "the client kept uploading: \(client.uploaded) bytes")
         let uploaded = stalled ?? client.uploaded
         #expect(upstream.headSeen, "the request head never reached the upstream")
-        #expect(uploaded < Self.bound, "the client pushed \(uploaded) bytes while the upstream read \(upstream.received)")
+        #expect(
+            uploaded < Self.bound, "the client pushed \(uploaded) bytes while the upstream read \(upstream.received)")
 
         upstream.resume()
         let response = try await client.waitForResponse(timeout: .seconds(120))

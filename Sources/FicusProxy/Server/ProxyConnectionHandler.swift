@@ -196,7 +196,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             // An idle keep-alive connection may have a request on the wire right now: give it a moment to arrive
             // (it is then answered with `Connection: close`) instead of racing it with a close.
             self.draining = true
-            if self.state == .idle { self.timer?.set(.now() + Self.drainIdleGrace) }
+            if self.state == .idle { self.timer?.set(after: Self.drainIdleGrace) }
         case ChannelEvent.inputClosed:
             self.inputClosed = true
             self.clientInputClosed()
@@ -260,7 +260,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             guard let event else {
                 if self.state == .idle && !self.parser.isIdle {
                     self.state = .readingHead
-                    self.timer?.set(.now() + self.shared.configuration.timeouts.clientHeader)
+                    self.timer?.set(after: self.shared.configuration.timeouts.clientHeader)
                 }
                 break loop
             }
@@ -337,7 +337,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         if head.expectsContinue && head.framing != .none {
             self.writeToClient(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
         }
-        self.timer?.set(.now() + self.shared.configuration.timeouts.connect)
+        self.timer?.set(after: self.shared.configuration.timeouts.connect)
         self.pool.acquire(upstream, for: self)
     }
 
@@ -614,7 +614,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
 
     private func enterIdle() {
         self.state = .idle
-        self.timer?.set(.now() + (self.draining ? Self.drainIdleGrace : self.shared.configuration.timeouts.clientIdle))
+        self.timer?.set(after: (self.draining ? Self.drainIdleGrace : self.shared.configuration.timeouts.clientIdle))
     }
 
     private func closeAfterFlush() {
@@ -794,7 +794,7 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
             exchange.retried = true
             exchange.connection = nil
             exchange.waitingForConnection = true
-            self.timer?.set(.now() + self.shared.configuration.timeouts.connect)
+            self.timer?.set(after: self.shared.configuration.timeouts.connect)
             self.pool.acquire(upstream, for: self, fresh: true)
             return
         }

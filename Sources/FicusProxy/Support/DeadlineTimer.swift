@@ -20,6 +20,13 @@ final class DeadlineTimer {
         self.onExpiry = onExpiry
     }
 
+    /// Arms (or moves) the deadline to `amount` from now, by the event loop's clock.
+    ///
+    /// The loop's clock, not the wall clock, so that tests on an `EmbeddedEventLoop` control time.
+    func set(after amount: TimeAmount) {
+        self.set(self.eventLoop.now + amount)
+    }
+
     /// Arms (or moves) the deadline.
     func set(_ deadline: NIODeadline) {
         self.deadline = deadline
@@ -53,7 +60,7 @@ final class DeadlineTimer {
     private func fired() {
         self.scheduled = nil
         guard let deadline = self.deadline else { return }
-        if deadline > .now() {
+        if deadline > self.eventLoop.now {
             self.schedule(at: deadline)
             return
         }

@@ -89,7 +89,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
         self.requestFullySent = false
         self.parser.expectResponse(to: method)
         self.responseTimeout = responseTimeout
-        self.timer?.set(.now() + responseTimeout)
+        self.timer?.set(after: responseTimeout)
         self.exchangesServed += 1
     }
 
@@ -116,7 +116,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
         if reusable, self.state == .active {
             self.state = .idle
             self.resumeReads()
-            self.timer?.set(.now() + self.idleTimeout)
+            self.timer?.set(after: self.idleTimeout)
             self.pool?.release(self)
         } else {
             self.close()

@@ -16,7 +16,8 @@ final class UpstreamPool {
     final class Entry {
         var addresses: [Endpoint] = []
         var next = 0
-        var idle: [UpstreamConnection] = []
+        /// Idle connections per address, parallel to `addresses`.
+        var idle: [[UpstreamConnection]] = []
         var open = 0
         var waiters = CircularBuffer<UpstreamConnectionRequester>()
     }
@@ -46,8 +47,20 @@ final class UpstreamPool {
         }
         if entry.addresses != upstream.addresses {
             // A new revision moved the upstream: new connections go to the new addresses; idle connections to old
-            // ones are closed when found, in-flight ones finish where they are.
+            // ones are closed, in-flight ones finish where they are.
+            var idle = Array(repeating: [UpstreamConnection](), count: upstream.addresses.count)
+            for (index, connections) in entry.idle.enumerated() where index < entry.addresses.count {
+                if let moved = upstream.addresses.firstIndex(of: entry.addresses[index]) {
+                    idle[moved] = connections
+                } else {
+                    for connection in connections {
+                        self.metrics?.idleConnections(upstream.name, delta: -1)
+                        connection.close()
+                    }
+                }
+            }
             entry.addresses = upstream.addresses
+            entry.idle = idle
             entry.next = 0
         }
         return entry
@@ -56,25 +69,43 @@ final class UpstreamPool {
     /// Hands `requester` a connection now, later (queued), or a failure.
     func acquire(_ upstream: Upstream, for requester: UpstreamConnectionRequester, fresh: Bool = false) {
         let entry = self.entry(for: upstream)
-        while !fresh, let connection = entry.idle.popLast() {
-            self.metrics?.idleConnections(upstream.name, delta: -1)
-            if connection.isUsable && entry.addresses.contains(connection.endpoint) {
-                requester.connectionReady(connection, reused: true)
-                return
-            }
-            connection.close()
-        }
         guard !entry.addresses.isEmpty else {
             requester.connectionFailed(.connectFailed("upstream '\(upstream.name)' has no addresses"))
             return
         }
+        // Round robin picks the address per request (as nginx and Envoy do), then reuses an idle connection to it.
+        let index = entry.next % entry.addresses.count
+        entry.next &+= 1
+        if !fresh, let connection = self.popIdle(entry, index, upstream.name) {
+            requester.connectionReady(connection, reused: true)
+            return
+        }
         if entry.open < self.maxConnections {
-            self.connect(upstream.name, entry, for: requester)
+            self.connect(upstream.name, entry, index, for: requester)
+        } else if !fresh, let connection = self.popAnyIdle(entry, upstream.name) {
+            // At the connection limit, an idle connection to another address beats waiting.
+            requester.connectionReady(connection, reused: true)
         } else if entry.waiters.count < self.maxPending {
             entry.waiters.append(requester)
         } else {
             requester.connectionFailed(.poolExhausted)
         }
+    }
+
+    private func popIdle(_ entry: Entry, _ index: Int, _ name: String) -> UpstreamConnection? {
+        while let connection = entry.idle[index].popLast() {
+            self.metrics?.idleConnections(name, delta: -1)
+            if connection.isUsable { return connection }
+            connection.close()
+        }
+        return nil
+    }
+
+    private func popAnyIdle(_ entry: Entry, _ name: String) -> UpstreamConnection? {
+        for index in entry.idle.indices {
+            if let connection = self.popIdle(entry, index, name) { return connection }
+        }
+        return nil
     }
 
     /// Withdraws a queued request (its client went away or its wait timed out).
@@ -85,9 +116,8 @@ final class UpstreamPool {
         entry.waiters.remove(at: index)
     }
 
-    private func connect(_ name: String, _ entry: Entry, for requester: UpstreamConnectionRequester) {
-        let endpoint = entry.addresses[entry.next % entry.addresses.count]
-        entry.next &+= 1
+    private func connect(_ name: String, _ entry: Entry, _ index: Int, for requester: UpstreamConnectionRequester) {
+        let endpoint = entry.addresses[index]
         entry.open += 1
         self.metrics?.openConnections(name, delta: 1)
         let connection = UpstreamConnection(upstream: name, endpoint: endpoint, idleTimeout: self.timeouts.upstreamIdle)
@@ -128,11 +158,9 @@ final class UpstreamPool {
 
     /// Takes back a connection whose exchange ended cleanly.
     func release(_ connection: UpstreamConnection) {
-        guard let entry = self.entries[connection.upstream] else {
-            connection.close()
-            return
-        }
-        if !entry.addresses.contains(connection.endpoint) {
+        guard let entry = self.entries[connection.upstream],
+            let index = entry.addresses.firstIndex(of: connection.endpoint)
+        else {
             connection.close()
             return
         }
@@ -140,7 +168,7 @@ final class UpstreamPool {
             waiter.connectionReady(connection, reused: true)
             return
         }
-        entry.idle.append(connection)
+        entry.idle[index].append(connection)
         self.metrics?.idleConnections(connection.upstream, delta: 1)
     }
 
@@ -149,15 +177,19 @@ final class UpstreamPool {
         guard let entry = self.entries[connection.upstream] else { return }
         entry.open -= 1
         self.metrics?.openConnections(connection.upstream, delta: -1)
-        if let index = entry.idle.firstIndex(where: { $0 === connection }) {
-            entry.idle.remove(at: index)
+        if let address = entry.addresses.firstIndex(of: connection.endpoint),
+            let index = entry.idle[address].firstIndex(where: { $0 === connection })
+        {
+            entry.idle[address].remove(at: index)
             self.metrics?.idleConnections(connection.upstream, delta: -1)
         }
         if let waiter = entry.waiters.popFirst() {
             if entry.addresses.isEmpty {
                 waiter.connectionFailed(.connectFailed("upstream '\(connection.upstream)' has no addresses"))
             } else {
-                self.connect(connection.upstream, entry, for: waiter)
+                let index = entry.next % entry.addresses.count
+                entry.next &+= 1
+                self.connect(connection.upstream, entry, index, for: waiter)
             }
         }
     }
@@ -165,8 +197,8 @@ final class UpstreamPool {
     /// Closes every idle connection (shutdown).
     func closeIdle() {
         for entry in self.entries.values {
-            let idle = entry.idle
-            entry.idle.removeAll()
+            let idle = entry.idle.flatMap { $0 }
+            entry.idle = Array(repeating: [], count: entry.addresses.count)
             for connection in idle { connection.close() }
         }
     }

@@ -160,7 +160,8 @@ final class PumpingUpstream: Sendable {
             }
             .bind(host: "127.0.0.1", port: 0)
             .get()
-        return PumpingUpstream(port: channel.localAddress!.port!, bodyBytes: bodyBytes, channel: channel, written: written)
+        let port = channel.localAddress!.port!
+        return PumpingUpstream(port: port, bodyBytes: bodyBytes, channel: channel, written: written)
     }
 
     var address: String { "127.0.0.1:\(self.port)" }
@@ -385,7 +386,8 @@ final class FlowClient: Sendable {
             }
             .connect(host: "127.0.0.1", port: port)
             .get()
-        return FlowClient(channel: channel, counters: uploaded, bodyCounter: bodyReceived, response: promise.futureResult)
+        let response = promise.futureResult
+        return FlowClient(channel: channel, counters: uploaded, bodyCounter: bodyReceived, response: response)
     }
 
     /// Upload bytes the kernel has accepted so far.
