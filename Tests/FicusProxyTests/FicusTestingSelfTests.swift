@@ -144,16 +144,13 @@ import Testing
     }
 
     @Test func slowWaitsBeforeTheHead() async throws {
-        // The delay leaves a wide margin over the short read below, so a loaded machine cannot reorder them.
-        try await self.withUpstream(.slow(delay: .milliseconds(800), then: .echo)) { _, client in
+        try await self.withUpstream(.slow(delay: .milliseconds(300), then: .echo)) { _, client in
             let start = NIODeadline.now()
             try await client.send(HTTPTestClient.requestBytes(path: "/slow"))
-            await #expect(throws: FicusTestingError.self) {
-                _ = try await client.readResponse(timeout: .milliseconds(50))
-            }
             let response = try #require(try await client.readResponse())
             #expect(response.header("X-Echo-URI") == "/slow")
-            #expect(NIODeadline.now() - start >= .milliseconds(800))
+            // Nothing can arrive before the delay: measuring the arrival is robust where a short read timeout is not.
+            #expect(NIODeadline.now() - start >= .milliseconds(300))
         }
     }
 
