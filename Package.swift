@@ -29,6 +29,10 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FicusReport",
+            dependencies: ["FicusCore", "FicusDiff", "FicusStore"]
+        ),
+        .target(
             name: "FicusStore",
             dependencies: [
                 "FicusCore",
@@ -68,6 +72,8 @@ let package = Package(
             name: "ficus",
             dependencies: [
                 "FicusCore",
+                "FicusDiff",
+                "FicusReport",
                 "FicusStore",
                 "FicusProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -84,6 +90,7 @@ let package = Package(
         .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
         .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "ficus-store-probe"]),
         .testTarget(name: "FicusDiffTests", dependencies: ["FicusDiff"]),
+        .testTarget(name: "FicusReportTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "FicusReport"]),
         .testTarget(
             name: "FicusCLITests",
             dependencies: [

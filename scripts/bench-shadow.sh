@@ -5,12 +5,15 @@
 #   (b) 100% of requests shadowed to an upstream that answers after 200 ms
 #   (c) as (b), but the shadow upstream is down (killed)
 #
+# Load: h2load --h1 --rps, open-loop at RATE req/s, with the clients' start staggered so that requests arrive evenly
+# spaced (LOAD_MODE=burst starts them together: every client fires in the same instant, RATE/CONNS times a second).
 # In the same run, ROUNDS times in the order a, b, c. Passes when the pooled p99 of (b) is at most
 # LIMIT (1.1) × the pooled p99 of (a), (c) has no failed or non-2xx request, and every run kept its target rate.
 # Method and results: docs/BENCHMARKS.md, "Shadowing cost".
 #
 #   scripts/bench-shadow.sh
-#   SKIP_BUILD=1 RATE=400 ROUNDS=3 DURATION=10 scripts/bench-shadow.sh
+#   SKIP_BUILD=1 RATE=500 CONNS=20 ROUNDS=3 DURATION=10 scripts/bench-shadow.sh
+#   SKIP_BUILD=1 LOAD_MODE=burst RATE=400 CONNS=16 scripts/bench-shadow.sh
 #
 # Loopback only, bounded (every h2load run has a duration and a timeout), and every process started here is
 # killed on exit; the temp dir is removed (KEEP_TMP=1 keeps it, with the h2load logs).
@@ -21,10 +24,13 @@ set -euo pipefail
 {
 
 # ---------------------------------------------------------------- knobs
-RATE=${RATE:-400}                  # total requests per second (all clients together)
-CONNS=${CONNS:-16}                 # h2load -c: keep-alive connections; each sends RATE/CONNS req/s
-DURATION=${DURATION:-10}           # h2load -D, seconds measured per run
-WARMUP=${WARMUP:-2}                # h2load --warm-up-time, seconds before measuring (not in the numbers)
+RATE=${RATE:-500}                  # total requests per second (all clients together)
+CONNS=${CONNS:-20}                 # h2load -c: keep-alive connections; each sends RATE/CONNS req/s
+DURATION=${DURATION:-10}           # seconds measured per run
+WARMUP=${WARMUP:-2}                # seconds of the same load before each measured run (not in the numbers)
+LOAD_MODE=${LOAD_MODE:-stagger}    # stagger: clients start 1000/RATE ms apart, so requests arrive evenly spaced
+                                   #   (h2load -r 1 --rate-period P -n N); burst: all clients start at once
+                                   #   (h2load -D, --warm-up-time), so every client fires in the same instant
 ROUNDS=${ROUNDS:-3}                # a, b, c repeated; the verdict is on all rounds pooled
 SHADOW_DELAY_MS=${SHADOW_DELAY_MS:-200}
 LIMIT=${LIMIT:-1.1}                # bound on p99(b) / p99(a)
@@ -99,7 +105,11 @@ CLK_TCK=$(getconf CLK_TCK)
 for v in RATE CONNS DURATION WARMUP ROUNDS SHADOW_DELAY_MS; do
     [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive integer (got ${!v})"
 done
+case "$LOAD_MODE" in stagger|burst) ;; *) die "LOAD_MODE must be stagger or burst" ;; esac
 PER_CLIENT=$(python3 -c "print(round($RATE / $CONNS, 6))")
+PERIOD_MS=$(python3 -c "print(max(1, round(1000 / $RATE)))")   # h2load takes whole milliseconds only
+PER_RUN=$(( (RATE * DURATION + CONNS - 1) / CONNS * CONNS ))     # -n, a multiple of -c
+WARMUP_RUN=$(( (RATE * WARMUP + CONNS - 1) / CONNS * CONNS ))
 
 TMP=$(mktemp -d /tmp/ficus-bench-shadow.XXXXXX)
 
@@ -260,12 +270,23 @@ metric_sum() { awk -v name="$1" 'index($0, name) == 1 { s += $NF } END { printf 
 
 RUNS_TSV="$TMP/runs.tsv"
 : >"$RUNS_TSV"
+h2load_shape() {  # the h2load options of one run; $1 = requests (stagger mode)
+    if [ "$LOAD_MODE" = stagger ]; then
+        echo "--h1 -t 1 -c $CONNS --rps $PER_CLIENT -r 1 --rate-period ${PERIOD_MS}ms -n $1"
+    else
+        echo "--h1 -t 1 -c $CONNS --rps $PER_CLIENT -D $DURATION --warm-up-time $WARMUP"
+    fi
+}
 run_load() {  # run_load SCENARIO ROUND
     local name="$1-$2" before after
     sleep "$PAUSE"
+    if [ "$LOAD_MODE" = stagger ]; then  # warm-up: the same load, not measured (-D and -r exclude each other)
+        timeout $((WARMUP + 30)) h2load $(h2load_shape "$WARMUP_RUN") "$PROXY_URL" >"$TMP/$name.warmup" 2>&1 &
+        bg_wait $! || { tail -n 20 "$TMP/$name.warmup" >&2; die "h2load warm-up failed in run $name"; }
+    fi
     before=$(cpu_ticks "$FICUS_PID")
-    timeout $((DURATION + WARMUP + 30)) h2load --h1 -t 1 -c "$CONNS" --rps "$PER_CLIENT" -D "$DURATION" \
-        --warm-up-time "$WARMUP" --log-file "$TMP/$name.tsv" "$PROXY_URL" >"$TMP/$name.out" 2>&1 &
+    timeout $((DURATION + WARMUP + 30)) h2load $(h2load_shape "$PER_RUN") --log-file "$TMP/$name.tsv" \
+        "$PROXY_URL" >"$TMP/$name.out" 2>&1 &
     bg_wait $! || { tail -n 20 "$TMP/$name.out" >&2; die "h2load failed in run $name"; }
     after=$(cpu_ticks "$FICUS_PID")
     kill -0 "$FICUS_PID" 2>/dev/null || { tail -n 20 "$TMP/ficus.log" >&2; die "ficus exited during run $name"; }
@@ -275,7 +296,7 @@ run_load() {  # run_load SCENARIO ROUND
 }
 
 log "legacy nginx :$LEGACY_PORT, shadow upstream :$SHADOW_PORT (+${SHADOW_DELAY_MS} ms), ficus :$PROXY_PORT (admin :$ADMIN_PORT)"
-log "load: h2load --h1 -c $CONNS --rps $PER_CLIENT (= $RATE req/s) -D $DURATION --warm-up-time $WARMUP, $ROUNDS round(s) of a, b, c"
+log "load ($LOAD_MODE): h2load $(h2load_shape "$PER_RUN") (= $RATE req/s), $ROUNDS round(s) of a, b, c"
 METRICS_OUT="$TMP/metrics.txt"
 : >"$METRICS_OUT"
 for round in $(seq 1 "$ROUNDS"); do
@@ -298,12 +319,13 @@ echo "after (c) round $ROUNDS:" >>"$METRICS_OUT"
 shadow_metrics >>"$METRICS_OUT"
 
 echo
-echo "Shadowing cost: $RATE req/s over $CONNS connections (h2load --h1 --rps $PER_CLIENT), ${DURATION} s per run after" \
-     "${WARMUP} s warm-up, $ROUNDS round(s); shadow upstream +${SHADOW_DELAY_MS} ms; ficus --threads 1; $(nproc) cores"
+echo "Shadowing cost: $RATE req/s over $CONNS connections, $LOAD_MODE load (h2load $(h2load_shape "$PER_RUN")), ${DURATION} s" \
+     "per run after ${WARMUP} s warm-up, $ROUNDS round(s); shadow upstream +${SHADOW_DELAY_MS} ms; ficus --threads 1; $(nproc) cores"
 echo
 rc=0
+# In burst mode h2load's own warm-up is inside the run: in its "finished in" time and in the CPU ticks.
 python3 "$HELPERS/shadow_report.py" "$RUNS_TSV" --limit "$LIMIT" --min-rate-share "$MIN_RATE_SHARE" \
-    --clk-tck "$CLK_TCK" --warmup "$WARMUP" || rc=$?
+    --clk-tck "$CLK_TCK" --warmup "$([ "$LOAD_MODE" = burst ] && echo "$WARMUP" || echo 0)" || rc=$?
 echo
 echo "Shadow counters (/metrics):"
 sed 's/^/  /' "$METRICS_OUT"

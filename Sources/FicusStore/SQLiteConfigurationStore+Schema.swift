@@ -263,7 +263,7 @@ extension SQLiteConfigurationStore {
     ///
     /// Two processes opening a new file at once may both try the first migration; the loser's transaction fails
     /// and rolls back, and a retry finds the migrations done, so the race costs a retry and never a half schema.
-    static func migrate(_ pool: DatabasePool, path: String) throws {
+    static func migrate(_ pool: DatabaseQueue, path: String) throws {
         // A store that is up to date is only read: opening it for a read command must not write to the file (a
         // write would also look like a new commit to every watching proxy).
         if (try? pool.read({ db in try Self.migrator.hasCompletedMigrations(db) })) == true {

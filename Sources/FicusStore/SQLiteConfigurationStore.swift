@@ -24,7 +24,13 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
     /// The connections: one writer, and readers that never block it (WAL).
     ///
     /// Owned by this instance; the watcher uses a connection of its own (see `watch(pollInterval:)`).
-    let pool: DatabasePool
+    /// One serialized connection (GRDB's `DatabaseQueue`), in WAL mode set once when the file is created.
+    ///
+    /// Not a `DatabasePool`: opening a pool writes a throwaway table whenever the file has no WAL, so every open
+    /// (even for a read command or a change that is then refused) would modify the file and look like a commit to
+    /// every watching proxy. A store's work in one process is small and sequential; other processes read
+    /// concurrently through WAL all the same.
+    let pool: DatabaseQueue
 
     /// The clock for revision, audit and heartbeat times.
     ///
@@ -49,7 +55,15 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
             }
             do {
                 let configuration = Self.connectionConfiguration(busyTimeout: busyTimeout)
-                return try DatabasePool(path: path, configuration: configuration)
+                let queue = try DatabaseQueue(path: path, configuration: configuration)
+                // WAL is a property of the file: set it once, on a new file; an existing Ficus store already has it.
+                let mode = try queue.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+                if mode?.lowercased() != "wal" {
+                    try queue.writeWithoutTransaction { db in
+                        _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                    }
+                }
+                return queue
             } catch {
                 throw Self.storeError(error, path: path)
             }
@@ -83,7 +97,6 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
         var configuration = GRDB.Configuration()
         configuration.busyMode = .timeout(busyTimeout)
         configuration.readonly = readonly
-        configuration.maximumReaderCount = 2
         configuration.label = "ficus.store"
         return configuration
     }

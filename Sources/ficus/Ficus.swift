@@ -28,6 +28,8 @@ struct Ficus: AsyncParsableCommand {
             ApplyCommand.self,
             ExportCommand.self,
             ValidateCommand.self,
+            Demo.self,
+            ReportCommand.self,
         ]
     )
 

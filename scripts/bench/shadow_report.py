@@ -5,15 +5,15 @@ Usage: shadow_report.py RUNS_TSV [--limit 1.1] [--min-rate-share 0.95] [--clk-tc
 
 RUNS_TSV has one line per h2load run: scenario (a, b or c), round, target req/s, seconds, h2load's output file, its
 --log-file (tab-separated: start µs since the epoch, HTTP status, µs until the end of the response) and the proxy's
-CPU time during the run in clock ticks (utime + stime from /proc/PID/stat, warm-up included; shown as µs per request,
-over the requests of warm-up and measurement at the measured rate).
+CPU time during the run in clock ticks (utime + stime from /proc/PID/stat; shown as µs per request). --warmup is
+h2load's own warm-up (burst mode): it is inside h2load's "finished in" time and the CPU ticks, not in the requests.
 Percentiles are nearest-rank over the per-request latencies of the log. The pooled rows ("all") put every round's
 requests of a scenario together; the verdict is taken on them:
 
   - (b) 100% shadowing to a slow upstream: p99 <= limit × p99 of (a), no shadowing;
   - (c) shadowing to an upstream that is down: no failed request and no non-2xx answer;
-  - every run kept at least min-rate-share of its target rate (otherwise the load was not open-loop at that rate,
-    and the comparison says nothing).
+  - every run kept at least min-rate-share of its target rate, measured as requests done ÷ h2load's time (otherwise
+    the load was not open-loop at that rate, and the comparison says nothing).
 
 Prints the table and the verdict; exits 1 when a check fails, 2 on unreadable input.
 """
@@ -96,16 +96,20 @@ def main():
         pooled.setdefault(run["scenario"], []).append(run)
     base_by_round = {r["round"]: pct(r["lat"], 99) for r in runs if r["scenario"] == "a"}
 
+    for run in runs:
+        run["measured_s"] = max(run["finished_s"] - args.warmup, 1e-9)
+        run["rate"] = run["done"] / run["measured_s"]
+
     def row(label, rnd, group, base):
         lat = sorted(v for r in group for v in r["lat"])
-        seconds = sum(r["seconds"] for r in group)
+        seconds = sum(r["measured_s"] for r in group)
         p99 = pct(lat, 99)
-        done = sum(r["done"] * (r["seconds"] + args.warmup) / r["seconds"] for r in group)
+        in_ticks = sum(r["done"] + r["rate"] * args.warmup for r in group)  # requests the CPU time covers
         cpu_us = sum(r["ticks"] for r in group) * 1e6 / args.clk_tck
         return [
             label,
             rnd,
-            "%.0f" % (sum(r["done"] for r in group) / seconds) if seconds else "-",
+            "%.0f" % (sum(r["done"] for r in group) / seconds),
             str(sum(r["succeeded"] for r in group)),
             str(sum(r["failed"] for r in group)),
             str(sum(r["non2xx"] for r in group)),
@@ -114,7 +118,7 @@ def main():
             "%.2f" % p99,
             "%.2f" % (lat[-1] if lat else float("nan")),
             "%.2f" % (p99 / base) if base and base == base else "-",
-            "%.1f" % (cpu_us / done) if done else "-",
+            "%.1f" % (cpu_us / in_ticks) if in_ticks else "-",
         ]
 
     for run in runs:
@@ -134,10 +138,11 @@ def main():
 
     failures = []
     for run in runs:
-        expected = run["target"] * run["seconds"]
-        if run["done"] < args.min_rate_share * expected:
-            failures.append("(%s) round %s completed %d of %.0f requests: the target rate was not kept"
-                            % (run["scenario"], run["round"], run["done"], expected))
+        if run["rate"] < args.min_rate_share * run["target"] or run["done"] < args.min_rate_share * run["target"] * run[
+                "seconds"]:
+            failures.append("(%s) round %s: %d requests at %.0f req/s, target %.0f req/s for %.0f s: the load did not "
+                            "keep its rate" % (run["scenario"], run["round"], run["done"], run["rate"], run["target"],
+                                               run["seconds"]))
     if "a" not in pooled or "b" not in pooled or "c" not in pooled:
         failures.append("a scenario is missing")
     else:

@@ -158,16 +158,12 @@ final class Sandbox: @unchecked Sendable {
         return self
     }
 
-    /// What the store holds, three ways, for "bad input changes nothing".
+    /// What "the store is unchanged" is checked against.
     ///
-    /// Every `ficus` process closes its connections before it exits, and SQLite then checkpoints the WAL into the
-    /// main file and deletes it; so between commands the main file holds everything, and a process that committed
-    /// nothing leaves every page as it was. The snapshot is (1) the main file's bytes except three counters of the
-    /// 100-byte SQLite header, (2) the WAL's bytes (empty when absent, in case a process did not close cleanly), and
-    /// (3), as a semantic cross-check independent of the file layout, the output of `ficus export` and
-    /// `ficus history --json`. The masked counters are the file change counter (offset 24), the schema cookie (40)
-    /// and version-valid-for (92): opening the store currently bumps them on every run, even for read-only commands
-    /// (the migrator's write transaction); any real commit also changes a b-tree page, which is compared.
+    /// A refused command must leave the files exactly as they were: the snapshot is the main file's bytes, the
+    /// WAL's bytes (empty when absent), and, as a semantic cross-check independent of the file layout, the output
+    /// of `ficus export` and `ficus history --json`. Opening an up-to-date store writes nothing, so no byte of the
+    /// file is exempt.
     struct Snapshot: Equatable {
         var database: Data
         var wal: Data
@@ -175,17 +171,8 @@ final class Sandbox: @unchecked Sendable {
         var history: String
     }
 
-    /// The main database file with the header counters that every open bumps zeroed.
-    static func maskedDatabase(_ path: String) -> Data {
-        var data = FileManager.default.contents(atPath: path) ?? Data()
-        for range in [24..<28, 40..<44, 92..<96] where data.count >= range.upperBound {
-            data.replaceSubrange(range, with: Data(count: range.count))
-        }
-        return data
-    }
-
     func snapshot() throws -> Snapshot {
-        let database = Self.maskedDatabase(self.store)
+        let database = FileManager.default.contents(atPath: self.store) ?? Data()
         let wal = FileManager.default.contents(atPath: self.store + "-wal") ?? Data()
         let export = try self.ficus("export")
         let history = try self.ficus("history", "--json")
