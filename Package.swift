@@ -29,6 +29,10 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FicusRollout",
+            dependencies: ["FicusCore"]
+        ),
+        .target(
             name: "FicusReport",
             dependencies: ["FicusCore", "FicusDiff", "FicusStore"]
         ),
@@ -90,6 +94,7 @@ let package = Package(
         .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
         .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "ficus-store-probe"]),
         .testTarget(name: "FicusDiffTests", dependencies: ["FicusDiff"]),
+        .testTarget(name: "FicusRolloutTests", dependencies: ["FicusCore", "FicusRollout"]),
         .testTarget(name: "FicusReportTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "FicusReport"]),
         .testTarget(
             name: "FicusCLITests",

@@ -1,0 +1,2 @@
+/// Placeholder until the rollout controllers land.
+enum FicusRolloutPlaceholder {}
