@@ -19,9 +19,10 @@ enum HTMLCharts {
         let maxRate = points.map { max($0.rate, $0.rateAfterNoise) }.max() ?? 0
         let scale = Self.niceCeiling(max(maxRate, 0.01))
         let maxCompared = max(points.map(\.compared).max() ?? 0, 1)
-        let step = points.count > 1 ? plotWidth / Double(points.count - 1) : 0
-        let barWidth = max(1, min(24, plotWidth / Double(max(points.count, 1)) * 0.6))
-        func x(_ index: Int) -> Double { points.count > 1 ? left + Double(index) * step : left + plotWidth / 2 }
+        // Each bucket owns an equal slot and is drawn at its middle, so the volume bars never cross the axes.
+        let slot = plotWidth / Double(max(points.count, 1))
+        let barWidth = max(1, min(24, slot * 0.6))
+        func x(_ index: Int) -> Double { left + slot * (Double(index) + 0.5) }
         func y(_ rate: Double) -> Double { top + plotHeight * (1 - min(rate / scale, 1)) }
 
         let compared = points.reduce(0) { $0 + $1.compared }
@@ -53,6 +54,11 @@ enum HTMLCharts {
             svg += "<polyline class=\"after\" points=\"\(after.joined(separator: " "))\"/>\n"
         }
         for (index, point) in points.enumerated() {
+            // The after-noise rate gets its own marker: with one bucket there is no line to show it.
+            let afterX = x(index)
+            let afterY = y(point.rateAfterNoise)
+            svg += "<rect class=\"after-point\" fill=\"#a86400\" x=\"\(Self.f(afterX - 2.5))\" "
+            svg += "y=\"\(Self.f(afterY - 2.5))\" width=\"5\" height=\"5\"/>\n"
             let time = ReportFormatting.time(point.start)
             svg += "<circle class=\"point\" cx=\"\(Self.f(x(index)))\" cy=\"\(Self.f(y(point.rate)))\" r=\"3\" "
             svg += "data-start=\"\(time)\" data-compared=\"\(point.compared)\" data-differing=\"\(point.differing)\" "
@@ -61,15 +67,21 @@ enum HTMLCharts {
             svg += "noise, \(point.errors) errors</title></circle>\n"
         }
         if let first = points.first, let last = points.last {
-            svg += "<text x=\"\(Self.f(left))\" y=\"\(Self.f(height - 12))\">\(ReportFormatting.time(first.start))"
-            svg += "</text>"
-            svg += "<text x=\"\(Self.f(width - right))\" y=\"\(Self.f(height - 12))\" text-anchor=\"end\">"
-            svg += "\(ReportFormatting.time(last.start))</text>\n"
+            if points.count == 1 {
+                svg += "<text x=\"\(Self.f(x(0)))\" y=\"\(Self.f(height - 12))\" text-anchor=\"middle\">"
+                svg += "\(ReportFormatting.time(first.start))</text>\n"
+            } else {
+                svg += "<text x=\"\(Self.f(left))\" y=\"\(Self.f(height - 12))\">\(ReportFormatting.time(first.start))"
+                svg += "</text>"
+                svg += "<text x=\"\(Self.f(width - right))\" y=\"\(Self.f(height - 12))\" text-anchor=\"end\">"
+                svg += "\(ReportFormatting.time(last.start))</text>\n"
+            }
         }
         svg += "</svg>\n<figcaption class=\"legend\"><span><i class=\"swatch\" style=\"background:#c62828\"></i>"
         svg += "differing (raw)</span><span><i class=\"swatch\" style=\"background:#a86400\"></i>after noise</span>"
         svg += "<span><i class=\"swatch\" style=\"background:#e3e7eb\"></i>compared volume</span> "
-        svg += "\(points.count) buckets of \(bucketSeconds / 60) min · \(compared) compared, \(differing) differing, "
+        svg += "\(points.count) bucket\(points.count == 1 ? "" : "s") of \(bucketSeconds / 60) min · "
+        svg += "\(compared) compared, \(differing) differing, "
         svg += "\(afterNoise) after noise</figcaption>\n</figure>\n"
         return svg
     }

@@ -65,7 +65,12 @@ enum DemoResponses {
     static func answer(role: DemoService.Role, method: String, target: String, now: Date = Date()) -> Response {
         let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
         let segments = path.split(separator: "/").map(String.init)
-        let generatedAt = now.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
+        // Microseconds, so that two calls never share a stamp: the field differs on every call, as real noise does.
+        let microseconds = Int((now.timeIntervalSince1970 * 1_000_000).rounded()) % 1_000_000
+        let stamp = now.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false))
+        let fraction = String(microseconds).count < 6
+            ? String(repeating: "0", count: 6 - String(microseconds).count) + String(microseconds) : String(microseconds)
+        let generatedAt = stamp.replacingOccurrences(of: "Z", with: "") + "." + fraction + "Z"
         guard method == "GET" || method == "HEAD" else {
             return Response(status: 405, reason: "Method Not Allowed", body: #"{"error":"method not allowed"}"#)
         }
