@@ -295,6 +295,12 @@ run_load() {  # run_load SCENARIO ROUND
     log "run $name: $(grep -E '^requests:' "$TMP/$name.out")"
 }
 
+# The proxy's CPU with no traffic (the store watcher polls): the report shows CPU per request above it.
+idle_before=$(cpu_ticks "$FICUS_PID")
+sleep 5
+IDLE_CPU=$(python3 -c "print(round(($(cpu_ticks "$FICUS_PID") - $idle_before) / $CLK_TCK / 5, 4))")
+log "ficus with no traffic: $(python3 -c "print(round(100 * $IDLE_CPU, 1))") % of a core"
+
 log "legacy nginx :$LEGACY_PORT, shadow upstream :$SHADOW_PORT (+${SHADOW_DELAY_MS} ms), ficus :$PROXY_PORT (admin :$ADMIN_PORT)"
 log "load ($LOAD_MODE): h2load $(h2load_shape "$PER_RUN") (= $RATE req/s), $ROUNDS round(s) of a, b, c"
 METRICS_OUT="$TMP/metrics.txt"
@@ -320,12 +326,13 @@ shadow_metrics >>"$METRICS_OUT"
 
 echo
 echo "Shadowing cost: $RATE req/s over $CONNS connections, $LOAD_MODE load (h2load $(h2load_shape "$PER_RUN")), ${DURATION} s" \
-     "per run after ${WARMUP} s warm-up, $ROUNDS round(s); shadow upstream +${SHADOW_DELAY_MS} ms; ficus --threads 1; $(nproc) cores"
+     "per run after ${WARMUP} s warm-up, $ROUNDS round(s); shadow upstream +${SHADOW_DELAY_MS} ms; ficus --threads 1; $(nproc) cores;" \
+     "ficus with no traffic: $(python3 -c "print(round(100 * $IDLE_CPU, 1))") % of a core"
 echo
 rc=0
 # In burst mode h2load's own warm-up is inside the run: in its "finished in" time and in the CPU ticks.
 python3 "$HELPERS/shadow_report.py" "$RUNS_TSV" --limit "$LIMIT" --min-rate-share "$MIN_RATE_SHARE" \
-    --clk-tck "$CLK_TCK" --warmup "$([ "$LOAD_MODE" = burst ] && echo "$WARMUP" || echo 0)" || rc=$?
+    --clk-tck "$CLK_TCK" --idle-cpu "$IDLE_CPU" --warmup "$([ "$LOAD_MODE" = burst ] && echo "$WARMUP" || echo 0)" || rc=$?
 echo
 echo "Shadow counters (/metrics):"
 sed 's/^/  /' "$METRICS_OUT"

@@ -5,8 +5,10 @@ Usage: shadow_report.py RUNS_TSV [--limit 1.1] [--min-rate-share 0.95] [--clk-tc
 
 RUNS_TSV has one line per h2load run: scenario (a, b or c), round, target req/s, seconds, h2load's output file, its
 --log-file (tab-separated: start µs since the epoch, HTTP status, µs until the end of the response) and the proxy's
-CPU time during the run in clock ticks (utime + stime from /proc/PID/stat; shown as µs per request). --warmup is
-h2load's own warm-up (burst mode): it is inside h2load's "finished in" time and the CPU ticks, not in the requests.
+CPU time during the run in clock ticks (utime + stime from /proc/PID/stat). The table shows it as a share of one core
+and as µs per request above --idle-cpu (the proxy's share of a core with no traffic, measured before the rounds: the
+store watcher's polling). --warmup is h2load's own warm-up (burst mode): inside h2load's "finished in" time and the
+CPU ticks, not in the requests.
 Percentiles are nearest-rank over the per-request latencies of the log. The pooled rows ("all") put every round's
 requests of a scenario together; the verdict is taken on them:
 
@@ -74,6 +76,7 @@ def main():
     parser.add_argument("--min-rate-share", type=float, default=0.95)
     parser.add_argument("--clk-tck", type=int, default=100)
     parser.add_argument("--warmup", type=float, default=0.0, help="h2load --warm-up-time, seconds")
+    parser.add_argument("--idle-cpu", type=float, default=0.0, help="proxy CPU with no traffic, share of one core")
     args = parser.parse_args()
 
     runs = []
@@ -105,7 +108,9 @@ def main():
         seconds = sum(r["measured_s"] for r in group)
         p99 = pct(lat, 99)
         in_ticks = sum(r["done"] + r["rate"] * args.warmup for r in group)  # requests the CPU time covers
-        cpu_us = sum(r["ticks"] for r in group) * 1e6 / args.clk_tck
+        cpu_s = sum(r["ticks"] for r in group) / args.clk_tck
+        wall_s = sum(r["finished_s"] for r in group)
+        over_idle_us = (cpu_s - args.idle_cpu * wall_s) * 1e6
         return [
             label,
             rnd,
@@ -118,7 +123,8 @@ def main():
             "%.2f" % p99,
             "%.2f" % (lat[-1] if lat else float("nan")),
             "%.2f" % (p99 / base) if base and base == base else "-",
-            "%.1f" % (cpu_us / in_ticks) if in_ticks else "-",
+            "%.1f" % (100 * cpu_s / wall_s) if wall_s else "-",
+            "%.0f" % (over_idle_us / in_ticks) if in_ticks else "-",
         ]
 
     for run in runs:
@@ -129,7 +135,7 @@ def main():
         rows.append(row(NAMES.get(scenario, scenario), "all", pooled[scenario], base_all))
 
     header = ["scenario", "round", "req/s", "succeeded", "failed", "non-2xx", "p50 ms", "p90 ms", "p99 ms",
-              "max ms", "p99 ÷ (a)", "ficus CPU µs/req"]
+              "max ms", "p99 ÷ (a)", "ficus CPU %", "µs/req over idle"]
     widths = [max(len(str(x[i])) for x in rows + [header]) for i in range(len(header))]
     for i, line in enumerate([header] + rows):
         print("  ".join(str(c).ljust(w) if j < 2 else str(c).rjust(w) for j, (c, w) in enumerate(zip(line, widths))))

@@ -1,0 +1,176 @@
+import Foundation
+
+/// What the stored windows say about one canary step: the new side's traffic and latency, legacy's latency, and the
+/// route's shadow comparisons.
+///
+/// The controller reads these for the window an `.evaluate(from:to:)` action names and hands them back in
+/// `.evaluated`; the state machine never reads a store, so every verdict is a function of these numbers.
+public struct GateInputs: Sendable, Codable, Equatable {
+    /// Requests answered by the new side in the window.
+    ///
+    /// The sample size: below `minRequests` nothing is judged.
+    public var newRequests: Int
+
+    /// Of those, the ones answered with a 5xx (including the proxy's own 502/504 for the new side).
+    ///
+    /// A gateway error is the new side failing just as much as a 500 is.
+    public var newServerErrors: Int
+
+    /// The new side's p99 latency in the window, in microseconds.
+    ///
+    /// Microseconds as integers so that stored windows and inputs compare exactly.
+    public var newP99Micros: Int
+
+    /// Legacy's p99 latency on the same route in the window, in microseconds; 0 when legacy answered nothing.
+    ///
+    /// The bar the new side is held to; 0 makes the ratio undefined and the step holds.
+    public var legacyP99Micros: Int
+
+    /// The route's shadow comparisons in the window, or nil when the route has no shadow policy.
+    ///
+    /// Nil and "zero compared" differ: the first means no diff gate can ever be judged, the second only not yet.
+    public var shadow: ShadowCounts?
+
+    /// Creates inputs.
+    ///
+    /// See the properties.
+    public init(
+        newRequests: Int,
+        newServerErrors: Int,
+        newP99Micros: Int,
+        legacyP99Micros: Int,
+        shadow: ShadowCounts? = nil
+    ) {
+        self.newRequests = newRequests
+        self.newServerErrors = newServerErrors
+        self.newP99Micros = newP99Micros
+        self.legacyP99Micros = legacyP99Micros
+        self.shadow = shadow
+    }
+}
+
+/// Shadow comparisons on a route over a window.
+///
+/// Only differences that survive noise filtering count: a field that also differs between two legacy answers is not
+/// a regression of the new side.
+public struct ShadowCounts: Sendable, Codable, Equatable {
+    /// Pairs of answers compared.
+    ///
+    /// The denominator of the diff rate.
+    public var compared: Int
+
+    /// Of those, the pairs with at least one difference left after noise filtering.
+    ///
+    /// The numerator of the diff rate.
+    public var differing: Int
+
+    /// Creates counts.
+    ///
+    /// See the properties.
+    public init(compared: Int, differing: Int) {
+        self.compared = compared
+        self.differing = differing
+    }
+}
+
+/// The gate values computed from `GateInputs`; nil where a value is undefined.
+///
+/// Kept apart from the verdict so that `ficus canary status` can show them beside their thresholds.
+public struct GateValues: Sendable, Codable, Equatable {
+    /// New 5xx ÷ new requests; nil with no new requests.
+    ///
+    /// See `GateInputs.newServerErrors`.
+    public var errorRate: Double?
+
+    /// New p99 ÷ legacy p99; nil when legacy's p99 is 0.
+    ///
+    /// An undefined ratio holds the step rather than passing it.
+    public var p99Ratio: Double?
+
+    /// Differing after noise ÷ compared; nil without shadow data or with nothing compared.
+    ///
+    /// Computed even without a diff gate so that status can show it.
+    public var diffRate: Double?
+
+    /// Computes the values of `inputs`.
+    ///
+    /// Division by zero gives nil, never infinity or NaN, so that values encode as JSON.
+    public init(_ inputs: GateInputs) {
+        self.errorRate =
+            inputs.newRequests > 0 ? Double(inputs.newServerErrors) / Double(inputs.newRequests) : nil
+        self.p99Ratio =
+            inputs.legacyP99Micros > 0 ? Double(inputs.newP99Micros) / Double(inputs.legacyP99Micros) : nil
+        if let shadow = inputs.shadow, shadow.compared > 0 {
+            self.diffRate = Double(shadow.differing) / Double(shadow.compared)
+        } else {
+            self.diffRate = nil
+        }
+    }
+}
+
+/// The judgement of one step's evidence.
+///
+/// Three outcomes, not two, because "not enough evidence" must neither promote nor abort.
+public enum GateVerdict: Sendable, Codable, Equatable {
+    /// Every gate passed with enough samples: move to the next step.
+    ///
+    /// Carries nothing: the values are stored beside the verdict.
+    case pass
+
+    /// The evidence is insufficient or a value is undefined: keep the weight and judge again one interval later.
+    ///
+    /// The reason says what is missing (`too few requests on the new side: 42 < 100`).
+    case hold(reason: String)
+
+    /// A gate failed: abort.
+    ///
+    /// The reason names every failed gate, its value and its threshold (`p99 ratio 2.31 > 1.5`).
+    case fail(reason: String)
+}
+
+extension CanaryGates {
+    /// Judges `inputs` against these gates.
+    ///
+    /// Too few samples holds before anything else, so one unlucky request neither aborts nor promotes. With enough
+    /// samples, any failed gate fails the step even when another gate is undefined, because a failure is evidence
+    /// on its own; only then do undefined values (legacy p99 0, no shadow data for a diff gate) hold the step.
+    public func judge(_ inputs: GateInputs) -> GateVerdict {
+        if inputs.newRequests < self.minRequests {
+            return .hold(reason: "too few requests on the new side: \(inputs.newRequests) < \(self.minRequests)")
+        }
+        let values = GateValues(inputs)
+        var failures: [String] = []
+        var holds: [String] = []
+        if let errorRate = values.errorRate, errorRate > self.maxErrorRate {
+            let (value, threshold) = RolloutFormat.pair(errorRate, self.maxErrorRate, scale: 100, unit: "%")
+            failures.append("error rate \(value) > \(threshold)")
+        }
+        if let p99Ratio = values.p99Ratio {
+            if p99Ratio > self.maxP99Ratio {
+                let (value, threshold) = RolloutFormat.pair(p99Ratio, self.maxP99Ratio)
+                failures.append("p99 ratio \(value) > \(threshold)")
+            }
+        } else {
+            holds.append("legacy p99 is 0, so the p99 ratio is undefined")
+        }
+        if let maxDiffRate = self.maxDiffRate {
+            if let diffRate = values.diffRate {
+                if diffRate > maxDiffRate {
+                    let (value, threshold) = RolloutFormat.pair(diffRate, maxDiffRate, scale: 100, unit: "%")
+                    failures.append("diff rate \(value) > \(threshold)")
+                }
+            } else if inputs.shadow == nil {
+                holds.append("no shadow data for the diff gate")
+            } else {
+                holds.append("no shadow comparisons yet for the diff gate")
+            }
+        }
+        if !failures.isEmpty {
+            return .fail(reason: failures.joined(separator: "; "))
+        }
+        if !holds.isEmpty {
+            return .hold(reason: holds.joined(separator: "; "))
+        }
+        return .pass
+    }
+}

@@ -1,2 +1,0 @@
-/// Placeholder until the rollout controllers land.
-enum FicusRolloutPlaceholder {}
