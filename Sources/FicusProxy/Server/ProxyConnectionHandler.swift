@@ -112,14 +112,18 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private var readsPaused = false
     private var readPending = false
     private var needsFlush = false
-    private var coalesced: ByteBuffer?
+    /// Small pieces of the answer, collected into one write; reused from answer to answer.
+    private var outBuffer = ByteBuffer()
+    /// Whether `outBuffer`'s bytes have been handed to the channel (they are cleared before the next piece).
+    private var outBufferSent = false
+    /// The forwarded request head; reused from request to request.
+    private var headBuffer = ByteBuffer()
     private var lastMetrics: (route: String, upstream: String, statusClass: Int, metrics: ProxyMetrics.RequestMetrics)?
     private var draining = false
     private var inputClosed = false
     private var clientAddress: IPAddress?
     private var clientAddressText = "-"
     private var clientTrusted = false
-    private let scratch = ByteBufferAllocator()
 
     /// Request bodies buffered while no upstream connection is ready, and pipelined bytes held while a response is
     /// in progress, are bounded by this many bytes before the client is no longer read.
@@ -312,15 +316,16 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             exchange.responseTimeout = .milliseconds(Int64(override))
         }
         let edits = decision.rewrite.flatMap { $0.isEmpty ? nil : HeaderHygiene.RequestEdits($0, view: view) }
-        var out = self.scratch.buffer(capacity: head.bytes.readableBytes + 160)
+        // Reusing one buffer saves an allocation per request: by now the last request's head has been written.
+        self.headBuffer.clear()
         HeaderHygiene.writeRequestHead(
             head,
-            into: &out,
+            into: &self.headBuffer,
             client: HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted),
             viaName: self.shared.configuration.viaName,
             edits: edits
         )
-        exchange.outboundHead = out
+        exchange.outboundHead = self.headBuffer
         exchange.waitingForConnection = true
         if let shadowName = decision.shadow, shadowName != decision.upstream, let sink = self.shared.shadowSink {
             exchange.shadow = self.shadowRecorder(
@@ -455,13 +460,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
 
     /// Queues bytes for the client; small pieces are coalesced so that a small answer leaves in one `write`.
     private func writeToClient(_ buffer: ByteBuffer) {
-        var buffer = buffer
         if buffer.readableBytes <= Self.coalesceLimit {
-            if self.coalesced == nil {
-                self.coalesced = buffer
-            } else {
-                self.coalesced!.writeBuffer(&buffer)
-            }
+            self.prepareOutBuffer()
+            self.outBuffer.writeImmutableBuffer(buffer)
         } else {
             self.writeCoalesced()
             self.context?.write(self.wrapOutboundOut(buffer), promise: nil)
@@ -469,10 +470,18 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.needsFlush = true
     }
 
+    /// Makes `outBuffer` ready for new bytes; once its last bytes were written out it is cleared in place.
+    private func prepareOutBuffer() {
+        if self.outBufferSent {
+            self.outBufferSent = false
+            self.outBuffer.clear()
+        }
+    }
+
     private func writeCoalesced() {
-        if let coalesced = self.coalesced {
-            self.coalesced = nil
-            self.context?.write(self.wrapOutboundOut(coalesced), promise: nil)
+        if !self.outBufferSent && self.outBuffer.readableBytes > 0 {
+            self.outBufferSent = true
+            self.context?.write(self.wrapOutboundOut(self.outBuffer), promise: nil)
         }
     }
 
@@ -737,17 +746,18 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
         exchange.responseFraming = HeaderHygiene.clientFraming(for: head, clientMinorVersion: exchange.clientMinorVersion)
         if case .closeDelimited = exchange.responseFraming { exchange.keepAlive = false }
         if !exchange.requestEnded || self.draining { exchange.keepAlive = false }
-        var out = self.scratch.buffer(capacity: head.bytes.readableBytes + 64)
+        self.prepareOutBuffer()
+        let before = self.outBuffer.readableBytes
         HeaderHygiene.writeResponseHead(
             head,
-            into: &out,
+            into: &self.outBuffer,
             framing: exchange.responseFraming,
             keepAlive: exchange.keepAlive,
             clientMinorVersion: exchange.clientMinorVersion
         )
-        exchange.responseBytes += Int64(out.readableBytes)
+        exchange.responseBytes += Int64(self.outBuffer.readableBytes - before)
         exchange.shadow?.primaryHead(head)
-        self.writeToClient(out)
+        self.needsFlush = true
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
