@@ -78,6 +78,7 @@ let package = Package(
                 "FicusCore",
                 "FicusDiff",
                 "FicusReport",
+                "FicusRollout",
                 "FicusStore",
                 "FicusProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -187,6 +187,10 @@ extension SQLiteConfigurationStore {
         migrator.registerMigration("v3-rule-names") { db in
             try SQLiteConfigurationStore.migrateRuleNames(db)
         }
+        // Canaries and their leases. See SQLiteConfigurationStore+Rollout.swift.
+        migrator.registerMigration("v4-canary") { db in
+            try SQLiteConfigurationStore.migrateCanary(db)
+        }
         return migrator
     }()
 

@@ -19,6 +19,7 @@ struct Ficus: AsyncParsableCommand {
             FlagCommand.self,
             ShadowCommand.self,
             FlipCommand.self,
+            CanaryCommand.self,
             KillCommand.self,
             UnkillCommand.self,
             RollbackCommand.self,

@@ -34,8 +34,14 @@ struct FlipCommand: AsyncParsableCommand {
             let routeName = self.route
             let target = self.to
             let back = self.back
-            let store = try self.storeOptions.open()
-            try await store.commitPrinting(self.change.changeAuthor(action: "flip")) { configuration in
+            let store = try self.storeOptions.openRollout()
+            // A running canary on the route ends with this revision (its rule goes), so no controller fights the flip.
+            try await store.commitPrinting(
+                self.change.changeAuthor(action: "flip"),
+                overriding: .flip(to: target ?? (back ? "legacy" : "the other slot")),
+                routes: [routeName],
+                removeRule: true
+            ) { configuration in
                 let index = try configuration.routeIndex(routeName)
                 if back {
                     configuration.routes[index].defaultUpstream = configuration.routes[index].legacy
@@ -79,8 +85,16 @@ struct KillCommand: AsyncParsableCommand {
 
     static func setKilled(_ killed: Bool, store: StoreOptions, change: ChangeOptions) async throws {
         try await ErrorReport.run {
-            let opened = try store.open()
-            try await opened.commitPrinting(change.changeAuthor(action: killed ? "kill" : "unkill")) { configuration in
+            let opened = try store.openRollout()
+            let author = change.changeAuthor(action: killed ? "kill" : "unkill")
+            guard killed else {
+                try await opened.commitPrinting(author) { configuration in
+                    configuration.killed = killed
+                }
+                return
+            }
+            // Every running canary ends with the kill (its rule goes), so unkill does not bring back an undriven step.
+            try await opened.commitPrinting(author, overriding: .kill, routes: nil, removeRule: true) { configuration in
                 configuration.killed = killed
             }
         }
@@ -125,7 +139,7 @@ struct RollbackCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await ErrorReport.run {
-            let store = try self.storeOptions.open()
+            let store = try self.storeOptions.openRollout()
             let latest = try await store.requireLatest()
             let target = self.to ?? latest.number - 1
             guard target >= 1 else {
@@ -135,8 +149,14 @@ struct RollbackCommand: AsyncParsableCommand {
             let old = try await store.revision(target)
             guard let routeName = self.route else {
                 let author = self.change.changeAuthor(action: "rollback")
+                // Running canaries end with the rollback, which restores revision `target` exactly.
+                let hook = CanaryWiring.overrideHook(
+                    routes: nil,
+                    command: .rollback(toRevision: target),
+                    removeRule: false
+                )
                 let revision = try await store.retryingWhenBusy {
-                    try await store.rollback(to: target, author)
+                    try await store.rollback(to: target, author, overridingCanaries: hook)
                 }
                 if let revision {
                     Console.out("revision \(revision.number)")
@@ -150,7 +170,10 @@ struct RollbackCommand: AsyncParsableCommand {
             // The route's rules come back as they were, so their retired names may too (with their users' buckets).
             try await store.commitPrinting(
                 self.change.changeAuthor(action: "rollback.route"),
-                allowingRuleNamesFrom: target
+                allowingRuleNamesFrom: target,
+                overriding: .rollback(toRevision: target),
+                routes: [routeName],
+                removeRule: false
             ) { configuration in
                 let index = configuration.routes.firstIndex { $0.name == routeName }
                 switch (index, oldRoute) {

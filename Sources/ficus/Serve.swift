@@ -261,6 +261,16 @@ struct Serve: AsyncParsableCommand {
         var services: [any Service] = []
         if let feed { services.append(feed) }
         if let shadowFeed { services.append(shadowFeed) }
+        if let feed, let store = feed.store as? SQLiteConfigurationStore {
+            services.append(
+                CanaryController(
+                    store: store,
+                    holder: feed.proxyID,
+                    windowInterval: Double(self.windowInterval),
+                    logger: logger
+                )
+            )
+        }
         services.append(service)
         let serviceGroup = ServiceGroup(
             services: services,

@@ -1,0 +1,211 @@
+import FicusCore
+import FicusDiff
+import FicusRollout
+import FicusStore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Drives the store's running canaries from inside `ficus serve`: one proxy per canary, chosen by lease.
+///
+/// Runs in the proxy so that a canary outlives the CLI that started it. Each active canary's lease is decided every
+/// ttl/3; only the holder sends ticks and evaluations, and it reloads the state from the store before every event, so
+/// a takeover or an operator's command is seen at once. Windows are read one window interval (plus a margin) after
+/// the step is due, so that the last window of the step has been flushed by every proxy.
+final class CanaryController: Service, Sendable {
+    let store: any RolloutStore & ShadowStore & ConfigurationStore
+    let holder: String
+    let leaseTTL: TimeInterval
+    let evaluationDelay: TimeInterval
+    let pollInterval: TimeInterval
+    let logger: Logger
+
+    init(
+        store: any RolloutStore & ShadowStore & ConfigurationStore,
+        holder: String,
+        windowInterval: TimeInterval,
+        leaseTTL: TimeInterval = 15,
+        pollInterval: TimeInterval = 0.25,
+        logger: Logger
+    ) {
+        self.store = store
+        self.holder = holder
+        self.leaseTTL = leaseTTL
+        self.evaluationDelay = windowInterval + 0.5
+        self.pollInterval = pollInterval
+        self.logger = logger
+    }
+
+    /// What the controller remembers per route between passes.
+    ///
+    /// Only in memory: everything that must survive a restart is in the canary's row.
+    struct RouteMemory {
+        var lease: CanaryLeaseRow?
+        var nextLeaseCheck = Date.distantPast
+        var pendingEvaluation: (version: Int, from: Date, to: Date)?
+    }
+
+    func run() async throws {
+        let memory = await cancelWhenGracefulShutdown { () async -> [String: RouteMemory] in
+            var memory: [String: RouteMemory] = [:]
+            while !Task.isCancelled {
+                do {
+                    try await self.pass(&memory)
+                } catch is CancellationError {
+                    break
+                } catch {
+                    self.logger.warning("canary controller pass failed", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(self.pollInterval))
+            }
+            return memory
+        }
+        for (route, remembered) in memory where remembered.lease != nil {
+            try? await self.store.releaseCanaryLease(route: route, holder: self.holder)
+        }
+    }
+
+    /// One look at every active canary: keep or take its lease, then drive it if held.
+    ///
+    /// Leases of canaries that finished are released at once.
+    private func pass(_ memory: inout [String: RouteMemory]) async throws {
+        let rows = try await self.store.canaries(activeOnly: true)
+        let active = Set(rows.map(\.route))
+        for route in memory.keys where !active.contains(route) {
+            if memory[route]?.lease != nil {
+                try? await self.store.releaseCanaryLease(route: route, holder: self.holder)
+            }
+            memory[route] = nil
+        }
+        for row in rows {
+            var remembered = memory[row.route] ?? RouteMemory()
+            try await self.decideLease(route: row.route, &remembered)
+            if remembered.lease != nil {
+                try await self.drive(row, &remembered)
+            }
+            memory[row.route] = remembered
+        }
+    }
+
+    /// Calls `Lease.decide` when due and writes its decision as a compare-and-swap; a lost swap stands by.
+    ///
+    /// An acquired lease drops any pending evaluation, since the state is reloaded from the store anyway.
+    private func decideLease(route: String, _ remembered: inout RouteMemory) async throws {
+        let now = Date()
+        guard now >= remembered.nextLeaseCheck else {
+            return
+        }
+        remembered.nextLeaseCheck = now.addingTimeInterval(self.leaseTTL / 3)
+        let stored = try await self.store.canaryLease(route: route)
+        let decision = Lease.decide(
+            row: stored.map { Lease(holder: $0.holder, expiresAt: $0.expiresAt) },
+            me: self.holder,
+            now: now,
+            ttl: self.leaseTTL,
+            wasHolder: remembered.lease != nil
+        )
+        switch decision {
+        case .acquire(let lease, _), .renew(let lease, _):
+            let row = CanaryLeaseRow(holder: lease.holder, expiresAt: lease.expiresAt)
+            if try await self.store.writeCanaryLease(route: route, row, replacing: stored) {
+                if remembered.lease == nil {
+                    self.logger.notice("driving canary", metadata: ["route": "\(route)"])
+                    remembered.pendingEvaluation = nil
+                }
+                remembered.lease = try await self.store.canaryLease(route: route)
+            } else {
+                remembered.lease = nil
+            }
+        case .standBy, .lost:
+            if remembered.lease != nil {
+                self.logger.notice("lost the lease of a canary", metadata: ["route": "\(route)"])
+            }
+            remembered.lease = nil
+            remembered.pendingEvaluation = nil
+        }
+    }
+
+    /// Sends a tick, or the evaluation asked for once its windows have landed.
+    ///
+    /// An evaluation is pinned to the row version it was asked on: if an operator changed the canary meanwhile,
+    /// the evidence is dropped and the next tick asks again.
+    private func drive(_ row: CanaryRow, _ remembered: inout RouteMemory) async throws {
+        let wiring = CanaryWiring(store: self.store, author: "ficus serve (\(self.holder))")
+        if let pending = remembered.pendingEvaluation {
+            guard pending.version == row.version else {
+                remembered.pendingEvaluation = nil
+                return
+            }
+            guard Date() >= pending.to.addingTimeInterval(self.evaluationDelay) else {
+                return
+            }
+            remembered.pendingEvaluation = nil
+            let state = try CanaryState(jsonData: row.stateJSON)
+            let inputs = try await self.inputs(spec: state.spec, from: pending.from, to: pending.to)
+            do {
+                let outcome = try await wiring.apply(row: row, action: "canary.step", event: .evaluated(now: Date(), inputs))
+                self.log(outcome, route: row.route)
+            } catch is CanaryConflict {
+                return
+            }
+            return
+        }
+        let outcome: CanaryWiring.Outcome
+        do {
+            outcome = try await wiring.apply(row: row, action: "canary.step", event: .tick(now: Date()))
+        } catch is CanaryConflict {
+            return
+        }
+        if case .evaluate(_, let version, let from, let to) = outcome {
+            remembered.pendingEvaluation = (version, from, to)
+        } else {
+            self.log(outcome, route: row.route)
+        }
+    }
+
+    /// Reads the gate inputs of `spec`'s route for the window from `from` to `to`.
+    ///
+    /// Legacy carries nothing at a 100% step, so its p99 then comes from the ten intervals before the window: the
+    /// bar the new side is held to does not change because legacy went quiet.
+    private func inputs(spec: CanarySpec, from: Date, to: Date) async throws -> GateInputs {
+        let configuration = try await self.store.latest()?.configuration ?? Configuration()
+        let route = configuration.routes.first { $0.name == spec.route }
+        let legacy = route?.legacy ?? ""
+        let traffic = try await self.store.trafficSummary(route: spec.route, from: from, to: to)
+        let new = traffic.first { $0.upstream == spec.target }
+        var legacyTraffic = traffic.first { $0.upstream == legacy }
+        if (legacyTraffic?.requests ?? 0) == 0 {
+            let lookback = from.addingTimeInterval(-max(600, 10 * spec.interval))
+            legacyTraffic = try await self.store.trafficSummary(route: spec.route, from: lookback, to: to)
+                .first { $0.upstream == legacy }
+        }
+        var shadow: ShadowCounts?
+        if route?.shadow != nil {
+            let rate = try await self.store.shadowDiffRate(
+                route: spec.route,
+                from: from,
+                to: to,
+                thresholds: NoiseThresholds()
+            )
+            shadow = ShadowCounts(compared: rate.compared, differing: rate.differingAfterNoise)
+        }
+        return GateInputs(
+            newRequests: new?.requests ?? 0,
+            newServerErrors: new?.serverErrors ?? 0,
+            newP99Micros: new?.p99Microseconds ?? 0,
+            legacyP99Micros: legacyTraffic?.p99Microseconds ?? 0,
+            shadow: shadow
+        )
+    }
+
+    /// Logs the audit lines an event produced.
+    ///
+    /// The audit log has them too; the log line is for whoever watches the proxy.
+    private func log(_ outcome: CanaryWiring.Outcome, route: String) {
+        if case .applied(_, let actions, _) = outcome {
+            for case .record(let line) in actions {
+                self.logger.notice("canary", metadata: ["route": "\(route)", "step": "\(line)"])
+            }
+        }
+    }
+}
