@@ -191,6 +191,9 @@ extension SQLiteConfigurationStore {
         migrator.registerMigration("v4-canary") { db in
             try SQLiteConfigurationStore.migrateCanary(db)
         }
+        migrator.registerMigration("v5-bluegreen") { db in
+            try SQLiteConfigurationStore.migrateBlueGreen(db)
+        }
         return migrator
     }()
 

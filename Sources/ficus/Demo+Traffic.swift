@@ -17,6 +17,8 @@ struct DemoClient: Sendable {
 
     let port: Int
     let group: EventLoopGroup
+    /// The host to connect to; the demo's proxy is always on loopback, `ficus bluegreen check` probes a slot.
+    var host = "127.0.0.1"
 
     /// Sends `GET path` to the proxy and reads the whole answer, failing after `timeout`.
     func get(_ path: String, timeout: Duration = .seconds(5)) async throws -> Response {
@@ -34,7 +36,7 @@ struct DemoClient: Sendable {
     private func exchange(_ path: String) async throws -> Response {
         let channel = try await ClientBootstrap(group: self.group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connect(host: "127.0.0.1", port: self.port) { channel in
+            .connect(host: self.host, port: self.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }

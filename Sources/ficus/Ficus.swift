@@ -20,6 +20,7 @@ struct Ficus: AsyncParsableCommand {
             ShadowCommand.self,
             FlipCommand.self,
             CanaryCommand.self,
+            BlueGreenCommand.self,
             KillCommand.self,
             UnkillCommand.self,
             RollbackCommand.self,

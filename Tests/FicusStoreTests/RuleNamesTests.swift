@@ -6,7 +6,9 @@ import Testing
 
 extension StoreFixtures {
     /// Every schema migration, in order: what a new or fully migrated store reports.
-    static let migrations = ["v1-revisions", "v1-audit", "v1-proxies", "v2-shadow", "v3-rule-names", "v4-canary"]
+    static let migrations = [
+        "v1-revisions", "v1-audit", "v1-proxies", "v2-shadow", "v3-rule-names", "v4-canary", "v5-bluegreen",
+    ]
 
     /// A 10% canary rule on `orders-v2`.
     static func canary(_ name: String, percent: Int = 10) -> Rule {

@@ -789,8 +789,8 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
         }
         exchange.responseComplete = true
         exchange.connection = nil
-        exchange.shadow?.primaryEnd()
         self.flushIfNeeded()
+        exchange.shadow?.primaryEnd()
         self.finishIfDone()
     }
 

@@ -24,6 +24,7 @@ public final class ShadowComparer: ShadowSink, Sendable {
     private let sink: ShadowRecordSink
     private let options: OptionsProvider
     private let batchSize: Int
+    private let gatherMilliseconds: Int
     private let logger: Logger
     private let factory: MetricsFactory?
     private let counters = NIOLockedValueBox<[String: Counter]>([:])
@@ -33,6 +34,7 @@ public final class ShadowComparer: ShadowSink, Sendable {
         sink: ShadowRecordSink,
         queueLimit: Int = 1000,
         batchSize: Int = 100,
+        gatherMilliseconds: Int = 100,
         logger: Logger,
         metrics: MetricsFactory?,
         options: @escaping OptionsProvider = { _ in CompareOptions() }
@@ -42,6 +44,7 @@ public final class ShadowComparer: ShadowSink, Sendable {
         self.sink = sink
         self.options = options
         self.batchSize = batchSize
+        self.gatherMilliseconds = gatherMilliseconds
         self.logger = logger
         self.factory = metrics
     }
@@ -66,10 +69,12 @@ public final class ShadowComparer: ShadowSink, Sendable {
 
     /// Compares and stores until `finish` is called.
     ///
-    /// Everything queued while the previous batch was being written becomes the next batch, so batches grow with
-    /// the load and a quiet proxy still stores each record at once.
+    /// Everything queued while the previous batch gathered or was being written becomes the next batch, so batches
+    /// grow with the load and a quiet proxy stores a record within a fraction of a second.
     public func run() async {
         for await _ in self.signals {
+            // Let a batch gather: one store transaction per interval instead of one per record at a steady rate.
+            try? await Task.sleep(nanoseconds: UInt64(self.gatherMilliseconds) * 1_000_000)
             await self.drain()
         }
         await self.drain()

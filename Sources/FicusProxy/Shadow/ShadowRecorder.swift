@@ -44,6 +44,8 @@ final class ShadowRecorder {
     private let primary: ResponseCapture
     private var abandoned = false
     private var primaryDone = false
+    private var requestReady = false
+    private var copiesSent = false
     private var outstanding = 0
     private var released = false
     private var shadowCopy: Copy
@@ -84,9 +86,19 @@ final class ShadowRecorder {
         buffer.withUnsafeReadableBytes { self.requestBody.append(contentsOf: $0) }
     }
 
-    /// The client's request is complete: the copies go out now, while the serving side is under way.
+    /// The client's request is complete: the copies go out once the client's answer has been written.
+    ///
+    /// Sending them after the answer keeps the copies' work (a connection, a write, a wake-up) out of the client's
+    /// latency; what is compared does not change.
     func requestComplete() {
         guard !self.abandoned else { return }
+        self.requestReady = true
+        if self.primaryDone { self.sendCopies() }
+    }
+
+    private func sendCopies() {
+        guard !self.copiesSent, !self.abandoned else { return }
+        self.copiesSent = true
         self.observation.requestBody = self.requestBody
         self.send(self.shadowCopy) { recorder, outcome in
             switch outcome {
@@ -139,6 +151,7 @@ final class ShadowRecorder {
     func primaryEnd() {
         self.primary.end()
         self.primaryDone = true
+        if self.requestReady { self.sendCopies() }
         self.completeIfReady()
     }
 

@@ -1,0 +1,329 @@
+import ArgumentParser
+import FicusCore
+import FicusRollout
+import FicusStore
+import Foundation
+import NIOPosix
+
+/// `ficus bluegreen`: deploy to an upstream's idle slot, check it, and switch traffic to it in one revision.
+///
+/// The decisions are `BlueGreenStateMachine`'s; these commands read the store, feed it one event and write back.
+struct BlueGreenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bluegreen",
+        abstract: "Deploy to an upstream's idle slot, check it, switch to it and back.",
+        discussion: """
+            An upstream with blue and green slots sends traffic to its active slot only. Deploy to the idle slot, \
+            check it (every --path must answer 2xx on every address), then switch: one revision makes it active, \
+            and the old slot's in-flight requests finish on their connections. A switch to a slot whose last check \
+            failed is refused unless --force.
+            """,
+        subcommands: [Deploy.self, Check.self, Switch.self, Status.self]
+    )
+}
+
+extension BlueGreenCommand {
+    /// `ficus bluegreen deploy UPSTREAM [--slot S] ADDR...`.
+    struct Deploy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "deploy",
+            abstract: "Set the addresses of an upstream's idle slot (no traffic moves).",
+            discussion: """
+                On an upstream without slots, the first deploy creates them: its current addresses become the \
+                active slot (blue when deploying to green, and the other way round).
+                """
+        )
+
+        @Argument(help: "The upstream's name.")
+        var upstream: String
+
+        @Argument(help: ArgumentHelp("The slot's new addresses.", valueName: "host:port"))
+        var addresses: [String] = []
+
+        @Option(help: "The slot to deploy to (default: the idle one); never the active slot.")
+        var slot: BlueGreenSlots.Slot?
+
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var change: ChangeOptions
+
+        func run() async throws {
+            try await ErrorReport.run {
+                let addresses = try ArgumentText.endpoints(self.addresses, option: "ADDR")
+                try await BlueGreenWiring.apply(
+                    upstream: self.upstream,
+                    storeOptions: self.storeOptions,
+                    author: self.change.changeAuthor(action: "bluegreen.deploy"),
+                    creatingSlotsFor: self.slot ?? .green
+                ) { state in
+                    .deployRequested(now: Date(), slot: self.slot ?? state.slots.active.other, addresses: addresses)
+                }
+            }
+        }
+    }
+
+    /// `ficus bluegreen check UPSTREAM [--path P]...`.
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check",
+            abstract: "Probe the idle slot's addresses and record whether every path answered 2xx.",
+            discussion: """
+                Sends GET for each --path to each address of the idle slot over HTTP/1.1 and records the outcome, \
+                which a later switch reads. Exits 1 when a probe failed (the failure is recorded too).
+                """
+        )
+
+        @Argument(help: "The upstream's name.")
+        var upstream: String
+
+        @Option(name: .customLong("path"), help: ArgumentHelp("A path to probe (default /healthz). Repeatable."))
+        var paths: [String] = []
+
+        @Option(help: ArgumentHelp("Seconds each probe may take (default 5).", valueName: "seconds"))
+        var timeout: Int = 5
+
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var change: ChangeOptions
+
+        func run() async throws {
+            try await ErrorReport.run {
+                let paths = self.paths.isEmpty ? ["/healthz"] : self.paths
+                guard paths.allSatisfy({ $0.hasPrefix("/") }), self.timeout > 0 else {
+                    throw CLIError.usage("--path must start with '/' and --timeout must be positive")
+                }
+                let store = try self.storeOptions.openRollout()
+                let (_, state, _) = try await BlueGreenWiring.load(upstream: self.upstream, store: store, creating: nil)
+                let slot = state.slots.active.other
+                let addresses = state.slots[slot]
+                var failure: String?
+                if addresses.isEmpty {
+                    failure = "slot '\(slot.rawValue)' has no addresses"
+                } else {
+                    failure = await BlueGreenWiring.probe(addresses, paths: paths, timeout: .seconds(self.timeout))
+                }
+                try await BlueGreenWiring.apply(
+                    upstream: self.upstream,
+                    storeOptions: self.storeOptions,
+                    author: self.change.changeAuthor(action: "bluegreen.check"),
+                    creatingSlotsFor: nil
+                ) { _ in
+                    if let failure {
+                        return .checkFailed(now: Date(), slot: slot, addresses: addresses, reason: failure)
+                    }
+                    return .checkPassed(now: Date(), slot: slot, addresses: addresses)
+                }
+                if failure != nil {
+                    throw ExitCode(ExitStatus.error)
+                }
+            }
+        }
+    }
+
+    /// `ficus bluegreen switch UPSTREAM [--back] [--force]`.
+    struct Switch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "switch",
+            abstract: "Make the idle slot active (or, with --back, the slot active before the last switch).",
+            discussion: "One revision. Refused for an empty slot, or a slot whose last check failed without --force."
+        )
+
+        @Argument(help: "The upstream's name.")
+        var upstream: String
+
+        @ArgumentParser.Flag(help: "Switch back to the slot that was active before the last switch.")
+        var back = false
+
+        @ArgumentParser.Flag(help: "Switch even though the slot's last check failed.")
+        var force = false
+
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var change: ChangeOptions
+
+        func run() async throws {
+            try await ErrorReport.run {
+                try await BlueGreenWiring.apply(
+                    upstream: self.upstream,
+                    storeOptions: self.storeOptions,
+                    author: self.change.changeAuthor(action: self.back ? "bluegreen.back" : "bluegreen.switch"),
+                    creatingSlotsFor: nil
+                ) { _ in
+                    self.back
+                        ? .switchBackRequested(now: Date(), force: self.force)
+                        : .switchRequested(now: Date(), force: self.force)
+                }
+            }
+        }
+    }
+
+    /// `ficus bluegreen status UPSTREAM [--json]`.
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "status",
+            abstract: "Show an upstream's slots, which is active, their last checks and the slot --back returns to."
+        )
+
+        @Argument(help: "The upstream's name.")
+        var upstream: String
+
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            try await ErrorReport.run {
+                let store = try self.storeOptions.openRollout()
+                let (_, state, _) = try await BlueGreenWiring.load(upstream: self.upstream, store: store, creating: nil)
+                if self.output.json {
+                    var object: [String: Any] = [
+                        "upstream": state.upstream,
+                        "active": state.slots.active.rawValue,
+                        "blue": state.slots.blue.map(\.description),
+                        "green": state.slots.green.map(\.description),
+                    ]
+                    if let previous = state.previousActive {
+                        object["previous"] = previous.rawValue
+                    }
+                    for slot in BlueGreenSlots.Slot.allCases {
+                        if let check = state.currentCheck(of: slot) {
+                            object["\(slot.rawValue)Check"] = check.failure.map { "failed: \($0)" } ?? "passed"
+                        }
+                    }
+                    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                    Console.out(String(decoding: data, as: UTF8.self))
+                    return
+                }
+                Console.out("upstream \(state.upstream)")
+                for slot in BlueGreenSlots.Slot.allCases {
+                    let role = slot == state.slots.active ? "active" : "idle"
+                    let check = state.currentCheck(of: slot).map { $0.failure.map { "failed: \($0)" } ?? "passed" }
+                    Console.out(
+                        "  \(slot.rawValue) (\(role)): \(UpstreamCommand.list(state.slots[slot]))"
+                            + "  check: \(check ?? "none")"
+                    )
+                }
+                Console.out("  back: \(state.previousActive?.rawValue ?? "-")")
+            }
+        }
+    }
+}
+
+/// Reads an upstream's blue-green state, runs one event through `BlueGreenStateMachine` and writes the outcome.
+///
+/// One place builds the state from the configuration plus the stored row, so every command decides on the same facts.
+enum BlueGreenWiring {
+    /// The newest revision number, the upstream's state and its stored row's version (0 when none).
+    ///
+    /// `creating` turns a plain upstream into slots with its addresses active and `creating` idle and empty; nil
+    /// refuses a plain upstream.
+    static func load(
+        upstream name: String,
+        store: SQLiteConfigurationStore,
+        creating: BlueGreenSlots.Slot?
+    ) async throws -> (revision: Int, state: BlueGreenState, version: Int) {
+        let latest = try await store.latest()
+        let configuration = latest?.configuration ?? Configuration()
+        let upstream = configuration.upstreams[try configuration.upstreamIndex(name)]
+        let slots: BlueGreenSlots
+        if let existing = upstream.slots {
+            slots = existing
+        } else if let idle = creating {
+            let live = upstream.addresses
+            slots = BlueGreenSlots(
+                blue: idle == .blue ? [] : live,
+                green: idle == .green ? [] : live,
+                active: idle.other
+            )
+        } else {
+            throw CLIError.failed(
+                "upstream '\(name)' has no blue and green slots; 'ficus bluegreen deploy' creates them"
+            )
+        }
+        var state = BlueGreenState(upstream: name, slots: slots)
+        let row = try await store.blueGreen(upstream: name)
+        if let row, let stored = try? JSONDecoder().decode(BlueGreenState.self, from: row.stateJSON) {
+            state.blueCheck = stored.blueCheck
+            state.greenCheck = stored.greenCheck
+            // An edit outside these commands may have replaced the previous slot's addresses: never go back to them.
+            if let previous = stored.previousActive, stored.slots[previous] == slots[previous] {
+                state.previousActive = previous
+            }
+        }
+        return (latest?.number ?? 0, state, row?.version ?? 0)
+    }
+
+    /// Runs the event `makeEvent` returns for the current state and stores the outcome: one revision for a slot
+    /// change, an audit line for a check; a refusal throws and changes nothing.
+    ///
+    /// Prints the audit lines, then `revision N` when a revision was written.
+    static func apply(
+        upstream name: String,
+        storeOptions: StoreOptions,
+        author: ChangeAuthor,
+        creatingSlotsFor idle: BlueGreenSlots.Slot?,
+        makeEvent: (BlueGreenState) -> BlueGreenEvent
+    ) async throws {
+        let store = try storeOptions.openRollout()
+        let (revision, state, version) = try await Self.load(upstream: name, store: store, creating: idle)
+        var machine = BlueGreenStateMachine(state: state)
+        let actions = machine.handle(makeEvent(state))
+        var lines: [String] = []
+        var changesSlots = false
+        for action in actions {
+            switch action {
+            case .refuse(let message):
+                throw CLIError.failed(message)
+            case .record(let line):
+                lines.append(line)
+            case .setSlotAddresses, .setActive:
+                changesSlots = true
+            }
+        }
+        let slots = machine.state.slots
+        var change: (@Sendable (inout Configuration) throws -> Void)?
+        if changesSlots {
+            change = { configuration in
+                let index = try configuration.upstreamIndex(name)
+                configuration.upstreams[index].slots = slots
+            }
+        }
+        var written = author
+        let summary = lines.joined(separator: "; ")
+        written.reason = author.reason.isEmpty ? summary : "\(author.reason) (\(summary))"
+        let stored = try await store.writeBlueGreen(
+            upstream: name,
+            stateJSON: try JSONEncoder().encode(machine.state),
+            expectVersion: version,
+            expectRevision: revision,
+            author: written,
+            change: change
+        )
+        for line in lines {
+            Console.err(line)
+        }
+        if let stored {
+            Console.out("revision \(stored.number)")
+        }
+    }
+
+    /// GETs every path on every address; nil when all answered 2xx, else the first failure.
+    ///
+    /// One connection per probe, so a slot that answers only its first request on a connection still fails.
+    static func probe(_ addresses: [Endpoint], paths: [String], timeout: Duration) async -> String? {
+        for address in addresses {
+            for path in paths {
+                let client = DemoClient(
+                    port: address.port,
+                    group: MultiThreadedEventLoopGroup.singleton,
+                    host: address.host
+                )
+                do {
+                    let response = try await client.get(path, timeout: timeout)
+                    guard (200..<300).contains(response.status) else {
+                        return "GET \(path) on \(address): \(response.status)"
+                    }
+                } catch {
+                    return "GET \(path) on \(address): \(error)"
+                }
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,172 @@
+import FicusTesting
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+extension CLITests {
+    /// `ficus bluegreen` through real processes: deploy, check and switch change what a running `ficus serve` serves.
+    @Suite(.serialized) struct BlueGreen {
+        /// A service answering `name` on every path, and `health` on /healthz.
+        static func service(_ name: String, health: Int = 200, group: any EventLoopGroup) async throws -> TestUpstream {
+            try await TestUpstream.start(
+                .custom { request in
+                    request.uri == "/healthz"
+                        ? TestUpstream.Response(status: health, body: "health") : TestUpstream.Response(body: name)
+                },
+                group: group
+            )
+        }
+
+        /// A store with a plain upstream `orders` at `blue` and a route `orders` on it.
+        static func sandbox(blue: TestUpstream) throws -> Sandbox {
+            let sandbox = try Sandbox()
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "orders", blue.address)
+            try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "orders")
+            return sandbox
+        }
+
+        @Test func deployCheckSwitchAndBackChangeWhatClientsSee() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let blue = try await Self.service("blue", group: group)
+            let green = try await Self.service("green", group: group)
+            let sandbox = try Self.sandbox(blue: blue)
+            let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
+            defer { server.stop() }
+            #expect(await AgainstServe.waitFor("blue", path: "/orders/1", server: server, group: group) == "blue")
+
+            // The first deploy turns the plain upstream into slots, its addresses active on blue.
+            let deployed = try sandbox.ok("bluegreen", "deploy", "orders", "--slot", "green", green.address)
+            #expect(deployed.revision != nil)
+            let exported = try sandbox.ok("export")
+            #expect(exported.stdout.contains("active: blue"), "\(exported)")
+            try await Task.sleep(for: .milliseconds(300))
+            let still = try await HTTPTestClient.get(port: server.port, path: "/orders/1", group: group)
+            #expect(still.bodyString == "blue", "deploying to the idle slot moves no traffic")
+
+            let checked = try sandbox.ok("bluegreen", "check", "orders", "--path", "/healthz")
+            #expect(checked.revision == nil, "a check writes no revision: \(checked)")
+            #expect(green.received.contains { $0.uri == "/healthz" })
+            let status = try decodeJSON(try sandbox.ok("bluegreen", "status", "orders", "--json").stdout)
+            #expect((status as? [String: Any])?["greenCheck"] as? String == "passed", "\(status)")
+
+            try sandbox.ok("bluegreen", "switch", "orders")
+            #expect(await AgainstServe.waitFor("green", path: "/orders/2", server: server, group: group) == "green")
+            try sandbox.ok("bluegreen", "switch", "orders", "--back")
+            #expect(await AgainstServe.waitFor("blue", path: "/orders/3", server: server, group: group) == "blue")
+            let history = try sandbox.ok("history")
+            #expect(history.stdout.contains("switched back from 'green' to 'blue'"), "\(history)")
+
+            server.stop()
+            try await blue.shutdown()
+            try await green.shutdown()
+            try await group.shutdownGracefully()
+        }
+
+        @Test func switchingUnderLoadLosesNoRequest() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let blue = try await Self.service("blue", group: group)
+            let green = try await Self.service("green", group: group)
+            let sandbox = try Self.sandbox(blue: blue)
+            try sandbox.ok("bluegreen", "deploy", "orders", "--slot", "green", green.address)
+            let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
+            defer { server.stop() }
+            #expect(await AgainstServe.waitFor("blue", path: "/orders/1", server: server, group: group) == "blue")
+
+            let tally = NIOLockedValueBox(FlipUnderLoad.Tally())
+            let running = NIOLockedValueBox(true)
+            let port = server.port
+            let load = Task {
+                await withTaskGroup(of: Void.self) { clients in
+                    for worker in 0..<4 {
+                        clients.addTask {
+                            guard let client = try? await RawClient.connect(port: port, group: group) else {
+                                tally.withLockedValue { $0.failed.append("worker \(worker): no connection") }
+                                return
+                            }
+                            defer { client.close() }
+                            var sequence = 0
+                            while running.withLockedValue({ $0 }) {
+                                sequence += 1
+                                do {
+                                    let response = try await client.request(path: "/orders/\(worker)-\(sequence)")
+                                    tally.withLockedValue { tally in
+                                        if response.status == 200 {
+                                            tally.ok += 1
+                                            tally.bodies.insert(response.bodyString)
+                                        } else {
+                                            tally.failed.append("status \(response.status): \(response.bodyString)")
+                                        }
+                                    }
+                                } catch {
+                                    tally.withLockedValue { $0.failed.append("\(error)") }
+                                    return
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // The switches run in other processes, on a thread of their own so the clients keep theirs.
+            let errors: [String] = await withCheckedContinuation { continuation in
+                Thread {
+                    var errors: [String] = []
+                    for (index, arguments) in [["switch", "orders"], ["switch", "orders", "--back"]].enumerated() {
+                        Thread.sleep(forTimeInterval: 0.5)
+                        let result = (try? sandbox.ficus(["bluegreen"] + arguments)) ?? FicusResult(
+                            status: -1, stdout: "", stderr: "could not run")
+                        if result.status != 0 { errors.append("switch \(index): \(result)") }
+                    }
+                    Thread.sleep(forTimeInterval: 0.5)
+                    continuation.resume(returning: errors)
+                }.start()
+            }
+            running.withLockedValue { $0 = false }
+            await load.value
+
+            let seen = tally.withLockedValue { $0 }
+            #expect(errors.isEmpty, "\(errors)")
+            #expect(seen.failed.isEmpty, "\(seen.failed.prefix(5))")
+            #expect(seen.ok > 50)
+            #expect(seen.bodies == ["blue", "green"])
+
+            server.stop()
+            try await blue.shutdown()
+            try await green.shutdown()
+            try await group.shutdownGracefully()
+        }
+
+        @Test func refusalsLeaveTheStoreUnchanged() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let blue = try await Self.service("blue", group: group)
+            let sick = try await Self.service("green", health: 503, group: group)
+            let sandbox = try Self.sandbox(blue: blue)
+
+            try sandbox.refused(["bluegreen", "switch", "orders"], status: 1, mentioning: "no blue and green slots")
+            try sandbox.refused(
+                ["bluegreen", "deploy", "orders", "--slot", "green"], status: 1, mentioning: "no addresses")
+            try sandbox.refused(["bluegreen", "deploy", "nope", sick.address], status: 1, mentioning: "no upstream")
+            try sandbox.ok("bluegreen", "deploy", "orders", "--slot", "green", sick.address)
+            try sandbox.refused(
+                ["bluegreen", "deploy", "orders", "--slot", "blue", sick.address], status: 1, mentioning: "is active")
+            try sandbox.refused(["bluegreen", "switch", "orders", "--back"], status: 1, mentioning: "no previous slot")
+
+            // A failed check is recorded (and exits 1); the switch it blocks changes nothing.
+            let check = try sandbox.ficus("bluegreen", "check", "orders")
+            #expect(check.status == 1, "\(check)")
+            #expect(check.stderr.contains("GET /healthz on \(sick.address): 503"), "\(check)")
+            try sandbox.refused(["bluegreen", "switch", "orders"], status: 1, mentioning: "failed its last check")
+            let forced = try sandbox.ok("bluegreen", "switch", "orders", "--force")
+            #expect(forced.revision != nil)
+            let status = try decodeJSON(try sandbox.ok("bluegreen", "status", "orders", "--json").stdout)
+            #expect((status as? [String: Any])?["active"] as? String == "green", "\(status)")
+            #expect((status as? [String: Any])?["previous"] as? String == "blue", "\(status)")
+
+            try await blue.shutdown()
+            try await sick.shutdown()
+            try await group.shutdownGracefully()
+        }
+    }
+}
