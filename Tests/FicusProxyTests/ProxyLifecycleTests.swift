@@ -87,6 +87,51 @@ struct ProxyLifecycleTests {
         #expect(missing.status == 404)
     }
 
+    /// Exchanges that end by a closed connection (a reset after the head, a client that leaves) are counted once,
+    /// so the in-flight gauge returns to zero.
+    @Test func inFlightReturnsToZeroAfterAbortedExchanges() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let reset = try await TestUpstream.start(.resetMidBody(after: 100), group: testGroup)
+        let hang = try await TestUpstream.start(.hang, group: testGroup)
+        let harness = try await ProxyHarness.start(
+            upstreams: [("reset", [reset.address]), ("hang", [hang.address])],
+            defaultUpstream: "reset",
+            // A client's close reads as a half-close (it may still want its answer), so the hanging exchange ends
+            // at the response timeout.
+            configure: { $0.timeouts.responseHead = .milliseconds(300) },
+            metrics: metrics
+        )
+        let first = try await harness.client()
+        try await first.send("GET /reset HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(await first.isClosed(within: .seconds(3)))
+        first.close()
+        harness.routing.replace(
+            with: try RoutingTable(
+                configuration: .catchAll(
+                    upstreams: [Upstream(name: "hang", addresses: [Endpoint(parsing: hang.address)!])],
+                    defaultUpstream: "hang"
+                ),
+                revision: 2
+            )
+        )
+        let second = try await harness.client()
+        try await second.send("GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
+        _ = try await hang.waitForRequests(1, timeout: .seconds(3))
+        second.close()
+        var text = ""
+        let deadline = ContinuousClock.now + .seconds(3)
+        while ContinuousClock.now < deadline {
+            text = registry.emitToString()
+            if text.contains("ficus_requests_in_flight 0.0") { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(text.contains("ficus_requests_in_flight 0.0"), "\(text.split(separator: "\n").filter { $0.contains("in_flight") })")
+        await harness.stop()
+        try await reset.shutdown()
+        try await hang.shutdown()
+    }
+
     /// The connection handler refuses bad framing on its own, without any upstream: checked on an EmbeddedChannel.
     @Test func handlerRefusesOnEmbeddedChannel() throws {
         let loop = EmbeddedEventLoop()

@@ -210,11 +210,13 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        let previous = self.state
         self.state = .closed
         self.timer?.cancel()
         self.inbound = nil
-        if previous == .exchange, let exchange = self.exchange {
+        // An exchange still here was not finished (the client went away, or the connection was closed after an
+        // upstream failure): release what it holds and count it once, so in-flight never drifts.
+        if let exchange = self.exchange {
+            self.exchange = nil
             if exchange.waitingForConnection, let upstream = exchange.upstream {
                 self.pool.cancel(self, upstream: upstream.name)
             }
@@ -224,10 +226,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 exchange.shadow?.abandon(reason: "client_gone")
                 // nginx's 499: the client went away before its answer was complete.
                 exchange.status = exchange.responseStarted ? exchange.status : 499
-                self.record(exchange)
             }
+            self.record(exchange)
         }
-        self.exchange = nil
         context.fireChannelInactive()
     }
 
