@@ -155,7 +155,8 @@ struct RevisionWatcher: Sendable {
     func apply(_ poll: Poll, to state: inout State, _ continuation: AsyncStream<StoreEvent>.Continuation) {
         switch poll {
         case .unchanged:
-            state.reportedFailure = nil
+            // Nothing new was read: a failure reported earlier still stands and is not reported again.
+            break
         case .checked(let dataVersion):
             state.dataVersion = dataVersion
             state.reportedFailure = nil
