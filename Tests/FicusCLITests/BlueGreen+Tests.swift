@@ -78,37 +78,7 @@ extension CLITests {
             let tally = NIOLockedValueBox(FlipUnderLoad.Tally())
             let running = NIOLockedValueBox(true)
             let port = server.port
-            let load = Task {
-                await withTaskGroup(of: Void.self) { clients in
-                    for worker in 0..<4 {
-                        clients.addTask {
-                            guard let client = try? await RawClient.connect(port: port, group: group) else {
-                                tally.withLockedValue { $0.failed.append("worker \(worker): no connection") }
-                                return
-                            }
-                            defer { client.close() }
-                            var sequence = 0
-                            while running.withLockedValue({ $0 }) {
-                                sequence += 1
-                                do {
-                                    let response = try await client.request(path: "/orders/\(worker)-\(sequence)")
-                                    tally.withLockedValue { tally in
-                                        if response.status == 200 {
-                                            tally.ok += 1
-                                            tally.bodies.insert(response.bodyString)
-                                        } else {
-                                            tally.failed.append("status \(response.status): \(response.bodyString)")
-                                        }
-                                    }
-                                } catch {
-                                    tally.withLockedValue { $0.failed.append("\(error)") }
-                                    return
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let load = FlipUnderLoad.keepAliveLoad(port: port, group: group, running: running, tally: tally)
             // The switches run in other processes, on a thread of their own so the clients keep theirs.
             let errors: [String] = await withCheckedContinuation { continuation in
                 Thread {

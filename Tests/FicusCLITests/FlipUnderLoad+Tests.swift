@@ -15,26 +15,17 @@ extension CLITests {
             var bodies: Set<String> = []
         }
 
-        @Test func hundredFlipsFailNoRequest() async throws {
-            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            let legacy = try await TestUpstream.start(
-                .fixed(status: 200, headers: [], body: Array("legacy".utf8)), group: group)
-            let modern = try await TestUpstream.start(
-                .fixed(status: 200, headers: [], body: Array("v2".utf8)), group: group)
-            let sandbox = try Sandbox()
-            try sandbox.ok("init")
-            try sandbox.ok("upstream", "add", "legacy", legacy.address)
-            try sandbox.ok("upstream", "add", "orders-v2", modern.address)
-            let before = try #require(try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "legacy").revision)
-            let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
-            defer { server.stop() }
-            #expect(await AgainstServe.waitFor("legacy", path: "/orders/1", server: server, group: group) == "legacy")
-
-            let tally = NIOLockedValueBox(Tally())
-            let flipping = NIOLockedValueBox(true)
-            let port = server.port
-            // Keep-alive clients, each sending one request after the other until the flips are done.
-            let load = Task {
+        /// Four keep-alive clients sending `/orders/...` one request after the other until `running` turns false.
+        ///
+        /// Shared by the tests that change the configuration under load: every answer is tallied, and a client
+        /// stops at its first failure so that the failure is reported, not retried away.
+        static func keepAliveLoad(
+            port: Int,
+            group: any EventLoopGroup,
+            running: NIOLockedValueBox<Bool>,
+            tally: NIOLockedValueBox<Tally>
+        ) -> Task<Void, Never> {
+            Task {
                 await withTaskGroup(of: Void.self) { clients in
                     for worker in 0..<4 {
                         clients.addTask {
@@ -44,7 +35,7 @@ extension CLITests {
                             }
                             defer { client.close() }
                             var sequence = 0
-                            while flipping.withLockedValue({ $0 }) {
+                            while running.withLockedValue({ $0 }) {
                                 sequence += 1
                                 do {
                                     let response = try await client.request(path: "/orders/\(worker)-\(sequence)")
@@ -65,6 +56,29 @@ extension CLITests {
                     }
                 }
             }
+        }
+
+        @Test func hundredFlipsFailNoRequest() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let legacy = try await TestUpstream.start(
+                .fixed(status: 200, headers: [], body: Array("legacy".utf8)), group: group)
+            let modern = try await TestUpstream.start(
+                .fixed(status: 200, headers: [], body: Array("v2".utf8)), group: group)
+            let sandbox = try Sandbox()
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "legacy", legacy.address)
+            try sandbox.ok("upstream", "add", "orders-v2", modern.address)
+            let added = try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "legacy")
+            let before = try #require(added.revision)
+            let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
+            defer { server.stop() }
+            #expect(await AgainstServe.waitFor("legacy", path: "/orders/1", server: server, group: group) == "legacy")
+
+            let tally = NIOLockedValueBox(Tally())
+            let flipping = NIOLockedValueBox(true)
+            let port = server.port
+            // Keep-alive clients, each sending one request after the other until the flips are done.
+            let load = Self.keepAliveLoad(port: port, group: group, running: flipping, tally: tally)
             // The flips run in other processes; a dedicated thread waits on them so the clients keep their threads.
             let flipErrors: [String] = await withCheckedContinuation { continuation in
                 Thread {
