@@ -74,7 +74,13 @@ struct ConfigurationValidator {
     }
 
     private mutating func checkUpstream(_ upstream: Upstream, object: String) {
+        if upstream.name.contains("@") {
+            self.report(object, "name", "must not contain '@' (reserved for preview slots such as 'orders@green')")
+        }
         if let slots = upstream.slots {
+            if let segment = slots.previewSegment, !self.segmentNames.contains(segment) {
+                self.report(object, "slots preview_segment", "unknown segment '\(segment)'")
+            }
             if slots.activeAddresses.isEmpty {
                 self.report(object, "slots", "active slot '\(slots.active.rawValue)' has no addresses")
             }

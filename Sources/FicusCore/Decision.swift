@@ -32,6 +32,13 @@ public struct Decision: Sendable, Equatable {
     /// or nil.
     public var noise: String?
 
+    /// The idle blue-green slot this request previews, or nil.
+    ///
+    /// Set when the chosen upstream has slots and the request asked for the idle one (`X-Ficus-Preview` from a
+    /// trusted client) or is in the upstream's preview segment; `upstream` is then the preview name
+    /// (`orders@green`). Previews are never shadowed.
+    public var preview: BlueGreenSlots.Slot?
+
     /// The matched route's name; nil when no route matched.
     public var route: String?
 

@@ -19,6 +19,12 @@ public struct Explanation: Sendable, Equatable, CustomStringConvertible {
         case ruleEvaluated(position: Int, rule: String, matched: Bool, trace: ConditionTrace)
         /// No rule matched; the route's default upstream serves.
         case routeDefault(upstream: String)
+        /// The request reaches the idle slot of a blue-green upstream; `via` says why (the header or the segment).
+        case previewed(upstream: String, slot: String, via: String)
+        /// The request's preview segment was evaluated and did not match, so the active slot serves.
+        case previewSegmentMissed(upstream: String, trace: ConditionTrace)
+        /// An `X-Ficus-Preview` field was ignored; `reason` says why (untrusted client, not the idle slot).
+        case previewIgnored(upstream: String, reason: String)
     }
 
     /// The request as one line (`GET api.example.com /orders/7?x=1 from 10.0.0.1`).
@@ -59,6 +65,13 @@ public struct Explanation: Sendable, Equatable, CustomStringConvertible {
                 trace.render(into: &lines, depth: 1)
             case .routeDefault(let upstream):
                 lines.append("no rule matches: default upstream '\(upstream)' serves")
+            case .previewed(let upstream, let slot, let via):
+                lines.append("preview: idle slot '\(slot)' of '\(upstream)' serves (\(via))")
+            case .previewSegmentMissed(let upstream, let trace):
+                lines.append("preview segment of '\(upstream)' does not match: active slot serves")
+                trace.render(into: &lines, depth: 1)
+            case .previewIgnored(let upstream, let reason):
+                lines.append("preview of '\(upstream)' ignored: \(reason)")
             }
         }
         lines.append(self.outcome)
@@ -83,6 +96,9 @@ public struct Explanation: Sendable, Equatable, CustomStringConvertible {
         }
         if let bucket = decision.bucket {
             details.append("bucket \(bucket)")
+        }
+        if let slot = decision.preview {
+            details.append("preview of idle slot '\(slot.rawValue)'")
         }
         if let rewrite = decision.rewrite {
             details.append("rewrite \(rewrite.summary)")

@@ -88,6 +88,20 @@ struct Evaluation {
         return result
     }
 
+    /// Whether `request` is in the segment at `segments[segment]`, traced as one condition named `text`.
+    ///
+    /// For checks outside any rule (a blue-green preview segment); shares the constraint evaluation of rules.
+    func matches<R: RoutableRequest>(segment: Int, text: String, _ request: R) -> Bool {
+        self.recorder?.begin()
+        var result = true
+        for constraint in self.code.segments[segment] where !self.evaluate(constraint, request) {
+            result = false
+            break
+        }
+        self.recorder?.end(text, result)
+        return result
+    }
+
     private func evaluate<R: RoutableRequest>(_ predicate: Int, _ request: R) -> Bool {
         self.recorder?.begin()
         let result = self.matches(predicate: predicate, request)

@@ -22,6 +22,21 @@ public final class RoutingTable: Sendable {
     /// The shadow policies by route name, with their precomputed hash salts.
     let shadowPolicies: [String: CompiledShadow]
 
+    /// The idle slots that preview requests may reach, by the name of their blue-green upstream.
+    ///
+    /// Only upstreams whose idle slot has addresses are listed, so a preview never goes nowhere.
+    let previews: [String: CompiledPreview]
+
+    /// The idle slot of a blue-green upstream, ready for preview decisions.
+    struct CompiledPreview: Sendable {
+        var slot: BlueGreenSlots.Slot
+        /// `orders@green`: the name the idle slot is served under.
+        var name: String
+        /// The index of the preview segment in the rule program, or nil.
+        var segment: Int?
+        var segmentName: String?
+    }
+
     /// A route's shadow policy, ready for sampling.
     struct CompiledShadow: Sendable {
         var route: Route
@@ -50,10 +65,23 @@ public final class RoutingTable: Sendable {
         self.routes = routes
         self.program = compiler.program()
         self.index = RouteIndex(routes: configuration.routes)
-        self.upstreamsByName = Dictionary(
-            configuration.upstreams.map { ($0.name, $0) },
-            uniquingKeysWith: { a, _ in a }
-        )
+        var upstreams = Dictionary(configuration.upstreams.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var previews: [String: CompiledPreview] = [:]
+        for upstream in configuration.upstreams {
+            guard let slots = upstream.slots, !slots[slots.idle].isEmpty else { continue }
+            let name = Upstream.previewName(upstream.name, slot: slots.idle)
+            upstreams[name] = Upstream(name: name, addresses: slots[slots.idle])
+            previews[upstream.name] = CompiledPreview(
+                slot: slots.idle,
+                name: name,
+                segment: slots.previewSegment.flatMap { segment in
+                    configuration.segments.firstIndex { $0.name == segment }
+                },
+                segmentName: slots.previewSegment
+            )
+        }
+        self.upstreamsByName = upstreams
+        self.previews = previews
         self.killed = configuration.killed
         var shadows: [String: CompiledShadow] = [:]
         for route in configuration.routes {
@@ -69,7 +97,7 @@ public final class RoutingTable: Sendable {
         self.shadowPolicies = shadows
     }
 
-    /// The upstream named `name`, or nil.
+    /// The upstream named `name`, or nil; preview names (`orders@green`) resolve to the idle slot's addresses.
     ///
     /// The proxy resolves `Decision.upstream` through the same table that made the decision, so names and addresses
     /// always come from one revision.
@@ -83,10 +111,59 @@ public final class RoutingTable: Sendable {
     /// numeric predicates and pre-release versions may allocate.
     public func decide<R: RoutableRequest>(_ request: R) -> Decision {
         var decision = self.evaluate(request, recorder: nil)
+        if !self.previews.isEmpty, self.applyPreview(&decision, request, recorder: nil) {
+            return decision
+        }
         if !self.shadowPolicies.isEmpty {
             self.applyShadow(&decision, request)
         }
         return decision
+    }
+
+    /// Sends the request to the idle slot of its blue-green upstream when it asks for a preview; true if it did.
+    ///
+    /// A trusted client's `X-Ficus-Preview: <idle slot>` wins; otherwise the upstream's preview segment decides. The
+    /// kill switch always serves the active legacy slot, so killed decisions are left alone.
+    private func applyPreview<R: RoutableRequest>(
+        _ decision: inout Decision,
+        _ request: R,
+        recorder: TraceRecorder?
+    ) -> Bool {
+        guard decision.reason == .rule || decision.reason == .routeDefault,
+            let preview = self.previews[decision.upstream]
+        else { return false }
+        let upstream = decision.upstream
+        var via: String?
+        if let asked = request.header("x-ficus-preview") {
+            let slot = Substring(asked).trimmingASCIISpaces().lowercased()
+            if !request.trustsOverrides {
+                recorder?.steps.append(.previewIgnored(upstream: upstream, reason: "the client is not trusted"))
+            } else if slot == preview.slot.rawValue {
+                via = "X-Ficus-Preview: \(slot)"
+            } else {
+                recorder?.steps.append(
+                    .previewIgnored(
+                        upstream: upstream,
+                        reason: "'\(slot)' is not the idle slot ('\(preview.slot.rawValue)')"
+                    )
+                )
+            }
+        }
+        if via == nil, let segment = preview.segment {
+            let evaluation = Evaluation(program: self.program.code, recorder: recorder)
+            let name = preview.segmentName ?? ""
+            if evaluation.matches(segment: segment, text: "segment '\(name)'", request) {
+                via = "segment '\(name)'"
+                _ = recorder?.takeTrace()
+            } else if let recorder, let trace = recorder.takeTrace() {
+                recorder.steps.append(.previewSegmentMissed(upstream: upstream, trace: trace))
+            }
+        }
+        guard let via else { return false }
+        recorder?.steps.append(.previewed(upstream: upstream, slot: preview.slot.rawValue, via: via))
+        decision.upstream = preview.name
+        decision.preview = preview.slot
+        return true
     }
 
     /// The rewrite a route applies to requests sent to `upstream`, if any.
@@ -141,7 +218,9 @@ public final class RoutingTable: Sendable {
     public func explain<R: RoutableRequest>(_ request: R) -> Explanation {
         let recorder = TraceRecorder()
         var decision = self.evaluate(request, recorder: recorder)
-        self.applyShadow(&decision, request)
+        if !self.applyPreview(&decision, request, recorder: recorder) {
+            self.applyShadow(&decision, request)
+        }
         var line = "\(request.method) \(request.host ?? "-") \(request.path)"
         if let query = request.query {
             line += "?\(query)"

@@ -1,7 +1,8 @@
 /// A named pool of addresses that requests can be sent to (`legacy`, `orders-v2`).
 ///
 /// Routes and rules name upstreams rather than addresses, so moving a service means editing one upstream. An
-/// upstream may carry blue and green slots for blue-green deployments; only the active slot receives traffic.
+/// upstream may carry blue and green slots for blue-green deployments; only the active slot receives traffic, apart
+/// from previews (see `BlueGreenSlots.previewSegment`).
 public struct Upstream: Sendable, Equatable {
     /// The unique name that routes and rules refer to.
     ///
@@ -34,6 +35,14 @@ public struct Upstream: Sendable, Equatable {
         self.name = name
         self.plainAddresses = []
         self.slots = slots
+    }
+
+    /// The name under which a routing table serves the idle slot of `upstream` to preview requests (`orders@green`).
+    ///
+    /// `@` is not allowed in upstream names, so the name never collides with a configured upstream; metrics and
+    /// logs label preview traffic with it, which keeps it out of the gates that judge the active slot.
+    public static func previewName(_ upstream: String, slot: BlueGreenSlots.Slot) -> String {
+        "\(upstream)@\(slot.rawValue)"
     }
 
     /// The addresses that receive traffic: the active slot's with blue-green slots, otherwise the pool's.
@@ -87,13 +96,34 @@ public struct BlueGreenSlots: Sendable, Codable, Equatable {
     /// Validation requires the active slot to have at least one address.
     public var active: Slot
 
+    /// The segment whose requests reach the idle slot instead of the active one, or nil (the default) for none.
+    ///
+    /// Lets a team try the next version with its own users before a switch; trusted clients can ask for the idle
+    /// slot with `X-Ficus-Preview` whether or not a segment is set.
+    public var previewSegment: String?
+
     /// Creates slots with `active` receiving traffic.
     ///
     /// Both address lists are given explicitly so the idle slot's contents are never implied.
-    public init(blue: [Endpoint], green: [Endpoint], active: Slot) {
+    public init(blue: [Endpoint], green: [Endpoint], active: Slot, previewSegment: String? = nil) {
         self.blue = blue
         self.green = green
         self.active = active
+        self.previewSegment = previewSegment
+    }
+
+    /// The idle slot.
+    ///
+    /// Where deploys, checks and previews go.
+    public var idle: Slot {
+        self.active.other
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case blue
+        case green
+        case active
+        case previewSegment = "preview_segment"
     }
 
     /// The addresses of `slot`.

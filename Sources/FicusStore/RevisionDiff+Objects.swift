@@ -41,6 +41,11 @@ extension RevisionDiff {
                         + self.describe(afterSlots[slot])
                     changes.append(Change(kind: .changed, object: object, detail: detail))
                 }
+                if beforeSlots.previewSegment != afterSlots.previewSegment {
+                    let name = { (segment: String?) in segment.map { "'\($0)'" } ?? "none" }
+                    let detail = "preview segment \(name(beforeSlots.previewSegment)) → \(name(afterSlots.previewSegment))"
+                    changes.append(Change(kind: .changed, object: object, detail: detail))
+                }
             }
             return changes.isEmpty ? [Change(kind: .changed, object: object)] : changes
         }

@@ -16,9 +16,11 @@ struct BlueGreenCommand: AsyncParsableCommand {
             An upstream with blue and green slots sends traffic to its active slot only. Deploy to the idle slot, \
             check it (every --path must answer 2xx on every address), then switch: one revision makes it active, \
             and the old slot's in-flight requests finish on their connections. A switch to a slot whose last check \
-            failed is refused unless --force.
+            failed is refused unless --force. Before a switch, requests from trusted clients (--trusted-proxy) \
+            carrying 'X-Ficus-Preview: <idle slot>', and requests in the upstream's preview segment, reach the idle \
+            slot.
             """,
-        subcommands: [Deploy.self, Check.self, Switch.self, Status.self]
+        subcommands: [Deploy.self, Check.self, Preview.self, Switch.self, Status.self]
     )
 }
 
@@ -154,6 +156,54 @@ extension BlueGreenCommand {
         }
     }
 
+    /// `ficus bluegreen preview UPSTREAM --segment NAME | --off`.
+    struct Preview: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "preview",
+            abstract: "Send the requests of a segment to an upstream's idle slot (or stop with --off).",
+            discussion: """
+                One revision. The segment's requests reach whichever slot is idle, also after a switch; metrics \
+                label them with the preview name (orders@green). Trusted clients can preview with \
+                'X-Ficus-Preview: <idle slot>' without a segment.
+                """
+        )
+
+        @Argument(help: "The upstream's name.")
+        var upstream: String
+
+        @Option(help: ArgumentHelp("The segment whose requests preview the idle slot.", valueName: "name"))
+        var segment: String?
+
+        @ArgumentParser.Flag(help: "Stop sending a segment to the idle slot.")
+        var off = false
+
+        @OptionGroup var storeOptions: StoreOptions
+        @OptionGroup var change: ChangeOptions
+
+        func validate() throws {
+            guard (self.segment == nil) != !self.off else {
+                throw ArgumentParser.ValidationError("give exactly one of --segment NAME and --off")
+            }
+        }
+
+        func run() async throws {
+            try await ErrorReport.run {
+                let store = try self.storeOptions.open()
+                let name = self.upstream
+                let segment = self.off ? nil : self.segment
+                try await store.commitPrinting(self.change.changeAuthor(action: "bluegreen.preview")) { configuration in
+                    let index = try configuration.upstreamIndex(name)
+                    guard configuration.upstreams[index].slots != nil else {
+                        throw CLIError.failed(
+                            "upstream '\(name)' has no blue and green slots; 'ficus bluegreen deploy' creates them"
+                        )
+                    }
+                    configuration.upstreams[index].slots?.previewSegment = segment
+                }
+            }
+        }
+    }
+
     /// `ficus bluegreen status UPSTREAM [--json]`.
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -181,6 +231,9 @@ extension BlueGreenCommand {
                     if let previous = state.previousActive {
                         object["previous"] = previous.rawValue
                     }
+                    if let segment = state.slots.previewSegment {
+                        object["previewSegment"] = segment
+                    }
                     for slot in BlueGreenSlots.Slot.allCases {
                         if let check = state.currentCheck(of: slot) {
                             object["\(slot.rawValue)Check"] = check.failure.map { "failed: \($0)" } ?? "passed"
@@ -200,6 +253,10 @@ extension BlueGreenCommand {
                     )
                 }
                 Console.out("  back: \(state.previousActive?.rawValue ?? "-")")
+                let preview = state.slots.previewSegment.map { "segment '\($0)'" } ?? "none"
+                Console.out(
+                    "  preview: \(preview) (trusted clients: X-Ficus-Preview: \(state.slots.idle.rawValue))"
+                )
             }
         }
     }

@@ -72,7 +72,7 @@ enum RulesSchema {
     static let upstream = Shape.object([
         "name": .value,
         "addresses": .value,
-        "slots": .object(["blue": .value, "green": .value, "active": .value]),
+        "slots": .object(["blue": .value, "green": .value, "active": .value, "preview_segment": .value]),
     ])
 
     static let document = Shape.object([

@@ -268,6 +268,9 @@ struct ExplainCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Explain against this revision (default: the newest).", valueName: "n"))
     var revision: Int?
 
+    @ArgumentParser.Flag(help: "Treat the client as a trusted proxy, whose X-Ficus-* fields (X-Ficus-Preview) steer routing.")
+    var trusted = false
+
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
 
@@ -280,6 +283,7 @@ struct ExplainCommand: AsyncParsableCommand {
         var bucket: Int?
         var upstream: String?
         var shadow: String?
+        var preview: String?
         var reason: String
         var rewrite: String?
         var steps: [String]
@@ -312,8 +316,9 @@ struct ExplainCommand: AsyncParsableCommand {
                 stored = try await store.requireLatest()
             }
             let table = try RoutingTable(configuration: stored.configuration, revision: stored.number)
-            let facts = RequestFacts(
+            var facts = RequestFacts(
                 method: self.method.uppercased(), target: self.url, headers: headers, clientAddress: address)
+            facts.trustsOverrides = self.trusted
             let explanation = table.explain(facts)
             if self.output.json {
                 let decision = explanation.decision
@@ -326,6 +331,7 @@ struct ExplainCommand: AsyncParsableCommand {
                         bucket: decision.bucket,
                         upstream: decision.upstream.isEmpty ? nil : decision.upstream,
                         shadow: decision.shadow,
+                        preview: decision.preview?.rawValue,
                         reason: decision.reason.rawValue,
                         rewrite: decision.rewrite?.oneLine,
                         steps: explanation.description.split(separator: "\n").map(String.init)

@@ -65,6 +65,71 @@ extension CLITests {
             try await group.shutdownGracefully()
         }
 
+        @Test func previewsReachTheIdleSlotOnlyForTrustedClientsAndThePreviewSegment() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let blue = try await Self.service("blue", group: group)
+            let green = try await Self.service("green", group: group)
+            let sandbox = try Self.sandbox(blue: blue)
+            try sandbox.ok("bluegreen", "deploy", "orders", "--slot", "green", green.address)
+            try sandbox.ok("segment", "add", "testers", "--header", "X-Team=qa")
+            // Two proxies on one store: one trusts loopback clients, the other trusts nobody.
+            let trusting = try AgainstServe.Server(
+                store: sandbox.store, directory: sandbox.directory, extraArguments: ["--trusted-proxy", "127.0.0.1"])
+            defer { trusting.stop() }
+            let plain = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
+            defer { plain.stop() }
+            let preview = [("X-Ficus-Preview", "green")]
+            #expect(
+                await AgainstServe.waitFor("green", path: "/orders/1", headers: preview, server: trusting, group: group)
+                    == "green")
+            #expect(await AgainstServe.waitFor("blue", path: "/orders/1", server: trusting, group: group) == "blue")
+            let untrusted = try await HTTPTestClient.get(
+                port: plain.port, path: "/orders/2", headers: preview, group: group)
+            #expect(untrusted.bodyString == "blue", "an untrusted client cannot pick the idle slot")
+            #expect(
+                green.received.allSatisfy { request in
+                    request.headers.first { $0.0.lowercased() == "x-ficus-preview" }?.1 == "green"
+                },
+                "only the trusted preview reached green, and its field was forwarded: \(green.received)"
+            )
+
+            // A preview segment needs no header and no trust; it follows the idle slot across a switch.
+            let tester = [("X-Team", "qa")]
+            try sandbox.ok("bluegreen", "preview", "orders", "--segment", "testers")
+            #expect(
+                await AgainstServe.waitFor("green", path: "/orders/3", headers: tester, server: plain, group: group)
+                    == "green")
+            let status = try sandbox.ok("bluegreen", "status", "orders")
+            #expect(status.stdout.contains("preview: segment 'testers'"), "\(status)")
+            let explained = try sandbox.ok("explain", "GET", "/orders/3", "-H", "X-Team: qa")
+            #expect(explained.stdout.contains("=> orders@green"), "\(explained)")
+            let trusted = try sandbox.ok("explain", "GET", "/orders/3", "-H", "X-Ficus-Preview: green", "--trusted")
+            #expect(trusted.stdout.contains("preview: idle slot 'green' of 'orders' serves"), "\(trusted)")
+            try sandbox.ok("bluegreen", "switch", "orders")
+            #expect(
+                await AgainstServe.waitFor("blue", path: "/orders/4", headers: tester, server: plain, group: group)
+                    == "blue")
+            #expect(await AgainstServe.waitFor("green", path: "/orders/5", server: plain, group: group) == "green")
+
+            // The admin metrics label preview traffic with the preview name, apart from the active slot's.
+            let metrics = try await HTTPTestClient.get(port: plain.adminPort, path: "/metrics", group: group)
+            #expect(metrics.bodyString.contains("upstream=\"orders@green\""), "\(metrics.bodyString.prefix(2000))")
+
+            try sandbox.refused(["bluegreen", "preview", "orders"], status: 2, mentioning: "exactly one of")
+            try sandbox.refused(
+                ["bluegreen", "preview", "orders", "--segment", "nobody"], status: 3, mentioning: "unknown segment")
+            try sandbox.refused(
+                ["segment", "rm", "testers"], status: 3, mentioning: "preview_segment: unknown segment 'testers'")
+            try sandbox.ok("bluegreen", "preview", "orders", "--off")
+            try sandbox.ok("segment", "rm", "testers")
+
+            trusting.stop()
+            plain.stop()
+            try await blue.shutdown()
+            try await green.shutdown()
+            try await group.shutdownGracefully()
+        }
+
         @Test func switchingUnderLoadLosesNoRequest() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let blue = try await Self.service("blue", group: group)

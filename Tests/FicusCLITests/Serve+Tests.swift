@@ -17,7 +17,7 @@ extension CLITests {
             let port: Int
             let adminPort: Int
 
-            init(store: String, directory: URL) throws {
+            init(store: String, directory: URL, extraArguments: [String] = []) throws {
                 self.port = try freePort()
                 self.adminPort = try freePort()
                 self.process.executableURL = FicusProcess.binary
@@ -26,7 +26,7 @@ extension CLITests {
                     "--admin", "127.0.0.1:\(self.adminPort)", "--threads", "1", "--access-log", "off",
                     "--poll-interval", "5", "--heartbeat-interval", "1", "--drain-timeout", "1", "--log-level",
                     "warning",
-                ]
+                ] + extraArguments
                 self.process.currentDirectoryURL = directory
                 self.process.standardOutput = FileHandle.nullDevice
                 self.process.standardError = FileHandle.nullDevice

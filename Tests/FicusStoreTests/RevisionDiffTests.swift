@@ -103,6 +103,7 @@ struct RevisionDiffTests {
         var new = old
         new.upstreams[0].addresses = [Endpoint(host: "127.0.0.1", port: 8081)]
         new.upstreams[2].slots?.active = .green
+        new.upstreams[2].slots?.previewSegment = "staff"
         new.upstreams.append(Upstream(name: "search", addresses: [Endpoint(host: "10.0.0.9", port: 80)]))
         new.segments[0].constraints.append(Predicate(.clientIP, .in, ["10.0.0.0/8"]))
         new.flags = [Flag(name: "beta", enabled: true), Flag(name: "new")]
@@ -112,6 +113,7 @@ struct RevisionDiffTests {
             diff.lines == [
                 "~ upstream legacy: addresses [127.0.0.1:8080] → [127.0.0.1:8081]",
                 "~ upstream users-v2: active slot blue → green",
+                "~ upstream users-v2: preview segment none → 'staff'",
                 "+ upstream search: [10.0.0.9:80]",
                 "~ segment staff: [header:X-Staff equals 1] → [header:X-Staff equals 1, client_ip in [10.0.0.0/8]]",
                 "- flag old",

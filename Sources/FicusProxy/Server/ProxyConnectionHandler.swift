@@ -284,7 +284,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.state = .exchange
         self.shared.metrics?.inFlight(delta: 1)
         let table = self.shared.routing.current
-        let view = RequestView(head: head, clientAddress: self.clientAddress)
+        let view = RequestView(head: head, clientAddress: self.clientAddress, trustsOverrides: self.clientTrusted)
         let exchange = Exchange(
             method: head.method,
             methodString: head.methodString,

@@ -5,13 +5,15 @@ import NIOCore
 struct RequestView: RoutableRequest {
     let head: HTTPHead
     let clientAddress: IPAddress?
+    let trustsOverrides: Bool
     private let pathRange: Range<Int>
     private let queryRange: Range<Int>?
     private let authority: Range<Int>?
 
-    init(head: HTTPHead, clientAddress: IPAddress?) {
+    init(head: HTTPHead, clientAddress: IPAddress?, trustsOverrides: Bool) {
         self.head = head
         self.clientAddress = clientAddress
+        self.trustsOverrides = trustsOverrides
         let (target, authority) = HeaderHygiene.originForm(head)
         self.authority = authority
         let question = head.bytes.withUnsafeReadableBytes { raw in
