@@ -61,6 +61,12 @@ public struct CanaryStatus: Sendable, Codable, Equatable {
     /// Tells the operator why a canary is not moving: usually too little traffic.
     public var holding: String?
 
+    /// The proxy that drives the canary (holds its lease), or nil when none does; set by whoever read the lease.
+    ///
+    /// A running canary with no driver is not moving: no `ficus serve` runs on its store, or the last one died and
+    /// its lease has not expired yet.
+    public var driver: String?
+
     /// Computes the status of `state` at `now`.
     ///
     /// Pure, so `--watch` simply recomputes it from the freshly read state.
@@ -72,6 +78,7 @@ public struct CanaryStatus: Sendable, Codable, Equatable {
         self.stepCount = spec.steps.count
         self.weight = state.weight
         self.holding = nil
+        self.driver = nil
         self.reason = nil
         self.secondsToNextJudgement = nil
         var latest: CanaryEvaluation? = state.history.last
@@ -238,6 +245,9 @@ extension CanaryStatus: CustomStringConvertible {
         }
         if let holding = self.holding {
             lines.append("  holding: \(holding)")
+        }
+        if self.phase == "running" || self.phase == "paused" || self.phase == "pending" {
+            lines.append("  driven by: \(self.driver ?? "no proxy (start 'ficus serve' on this store)")")
         }
         for gate in self.gates {
             let isRate = gate.name.hasSuffix("rate")

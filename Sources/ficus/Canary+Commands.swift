@@ -159,7 +159,11 @@ struct CanaryCommand: AsyncParsableCommand {
                         throw CLIError.failed("route '\(self.route)' has no canary: start one with 'ficus canary start'")
                     }
                     let state = try CanaryState(jsonData: row.stateJSON)
-                    let status = CanaryStatus(state: state, now: Date())
+                    let now = Date()
+                    var status = CanaryStatus(state: state, now: now)
+                    if let lease = try await store.canaryLease(route: self.route), lease.expiresAt > now {
+                        status.driver = lease.holder
+                    }
                     if self.output.json {
                         try Console.json(status)
                     } else {

@@ -46,6 +46,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("window-interval"), help: "Seconds per stored metric window (traffic shares, gates).")
     var windowInterval: Int = 10
 
+    @Option(
+        name: .customLong("lease-ttl"),
+        help: "Seconds a proxy's lease on a canary lasts unless renewed; another proxy takes over after it lapses."
+    )
+    var leaseTTL: Double = 15
+
     @Option(help: "Event-loop threads (default: the number of cores).")
     var threads: Int?
 
@@ -102,6 +108,9 @@ struct Serve: AsyncParsableCommand {
             throw ArgumentParser.ValidationError(
                 "--poll-interval, --heartbeat-interval and --window-interval must be at least 1"
             )
+        }
+        guard self.leaseTTL >= 1, self.leaseTTL <= 3600 else {
+            throw ArgumentParser.ValidationError("--lease-ttl \(self.leaseTTL): expected 1 to 3600 seconds")
         }
         if let threads = self.threads, threads < 1 {
             throw ArgumentParser.ValidationError("--threads \(threads): must be at least 1")
@@ -267,6 +276,7 @@ struct Serve: AsyncParsableCommand {
                     store: store,
                     holder: feed.proxyID,
                     windowInterval: Double(self.windowInterval),
+                    leaseTTL: self.leaseTTL,
                     logger: logger
                 )
             )

@@ -13,7 +13,7 @@ extension CLITests {
             let process = Process()
             let port: Int
 
-            init(store: String, directory: URL) throws {
+            init(store: String, directory: URL, extraArguments: [String] = []) throws {
                 self.port = try freePort()
                 self.process.executableURL = FicusProcess.binary
                 self.process.arguments = [
@@ -21,7 +21,7 @@ extension CLITests {
                     "--admin", "127.0.0.1:\(try freePort())", "--threads", "1", "--access-log", "off",
                     "--poll-interval", "5", "--heartbeat-interval", "1", "--window-interval", "1",
                     "--drain-timeout", "1", "--log-level", "warning",
-                ]
+                ] + extraArguments
                 self.process.currentDirectoryURL = directory
                 self.process.standardOutput = FileHandle.nullDevice
                 self.process.standardError = FileHandle.nullDevice
@@ -31,6 +31,14 @@ extension CLITests {
             func stop() {
                 if self.process.isRunning {
                     self.process.terminate()
+                }
+                self.process.waitUntilExit()
+            }
+
+            /// Ends the process with SIGKILL: no graceful shutdown, so it releases nothing it holds.
+            func crash() {
+                if self.process.isRunning {
+                    kill(self.process.processIdentifier, SIGKILL)
                 }
                 self.process.waitUntilExit()
             }

@@ -30,6 +30,10 @@ struct CanaryStatusTests {
         )
         #expect(status.description.contains("  requests: 40 (≥ 100) holding"))
         #expect(status.description.contains("  diff rate: 0.1% (≤ 0.5%) ok"))
+        #expect(status.description.contains("  driven by: no proxy (start 'ficus serve' on this store)"))
+        var driven = status
+        driven.driver = "host:42:ab12cd34"
+        #expect(driven.description.contains("  driven by: host:42:ab12cd34"))
     }
 
     @Test("A new step shows no values until it is judged; a paused step's remaining time is frozen")
@@ -55,6 +59,7 @@ struct CanaryStatusTests {
         #expect(status.reason == "error rate 10% > 1% at step 1/5 (1%)")
         #expect(status.gates[1].passing == false)
         #expect(status.secondsToNextJudgement == nil)
+        #expect(!status.description.contains("driven by"), "a finished canary needs no driver")
 
         var overridden = try Fixtures.started()
         _ = Fixtures.judge(&overridden, at: 120, with: Fixtures.healthy())
