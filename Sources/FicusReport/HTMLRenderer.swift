@@ -215,6 +215,22 @@ public struct HTMLRenderer: Sendable {
                 }
                 html += "</tbody></table>\n"
             }
+            html += self.canary(route.canary)
+            for slots in route.slots {
+                html += "<h4>Blue-green <code>\(Self.escape(slots.upstream))</code></h4>\n<p>"
+                html += Self.escape(ReportFormatting.slots(slots)) + ".</p>\n"
+                if !slots.events.isEmpty {
+                    html += "<table><thead><tr><th>Revision</th><th>Time</th><th>Author</th><th>Action</th>"
+                    html += "<th>Change</th></tr></thead><tbody>\n"
+                    for event in slots.events {
+                        html += "<tr><td class=\"n\">\(event.revision.map(String.init) ?? "–")</td>"
+                        html += "<td>\(Self.escape(ReportFormatting.time(event.time)))</td>"
+                        html += "<td>\(Self.escape(event.author))</td><td>\(Self.escape(event.action))</td>"
+                        html += "<td>\(Self.escape(event.summary))</td></tr>\n"
+                    }
+                    html += "</tbody></table>\n"
+                }
+            }
             if !route.changes.isEmpty {
                 html += "<h4>Audit trail</h4>\n<table><thead><tr><th>Revision</th><th>Time</th><th>Author</th>"
                 html += "<th>Action</th><th>Change</th><th>Reason</th></tr></thead><tbody>\n"
@@ -229,6 +245,32 @@ public struct HTMLRenderer: Sendable {
             html += "</article>\n"
         }
         return html + "</section>\n"
+    }
+
+    /// A route's canary: headline with a progress bar, its gates, and its judgements.
+    func canary(_ canary: RouteCanary?) -> String {
+        guard let canary else {
+            return ""
+        }
+        let done = min(100, max(0, canary.progressPercent))
+        var html = "<h4>Canary</h4>\n<p>" + Self.escape(ReportFormatting.canary(canary)) + "</p>\n"
+        html += "<progress max=\"100\" value=\"\(Self.number(done))\"></progress>\n<ul>\n"
+        for gate in canary.gates {
+            html += "<li>\(Self.escape(ReportFormatting.gate(gate)))</li>\n"
+        }
+        html += "</ul>\n"
+        if !canary.judgements.isEmpty {
+            html += "<table><thead><tr><th>Step</th><th>Weight</th><th>Time</th><th>Verdict</th>"
+            html += "<th>New requests</th><th>Reason</th></tr></thead><tbody>\n"
+            for judgement in canary.judgements {
+                html += "<tr><td class=\"n\">\(judgement.step)</td><td class=\"n\">\(judgement.weight)%</td>"
+                html += "<td>\(Self.escape(ReportFormatting.time(judgement.at)))</td>"
+                html += "<td>\(Self.escape(judgement.verdict))\(judgement.count > 1 ? " ×\(judgement.count)" : "")</td>"
+                html += "<td class=\"n\">\(judgement.newRequests)</td><td>\(Self.escape(judgement.reason))</td></tr>\n"
+            }
+            html += "</tbody></table>\n"
+        }
+        return html
     }
 
     static func badge(_ verdict: Verdict) -> String {

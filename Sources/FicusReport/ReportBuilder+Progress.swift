@@ -18,16 +18,63 @@ extension ReportBuilder {
             return []
         }
         var actions: [Int: String] = [:]
-        for entry in try await self.store.audit(limit: nil).reversed() {
+        let audit = try await self.store.audit(limit: nil)
+        for entry in audit.reversed() {
             if let revision = entry.revision, actions[revision] == nil {
                 actions[revision] = entry.action
             }
         }
+        let window = ReportWindow(from: self.options.from, to: self.options.to, bucketSeconds: 60)
+        let blueGreen = audit.filter { $0.action.hasPrefix("bluegreen.") && window.contains($0.time) }
         var progress: [RouteProgress] = []
         for route in routes {
-            progress.append(try await self.progress(route, actions: actions))
+            var routeProgress = try await self.progress(route, actions: actions)
+            routeProgress.canary = self.canaries[route.name].flatMap { $0.belongs(in: window) ? $0 : nil }
+            routeProgress.slots = Self.slots(of: route, in: configuration, events: blueGreen)
+            progress.append(routeProgress)
         }
         return progress
+    }
+
+    /// The blue-green upstreams `route` names, with the `ficus bluegreen` audit entries about each, newest first.
+    ///
+    /// An entry is about an upstream when its reason names it (`upstream 'orders': ...`, written by deploy, check
+    /// and switch) or its revision's diff changed it (`~ upstream orders: ...`, as `preview` writes).
+    static func slots(of route: Route, in configuration: Configuration, events: [AuditEntry]) -> [UpstreamSlots] {
+        let names = Set([route.legacy, route.defaultUpstream] + route.rules.map(\.upstream))
+        return configuration.upstreams
+            .filter { names.contains($0.name) && $0.slots != nil }
+            .sorted { $0.name < $1.name }
+            .compactMap { upstream in
+                guard let slots = upstream.slots else { return nil }
+                let quoted = "upstream '\(upstream.name)'"
+                let diffLine = "upstream \(upstream.name):"
+                let about = events.filter { $0.reason.contains(quoted) || $0.detail.contains(diffLine) }
+                return UpstreamSlots(
+                    upstream: upstream.name,
+                    active: slots.active.rawValue,
+                    activeAddresses: slots[slots.active].map(\.description),
+                    idle: slots.idle.rawValue,
+                    idleAddresses: slots[slots.idle].map(\.description),
+                    previewSegment: slots.previewSegment,
+                    events: about.map { entry in
+                        // The command's own line when it wrote one, else the diff line with the operator's reason.
+                        var summary = entry.reason
+                        if !entry.reason.contains(quoted),
+                            let line = entry.detail.split(separator: "\n").first(where: { $0.contains(diffLine) })
+                        {
+                            summary = String(line) + (entry.reason.isEmpty ? "" : " — \(entry.reason)")
+                        }
+                        return SlotEvent(
+                            time: entry.time,
+                            revision: entry.revision,
+                            author: entry.author,
+                            action: entry.action,
+                            summary: summary
+                        )
+                    }
+                )
+            }
     }
 
     func progress(_ route: Route, actions: [Int: String]) async throws -> RouteProgress {

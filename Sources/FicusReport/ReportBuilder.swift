@@ -14,14 +14,21 @@ public struct ReportBuilder: Sendable {
     ///
     /// Injected so that tests get stable output.
     public let now: @Sendable () -> Date
+    /// The latest canary of each route, by route name, as read by the caller; shown when under way or ended in the
+    /// window.
+    ///
+    /// Passed in because canary states belong to the rollout module, which this one does not depend on.
+    public let canaries: [String: RouteCanary]
 
     public init(
         store: any ConfigurationStore & ShadowStore,
         options: ReportOptions = ReportOptions(),
+        canaries: [String: RouteCanary] = [:],
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
         self.options = options
+        self.canaries = canaries
         self.now = now
     }
 

@@ -57,4 +57,52 @@ enum ReportFormatting {
         case .notEnoughTraffic: "not enough traffic (exit 5 with --fail-on-regression)"
         }
     }
+
+    /// A canary's headline: "running, step 2 of 4, 25% new (38% done)" plus the reason or holding note.
+    static func canary(_ canary: RouteCanary) -> String {
+        var text = "canary → \(canary.target): \(canary.phase), step \(canary.step) of \(canary.stepCount), "
+            + "\(canary.weight)% new (\(Self.trimmed(canary.progressPercent.rounded()))% done)"
+        if let reason = canary.reason {
+            text += " — \(reason)"
+        } else if let holding = canary.holding {
+            text += " — holding: \(holding)"
+        }
+        if canary.endedAt == nil {
+            text += "; driven by \(canary.driver ?? "no proxy")"
+        }
+        return text
+    }
+
+    /// A gate as "error rate 0.4% (≤ 1%) ok".
+    static func gate(_ gate: CanaryGate) -> String {
+        let isRate = gate.name.hasSuffix("rate")
+        let format: (Double) -> String = { isRate ? Self.trimmed(($0 * 100).rounded() / 100) + "%" : Self.trimmed($0) }
+        let sign = gate.name == "requests" ? "≥" : "≤"
+        let verdict = gate.passing.map { $0 ? "ok" : (gate.name == "requests" ? "holding" : "FAIL") } ?? "not judged"
+        return "\(gate.name) \(gate.value.map(format) ?? "-") (\(sign) \(format(gate.threshold))) \(verdict)"
+    }
+
+    /// A judgement as "step 1 (5%) pass at TIME, 120 new requests" or "... hold ×3: reason".
+    static func judgement(_ judgement: CanaryJudgement) -> String {
+        var text = "step \(judgement.step) (\(judgement.weight)%) \(judgement.verdict)"
+        if judgement.count > 1 {
+            text += " ×\(judgement.count)"
+        }
+        text += " at \(Self.time(judgement.at)), \(judgement.newRequests) new requests"
+        if !judgement.reason.isEmpty {
+            text += ": \(judgement.reason)"
+        }
+        return text
+    }
+
+    /// A blue-green upstream as "orders: blue active [a], green idle [b], preview segment 'qa'".
+    static func slots(_ slots: UpstreamSlots) -> String {
+        let idle = slots.idleAddresses.isEmpty ? "empty" : "[\(slots.idleAddresses.joined(separator: ", "))]"
+        var text = "\(slots.upstream): \(slots.active) active [\(slots.activeAddresses.joined(separator: ", "))], "
+            + "\(slots.idle) idle \(idle)"
+        if let segment = slots.previewSegment {
+            text += ", preview segment '\(segment)'"
+        }
+        return text
+    }
 }

@@ -30,6 +30,10 @@ public struct RouteProgress: Sendable, Equatable, Codable {
     public var rollbacks: Int
     /// The route's changes in the window, newest first.
     public var changes: [RouteChange]
+    /// The route's latest canary, when one runs or ended in the window.
+    public var canary: RouteCanary?
+    /// The blue-green upstreams the route sends traffic to (legacy, default or a rule's), sorted by name.
+    public var slots: [UpstreamSlots]
 
     public init(
         route: String,
@@ -45,7 +49,9 @@ public struct RouteProgress: Sendable, Equatable, Codable {
         since: Date?,
         flips: Int,
         rollbacks: Int,
-        changes: [RouteChange]
+        changes: [RouteChange],
+        canary: RouteCanary? = nil,
+        slots: [UpstreamSlots] = []
     ) {
         self.route = route
         self.legacy = legacy
@@ -61,11 +67,14 @@ public struct RouteProgress: Sendable, Equatable, Codable {
         self.flips = flips
         self.rollbacks = rollbacks
         self.changes = changes
+        self.canary = canary
+        self.slots = slots
     }
 
     private enum CodingKeys: String, CodingKey {
         case route, legacy, defaultUpstream, rules, configuredShares, conditionalRules, observed
         case observedLegacyPercent, observedNewPercent, sinceRevision, since, flips, rollbacks, changes
+        case canary, slots
     }
 
     /// Encodes every key, nil as null; see `MigrationReport.encode(to:)`.
@@ -85,6 +94,8 @@ public struct RouteProgress: Sendable, Equatable, Codable {
         try container.encode(self.flips, forKey: .flips)
         try container.encode(self.rollbacks, forKey: .rollbacks)
         try container.encode(self.changes, forKey: .changes)
+        try container.encode(self.canary, forKey: .canary)
+        try container.encode(self.slots, forKey: .slots)
     }
 }
 

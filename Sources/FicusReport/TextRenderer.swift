@@ -118,6 +118,22 @@ public struct TextRenderer: Sendable {
         history += "\(route.flips) flip\(route.flips == 1 ? "" : "s"), \(route.rollbacks) rollback"
             + "\(route.rollbacks == 1 ? "" : "s") in the window"
         lines.append(history)
+        if let canary = route.canary {
+            lines.append("    " + ReportFormatting.canary(canary))
+            lines.append("      gates: " + canary.gates.map(ReportFormatting.gate).joined(separator: ", "))
+            for judgement in canary.judgements.suffix(5) {
+                lines.append("      " + ReportFormatting.judgement(judgement))
+            }
+        }
+        for slots in route.slots {
+            lines.append("    blue-green " + ReportFormatting.slots(slots))
+            for event in slots.events.prefix(3) {
+                let revision = event.revision.map { "r\($0) " } ?? ""
+                lines.append(
+                    "      \(revision)\(ReportFormatting.time(event.time)) \(event.author) \(event.action): "
+                        + event.summary)
+            }
+        }
         for change in route.changes.prefix(5) {
             lines.append(
                 "    r\(change.revision) \(ReportFormatting.time(change.time)) \(change.author) \(change.action): "

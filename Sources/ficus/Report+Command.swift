@@ -74,7 +74,11 @@ struct ReportCommand: AsyncParsableCommand {
                 throw CLIError.failed("the store at '\(self.storeOptions.path)' holds no shadow data")
             }
             let options = ReportOptions(route: self.route, from: from, to: to, minRequests: self.minRequests)
-            let report = try await ReportBuilder(store: store, options: options).build()
+            var canaries: [String: RouteCanary] = [:]
+            if let rollouts = store as? any RolloutStore {
+                canaries = try await Self.canaries(store: rollouts, now: Date())
+            }
+            let report = try await ReportBuilder(store: store, options: options, canaries: canaries).build()
             if let route = self.route, report.endpoints.isEmpty, !report.routes.contains(where: { $0.route == route }) {
                 let known = try await store.latest()?.configuration.routes.map(\.name) ?? []
                 throw CLIError.notFound(kind: "route", name: route, known: known)

@@ -181,6 +181,15 @@ extension CLITests {
             let exported = await Self.ficus(sandbox, "export")
             #expect(exported.stdout.contains("default: orders-v2"), "\(exported)")
             #expect(!exported.stdout.contains("canary-orders"), "\(exported)")
+            // The report's migration-progress section shows the canary and every judgement it made.
+            let report = await Self.ficus(sandbox, "report", "--format", "json", "--route", "orders")
+            let routes = ((try? decodeJSON(report.stdout)) as? [String: Any])?["routes"] as? [[String: Any]]
+            let canary = routes?.first?["canary"] as? [String: Any]
+            #expect(canary?["phase"] as? String == "promoted", "\(report)")
+            let verdicts = (canary?["judgements"] as? [[String: Any]])?.compactMap { $0["verdict"] as? String }
+            #expect(verdicts?.filter { $0 == "pass" }.count == 3, "\(String(describing: canary))")
+            let text = await Self.ficus(sandbox, "report", "--route", "orders")
+            #expect(text.stdout.contains("canary → orders-v2: promoted, step 3 of 3, 100% new"), "\(text)")
 
             server.stop()
             try await legacy.shutdown()

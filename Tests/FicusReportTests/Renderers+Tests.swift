@@ -14,6 +14,7 @@ struct RendererTests {
     static func report() async throws -> (ReportStore, MigrationReport) {
         let fixture = try ReportStore()
         try await fixture.seed()
+        try await fixture.deployGreen()
         try await fixture.fill()
         try await fixture.append([
             ReportStore.record(
@@ -25,7 +26,11 @@ struct RendererTests {
                 shadowBody: "<img src=x onerror=alert(2)>"
             )
         ])
-        let report = try await ReportBuilder(store: fixture.store, now: { ReportStore.time(3_600) }).build()
+        let report = try await ReportBuilder(
+            store: fixture.store,
+            canaries: ["orders": ReportStore.runningCanary()],
+            now: { ReportStore.time(3_600) }
+        ).build()
         return (fixture, report)
     }
 
@@ -42,7 +47,11 @@ struct RendererTests {
         let root = try #require(value as? [String: Any])
         #expect(root["generatedAt"] as? String == "2025-06-15T16:06:00Z")
         #expect(root["window"] is [String: Any])
-        #expect(root["routes"] is [Any])
+        let routes = try #require(root["routes"] as? [[String: Any]])
+        let orders = try #require(routes.first { $0["route"] as? String == "orders" })
+        #expect((orders["canary"] as? [String: Any])?["phase"] as? String == "running")
+        #expect((orders["slots"] as? [[String: Any]])?.first?["idle"] as? String == "green")
+        #expect(routes.first { $0["route"] as? String == "users" }?["canary"] is NSNull)
         let endpoints = try #require(root["endpoints"] as? [[String: Any]])
         let item = try #require(endpoints.first { $0["endpoint"] as? String == "GET /orders/{id}" })
         #expect(item["route"] as? String == "orders")
@@ -120,6 +129,10 @@ struct RendererTests {
             "GET /orders/{id}", "GET /orders", "GET /users/{id}", "regressions", "ready", "not enough traffic",
             "✗ $.amount  type_changed  40/41", "$.requestId", "orders: configured legacy 90%, orders-v2 10%",
             "Gate: regressions (exit 4",
+            "canary → orders-v2: running, step 2 of 3, 50% new (42% done) — holding: too few requests",
+            "driven by host:4242:ab12cd34", "requests 12 (≥ 20) holding", "error rate 0% (≤ 1%) ok",
+            "step 2 (50%) hold ×2 at", "blue-green orders-v2: blue active [127.0.0.1:9090], green idle [127.0.0.1:9191]",
+            "bluegreen.check: upstream 'orders-v2': check of slot 'green' passed",
         ] {
             #expect(plain.contains(expected), "missing '\(expected)' in\n\(plain)")
         }
@@ -157,6 +170,9 @@ struct RendererTests {
         #expect(html.contains("<mark>  &quot;amount&quot;: 100,</mark>"))
         #expect(html.contains("<mark>  &quot;amount&quot;: &quot;100&quot;</mark>"))
         #expect(html.contains("Audit trail") || report.routes.allSatisfy(\.changes.isEmpty))
+        #expect(html.contains("<h4>Canary</h4>"))
+        #expect(html.contains("<progress max=\"100\" value=\"41.67\"></progress>"), "\(html)")
+        #expect(html.contains("<h4>Blue-green <code>orders-v2</code></h4>"))
     }
 
     /// The markup of the element with `id`, up to its closing `</figure>`.

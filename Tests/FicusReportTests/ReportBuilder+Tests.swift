@@ -203,6 +203,58 @@ struct ReportBuilderTests {
         #expect(lateOrders.observedLegacyPercent == nil)
     }
 
+    @Test("progress: the route's canary while it runs or when it ended in the window, and its blue-green upstreams")
+    func rollouts() async throws {
+        let fixture = try ReportStore()
+        try await fixture.seed()
+        try await fixture.deployGreen()
+        try await fixture.commit(at: 120, action: "bluegreen.preview") { configuration in
+            configuration.segments = [
+                Segment(name: "qa", constraints: [Predicate(.header("X-Team"), .equals, ["qa"])])
+            ]
+            configuration.upstreams[1].slots?.previewSegment = "qa"
+        }
+        fixture.clock.set(ReportStore.time(130))
+        try await fixture.store.appendAudit(
+            ChangeAuthor(author: "tester", reason: "upstream 'other': check of slot 'green' passed", action: "bluegreen.check"),
+            revision: nil,
+            detail: "upstream 'other': check of slot 'green' passed"
+        )
+        var finished = ReportStore.runningCanary()
+        finished.phase = "promoted"
+        finished.endedAt = ReportStore.time(300)
+        finished.driver = nil
+        let canaries = ["orders": finished]
+        let options = ReportOptions(from: ReportStore.time(105))
+        let report = try await ReportBuilder(
+            store: fixture.store, options: options, canaries: canaries, now: { ReportStore.time(3_600) }
+        ).build()
+        let orders = try #require(report.routes.first { $0.route == "orders" })
+        #expect(orders.canary == finished)
+        let slots = try #require(orders.slots.first)
+        #expect(orders.slots.count == 1)
+        #expect(slots.upstream == "orders-v2")
+        #expect(slots.active == "blue" && slots.idle == "green")
+        #expect(slots.activeAddresses == ["127.0.0.1:9090"] && slots.idleAddresses == ["127.0.0.1:9191"])
+        #expect(slots.previewSegment == "qa")
+        // Newest first; the deploy at 100 s is before the window; the check of another upstream is not about it.
+        #expect(slots.events.map(\.action) == ["bluegreen.preview", "bluegreen.check"])
+        #expect(slots.events.first?.summary == "~ upstream orders-v2: preview segment none → 'qa' — testing")
+        #expect(slots.events.first?.revision == 3)
+        #expect(slots.events.last?.revision == nil)
+        let users = try #require(report.routes.first { $0.route == "users" })
+        #expect(users.canary == nil && users.slots.isEmpty)
+
+        // A canary that ended before the window is not shown; one still running always is.
+        let later = ReportOptions(from: ReportStore.time(400))
+        let quiet = try await ReportBuilder(store: fixture.store, options: later, canaries: canaries).build()
+        #expect(quiet.routes.first { $0.route == "orders" }?.canary == nil)
+        let running = try await ReportBuilder(
+            store: fixture.store, options: later, canaries: ["orders": ReportStore.runningCanary()]
+        ).build()
+        #expect(running.routes.first { $0.route == "orders" }?.canary?.phase == "running")
+    }
+
     @Test("configured shares cascade percentage rules and name conditional ones")
     func configuredShares() {
         let route = Route(

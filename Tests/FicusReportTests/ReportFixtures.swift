@@ -1,5 +1,6 @@
 import FicusCore
 import FicusDiff
+import FicusReport
 import FicusStore
 import Foundation
 
@@ -88,6 +89,56 @@ final class ReportStore: @unchecked Sendable {
                 Route(name: "users", path: "/users", legacy: "legacy"),
             ]
         }
+    }
+
+    /// Turns orders-v2 into blue-green slots with green deployed (at 100 s, a revision) and checked (at 110 s, audit
+    /// only), as `ficus bluegreen deploy` and `check` record them.
+    func deployGreen() async throws {
+        try await self.commit(
+            at: 100, action: "bluegreen.deploy", reason: "upstream 'orders-v2': deployed 127.0.0.1:9191 to idle slot 'green'"
+        ) { configuration in
+            configuration.upstreams[1].slots = BlueGreenSlots(
+                blue: [Endpoint(host: "127.0.0.1", port: 9090)],
+                green: [Endpoint(host: "127.0.0.1", port: 9191)],
+                active: .blue,
+                previewSegment: nil
+            )
+        }
+        self.clock.set(Self.time(110))
+        try await self.store.appendAudit(
+            ChangeAuthor(
+                author: "tester", reason: "upstream 'orders-v2': check of slot 'green' passed", action: "bluegreen.check"),
+            revision: nil,
+            detail: "upstream 'orders-v2': check of slot 'green' passed"
+        )
+    }
+
+    /// A canary of `orders` to orders-v2 at step 2 of 3, with one pass and one folded hold.
+    static func runningCanary() -> RouteCanary {
+        RouteCanary(
+            target: "orders-v2",
+            phase: "running",
+            step: 2,
+            stepCount: 3,
+            weight: 50,
+            progressPercent: 41.67,
+            reason: nil,
+            holding: "too few requests on the new side: 12 < 20",
+            driver: "host:4242:ab12cd34",
+            endedAt: nil,
+            gates: [
+                CanaryGate(name: "requests", value: 12, threshold: 20, passing: false),
+                CanaryGate(name: "error rate", value: 0, threshold: 1, passing: true),
+                CanaryGate(name: "p99 ratio", value: 1.2, threshold: 1.5, passing: true),
+            ],
+            judgements: [
+                CanaryJudgement(
+                    step: 1, weight: 20, at: Self.time(200), verdict: "pass", reason: "", newRequests: 40, count: 1),
+                CanaryJudgement(
+                    step: 2, weight: 50, at: Self.time(260), verdict: "hold",
+                    reason: "too few requests on the new side: 12 < 20", newRequests: 12, count: 2),
+            ]
+        )
     }
 
     /// A compared request `seconds` after the start.
