@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""A small HTTP/1.1 keep-alive backend for scripted tests: answers every request after DELAY_MS."""
+"""A small HTTP/1.1 keep-alive backend for scripted tests: answers every request with BODY after DELAY_MS."""
 import http.server
 import os
 import sys
 import time
 
 DELAY = float(os.environ.get("DELAY_MS", "20")) / 1000.0
+BODY = (os.environ.get("BODY", "ok") + "\n").encode()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -13,11 +14,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         time.sleep(DELAY)
-        body = b"ok\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        body = BODY
+        # One write per answer: a head and a body in two small writes meet Nagle and delayed ACKs (~40 ms stalls).
+        head = "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+        self.wfile.write(head.encode() + body)
 
     def log_message(self, *args):
         pass
