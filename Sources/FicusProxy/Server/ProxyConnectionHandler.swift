@@ -10,7 +10,8 @@ final class ProxyContext: Sendable {
     let routing: RoutingState
     let metrics: ProxyMetrics?
     let logger: Logger
-    let shadowSink: ShadowSink?
+    /// Sends shadow copies from its own event loop; nil when the proxy has no shadow sink.
+    let shadow: ShadowDispatcher?
 
     init(
         configuration: ProxyConfiguration,
@@ -23,7 +24,7 @@ final class ProxyContext: Sendable {
         self.routing = routing
         self.metrics = metrics
         self.logger = logger
-        self.shadowSink = shadowSink
+        self.shadow = shadowSink.map { ShadowDispatcher(sink: $0, configuration: configuration, metrics: metrics) }
     }
 }
 
@@ -328,7 +329,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         )
         exchange.outboundHead = self.headBuffer
         exchange.waitingForConnection = true
-        if let shadowName = decision.shadow, shadowName != decision.upstream, let sink = self.shared.shadowSink {
+        if let shadowName = decision.shadow, shadowName != decision.upstream, let dispatcher = self.shared.shadow {
             exchange.shadow = self.shadowRecorder(
                 head: head,
                 view: view,
@@ -336,7 +337,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 serving: upstream.name,
                 shadow: table.upstream(named: shadowName),
                 second: decision.noise.flatMap { table.upstream(named: $0) },
-                sink: sink
+                dispatcher: dispatcher
             )
         }
         self.exchange = exchange
@@ -835,18 +836,18 @@ extension ProxyConnectionHandler {
         serving: String,
         shadow: Upstream?,
         second: Upstream?,
-        sink: ShadowSink
+        dispatcher: ShadowDispatcher
     ) -> ShadowRecorder? {
         guard let shadow else {
             self.shared.metrics?.shadowDropped(route: route, reason: "unknown_upstream")
             return nil
         }
-        guard self.resources.shadowSlots.tryAcquire() else {
+        guard dispatcher.tryAcquire() else {
             self.shared.metrics?.shadowDropped(route: route, reason: "capacity")
             return nil
         }
         let client = HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted)
-        func copy(to upstream: Upstream) -> ShadowRecorder.Copy {
+        func copy(to upstream: Upstream) -> ShadowJob.Copy {
             var out = ByteBuffer()
             let rewrite = self.shared.routing.current.rewrite(route: route, upstream: upstream.name)
             HeaderHygiene.writeRequestHead(
@@ -857,7 +858,7 @@ extension ProxyConnectionHandler {
                 edits: rewrite.map { HeaderHygiene.RequestEdits($0, view: view) },
                 shadowCopy: true
             )
-            return ShadowRecorder.Copy(upstream: upstream, head: out)
+            return ShadowJob.Copy(upstream: upstream, head: out)
         }
         let observation = ShadowObservation(
             timestamp: Int64(Date().timeIntervalSince1970 * 1_000_000),
@@ -879,9 +880,7 @@ extension ProxyConnectionHandler {
             method: head.method,
             shadow: copy(to: shadow),
             second: second.map { copy(to: $0) },
-            sink: sink,
-            slots: self.resources.shadowSlots,
-            pool: self.resources.shadowPool,
+            dispatcher: dispatcher,
             limits: self.shared.configuration.shadow,
             metrics: self.shared.metrics
         )

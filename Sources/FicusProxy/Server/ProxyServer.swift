@@ -22,21 +22,17 @@ public final class RoutingState: Sendable {
     }
 }
 
-/// What each event loop owns: its upstream pools and its share of shadow capacity.
+/// What each event loop owns: its upstream pool.
 ///
-/// Keeping these per loop is what keeps the hot path free of locks and thread hops.
+/// Keeping it per loop is what keeps the hot path free of locks and thread hops. Shadow copies use the shadow
+/// loop's own pool (`ShadowDispatcher`), so they can never take a connection a client needs.
 final class LoopResources {
     let eventLoop: EventLoop
     let pool: UpstreamPool
-    /// Shadow copies use their own connections, so they can never take a connection a client needs.
-    let shadowPool: UpstreamPool
-    let shadowSlots: ShadowSlots
 
     init(eventLoop: EventLoop, configuration: ProxyConfiguration, loops: Int, metrics: ProxyMetrics?) {
         self.eventLoop = eventLoop
         self.pool = UpstreamPool(eventLoop: eventLoop, configuration: configuration, loops: loops, metrics: metrics)
-        self.shadowPool = UpstreamPool(eventLoop: eventLoop, configuration: configuration, loops: loops, metrics: nil)
-        self.shadowSlots = ShadowSlots(limit: max(1, (configuration.shadow.maxInFlight + loops - 1) / loops))
     }
 }
 
@@ -161,8 +157,8 @@ public final class ProxyServer: Sendable {
             let value = resources
             try? await resources.value.eventLoop.submit {
                 value.value.pool.closeIdle()
-                value.value.shadowPool.closeIdle()
             }.get()
         }
+        await self.shared.shadow?.shutdown()
     }
 }

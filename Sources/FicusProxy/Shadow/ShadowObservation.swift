@@ -37,7 +37,7 @@ public struct ShadowLimits: Sendable {
     /// Request and response bodies are captured up to this many bytes; longer answers are compared by length and
     /// hash, and longer request bodies are not shadowed.
     public var captureBytes = 1024 * 1024
-    /// Shadow requests in flight, across event loops (each loop gets an equal share); beyond it copies are dropped.
+    /// Shadow requests in flight, for the whole proxy; beyond it copies are dropped (and counted).
     public var maxInFlight = 1000
     /// A shadow request that has not completed by then is abandoned.
     public var timeout: TimeAmount = .seconds(10)

@@ -2,63 +2,33 @@ import FicusCore
 import FicusDiff
 import NIOCore
 
-/// The shadow capacity of one event loop: copies in flight, bounded.
+/// Follows one shadowed request on the client's event loop: captures the request and the serving answer, and hands
+/// them to the shadow loop as a `ShadowJob` once the client's answer has been written.
 ///
-/// Loop-confined like the pools; the configured total is shared out among the loops.
-final class ShadowSlots {
-    let limit: Int
-    private(set) var inFlight = 0
-
-    init(limit: Int) {
-        self.limit = limit
-    }
-
-    func tryAcquire() -> Bool {
-        guard self.inFlight < self.limit else { return false }
-        self.inFlight += 1
-        return true
-    }
-
-    func release() {
-        self.inFlight -= 1
-    }
-}
-
-/// Follows one shadowed request: captures the request and the serving answer, sends the copies once the request is
-/// complete, and hands the observation to the sink when every part is in.
+/// Handing over after the answer keeps the copies' work (a connection, a write, a wake-up, the read of their answers)
+/// out of the client's latency; what is compared does not change.
 final class ShadowRecorder {
-    /// A copy to send once the request is complete.
-    struct Copy {
-        var upstream: Upstream
-        var head: ByteBuffer
-    }
-
-    private let sink: ShadowSink
-    private let slots: ShadowSlots
-    private let pool: UpstreamPool
+    private let dispatcher: ShadowDispatcher
     private let limits: ShadowLimits
     private let metrics: ProxyMetrics?
     private var observation: ShadowObservation
     private let method: HTTPMethodKind
+    private let shadowCopy: ShadowJob.Copy
+    private let secondCopy: ShadowJob.Copy?
     private var requestBody: [UInt8] = []
     private let primary: ResponseCapture
     private var abandoned = false
     private var primaryDone = false
     private var requestReady = false
-    private var copiesSent = false
-    private var outstanding = 0
-    private var released = false
-    private var shadowCopy: Copy
-    private var secondCopy: Copy?
+    private var dispatched = false
 
+    /// Creates a recorder holding one of `dispatcher`'s in-flight slots, which it hands on or gives back.
     init(
         observation: ShadowObservation,
         method: HTTPMethodKind,
-        shadow: Copy,
-        second: Copy?,
-        sink: ShadowSink,
-        slots: ShadowSlots,
-        pool: UpstreamPool,
+        shadow: ShadowJob.Copy,
+        second: ShadowJob.Copy?,
+        dispatcher: ShadowDispatcher,
         limits: ShadowLimits,
         metrics: ProxyMetrics?
     ) {
@@ -66,12 +36,18 @@ final class ShadowRecorder {
         self.method = method
         self.shadowCopy = shadow
         self.secondCopy = second
-        self.sink = sink
-        self.slots = slots
-        self.pool = pool
+        self.dispatcher = dispatcher
         self.limits = limits
         self.metrics = metrics
         self.primary = ResponseCapture(limit: limits.captureBytes, started: .now())
+    }
+
+    deinit {
+        // An exchange that ended by a path that neither finished nor abandoned it must not keep its slot.
+        if !self.dispatched && !self.abandoned {
+            self.metrics?.shadowDropped(route: self.observation.route, reason: "unfinished")
+            self.dispatcher.release()
+        }
     }
 
     // MARK: The request
@@ -86,55 +62,11 @@ final class ShadowRecorder {
         buffer.withUnsafeReadableBytes { self.requestBody.append(contentsOf: $0) }
     }
 
-    /// The client's request is complete: the copies go out once the client's answer has been written.
-    ///
-    /// Sending them after the answer keeps the copies' work (a connection, a write, a wake-up) out of the client's
-    /// latency; what is compared does not change.
+    /// The client's request is complete; the copies go once the serving answer is complete too.
     func requestComplete() {
         guard !self.abandoned else { return }
         self.requestReady = true
-        if self.primaryDone { self.sendCopies() }
-    }
-
-    private func sendCopies() {
-        guard !self.copiesSent, !self.abandoned else { return }
-        self.copiesSent = true
-        self.observation.requestBody = self.requestBody
-        self.send(self.shadowCopy) { recorder, outcome in
-            switch outcome {
-            case .answered(let message): recorder.observation.shadow = message
-            case .failed(let error): recorder.observation.shadowError = error
-            }
-        }
-        if let second = self.secondCopy {
-            self.send(second) { recorder, outcome in
-                if case .answered(let message) = outcome { recorder.observation.second = message }
-            }
-        }
-    }
-
-    private func send(_ copy: Copy, _ record: @escaping (ShadowRecorder, ShadowExchange.Outcome) -> Void) {
-        var head = copy.head
-        if !self.requestBody.isEmpty {
-            // The copy's framing is always a Content-Length: the whole body is at hand.
-            head.moveWriterIndex(to: head.writerIndex - 2)
-            head.writeString("content-length: \(self.requestBody.count)\r\n\r\n")
-        }
-        self.outstanding += 1
-        self.metrics?.shadowSent(route: self.observation.route, upstream: copy.upstream.name)
-        let exchange = ShadowExchange(
-            upstream: copy.upstream,
-            pool: self.pool,
-            head: head,
-            body: self.requestBody,
-            method: self.method,
-            limits: self.limits
-        ) { [self] outcome in
-            record(self, outcome)
-            self.outstanding -= 1
-            self.completeIfReady()
-        }
-        exchange.start()
+        self.dispatchIfReady()
     }
 
     // MARK: The serving answer
@@ -148,28 +80,30 @@ final class ShadowRecorder {
         self.primary.body(buffer)
     }
 
+    /// The serving answer is complete and has been flushed to the client.
     func primaryEnd() {
         self.primary.end()
         self.primaryDone = true
-        if self.requestReady { self.sendCopies() }
-        self.completeIfReady()
+        self.dispatchIfReady()
     }
 
     /// The serving side failed or the client went away: nothing to compare.
     func abandon(reason: String) {
-        guard !self.abandoned else { return }
+        guard !self.abandoned, !self.dispatched else { return }
         self.abandoned = true
         self.requestBody = []
         self.metrics?.shadowDropped(route: self.observation.route, reason: reason)
-        self.completeIfReady()
+        self.dispatcher.release()
     }
 
-    private func completeIfReady() {
-        guard self.outstanding == 0, self.primaryDone || self.abandoned, !self.released else { return }
-        self.released = true
-        self.slots.release()
-        guard !self.abandoned else { return }
+    private func dispatchIfReady() {
+        guard self.primaryDone, self.requestReady, !self.dispatched, !self.abandoned else { return }
+        self.dispatched = true
+        self.observation.requestBody = self.requestBody
         self.observation.serving = self.primary.message
-        self.sink.submit(self.observation)
+        self.requestBody = []
+        self.dispatcher.dispatch(
+            ShadowJob(observation: self.observation, method: self.method, shadow: self.shadowCopy, second: self.secondCopy)
+        )
     }
 }
