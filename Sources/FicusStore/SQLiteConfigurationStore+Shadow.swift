@@ -3,20 +3,23 @@ import Foundation
 import GRDB
 
 extension SQLiteConfigurationStore: ShadowStore {
-    /// Inserts the records that fit the count bound, adds every record to the minute aggregates and applies
-    /// retention, in one write transaction.
+    /// Adds every record to the minute aggregates, keeps the records that say something (a difference, a noise
+    /// difference or a shadow error) within the count bound, and applies retention, in one write transaction.
     ///
-    /// Rows, JSON and aggregates are prepared before the transaction starts, so the write lock (shared with
-    /// configuration commits and other proxies) is held only for the statements themselves.
+    /// An identical comparison lives on in the aggregates only: the drill-down shows samples of differing fields, and
+    /// most answers of a healthy migration are identical, so storing each of them would be most of the work and
+    /// none of the evidence. Rows, JSON and aggregates are prepared before the transaction starts, so the write lock
+    /// (shared with configuration commits and other proxies) is held only for the statements themselves.
     public func appendShadowRecords(_ records: [ShadowRecord], retention: ShadowRetention) async throws {
         guard !records.isEmpty else {
             return
         }
         let aggregates = ShadowAggregates(records)
-        let rows = try records.suffix(max(0, retention.maxRecords)).map(EncodedShadowRecord.init)
+        let telling = records.filter(\.isWorthKeeping)
+        let rows = try telling.suffix(max(0, retention.maxRecords)).map(EncodedShadowRecord.init)
         let now = self.now()
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.writeTelemetry { db in
                 for row in rows {
                     try Self.insert(row, db)
                 }
@@ -431,5 +434,14 @@ struct ShadowAggregates: Sendable {
             self.statuses[status, default: 0] += 1
             self.endpoints[key] = minute
         }
+    }
+}
+
+extension ShadowRecord {
+    /// Whether the record is kept as a sample: the answers differed (also only as noise), or the shadow failed.
+    ///
+    /// See `appendShadowRecords`: identical comparisons are counted, not kept.
+    var isWorthKeeping: Bool {
+        !self.differences.isEmpty || self.shadowError != nil || !(self.noiseDifferences ?? []).isEmpty
     }
 }

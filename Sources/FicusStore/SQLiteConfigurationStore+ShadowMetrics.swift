@@ -31,7 +31,7 @@ extension SQLiteConfigurationStore {
         }
         let cutoff = Self.microseconds(self.now().addingTimeInterval(-retention.maxMetricWindowAge))
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.writeTelemetry { db in
                 let statement = try db.cachedStatement(
                     sql: """
                         INSERT OR REPLACE INTO metric_windows (

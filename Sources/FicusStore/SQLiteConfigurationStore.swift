@@ -114,6 +114,24 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
         }
     }
 
+    /// Runs `body` in one write transaction committed without waiting for the disk (`PRAGMA synchronous = NORMAL`).
+    ///
+    /// For telemetry (shadow records, aggregates, metric windows) written every fraction of a second: in WAL mode
+    /// such a commit is still atomic and survives a crash of the process; only a power loss may take back the last
+    /// ones, which costs some samples, never a configuration. Revisions and the audit log keep the connection's full
+    /// synchronous setting, restored before this returns.
+    func writeTelemetry(_ body: @escaping @Sendable (Database) throws -> Void) async throws {
+        try await self.pool.writeWithoutTransaction { db in
+            let previous = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = \(previous)") }
+            try db.inTransaction {
+                try body(db)
+                return .commit
+            }
+        }
+    }
+
     /// Runs one SQL script on the writer connection, outside the model's checks.
     ///
     /// For tests that need a state the API never produces (an undecodable snapshot); not for the CLI.

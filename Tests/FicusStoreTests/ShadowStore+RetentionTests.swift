@@ -30,13 +30,38 @@ struct ShadowStoreRetentionTests {
 
         // A batch larger than the bound stores only its last records.
         try await store.appendShadowRecords(
-            (0..<9).map { ShadowFixtures.record(at: 20, target: "/big/\($0)") },
+            (0..<9).map {
+                ShadowFixtures.record(at: 20, target: "/big/\($0)", differences: [ShadowFixtures.typeChanged])
+            },
             retention: ShadowRetention(maxRecords: 3)
         )
         #expect(try await ShadowFixtures.stored(store).map(\.target) == ["/big/8", "/big/7", "/big/6"])
-        try await store.appendShadowRecords([ShadowFixtures.record(at: 21)], retention: ShadowRetention(maxRecords: 0))
+        try await store.appendShadowRecords(
+            [ShadowFixtures.record(at: 21, differences: [ShadowFixtures.typeChanged])],
+            retention: ShadowRetention(maxRecords: 0)
+        )
         #expect(try await ShadowFixtures.stored(store).isEmpty)
         #expect(try await store.shadowTableSizes()["shadow_record_fields"] == 0)
+    }
+
+    @Test("identical comparisons are counted in the aggregates but not kept as records")
+    func identicalAreCountedNotKept() async throws {
+        let file = try TemporaryStoreFile()
+        let store = try ShadowFixtures.store(file)
+        try await store.appendShadowRecords(
+            [
+                ShadowFixtures.record(at: 1, target: "/same"),
+                ShadowFixtures.record(at: 2, target: "/typed", differences: [ShadowFixtures.typeChanged]),
+                ShadowFixtures.record(at: 3, target: "/noisy", noise: [ShadowFixtures.requestID]),
+                ShadowFixtures.record(at: 4, target: "/refused", shadowError: "connection refused"),
+            ],
+            retention: ShadowRetention()
+        )
+        #expect(try await ShadowFixtures.stored(store).map(\.target) == ["/refused", "/noisy", "/typed"])
+        let summary = try await store.shadowEndpoints(route: nil, from: nil, to: nil)
+        #expect(summary.first?.compared == 3)
+        #expect(summary.first?.identical == 2)
+        #expect(summary.first?.errors == 1)
     }
 
     @Test("records older than maxRecordAge and aggregates older than maxAggregateAge are deleted by the next batch")
@@ -50,27 +75,32 @@ struct ShadowStoreRetentionTests {
             retention: retention
         )
         clock.advance(by: 1_800)
-        try await store.appendShadowRecords([ShadowFixtures.record(at: 1_800, target: "/half")], retention: retention)
+        try await store.appendShadowRecords(
+            [ShadowFixtures.record(at: 1_800, target: "/half", noise: [ShadowFixtures.requestID])], retention: retention)
         #expect(try await ShadowFixtures.stored(store).map(\.target) == ["/half", "/old"])
 
         clock.advance(by: 1_801)
-        try await store.appendShadowRecords([ShadowFixtures.record(at: 3_601, target: "/new")], retention: retention)
+        try await store.appendShadowRecords(
+            [ShadowFixtures.record(at: 3_601, target: "/new", noise: [ShadowFixtures.requestID])], retention: retention)
         #expect(try await ShadowFixtures.stored(store).map(\.target) == ["/new", "/half"])
         #expect(try await store.shadowEndpoints(route: nil, from: nil, to: nil).first?.compared == 3)
 
         clock.advance(by: 86_400 - 3_601 + 1)
-        try await store.appendShadowRecords([ShadowFixtures.record(at: 86_401, target: "/later")], retention: retention)
+        try await store.appendShadowRecords(
+            [ShadowFixtures.record(at: 86_401, target: "/later", noise: [ShadowFixtures.requestID])], retention: retention)
         let summary = try await store.shadowEndpoints(route: nil, from: nil, to: nil)
         // The first minute (the typeChanged record) is gone; the minutes of /half and /new stay until they age too.
+        // (Those three carry only a noise difference, so that they are kept as records at all.)
         #expect(summary.first?.compared == 3)
-        #expect(summary.first?.fields.isEmpty == true)
+        #expect(summary.first?.fields.map(\.path) == ["$.requestId"])
+        #expect(summary.first?.fields.first?.raw == 0)
         #expect(try await ShadowFixtures.stored(store).map(\.target) == ["/later"])
-        // Every aggregate table lost the first minute: three minutes are left, without fields or signatures.
+        // Every aggregate table lost the first minute: three minutes are left, with the noise field and no signature.
         let sizes = try await store.shadowTableSizes()
         #expect(sizes["shadow_minutes"] == 3)
         #expect(sizes["shadow_status_minutes"] == 3)
         #expect(sizes["shadow_latency_minutes"] == 6)
-        #expect(sizes["shadow_field_minutes"] == 0)
+        #expect(sizes["shadow_field_minutes"] == 3)
         #expect(sizes["shadow_signature_minutes"] == 0)
         #expect(sizes["shadow_records"] == 1)
     }
