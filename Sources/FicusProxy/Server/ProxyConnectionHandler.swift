@@ -337,6 +337,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 serving: upstream.name,
                 shadow: table.upstream(named: shadowName),
                 second: decision.noise.flatMap { table.upstream(named: $0) },
+                table: table,
                 dispatcher: dispatcher
             )
         }
@@ -836,6 +837,7 @@ extension ProxyConnectionHandler {
         serving: String,
         shadow: Upstream?,
         second: Upstream?,
+        table: RoutingTable,
         dispatcher: ShadowDispatcher
     ) -> ShadowRecorder? {
         guard let shadow else {
@@ -846,40 +848,20 @@ extension ProxyConnectionHandler {
             self.shared.metrics?.shadowDropped(route: route, reason: "capacity")
             return nil
         }
-        let client = HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted)
-        func copy(to upstream: Upstream) -> ShadowJob.Copy {
-            var out = ByteBuffer()
-            let rewrite = self.shared.routing.current.rewrite(route: route, upstream: upstream.name)
-            HeaderHygiene.writeRequestHead(
-                head,
-                into: &out,
-                client: client,
-                viaName: self.shared.configuration.viaName,
-                edits: rewrite.map { HeaderHygiene.RequestEdits($0, view: view) },
-                shadowCopy: true
-            )
-            return ShadowJob.Copy(upstream: upstream, head: out)
-        }
-        let observation = ShadowObservation(
-            timestamp: Int64(Date().timeIntervalSince1970 * 1_000_000),
+        let plan = ShadowRecorder.Plan(
+            head: head,
+            view: view,
+            client: HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted),
+            viaName: self.shared.configuration.viaName,
+            table: table,
             route: route,
-            method: head.methodString,
-            target: head.target,
-            requestHeaders: head.fieldPairs,
-            requestBody: [],
-            servingUpstream: serving,
-            serving: CapturedMessage(status: 0),
-            shadowUpstream: shadow.name,
-            shadow: nil,
-            shadowError: nil,
-            secondUpstream: second?.name,
-            second: nil
+            serving: serving,
+            shadow: shadow,
+            second: second,
+            timestamp: Int64(Date().timeIntervalSince1970 * 1_000_000)
         )
         return ShadowRecorder(
-            observation: observation,
-            method: head.method,
-            shadow: copy(to: shadow),
-            second: second.map { copy(to: $0) },
+            plan: plan,
             dispatcher: dispatcher,
             limits: self.shared.configuration.shadow,
             metrics: self.shared.metrics

@@ -8,8 +8,9 @@ import NIOCore
 final class ResponseCapture {
     private let limit: Int
     private let started: NIODeadline
-    private var status = 0
-    private var headers: [(String, String)] = []
+    /// The head as received: its fields are turned into strings only when the message is built, off the path
+    /// that forwards the answer.
+    private var received: HTTPHead?
     private var body: [UInt8] = []
     private var length = 0
     private var hasher = FNV1a64()
@@ -21,8 +22,7 @@ final class ResponseCapture {
     }
 
     func head(_ head: HTTPHead) {
-        self.status = head.status
-        self.headers = head.fieldPairs
+        self.received = head
     }
 
     func body(_ buffer: ByteBuffer) {
@@ -43,8 +43,8 @@ final class ResponseCapture {
     var message: CapturedMessage {
         let end = self.finished ?? .now()
         return CapturedMessage(
-            status: self.status,
-            headers: self.headers,
+            status: self.received?.status ?? 0,
+            headers: self.received?.fieldPairs ?? [],
             body: self.body,
             bodyLength: self.length,
             truncated: self.length > self.body.count,

@@ -8,13 +8,29 @@ import NIOCore
 /// Handing over after the answer keeps the copies' work (a connection, a write, a wake-up, the read of their answers)
 /// out of the client's latency; what is compared does not change.
 final class ShadowRecorder {
+    /// What the copies and the observation are built from, kept as received until the client has its answer.
+    ///
+    /// Writing the copies' heads and turning header fields into strings costs more than forwarding a small request;
+    /// done at hand-over, none of it sits between the client's request and its answer.
+    struct Plan {
+        var head: HTTPHead
+        var view: RequestView
+        var client: HeaderHygiene.ClientFacts
+        var viaName: String
+        /// The table the request was routed with, for the copies' rewrites.
+        var table: RoutingTable
+        var route: String
+        var serving: String
+        var shadow: Upstream
+        var second: Upstream?
+        /// Wall-clock arrival, in microseconds since 1970.
+        var timestamp: Int64
+    }
+
     private let dispatcher: ShadowDispatcher
     private let limits: ShadowLimits
     private let metrics: ProxyMetrics?
-    private var observation: ShadowObservation
-    private let method: HTTPMethodKind
-    private let shadowCopy: ShadowJob.Copy
-    private let secondCopy: ShadowJob.Copy?
+    private let plan: Plan
     private var requestBody: [UInt8] = []
     private let primary: ResponseCapture
     private var abandoned = false
@@ -23,19 +39,8 @@ final class ShadowRecorder {
     private var dispatched = false
 
     /// Creates a recorder holding one of `dispatcher`'s in-flight slots, which it hands on or gives back.
-    init(
-        observation: ShadowObservation,
-        method: HTTPMethodKind,
-        shadow: ShadowJob.Copy,
-        second: ShadowJob.Copy?,
-        dispatcher: ShadowDispatcher,
-        limits: ShadowLimits,
-        metrics: ProxyMetrics?
-    ) {
-        self.observation = observation
-        self.method = method
-        self.shadowCopy = shadow
-        self.secondCopy = second
+    init(plan: Plan, dispatcher: ShadowDispatcher, limits: ShadowLimits, metrics: ProxyMetrics?) {
+        self.plan = plan
         self.dispatcher = dispatcher
         self.limits = limits
         self.metrics = metrics
@@ -45,7 +50,7 @@ final class ShadowRecorder {
     deinit {
         // An exchange that ended by a path that neither finished nor abandoned it must not keep its slot.
         if !self.dispatched && !self.abandoned {
-            self.metrics?.shadowDropped(route: self.observation.route, reason: "unfinished")
+            self.metrics?.shadowDropped(route: self.plan.route, reason: "unfinished")
             self.dispatcher.release()
         }
     }
@@ -92,18 +97,53 @@ final class ShadowRecorder {
         guard !self.abandoned, !self.dispatched else { return }
         self.abandoned = true
         self.requestBody = []
-        self.metrics?.shadowDropped(route: self.observation.route, reason: reason)
+        self.metrics?.shadowDropped(route: self.plan.route, reason: reason)
         self.dispatcher.release()
     }
 
     private func dispatchIfReady() {
         guard self.primaryDone, self.requestReady, !self.dispatched, !self.abandoned else { return }
         self.dispatched = true
-        self.observation.requestBody = self.requestBody
-        self.observation.serving = self.primary.message
+        let plan = self.plan
+        let observation = ShadowObservation(
+            timestamp: plan.timestamp,
+            route: plan.route,
+            method: plan.head.methodString,
+            target: plan.head.target,
+            requestHeaders: plan.head.fieldPairs,
+            requestBody: self.requestBody,
+            servingUpstream: plan.serving,
+            serving: self.primary.message,
+            shadowUpstream: plan.shadow.name,
+            shadow: nil,
+            shadowError: nil,
+            secondUpstream: plan.second?.name,
+            second: nil
+        )
         self.requestBody = []
         self.dispatcher.dispatch(
-            ShadowJob(observation: self.observation, method: self.method, shadow: self.shadowCopy, second: self.secondCopy)
+            ShadowJob(
+                observation: observation,
+                method: plan.head.method,
+                shadow: self.copy(to: plan.shadow),
+                second: plan.second.map { self.copy(to: $0) }
+            )
         )
+    }
+
+    /// The request head as sent to `upstream`: the hygiene and rewrite of a forwarded request, marked as a copy.
+    private func copy(to upstream: Upstream) -> ShadowJob.Copy {
+        let plan = self.plan
+        var out = ByteBuffer()
+        let rewrite = plan.table.rewrite(route: plan.route, upstream: upstream.name)
+        HeaderHygiene.writeRequestHead(
+            plan.head,
+            into: &out,
+            client: plan.client,
+            viaName: plan.viaName,
+            edits: rewrite.map { HeaderHygiene.RequestEdits($0, view: plan.view) },
+            shadowCopy: true
+        )
+        return ShadowJob.Copy(upstream: upstream, head: out)
     }
 }
