@@ -33,6 +33,8 @@ LOAD_MODE=${LOAD_MODE:-stagger}    # stagger: clients start 1000/RATE ms apart, 
                                    #   (h2load -D, --warm-up-time), so every client fires in the same instant
 ROUNDS=${ROUNDS:-3}                # a, b, c repeated; the verdict is on all rounds pooled
 SHADOW_DELAY_MS=${SHADOW_DELAY_MS:-200}
+SHADOW_BACKEND=${SHADOW_BACKEND:-nginx}  # nginx: a second nginx with the echo module (echo_sleep), event-driven C;
+                                   #   python: scripts/bench/shadow_backend.py, a thread per connection
 LIMIT=${LIMIT:-1.1}                # bound on p99(b) / p99(a), median over the rounds
 MIN_RATE_SHARE=${MIN_RATE_SHARE:-0.95}  # a run that completes fewer than this share of RATE × DURATION fails
 PAUSE=${PAUSE:-1}                  # seconds of quiet between runs
@@ -92,6 +94,11 @@ missing=()
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v curl >/dev/null || missing+=(curl)
+case "$SHADOW_BACKEND" in
+    nginx) [ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ] || missing+=(libnginx-mod-http-echo) ;;
+    python) ;;
+    *) die "SHADOW_BACKEND must be nginx or python" ;;
+esac
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "missing ${missing[*]} and not root: install them first"
     log "installing ${missing[*]} from Debian packages"
@@ -184,14 +191,48 @@ LEGACY_PID=$!
 PIDS+=("$LEGACY_PID")
 wait_http "http://127.0.0.1:$LEGACY_PORT/" 10 "$LEGACY_PID" || die "nginx (legacy) did not start: $(cat "$TMP/nginx/"*.log)"
 
+# Shadow side ("orders-v2"): the same JSON after SHADOW_DELAY_MS, from a second nginx (echo_sleep keeps the
+# request waiting on a timer, no thread per request) or from the Python server.
+mkdir -p "$TMP/shadow-nginx"
+cat >"$TMP/shadow-nginx/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
+worker_processes 1;
+daemon off;
+pid $TMP/shadow-nginx/nginx.pid;
+error_log $TMP/shadow-nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/shadow-nginx;
+    proxy_temp_path $TMP/shadow-nginx;
+    fastcgi_temp_path $TMP/shadow-nginx;
+    uwsgi_temp_path $TMP/shadow-nginx;
+    scgi_temp_path $TMP/shadow-nginx;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    server {
+        listen 127.0.0.1:$SHADOW_PORT backlog=4096;
+        location / {
+            default_type application/json;
+            echo_sleep $(python3 -c "print($SHADOW_DELAY_MS / 1000)");
+            echo '{"id":7,"status":"shipped"}';
+        }
+    }
+}
+EOF
 SHADOW_PID=""
 start_shadow() {
-    python3 "$HELPERS/shadow_backend.py" "$SHADOW_PORT" "$SHADOW_DELAY_MS" >>"$TMP/shadow.log" 2>&1 &
+    if [ "$SHADOW_BACKEND" = nginx ]; then
+        nginx -p "$TMP/shadow-nginx" -c "$TMP/shadow-nginx/nginx.conf" >>"$TMP/shadow.log" 2>&1 &
+    else
+        python3 "$HELPERS/shadow_backend.py" "$SHADOW_PORT" "$SHADOW_DELAY_MS" >>"$TMP/shadow.log" 2>&1 &
+    fi
     SHADOW_PID=$!
     PIDS+=("$SHADOW_PID")
     wait_http "http://127.0.0.1:$SHADOW_PORT/" 10 "$SHADOW_PID" || die "shadow backend did not start: $(cat "$TMP/shadow.log")"
 }
 stop_shadow() {
+    pkill -KILL -P "$SHADOW_PID" 2>/dev/null || true  # nginx's worker
     kill -KILL "$SHADOW_PID" 2>/dev/null || true
     wait "$SHADOW_PID" 2>/dev/null || true
     unset_pid "$SHADOW_PID"
@@ -301,7 +342,7 @@ sleep 5
 IDLE_CPU=$(python3 -c "print(round(($(cpu_ticks "$FICUS_PID") - $idle_before) / $CLK_TCK / 5, 4))")
 log "ficus with no traffic: $(python3 -c "print(round(100 * $IDLE_CPU, 1))") % of a core"
 
-log "legacy nginx :$LEGACY_PORT, shadow upstream :$SHADOW_PORT (+${SHADOW_DELAY_MS} ms), ficus :$PROXY_PORT (admin :$ADMIN_PORT)"
+log "legacy nginx :$LEGACY_PORT, shadow upstream ($SHADOW_BACKEND) :$SHADOW_PORT (+${SHADOW_DELAY_MS} ms), ficus :$PROXY_PORT (admin :$ADMIN_PORT)"
 log "load ($LOAD_MODE): h2load $(h2load_shape "$PER_RUN") (= $RATE req/s), $ROUNDS round(s) of a, b, c"
 METRICS_OUT="$TMP/metrics.txt"
 : >"$METRICS_OUT"

@@ -98,6 +98,9 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
         configuration.busyMode = .timeout(busyTimeout)
         configuration.readonly = readonly
         configuration.label = "ficus.store"
+        // GRDB's default, userInitiated, runs its queues above normal priority (nice -2 to -4 on Linux), so a batch
+        // of shadow records could preempt an event loop serving clients. Store work is never what a client waits on.
+        configuration.qos = .utility
         return configuration
     }
 

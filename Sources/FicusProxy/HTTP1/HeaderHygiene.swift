@@ -8,7 +8,7 @@ import NIOCore
 /// matches what Ficus actually sends.
 enum HeaderHygiene {
     /// Facts about the client connection that the forwarding fields record.
-    struct ClientFacts {
+    struct ClientFacts: Sendable {
         var address: String
         var trusted: Bool
     }

@@ -848,7 +848,7 @@ extension ProxyConnectionHandler {
             self.shared.metrics?.shadowDropped(route: route, reason: "capacity")
             return nil
         }
-        let plan = ShadowRecorder.Plan(
+        let plan = ShadowJob.Plan(
             head: head,
             view: view,
             client: HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted),

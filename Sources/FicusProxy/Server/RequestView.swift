@@ -2,7 +2,7 @@ import FicusCore
 import NIOCore
 
 /// A parsed request head seen through the routing engine's eyes, built lazily from the head's bytes.
-struct RequestView: RoutableRequest {
+struct RequestView: RoutableRequest, Sendable {
     let head: HTTPHead
     let clientAddress: IPAddress?
     let trustsOverrides: Bool

@@ -40,16 +40,41 @@ final class ResponseCapture {
         self.finished = .now()
     }
 
+    /// What was captured, as a value that can cross to another thread before it is turned into a message.
+    var snapshot: CapturedResponse {
+        CapturedResponse(
+            head: self.received,
+            body: self.body,
+            length: self.length,
+            hash: self.hasher.value,
+            latencyNanoseconds: ((self.finished ?? .now()) - self.started).nanoseconds
+        )
+    }
+
     var message: CapturedMessage {
-        let end = self.finished ?? .now()
-        return CapturedMessage(
-            status: self.received?.status ?? 0,
-            headers: self.received?.fieldPairs ?? [],
+        self.snapshot.message
+    }
+}
+
+/// A captured answer before its header fields are turned into strings.
+///
+/// The client's loop hands this over; the shadow loop builds the `CapturedMessage`.
+struct CapturedResponse: Sendable {
+    var head: HTTPHead?
+    var body: [UInt8]
+    var length: Int
+    var hash: UInt64
+    var latencyNanoseconds: Int64
+
+    var message: CapturedMessage {
+        CapturedMessage(
+            status: self.head?.status ?? 0,
+            headers: self.head?.fieldPairs ?? [],
             body: self.body,
             bodyLength: self.length,
             truncated: self.length > self.body.count,
-            bodyHash: self.hasher.value,
-            latencyMicroseconds: Int((end - self.started).nanoseconds / 1000)
+            bodyHash: self.hash,
+            latencyMicroseconds: Int(self.latencyNanoseconds / 1000)
         )
     }
 }

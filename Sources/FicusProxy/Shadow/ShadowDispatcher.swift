@@ -4,22 +4,83 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A shadowed request once its client has its answer: everything needed to send the copies and compare them.
 ///
-/// A plain value, handed from the client's event loop to the shadow loop; nothing in it is shared with the client's
-/// exchange, so the two loops never touch the same object.
+/// Raw parts (the request head as received, the captured bytes), handed from the client's event loop to the shadow
+/// loop, which turns them into copies and an observation; nothing in it is shared with the client's exchange, so the
+/// two loops never touch the same object.
 struct ShadowJob: Sendable {
+    /// What the copies and the observation are built from, fixed when the request is routed.
+    struct Plan: Sendable {
+        var head: HTTPHead
+        var view: RequestView
+        var client: HeaderHygiene.ClientFacts
+        var viaName: String
+        /// The table the request was routed with, for the copies' rewrites.
+        var table: RoutingTable
+        var route: String
+        var serving: String
+        var shadow: Upstream
+        var second: Upstream?
+        /// Wall-clock arrival, in microseconds since 1970.
+        var timestamp: Int64
+    }
+
     /// A copy to send: the upstream and the request head written for it.
-    struct Copy: Sendable {
+    struct Copy {
         var upstream: Upstream
         var head: ByteBuffer
     }
 
-    /// The request and the serving answer; the shadow and noise answers are filled in on the shadow loop.
-    var observation: ShadowObservation
-    var method: HTTPMethodKind
-    var shadow: Copy
-    var second: Copy?
+    var plan: Plan
+    /// The request body, up to the capture bound.
+    var requestBody: [UInt8]
+    /// The serving answer as captured.
+    var serving: CapturedResponse
+
+    /// The observation without the shadow and noise answers, which the shadow loop fills in.
+    func observation() -> ShadowObservation {
+        ShadowObservation(
+            timestamp: self.plan.timestamp,
+            route: self.plan.route,
+            method: self.plan.head.methodString,
+            target: self.plan.head.target,
+            requestHeaders: self.plan.head.fieldPairs,
+            requestBody: self.requestBody,
+            servingUpstream: self.plan.serving,
+            serving: self.serving.message,
+            shadowUpstream: self.plan.shadow.name,
+            shadow: nil,
+            shadowError: nil,
+            secondUpstream: self.plan.second?.name,
+            second: nil
+        )
+    }
+
+    /// The request as sent to `upstream`: the hygiene and rewrite of a forwarded request, marked as a copy, framed
+    /// by a Content-Length when it has a body (the whole body is at hand).
+    func copy(to upstream: Upstream) -> Copy {
+        let plan = self.plan
+        var head = ByteBuffer()
+        let rewrite = plan.table.rewrite(route: plan.route, upstream: upstream.name)
+        HeaderHygiene.writeRequestHead(
+            plan.head,
+            into: &head,
+            client: plan.client,
+            viaName: plan.viaName,
+            edits: rewrite.map { HeaderHygiene.RequestEdits($0, view: plan.view) },
+            shadowCopy: true
+        )
+        if !self.requestBody.isEmpty {
+            head.moveWriterIndex(to: head.writerIndex - 2)
+            head.writeString("content-length: \(self.requestBody.count)\r\n\r\n")
+        }
+        return Copy(upstream: upstream, head: head)
+    }
 }
 
 /// Sends shadow copies from an event loop of their own and hands finished observations to the sink.
@@ -45,6 +106,26 @@ final class ShadowDispatcher: Sendable {
         self.sink = sink
         self.limits = configuration.shadow
         self.metrics = metrics
+        self.eventLoop.execute {
+            Self.yieldToClients()
+        }
+    }
+
+    /// Lowers the shadow thread's scheduling priority (nice 10) so that, when the cores are busy, a client loop
+    /// that wakes up runs before shadow work does.
+    ///
+    /// Shadowing is best-effort by design: a copy that waits a few milliseconds changes nothing, a client that waits
+    /// does. Linux only; elsewhere, and when the call is refused, the thread keeps its priority.
+    private static func yieldToClients() {
+        #if os(Linux)
+            // Swift does not import gettid(); /proc/thread-self links to "PID/task/TID".
+            var link = [CChar](repeating: 0, count: 64)
+            let count = readlink("/proc/thread-self", &link, link.count - 1)
+            guard count > 0 else { return }
+            let text = String(decoding: link[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard let tid = text.split(separator: "/").last.flatMap({ id_t($0) }) else { return }
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), tid, 10)
+        #endif
     }
 
     /// Takes one in-flight slot; false when `ShadowLimits.maxInFlight` copies are already under way.
@@ -77,20 +158,20 @@ final class ShadowDispatcher: Sendable {
     }
 
     private func run(_ job: ShadowJob) {
-        let flight = ShadowFlight(job: job) { observation in
+        let flight = ShadowFlight(observation: job.observation()) { observation in
             self.release()
             self.sink.submit(observation)
         }
         // Counted before either copy starts: a copy that fails at once must not finish the flight early.
-        flight.outstanding = job.second == nil ? 1 : 2
-        self.send(job.shadow, job: job, flight: flight) { observation, outcome in
+        flight.outstanding = job.plan.second == nil ? 1 : 2
+        self.send(job.copy(to: job.plan.shadow), job: job, flight: flight) { observation, outcome in
             switch outcome {
             case .answered(let message): observation.shadow = message
             case .failed(let error): observation.shadowError = error
             }
         }
-        if let second = job.second {
-            self.send(second, job: job, flight: flight) { observation, outcome in
+        if let second = job.plan.second {
+            self.send(job.copy(to: second), job: job, flight: flight) { observation, outcome in
                 if case .answered(let message) = outcome { observation.second = message }
             }
         }
@@ -102,20 +183,13 @@ final class ShadowDispatcher: Sendable {
         flight: ShadowFlight,
         _ record: @escaping (inout ShadowObservation, ShadowExchange.Outcome) -> Void
     ) {
-        var head = copy.head
-        let body = job.observation.requestBody
-        if !body.isEmpty {
-            // The copy's framing is always a Content-Length: the whole body is at hand.
-            head.moveWriterIndex(to: head.writerIndex - 2)
-            head.writeString("content-length: \(body.count)\r\n\r\n")
-        }
-        self.metrics?.shadowSent(route: job.observation.route, upstream: copy.upstream.name)
+        self.metrics?.shadowSent(route: job.plan.route, upstream: copy.upstream.name)
         let exchange = ShadowExchange(
             upstream: copy.upstream,
             pool: self.pool.value,
-            head: head,
-            body: body,
-            method: job.method,
+            head: copy.head,
+            body: job.requestBody,
+            method: job.plan.head.method,
             limits: self.limits
         ) { outcome in
             flight.record { record(&$0, outcome) }
@@ -139,8 +213,8 @@ final class ShadowFlight {
     private let done: (ShadowObservation) -> Void
     var outstanding = 0
 
-    init(job: ShadowJob, done: @escaping (ShadowObservation) -> Void) {
-        self.observation = job.observation
+    init(observation: ShadowObservation, done: @escaping (ShadowObservation) -> Void) {
+        self.observation = observation
         self.done = done
     }
 

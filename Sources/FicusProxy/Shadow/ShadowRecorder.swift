@@ -5,32 +5,13 @@ import NIOCore
 /// Follows one shadowed request on the client's event loop: captures the request and the serving answer, and hands
 /// them to the shadow loop as a `ShadowJob` once the client's answer has been written.
 ///
-/// Handing over after the answer keeps the copies' work (a connection, a write, a wake-up, the read of their answers)
-/// out of the client's latency; what is compared does not change.
+/// Handing over after the answer keeps the copies' work (building them, a connection, a write, a wake-up, the read
+/// of their answers) out of the client's latency and off the client's loop; what is compared does not change.
 final class ShadowRecorder {
-    /// What the copies and the observation are built from, kept as received until the client has its answer.
-    ///
-    /// Writing the copies' heads and turning header fields into strings costs more than forwarding a small request;
-    /// done at hand-over, none of it sits between the client's request and its answer.
-    struct Plan {
-        var head: HTTPHead
-        var view: RequestView
-        var client: HeaderHygiene.ClientFacts
-        var viaName: String
-        /// The table the request was routed with, for the copies' rewrites.
-        var table: RoutingTable
-        var route: String
-        var serving: String
-        var shadow: Upstream
-        var second: Upstream?
-        /// Wall-clock arrival, in microseconds since 1970.
-        var timestamp: Int64
-    }
-
     private let dispatcher: ShadowDispatcher
     private let limits: ShadowLimits
     private let metrics: ProxyMetrics?
-    private let plan: Plan
+    private let plan: ShadowJob.Plan
     private var requestBody: [UInt8] = []
     private let primary: ResponseCapture
     private var abandoned = false
@@ -39,7 +20,7 @@ final class ShadowRecorder {
     private var dispatched = false
 
     /// Creates a recorder holding one of `dispatcher`'s in-flight slots, which it hands on or gives back.
-    init(plan: Plan, dispatcher: ShadowDispatcher, limits: ShadowLimits, metrics: ProxyMetrics?) {
+    init(plan: ShadowJob.Plan, dispatcher: ShadowDispatcher, limits: ShadowLimits, metrics: ProxyMetrics?) {
         self.plan = plan
         self.dispatcher = dispatcher
         self.limits = limits
@@ -104,46 +85,8 @@ final class ShadowRecorder {
     private func dispatchIfReady() {
         guard self.primaryDone, self.requestReady, !self.dispatched, !self.abandoned else { return }
         self.dispatched = true
-        let plan = self.plan
-        let observation = ShadowObservation(
-            timestamp: plan.timestamp,
-            route: plan.route,
-            method: plan.head.methodString,
-            target: plan.head.target,
-            requestHeaders: plan.head.fieldPairs,
-            requestBody: self.requestBody,
-            servingUpstream: plan.serving,
-            serving: self.primary.message,
-            shadowUpstream: plan.shadow.name,
-            shadow: nil,
-            shadowError: nil,
-            secondUpstream: plan.second?.name,
-            second: nil
-        )
+        let job = ShadowJob(plan: self.plan, requestBody: self.requestBody, serving: self.primary.snapshot)
         self.requestBody = []
-        self.dispatcher.dispatch(
-            ShadowJob(
-                observation: observation,
-                method: plan.head.method,
-                shadow: self.copy(to: plan.shadow),
-                second: plan.second.map { self.copy(to: $0) }
-            )
-        )
-    }
-
-    /// The request head as sent to `upstream`: the hygiene and rewrite of a forwarded request, marked as a copy.
-    private func copy(to upstream: Upstream) -> ShadowJob.Copy {
-        let plan = self.plan
-        var out = ByteBuffer()
-        let rewrite = plan.table.rewrite(route: plan.route, upstream: upstream.name)
-        HeaderHygiene.writeRequestHead(
-            plan.head,
-            into: &out,
-            client: plan.client,
-            viaName: plan.viaName,
-            edits: rewrite.map { HeaderHygiene.RequestEdits($0, view: plan.view) },
-            shadowCopy: true
-        )
-        return ShadowJob.Copy(upstream: upstream, head: out)
+        self.dispatcher.dispatch(job)
     }
 }
