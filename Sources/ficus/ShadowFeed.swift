@@ -37,21 +37,22 @@ struct ShadowFeed: Service {
     let logger: Logger
 
     func run() async throws {
+        async let comparing: Void = self.comparer.run()
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.comparer.run() }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(nanoseconds: UInt64(self.windowInterval * 1_000_000_000))
                     await self.flushWindows()
                 }
             }
-            // Services stop in reverse order: the proxy has drained by the time this one is asked to stop, so
-            // nothing is submitted any more; what is queued is compared and stored before the comparer returns.
             try? await gracefulShutdown()
-            self.comparer.finish()
-            await self.flushWindows()
             group.cancelAll()
         }
+        // Services stop in reverse order: the proxy has drained by the time this one is asked to stop, so nothing is
+        // submitted any more; what is queued is stored before the comparer returns, and only then the last window.
+        self.comparer.finish()
+        await comparing
+        await self.flushWindows()
     }
 
     private func flushWindows() async {

@@ -9,15 +9,16 @@ public protocol ShadowRecordSink: Sendable {
     func write(_ records: [ShadowRecord]) async throws
 }
 
-/// Compares shadow observations off the event loops and hands the records to a sink in batches.
+/// Compares shadow observations and hands the records to a sink in batches.
 ///
-/// The proxy's only cost is `submit`, a non-blocking enqueue into a bounded queue: when comparing or storing falls
-/// behind, observations are dropped and counted, and the client path never waits.
+/// `submit` is called on the proxy's shadow loop, never on a loop that serves clients: it compares there (the shadow
+/// thread runs at a lower priority than the client loops) and enqueues the record into a bounded queue that `run`
+/// stores in batches. When storing falls behind, records are dropped and counted, and the client path never waits.
 public final class ShadowComparer: ShadowSink, Sendable {
     /// Per-route comparison settings (ignored paths, sensitive fields).
     public typealias OptionsProvider = @Sendable (_ route: String) -> CompareOptions
 
-    private let queue = NIOLockedValueBox<[ShadowObservation]>([])
+    private let queue = NIOLockedValueBox<[ShadowRecord]>([])
     private let queueLimit: Int
     private let signals: AsyncStream<Void>
     private let signal: AsyncStream<Void>.Continuation
@@ -50,9 +51,15 @@ public final class ShadowComparer: ShadowSink, Sendable {
     }
 
     public func submit(_ observation: ShadowObservation) {
+        let full = self.queue.withLockedValue { $0.count >= self.queueLimit }
+        guard !full else {
+            self.count("ficus_shadow_dropped_total", [("route", observation.route), ("reason", "comparer_queue_full")])
+            return
+        }
+        let record = self.record(for: observation)
         let queued = self.queue.withLockedValue { queue -> Bool in
             guard queue.count < self.queueLimit else { return false }
-            queue.append(observation)
+            queue.append(record)
             return true
         }
         if queued {
@@ -82,15 +89,15 @@ public final class ShadowComparer: ShadowSink, Sendable {
 
     private func drain() async {
         while true {
-            let observations = self.queue.withLockedValue { queue -> [ShadowObservation] in
+            let records = self.queue.withLockedValue { queue -> [ShadowRecord] in
                 defer { queue.removeAll(keepingCapacity: true) }
                 return queue
             }
-            guard !observations.isEmpty else { return }
+            guard !records.isEmpty else { return }
             var start = 0
-            while start < observations.count {
-                let end = min(start + self.batchSize, observations.count)
-                var batch = observations[start..<end].map { self.record(for: $0) }
+            while start < records.count {
+                let end = min(start + self.batchSize, records.count)
+                var batch = Array(records[start..<end])
                 await self.write(&batch)
                 start = end
             }
