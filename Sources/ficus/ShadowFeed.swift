@@ -37,7 +37,9 @@ struct ShadowFeed: Service {
     let logger: Logger
 
     func run() async throws {
-        async let comparing: Void = self.comparer.run()
+        // Unstructured, so that the last batches are stored even when the service group cancels this service once the
+        // proxy has stopped: a cancelled store write would drop them.
+        let comparing = Task { await self.comparer.run() }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 while !Task.isCancelled {
@@ -51,18 +53,24 @@ struct ShadowFeed: Service {
         // Services stop in reverse order: the proxy has drained by the time this one is asked to stop, so nothing is
         // submitted any more; what is queued is stored before the comparer returns, and only then the last window.
         self.comparer.finish()
-        await comparing
+        await comparing.value
         await self.flushWindows()
     }
 
+    /// Stores the windows that are complete, in a task of its own: windows taken are never put back, so their write
+    /// must not be cut short by the cancellation of the loop that asked for it.
     private func flushWindows() async {
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
         let windows = self.metrics.takeWindows(proxy: self.proxyID, now: now)
         guard !windows.isEmpty else { return }
-        do {
-            try await self.store.appendMetricWindows(windows)
-        } catch {
-            self.logger.error("storing metric windows failed", metadata: ["error": "\(error)"])
-        }
+        let store = self.store
+        let logger = self.logger
+        await Task {
+            do {
+                try await store.appendMetricWindows(windows)
+            } catch {
+                logger.error("storing metric windows failed", metadata: ["error": "\(error)"])
+            }
+        }.value
     }
 }
