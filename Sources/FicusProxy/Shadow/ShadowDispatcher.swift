@@ -96,6 +96,25 @@ final class ShadowDispatcher: Sendable {
     private let limits: ShadowLimits
     private let metrics: ProxyMetrics?
     private let inFlight = NIOLockedValueBox(0)
+    /// Jobs handed over and not yet started, and whether the shadow loop has stopped looking for them.
+    private let pending = NIOLockedValueBox(Pending())
+    /// The collection timer; only touched on the shadow loop.
+    private let collector = UnsafeTransfer(Collector())
+
+    /// How often the shadow loop collects handed-over jobs while there are any.
+    static let collectInterval: TimeAmount = .milliseconds(5)
+    /// Empty collections in a row after which the shadow loop stops looking until the next hand-over (one second).
+    static let idleCollections = 200
+
+    struct Pending {
+        var jobs: [ShadowJob] = []
+        var parked = true
+    }
+
+    final class Collector {
+        var task: RepeatedTask?
+        var idle = 0
+    }
 
     init(sink: ShadowSink, configuration: ProxyConfiguration, metrics: ProxyMetrics?) {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -151,8 +170,57 @@ final class ShadowDispatcher: Sendable {
     }
 
     /// Sends `job`'s copies from the shadow loop; the slot taken for it is released when they are all done.
+    ///
+    /// A hand-over is an append under a lock: the shadow loop collects jobs every `collectInterval` while traffic
+    /// flows, so a client loop wakes the shadow thread only for the first job after a quiet second, never once per
+    /// request. The copies leave up to 5 ms later, which changes nothing about what is compared.
     func dispatch(_ job: ShadowJob) {
-        self.eventLoop.execute {
+        let wake = self.pending.withLockedValue { pending -> Bool in
+            pending.jobs.append(job)
+            guard pending.parked else { return false }
+            pending.parked = false
+            return true
+        }
+        if wake {
+            self.eventLoop.execute {
+                self.startCollecting()
+            }
+        }
+    }
+
+    private func startCollecting() {
+        let collector = self.collector.value
+        collector.idle = 0
+        self.collect()
+        guard collector.task == nil else { return }
+        collector.task = self.eventLoop.scheduleRepeatedTask(
+            initialDelay: Self.collectInterval,
+            delay: Self.collectInterval
+        ) { _ in
+            self.collect()
+        }
+    }
+
+    /// Starts every job handed over since the last collection; parks after `idleCollections` empty ones.
+    private func collect() {
+        let collector = self.collector.value
+        let jobs = self.pending.withLockedValue { pending -> [ShadowJob]? in
+            if pending.jobs.isEmpty {
+                collector.idle += 1
+                guard collector.idle >= Self.idleCollections else { return [] }
+                pending.parked = true
+                return nil
+            }
+            collector.idle = 0
+            defer { pending.jobs.removeAll(keepingCapacity: true) }
+            return pending.jobs
+        }
+        guard let jobs else {
+            collector.task?.cancel()
+            collector.task = nil
+            return
+        }
+        for job in jobs {
             self.run(job)
         }
     }
