@@ -232,8 +232,11 @@ start_shadow() {
     wait_http "http://127.0.0.1:$SHADOW_PORT/" 10 "$SHADOW_PID" || die "shadow backend did not start: $(cat "$TMP/shadow.log")"
 }
 stop_shadow() {
-    pkill -KILL -P "$SHADOW_PID" 2>/dev/null || true  # nginx's worker
-    kill -KILL "$SHADOW_PID" 2>/dev/null || true
+    # nginx's workers are found first and killed together with the master, so that no master lives to start a
+    # new worker and no worker outlives its master holding the port.
+    local workers
+    workers=$(pgrep -P "$SHADOW_PID" 2>/dev/null || true)
+    kill -KILL "$SHADOW_PID" $workers 2>/dev/null || true
     wait "$SHADOW_PID" 2>/dev/null || true
     unset_pid "$SHADOW_PID"
     SHADOW_PID=""
