@@ -7,21 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v wrk >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
-fi
-swift build --product ficus >/dev/null
-bin="$(swift build --show-bin-path)/ficus"
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+source scripts/lib/load-setup.sh
 backend_port=$(free_port)
 proxy_port=$(free_port)
 admin_port=$(free_port)
@@ -34,10 +20,7 @@ pids+=($!)
 ficus=$!
 pids+=($ficus)
 
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$admin_port/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_admin "$admin_port"
 curl -sf "http://127.0.0.1:$proxy_port/" >/dev/null
 
 wrk -t1 -c16 -d5s --timeout 5s "http://127.0.0.1:$proxy_port/" >"$work/wrk.txt" 2>&1 &
