@@ -164,11 +164,6 @@ final class ShadowDispatcher: Sendable {
         self.inFlight.withLockedValue { $0 -= 1 }
     }
 
-    /// The copies under way, for tests.
-    var inFlightCount: Int {
-        self.inFlight.withLockedValue { $0 }
-    }
-
     /// Sends `job`'s copies from the shadow loop; the slot taken for it is released when they are all done.
     ///
     /// A hand-over is an append under a lock: the shadow loop collects jobs every `collectInterval` while traffic
