@@ -161,9 +161,7 @@ struct CanaryCommand: AsyncParsableCommand {
                     let state = try CanaryState(jsonData: row.stateJSON)
                     let now = Date()
                     var status = CanaryStatus(state: state, now: now)
-                    if let lease = try await store.canaryLease(route: self.route), lease.expiresAt > now {
-                        status.driver = lease.holder
-                    }
+                    status.driver = try await store.canaryDriver(route: self.route, now: now)
                     if self.output.json {
                         try Console.json(status)
                     } else {

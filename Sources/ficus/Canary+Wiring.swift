@@ -218,3 +218,16 @@ extension SQLiteConfigurationStore {
         Console.out("revision \(revision.number)")
     }
 }
+
+extension RolloutStore {
+    /// The proxy that drives `route`'s canary at `now` (the holder of a live lease), or nil when none does.
+    ///
+    /// `canary status` and the report show it; liveness is `Lease.isLive(at:)`, the rule the controllers use.
+    func canaryDriver(route: String, now: Date) async throws -> String? {
+        guard let row = try await self.canaryLease(route: route) else {
+            return nil
+        }
+        let lease = Lease(holder: row.holder, expiresAt: row.expiresAt)
+        return lease.isLive(at: now) ? lease.holder : nil
+    }
+}

@@ -19,9 +19,7 @@ extension ReportCommand {
             case .promoted(let at, _), .aborted(let at, _, _):
                 endedAt = at
             case .pending, .running, .paused:
-                if let lease = try await store.canaryLease(route: row.route), lease.expiresAt > now {
-                    driver = lease.holder
-                }
+                driver = try await store.canaryDriver(route: row.route, now: now)
             }
             canaries[row.route] = Self.canary(status, state: state, driver: driver, endedAt: endedAt)
         }
