@@ -331,7 +331,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         exchange.waitingForConnection = true
         if let shadowName = decision.shadow, shadowName != decision.upstream, let dispatcher = self.shared.shadow {
             exchange.shadow = self.shadowRecorder(
-                head: head,
                 view: view,
                 route: route,
                 serving: upstream.name,
@@ -831,7 +830,6 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
 extension ProxyConnectionHandler {
     /// Sets up the shadowing of the current request, or counts why it cannot be shadowed.
     fileprivate func shadowRecorder(
-        head: HTTPHead,
         view: RequestView,
         route: String,
         serving: String,
@@ -849,7 +847,6 @@ extension ProxyConnectionHandler {
             return nil
         }
         let plan = ShadowJob.Plan(
-            head: head,
             view: view,
             client: HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted),
             viaName: self.shared.configuration.viaName,

@@ -16,7 +16,7 @@ import NIOPosix
 struct ShadowJob: Sendable {
     /// What the copies and the observation are built from, fixed when the request is routed.
     struct Plan: Sendable {
-        var head: HTTPHead
+        /// The request as received; its head is what the copies are written from.
         var view: RequestView
         var client: HeaderHygiene.ClientFacts
         var viaName: String
@@ -47,9 +47,9 @@ struct ShadowJob: Sendable {
         ShadowObservation(
             timestamp: self.plan.timestamp,
             route: self.plan.route,
-            method: self.plan.head.methodString,
-            target: self.plan.head.target,
-            requestHeaders: self.plan.head.fieldPairs,
+            method: self.plan.view.head.methodString,
+            target: self.plan.view.head.target,
+            requestHeaders: self.plan.view.head.fieldPairs,
             requestBody: self.requestBody,
             servingUpstream: self.plan.serving,
             serving: self.serving.message,
@@ -68,7 +68,7 @@ struct ShadowJob: Sendable {
         var head = ByteBuffer()
         let rewrite = plan.table.rewrite(route: plan.route, upstream: upstream.name)
         HeaderHygiene.writeRequestHead(
-            plan.head,
+            plan.view.head,
             into: &head,
             client: plan.client,
             viaName: plan.viaName,
@@ -252,7 +252,7 @@ final class ShadowDispatcher: Sendable {
             pool: self.pool.value,
             head: copy.head,
             body: job.requestBody,
-            method: job.plan.head.method,
+            method: job.plan.view.head.method,
             limits: self.limits
         ) { outcome in
             flight.record { record(&$0, outcome) }
