@@ -64,25 +64,58 @@ struct RevisionWatcher: Sendable {
         case undecodable(dataVersion: Int, message: String)
     }
 
-    /// Polls until the task is cancelled, then finishes the stream.
+    /// Polls on a thread of its own until `stop` is stopped, then finishes the stream and calls `ended`.
+    ///
+    /// A thread of its own, because a poll every few milliseconds through Swift concurrency costs a timer thread, a
+    /// cooperative thread and GRDB's queue thread per poll: on a thread that sleeps on a condition and reads
+    /// synchronously it is one wake-up. Returns at once; the thread ends after its current poll once `stop` is stopped.
+    func start(
+        _ continuation: AsyncStream<StoreEvent>.Continuation,
+        stop: WatchStop,
+        ended: @escaping @Sendable () -> Void = {}
+    ) {
+        let thread = Thread {
+            // For top and perf (Foundation's `name` does not reach the kernel on Linux); at most 15 bytes.
+            try? "ficus-watch".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+            self.run(continuation, stop: stop)
+            ended()
+        }
+        thread.start()
+    }
+
+    /// `start`, for a caller that holds a task rather than a stop: polls until the task is cancelled.
+    func run(_ continuation: AsyncStream<StoreEvent>.Continuation) async {
+        let stop = WatchStop()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                self.start(continuation, stop: stop) { done.resume() }
+            }
+        } onCancel: {
+            stop.stop()
+        }
+    }
+
+    /// The polling loop: blocks the calling thread until `stop` is stopped.
     ///
     /// Errors never end the loop: the consumer keeps serving its last good revision, and the watcher reopens its
     /// connection (at most every 100 ms) in case the file was replaced or repaired.
-    func run(_ continuation: AsyncStream<StoreEvent>.Continuation) async {
+    func run(_ continuation: AsyncStream<StoreEvent>.Continuation, stop: WatchStop) {
         var connection: DatabaseQueue?
         var state = State()
-        while !Task.isCancelled {
+        while !stop.isStopped {
             do {
                 let queue = try connection ?? self.open()
                 connection = queue
                 let known = state
-                let poll = try await queue.read { db in
+                // Not `read`: its transaction and query-only pragmas cost four statements more than the poll itself.
+                // `poll` opens a transaction when there is something to load.
+                let poll = try queue.inDatabase { db in
                     try self.poll(db, known: known)
                 }
                 state.busySince = nil
                 self.apply(poll, to: &state, continuation)
             } catch {
-                if Task.isCancelled {
+                if stop.isStopped {
                     break
                 }
                 let storeError = SQLiteConfigurationStore.storeError(error, path: self.path)
@@ -103,9 +136,7 @@ struct RevisionWatcher: Sendable {
             // Without a connection the file could not be read at all; reopening it every few milliseconds would only
             // burn CPU, and a tenth of a second is still quick to notice a repair.
             let pause = connection == nil ? max(self.pollInterval, .milliseconds(100)) : self.pollInterval
-            do {
-                try await Task.sleep(for: pause)
-            } catch {
+            guard stop.pause(for: pause) else {
                 break
             }
         }
@@ -131,10 +162,24 @@ struct RevisionWatcher: Sendable {
     /// The revision number is compared as well because `data_version` says that something was committed, not that it
     /// was a revision (a heartbeat or an audit entry moves it too).
     func poll(_ db: Database, known: State) throws -> Poll {
-        let dataVersion = try Int.fetchOne(db, sql: "PRAGMA data_version") ?? 0
+        // Outside a transaction the pragma is its own read transaction, so it sees every commit made before it. A
+        // cached statement: compiling it again at every poll was a third of the poll's CPU.
+        let dataVersion = try Int.fetchOne(db.cachedStatement(sql: "PRAGMA data_version")) ?? 0
         if let knownVersion = known.dataVersion, knownVersion == dataVersion {
             return .unchanged
         }
+        // The newest number and its snapshot from one read transaction. A commit landing after the pragma is seen
+        // here already, and again (harmlessly) at the next poll, since it moved `data_version` past the one kept.
+        var poll = Poll.checked(dataVersion: dataVersion)
+        try db.inTransaction(.deferred) {
+            poll = try self.load(db, dataVersion: dataVersion, known: known)
+            return .commit
+        }
+        return poll
+    }
+
+    /// Loads the newest revision if it is newer than the one reported (inside `poll`'s transaction).
+    private func load(_ db: Database, dataVersion: Int, known: State) throws -> Poll {
         let newest = try SQLiteConfigurationStore.fetchLatestNumber(db)
         guard newest > known.reportedRevision else {
             return .checked(dataVersion: dataVersion)
@@ -180,5 +225,39 @@ struct RevisionWatcher: Sendable {
         }
         state.reportedFailure = message
         continuation.yield(.failed(message))
+    }
+}
+
+/// Stops a `RevisionWatcher`'s thread, and lets the thread sleep between polls until then.
+final class WatchStop: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var stopped = false
+
+    /// Ends the polling loop: a sleeping watcher wakes at once, a polling one stops after its poll.
+    func stop() {
+        self.condition.lock()
+        self.stopped = true
+        self.condition.broadcast()
+        self.condition.unlock()
+    }
+
+    var isStopped: Bool {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return self.stopped
+    }
+
+    /// Sleeps for `duration` unless stopped first; false once stopped.
+    func pause(for duration: Duration) -> Bool {
+        let (seconds, attoseconds) = duration.components
+        let deadline = Date(timeIntervalSinceNow: Double(seconds) + Double(attoseconds) / 1e18)
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while !self.stopped {
+            if !self.condition.wait(until: deadline) {
+                break
+            }
+        }
+        return !self.stopped
     }
 }

@@ -4,9 +4,9 @@ extension SQLiteConfigurationStore {
     /// Polls `PRAGMA data_version` on a dedicated read-only connection every `pollInterval` seconds (at least 1 ms)
     /// and reports each newer revision, from this or any other process.
     ///
-    /// Polling runs in a detached task and its reads on GRDB's queue, never on a caller's event loop. Only the newest
-    /// of several revisions committed between two polls is reported, and when the consumer falls behind the stream
-    /// keeps the newest events, since a proxy only ever needs the latest table. A failure is reported once per
+    /// Polling runs on a thread of its own (one wake-up per poll), never on a caller's event loop or the cooperative
+    /// pool. Only the newest of several revisions committed between two polls is reported, and when the consumer falls
+    /// behind the stream keeps the newest events, since a proxy only ever needs the latest table. A failure is reported once per
     /// episode as `.failed` and polling goes on.
     public func watch(pollInterval: TimeInterval) -> AsyncStream<StoreEvent> {
         let watcher = RevisionWatcher(
@@ -15,12 +15,11 @@ extension SQLiteConfigurationStore {
             busyTimeout: min(self.busyTimeout, 1)
         )
         let (stream, continuation) = AsyncStream.makeStream(of: StoreEvent.self, bufferingPolicy: .bufferingNewest(16))
-        let task = Task.detached {
-            await watcher.run(continuation)
-        }
+        let stop = WatchStop()
         continuation.onTermination = { _ in
-            task.cancel()
+            stop.stop()
         }
+        watcher.start(continuation, stop: stop)
         return stream
     }
 }
