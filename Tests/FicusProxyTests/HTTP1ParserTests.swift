@@ -92,6 +92,33 @@ struct HTTP1ParserTests {
         #expect(parser.isIdle)
     }
 
+    @Test("a detached head reads the same and no longer holds the buffer it was parsed from")
+    func detachedHeadOwnsItsBytes() throws {
+        let text = "GET /orders/7?x=1 HTTP/1.1\r\nHost: shop.example:8080\r\nX-Id: 42\r\n\r\n"
+        var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
+        // A read buffer much larger than the head, with the next request already in it.
+        var buffer = ByteBufferAllocator().buffer(capacity: 16_384)
+        buffer.writeString(text + "GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        guard case .head(let head) = try parser.next(&buffer) else {
+            Issue.record("expected a head")
+            return
+        }
+        let detached = head.detached()
+        let address = { (head: HTTPHead) in head.bytes.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } }
+        #expect(address(detached) != address(head))
+        #expect(detached.bytes.capacity < 1024)
+        #expect(String(buffer: detached.bytes) == text)
+        #expect(detached.target == "/orders/7?x=1")
+        #expect(detached.methodString == "GET")
+        #expect(detached.firstValue("x-id") == "42")
+        #expect(detached.fieldPairs.map(\.0) == head.fieldPairs.map(\.0))
+        let view = RequestView(head: head, clientAddress: nil, trustsOverrides: false).detached()
+        #expect(view.path == "/orders/7")
+        #expect(view.query == "x=1")
+        #expect(view.host == "shop.example")
+        #expect(view.header("X-Id") == "42")
+    }
+
     @Test func connectionSemantics() throws {
         let close = try parseAll("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n").get()
         let http10 = try parseAll("GET / HTTP/1.0\r\n\r\n").get()

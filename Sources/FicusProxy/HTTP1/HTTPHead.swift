@@ -68,6 +68,18 @@ public struct HTTPHead: Sendable {
         self.versionMinor = versionMinor
     }
 
+    /// The same head over a copy of just its own bytes.
+    ///
+    /// A parsed head is a slice of the buffer its connection read into, so keeping it (a shadowed request's head
+    /// until the shadow loop has built the copies, a captured answer's until it is compared) keeps that whole buffer
+    /// from being reused: the next read on the connection then allocates a fresh one, and the kept buffer is freed on
+    /// another thread. A copy of the head's few hundred bytes is cheaper than both.
+    public func detached() -> HTTPHead {
+        var copy = self
+        copy.bytes = ByteBufferAllocator().buffer(buffer: self.bytes)
+        return copy
+    }
+
     /// Whether the sender wants the connection kept open after this message (RFC 9112 9.3).
     public var wantsKeepAlive: Bool {
         if self.connectionClose { return false }

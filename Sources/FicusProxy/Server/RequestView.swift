@@ -28,6 +28,21 @@ struct RequestView: RoutableRequest, Sendable {
         }
     }
 
+    private init(_ other: RequestView, head: HTTPHead) {
+        self.head = head
+        self.clientAddress = other.clientAddress
+        self.trustsOverrides = other.trustsOverrides
+        self.pathRange = other.pathRange
+        self.queryRange = other.queryRange
+        self.authority = other.authority
+    }
+
+    /// The same view over a copy of the head's own bytes (see `HTTPHead.detached()`), for keeping beyond the
+    /// exchange.
+    func detached() -> RequestView {
+        RequestView(self, head: self.head.detached())
+    }
+
     var method: String { self.head.methodString }
 
     var host: String? {

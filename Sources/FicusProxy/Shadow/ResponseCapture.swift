@@ -36,8 +36,11 @@ final class ResponseCapture {
         }
     }
 
+    /// The answer is complete. Called once it has been flushed to the client: only then is the head copied out of
+    /// the buffer its connection read into (see `HTTPHead.detached()`), so the copy is not in the client's latency.
     func end() {
         self.finished = .now()
+        self.received = self.received?.detached()
     }
 
     /// What was captured, as a value that can cross to another thread before it is turned into a message.

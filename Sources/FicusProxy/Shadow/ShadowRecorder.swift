@@ -85,7 +85,10 @@ final class ShadowRecorder {
     private func dispatchIfReady() {
         guard self.primaryDone, self.requestReady, !self.dispatched, !self.abandoned else { return }
         self.dispatched = true
-        let job = ShadowJob(plan: self.plan, requestBody: self.requestBody, serving: self.primary.snapshot)
+        // The request head leaves the client connection's read buffer only now, after the answer was flushed.
+        var plan = self.plan
+        plan.view = plan.view.detached()
+        let job = ShadowJob(plan: plan, requestBody: self.requestBody, serving: self.primary.snapshot)
         self.requestBody = []
         self.dispatcher.dispatch(job)
     }
