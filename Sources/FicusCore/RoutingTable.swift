@@ -178,6 +178,12 @@ public final class RoutingTable: Sendable {
         guard shadow.methods.contains(method),
             let target = shadow.policy.target(serving: decision.upstream, route: shadow.route)
         else { return }
+        let samplesNoise = ShadowPolicy.safeMethods.contains(method) && shadow.policy.noisePercent > 0
+        // At 100% with no noise sampling every request is shadowed whoever sends it: no key to find and hash.
+        if shadow.policy.percent >= 100 && !samplesNoise {
+            decision.shadow = target
+            return
+        }
         let key: String?
         switch shadow.policy.stickiness {
         case .header(let name)?: key = request.header(name.lowercased())
@@ -191,10 +197,18 @@ public final class RoutingTable: Sendable {
         }
         guard Double(Murmur3.bucket(group: shadow.group, value: value)) <= shadow.policy.percent else { return }
         decision.shadow = target
-        // Noise samples vary per request (path and query), not per user, so that every endpoint gets some.
-        if ShadowPolicy.safeMethods.contains(method), shadow.policy.noisePercent > 0 {
-            let sample = value + ":" + request.path + "?" + (request.query ?? "")
-            if Double(Murmur3.bucket(group: shadow.noiseGroup, value: sample)) <= shadow.policy.noisePercent {
+        // Noise samples vary per request (path and query), not per user, so that every endpoint gets some: the
+        // bucket of "<value>:<path>?<query>", hashed in pieces rather than concatenated.
+        if samplesNoise {
+            var hasher = Murmur3.Hasher()
+            hasher.combine(shadow.noiseGroup)
+            hasher.combine(UInt8(ascii: ":"))
+            hasher.combine(value)
+            hasher.combine(UInt8(ascii: ":"))
+            hasher.combine(request.path)
+            hasher.combine(UInt8(ascii: "?"))
+            if let query = request.query { hasher.combine(query) }
+            if Double(hasher.finalize() % 100 + 1) <= shadow.policy.noisePercent {
                 decision.noise = shadow.policy.secondary ?? decision.upstream
             }
         }

@@ -12,8 +12,9 @@ import NIOPosix
 ///
 /// Raw parts (the request head as received, the captured bytes), handed from the client's event loop to the shadow
 /// loop, which turns them into copies and an observation; nothing in it is shared with the client's exchange, so the
-/// two loops never touch the same object.
-struct ShadowJob: Sendable {
+/// two loops never touch the same object after the hand-over. A class, so that handing it over moves one reference
+/// rather than copying a plan of a dozen reference-counted fields at every step.
+final class ShadowJob: Sendable {
     /// What the copies and the observation are built from, fixed when the request is routed.
     struct Plan: Sendable {
         /// The request as received; its head is what the copies are written from.
@@ -36,11 +37,17 @@ struct ShadowJob: Sendable {
         var head: ByteBuffer
     }
 
-    var plan: Plan
+    let plan: Plan
     /// The request body, up to the capture bound.
-    var requestBody: [UInt8]
+    let requestBody: [UInt8]
     /// The serving answer as captured.
-    var serving: CapturedResponse
+    let serving: CapturedResponse
+
+    init(plan: Plan, requestBody: [UInt8], serving: CapturedResponse) {
+        self.plan = plan
+        self.requestBody = requestBody
+        self.serving = serving
+    }
 
     /// The observation without the shadow and noise answers, which the shadow loop fills in.
     func observation() -> ShadowObservation {
