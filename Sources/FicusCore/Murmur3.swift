@@ -96,6 +96,11 @@ public enum Murmur3 {
         /// Returns the hash of everything fed so far.
         ///
         /// Consumes a copy, so the hasher may keep being fed for a longer input.
+        /// The Unleash-normalised bucket of the bytes fed so far, in 1...100 (see `Murmur3.bucket(group:value:)`).
+        public func bucket() -> Int {
+            Int(self.finalize() % 100) + 1
+        }
+
         public func finalize() -> UInt32 {
             var hash = self.state
             if self.pendingCount > 0 {
@@ -135,6 +140,6 @@ public enum Murmur3 {
         hasher.combine(group)
         hasher.combine(UInt8(ascii: ":"))
         hasher.combine(value)
-        return Int(hasher.finalize() % 100) + 1
+        return hasher.bucket()
     }
 }

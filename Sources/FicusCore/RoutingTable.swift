@@ -208,7 +208,7 @@ public final class RoutingTable: Sendable {
             hasher.combine(request.path)
             hasher.combine(UInt8(ascii: "?"))
             if let query = request.query { hasher.combine(query) }
-            if Double(hasher.finalize() % 100 + 1) <= shadow.policy.noisePercent {
+            if Double(hasher.bucket()) <= shadow.policy.noisePercent {
                 decision.noise = shadow.policy.secondary ?? decision.upstream
             }
         }

@@ -64,35 +64,18 @@ struct RevisionWatcher: Sendable {
         case undecodable(dataVersion: Int, message: String)
     }
 
-    /// Polls on a thread of its own until `stop` is stopped, then finishes the stream and calls `ended`.
+    /// Polls on a thread of its own until `stop` is stopped, then finishes the stream.
     ///
     /// A thread of its own, because a poll every few milliseconds through Swift concurrency costs a timer thread, a
     /// cooperative thread and GRDB's queue thread per poll: on a thread that sleeps on a condition and reads
     /// synchronously it is one wake-up. Returns at once; the thread ends after its current poll once `stop` is stopped.
-    func start(
-        _ continuation: AsyncStream<StoreEvent>.Continuation,
-        stop: WatchStop,
-        ended: @escaping @Sendable () -> Void = {}
-    ) {
+    func start(_ continuation: AsyncStream<StoreEvent>.Continuation, stop: WatchStop) {
         let thread = Thread {
             // For top and perf (Foundation's `name` does not reach the kernel on Linux); at most 15 bytes.
             try? "ficus-watch".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
             self.run(continuation, stop: stop)
-            ended()
         }
         thread.start()
-    }
-
-    /// `start`, for a caller that holds a task rather than a stop: polls until the task is cancelled.
-    func run(_ continuation: AsyncStream<StoreEvent>.Continuation) async {
-        let stop = WatchStop()
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                self.start(continuation, stop: stop) { done.resume() }
-            }
-        } onCancel: {
-            stop.stop()
-        }
     }
 
     /// The polling loop: blocks the calling thread until `stop` is stopped.

@@ -138,17 +138,15 @@ struct SQLiteConfigurationStoreWatchTests {
         let file = try TemporaryStoreFile()
         let watcher = RevisionWatcher(path: file.path, pollInterval: .milliseconds(5), busyTimeout: 1)
         let (stream, continuation) = AsyncStream.makeStream(of: StoreEvent.self)
-        let task = Task {
-            await watcher.run(continuation)
-        }
+        let stop = WatchStop()
+        watcher.start(continuation, stop: stop)
         let collector = EventCollector(stream)
         let failure = try #require(await collector.wait { $0.failure != nil })
         #expect(failure.event.failure?.contains("cannot open the file") == true)
         #expect(!FileManager.default.fileExists(atPath: file.path))
         _ = try await StoreFixtures.store(file)
         #expect(await collector.wait { $0.revisionNumber == 1 } != nil)
-        task.cancel()
-        await task.value
+        stop.stop()
         let deadline = ContinuousClock.now + .seconds(1)
         while !collector.isFinished && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
