@@ -44,6 +44,15 @@ public struct ShadowRecord: Sendable, Codable, Equatable {
     public var shadowBody: [UInt8]
     public var shadowTruncated: Bool
 
+    /// Whether the record is kept as a sample: the answers differed (also only as noise), or the shadow failed.
+    ///
+    /// Identical comparisons are only counted in the aggregates: most answers of a healthy migration are identical,
+    /// and a report's samples show differences. The comparer leaves their headers and bodies out; the store does not
+    /// keep them.
+    public var isSample: Bool {
+        !self.differences.isEmpty || self.shadowError != nil || !(self.noiseDifferences ?? []).isEmpty
+    }
+
     public init(
         timestamp: Int64,
         route: String,

@@ -15,7 +15,7 @@ extension SQLiteConfigurationStore: ShadowStore {
             return
         }
         let aggregates = ShadowAggregates(records)
-        let telling = records.filter(\.isWorthKeeping)
+        let telling = records.filter(\.isSample)
         let rows = try telling.suffix(max(0, retention.maxRecords)).map(EncodedShadowRecord.init)
         let now = self.now()
         try await self.perform {
@@ -434,14 +434,5 @@ struct ShadowAggregates: Sendable {
             self.statuses[status, default: 0] += 1
             self.endpoints[key] = minute
         }
-    }
-}
-
-extension ShadowRecord {
-    /// Whether the record is kept as a sample: the answers differed (also only as noise), or the shadow failed.
-    ///
-    /// See `appendShadowRecords`: identical comparisons are counted, not kept.
-    var isWorthKeeping: Bool {
-        !self.differences.isEmpty || self.shadowError != nil || !(self.noiseDifferences ?? []).isEmpty
     }
 }

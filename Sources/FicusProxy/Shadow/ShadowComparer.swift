@@ -28,8 +28,8 @@ public final class ShadowComparer: ShadowSink, Sendable {
     private let gatherMilliseconds: Int
     private let logger: Logger
     private let factory: MetricsFactory?
-    private let counters = NIOLockedValueBox<[String: Counter]>([:])
-    private let timers = NIOLockedValueBox<[String: CoreMetrics.Timer]>([:])
+    private let counters = NIOLockedValueBox<[InstrumentKey: Counter]>([:])
+    private let timers = NIOLockedValueBox<[InstrumentKey: CoreMetrics.Timer]>([:])
 
     public init(
         sink: ShadowRecordSink,
@@ -118,7 +118,8 @@ public final class ShadowComparer: ShadowSink, Sendable {
         }
     }
 
-    /// Compares one observation into a redacted record (pure apart from metrics).
+    /// Compares one observation into a redacted record (pure apart from metrics); a record that is not a sample
+    /// (`ShadowRecord.isSample`) comes without headers and bodies.
     public func record(for observation: ShadowObservation) -> ShadowRecord {
         var options = self.options(observation.route)
         if observation.method == "HEAD" { options.compareBody = false }
@@ -132,24 +133,12 @@ public final class ShadowComparer: ShadowSink, Sendable {
         let noise = observation.second.map {
             ResponseComparer.compare(serving: observation.serving, shadow: $0, options: options).differences
         }
-        let serving = Redaction.redact(observation.serving, options: options)
-        let shadow = observation.shadow.map { Redaction.redact($0, options: options) }
-        let requestHeaders = Redaction.redactHeaders(observation.requestHeaders, options: options)
-        let contentType = observation.requestHeaders.first { $0.0.lowercased() == "content-type" }?.1
         let route = observation.route
-        self.count("ficus_shadow_compared_total", [("route", route)])
-        if observation.shadowError != nil {
-            self.count("ficus_shadow_errors_total", [("route", route)])
-        } else if !differences.isEmpty {
-            self.count("ficus_shadow_differing_total", [("route", route)])
-            for kind in Set(differences.map(\.kind)) {
-                self.count("ficus_shadow_differences_total", [("route", route), ("kind", kind.rawValue)])
-            }
-        }
+        self.countComparison(route: route, failed: observation.shadowError != nil, differences: differences)
         if let shadow = observation.shadow {
             self.time(route: route, upstream: observation.shadowUpstream, microseconds: shadow.latencyMicroseconds)
         }
-        return ShadowRecord(
+        let record = ShadowRecord(
             timestamp: observation.timestamp,
             route: route,
             endpoint: endpoint,
@@ -164,20 +153,63 @@ public final class ShadowComparer: ShadowSink, Sendable {
             shadowError: observation.shadowError,
             differences: differences,
             noiseDifferences: noise,
-            requestHeaders: requestHeaders.map { ShadowRecord.Field(name: $0.0, value: $0.1) },
-            requestBody: Redaction.redactBody(observation.requestBody, contentType: contentType, options: options),
-            servingHeaders: serving.headers.map { ShadowRecord.Field(name: $0.0, value: $0.1) },
-            servingBody: serving.body,
-            servingTruncated: serving.truncated,
-            shadowHeaders: (shadow?.headers ?? []).map { ShadowRecord.Field(name: $0.0, value: $0.1) },
-            shadowBody: shadow?.body ?? [],
-            shadowTruncated: shadow?.truncated ?? false
+            requestHeaders: [],
+            requestBody: [],
+            servingHeaders: [],
+            servingBody: [],
+            servingTruncated: observation.serving.truncated,
+            shadowHeaders: [],
+            shadowBody: [],
+            shadowTruncated: observation.shadow?.truncated ?? false
         )
+        // An identical comparison is only counted (see `ShadowRecord.isSample`): its headers and bodies would be
+        // redacted and copied for nothing.
+        guard record.isSample else { return record }
+        return self.withMessages(record, observation, options)
+    }
+
+    /// `record` with the request's and both answers' headers and bodies, redacted.
+    private func withMessages(
+        _ record: ShadowRecord,
+        _ observation: ShadowObservation,
+        _ options: CompareOptions
+    ) -> ShadowRecord {
+        var record = record
+        let serving = Redaction.redact(observation.serving, options: options)
+        let shadow = observation.shadow.map { Redaction.redact($0, options: options) }
+        let requestHeaders = Redaction.redactHeaders(observation.requestHeaders, options: options)
+        let contentType = observation.requestHeaders.first { $0.0.lowercased() == "content-type" }?.1
+        record.requestHeaders = requestHeaders.map { ShadowRecord.Field(name: $0.0, value: $0.1) }
+        record.requestBody = Redaction.redactBody(observation.requestBody, contentType: contentType, options: options)
+        record.servingHeaders = serving.headers.map { ShadowRecord.Field(name: $0.0, value: $0.1) }
+        record.servingBody = serving.body
+        record.shadowHeaders = (shadow?.headers ?? []).map { ShadowRecord.Field(name: $0.0, value: $0.1) }
+        record.shadowBody = shadow?.body ?? []
+        return record
+    }
+
+    /// Counts one comparison in `ficus_shadow_compared_total` and, by outcome, the error or difference counters.
+    private func countComparison(route: String, failed: Bool, differences: [Difference]) {
+        self.count("ficus_shadow_compared_total", [("route", route)])
+        if failed {
+            self.count("ficus_shadow_errors_total", [("route", route)])
+        } else if !differences.isEmpty {
+            self.count("ficus_shadow_differing_total", [("route", route)])
+            for kind in Set(differences.map(\.kind)) {
+                self.count("ficus_shadow_differences_total", [("route", route), ("kind", kind.rawValue)])
+            }
+        }
+    }
+
+    /// A cache key made of the label and the dimension values, compared without joining them into one string.
+    private struct InstrumentKey: Hashable {
+        var label: String
+        var values: [String]
     }
 
     private func count(_ label: String, _ dimensions: [(String, String)]) {
         guard let factory = self.factory else { return }
-        let key = label + dimensions.map { "|\($0.1)" }.joined()
+        let key = InstrumentKey(label: label, values: dimensions.map(\.1))
         self.counters.withLockedValue { cache in
             if let cached = cache[key] { return cached }
             let created = Counter(label: label, dimensions: dimensions, factory: factory)
@@ -188,7 +220,7 @@ public final class ShadowComparer: ShadowSink, Sendable {
 
     private func time(route: String, upstream: String, microseconds: Int) {
         guard let factory = self.factory else { return }
-        let key = route + "|" + upstream
+        let key = InstrumentKey(label: route, values: [upstream])
         self.timers.withLockedValue { cache in
             if let cached = cache[key] { return cached }
             let created = CoreMetrics.Timer(
