@@ -8,6 +8,9 @@ extension ResponseComparer {
         shadow: CapturedMessage,
         options: CompareOptions
     ) -> [Difference] {
+        if Self.onlyIgnoredValuesDiffer(serving.headers, shadow.headers, options) {
+            return []
+        }
         let ignored = options.effectiveIgnoredHeaders
         let sensitive = options.effectiveSensitiveHeaders
         let servingValues = ResponseComparer.joinedHeaders(serving.headers)
@@ -31,6 +34,29 @@ extension ResponseComparer {
             )
         }
         return differences
+    }
+
+    /// Whether two header lists with the same names in the same order differ at most in the values of ignored
+    /// headers (a `Date`, say) — the common case, decided without normalising either list.
+    ///
+    /// With the same names in the same order, each name's joined value can differ only where a line's value does, so
+    /// only those lines need looking at. False whenever the fast check cannot tell (other names or order, or a
+    /// differing value of a header that is not ignored, even by whitespace only): the full comparison then decides.
+    static func onlyIgnoredValuesDiffer(
+        _ serving: [(String, String)],
+        _ shadow: [(String, String)],
+        _ options: CompareOptions
+    ) -> Bool {
+        guard serving.count == shadow.count else { return false }
+        var ignored: Set<String>?
+        for (servingLine, shadowLine) in zip(serving, shadow) {
+            guard servingLine.0 == shadowLine.0 else { return false }
+            guard servingLine.1 != shadowLine.1 else { continue }
+            let names = ignored ?? options.effectiveIgnoredHeaders
+            ignored = names
+            guard names.contains(servingLine.0.lowercased()) else { return false }
+        }
+        return true
     }
 
     /// Values by lower-cased name, repeated headers joined with ", ", and the names in first-seen order.

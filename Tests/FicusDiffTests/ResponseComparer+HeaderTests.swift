@@ -43,6 +43,36 @@ struct ResponseComparerHeaderTests {
         #expect(self.compare(serving, shadow).isEmpty)
     }
 
+    @Test("lists with the same names in order: only ignored values differing is no difference, anything else is")
+    func sameOrderFastPathAgreesWithTheFullComparison() {
+        let serving = [("Date", "Mon"), ("Content-Type", "application/json"), ("Vary", "Accept"), ("Vary", "Origin")]
+        var dateOnly = serving
+        dateOnly[0].1 = "Tue"
+        #expect(ResponseComparer.onlyIgnoredValuesDiffer(serving, dateOnly, CompareOptions()))
+        #expect(self.compare(serving, dateOnly).isEmpty)
+
+        var varyChanged = dateOnly
+        varyChanged[3].1 = "Cookie"
+        #expect(!ResponseComparer.onlyIgnoredValuesDiffer(serving, varyChanged, CompareOptions()))
+        #expect(
+            self.compare(serving, varyChanged) == [
+                Difference(path: "header:vary", kind: .header, serving: "Accept, Origin", shadow: "Accept, Cookie")
+            ]
+        )
+
+        // Whitespace only: the fast check cannot tell, the full comparison trims and finds nothing.
+        var padded = serving
+        padded[1].1 = " application/json "
+        #expect(!ResponseComparer.onlyIgnoredValuesDiffer(serving, padded, CompareOptions()))
+        #expect(self.compare(serving, padded).isEmpty)
+
+        // A header ignored by path (`header:NAME`) counts as ignored on the fast path too.
+        var options = CompareOptions()
+        options.ignoredPaths = ["header:Vary"]
+        #expect(ResponseComparer.onlyIgnoredValuesDiffer(serving, varyChanged, options))
+        #expect(self.compare(serving, varyChanged, options: options).isEmpty)
+    }
+
     @Test func namesAreCaseInsensitiveAndValuesTrimmed() {
         #expect(self.compare([("Content-Type", "application/json")], [("content-TYPE", " application/json ")]).isEmpty)
     }
