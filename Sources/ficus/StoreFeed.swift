@@ -58,7 +58,7 @@ final class StoreFeed: Service, Sendable {
     var currentHealth: Health { self.health.withLockedValue { $0 } }
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.followRevisions() }
                 group.addTask { await self.beat() }
