@@ -71,10 +71,11 @@ public final class ProxyMetrics: Sendable {
     private let open = NIOLockedValueBox<[String: Meter]>([:])
     private let idle = NIOLockedValueBox<[String: Meter]>([:])
     private let inFlight: Meter
-    private let shadow = NIOLockedValueBox<[String: Counter]>([:])
+    private let shadow: CounterCache
 
     public init(factory: MetricsFactory) {
         self.factory = factory
+        self.shadow = CounterCache(factory: factory)
         self.inFlight = Meter(label: "ficus_requests_in_flight", factory: factory)
     }
 
@@ -174,13 +175,7 @@ public final class ProxyMetrics: Sendable {
     }
 
     private func shadowCounter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
-        let key = label + dimensions.map { "|\($0.1)" }.joined()
-        return self.shadow.withLockedValue { cache in
-            if let cached = cache[key] { return cached }
-            let created = Counter(label: label, dimensions: dimensions, factory: self.factory)
-            cache[key] = created
-            return created
-        }
+        self.shadow.counter(label, dimensions)
     }
 
     func inFlight(delta: Int) {

@@ -28,8 +28,9 @@ public final class ShadowComparer: ShadowSink, Sendable {
     private let gatherMilliseconds: Int
     private let logger: Logger
     private let factory: MetricsFactory?
-    private let counters = NIOLockedValueBox<[InstrumentKey: Counter]>([:])
-    private let timers = NIOLockedValueBox<[InstrumentKey: CoreMetrics.Timer]>([:])
+    private let counters: CounterCache?
+    /// Shadow latency timers by route and upstream.
+    private let timers = NIOLockedValueBox<[[String]: CoreMetrics.Timer]>([:])
 
     public init(
         sink: ShadowRecordSink,
@@ -48,6 +49,7 @@ public final class ShadowComparer: ShadowSink, Sendable {
         self.gatherMilliseconds = gatherMilliseconds
         self.logger = logger
         self.factory = metrics
+        self.counters = metrics.map { CounterCache(factory: $0) }
     }
 
     public func submit(_ observation: ShadowObservation) {
@@ -201,26 +203,13 @@ public final class ShadowComparer: ShadowSink, Sendable {
         }
     }
 
-    /// A cache key made of the label and the dimension values, compared without joining them into one string.
-    private struct InstrumentKey: Hashable {
-        var label: String
-        var values: [String]
-    }
-
     private func count(_ label: String, _ dimensions: [(String, String)]) {
-        guard let factory = self.factory else { return }
-        let key = InstrumentKey(label: label, values: dimensions.map(\.1))
-        self.counters.withLockedValue { cache in
-            if let cached = cache[key] { return cached }
-            let created = Counter(label: label, dimensions: dimensions, factory: factory)
-            cache[key] = created
-            return created
-        }.increment()
+        self.counters?.counter(label, dimensions).increment()
     }
 
     private func time(route: String, upstream: String, microseconds: Int) {
         guard let factory = self.factory else { return }
-        let key = InstrumentKey(label: route, values: [upstream])
+        let key = [route, upstream]
         self.timers.withLockedValue { cache in
             if let cached = cache[key] { return cached }
             let created = CoreMetrics.Timer(
