@@ -21,22 +21,30 @@ public struct CompareOptions: Sendable {
     /// Header names (any case) left out of the comparison.
     ///
     /// `content-length` is also left out whenever bodies are compared, since the body comparison already covers it.
-    public var ignoredHeaders: Set<String>
+    public var ignoredHeaders: Set<String> {
+        didSet { self.derive() }
+    }
 
     /// Paths left out of the comparison: JSON paths such as `$.meta.generatedAt` or `$.items[*].updatedAt`
     /// (`[*]` and `.*` match any element or member, `..name` matches at any depth), and also `header:NAME` or
     /// `status`, so that any path shown in a report can be pasted here.
     ///
     /// Unparseable JSON paths are skipped; validate user input with `JSONPathPattern(_:)` first.
-    public var ignoredPaths: [String]
+    public var ignoredPaths: [String] {
+        didSet { self.derive() }
+    }
 
     /// Header names (any case) whose values are replaced by the marker wherever they are rendered or stored.
-    public var sensitiveHeaders: Set<String>
+    public var sensitiveHeaders: Set<String> {
+        didSet { self.derive() }
+    }
 
     /// JSON paths whose values are replaced by the marker wherever they are rendered or stored.
     ///
     /// The comparison still sees them, so a changed secret is still reported — as two markers.
-    public var sensitivePaths: [String]
+    public var sensitivePaths: [String] {
+        didSet { self.derive() }
+    }
 
     /// The text that replaces a sensitive value.
     public var redactionMarker: String
@@ -44,7 +52,9 @@ public struct CompareOptions: Sendable {
     /// Whether bodies are compared at all.
     ///
     /// Off for HEAD requests, whose empty bodies say nothing; `content-length` is then compared as a header.
-    public var compareBody: Bool
+    public var compareBody: Bool {
+        didSet { self.derive() }
+    }
 
     /// The largest body, after gzip or deflate decoding, that is decoded for comparison.
     ///
@@ -78,39 +88,60 @@ public struct CompareOptions: Sendable {
         self.compareBody = compareBody
         self.maxDecodedBodyBytes = maxDecodedBodyBytes
         self.maxBodyDifferences = maxBodyDifferences
+        self.derive()
+    }
+
+    /// What every comparison needs from the settings above, worked out when they are set rather than per comparison.
+    private(set) var derived = Derived()
+
+    struct Derived: Sendable {
+        /// Lower-cased ignored header names, including those given as `header:NAME` ignored paths, and
+        /// `content-length` when bodies are compared.
+        var ignoredHeaders: Set<String> = []
+        /// `ignoredHeaders`, to look names up in any case.
+        var ignoredHeaderNames = HeaderNameSet([])
+        /// Lower-cased sensitive header names.
+        var sensitiveHeaders: Set<String> = []
+        /// Whether the status code is left out of the comparison.
+        var ignoresStatus = false
+        /// The ignored JSON paths that parse.
+        var ignoredPaths = PathMatcher(patterns: [])
+        /// The sensitive JSON paths that parse.
+        var sensitivePaths = PathMatcher(patterns: [])
+    }
+
+    private mutating func derive() {
+        var ignored = Set(self.ignoredHeaders.map { $0.lowercased() })
+        for path in self.ignoredPaths where path.hasPrefix("header:") {
+            ignored.insert(String(path.dropFirst("header:".count)).trimmingHTTPWhitespace().lowercased())
+        }
+        if self.compareBody {
+            ignored.insert("content-length")
+        }
+        self.derived = Derived(
+            ignoredHeaders: ignored,
+            ignoredHeaderNames: HeaderNameSet(ignored),
+            sensitiveHeaders: Set(self.sensitiveHeaders.map { $0.lowercased() }),
+            ignoresStatus: self.ignoredPaths.contains("status"),
+            ignoredPaths: PathMatcher(patterns: self.ignoredPaths.compactMap { JSONPathPattern($0) }),
+            sensitivePaths: PathMatcher(patterns: self.sensitivePaths.compactMap { JSONPathPattern($0) })
+        )
     }
 }
 
 extension CompareOptions {
     /// Lower-cased ignored header names, including those given as `header:NAME` ignored paths.
-    var effectiveIgnoredHeaders: Set<String> {
-        var names = Set(self.ignoredHeaders.map { $0.lowercased() })
-        for path in self.ignoredPaths where path.hasPrefix("header:") {
-            names.insert(String(path.dropFirst("header:".count)).trimmingHTTPWhitespace().lowercased())
-        }
-        if self.compareBody {
-            names.insert("content-length")
-        }
-        return names
-    }
+    var effectiveIgnoredHeaders: Set<String> { self.derived.ignoredHeaders }
 
     /// Lower-cased sensitive header names.
-    var effectiveSensitiveHeaders: Set<String> {
-        Set(self.sensitiveHeaders.map { $0.lowercased() })
-    }
+    var effectiveSensitiveHeaders: Set<String> { self.derived.sensitiveHeaders }
 
     /// Whether the status code is left out of the comparison.
-    var ignoresStatus: Bool {
-        self.ignoredPaths.contains("status")
-    }
+    var ignoresStatus: Bool { self.derived.ignoresStatus }
 
     /// The ignored JSON paths that parse.
-    var ignoredPathMatcher: PathMatcher {
-        PathMatcher(patterns: self.ignoredPaths.compactMap { JSONPathPattern($0) })
-    }
+    var ignoredPathMatcher: PathMatcher { self.derived.ignoredPaths }
 
     /// The sensitive JSON paths that parse.
-    var sensitivePathMatcher: PathMatcher {
-        PathMatcher(patterns: self.sensitivePaths.compactMap { JSONPathPattern($0) })
-    }
+    var sensitivePathMatcher: PathMatcher { self.derived.sensitivePaths }
 }

@@ -36,27 +36,38 @@ extension ResponseComparer {
         return differences
     }
 
-    /// Whether two header lists with the same names in the same order differ at most in the values of ignored
-    /// headers (a `Date`, say) — the common case, decided without normalising either list.
+    /// Whether two header lists are the same line for line once the lines of ignored headers are left out of both
+    /// (a `Date` that differs, a `Content-Length` on one side and `Transfer-Encoding` on the other) — the common
+    /// case, decided without normalising either list.
     ///
-    /// With the same names in the same order, each name's joined value can differ only where a line's value does, so
-    /// only those lines need looking at. False whenever the fast check cannot tell (other names or order, or a
-    /// differing value of a header that is not ignored, even by whitespace only): the full comparison then decides.
+    /// When the lists without ignored lines are equal line for line, every name's joined value is equal too, so the
+    /// full comparison would find nothing. Lines that are the same on both sides are passed over without asking
+    /// whether they are ignored. False whenever this check cannot tell (a name in another case or order, a value
+    /// that differs, even by whitespace only): the full comparison then decides.
     static func onlyIgnoredValuesDiffer(
         _ serving: [(String, String)],
         _ shadow: [(String, String)],
         _ options: CompareOptions
     ) -> Bool {
-        guard serving.count == shadow.count else { return false }
-        var ignored: Set<String>?
-        for (servingLine, shadowLine) in zip(serving, shadow) {
-            guard servingLine.0 == shadowLine.0 else { return false }
-            guard servingLine.1 != shadowLine.1 else { continue }
-            let names = ignored ?? options.effectiveIgnoredHeaders
-            ignored = names
-            guard names.contains(servingLine.0.lowercased()) else { return false }
+        let ignored = options.derived.ignoredHeaderNames
+        var servingIndex = 0
+        var shadowIndex = 0
+        while servingIndex < serving.count, shadowIndex < shadow.count {
+            let servingLine = serving[servingIndex]
+            let shadowLine = shadow[shadowIndex]
+            if servingLine.0 == shadowLine.0, servingLine.1 == shadowLine.1 {
+                servingIndex += 1
+                shadowIndex += 1
+            } else if ignored.contains(servingLine.0) {
+                servingIndex += 1
+            } else if ignored.contains(shadowLine.0) {
+                shadowIndex += 1
+            } else {
+                return false
+            }
         }
-        return true
+        return serving[servingIndex...].allSatisfy { ignored.contains($0.0) }
+            && shadow[shadowIndex...].allSatisfy { ignored.contains($0.0) }
     }
 
     /// Values by lower-cased name, repeated headers joined with ", ", and the names in first-seen order.

@@ -50,11 +50,12 @@ final class DemoProxy: Sendable {
         configuration.drainTimeout = .seconds(5)
         let metrics = ProxyMetrics(factory: factory)
         let routing = feed.routing
+        let optionsCache = CompareOptionsCache(routing: routing)
         let comparer = ShadowComparer(
             sink: StoreShadowSink(store: feed.shadowStore),
             logger: logger,
             metrics: factory
-        ) { route in compareOptions(for: route, in: routing.current) }
+        ) { route in optionsCache.options(for: route) }
         let shadowFeed = ShadowFeed(
             comparer: comparer,
             metrics: metrics,

@@ -210,12 +210,12 @@ struct Serve: AsyncParsableCommand {
         let metrics = ProxyMetrics(factory: factory)
         var shadowFeed: ShadowFeed?
         if let feed {
-            let routingForOptions = feed.routing
+            let optionsCache = CompareOptionsCache(routing: feed.routing)
             let comparer = ShadowComparer(
                 sink: StoreShadowSink(store: feed.shadowStore),
                 logger: logger,
                 metrics: factory
-            ) { route in compareOptions(for: route, in: routingForOptions.current) }
+            ) { route in optionsCache.options(for: route) }
             shadowFeed = ShadowFeed(
                 comparer: comparer,
                 metrics: metrics,

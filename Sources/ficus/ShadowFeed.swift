@@ -4,6 +4,7 @@ import FicusProxy
 import FicusStore
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import ServiceLifecycle
 
 /// Stores compared shadow records in the store.
@@ -12,6 +13,34 @@ struct StoreShadowSink: ShadowRecordSink {
 
     func write(_ records: [ShadowRecord]) async throws {
         try await self.store.appendShadowRecords(records)
+    }
+}
+
+/// The comparison settings of every route, built once per routing table rather than once per comparison (each one
+/// looks the route up and parses its ignored and sensitive paths).
+final class CompareOptionsCache: Sendable {
+    private let routing: RoutingState
+    /// The table the options were built from (held, so that its identity cannot be reused) and the options by route.
+    private let cache = NIOLockedValueBox<(table: RoutingTable?, options: [String: CompareOptions])>((nil, [:]))
+
+    init(routing: RoutingState) {
+        self.routing = routing
+    }
+
+    /// The options for `route` under the table the proxy serves now.
+    func options(for route: String) -> CompareOptions {
+        let table = self.routing.current
+        if let cached = self.cache.withLockedValue({ cache -> CompareOptions? in
+            if cache.table !== table { cache = (table, [:]) }
+            return cache.options[route]
+        }) {
+            return cached
+        }
+        let built = compareOptions(for: route, in: table)
+        self.cache.withLockedValue { cache in
+            if cache.table === table { cache.options[route] = built }
+        }
+        return built
     }
 }
 

@@ -82,5 +82,66 @@ extension CLITests {
             try await modern.shutdown()
             try await group.shutdownGracefully()
         }
+
+        /// `ficus shadow ignore` on a running proxy: comparisons after the proxy picks up the revision leave the path
+        /// out (the comparison settings are cached per routing table, so a new table must replace them).
+        @Test func anIgnoredPathAppliesToARunningProxy() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let json = [("Content-Type", "application/json")]
+            let legacy = try await TestUpstream.start(
+                .fixed(status: 200, headers: json, body: Array(#"{"id":7,"generation":1}"#.utf8)), group: group)
+            let modern = try await TestUpstream.start(
+                .fixed(status: 200, headers: json, body: Array(#"{"id":7,"generation":2}"#.utf8)), group: group)
+            let sandbox = try Sandbox()
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "legacy", legacy.address)
+            try sandbox.ok("upstream", "add", "orders-v2", modern.address)
+            try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "legacy")
+            let shadowed = try #require(
+                try sandbox.ok("shadow", "orders", "--to", "orders-v2", "--percent", "100", "--noise-percent", "0")
+                    .revision)
+            let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
+            defer { server.stop() }
+            let store = try SQLiteConfigurationStore(path: sandbox.store)
+
+            /// Sends `count` requests once the proxy serves `revision`, then waits until `total` are compared.
+            func shadow(_ count: Int, serving revision: Int, total: Int) async throws -> ShadowEndpointSummary? {
+                let deadline = ContinuousClock.now + .seconds(5)
+                while ContinuousClock.now < deadline {
+                    let body = (try? await HTTPTestClient.get(port: server.adminPort, path: "/healthz", group: group))?
+                        .bodyString ?? ""
+                    if body.contains("\"revision\":\(revision)") { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                let client = try await RawClient.connect(port: server.port, group: group)
+                for i in 0..<count {
+                    #expect(try await client.request(path: "/orders/\(i)").bodyString == #"{"id":7,"generation":1}"#)
+                }
+                client.close()
+                var summary: ShadowEndpointSummary?
+                let stored = ContinuousClock.now + .seconds(5)
+                while ContinuousClock.now < stored {
+                    summary = try await store.shadowEndpoints(route: "orders", from: nil, to: nil).first
+                    if summary?.compared == total { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                return summary
+            }
+
+            let before = try #require(try await shadow(10, serving: shadowed, total: 10))
+            #expect(before.compared == 10)
+            #expect(before.fields.first { $0.path == "$.generation" }?.raw == 10, "\(before.fields)")
+
+            let ignored = try #require(try sandbox.ok("shadow", "ignore", "orders", "$.generation").revision)
+            let after = try #require(try await shadow(10, serving: ignored, total: 20))
+            #expect(after.compared == 20)
+            #expect(after.differing == 10, "only the comparisons before the ignore differ")
+            #expect(after.fields.first { $0.path == "$.generation" }?.raw == 10, "\(after.fields)")
+
+            server.stop()
+            try await legacy.shutdown()
+            try await modern.shutdown()
+            try await group.shutdownGracefully()
+        }
     }
 }

@@ -73,6 +73,79 @@ struct ResponseComparerHeaderTests {
         #expect(self.compare(serving, varyChanged, options: options).isEmpty)
     }
 
+    @Test("lines of ignored headers on one side only (framing, a Date) are passed over; anything else is not")
+    func fastPathSkipsIgnoredLinesOnEitherSide() {
+        // nginx's `return` answer beside its echo module's: Content-Length on one side, chunked on the other.
+        let serving = [
+            ("Server", "nginx"), ("Date", "Mon"), ("Content-Type", "application/json"), ("Content-Length", "28"),
+            ("Connection", "keep-alive"),
+        ]
+        let shadow = [
+            ("Server", "nginx"), ("Date", "Tue"), ("Content-Type", "application/json"),
+            ("Transfer-Encoding", "chunked"), ("Connection", "keep-alive"),
+        ]
+        #expect(ResponseComparer.onlyIgnoredValuesDiffer(serving, shadow, CompareOptions()))
+        #expect(self.compare(serving, shadow).isEmpty)
+        // Ignored lines in another order, or only on one side at the end.
+        let moved = [("Date", "Wed"), ("Content-Type", "application/json"), ("Server", "other"), ("ETag", "\"x\"")]
+        #expect(ResponseComparer.onlyIgnoredValuesDiffer(serving, moved, CompareOptions()))
+        #expect(self.compare(serving, moved).isEmpty)
+
+        // An extra header that is not ignored, a missing one, or one in another case: the full comparison decides.
+        let extra = shadow + [("X-Version", "2")]
+        #expect(!ResponseComparer.onlyIgnoredValuesDiffer(serving, extra, CompareOptions()))
+        #expect(self.compare(serving, extra).map(\.path) == ["header:x-version"])
+        let missing = shadow.filter { $0.0 != "Content-Type" }
+        #expect(!ResponseComparer.onlyIgnoredValuesDiffer(serving, missing, CompareOptions()))
+        #expect(self.compare(serving, missing).map(\.path) == ["header:content-type"])
+        let lowerCased = shadow.map { ($0.0.lowercased(), $0.1) }
+        #expect(!ResponseComparer.onlyIgnoredValuesDiffer(serving, lowerCased, CompareOptions()))
+        #expect(self.compare(serving, lowerCased).isEmpty)
+
+        // Content-Length is ignored only while bodies are compared (not for HEAD).
+        var head = CompareOptions()
+        head.compareBody = false
+        #expect(!ResponseComparer.onlyIgnoredValuesDiffer(serving, shadow, head))
+        #expect(self.compare(serving, shadow, options: head).map(\.path) == ["header:content-length"])
+    }
+
+    @Test func headerNameSetMatchesAnyCaseOfItsNames() {
+        let names = HeaderNameSet(["transfer-encoding", "date", "x-ünicode"])
+        #expect(names.contains("Transfer-Encoding"))
+        #expect(names.contains("TRANSFER-ENCODING"))
+        #expect(names.contains("date"))
+        #expect(names.contains("x-ünicode"))
+        #expect(!names.contains("Transfer-Encodinh"))
+        #expect(!names.contains("dat"))
+        #expect(!names.contains("dates"))
+        #expect(!names.contains(""))
+        #expect(!HeaderNameSet([]).contains("date"))
+    }
+
+    @Test("settings derived from the options follow every change to them")
+    func derivedSettingsFollowChanges() {
+        var options = CompareOptions()
+        #expect(options.effectiveIgnoredHeaders.contains("content-length"))
+        #expect(!options.ignoresStatus)
+        options.ignoredPaths = ["status", "header:X-Trace", "$.meta.generatedAt"]
+        #expect(options.ignoresStatus)
+        #expect(options.effectiveIgnoredHeaders.contains("x-trace"))
+        #expect(options.ignoredPathMatcher.patterns.map(\.text) == ["$.meta.generatedAt"])
+        options.ignoredHeaders.insert("X-Build")
+        #expect(options.effectiveIgnoredHeaders.contains("x-build"))
+        options.sensitiveHeaders = ["X-Api-Key"]
+        #expect(options.effectiveSensitiveHeaders == ["x-api-key"])
+        options.sensitivePaths = ["$.card"]
+        #expect(options.sensitivePathMatcher.patterns.count == 1)
+        options.compareBody = false
+        #expect(!options.effectiveIgnoredHeaders.contains("content-length"))
+        // A copy changed later does not change the original.
+        var copy = options
+        copy.ignoredPaths = []
+        #expect(options.ignoresStatus)
+        #expect(!copy.ignoresStatus)
+    }
+
     @Test func namesAreCaseInsensitiveAndValuesTrimmed() {
         #expect(self.compare([("Content-Type", "application/json")], [("content-TYPE", " application/json ")]).isEmpty)
     }
