@@ -13,25 +13,69 @@ public enum EndpointTemplate {
     /// Id-like segments are all digits, UUIDs, hex of 16 or more characters, and base64 or base64url tokens of 20
     /// or more characters that mix letters and digits.
     public static func template(path: String) -> String {
-        var path = Substring(path)
-        if let end = path.firstIndex(where: { $0 == "?" || $0 == "#" }) {
-            path = path[..<end]
+        var path = path
+        return path.withUTF8 { whole -> String in
+            var start = 0
+            let end =
+                whole.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? whole.count
+            if end > 0, whole[0] != UInt8(ascii: "/"), let authority = EndpointTemplate.afterScheme(whole, end: end) {
+                guard let slash = whole[authority..<end].firstIndex(of: UInt8(ascii: "/")) else {
+                    return "/"
+                }
+                start = slash
+            }
+            guard start < end else {
+                return "/"
+            }
+            return EndpointTemplate.template(UnsafeBufferPointer(rebasing: whole[start..<end]))
         }
-        if !path.hasPrefix("/"), let scheme = path.firstRange(of: "://") {
-            let afterAuthority = path[scheme.upperBound...]
-            path = afterAuthority.firstIndex(of: "/").map { afterAuthority[$0...] } ?? "/"
+    }
+
+    /// The template of a path without query: built in one pass, and only when some segment is an id (most paths
+    /// of a static endpoint come back as they are).
+    private static func template(_ path: UnsafeBufferPointer<UInt8>) -> String {
+        var output: [UInt8] = []
+        var copied = 0
+        var segmentStart = 0
+        for index in 0...path.count where index == path.count || path[index] == UInt8(ascii: "/") {
+            if EndpointTemplate.isIdentifier(UnsafeBufferPointer(rebasing: path[segmentStart..<index])) {
+                if output.isEmpty {
+                    output.reserveCapacity(path.count + EndpointTemplate.placeholder.utf8.count)
+                }
+                output.append(contentsOf: path[copied..<segmentStart])
+                output.append(contentsOf: EndpointTemplate.placeholder.utf8)
+                copied = index
+            }
+            segmentStart = index + 1
         }
-        guard !path.isEmpty else {
-            return "/"
+        guard !output.isEmpty else {
+            return String(decoding: path, as: UTF8.self)
         }
-        return path.split(separator: "/", omittingEmptySubsequences: false)
-            .map { EndpointTemplate.isIdentifier($0) ? EndpointTemplate.placeholder : String($0) }
-            .joined(separator: "/")
+        output.append(contentsOf: path[copied...])
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// The index just past `://` in `bytes[..<end]`, if it has one.
+    private static func afterScheme(_ bytes: UnsafeBufferPointer<UInt8>, end: Int) -> Int? {
+        guard end >= 3 else {
+            return nil
+        }
+        for index in 0...(end - 3)
+        where bytes[index] == UInt8(ascii: ":") && bytes[index + 1] == UInt8(ascii: "/")
+            && bytes[index + 2] == UInt8(ascii: "/")
+        {
+            return index + 3
+        }
+        return nil
     }
 
     /// Whether a single path segment looks like an id.
     public static func isIdentifier(_ segment: Substring) -> Bool {
-        let bytes = Array(segment.utf8)
+        var segment = segment
+        return segment.withUTF8 { EndpointTemplate.isIdentifier($0) }
+    }
+
+    private static func isIdentifier(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard !bytes.isEmpty else {
             return false
         }
@@ -52,7 +96,7 @@ public enum EndpointTemplate {
         return false
     }
 
-    private static func isUUID(_ bytes: [UInt8]) -> Bool {
+    private static func isUUID(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard bytes.count == 36 else {
             return false
         }

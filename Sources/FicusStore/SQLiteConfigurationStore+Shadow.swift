@@ -162,14 +162,12 @@ extension SQLiteConfigurationStore: ShadowStore {
     /// Both are index range deletes, cheap enough for every batch: rowids grow with insertion, so the newest
     /// `maxRecords` are those above `MAX(id) - maxRecords` (fewer when the age bound left holes, never more).
     static func pruneShadowRecords(_ db: Database, retention: ShadowRetention, now: Date) throws {
-        try db.execute(
-            sql: "DELETE FROM shadow_records WHERE id <= (SELECT MAX(id) FROM shadow_records) - ?",
-            arguments: [max(0, retention.maxRecords)]
-        )
-        try db.execute(
-            sql: "DELETE FROM shadow_records WHERE time < ?",
-            arguments: [Self.microseconds(now.addingTimeInterval(-retention.maxRecordAge))]
-        )
+        // Cached: retention runs with every batch, and compiling (and authorising) each statement again cost more
+        // than running it.
+        try db.cachedStatement(sql: "DELETE FROM shadow_records WHERE id <= (SELECT MAX(id) FROM shadow_records) - ?")
+            .execute(arguments: [max(0, retention.maxRecords)])
+        try db.cachedStatement(sql: "DELETE FROM shadow_records WHERE time < ?")
+            .execute(arguments: [Self.microseconds(now.addingTimeInterval(-retention.maxRecordAge))])
     }
 
     /// Deletes minute aggregates older than the aggregate age bound.
@@ -178,7 +176,7 @@ extension SQLiteConfigurationStore: ShadowStore {
     static func pruneShadowAggregates(_ db: Database, retention: ShadowRetention, now: Date) throws {
         let cutoff = Self.seconds(now.addingTimeInterval(-retention.maxAggregateAge))
         for table in Self.shadowAggregateTables {
-            try db.execute(sql: "DELETE FROM \(table) WHERE bucket < ?", arguments: [cutoff])
+            try db.cachedStatement(sql: "DELETE FROM \(table) WHERE bucket < ?").execute(arguments: [cutoff])
         }
     }
 

@@ -26,6 +26,13 @@ struct EndpointTemplateTests {
         ("//double//slash", "//double//slash"),
         ("http://example.com/orders/5?x=1", "/orders/{id}"),
         ("/orders/12ab", "/orders/12ab"),
+        ("http://example.com", "/"),
+        ("http://example.com?x=1", "/"),
+        ("*", "*"),
+        ("123", "{id}"),
+        ("/orders/123/7", "/orders/{id}/{id}"),
+        ("/ordens/ação/9", "/ordens/ação/{id}"),
+        ("/a:b/7", "/a:b/{id}"),
     ])
     func templates(path: String, expected: String) {
         #expect(EndpointTemplate.template(path: path) == expected)
