@@ -115,11 +115,15 @@ extension CLITests {
             let metrics = try await HTTPTestClient.get(port: plain.adminPort, path: "/metrics", group: group)
             #expect(metrics.bodyString.contains("upstream=\"orders@green\""), "\(metrics.bodyString.prefix(2000))")
 
-            try sandbox.refused(["bluegreen", "preview", "orders"], status: 2, mentioning: "exactly one of")
+            // Both proxies write heartbeats and metric windows meanwhile: the configuration must stay as it is.
             try sandbox.refused(
-                ["bluegreen", "preview", "orders", "--segment", "nobody"], status: 3, mentioning: "unknown segment")
+                ["bluegreen", "preview", "orders"], status: 2, mentioning: "exactly one of", whileServing: true)
             try sandbox.refused(
-                ["segment", "rm", "testers"], status: 3, mentioning: "preview_segment: unknown segment 'testers'")
+                ["bluegreen", "preview", "orders", "--segment", "nobody"], status: 3, mentioning: "unknown segment",
+                whileServing: true)
+            try sandbox.refused(
+                ["segment", "rm", "testers"], status: 3, mentioning: "preview_segment: unknown segment 'testers'",
+                whileServing: true)
             try sandbox.ok("bluegreen", "preview", "orders", "--off")
             try sandbox.ok("segment", "rm", "testers")
 
