@@ -21,7 +21,13 @@ ficus=$!
 pids+=($ficus)
 
 wait_admin "$admin_port"
-curl -sf "http://127.0.0.1:$proxy_port/" >/dev/null
+# The backend is a Python process that may bind after Ficus is up: wait (10 s at most) until a request through the
+# proxy succeeds, then fail loudly if it never does.
+for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$proxy_port/" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -sf "http://127.0.0.1:$proxy_port/" >/dev/null || { echo "sigterm-load: no answer through the proxy" >&2; exit 1; }
 
 wrk -t1 -c16 -d5s --timeout 5s "http://127.0.0.1:$proxy_port/" >"$work/wrk.txt" 2>&1 &
 load=$!
