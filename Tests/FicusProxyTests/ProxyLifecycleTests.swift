@@ -3,6 +3,7 @@ import FicusTesting
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOPosix
 import Prometheus
 import Testing
 
@@ -19,6 +20,13 @@ struct ProxyLifecycleTests {
         defer { busy.close(); idle.close() }
         _ = try await idle.request(path: "/warm")
         try await busy.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        // Both connections are the proxy's before the drain starts (on a loaded machine the busy one's
+        // initializer can run late; the drain then still reaches it, but this test is about the plain case).
+        let deadline = NIODeadline.now() + .seconds(5)
+        while harness.proxy.openConnections < 2, NIODeadline.now() < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(harness.proxy.openConnections == 2)
         try await Task.sleep(for: .milliseconds(100))
         async let drained: Void = harness.proxy.shutdown(drainTimeout: .seconds(5))
         // The idle keep-alive connection is closed at once; the busy one gets its answer, marked close.
@@ -31,6 +39,49 @@ struct ProxyLifecycleTests {
         await #expect(throws: (any Error).self) {
             _ = try await RawClient.connect(port: harness.port, group: testGroup)
         }
+    }
+
+    @Test func aConnectionInitializedDuringTheDrainIsDrainedAndOneAfterItIsClosedUnanswered() async throws {
+        let (harness, upstream) = try await ProxyHarness.start(.slow(delay: .milliseconds(1000), then: .echo))
+        defer { Task { try? await upstream.shutdown() } }
+        // A listener of the test's own hands its connections to the proxy's initializer: they stand for connections
+        // the kernel accepted before the proxy's listener closed and whose initializer ran only afterwards.
+        let side = try await ServerBootstrap(group: testGroup)
+            .childChannelInitializer { harness.proxy.initializeChild($0) }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { side.close(promise: nil) }
+        let sidePort = side.localAddress!.port!
+        let busy = try await harness.client()
+        defer { busy.close() }
+        try await busy.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        let deadline = NIODeadline.now() + .seconds(5)
+        while harness.proxy.openConnections < 1, NIODeadline.now() < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        async let drained: Void = harness.proxy.shutdown(drainTimeout: .seconds(8))
+        while harness.proxy.localAddress != nil, NIODeadline.now() < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(harness.proxy.localAddress == nil)
+        // Draining: the late connection's request is answered, and the connection closed after it.
+        let late = try await RawClient.connect(port: sidePort, group: testGroup)
+        defer { late.close() }
+        try await late.send("GET /late HTTP/1.1\r\nHost: a\r\n\r\n")
+        let lateResponse = try await late.readResponse(timeout: .seconds(5))
+        #expect(lateResponse?.status == 200)
+        #expect(lateResponse?.header("connection") == "close")
+        #expect(await late.isClosed(within: .seconds(2)))
+        let busyResponse = try await busy.readResponse(timeout: .seconds(5))
+        #expect(busyResponse?.status == 200)
+        #expect(busyResponse?.header("connection") == "close")
+        await drained
+        // Stopped: a connection initialized now is closed without a byte of answer.
+        let after = try await RawClient.connect(port: sidePort, group: testGroup)
+        defer { after.close() }
+        try? await after.send("GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(await after.isClosed(within: .seconds(2)))
+        #expect(try await after.readAll(timeout: .milliseconds(100)).isEmpty)
+        #expect(harness.proxy.openConnections == 0)
     }
 
     @Test func drainTimeoutClosesWhatIsLeft() async throws {

@@ -45,8 +45,20 @@ public final class ProxyServer: Sendable {
 
     struct ServerState {
         var channel: Channel?
+        var phase = Phase.serving
         var children: [ObjectIdentifier: Channel] = [:]
         var drained: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// Where the server is in its life; decides what happens to a connection whose initializer runs now.
+    enum Phase {
+        /// Connections are admitted and served.
+        case serving
+        /// The listener is closed; a connection the kernel had already accepted is still admitted, but drains
+        /// at once (its request, if one is on the wire, is answered with `Connection: close`).
+        case draining
+        /// The drain is over: a connection arriving now is closed unanswered.
+        case stopped
     }
 
     public init(
@@ -96,17 +108,20 @@ public final class ProxyServer: Sendable {
         self.state.withLockedValue { $0.channel = channel }
     }
 
-    private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
+    /// Admits (or refuses) one accepted client connection according to the server's phase.
+    ///
+    /// Internal, not private, so that a test can hand it connections from a listener of its own: the race it
+    /// resolves (a connection accepted before the listener closed, initialized after) cannot be forced otherwise.
+    func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
         guard let resources = self.loops[ObjectIdentifier(channel.eventLoop)] else {
             return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
         }
         let id = ObjectIdentifier(channel)
-        let accepted = self.state.withLockedValue { state -> Bool in
-            guard state.channel != nil || state.children.isEmpty else { return false }
-            state.children[id] = channel
-            return true
+        let phase = self.state.withLockedValue { state -> Phase in
+            if state.phase != .stopped { state.children[id] = channel }
+            return state.phase
         }
-        guard accepted else { return channel.close() }
+        guard phase != .stopped else { return channel.close() }
         channel.closeFuture.whenComplete { _ in
             let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
                 state.children[id] = nil
@@ -118,7 +133,17 @@ public final class ProxyServer: Sendable {
         }
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: self.shared, resources: resources.value))
+            if phase == .draining {
+                // Accepted by the kernel before the listener closed, initialized after the drain began: it missed
+                // the drain's signal, so it gets it now.
+                channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            }
         }
+    }
+
+    /// Client connections open right now.
+    public var openConnections: Int {
+        self.state.withLockedValue { $0.children.count }
     }
 
     /// Stops accepting, lets in-flight requests finish for up to `drainTimeout`, then closes what is left.
@@ -126,6 +151,7 @@ public final class ProxyServer: Sendable {
         let timeout = drainTimeout ?? self.shared.configuration.drainTimeout
         let listener = self.state.withLockedValue { state -> Channel? in
             defer { state.channel = nil }
+            state.phase = .draining
             return state.channel
         }
         try? await listener?.close()
@@ -149,7 +175,10 @@ public final class ProxyServer: Sendable {
             }
             await group.next()
             group.cancelAll()
-            let left = self.state.withLockedValue { Array($0.children.values) }
+            let left = self.state.withLockedValue { state -> [Channel] in
+                state.phase = .stopped
+                return Array(state.children.values)
+            }
             for child in left { child.close(promise: nil) }
             await group.next()
         }
