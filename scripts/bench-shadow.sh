@@ -7,14 +7,19 @@
 #
 # Load: h2load --h1 --rps, open-loop at RATE req/s, with the clients' start staggered so that requests arrive evenly
 # spaced (LOAD_MODE=burst starts them together: every client fires in the same instant, RATE/CONNS times a second).
-# In the same run, ROUNDS rounds of a and b (a first in odd rounds, b first in even ones) and then c. Passes when the
-# p99 over all (b) requests of the run ÷ the p99 over all (a) requests is at most LIMIT (1.1), (c) has no failed or
-# non-2xx request, and every run kept its target rate. The per-round ratios, their median and a 90% interval of the
-# pooled ratio (rounds resampled) are printed beside the verdict.
+# METHOD=windows (the default): one h2load run carries (a) and (b); shadowing is switched off and on in windows of
+# WINDOW seconds in the order a b b a, a b b a, ... (scripts/bench/shadow_windows.py), and each request counts for the
+# window it started in, except in the GUARD seconds after a switch (copies still in flight, the CLI starting). A
+# disturbance of the machine lasting seconds then falls on both scenarios alike instead of on one whole run. Then
+# C_RUNS runs of (c). METHOD=rounds: ROUNDS rounds of separate runs of a and b (a first in odd rounds, b first in even
+# ones), each followed by c. Passes when the p99 over all (b) requests ÷ the p99 over all (a) requests is at most
+# LIMIT (1.1), (c) has no failed or non-2xx request, and the load kept its target rate. The ratios per block (per
+# round), their median and a 90% interval of the pooled ratio (blocks or rounds resampled) are printed beside it.
 # Method and results: docs/BENCHMARKS.md, "Shadowing cost".
 #
 #   scripts/bench-shadow.sh
-#   SKIP_BUILD=1 RATE=500 CONNS=20 ROUNDS=4 DURATION=10 scripts/bench-shadow.sh
+#   SKIP_BUILD=1 WINDOWS=96 WINDOW=2 scripts/bench-shadow.sh
+#   SKIP_BUILD=1 METHOD=rounds RATE=500 CONNS=20 ROUNDS=4 DURATION=10 scripts/bench-shadow.sh
 #   SKIP_BUILD=1 LOAD_MODE=burst RATE=400 CONNS=16 scripts/bench-shadow.sh
 #
 # Loopback only, bounded (every h2load run has a duration and a timeout), and every process started here is
@@ -33,7 +38,12 @@ WARMUP=${WARMUP:-2}                # seconds of the same load before each measur
 LOAD_MODE=${LOAD_MODE:-stagger}    # stagger: clients start 1000/RATE ms apart, so requests arrive evenly spaced
                                    #   (h2load -r 1 --rate-period P -n N); burst: all clients start at once
                                    #   (h2load -D, --warm-up-time), so every client fires in the same instant
-ROUNDS=${ROUNDS:-8}                # rounds of a, b (alternating order), c; the verdict pools all rounds
+METHOD=${METHOD:-windows}          # windows: a and b alternate in windows of one run; rounds: separate runs
+WINDOWS=${WINDOWS:-48}             # windows: how many (a multiple of 4: blocks of a b b a), half of them (b)
+WINDOW=${WINDOW:-2.5}              # windows: seconds per window
+GUARD=${GUARD:-0.5}                # windows: seconds after a switch that count for neither scenario
+C_RUNS=${C_RUNS:-4}                # windows: runs of c (DURATION each) after the windows
+ROUNDS=${ROUNDS:-8}                # rounds: rounds of a, b (alternating order), c; the verdict pools all rounds
 SHADOW_DELAY_MS=${SHADOW_DELAY_MS:-200}
 SHADOW_NICE=${SHADOW_NICE:-0}      # nice value of the shadow upstream's processes (it stands in for another host)
 SHADOW_BACKEND=${SHADOW_BACKEND:-nginx}  # nginx: a second nginx with the echo module (echo_sleep), event-driven C;
@@ -112,9 +122,15 @@ command -v python3 >/dev/null || die "python3 is required"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 CLK_TCK=$(getconf CLK_TCK)
 
-for v in RATE CONNS DURATION WARMUP ROUNDS SHADOW_DELAY_MS; do
+for v in RATE CONNS DURATION WARMUP ROUNDS SHADOW_DELAY_MS WINDOWS C_RUNS; do
     [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive integer (got ${!v})"
 done
+for v in WINDOW GUARD; do
+    [[ "${!v}" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "$v must be a number of seconds (got ${!v})"
+done
+case "$METHOD" in windows|rounds) ;; *) die "METHOD must be windows or rounds" ;; esac
+[ $((WINDOWS % 4)) = 0 ] || die "WINDOWS must be a multiple of 4 (blocks of a b b a; got $WINDOWS)"
+python3 -c "import sys; sys.exit(0 if $GUARD < $WINDOW else 1)" || die "GUARD ($GUARD s) must be shorter than WINDOW ($WINDOW s)"
 case "$LOAD_MODE" in stagger|burst) ;; *) die "LOAD_MODE must be stagger or burst" ;; esac
 PER_CLIENT=$(python3 -c "print(round($RATE / $CONNS, 6))")
 PERIOD_MS=$(python3 -c "print(max(1, round(1000 / $RATE)))")   # h2load takes whole milliseconds only
@@ -317,20 +333,22 @@ metric_sum() { awk -v name="$1" 'index($0, name) == 1 { s += $NF } END { printf 
 
 RUNS_TSV="$TMP/runs.tsv"
 : >"$RUNS_TSV"
-h2load_shape() {  # the h2load options of one run; $1 = requests (stagger mode)
+h2load_shape() {  # the h2load options of one run; $1 = requests (stagger mode), $2 = seconds (burst mode)
     if [ "$LOAD_MODE" = stagger ]; then
         echo "--h1 -t 1 -c $CONNS --rps $PER_CLIENT -r 1 --rate-period ${PERIOD_MS}ms -n $1"
     else
-        echo "--h1 -t 1 -c $CONNS --rps $PER_CLIENT -D $DURATION --warm-up-time $WARMUP"
+        echo "--h1 -t 1 -c $CONNS --rps $PER_CLIENT -D ${2:-$DURATION} --warm-up-time $WARMUP"
     fi
+}
+warm_up() {  # warm_up NAME: the same load for WARMUP seconds, not measured (-D and -r exclude each other)
+    [ "$LOAD_MODE" = stagger ] || return 0
+    timeout $((WARMUP + 30)) h2load $(h2load_shape "$WARMUP_RUN") "$PROXY_URL" >"$TMP/$1.warmup" 2>&1 &
+    bg_wait $! || { tail -n 20 "$TMP/$1.warmup" >&2; die "h2load warm-up failed in run $1"; }
 }
 run_load() {  # run_load SCENARIO ROUND
     local name="$1-$2" before after
     sleep "$PAUSE"
-    if [ "$LOAD_MODE" = stagger ]; then  # warm-up: the same load, not measured (-D and -r exclude each other)
-        timeout $((WARMUP + 30)) h2load $(h2load_shape "$WARMUP_RUN") "$PROXY_URL" >"$TMP/$name.warmup" 2>&1 &
-        bg_wait $! || { tail -n 20 "$TMP/$name.warmup" >&2; die "h2load warm-up failed in run $name"; }
-    fi
+    warm_up "$name"
     before=$(cpu_ticks "$FICUS_PID")
     timeout $((DURATION + WARMUP + 30)) h2load $(h2load_shape "$PER_RUN") --log-file "$TMP/$name.tsv" \
         "$PROXY_URL" >"$TMP/$name.out" 2>&1 &
@@ -349,7 +367,11 @@ IDLE_CPU=$(python3 -c "print(round(($(cpu_ticks "$FICUS_PID") - $idle_before) / 
 log "ficus with no traffic: $(python3 -c "print(round(100 * $IDLE_CPU, 1))") % of a core"
 
 log "legacy nginx :$LEGACY_PORT, shadow upstream ($SHADOW_BACKEND) :$SHADOW_PORT (+${SHADOW_DELAY_MS} ms), ficus :$PROXY_PORT (admin :$ADMIN_PORT)"
-log "load ($LOAD_MODE): h2load $(h2load_shape "$PER_RUN") (= $RATE req/s), $ROUNDS round(s) of a and b (alternating order), then c"
+if [ "$METHOD" = windows ]; then
+    log "load ($LOAD_MODE): one h2load run at $RATE req/s over $CONNS connections, $WINDOWS windows of $WINDOW s (a b b a ...; $GUARD s after each switch not counted), then $C_RUNS runs of c: h2load $(h2load_shape "$PER_RUN")"
+else
+    log "load ($LOAD_MODE): h2load $(h2load_shape "$PER_RUN") (= $RATE req/s), $ROUNDS round(s) of a and b (alternating order), then c"
+fi
 METRICS_OUT="$TMP/metrics.txt"
 : >"$METRICS_OUT"
 SHADOW_STATE=off  # the policy the store holds (the route was added without one)
@@ -372,7 +394,51 @@ run_b() {
     { echo "after (b) round $1: ficus_shadow_requests_total grew by $shadowed"; echo "$metrics"; } >>"$METRICS_OUT"
     [ "$shadowed" -gt 0 ] || die "round $1: no request was shadowed in (b)"
 }
-for round in $(seq 1 "$ROUNDS"); do
+# The commands that switch shadowing for shadow_windows.py: the same as set_shadow's.
+if [ "$SHADOW_MODE" = cli ]; then
+    ON_CMD=$(printf '%q ' "$FICUS_BIN" shadow orders --to orders-v2 --percent 100 --store "$STORE")
+    OFF_CMD=$(printf '%q ' "$FICUS_BIN" shadow orders --off --store "$STORE")
+else
+    rules_yaml on >"$TMP/rules-on.yaml"
+    rules_yaml off >"$TMP/rules-off.yaml"
+    ON_CMD=$(printf '%q ' "$FICUS_BIN" apply "$TMP/rules-on.yaml" --store "$STORE")
+    OFF_CMD=$(printf '%q ' "$FICUS_BIN" apply "$TMP/rules-off.yaml" --store "$STORE")
+fi
+WINDOWS_TSV="$TMP/windows-plan.tsv"
+run_windows() {  # one h2load run; shadow_windows.py switches shadowing under it
+    local seconds requests before metrics shadowed h2_pid
+    seconds=$(python3 -c "import math; print(math.ceil($WINDOWS * $WINDOW + 2))")
+    requests=$(( (RATE * seconds + CONNS - 1) / CONNS * CONNS ))
+    shadow_to off
+    before=$(shadow_metrics | metric_sum ficus_shadow_requests_total)
+    sleep "$PAUSE"
+    warm_up windows
+    timeout $((seconds + WARMUP + 30)) h2load $(h2load_shape "$requests" "$seconds") --log-file "$TMP/windows.tsv" \
+        "$PROXY_URL" >"$TMP/windows.out" 2>&1 &
+    h2_pid=$!
+    PIDS+=("$h2_pid")
+    sleep "$([ "$LOAD_MODE" = burst ] && echo $((WARMUP + 1)) || echo 1)"
+    python3 "$HELPERS/shadow_windows.py" --on "$ON_CMD" --off "$OFF_CMD" --admin "$ADMIN_URL" --pid "$FICUS_PID" \
+        --windows "$WINDOWS" --window "$WINDOW" --guard "$GUARD" "$WINDOWS_TSV" &
+    bg_wait $! || die "switching shadowing in windows failed"
+    SHADOW_STATE=off  # the windows end with (a)
+    bg_wait "$h2_pid" || { tail -n 20 "$TMP/windows.out" >&2; die "h2load failed in the windows run"; }
+    unset_pid "$h2_pid"
+    kill -0 "$FICUS_PID" 2>/dev/null || { tail -n 20 "$TMP/ficus.log" >&2; die "ficus exited during the windows run"; }
+    metrics=$(shadow_metrics)
+    shadowed=$(( $(metric_sum ficus_shadow_requests_total <<<"$metrics") - before ))
+    { echo "after the windows: ficus_shadow_requests_total grew by $shadowed"; echo "$metrics"; } >>"$METRICS_OUT"
+    [ "$shadowed" -gt 0 ] || die "no request was shadowed in the (b) windows"
+    log "windows run: $(grep -E '^requests:' "$TMP/windows.out")"
+}
+if [ "$METHOD" = windows ]; then
+    run_windows
+    shadow_to on
+    stop_shadow
+    for run in $(seq 1 "$C_RUNS"); do run_load c "$run"; done
+    ROUNDS=$C_RUNS
+fi
+for round in $(seq 1 "$([ "$METHOD" = rounds ] && echo "$ROUNDS" || echo 0)"); do
     [ -n "$SHADOW_PID" ] || start_shadow
     # a then b in odd rounds, b then a in even ones: whatever comes first in a round (the shadow upstream just
     # restarted after (c), a drift of the machine's load) falls on both sides equally.
@@ -387,18 +453,26 @@ for round in $(seq 1 "$ROUNDS"); do
     stop_shadow
     run_load c "$round"
 done
-echo "after (c) round $ROUNDS:" >>"$METRICS_OUT"
+echo "after (c) run $ROUNDS:" >>"$METRICS_OUT"
 shadow_metrics >>"$METRICS_OUT"
 
 echo
-echo "Shadowing cost: $RATE req/s over $CONNS connections, $LOAD_MODE load (h2load $(h2load_shape "$PER_RUN")), ${DURATION} s" \
-     "per run after ${WARMUP} s warm-up, $ROUNDS round(s); shadow upstream +${SHADOW_DELAY_MS} ms; ficus --threads 1; $(nproc) cores;" \
+if [ "$METHOD" = windows ]; then
+    shape="(a) and (b) in one run of $WINDOWS windows of $WINDOW s (a b b a ...; $GUARD s after each switch not counted), then $C_RUNS runs of (c) of ${DURATION} s after ${WARMUP} s warm-up"
+    windows_args=(--windows "$WINDOWS_TSV" --windows-log "$TMP/windows.tsv" --windows-out "$TMP/windows.out" --rate "$RATE")
+else
+    shape="${DURATION} s per run after ${WARMUP} s warm-up, $ROUNDS round(s)"
+    windows_args=()
+fi
+echo "Shadowing cost: $RATE req/s over $CONNS connections, $LOAD_MODE load (h2load $(h2load_shape "$PER_RUN")), $shape;" \
+     "shadow upstream +${SHADOW_DELAY_MS} ms; ficus --threads 1; $(nproc) cores;" \
      "ficus with no traffic: $(python3 -c "print(round(100 * $IDLE_CPU, 1))") % of a core"
 echo
 rc=0
 # In burst mode h2load's own warm-up is inside the run: in its "finished in" time and in the CPU ticks.
 python3 "$HELPERS/shadow_report.py" "$RUNS_TSV" --limit "$LIMIT" --min-rate-share "$MIN_RATE_SHARE" \
-    --clk-tck "$CLK_TCK" --idle-cpu "$IDLE_CPU" --warmup "$([ "$LOAD_MODE" = burst ] && echo "$WARMUP" || echo 0)" || rc=$?
+    --clk-tck "$CLK_TCK" --idle-cpu "$IDLE_CPU" --warmup "$([ "$LOAD_MODE" = burst ] && echo "$WARMUP" || echo 0)" \
+    "${windows_args[@]}" || rc=$?
 echo
 echo "Shadow counters (/metrics):"
 sed 's/^/  /' "$METRICS_OUT"

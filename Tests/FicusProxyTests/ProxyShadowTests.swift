@@ -2,6 +2,9 @@ import FicusCore
 import FicusDiff
 import FicusTesting
 import Foundation
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -220,6 +223,22 @@ struct ProxyShadowTests {
         await setup.stop()
         #expect(records.allSatisfy { $0.shadowError != nil })
     }
+
+    #if os(Linux)
+        /// Drops every observation; the scheduling test needs a sink, not what reaches it.
+        struct DiscardingSink: ShadowSink {
+            func submit(_ observation: ShadowObservation) {}
+        }
+
+        @Test func theShadowThreadRunsOnlyWhenClientLoopsDoNotNeedTheCore() async throws {
+            let dispatcher = ShadowDispatcher(sink: DiscardingSink(), configuration: ProxyConfiguration(), metrics: nil)
+            let shadowPolicy = try await dispatcher.eventLoop.submit { sched_getscheduler(0) }.get()
+            let clientPolicy = try await testGroup.next().submit { sched_getscheduler(0) }.get()
+            await dispatcher.shutdown()
+            #expect(shadowPolicy == 5)  // SCHED_IDLE
+            #expect(clientPolicy == 0)  // SCHED_OTHER: the setting is the shadow thread's own
+        }
+    #endif
 
     @Test func shadowCapacityDropsCopiesInsteadOfQueueing() async throws {
         let setup = try await Self.start(modern: .hang) { configuration in

@@ -137,13 +137,24 @@ final class ShadowDispatcher: Sendable {
         }
     }
 
-    /// Lowers the shadow thread's scheduling priority (nice 10) so that, when the cores are busy, a client loop
-    /// that wakes up runs before shadow work does.
+    /// Puts the shadow thread in Linux's `SCHED_IDLE` class: it runs when no client loop (or anything else of normal
+    /// priority) wants the core, and a client loop that wakes up takes the core from it at once.
     ///
     /// Shadowing is best-effort by design: a copy that waits a few milliseconds changes nothing, a client that waits
-    /// does. Linux only; elsewhere, and when the call is refused, the thread keeps its priority.
-    private static func yieldToClients() {
+    /// does. Nice 10 was not enough: the scheduler lets a task that has just been given a core run out a protected
+    /// slice (up to ~1 ms) before a woken task of higher weight preempts it, and a client request arriving during
+    /// a burst of shadow work waited for the burst (issue 5, docs/BENCHMARKS.md); `SCHED_IDLE` tasks are preempted
+    /// on every wake-up of a normal one. When the cores are saturated the shadow thread gets almost nothing: copies
+    /// then wait, the in-flight bound fills and further copies are dropped and counted, which is the intended order.
+    /// The locks the shadow thread shares with client loops (hand-over, in-flight count, routing table) are held for
+    /// nanoseconds, so a client loop that finds one held by a preempted shadow thread waits one context switch.
+    ///
+    /// Linux only; elsewhere the thread keeps its priority, and where `SCHED_IDLE` is refused it falls back to nice 10.
+    static func yieldToClients() {
         #if os(Linux)
+            var parameters = sched_param(sched_priority: 0)
+            // SCHED_IDLE is 5 in <bits/sched.h>; Glibc exports it to Swift only under _GNU_SOURCE.
+            if pthread_setschedparam(pthread_self(), 5, &parameters) == 0 { return }
             // Swift does not import gettid(); /proc/thread-self links to "PID/task/TID".
             var link = [CChar](repeating: 0, count: 64)
             let count = readlink("/proc/thread-self", &link, link.count - 1)
