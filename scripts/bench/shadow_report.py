@@ -33,6 +33,7 @@ requests of a scenario together. Verdict:
 Prints the table and the verdict; exits 1 when a check fails, 2 on unreadable input.
 """
 import argparse
+import bisect
 import re
 import sys
 
@@ -120,8 +121,6 @@ def windows_runs(windows_path, log_path, rate):
         raise ValueError("%s: no windows" % windows_path)
     windows.sort(key=lambda w: w["start"])
     starts = [w["start"] for w in windows]
-    import bisect
-
     with open(log_path, encoding="utf-8", errors="replace") as log:
         for line in log:
             fields = line.split("\t")
@@ -223,13 +222,15 @@ def main():
         ]
 
     for (scenario, rnd), group in groups.items():
-        rows.append(row(NAMES.get(scenario, scenario), rnd, group, base_by_round.get(rnd) if not (windowed and scenario == "c") else None))
+        # In windows mode the (c) runs are numbered on their own: no block's (a) is theirs.
+        base = None if windowed and scenario == "c" else base_by_round.get(rnd)
+        rows.append(row(NAMES.get(scenario, scenario), rnd, group, base))
     base_all = pct(sorted(v for r in pooled.get("a", []) for v in r["lat"]), 99)
     for scenario in sorted(pooled):
         rows.append(row(NAMES.get(scenario, scenario), "all", pooled[scenario], base_all))
 
-    header = ["scenario", "block" if windowed else "round", "req/s", "succeeded", "failed", "non-2xx", "p50 ms", "p90 ms", "p99 ms",
-              "max ms", "p99 ÷ (a)", "ficus CPU %", "µs/req over idle"]
+    header = ["scenario", "block" if windowed else "round", "req/s", "succeeded", "failed", "non-2xx", "p50 ms",
+              "p90 ms", "p99 ms", "max ms", "p99 ÷ (a)", "ficus CPU %", "µs/req over idle"]
     widths = [max(len(str(x[i])) for x in rows + [header]) for i in range(len(header))]
     for i, line in enumerate([header] + rows):
         print("  ".join(str(c).ljust(w) if j < 2 else str(c).rjust(w) for j, (c, w) in enumerate(zip(line, widths))))
@@ -239,8 +240,9 @@ def main():
     failures = []
     if windowed is not None:
         # The windows' own rates vary with where their edges fall; the run as a whole must have kept its rate.
-        if windowed["failed"] + windowed["errored"] + windowed["timeout"]:
-            failures.append("the (a)/(b) run had %d failed requests" % windowed["failed"])
+        lost = windowed["failed"] + windowed["errored"] + windowed["timeout"]
+        if lost:
+            failures.append("the (a)/(b) run had %d failed, errored or timed-out requests" % lost)
         for scenario in ("a", "b"):
             group = pooled.get(scenario, [])
             seconds = sum(r["measured_s"] for r in group)
@@ -276,7 +278,7 @@ def main():
             print("    90%% interval from resampling the %ss: %.2f .. %.2f" % (unit, low, high))
             print("    per %s: %s; median %.2f" % (unit, ", ".join("%.2f" % x for x in ratios), median))
             if ratio > args.limit:
-                failures.append("(b) p99 is %.2f × (a) p99 (all rounds pooled), above %.2f" % (ratio, args.limit))
+                failures.append("(b) p99 is %.2f × (a) p99 (all %ss pooled), above %.2f" % (ratio, unit, args.limit))
         bad = sum(r["failed"] + r["non2xx"] for r in pooled["c"])
         print("(c) failed + non-2xx requests: %d -> %s" % (bad, "ok" if bad == 0 else "FAIL"))
         if bad:
