@@ -75,7 +75,8 @@ struct ProxyLifecycleTests {
         #expect(busyResponse?.status == 200)
         #expect(busyResponse?.header("connection") == "close")
         await drained
-        // Stopped: a connection initialized now is closed without a byte of answer.
+        // Stopped (a second shutdown is harmless): a connection initialized now is closed without a byte of answer.
+        await harness.proxy.shutdown(drainTimeout: .milliseconds(100))
         let after = try await RawClient.connect(port: sidePort, group: testGroup)
         defer { after.close() }
         try? await after.send("GET /after HTTP/1.1\r\nHost: a\r\n\r\n")

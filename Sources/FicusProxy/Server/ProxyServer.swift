@@ -151,7 +151,7 @@ public final class ProxyServer: Sendable {
         let timeout = drainTimeout ?? self.shared.configuration.drainTimeout
         let listener = self.state.withLockedValue { state -> Channel? in
             defer { state.channel = nil }
-            state.phase = .draining
+            if state.phase == .serving { state.phase = .draining }  // a second shutdown must not reopen the door
             return state.channel
         }
         try? await listener?.close()
