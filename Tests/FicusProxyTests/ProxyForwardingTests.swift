@@ -22,6 +22,32 @@ struct ProxyForwardingTests {
         #expect(received.version == "HTTP/1.1")
     }
 
+    @Test func upstreamsNamedByIPAddressAndByHostNameAreBothReached() async throws {
+        // An IP literal is connected to directly, a host name is resolved at each new connection.
+        let upstream = try await TestUpstream.start(.echo, group: testGroup)
+        let port = try #require(Endpoint(parsing: upstream.address)).port
+        let harness = try await ProxyHarness.start(
+            upstreams: [("by-address", ["127.0.0.1:\(port)"]), ("by-name", ["localhost:\(port)"])],
+            defaultUpstream: "by-address"
+        )
+        defer { Task { await harness.stop(); try? await upstream.shutdown() } }
+        let client = try await harness.client()
+        defer { client.close() }
+        #expect(try await client.request(path: "/by-address").status == 200)
+        harness.routing.replace(
+            with: try RoutingTable(
+                configuration: .catchAll(
+                    upstreams: [Upstream(name: "by-name", addresses: [Endpoint(host: "localhost", port: port)])],
+                    defaultUpstream: "by-name"
+                ),
+                revision: 2
+            )
+        )
+        #expect(try await client.request(path: "/by-name").status == 200)
+        let received = try await upstream.waitForRequests(2, timeout: .seconds(2))
+        #expect(received.map(\.uri) == ["/by-address", "/by-name"])
+    }
+
     @Test func hopByHopFieldsAreRemoved() async throws {
         let (harness, upstream) = try await ProxyHarness.start(.echo)
         defer { Task { await harness.stop(); try? await upstream.shutdown() } }

@@ -15,6 +15,8 @@ protocol UpstreamConnectionRequester: AnyObject {
 final class UpstreamPool {
     final class Entry {
         var addresses: [Endpoint] = []
+        /// Parallel to `addresses`: the socket address of each one that is an IP literal, nil for host names.
+        var socketAddresses: [SocketAddress?] = []
         var next = 0
         /// Idle connections per address, parallel to `addresses`.
         var idle: [[UpstreamConnection]] = []
@@ -60,6 +62,7 @@ final class UpstreamPool {
                 }
             }
             entry.addresses = upstream.addresses
+            entry.socketAddresses = upstream.addresses.map { try? SocketAddress(ipAddress: $0.host, port: $0.port) }
             entry.idle = idle
             entry.next = 0
         }
@@ -134,7 +137,16 @@ final class UpstreamPool {
             }
         let pool = UnsafeTransfer(self)
         let waiting = UnsafeTransfer(requester)
-        bootstrap.connect(host: endpoint.host, port: endpoint.port).whenComplete { result in
+        // An IP literal is connected to directly: `connect(host:port:)` would resolve it with getaddrinfo on a
+        // libdispatch thread and race it through Happy Eyeballs at every new connection (a third of the shadow
+        // loop's time with a dead shadow upstream, where every copy connects). Host names still resolve per connect.
+        let connected: EventLoopFuture<Channel>
+        if let address = entry.socketAddresses[index] {
+            connected = bootstrap.connect(to: address)
+        } else {
+            connected = bootstrap.connect(host: endpoint.host, port: endpoint.port)
+        }
+        connected.whenComplete { result in
             switch result {
             case .success:
                 waiting.value.connectionReady(handler.value, reused: false)
