@@ -22,10 +22,10 @@ public final class TestUpstream: Sendable {
         self.recorder = recorder
     }
 
-    /// Starts a server on 127.0.0.1 with an ephemeral port.
+    /// Starts a server on 127.0.0.1 with an ephemeral port, or on `port` (an upstream that comes back where it was).
     ///
     /// Port 0 lets many tests run side by side without clashing.
-    public static func start(_ behavior: Behavior, group: any EventLoopGroup) async throws -> TestUpstream {
+    public static func start(_ behavior: Behavior, group: any EventLoopGroup, port: Int = 0) async throws -> TestUpstream {
         let recorder = UpstreamRecorder(behavior: behavior)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -45,7 +45,7 @@ public final class TestUpstream: Sendable {
                     try operations.addHandler(UpstreamConnectionHandler(recorder: recorder, connectionID: id))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0)
+            .bind(host: "127.0.0.1", port: port)
             .get()
         guard let port = channel.localAddress?.port else {
             try await channel.close()

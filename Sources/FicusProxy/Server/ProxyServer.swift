@@ -141,6 +141,9 @@ public final class ProxyServer: Sendable {
         }
     }
 
+    /// The shadow side of this proxy, if it shadows (tests).
+    var shadowDispatcher: ShadowDispatcher? { self.shared.shadow }
+
     /// Client connections open right now.
     public var openConnections: Int {
         self.state.withLockedValue { $0.children.count }

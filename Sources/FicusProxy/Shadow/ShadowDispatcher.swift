@@ -127,7 +127,16 @@ final class ShadowDispatcher: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.eventLoop = self.group.next()
         self.pool = UnsafeTransfer(
-            UpstreamPool(eventLoop: self.eventLoop, configuration: configuration, loops: 1, metrics: nil)
+            UpstreamPool(
+                eventLoop: self.eventLoop,
+                configuration: configuration,
+                loops: 1,
+                metrics: nil,
+                backoff: ConnectBackoff(
+                    initial: configuration.shadow.connectBackoff,
+                    maximum: configuration.shadow.connectBackoffMaximum
+                )
+            )
         )
         self.sink = sink
         self.limits = configuration.shadow
@@ -276,6 +285,12 @@ final class ShadowDispatcher: Sendable {
             flight.record { record(&$0, outcome) }
         }
         exchange.start()
+    }
+
+    /// Connects the shadow pool has started (tests: attempts against an address that refuses them).
+    func connectsStarted() async throws -> Int {
+        let pool = self.pool
+        return try await self.eventLoop.submit { pool.value.connectsStarted }.get()
     }
 
     /// Closes the shadow connections and stops the shadow loop; copies still under way are dropped.

@@ -85,7 +85,7 @@ extension ShadowExchange: UpstreamConnectionRequester {
     }
 
     func connectionFailed(_ failure: UpstreamFailure) {
-        self.finish(.failed("\(failure)"))
+        self.finish(.failed(failure.description))
     }
 }
 
@@ -108,7 +108,7 @@ extension ShadowExchange: UpstreamExchangeDelegate {
 
     func upstreamFailed(_ failure: UpstreamFailure) {
         self.connection = nil
-        self.finish(.failed("\(failure)"))
+        self.finish(.failed(failure.description))
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {}

@@ -41,6 +41,11 @@ public struct ShadowLimits: Sendable {
     public var maxInFlight = 1000
     /// A shadow request that has not completed by then is abandoned.
     public var timeout: TimeAmount = .seconds(10)
+    /// After a shadow upstream address refuses a connect (or times out), copies do not try it for this long,
+    /// doubling with each failure in a row up to `connectBackoffMaximum`; one connect then probes it. Copies that
+    /// find every address of their upstream pausing fail at once and are recorded as shadow errors ("not tried").
+    public var connectBackoff: TimeAmount = .milliseconds(100)
+    public var connectBackoffMaximum: TimeAmount = .seconds(3)
 
     public init() {}
 }

@@ -2,7 +2,7 @@ import FicusCore
 import NIOCore
 
 /// Why an exchange with an upstream failed.
-enum UpstreamFailure: Error {
+enum UpstreamFailure: Error, CustomStringConvertible {
     case connectFailed(String)
     case connectTimeout
     case poolExhausted
@@ -10,6 +10,19 @@ enum UpstreamFailure: Error {
     case closedAfterHead
     case responseTimeout
     case badResponse(HTTPFramingError)
+
+    /// A few words for shadow records and logs (not the `Mirror` dump that interpolating the case would print).
+    var description: String {
+        switch self {
+        case .connectFailed(let detail): "cannot connect: \(detail)"
+        case .connectTimeout: "connecting timed out"
+        case .poolExhausted: "no free connection and the queue is full"
+        case .closedBeforeHead: "closed the connection before answering"
+        case .closedAfterHead: "closed the connection part way through the answer"
+        case .responseTimeout: "did not answer in time"
+        case .badResponse(let error): "invalid response: \(error.detail)"
+        }
+    }
 }
 
 /// The receiver of one upstream exchange's events (the client connection it serves).

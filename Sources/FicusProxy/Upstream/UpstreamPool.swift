@@ -8,16 +8,41 @@ protocol UpstreamConnectionRequester: AnyObject {
     func connectionFailed(_ failure: UpstreamFailure)
 }
 
+/// How long a pool leaves an address alone after connects to it failed: `initial` after the first failure, doubling
+/// with each failure in a row, never more than `maximum`. Pure arithmetic, so that it can be tested on its own.
+struct ConnectBackoff: Sendable, Equatable {
+    var initial: TimeAmount
+    var maximum: TimeAmount
+
+    /// The pause after `failures` (≥ 1) consecutive failed connects.
+    func delay(afterFailures failures: Int) -> TimeAmount {
+        guard failures > 0, self.initial.nanoseconds > 0 else { return .nanoseconds(0) }
+        let doublings = min(failures - 1, 62)
+        let (scaled, overflow) = self.initial.nanoseconds.multipliedReportingOverflow(by: Int64(1) << doublings)
+        return .nanoseconds(overflow ? self.maximum.nanoseconds : min(scaled, self.maximum.nanoseconds))
+    }
+}
+
 /// The keep-alive connections of one event loop to every upstream.
 ///
 /// One pool per event loop means no locks and no thread hops on the hot path; the configured limits are divided
 /// among the loops. Loop-confined: every method must be called on `eventLoop`.
+///
+/// With a `ConnectBackoff` (the shadow loop's pool), an address whose connect failed is not tried again until its
+/// pause is over, and then by one connect at a time: a copy that would need it goes to another address of the
+/// upstream or fails at once ("not tried"), instead of opening a socket that will be refused, or waiting out a
+/// connect timeout, once per request. Client pools have none: a client's request always gets its attempt.
 final class UpstreamPool {
     final class Entry {
         var addresses: [Endpoint] = []
         /// Parallel to `addresses`: the socket address of each one that is an IP literal, nil for host names.
         var socketAddresses: [SocketAddress?] = []
         var next = 0
+        /// Parallel to `addresses` (pools with a back-off only): connects failed in a row, the time before which
+        /// none is tried, and whether one is under way after a failure (others then wait for its outcome).
+        var failures: [Int] = []
+        var retryAt: [NIODeadline] = []
+        var probing: [Bool] = []
         /// Idle connections per address, parallel to `addresses`.
         var idle: [[UpstreamConnection]] = []
         var open = 0
@@ -30,9 +55,19 @@ final class UpstreamPool {
     private let timeouts: ProxyConfiguration.Timeouts
     private var entries: [String: Entry] = [:]
     let metrics: ProxyMetrics?
+    private let backoff: ConnectBackoff?
+    /// Connects started, for tests that count attempts against an address that refuses them.
+    private(set) var connectsStarted = 0
 
-    init(eventLoop: EventLoop, configuration: ProxyConfiguration, loops: Int, metrics: ProxyMetrics?) {
+    init(
+        eventLoop: EventLoop,
+        configuration: ProxyConfiguration,
+        loops: Int,
+        metrics: ProxyMetrics?,
+        backoff: ConnectBackoff? = nil
+    ) {
         self.eventLoop = eventLoop
+        self.backoff = backoff
         self.maxConnections = max(1, (configuration.pool.maxConnectionsPerUpstream + loops - 1) / loops)
         self.maxPending = max(0, (configuration.pool.maxPendingPerUpstream + loops - 1) / loops)
         self.timeouts = configuration.timeouts
@@ -63,6 +98,9 @@ final class UpstreamPool {
             }
             entry.addresses = upstream.addresses
             entry.socketAddresses = upstream.addresses.map { try? SocketAddress(ipAddress: $0.host, port: $0.port) }
+            entry.failures = Array(repeating: 0, count: upstream.addresses.count)
+            entry.retryAt = Array(repeating: .distantPast, count: upstream.addresses.count)
+            entry.probing = Array(repeating: false, count: upstream.addresses.count)
             entry.idle = idle
             entry.next = 0
         }
@@ -77,11 +115,22 @@ final class UpstreamPool {
             return
         }
         // Round robin picks the address per request (as nginx and Envoy do), then reuses an idle connection to it.
-        let index = entry.next % entry.addresses.count
+        var index = entry.next % entry.addresses.count
         entry.next &+= 1
         if !fresh, let connection = self.popIdle(entry, index, upstream.name) {
             requester.connectionReady(connection, reused: true)
             return
+        }
+        if !self.mayConnect(entry, index) {
+            if !fresh, let connection = self.popAnyIdle(entry, upstream.name) {
+                requester.connectionReady(connection, reused: true)
+                return
+            }
+            guard let other = self.addressToConnect(entry, preferring: index) else {
+                requester.connectionFailed(.connectFailed(self.notTried(upstream.name, entry)))
+                return
+            }
+            index = other
         }
         if entry.open < self.maxConnections {
             self.connect(upstream.name, entry, index, for: requester)
@@ -92,6 +141,44 @@ final class UpstreamPool {
             entry.waiters.append(requester)
         } else {
             requester.connectionFailed(.poolExhausted)
+        }
+    }
+
+    /// Whether a connect to address `index` may start now (always, without a back-off).
+    private func mayConnect(_ entry: Entry, _ index: Int) -> Bool {
+        guard self.backoff != nil, entry.failures[index] > 0 else { return true }
+        return !entry.probing[index] && NIODeadline.now() >= entry.retryAt[index]
+    }
+
+    /// `preferred` if a connect to it may start now, else the first address that may, else nil.
+    private func addressToConnect(_ entry: Entry, preferring preferred: Int) -> Int? {
+        if self.mayConnect(entry, preferred) { return preferred }
+        return entry.addresses.indices.first { self.mayConnect(entry, $0) }
+    }
+
+    /// Why a copy fails without a connect: every address is pausing after failed connects.
+    private func notTried(_ name: String, _ entry: Entry) -> String {
+        let now = NIODeadline.now()
+        let soonest = entry.retryAt.min() ?? now
+        let wait = max(0, (soonest - now).nanoseconds / 1_000_000)
+        if entry.addresses.count == 1 {
+            return "not tried: the last \(entry.failures[0]) connect(s) to \(entry.addresses[0]) failed; "
+                + (entry.probing[0] ? "one is under way" : "next try in \(wait) ms")
+        }
+        return "not tried: the last connects to every address of '\(name)' failed; next try within \(wait) ms"
+    }
+
+    /// Notes the outcome of a connect for the back-off (pools with one only).
+    private func connectEnded(_ name: String, _ endpoint: Endpoint, succeeded: Bool) {
+        guard let backoff = self.backoff, let entry = self.entries[name],
+            let index = entry.addresses.firstIndex(of: endpoint)
+        else { return }
+        entry.probing[index] = false
+        if succeeded {
+            entry.failures[index] = 0
+        } else {
+            entry.failures[index] += 1
+            entry.retryAt[index] = .now() + backoff.delay(afterFailures: entry.failures[index])
         }
     }
 
@@ -121,6 +208,8 @@ final class UpstreamPool {
 
     private func connect(_ name: String, _ entry: Entry, _ index: Int, for requester: UpstreamConnectionRequester) {
         let endpoint = entry.addresses[index]
+        if self.backoff != nil, entry.failures[index] > 0 { entry.probing[index] = true }
+        self.connectsStarted += 1
         entry.open += 1
         self.metrics?.openConnections(name, delta: 1)
         let connection = UpstreamConnection(upstream: name, endpoint: endpoint, idleTimeout: self.timeouts.upstreamIdle)
@@ -149,8 +238,10 @@ final class UpstreamPool {
         connected.whenComplete { result in
             switch result {
             case .success:
+                pool.value.connectEnded(name, endpoint, succeeded: true)
                 waiting.value.connectionReady(handler.value, reused: false)
             case .failure(let error):
+                pool.value.connectEnded(name, endpoint, succeeded: false)
                 pool.value.connectFailed(name, error: error, requester: waiting.value)
             }
         }
@@ -198,10 +289,11 @@ final class UpstreamPool {
         if let waiter = entry.waiters.popFirst() {
             if entry.addresses.isEmpty {
                 waiter.connectionFailed(.connectFailed("upstream '\(connection.upstream)' has no addresses"))
-            } else {
-                let index = entry.next % entry.addresses.count
+            } else if let index = self.addressToConnect(entry, preferring: entry.next % entry.addresses.count) {
                 entry.next &+= 1
                 self.connect(connection.upstream, entry, index, for: waiter)
+            } else {
+                waiter.connectionFailed(.connectFailed(self.notTried(connection.upstream, entry)))
             }
         }
     }
