@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "ficus", targets: ["ficus"]),
         .library(name: "FicusCore", targets: ["FicusCore"]),
+        .library(name: "FicusRules", targets: ["FicusRules"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -21,6 +22,13 @@ let package = Package(
     ],
     targets: [
         .target(name: "FicusCore"),
+        .target(
+            name: "FicusRules",
+            dependencies: [
+                "FicusCore",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .target(
             name: "FicusDiff",
             dependencies: [
@@ -81,6 +89,7 @@ let package = Package(
                 "FicusRollout",
                 "FicusStore",
                 "FicusProxy",
+                "FicusRules",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -93,6 +102,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FicusCoreTests", dependencies: ["FicusCore"]),
+        .testTarget(name: "FicusRulesTests", dependencies: ["FicusCore", "FicusRules"]),
         .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
         .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "ficus-store-probe"]),
         .testTarget(name: "FicusDiffTests", dependencies: ["FicusDiff"]),

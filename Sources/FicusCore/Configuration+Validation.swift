@@ -131,6 +131,12 @@ struct ConfigurationValidator {
         ] {
             if let value, value <= 0 {
                 self.report(object, "timeouts", "\(name) must be positive, got \(value)")
+            } else if let value, value > RouteTimeouts.maximumMilliseconds {
+                self.report(
+                    object,
+                    "timeouts",
+                    "\(name) must be at most \(RouteTimeouts.maximumMilliseconds) (one day), got \(value)"
+                )
             }
         }
         var catchAll: (index: Int, rule: Rule)?

@@ -21,6 +21,12 @@ public struct RouteTimeouts: Sendable, Codable, Equatable, Hashable {
         self.responseHeaderMilliseconds = responseHeaderMilliseconds
     }
 
+    /// The longest override accepted, one day in milliseconds.
+    ///
+    /// The proxy turns milliseconds into nanoseconds (× 1,000,000), which overflows past about 292 years; a bound far
+    /// below that keeps every later conversion and deadline sum exact, and no upstream legitimately takes a day.
+    public static let maximumMilliseconds = 86_400_000
+
     /// Whether neither timeout is overridden.
     ///
     /// Lets encoders and explanations leave out an empty block.
