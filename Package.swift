@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "ficus", targets: ["ficus"]),
         .library(name: "FicusCore", targets: ["FicusCore"]),
         .library(name: "FicusRules", targets: ["FicusRules"]),
+        // The fuzz targets, for the libFuzzer executables of the Fuzz/ package (which depends on this one by path).
+        .library(name: "FicusFuzzTargets", targets: ["FicusFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -73,6 +75,16 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FicusFuzzTargets",
+            dependencies: [
+                "FicusCore",
+                "FicusDiff",
+                "FicusProxy",
+                "FicusRules",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "FicusTesting",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -104,6 +116,7 @@ let package = Package(
         ),
         .testTarget(name: "FicusCoreTests", dependencies: ["FicusCore"]),
         .testTarget(name: "FicusRulesTests", dependencies: ["FicusCore", "FicusRules"]),
+        .testTarget(name: "FicusFuzzTargetsTests", dependencies: ["FicusFuzzTargets"]),
         .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
         .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "ficus-store-probe"]),
         .testTarget(name: "FicusDiffTests", dependencies: ["FicusDiff"]),
