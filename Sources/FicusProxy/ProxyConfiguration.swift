@@ -14,8 +14,13 @@ public struct ProxyConfiguration: Sendable {
     public var limits = HTTPLimits()
     public var timeouts = Timeouts()
     public var pool = PoolLimits()
-    /// Clients whose X-Forwarded-* and X-Ficus-* fields are trusted.
+    /// Peers that are proxies of the operator's: their `X-Forwarded-*` fields are kept and extended, and the client
+    /// behind them is the right-most untrusted `X-Forwarded-For` address (`ClientAddress`).
     public var trustedProxies: [CIDR] = []
+    /// Fields (lower-cased) removed from requests of untrusted peers on top of the fixed set (`Forwarded`,
+    /// `X-Real-IP`, `True-Client-IP`, `X-Original-URL`, `X-Rewrite-URL`): what an upstream would believe about the
+    /// client or the URL if a client could set it.
+    public var untrustedFields: [String] = []
     /// The pseudonym used in Via.
     public var viaName = "ficus"
     /// Whether one access-log line is written per request.

@@ -9,6 +9,8 @@ struct RequestView: RoutableRequest, Sendable {
     private let pathRange: Range<Int>
     private let queryRange: Range<Int>?
     private let authority: Range<Int>?
+    /// The path with dot-segments removed (`PathNormalization`), when that differs from the path received.
+    let normalizedPath: String?
 
     init(head: HTTPHead, clientAddress: IPAddress?, trustsOverrides: Bool) {
         self.head = head
@@ -16,8 +18,14 @@ struct RequestView: RoutableRequest, Sendable {
         self.trustsOverrides = trustsOverrides
         let (target, authority) = HeaderHygiene.originForm(head)
         self.authority = authority
-        let question = head.bytes.withUnsafeReadableBytes { raw in
-            raw[target].firstIndex(of: 0x3F)
+        let (question, mayNeedWork) = head.bytes.withUnsafeReadableBytes { raw -> (Int?, Bool) in
+            var mayNeedWork = false
+            for index in target {
+                let byte = raw[index]
+                if byte == 0x3F { return (index, mayNeedWork) }
+                if PathNormalization.mayNeedWork(byte) { mayNeedWork = true }
+            }
+            return (nil, mayNeedWork)
         }
         if let question {
             self.pathRange = target.lowerBound..<question
@@ -25,6 +33,14 @@ struct RequestView: RoutableRequest, Sendable {
         } else {
             self.pathRange = target
             self.queryRange = nil
+        }
+        if mayNeedWork {
+            let range = self.pathRange
+            self.normalizedPath = head.bytes.withUnsafeReadableBytes { raw in
+                PathNormalization.normalize(UnsafeRawBufferPointer(rebasing: raw[range]))
+            }
+        } else {
+            self.normalizedPath = nil
         }
     }
 
@@ -35,6 +51,7 @@ struct RequestView: RoutableRequest, Sendable {
         self.pathRange = other.pathRange
         self.queryRange = other.queryRange
         self.authority = other.authority
+        self.normalizedPath = other.normalizedPath
     }
 
     /// The same view over a copy of the head's own bytes (see `HTTPHead.detached()`), for keeping beyond the
@@ -69,7 +86,8 @@ struct RequestView: RoutableRequest, Sendable {
     }
 
     var path: String {
-        self.pathRange.isEmpty ? "/" : self.head.string(self.pathRange)
+        if let normalized = self.normalizedPath { return normalized }
+        return self.pathRange.isEmpty ? "/" : self.head.string(self.pathRange)
     }
 
     var query: String? {
