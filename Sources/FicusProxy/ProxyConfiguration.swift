@@ -29,8 +29,18 @@ public struct ProxyConfiguration: Sendable {
     public var shadow = ShadowLimits()
     /// How long a graceful shutdown waits for in-flight requests.
     public var drainTimeout: TimeAmount = .seconds(30)
+    /// Client connections open at once; a connection accepted beyond it is closed at once and counted
+    /// (`ficus_connections_rejected_total{reason="max_connections"}`), as Envoy's overload manager does, so that
+    /// running out of file descriptors never stops the proxy from serving the connections it has.
+    public var maxConnections = 10_000
 
     public init() {}
+
+    /// The default connection limit for a process allowed `descriptors` open files: half of what is left after 256
+    /// for listeners, the store and logs, since each client connection may hold an upstream connection too.
+    public static func maxConnections(descriptors: Int) -> Int {
+        max(64, (descriptors - 256) / 2)
+    }
 
     public struct Timeouts: Sendable {
         /// Upstream TCP connect (and wait for a pooled connection); on expiry: 503.
