@@ -16,9 +16,9 @@ struct BlueGreenCommand: AsyncParsableCommand {
             An upstream with blue and green slots sends traffic to its active slot only. Deploy to the idle slot, \
             check it (every --path must answer 2xx on every address), then switch: one revision makes it active, \
             and the old slot's in-flight requests finish on their connections. A switch to a slot whose last check \
-            failed is refused unless --force. Before a switch, requests from trusted clients (--trusted-proxy) \
-            carrying 'X-Ficus-Preview: <idle slot>', and requests in the upstream's preview segment, reach the idle \
-            slot.
+            failed is refused unless --force. Before a switch, requests in the upstream's preview segment, and \
+            requests carrying 'X-Ficus-Preview: <idle slot>; token=<token>' with the token that 'preview --token' \
+            printed, reach the idle slot.
             """,
         subcommands: [Deploy.self, Check.self, Preview.self, Switch.self, Status.self]
     )
@@ -156,15 +156,17 @@ extension BlueGreenCommand {
         }
     }
 
-    /// `ficus bluegreen preview UPSTREAM --segment NAME | --off`.
+    /// `ficus bluegreen preview UPSTREAM [--segment NAME | --off] [--token | --token-off]`.
     struct Preview: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "preview",
-            abstract: "Send the requests of a segment to an upstream's idle slot (or stop with --off).",
+            abstract: "Let a segment, or clients with a secret token, reach an upstream's idle slot.",
             discussion: """
                 One revision. The segment's requests reach whichever slot is idle, also after a switch; metrics \
-                label them with the preview name (orders@green). Trusted clients can preview with \
-                'X-Ficus-Preview: <idle slot>' without a segment.
+                label them with the preview name (orders@green). --token makes a new preview token (retiring the \
+                old one) and prints it once: clients that send 'X-Ficus-Preview: <idle slot>; token=<token>' reach \
+                the idle slot. Only the token's SHA-256 digest is stored; without a token no header reaches the \
+                idle slot, whichever address it comes from.
                 """
         )
 
@@ -177,12 +179,26 @@ extension BlueGreenCommand {
         @ArgumentParser.Flag(help: "Stop sending a segment to the idle slot.")
         var off = false
 
+        @ArgumentParser.Flag(help: "Make a new preview token (the old one stops working) and print it once.")
+        var token = false
+
+        @ArgumentParser.Flag(name: .customLong("token-off"), help: "Remove the preview token: no header previews.")
+        var tokenOff = false
+
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
 
         func validate() throws {
-            guard (self.segment == nil) != !self.off else {
+            if self.segment != nil && self.off {
                 throw ArgumentParser.ValidationError("give exactly one of --segment NAME and --off")
+            }
+            if self.token && self.tokenOff {
+                throw ArgumentParser.ValidationError("give exactly one of --token and --token-off")
+            }
+            guard self.segment != nil || self.off || self.token || self.tokenOff else {
+                throw ArgumentParser.ValidationError(
+                    "give exactly one of --segment NAME and --off, or --token / --token-off"
+                )
             }
         }
 
@@ -190,7 +206,11 @@ extension BlueGreenCommand {
             try await ErrorReport.run {
                 let store = try self.storeOptions.open()
                 let name = self.upstream
-                let segment = self.off ? nil : self.segment
+                let segmentChange: String?? = self.off ? .some(nil) : self.segment.map { .some($0) }
+                let token = self.token ? PreviewToken.generate() : nil
+                let digestChange: String?? = token.map { .some(PreviewToken.digest(of: $0)) }
+                    ?? (self.tokenOff ? .some(nil) : nil)
+                var idle = BlueGreenSlots.Slot.green
                 try await store.commitPrinting(self.change.changeAuthor(action: "bluegreen.preview")) { configuration in
                     let index = try configuration.upstreamIndex(name)
                     guard configuration.upstreams[index].slots != nil else {
@@ -198,7 +218,19 @@ extension BlueGreenCommand {
                             "upstream '\(name)' has no blue and green slots; 'ficus bluegreen deploy' creates them"
                         )
                     }
-                    configuration.upstreams[index].slots?.previewSegment = segment
+                    if let segmentChange {
+                        configuration.upstreams[index].slots?.previewSegment = segmentChange
+                    }
+                    if let digestChange {
+                        configuration.upstreams[index].slots?.previewTokenSHA256 = digestChange
+                    }
+                }
+                if let token {
+                    let latest = try await store.requireLatest()
+                    idle = latest.configuration.upstream(named: name)?.slots?.idle ?? idle
+                    Console.err("preview token for '\(name)' (shown once; a new --token retires it):")
+                    Console.out("token \(token)")
+                    Console.err("clients send: X-Ficus-Preview: \(idle.rawValue); token=\(token)")
                 }
             }
         }
@@ -234,6 +266,7 @@ extension BlueGreenCommand {
                     if let segment = state.slots.previewSegment {
                         object["previewSegment"] = segment
                     }
+                    object["previewToken"] = state.slots.previewTokenSHA256 != nil
                     for slot in BlueGreenSlots.Slot.allCases {
                         if let check = state.currentCheck(of: slot) {
                             object["\(slot.rawValue)Check"] = check.failure.map { "failed: \($0)" } ?? "passed"
@@ -253,10 +286,12 @@ extension BlueGreenCommand {
                     )
                 }
                 Console.out("  back: \(state.previousActive?.rawValue ?? "-")")
-                let preview = state.slots.previewSegment.map { "segment '\($0)'" } ?? "none"
-                Console.out(
-                    "  preview: \(preview) (trusted clients: X-Ficus-Preview: \(state.slots.idle.rawValue))"
-                )
+                var previews: [String] = []
+                if let segment = state.slots.previewSegment { previews.append("segment '\(segment)'") }
+                if state.slots.previewTokenSHA256 != nil {
+                    previews.append("token (X-Ficus-Preview: \(state.slots.idle.rawValue); token=...)")
+                }
+                Console.out("  preview: \(previews.isEmpty ? "none" : previews.joined(separator: ", "))")
             }
         }
     }

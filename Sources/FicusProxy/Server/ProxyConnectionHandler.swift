@@ -303,7 +303,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 clientText = resolved.description
             }
         }
-        let view = RequestView(head: head, clientAddress: clientAddress, trustsOverrides: self.clientTrusted)
+        let view = RequestView(head: head, clientAddress: clientAddress)
         let exchange = Exchange(
             method: head.method,
             methodString: head.methodString,

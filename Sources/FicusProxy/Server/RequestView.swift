@@ -5,17 +5,15 @@ import NIOCore
 struct RequestView: RoutableRequest, Sendable {
     let head: HTTPHead
     let clientAddress: IPAddress?
-    let trustsOverrides: Bool
     private let pathRange: Range<Int>
     private let queryRange: Range<Int>?
     private let authority: Range<Int>?
     /// The path with dot-segments removed (`PathNormalization`), when that differs from the path received.
     let normalizedPath: String?
 
-    init(head: HTTPHead, clientAddress: IPAddress?, trustsOverrides: Bool) {
+    init(head: HTTPHead, clientAddress: IPAddress?) {
         self.head = head
         self.clientAddress = clientAddress
-        self.trustsOverrides = trustsOverrides
         let (target, authority) = HeaderHygiene.originForm(head)
         self.authority = authority
         let (question, mayNeedWork) = head.bytes.withUnsafeReadableBytes { raw -> (Int?, Bool) in
@@ -47,7 +45,6 @@ struct RequestView: RoutableRequest, Sendable {
     private init(_ other: RequestView, head: HTTPHead) {
         self.head = head
         self.clientAddress = other.clientAddress
-        self.trustsOverrides = other.trustsOverrides
         self.pathRange = other.pathRange
         self.queryRange = other.queryRange
         self.authority = other.authority
