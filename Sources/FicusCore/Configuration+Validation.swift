@@ -138,6 +138,9 @@ struct ConfigurationValidator {
         ] {
             if let value, value <= 0 {
                 self.report(object, "timeouts", "\(name) must be positive, got \(value)")
+            } else if let value, value > RouteTimeouts.maxMilliseconds {
+                self.report(
+                    object, "timeouts", "\(name) must be at most \(RouteTimeouts.maxMilliseconds) (24 h), got \(value)")
             }
         }
         var catchAll: (index: Int, rule: Rule)?

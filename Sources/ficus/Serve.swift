@@ -238,6 +238,9 @@ struct Serve: AsyncParsableCommand {
 
         let registry = PrometheusCollectorRegistry()
         let factory = PrometheusMetricsFactory(registry: registry)
+        LogWriter.standardError.countDrops(in: factory)
+        // Lines still queued when serve returns (or fails) are written before the process exits.
+        defer { LogWriter.standardError.flush() }
         let table: RoutingTable
         var feed: StoreFeed?
         let source: String

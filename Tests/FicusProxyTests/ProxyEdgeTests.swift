@@ -165,4 +165,32 @@ struct ProxyEdgeTests {
         await second.stop()
         try await bad.shutdown()
     }
+
+    /// A route's connect timeout bounds the wait for its upstream (it used to be stored and never used), and a
+    /// timeout past 24 h is refused (a routing table is never built from it, whatever the store holds), so nothing
+    /// multiplies it into nanoseconds past `Int64.max`.
+    @Test func routeTimeoutsApplyAndHostileOnesAreRefused() async throws {
+        let blackhole = try BlackholeListener.start()
+        defer { blackhole.close() }
+        var route = Route(name: "slow", legacy: "backend")
+        route.timeouts = RouteTimeouts(connectMilliseconds: 200, responseHeaderMilliseconds: RouteTimeouts.maxMilliseconds)
+        var configuration = Configuration(
+            upstreams: [Upstream(name: "backend", addresses: [Endpoint(parsing: "127.0.0.1:\(blackhole.port)")!])],
+            routes: [route]
+        )
+        let harness = try await ProxyHarness.start(configuration: configuration) {
+            $0.timeouts.connect = .seconds(5)
+        }
+        let client = try await harness.client()
+        let started = ContinuousClock.now
+        let response = try await client.request(path: "/", timeout: .seconds(4))
+        #expect(response.status == 503)
+        #expect(ContinuousClock.now - started < .seconds(2), "the route's 200 ms connect timeout was not used")
+        client.close()
+        await harness.stop()
+        configuration.routes[0].timeouts.responseHeaderMilliseconds = Int.max
+        let messages = configuration.validate().map(\.description)
+        #expect(messages.contains { $0.contains("responseHeaderMilliseconds must be at most 86400000") }, "\(messages)")
+        #expect(throws: (any Error).self) { try RoutingTable(configuration: configuration, revision: 2) }
+    }
 }

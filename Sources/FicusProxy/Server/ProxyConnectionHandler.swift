@@ -59,6 +59,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var upstreamName = "-"
         var upstream: Upstream?
         var responseTimeout: TimeAmount
+        /// How long to wait for an upstream connection: the proxy's connect timeout or the route's.
+        var connectTimeout: TimeAmount = .seconds(5)
         var outboundHead = ByteBuffer()
         var connection: UpstreamConnection?
         var waitingForConnection = false
@@ -333,8 +335,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             return
         }
         exchange.upstream = upstream
+        exchange.connectTimeout = self.shared.configuration.timeouts.connect
         if let override = decision.timeouts.responseHeaderMilliseconds {
-            exchange.responseTimeout = .milliseconds(Int64(override))
+            exchange.responseTimeout = Self.milliseconds(override)
+        }
+        if let override = decision.timeouts.connectMilliseconds {
+            exchange.connectTimeout = Self.milliseconds(override)
         }
         let edits = HeaderHygiene.RequestEdits.forRequest(decision.rewrite, view: view)
         // Reusing one buffer saves an allocation per request: by now the last request's head has been written.
@@ -363,7 +369,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         if head.expectsContinue && head.framing != .none {
             self.writeToClient(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
         }
-        self.timer?.set(after: self.shared.configuration.timeouts.connect)
+        self.timer?.set(after: exchange.connectTimeout)
         self.pool.acquire(upstream, for: self)
     }
 
@@ -406,6 +412,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .closing, .closed:
             break
         }
+    }
+
+    /// A route's timeout as an amount, clamped to 1 ms ... 24 h: the store is checked input too.
+    private static func milliseconds(_ value: Int) -> TimeAmount {
+        .milliseconds(Int64(min(max(value, 1), RouteTimeouts.maxMilliseconds)))
     }
 
     // MARK: Upstream connection
@@ -838,7 +849,7 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
             exchange.retried = true
             exchange.connection = nil
             exchange.waitingForConnection = true
-            self.timer?.set(after: self.shared.configuration.timeouts.connect)
+            self.timer?.set(after: exchange.connectTimeout)
             self.pool.acquire(upstream, for: self, fresh: true)
             return
         }
