@@ -157,5 +157,55 @@ extension CLITests {
             try await legacy.shutdown()
             try await modern.shutdown()
         }
-    }
+    
+        /// From the start of a graceful shutdown `/healthz` answers 503 `draining`, while the request in flight
+        /// still finishes.
+        @Test func healthzAnswers503WhileDraining() async throws {
+            let group = edgeGroup
+            let slow = try await TestUpstream.start(
+                .slow(delay: .milliseconds(1500), then: .fixed(status: 200, headers: [], body: Array("done".utf8))),
+                group: group)
+            let sandbox = try Sandbox()
+            let port = try freePort()
+            let adminPort = try freePort()
+            let process = Process()
+            process.executableURL = FicusProcess.binary
+            process.arguments = [
+                "serve", "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(adminPort)", "--threads", "1",
+                "--drain-timeout", "5", "--upstream", "b=\(slow.address)", "--default", "b", "--access-log", "off",
+            ]
+            process.currentDirectoryURL = sandbox.directory
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            defer {
+                if process.isRunning { process.terminate() }
+                process.waitUntilExit()
+            }
+            var ready: RawResponse?
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ready?.status != 200 && ContinuousClock.now < deadline {
+                ready = try? await HTTPTestClient.get(port: adminPort, path: "/healthz", group: group)
+                if ready?.status != 200 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(ready?.status == 200)
+            let inFlight = Task { try await HTTPTestClient.get(port: port, path: "/slow", group: group) }
+            _ = try await slow.waitForRequests(1, timeout: .seconds(5))
+            process.terminate()
+            var draining: RawResponse?
+            let drainDeadline = ContinuousClock.now + .seconds(3)
+            while draining?.status != 503 && ContinuousClock.now < drainDeadline {
+                draining = try? await HTTPTestClient.get(port: adminPort, path: "/healthz", group: group)
+                if draining?.status != 503 { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(draining?.status == 503)
+            #expect(draining?.bodyString.contains("\"status\":\"draining\"") == true, "\(String(describing: draining))")
+            let finished = try await inFlight.value
+            #expect(finished.status == 200)
+            #expect(finished.bodyString == "done")
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            try await slow.shutdown()
+        }
+}
 }
