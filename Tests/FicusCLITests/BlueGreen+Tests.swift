@@ -28,6 +28,43 @@ extension CLITests {
             return sandbox
         }
 
+        /// `bluegreen check` sends the Host the service expects (the route's, or --host) and ficus/VERSION, and
+        /// reports every probe with --json.
+        @Test func checkProbesWithTheExpectedHostAndItsOwnUserAgent() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let blue = try await Self.service("blue", group: group)
+            // A virtual host: 200 on /healthz only for its own name, 404 to any other Host.
+            let green = try await TestUpstream.start(
+                .custom { request in
+                    request.header("host") == "orders.internal"
+                        ? TestUpstream.Response(status: 200, body: "ok") : TestUpstream.Response(status: 404, body: "?")
+                },
+                group: group
+            )
+            let sandbox = try Sandbox()
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "orders", blue.address)
+            try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "orders", "--host", "orders.internal")
+            try sandbox.ok("bluegreen", "deploy", "orders", "--slot", "green", green.address)
+            let passed = try sandbox.ok("bluegreen", "check", "orders", "--path", "/healthz", "--path", "/ready", "--json")
+            let json = try #require(try decodeJSON(passed.stdout) as? [String: Any])
+            #expect(json["passed"] as? Bool == true, "\(passed)")
+            let probes = try #require(json["probes"] as? [[String: Any]])
+            #expect(probes.count == 2)
+            #expect(probes.allSatisfy { $0["host"] as? String == "orders.internal" && $0["status"] as? Int == 200 })
+            #expect(green.received.allSatisfy { $0.header("user-agent")?.hasPrefix("ficus/") == true })
+            #expect(green.received.map(\.uri) == ["/healthz", "/ready"])
+
+            let failed = try sandbox.ficus(["bluegreen", "check", "orders", "--host", "elsewhere", "--json"])
+            #expect(failed.status == 1, "\(failed)")
+            let failure = try #require(try decodeJSON(failed.stdout) as? [String: Any])
+            #expect(failure["passed"] as? Bool == false)
+            #expect((failure["failure"] as? String)?.contains("404") == true, "\(failed)")
+            try await blue.shutdown()
+            try await green.shutdown()
+            try await group.shutdownGracefully()
+        }
+
         @Test func deployCheckSwitchAndBackChangeWhatClientsSee() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let blue = try await Self.service("blue", group: group)
