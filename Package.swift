@@ -21,9 +21,11 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
-        .target(name: "FicusCore"),
+        // Crypto: SHA-256 of blue-green preview tokens (only their digests are stored).
+        .target(name: "FicusCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "FicusRules",
             dependencies: [

@@ -73,7 +73,15 @@ final class CompiledRegex: @unchecked Sendable {
         _ = "".firstMatch(of: self.regex)
     }
 
+    /// Values are matched on at most their first this many bytes (cut back to a whole character).
+    static let maxInput = 1024
+
     func matches(_ text: String) -> Bool {
-        text.firstMatch(of: self.regex) != nil
+        guard text.utf8.count > Self.maxInput else { return text.firstMatch(of: self.regex) != nil }
+        var cut = text.utf8.index(text.utf8.startIndex, offsetBy: Self.maxInput)
+        // Back off continuation bytes so the prefix ends on a whole scalar.
+        while cut > text.utf8.startIndex, text.utf8[cut] & 0xC0 == 0x80 { cut = text.utf8.index(before: cut) }
+        let prefix = String(decoding: text.utf8[..<cut], as: UTF8.self)
+        return prefix.firstMatch(of: self.regex) != nil
     }
 }

@@ -81,6 +81,13 @@ struct ConfigurationValidator {
             if let segment = slots.previewSegment, !self.segmentNames.contains(segment) {
                 self.report(object, "slots preview_segment", "unknown segment '\(segment)'")
             }
+            if let digest = slots.previewTokenSHA256, !PreviewToken.isDigest(digest) {
+                self.report(
+                    object,
+                    "slots preview_token_sha256",
+                    "must be a SHA-256 digest (64 lower-case hex digits); 'ficus bluegreen preview --token' makes one"
+                )
+            }
             if slots.activeAddresses.isEmpty {
                 self.report(object, "slots", "active slot '\(slots.active.rawValue)' has no addresses")
             }
@@ -131,12 +138,9 @@ struct ConfigurationValidator {
         ] {
             if let value, value <= 0 {
                 self.report(object, "timeouts", "\(name) must be positive, got \(value)")
-            } else if let value, value > RouteTimeouts.maximumMilliseconds {
+            } else if let value, value > RouteTimeouts.maxMilliseconds {
                 self.report(
-                    object,
-                    "timeouts",
-                    "\(name) must be at most \(RouteTimeouts.maximumMilliseconds) (one day), got \(value)"
-                )
+                    object, "timeouts", "\(name) must be at most \(RouteTimeouts.maxMilliseconds) (24 h), got \(value)")
             }
         }
         var catchAll: (index: Int, rule: Rule)?
@@ -340,6 +344,10 @@ struct ConfigurationValidator {
                     _ = try Regex(pattern)
                 } catch {
                     self.report(object, field, "bad regex '\(pattern)': \(error)")
+                    continue
+                }
+                if let problem = RegexSafety.nestedQuantifier(in: pattern) {
+                    self.report(object, field, "regex '\(pattern)': \(problem)")
                 }
             }
         case .numberEquals, .numberLessThan, .numberLessThanOrEqual, .numberGreaterThan, .numberGreaterThanOrEqual:

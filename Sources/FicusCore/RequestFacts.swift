@@ -30,9 +30,6 @@ public struct RequestFacts: RoutableRequest, Sendable, Equatable {
     /// The client's address, or nil.
     public var clientAddress: IPAddress?
 
-    /// Whether the client may steer routing with `X-Ficus-*` fields; false (the default) as for any untrusted peer.
-    public var trustsOverrides = false
-
     /// Creates facts from their parts.
     ///
     /// For callers that already split the request; see `init(method:target:headers:clientAddress:)` otherwise.

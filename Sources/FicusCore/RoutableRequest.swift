@@ -30,17 +30,4 @@ public protocol RoutableRequest {
 
     /// The client's address: the TCP peer, or the address a trusted proxy reported; nil when unknown.
     var clientAddress: IPAddress? { get }
-
-    /// Whether the request came from a client trusted to steer routing with `X-Ficus-*` fields.
-    ///
-    /// The proxy trusts the peers listed as trusted proxies; everyone else's override fields are ignored by the
-    /// table and removed before forwarding.
-    var trustsOverrides: Bool { get }
-}
-
-extension RoutableRequest {
-    /// Untrusted unless an implementation says otherwise.
-    ///
-    /// The safe default: an implementation that forgets the question never lets a client pick an idle slot.
-    public var trustsOverrides: Bool { false }
 }

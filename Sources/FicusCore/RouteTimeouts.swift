@@ -13,6 +13,10 @@ public struct RouteTimeouts: Sendable, Codable, Equatable, Hashable {
     /// Body streaming is not covered: large downloads must not be cut off by a header deadline.
     public var responseHeaderMilliseconds: Int?
 
+    /// The longest timeout a route may set: 24 hours. Validation refuses more, and the proxy clamps what a store
+    /// that skipped validation holds, so no value is ever multiplied into nanoseconds past `Int64.max`.
+    public static let maxMilliseconds = 86_400_000
+
     /// Creates overrides; nil keeps the proxy default.
     ///
     /// Both are optional so that a route overrides only what it needs.
@@ -20,12 +24,6 @@ public struct RouteTimeouts: Sendable, Codable, Equatable, Hashable {
         self.connectMilliseconds = connectMilliseconds
         self.responseHeaderMilliseconds = responseHeaderMilliseconds
     }
-
-    /// The longest override accepted, one day in milliseconds.
-    ///
-    /// The proxy turns milliseconds into nanoseconds (× 1,000,000), which overflows past about 292 years; a bound far
-    /// below that keeps every later conversion and deadline sum exact, and no upstream legitimately takes a day.
-    public static let maximumMilliseconds = 86_400_000
 
     /// Whether neither timeout is overridden.
     ///

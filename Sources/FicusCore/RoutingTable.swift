@@ -35,6 +35,8 @@ public final class RoutingTable: Sendable {
         /// The index of the preview segment in the rule program, or nil.
         var segment: Int?
         var segmentName: String?
+        /// The preview token's SHA-256 digest, or nil when the upstream has no token (no header reaches the slot).
+        var tokenDigest: [UInt8]?
     }
 
     /// A route's shadow policy, ready for sampling.
@@ -77,7 +79,8 @@ public final class RoutingTable: Sendable {
                 segment: slots.previewSegment.flatMap { segment in
                     configuration.segments.firstIndex { $0.name == segment }
                 },
-                segmentName: slots.previewSegment
+                segmentName: slots.previewSegment,
+                tokenDigest: slots.previewTokenSHA256.flatMap(PreviewToken.digestBytes)
             )
         }
         self.upstreamsByName = upstreams
@@ -122,8 +125,10 @@ public final class RoutingTable: Sendable {
 
     /// Sends the request to the idle slot of its blue-green upstream when it asks for a preview; true if it did.
     ///
-    /// A trusted client's `X-Ficus-Preview: <idle slot>` wins; otherwise the upstream's preview segment decides. The
-    /// kill switch always serves the active legacy slot, so killed decisions are left alone.
+    /// `X-Ficus-Preview: <idle slot>; token=<token>` with the upstream's preview token wins, from any client; a
+    /// header without the right token is ignored, whoever sends it (a trusted address is not a secret). Otherwise
+    /// the upstream's preview segment decides. The kill switch always serves the active legacy slot, so killed
+    /// decisions are left alone.
     private func applyPreview<R: RoutableRequest>(
         _ decision: inout Decision,
         _ request: R,
@@ -135,11 +140,21 @@ public final class RoutingTable: Sendable {
         let upstream = decision.upstream
         var via: String?
         if let asked = request.header("x-ficus-preview") {
-            let slot = Substring(asked).trimmingASCIISpaces().lowercased()
-            if !request.trustsOverrides {
-                recorder?.steps.append(.previewIgnored(upstream: upstream, reason: "the client is not trusted"))
+            let (slot, token) = PreviewToken.parseHeader(asked)
+            if preview.tokenDigest == nil {
+                recorder?.steps.append(
+                    .previewIgnored(
+                        upstream: upstream,
+                        reason: "the upstream has no preview token ('ficus bluegreen preview \(upstream) --token')"
+                    )
+                )
+            } else if token == nil {
+                let reason = "no token (X-Ficus-Preview: \(preview.slot.rawValue); token=...)"
+                recorder?.steps.append(.previewIgnored(upstream: upstream, reason: reason))
+            } else if let token, let digest = preview.tokenDigest, !PreviewToken.matches(token, expected: digest) {
+                recorder?.steps.append(.previewIgnored(upstream: upstream, reason: "the token is not the preview token"))
             } else if slot == preview.slot.rawValue {
-                via = "X-Ficus-Preview: \(slot)"
+                via = "X-Ficus-Preview: \(slot) with the preview token"
             } else {
                 recorder?.steps.append(
                     .previewIgnored(

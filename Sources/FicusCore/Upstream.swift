@@ -98,18 +98,30 @@ public struct BlueGreenSlots: Sendable, Codable, Equatable {
 
     /// The segment whose requests reach the idle slot instead of the active one, or nil (the default) for none.
     ///
-    /// Lets a team try the next version with its own users before a switch; trusted clients can ask for the idle
-    /// slot with `X-Ficus-Preview` whether or not a segment is set.
+    /// Lets a team try the next version with its own users before a switch.
     public var previewSegment: String?
+
+    /// The SHA-256 digest (64 hex digits) of the preview token, or nil (the default) when there is none.
+    ///
+    /// A client that sends `X-Ficus-Preview: <idle slot>; token=<token>` reaches the idle slot whether or not a
+    /// segment is set; without a token no header reaches it, whoever sends it (`PreviewToken`).
+    public var previewTokenSHA256: String?
 
     /// Creates slots with `active` receiving traffic.
     ///
     /// Both address lists are given explicitly so the idle slot's contents are never implied.
-    public init(blue: [Endpoint], green: [Endpoint], active: Slot, previewSegment: String? = nil) {
+    public init(
+        blue: [Endpoint],
+        green: [Endpoint],
+        active: Slot,
+        previewSegment: String? = nil,
+        previewTokenSHA256: String? = nil
+    ) {
         self.blue = blue
         self.green = green
         self.active = active
         self.previewSegment = previewSegment
+        self.previewTokenSHA256 = previewTokenSHA256
     }
 
     /// The idle slot.
@@ -124,6 +136,7 @@ public struct BlueGreenSlots: Sendable, Codable, Equatable {
         case green
         case active
         case previewSegment = "preview_segment"
+        case previewTokenSHA256 = "preview_token_sha256"
     }
 
     /// The addresses of `slot`.

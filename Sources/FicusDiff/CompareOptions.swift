@@ -15,7 +15,7 @@ public struct CompareOptions: Sendable {
     ///
     /// Their values must never reach the store or a report, whatever else is configured.
     public static let defaultSensitiveHeaders: Set<String> = [
-        "authorization", "cookie", "set-cookie", "proxy-authorization",
+        "authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key", "x-auth-token", "x-access-token",
     ]
 
     /// Header names (any case) left out of the comparison.
@@ -60,6 +60,11 @@ public struct CompareOptions: Sendable {
     ///
     /// A small compressed body can expand enormously; beyond this bound the encoded bytes are compared instead.
     public var maxDecodedBodyBytes: Int
+
+    /// Whether the values of the request target's query parameters are replaced by the marker in stored records
+    /// (names kept: `?token=[redacted]&page=[redacted]`). On by default: queries carry tokens and personal data as
+    /// often as headers do.
+    public var redactQuery = true
 
     /// The most JSON body differences kept per comparison; the rest are counted in `Comparison.omittedDifferences`.
     ///

@@ -13,6 +13,20 @@ public enum Redaction {
         }
     }
 
+    /// `target` (path and query) with every query parameter's value replaced by the marker when the options say so;
+    /// the path and the parameter names are kept.
+    public static func redactTarget(_ target: String, options: CompareOptions) -> String {
+        guard options.redactQuery, let question = target.firstIndex(of: "?") else { return target }
+        let query = target[target.index(after: question)...]
+        guard !query.isEmpty else { return target }
+        let parameters = query.split(separator: "&", omittingEmptySubsequences: false).map { parameter -> String in
+            guard !parameter.isEmpty else { return "" }
+            let name = parameter.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            return name + "=" + options.redactionMarker
+        }
+        return target[...question] + parameters.joined(separator: "&")
+    }
+
     /// A JSON body with every sensitive path's value replaced by the marker (as a JSON string); other bodies
     /// unchanged.
     ///

@@ -5,7 +5,10 @@
 public enum ResponseComparer {
     /// The differences between `serving` and `shadow`: status, headers, then body.
     ///
-    /// Rendered values are already redacted per `options`, so the result can be stored as it is.
+    /// When the statuses differ, that is the one difference: a 404 beside a 200 is not also `$.id missing`,
+    /// `$.items missing` and a dozen header differences, which would bury the verdict under consequences of it. The
+    /// bodies stay in the record as a sample, undiffed. Rendered values are already redacted per `options`, so the
+    /// result can be stored as it is.
     public static func compare(
         serving: CapturedMessage,
         shadow: CapturedMessage,
@@ -13,14 +16,13 @@ public enum ResponseComparer {
     ) -> Comparison {
         var differences: [Difference] = []
         if !options.ignoresStatus, serving.status != shadow.status {
-            differences.append(
-                Difference(
-                    path: "status",
-                    kind: .status,
-                    serving: String(serving.status),
-                    shadow: String(shadow.status)
-                )
+            let status = Difference(
+                path: "status",
+                kind: .status,
+                serving: String(serving.status),
+                shadow: String(shadow.status)
             )
+            return Comparison(differences: [status], bodyKind: .empty)
         }
         differences += ResponseComparer.compareHeaders(serving: serving, shadow: shadow, options: options)
         guard options.compareBody else {

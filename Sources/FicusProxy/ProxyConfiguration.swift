@@ -14,8 +14,13 @@ public struct ProxyConfiguration: Sendable {
     public var limits = HTTPLimits()
     public var timeouts = Timeouts()
     public var pool = PoolLimits()
-    /// Clients whose X-Forwarded-* and X-Ficus-* fields are trusted.
+    /// Peers that are proxies of the operator's: their `X-Forwarded-*` fields are kept and extended, and the client
+    /// behind them is the right-most untrusted `X-Forwarded-For` address (`ClientAddress`).
     public var trustedProxies: [CIDR] = []
+    /// Fields (lower-cased) removed from requests of untrusted peers on top of the fixed set (`Forwarded`,
+    /// `X-Real-IP`, `True-Client-IP`, `X-Original-URL`, `X-Rewrite-URL`): what an upstream would believe about the
+    /// client or the URL if a client could set it.
+    public var untrustedFields: [String] = []
     /// The pseudonym used in Via.
     public var viaName = "ficus"
     /// Whether one access-log line is written per request.
@@ -24,8 +29,18 @@ public struct ProxyConfiguration: Sendable {
     public var shadow = ShadowLimits()
     /// How long a graceful shutdown waits for in-flight requests.
     public var drainTimeout: TimeAmount = .seconds(30)
+    /// Client connections open at once; a connection accepted beyond it is closed at once and counted
+    /// (`ficus_connections_rejected_total{reason="max_connections"}`), as Envoy's overload manager does, so that
+    /// running out of file descriptors never stops the proxy from serving the connections it has.
+    public var maxConnections = 10_000
 
     public init() {}
+
+    /// The default connection limit for a process allowed `descriptors` open files: half of what is left after 256
+    /// for listeners, the store and logs, since each client connection may hold an upstream connection too.
+    public static func maxConnections(descriptors: Int) -> Int {
+        max(64, (descriptors - 256) / 2)
+    }
 
     public struct Timeouts: Sendable {
         /// Upstream TCP connect (and wait for a pooled connection); on expiry: 503.

@@ -164,6 +164,11 @@ public final class ProxyMetrics: Sendable {
         counter.increment()
     }
 
+    /// A client connection was closed as soon as it was accepted (`reason`: `max_connections`).
+    func connectionRejected(reason: String) {
+        self.shadowCounter("ficus_connections_rejected_total", [("reason", reason)]).increment()
+    }
+
     /// A shadow copy was sent.
     func shadowSent(route: String, upstream: String) {
         self.shadowCounter("ficus_shadow_requests_total", [("route", route), ("upstream", upstream)]).increment()

@@ -50,8 +50,8 @@ public struct TextRenderer: Sendable {
             "VERDICT"]
         let rows = endpoints.map { endpoint in
             [
-                endpoint.route,
-                endpoint.endpoint,
+                TerminalText.safe(endpoint.route),
+                TerminalText.safe(endpoint.endpoint),
                 String(endpoint.compared),
                 ReportFormatting.percent(endpoint.identicalPercent),
                 ReportFormatting.percent(endpoint.differingPercent),
@@ -80,7 +80,8 @@ public struct TextRenderer: Sendable {
             for field in endpoint.fields.prefix(self.maxFields) {
                 let mark = field.noise ? "  ·" : self.paint("  ✗", for: Verdict.regressions)
                 let noise = field.noise ? "  noise (\(field.noiseCount) in noise samples, scaled)" : ""
-                lines.append("\(mark) \(field.path)  \(field.kind)  \(field.count)/\(endpoint.compared)\(noise)")
+                lines.append(
+                    "\(mark) \(TerminalText.safe(field.path))  \(field.kind)  \(field.count)/\(endpoint.compared)\(noise)")
             }
             if endpoint.fields.count > self.maxFields {
                 lines.append("    … \(endpoint.fields.count - self.maxFields) more fields")
@@ -95,9 +96,9 @@ public struct TextRenderer: Sendable {
     }
 
     func route(_ route: RouteProgress) -> [String] {
-        var line = "  \(route.route): configured \(ReportFormatting.shares(route.configuredShares))"
+        var line = "  \(TerminalText.safe(route.route)): configured \(ReportFormatting.shares(route.configuredShares))"
         if !route.conditionalRules.isEmpty {
-            line += " (+ conditional: \(route.conditionalRules.joined(separator: ", ")))"
+            line += " (+ conditional: \(TerminalText.safe(route.conditionalRules.joined(separator: ", "))))"
         }
         if let legacy = route.observedLegacyPercent, let new = route.observedNewPercent {
             let requests = route.observed.reduce(0) { $0 + $1.requests }
@@ -119,25 +120,26 @@ public struct TextRenderer: Sendable {
             + "\(route.rollbacks == 1 ? "" : "s") in the window"
         lines.append(history)
         if let canary = route.canary {
-            lines.append("    " + ReportFormatting.canary(canary))
-            lines.append("      gates: " + canary.gates.map(ReportFormatting.gate).joined(separator: ", "))
+            lines.append("    " + TerminalText.safe(ReportFormatting.canary(canary)))
+            lines.append("      gates: " + TerminalText.safe(canary.gates.map(ReportFormatting.gate).joined(separator: ", ")))
             for judgement in canary.judgements.suffix(5) {
-                lines.append("      " + ReportFormatting.judgement(judgement))
+                lines.append("      " + TerminalText.safe(ReportFormatting.judgement(judgement)))
             }
         }
         for slots in route.slots {
-            lines.append("    blue-green " + ReportFormatting.slots(slots))
+            lines.append("    blue-green " + TerminalText.safe(ReportFormatting.slots(slots)))
             for event in slots.events.prefix(3) {
                 let revision = event.revision.map { "r\($0) " } ?? ""
                 lines.append(
-                    "      \(revision)\(ReportFormatting.time(event.time)) \(event.author) \(event.action): "
-                        + event.summary)
+                    "      \(revision)\(ReportFormatting.time(event.time)) \(TerminalText.safe(event.author)) "
+                        + "\(event.action): " + TerminalText.safe(event.summary))
             }
         }
         for change in route.changes.prefix(5) {
             lines.append(
-                "    r\(change.revision) \(ReportFormatting.time(change.time)) \(change.author) \(change.action): "
-                    + change.summary + (change.reason.isEmpty ? "" : " — \(change.reason)"))
+                "    r\(change.revision) \(ReportFormatting.time(change.time)) \(TerminalText.safe(change.author)) "
+                    + "\(change.action): " + TerminalText.safe(change.summary)
+                    + (change.reason.isEmpty ? "" : " — \(TerminalText.safe(change.reason))"))
         }
         return lines
     }

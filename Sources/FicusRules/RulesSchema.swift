@@ -72,7 +72,9 @@ enum RulesSchema {
     static let upstream = Shape.object([
         "name": .value,
         "addresses": .value,
-        "slots": .object(["blue": .value, "green": .value, "active": .value, "preview_segment": .value]),
+        "slots": .object([
+            "blue": .value, "green": .value, "active": .value, "preview_segment": .value, "preview_token_sha256": .value,
+        ]),
     ])
 
     static let document = Shape.object([

@@ -16,9 +16,9 @@ struct BlueGreenCommand: AsyncParsableCommand {
             An upstream with blue and green slots sends traffic to its active slot only. Deploy to the idle slot, \
             check it (every --path must answer 2xx on every address), then switch: one revision makes it active, \
             and the old slot's in-flight requests finish on their connections. A switch to a slot whose last check \
-            failed is refused unless --force. Before a switch, requests from trusted clients (--trusted-proxy) \
-            carrying 'X-Ficus-Preview: <idle slot>', and requests in the upstream's preview segment, reach the idle \
-            slot.
+            failed is refused unless --force. Before a switch, requests in the upstream's preview segment, and \
+            requests carrying 'X-Ficus-Preview: <idle slot>; token=<token>' with the token that 'preview --token' \
+            printed, reach the idle slot.
             """,
         subcommands: [Deploy.self, Check.self, Preview.self, Switch.self, Status.self]
     )
@@ -69,8 +69,10 @@ extension BlueGreenCommand {
             commandName: "check",
             abstract: "Probe the idle slot's addresses and record whether every path answered 2xx.",
             discussion: """
-                Sends GET for each --path to each address of the idle slot over HTTP/1.1 and records the outcome, \
-                which a later switch reads. Exits 1 when a probe failed (the failure is recorded too).
+                Sends GET for each --path to each address of the idle slot over HTTP/1.1, one connection per probe, \
+                with the Host the service expects (--host; by default the exact host of a route that sends traffic \
+                to the upstream, else the address) and the user agent ficus/VERSION, and records the outcome, which \
+                a later switch reads. Exits 1 when a probe failed (the failure is recorded too).
                 """
         )
 
@@ -83,35 +85,65 @@ extension BlueGreenCommand {
         @Option(help: ArgumentHelp("Seconds each probe may take (default 5).", valueName: "seconds"))
         var timeout: Int = 5
 
+        @Option(help: ArgumentHelp("The Host field the probes send.", valueName: "host"))
+        var host: String?
+
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
+        @OptionGroup var output: OutputOptions
+
+        /// What `--json` prints.
+        struct Result: Encodable {
+            var upstream: String
+            var slot: String
+            var passed: Bool
+            var failure: String?
+            var probes: [BlueGreenWiring.Probe]
+        }
 
         func run() async throws {
             try await ErrorReport.run {
                 let paths = self.paths.isEmpty ? ["/healthz"] : self.paths
-                guard paths.allSatisfy({ $0.hasPrefix("/") }), self.timeout > 0 else {
-                    throw CLIError.usage("--path must start with '/' and --timeout must be positive")
+                guard paths.allSatisfy({ $0.hasPrefix("/") && !$0.contains(where: \.isWhitespace) }),
+                    (1...3600).contains(self.timeout)
+                else {
+                    throw CLIError.usage("--path must start with '/' (no spaces) and --timeout must be 1 to 3600")
+                }
+                if let host = self.host, host.isEmpty || host.contains(where: { $0.isWhitespace || $0 == "/" }) {
+                    throw CLIError.usage("--host '\(host)': not a host name")
                 }
                 let store = try self.storeOptions.openRollout()
                 let (_, state, _) = try await BlueGreenWiring.load(upstream: self.upstream, store: store, creating: nil)
+                let configuration = try await store.latest()?.configuration ?? Configuration()
+                let host = self.host ?? BlueGreenWiring.usualHost(of: self.upstream, in: configuration)
                 let slot = state.slots.active.other
                 let addresses = state.slots[slot]
+                var probes: [BlueGreenWiring.Probe] = []
                 var failure: String?
                 if addresses.isEmpty {
                     failure = "slot '\(slot.rawValue)' has no addresses"
                 } else {
-                    failure = await BlueGreenWiring.probe(addresses, paths: paths, timeout: .seconds(self.timeout))
+                    probes = await BlueGreenWiring.probe(
+                        addresses, paths: paths, host: host, timeout: .seconds(self.timeout))
+                    failure = probes.first { !$0.passed }.map(\.summary)
                 }
                 try await BlueGreenWiring.apply(
                     upstream: self.upstream,
                     storeOptions: self.storeOptions,
                     author: self.change.changeAuthor(action: "bluegreen.check"),
-                    creatingSlotsFor: nil
+                    creatingSlotsFor: nil,
+                    quiet: self.output.json
                 ) { _ in
                     if let failure {
                         return .checkFailed(now: Date(), slot: slot, addresses: addresses, reason: failure)
                     }
                     return .checkPassed(now: Date(), slot: slot, addresses: addresses)
+                }
+                if self.output.json {
+                    try Console.json(
+                        Result(
+                            upstream: self.upstream, slot: slot.rawValue, passed: failure == nil, failure: failure,
+                            probes: probes))
                 }
                 if failure != nil {
                     throw ExitCode(ExitStatus.error)
@@ -156,15 +188,17 @@ extension BlueGreenCommand {
         }
     }
 
-    /// `ficus bluegreen preview UPSTREAM --segment NAME | --off`.
+    /// `ficus bluegreen preview UPSTREAM [--segment NAME | --off] [--token | --token-off]`.
     struct Preview: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "preview",
-            abstract: "Send the requests of a segment to an upstream's idle slot (or stop with --off).",
+            abstract: "Let a segment, or clients with a secret token, reach an upstream's idle slot.",
             discussion: """
                 One revision. The segment's requests reach whichever slot is idle, also after a switch; metrics \
-                label them with the preview name (orders@green). Trusted clients can preview with \
-                'X-Ficus-Preview: <idle slot>' without a segment.
+                label them with the preview name (orders@green). --token makes a new preview token (retiring the \
+                old one) and prints it once: clients that send 'X-Ficus-Preview: <idle slot>; token=<token>' reach \
+                the idle slot. Only the token's SHA-256 digest is stored; without a token no header reaches the \
+                idle slot, whichever address it comes from.
                 """
         )
 
@@ -177,12 +211,26 @@ extension BlueGreenCommand {
         @ArgumentParser.Flag(help: "Stop sending a segment to the idle slot.")
         var off = false
 
+        @ArgumentParser.Flag(help: "Make a new preview token (the old one stops working) and print it once.")
+        var token = false
+
+        @ArgumentParser.Flag(name: .customLong("token-off"), help: "Remove the preview token: no header previews.")
+        var tokenOff = false
+
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
 
         func validate() throws {
-            guard (self.segment == nil) != !self.off else {
+            if self.segment != nil && self.off {
                 throw ArgumentParser.ValidationError("give exactly one of --segment NAME and --off")
+            }
+            if self.token && self.tokenOff {
+                throw ArgumentParser.ValidationError("give exactly one of --token and --token-off")
+            }
+            guard self.segment != nil || self.off || self.token || self.tokenOff else {
+                throw ArgumentParser.ValidationError(
+                    "give exactly one of --segment NAME and --off, or --token / --token-off"
+                )
             }
         }
 
@@ -190,7 +238,11 @@ extension BlueGreenCommand {
             try await ErrorReport.run {
                 let store = try self.storeOptions.open()
                 let name = self.upstream
-                let segment = self.off ? nil : self.segment
+                let segmentChange: String?? = self.off ? .some(nil) : self.segment.map { .some($0) }
+                let token = self.token ? PreviewToken.generate() : nil
+                let digestChange: String?? = token.map { .some(PreviewToken.digest(of: $0)) }
+                    ?? (self.tokenOff ? .some(nil) : nil)
+                var idle = BlueGreenSlots.Slot.green
                 try await store.commitPrinting(self.change.changeAuthor(action: "bluegreen.preview")) { configuration in
                     let index = try configuration.upstreamIndex(name)
                     guard configuration.upstreams[index].slots != nil else {
@@ -198,7 +250,19 @@ extension BlueGreenCommand {
                             "upstream '\(name)' has no blue and green slots; 'ficus bluegreen deploy' creates them"
                         )
                     }
-                    configuration.upstreams[index].slots?.previewSegment = segment
+                    if let segmentChange {
+                        configuration.upstreams[index].slots?.previewSegment = segmentChange
+                    }
+                    if let digestChange {
+                        configuration.upstreams[index].slots?.previewTokenSHA256 = digestChange
+                    }
+                }
+                if let token {
+                    let latest = try await store.requireLatest()
+                    idle = latest.configuration.upstream(named: name)?.slots?.idle ?? idle
+                    Console.err("preview token for '\(name)' (shown once; a new --token retires it):")
+                    Console.out("token \(token)")
+                    Console.err("clients send: X-Ficus-Preview: \(idle.rawValue); token=\(token)")
                 }
             }
         }
@@ -234,6 +298,7 @@ extension BlueGreenCommand {
                     if let segment = state.slots.previewSegment {
                         object["previewSegment"] = segment
                     }
+                    object["previewToken"] = state.slots.previewTokenSHA256 != nil
                     for slot in BlueGreenSlots.Slot.allCases {
                         if let check = state.currentCheck(of: slot) {
                             object["\(slot.rawValue)Check"] = check.failure.map { "failed: \($0)" } ?? "passed"
@@ -253,10 +318,12 @@ extension BlueGreenCommand {
                     )
                 }
                 Console.out("  back: \(state.previousActive?.rawValue ?? "-")")
-                let preview = state.slots.previewSegment.map { "segment '\($0)'" } ?? "none"
-                Console.out(
-                    "  preview: \(preview) (trusted clients: X-Ficus-Preview: \(state.slots.idle.rawValue))"
-                )
+                var previews: [String] = []
+                if let segment = state.slots.previewSegment { previews.append("segment '\(segment)'") }
+                if state.slots.previewTokenSHA256 != nil {
+                    previews.append("token (X-Ficus-Preview: \(state.slots.idle.rawValue); token=...)")
+                }
+                Console.out("  preview: \(previews.isEmpty ? "none" : previews.joined(separator: ", "))")
             }
         }
     }
@@ -315,6 +382,7 @@ enum BlueGreenWiring {
         storeOptions: StoreOptions,
         author: ChangeAuthor,
         creatingSlotsFor idle: BlueGreenSlots.Slot?,
+        quiet: Bool = false,
         makeEvent: (BlueGreenState) -> BlueGreenEvent
     ) async throws {
         let store = try storeOptions.openRollout()
@@ -355,32 +423,68 @@ enum BlueGreenWiring {
         for line in lines {
             Console.err(line)
         }
-        if let stored {
+        // With --json, standard output holds the JSON document alone.
+        if let stored, !quiet {
             Console.out("revision \(stored.number)")
         }
     }
 
-    /// GETs every path on every address; nil when all answered 2xx, else the first failure.
-    ///
-    /// One connection per probe, so a slot that answers only its first request on a connection still fails.
-    static func probe(_ addresses: [Endpoint], paths: [String], timeout: Duration) async -> String? {
+    /// One probe of `bluegreen check`: a GET of one path on one address.
+    struct Probe: Encodable, Sendable {
+        var address: String
+        var path: String
+        var host: String
+        var status: Int?
+        var error: String?
+        var milliseconds: Int
+        var passed: Bool
+
+        /// The probe in a few words, as the recorded failure reads.
+        var summary: String {
+            "GET \(self.path) on \(self.address): " + (self.status.map(String.init) ?? self.error ?? "no answer")
+        }
+    }
+
+    /// The Host a service behind `upstream` expects: the exact host of the first route that sends it traffic (its
+    /// legacy or default side, or a rule's target), or nil to send each address as its own Host.
+    static func usualHost(of upstream: String, in configuration: Configuration) -> String? {
+        for route in configuration.routes {
+            let targets = [route.legacy, route.defaultUpstream] + route.rules.map(\.upstream)
+            guard targets.contains(upstream), let host = route.host, !host.contains("*") else { continue }
+            return host
+        }
+        return nil
+    }
+
+    /// GETs every path on every address, one connection per probe (so a slot that answers only its first request
+    /// on a connection still fails), with `host` as the Host field (each address's own when nil).
+    static func probe(_ addresses: [Endpoint], paths: [String], host: String?, timeout: Duration) async -> [Probe] {
+        var probes: [Probe] = []
         for address in addresses {
             for path in paths {
-                let client = DemoClient(
+                var client = DemoClient(
                     port: address.port,
                     group: MultiThreadedEventLoopGroup.singleton,
                     host: address.host
                 )
+                client.hostHeader = host ?? address.description
+                client.userAgent = "ficus/\(Ficus.version)"
+                let started = ContinuousClock.now
+                var probe = Probe(
+                    address: address.description, path: path, host: client.hostHeader, milliseconds: 0, passed: false)
                 do {
                     let response = try await client.get(path, timeout: timeout)
-                    guard (200..<300).contains(response.status) else {
-                        return "GET \(path) on \(address): \(response.status)"
-                    }
+                    probe.status = response.status
+                    probe.passed = (200..<300).contains(response.status)
                 } catch {
-                    return "GET \(path) on \(address): \(error)"
+                    probe.error = "\(error)"
                 }
+                let elapsed = ContinuousClock.now - started
+                probe.milliseconds = Int(
+                    elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+                probes.append(probe)
             }
         }
-        return nil
+        return probes
     }
 }

@@ -19,6 +19,10 @@ struct DemoClient: Sendable {
     let group: EventLoopGroup
     /// The host to connect to; the demo's proxy is always on loopback, `ficus bluegreen check` probes a slot.
     var host = "127.0.0.1"
+    /// The Host field sent: the name the service expects (virtual hosts answer 404 to any other).
+    var hostHeader = "ficus-demo"
+    /// The User-Agent sent, so that a service's logs tell Ficus's own requests apart.
+    var userAgent = "ficus-demo"
 
     /// Sends `GET path` to the proxy and reads the whole answer, failing after `timeout`.
     func get(_ path: String, timeout: Duration = .seconds(5)) async throws -> Response {
@@ -42,7 +46,8 @@ struct DemoClient: Sendable {
                 }
             }
         return try await channel.executeThenClose { inbound, outbound in
-            let request = "GET \(path) HTTP/1.1\r\nHost: ficus-demo\r\nUser-Agent: ficus-demo\r\n\r\n"
+            let request = "GET \(path) HTTP/1.1\r\nHost: \(self.hostHeader)\r\nUser-Agent: \(self.userAgent)\r\n"
+                + "Connection: close\r\n\r\n"
             try await outbound.write(ByteBuffer(string: request))
             var parser = HTTP1Parser(kind: .response, limits: .response)
             parser.expectResponse(to: .get)

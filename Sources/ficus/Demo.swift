@@ -61,6 +61,7 @@ struct Demo: AsyncParsableCommand {
             return
         }
         LoggingSystem.bootstrap { label in FicusLogHandler(label: label, format: .text, logLevel: .warning) }
+        defer { LogWriter.standardError.flush() }
         try await ErrorReport.run {
             let run = DemoRun(duration: self.duration, out: self.out, keep: self.keep)
             try await run.run()

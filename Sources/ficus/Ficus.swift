@@ -3,11 +3,15 @@ import Foundation
 
 @main
 struct Ficus: AsyncParsableCommand {
+    /// The release, for `--version` and the `ficus/VERSION` user agent of the probes Ficus sends itself.
+    static let version = "0.15.0"
+
     static let configuration = CommandConfiguration(
         commandName: "ficus",
         abstract:
             "A strangler-fig migration proxy: route, shadow and cut over between a legacy monolith and new services.",
         discussion: "Exit status: 0 ok, 1 error, 2 usage, 3 validation failed.",
+        version: Ficus.version,
         subcommands: [
             Serve.self,
             InitCommand.self,

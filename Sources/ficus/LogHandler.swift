@@ -1,18 +1,16 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 
 /// A log handler that writes one line per event to standard error, as text or as JSON.
 ///
-/// swift-log ships a text stream handler only; operators feeding logs to a collector want one JSON object per line,
-/// and both formats should share one writer so that lines never interleave.
+/// swift-log ships a text stream handler only; operators feeding logs to a collector want one JSON object per line.
+/// Both formats go through one `LogWriter`, so lines never interleave and no event loop waits on standard error.
 struct FicusLogHandler: LogHandler {
     enum Format: String, Sendable, CaseIterable {
         case text
         case json
     }
 
-    private static let lock = NIOLock()
     let label: String
     let format: Format
     var logLevel: Logger.Level
@@ -39,8 +37,6 @@ struct FicusLogHandler: LogHandler {
             let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
             line = (String(data: data, encoding: .utf8) ?? "{}") + "\n"
         }
-        Self.lock.withLock {
-            FileHandle.standardError.write(Data(line.utf8))
-        }
+        LogWriter.standardError.append(line)
     }
 }

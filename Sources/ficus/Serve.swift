@@ -55,8 +55,35 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Event-loop threads (default: the number of cores).")
     var threads: Int?
 
-    @Option(name: .customLong("trusted-proxy"), help: "CIDR whose X-Forwarded-* and X-Ficus-* fields are trusted. Repeatable.")
+    @Option(
+        name: .customLong("trusted-proxy"),
+        help: """
+            CIDR of a proxy in front of Ficus: its X-Forwarded-* fields are kept, and the client is the right-most \
+            X-Forwarded-For address that is not a trusted proxy. Repeatable.
+            """
+    )
     var trustedProxy: [String] = []
+
+    @Option(
+        name: .customLong("untrusted-field"),
+        help: """
+            A request field removed when the peer is not a trusted proxy, beyond Forwarded, X-Real-IP, \
+            True-Client-IP, X-Original-URL and X-Rewrite-URL. Repeatable.
+            """
+    )
+    var untrustedField: [String] = []
+
+    @Option(
+        name: .customLong("max-connections"),
+        help: "Client connections open at once; more are closed at once. Default: from the open-file limit."
+    )
+    var maxConnections: Int?
+
+    @Option(
+        name: .customLong("shadow-memory"),
+        help: "Bytes of captured bodies that shadow copies may hold at once (over it copies are dropped)."
+    )
+    var shadowMemory: Int = 256 * 1024 * 1024
 
     @Option(name: .customLong("log-format"), help: "Log format: text or json.")
     var logFormat = "text"
@@ -115,6 +142,24 @@ struct Serve: AsyncParsableCommand {
         if let threads = self.threads, threads < 1 {
             throw ArgumentParser.ValidationError("--threads \(threads): must be at least 1")
         }
+        try Self.check("--max-body", self.maxBody, 0...(1 << 40))
+        try Self.check("--drain-timeout", Int64(self.drainTimeout), 0...86_400)
+        for (name, value) in [
+            ("--connect-timeout", self.connectTimeout), ("--response-timeout", self.responseTimeout),
+            ("--header-timeout", self.headerTimeout), ("--idle-timeout", self.idleTimeout),
+        ] {
+            try Self.check(name, value, 1...86_400_000)
+        }
+        try Self.check("--poll-interval", Int64(self.pollInterval), 1...60_000)
+        try Self.check("--heartbeat-interval", Int64(self.heartbeatInterval), 1...3600)
+        try Self.check("--window-interval", Int64(self.windowInterval), 1...3600)
+        if let maxConnections = self.maxConnections {
+            try Self.check("--max-connections", Int64(maxConnections), 1...10_000_000)
+        }
+        try Self.check("--shadow-memory", Int64(self.shadowMemory), 0...(1 << 40))
+        for name in self.untrustedField where name.isEmpty || !name.utf8.allSatisfy(Self.isTokenByte) {
+            throw ArgumentParser.ValidationError("--untrusted-field '\(name)': not a field name")
+        }
         for cidr in self.trustedProxy where CIDR(cidr) == nil {
             throw ArgumentParser.ValidationError("--trusted-proxy '\(cidr)': not a CIDR (e.g. 10.0.0.0/8 or ::1/128)")
         }
@@ -127,6 +172,39 @@ struct Serve: AsyncParsableCommand {
                 throw ArgumentParser.ValidationError("--default '\(name)': no --upstream has that name")
             }
         }
+    }
+
+    /// Refuses a number outside `range`, before any arithmetic on it (a timeout in milliseconds is multiplied into
+    /// nanoseconds, and `Int64.max` milliseconds would trap).
+    private static func check(_ option: String, _ value: Int64, _ range: ClosedRange<Int64>) throws {
+        guard range.contains(value) else {
+            throw ArgumentParser.ValidationError(
+                "\(option) \(value): expected \(range.lowerBound) to \(range.upperBound)"
+            )
+        }
+    }
+
+    /// RFC 9110 tchar, for field names given on the command line.
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
+        case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E: return true
+        default: return false
+        }
+    }
+
+    /// The connection limit when `--max-connections` is not given: raises the open-file limit to what the process
+    /// is allowed (as Go and Envoy do at start-up) and derives the limit from it.
+    private static func defaultMaxConnections() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return ProxyConfiguration().maxConnections }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let descriptors = limit.rlim_cur > UInt64(Int32.max) ? Int(Int32.max) : Int(limit.rlim_cur)
+        return ProxyConfiguration.maxConnections(descriptors: descriptors)
     }
 
     /// Parses the repeated `--upstream NAME=HOST:PORT[,HOST:PORT...]` options.
@@ -160,6 +238,9 @@ struct Serve: AsyncParsableCommand {
 
         let registry = PrometheusCollectorRegistry()
         let factory = PrometheusMetricsFactory(registry: registry)
+        LogWriter.standardError.countDrops(in: factory)
+        // Lines still queued when serve returns (or fails) are written before the process exits.
+        defer { LogWriter.standardError.flush() }
         let table: RoutingTable
         var feed: StoreFeed?
         let source: String
@@ -199,6 +280,9 @@ struct Serve: AsyncParsableCommand {
         let threads = self.threads ?? System.coreCount
         proxyConfiguration.threads = threads
         proxyConfiguration.trustedProxies = self.trustedProxy.compactMap(CIDR.init)
+        proxyConfiguration.untrustedFields = self.untrustedField.map { $0.lowercased() }
+        proxyConfiguration.maxConnections = self.maxConnections ?? Self.defaultMaxConnections()
+        proxyConfiguration.shadow.maxMemoryBytes = self.shadowMemory
         proxyConfiguration.accessLog = self.accessLog == "on"
         proxyConfiguration.limits.maxBody = self.maxBody
         proxyConfiguration.drainTimeout = .seconds(Int64(self.drainTimeout))
@@ -242,17 +326,20 @@ struct Serve: AsyncParsableCommand {
             port: adminEndpoint.port,
             sources: AdminServer.Sources(
                 health: { [feed] in
-                    var body = "{\"status\":\"\(feed?.currentHealth.lastError == nil ? "ok" : "degraded")\""
+                    let status = proxy.isDraining ? "draining" : feed?.currentHealth.lastError == nil ? "ok" : "degraded"
+                    var body = "{\"status\":\"\(status)\""
                     body += ",\"revision\":\(routing.current.revision),\"source\":\"\(JSONEscaping.escape(source))\""
                     if let error = feed?.currentHealth.lastError {
                         body += ",\"last_error\":\"\(JSONEscaping.escape(error))\""
                     }
-                    return (200, body + "}\n")
+                    // A draining proxy tells load balancers to stop sending while it finishes what it has.
+                    return (proxy.isDraining ? 503 : 200, body + "}\n")
                 },
                 metrics: { registry.emitToBuffer() }
             ),
             group: group
         )
+        let maxConnections = proxyConfiguration.maxConnections
         let service = ProxyService(proxy: proxy, admin: admin, logger: logger) {
             let bound = proxy.localAddress?.port ?? listen.port
             let adminBound = admin.localAddress?.port ?? adminEndpoint.port
@@ -264,6 +351,7 @@ struct Serve: AsyncParsableCommand {
                     "source": "\(source)",
                     "revision": "\(routing.current.revision)",
                     "threads": "\(threads)",
+                    "max_connections": "\(maxConnections)",
                 ]
             )
         }

@@ -268,9 +268,6 @@ struct ExplainCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Explain against this revision (default: the newest).", valueName: "n"))
     var revision: Int?
 
-    @ArgumentParser.Flag(help: "Treat the client as a trusted proxy, whose X-Ficus-* fields (X-Ficus-Preview) steer routing.")
-    var trusted = false
-
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
 
@@ -316,9 +313,8 @@ struct ExplainCommand: AsyncParsableCommand {
                 stored = try await store.requireLatest()
             }
             let table = try RoutingTable(configuration: stored.configuration, revision: stored.number)
-            var facts = RequestFacts(
+            let facts = RequestFacts(
                 method: self.method.uppercased(), target: self.url, headers: headers, clientAddress: address)
-            facts.trustsOverrides = self.trusted
             let explanation = table.explain(facts)
             if self.output.json {
                 let decision = explanation.decision

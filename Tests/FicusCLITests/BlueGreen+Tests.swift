@@ -28,6 +28,43 @@ extension CLITests {
             return sandbox
         }
 
+        /// `bluegreen check` sends the Host the service expects (the route's, or --host) and ficus/VERSION, and
+        /// reports every probe with --json.
+        @Test func checkProbesWithTheExpectedHostAndItsOwnUserAgent() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let blue = try await Self.service("blue", group: group)
+            // A virtual host: 200 on /healthz only for its own name, 404 to any other Host.
+            let green = try await TestUpstream.start(
+                .custom { request in
+                    request.header("host") == "orders.internal"
+                        ? TestUpstream.Response(status: 200, body: "ok") : TestUpstream.Response(status: 404, body: "?")
+                },
+                group: group
+            )
+            let sandbox = try Sandbox()
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "orders", blue.address)
+            try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "orders", "--host", "orders.internal")
+            try sandbox.ok("bluegreen", "deploy", "orders", "--slot", "green", green.address)
+            let passed = try sandbox.ok("bluegreen", "check", "orders", "--path", "/healthz", "--path", "/ready", "--json")
+            let json = try #require(try decodeJSON(passed.stdout) as? [String: Any])
+            #expect(json["passed"] as? Bool == true, "\(passed)")
+            let probes = try #require(json["probes"] as? [[String: Any]])
+            #expect(probes.count == 2)
+            #expect(probes.allSatisfy { $0["host"] as? String == "orders.internal" && $0["status"] as? Int == 200 })
+            #expect(green.received.allSatisfy { $0.header("user-agent")?.hasPrefix("ficus/") == true })
+            #expect(green.received.map(\.uri) == ["/healthz", "/ready"])
+
+            let failed = try sandbox.ficus(["bluegreen", "check", "orders", "--host", "elsewhere", "--json"])
+            #expect(failed.status == 1, "\(failed)")
+            let failure = try #require(try decodeJSON(failed.stdout) as? [String: Any])
+            #expect(failure["passed"] as? Bool == false)
+            #expect((failure["failure"] as? String)?.contains("404") == true, "\(failed)")
+            try await blue.shutdown()
+            try await green.shutdown()
+            try await group.shutdownGracefully()
+        }
+
         @Test func deployCheckSwitchAndBackChangeWhatClientsSee() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let blue = try await Self.service("blue", group: group)
@@ -65,33 +102,50 @@ extension CLITests {
             try await group.shutdownGracefully()
         }
 
-        @Test func previewsReachTheIdleSlotOnlyForTrustedClientsAndThePreviewSegment() async throws {
+        @Test func previewsReachTheIdleSlotOnlyWithTheTokenOrThePreviewSegment() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let blue = try await Self.service("blue", group: group)
             let green = try await Self.service("green", group: group)
             let sandbox = try Self.sandbox(blue: blue)
             try sandbox.ok("bluegreen", "deploy", "orders", "--slot", "green", green.address)
             try sandbox.ok("segment", "add", "testers", "--header", "X-Team=qa")
-            // Two proxies on one store: one trusts loopback clients, the other trusts nobody.
+            // Two proxies on one store: one trusts loopback clients as proxies, the other trusts nobody. A trusted
+            // address is not a secret: neither lets a header without the token reach the idle slot.
             let trusting = try AgainstServe.Server(
                 store: sandbox.store, directory: sandbox.directory, extraArguments: ["--trusted-proxy", "127.0.0.1"])
             defer { trusting.stop() }
             let plain = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
             defer { plain.stop() }
-            let preview = [("X-Ficus-Preview", "green")]
+            let bare = [("X-Ficus-Preview", "green")]
+            #expect(await AgainstServe.waitFor("blue", path: "/orders/1", headers: bare, server: trusting, group: group) == "blue")
+            let made = try sandbox.ok("bluegreen", "preview", "orders", "--token")
+            let token = try #require(made.stdout.split(separator: "\n").first { $0.hasPrefix("token ") }?.dropFirst(6))
+            #expect(token.count == 64, "\(made)")
+            #expect(made.stderr.contains("X-Ficus-Preview: green; token=\(token)"), "\(made)")
+            #expect(!(try sandbox.ok("export").stdout.contains(String(token))), "the token itself is never stored")
+            let preview = [("X-Ficus-Preview", "green; token=\(token)")]
+            for server in [trusting, plain] {
+                #expect(
+                    await AgainstServe.waitFor("green", path: "/orders/1", headers: preview, server: server, group: group)
+                        == "green")
+                let wrong = try await HTTPTestClient.get(
+                    port: server.port, path: "/orders/2", headers: [("X-Ficus-Preview", "green; token=guess")],
+                    group: group)
+                #expect(wrong.bodyString == "blue", "a wrong token cannot pick the idle slot")
+                let untokened = try await HTTPTestClient.get(port: server.port, path: "/orders/2", headers: bare, group: group)
+                #expect(untokened.bodyString == "blue", "no token, no preview, trusted address or not")
+            }
             #expect(
-                await AgainstServe.waitFor("green", path: "/orders/1", headers: preview, server: trusting, group: group)
-                    == "green")
-            #expect(await AgainstServe.waitFor("blue", path: "/orders/1", server: trusting, group: group) == "blue")
-            let untrusted = try await HTTPTestClient.get(
-                port: plain.port, path: "/orders/2", headers: preview, group: group)
-            #expect(untrusted.bodyString == "blue", "an untrusted client cannot pick the idle slot")
-            #expect(
-                green.received.allSatisfy { request in
-                    request.headers.first { $0.0.lowercased() == "x-ficus-preview" }?.1 == "green"
-                },
-                "only the trusted preview reached green, and its field was forwarded: \(green.received)"
+                green.received.allSatisfy { request in !request.headers.contains { $0.0.lowercased() == "x-ficus-preview" } },
+                "no client's X-Ficus-* field reaches an upstream: \(green.received)"
             )
+            let explainedToken = try sandbox.ok(
+                "explain", "GET", "/orders/3", "-H", "X-Ficus-Preview: green; token=\(token)")
+            #expect(explainedToken.stdout.contains("preview: idle slot 'green' of 'orders' serves"), "\(explainedToken)")
+            // A new token retires the old one.
+            try sandbox.ok("bluegreen", "preview", "orders", "--token")
+            #expect(await AgainstServe.waitFor("blue", path: "/orders/1", headers: preview, server: plain, group: group) == "blue")
+            try sandbox.ok("bluegreen", "preview", "orders", "--token-off")
 
             // A preview segment needs no header and no trust; it follows the idle slot across a switch.
             let tester = [("X-Team", "qa")]
@@ -103,8 +157,6 @@ extension CLITests {
             #expect(status.stdout.contains("preview: segment 'testers'"), "\(status)")
             let explained = try sandbox.ok("explain", "GET", "/orders/3", "-H", "X-Team: qa")
             #expect(explained.stdout.contains("=> orders@green"), "\(explained)")
-            let trusted = try sandbox.ok("explain", "GET", "/orders/3", "-H", "X-Ficus-Preview: green", "--trusted")
-            #expect(trusted.stdout.contains("preview: idle slot 'green' of 'orders' serves"), "\(trusted)")
             try sandbox.ok("bluegreen", "switch", "orders")
             #expect(
                 await AgainstServe.waitFor("blue", path: "/orders/4", headers: tester, server: plain, group: group)
@@ -117,7 +169,7 @@ extension CLITests {
 
             // Both proxies write heartbeats and metric windows meanwhile: the configuration must stay as it is.
             try sandbox.refused(
-                ["bluegreen", "preview", "orders"], status: 2, mentioning: "exactly one of", whileServing: true)
+                ["bluegreen", "preview", "orders"], status: 2, mentioning: "--token", whileServing: true)
             try sandbox.refused(
                 ["bluegreen", "preview", "orders", "--segment", "nobody"], status: 3, mentioning: "unknown segment",
                 whileServing: true)

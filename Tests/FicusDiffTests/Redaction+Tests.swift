@@ -118,4 +118,28 @@ struct RedactionTests {
         #expect(untouched.body == DiffFixtures.gzipAmountNumber)
         #expect(untouched.headers.count == 3)
     }
+
+    /// Common secret headers are redacted by default, not only the standard credentials.
+    @Test func commonSecretHeadersAreRedactedByDefault() {
+        let headers = [("X-Api-Key", "k-123"), ("x-auth-token", "t-456"), ("X-Access-Token", "a"), ("X-Other", "kept")]
+        #expect(
+            Redaction.redactHeaders(headers, options: CompareOptions()).map(\.1)
+                == ["[redacted]", "[redacted]", "[redacted]", "kept"]
+        )
+    }
+
+    /// Query values are redacted by default, names kept; the path is untouched; the option turns it off.
+    @Test func queryValuesAreRedactedByDefault() {
+        let options = CompareOptions()
+        #expect(
+            Redaction.redactTarget("/orders/7?token=abc&page=2&flag", options: options)
+                == "/orders/7?token=[redacted]&page=[redacted]&flag=[redacted]"
+        )
+        #expect(Redaction.redactTarget("/orders/7", options: options) == "/orders/7")
+        #expect(Redaction.redactTarget("/orders/7?", options: options) == "/orders/7?")
+        #expect(Redaction.redactTarget("/a?x=1&&y=2", options: options) == "/a?x=[redacted]&&y=[redacted]")
+        var keep = CompareOptions()
+        keep.redactQuery = false
+        #expect(Redaction.redactTarget("/orders/7?token=abc", options: keep) == "/orders/7?token=abc")
+    }
 }

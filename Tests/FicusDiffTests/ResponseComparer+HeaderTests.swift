@@ -16,16 +16,24 @@ struct ResponseComparerHeaderTests {
         ).differences
     }
 
-    @Test func statusDifferenceIsReportedFirst() {
+    /// A status difference is the one difference of the pair: a 404 beside a 200 is not also every body field and
+    /// header that follows from it (issue 15).
+    @Test func aStatusDifferenceIsTheOneDifference() {
         let comparison = ResponseComparer.compare(
-            serving: DiffFixtures.json(#"{"a":1}"#, status: 200),
-            shadow: DiffFixtures.json(#"{"a":2}"#, status: 500),
+            serving: DiffFixtures.json(#"{"id":1,"items":[1,2],"total":3}"#, status: 200),
+            shadow: CapturedMessage(status: 404, headers: [("Content-Type", "text/html"), ("X-Other", "1")]),
             options: CompareOptions()
         )
-        #expect(
-            comparison.differences.first == Difference(path: "status", kind: .status, serving: "200", shadow: "500")
+        #expect(comparison.differences == [Difference(path: "status", kind: .status, serving: "200", shadow: "404")])
+        // With the status ignored, the bodies and headers are compared as usual.
+        var ignoring = CompareOptions()
+        ignoring.ignoredPaths = ["status"]
+        let bodies = ResponseComparer.compare(
+            serving: DiffFixtures.json(#"{"a":1}"#, status: 200),
+            shadow: DiffFixtures.json(#"{"a":2}"#, status: 500),
+            options: ignoring
         )
-        #expect(comparison.differences.map(\.kind) == [.status, .valueChanged])
+        #expect(bodies.differences.map(\.kind) == [.valueChanged])
     }
 
     @Test func defaultIgnoreListLeavesVolatileHeadersOut() {

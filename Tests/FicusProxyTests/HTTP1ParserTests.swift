@@ -112,7 +112,7 @@ struct HTTP1ParserTests {
         #expect(detached.methodString == "GET")
         #expect(detached.firstValue("x-id") == "42")
         #expect(detached.fieldPairs.map(\.0) == head.fieldPairs.map(\.0))
-        let view = RequestView(head: head, clientAddress: nil, trustsOverrides: false).detached()
+        let view = RequestView(head: head, clientAddress: nil).detached()
         #expect(view.path == "/orders/7")
         #expect(view.query == "x=1")
         #expect(view.host == "shop.example")

@@ -302,4 +302,43 @@ struct ProxyShadowTests {
         #expect(setup.modern.connectionsAccepted <= 2)
         await setup.stop()
     }
+
+    /// Shadow captures are bounded in bytes: a copy whose answer would pass `maxMemoryBytes` is dropped whole (never
+    /// compared on a partial body), and every reserved byte comes back.
+    @Test func shadowMemoryBoundDropsCopiesWhoseAnswersDoNotFit() async throws {
+        let setup = try await Self.start(modern: .largeBody(bytes: 200_000)) { configuration in
+            configuration.shadow.maxMemoryBytes = 50_000
+        }
+        let client = try await setup.harness.client()
+        for i in 0..<4 {
+            let response = try await client.request(path: "/orders/\(i)")
+            #expect(response.status == 200)
+        }
+        client.close()
+        let dispatcher = try #require(setup.harness.proxy.shadowDispatcher)
+        let modern = setup.modern
+        let deadline = ContinuousClock.now + .seconds(5)
+        while modern.received.count < 4 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(modern.received.count >= 4, "the copies were sent")
+        while dispatcher.memory.inUse > 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(dispatcher.memory.inUse == 0, "every reserved byte is given back")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(setup.sink.records.withLockedValue { $0.isEmpty }, "no copy was compared on a partial answer")
+        await setup.stop()
+
+        // The same traffic within the bound is compared as usual.
+        let fits = try await Self.start(modern: .largeBody(bytes: 2_000)) { configuration in
+            configuration.shadow.maxMemoryBytes = 50_000
+        }
+        let again = try await fits.harness.client()
+        _ = try await again.request(path: "/orders/1")
+        again.close()
+        let records = try await fits.sink.wait(for: 1)
+        #expect(records.count >= 1)
+        await fits.stop()
+    }
 }

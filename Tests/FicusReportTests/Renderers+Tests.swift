@@ -188,4 +188,30 @@ struct RendererTests {
     static func attributes(_ name: String, in text: String) -> [Int] {
         text.components(separatedBy: " \(name)=\"").dropFirst().compactMap { Int($0.prefix { $0 != "\"" }) }
     }
+
+    /// Upstream data never sends a terminal escape: a JSON key or endpoint holding ESC, BEL or C1 controls is printed
+    /// visibly by the text report.
+    @Test func textEscapesControlCharactersFromUpstreamData() async throws {
+        let fixture = try ReportStore()
+        try await fixture.seed()
+        try await fixture.fill()
+        let hostileKey = "$.x\u{1B}]52;c;ZXZpbA==\u{07}\u{9B}2J"
+        try await fixture.append(
+            (0..<3).map { index in
+                ReportStore.record(
+                    at: Double(300 + index),
+                    endpoint: "GET /orders/\u{1B}[2J",
+                    target: "/orders/x",
+                    differences: [Difference(path: hostileKey, kind: .valueChanged, serving: "1", shadow: "2")],
+                    servingBody: "{}",
+                    shadowBody: "{}"
+                )
+            }
+        )
+        let report = try await ReportBuilder(store: fixture.store, now: { ReportStore.time(3_600) }).build()
+        let text = TextRenderer(colour: false, maxFields: 100).render(report)
+        #expect(!text.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 || $0.value == 0x9B }, "\(text)")
+        #expect(text.contains("\\u{1B}]52;c;ZXZpbA==\\u{7}\\u{9B}2J"), "\(text)")
+        #expect(text.contains("GET /orders/\\u{1B}[2J"), "\(text)")
+    }
 }

@@ -197,7 +197,7 @@ import Testing
             try files.check(files.standalone)
             Issue.record("a timeout of Int.max validated")
         } catch {
-            #expect(error.problems.first?.message.contains("must be at most 86400000 (one day)") == true)
+            #expect(error.problems.first?.message.contains("must be at most 86400000 (24 h)") == true)
             #expect(error.problems.first?.line == 8)
         }
     }

@@ -20,28 +20,52 @@ public final class AdminServer: Sendable {
         }
     }
 
+    /// Bounds of the admin listener, small on purpose: health checkers and scrapers send one short request each.
+    public struct Limits: Sendable {
+        /// Admin connections open at once; beyond it a connection is closed at once.
+        public var maxConnections = 64
+        /// Time allowed for a connection's request head to arrive; then it is closed (408).
+        public var headTimeout: TimeAmount = .seconds(5)
+        /// Largest request head; over it: 431.
+        public var maxHeadBytes = 8 * 1024
+
+        public init() {}
+    }
+
     private let host: String
     private let port: Int
     private let sources: Sources
     private let group: EventLoopGroup
+    private let limits: Limits
     private let channel = NIOLockedValueBox<Channel?>(nil)
+    private let open = NIOLockedValueBox(0)
 
-    public init(host: String, port: Int, sources: Sources, group: EventLoopGroup) {
+    public init(host: String, port: Int, sources: Sources, group: EventLoopGroup, limits: Limits = Limits()) {
         self.host = host
         self.port = port
         self.sources = sources
         self.group = group
+        self.limits = limits
     }
 
     public var localAddress: SocketAddress? { self.channel.withLockedValue { $0?.localAddress } }
 
     public func start() async throws {
         let sources = self.sources
+        let limits = self.limits
+        let open = self.open
         let channel = try await ServerBootstrap(group: self.group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(sources: sources))
+                let admitted = open.withLockedValue { count -> Bool in
+                    guard count < limits.maxConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(sources: sources, limits: limits))
                 }
             }
             .bind(host: self.host, port: self.port).get()
@@ -63,31 +87,62 @@ final class AdminHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let sources: AdminServer.Sources
-    private var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
+    private let limits: AdminServer.Limits
+    private var parser: HTTP1Parser
     private var inbound = ByteBuffer()
     private var answered = false
+    private var headOnly = false
+    private var deadline: Scheduled<Void>?
 
-    init(sources: AdminServer.Sources) {
+    init(sources: AdminServer.Sources, limits: AdminServer.Limits) {
         self.sources = sources
+        self.limits = limits
+        var parserLimits = HTTPLimits()
+        parserLimits.maxHeadBytes = limits.maxHeadBytes
+        parserLimits.maxRequestLine = min(parserLimits.maxRequestLine, limits.maxHeadBytes)
+        parserLimits.maxBody = 0
+        self.parser = HTTP1Parser(kind: .request, limits: parserLimits)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.deadline = context.eventLoop.scheduleTask(in: self.limits.headTimeout) {
+            let (handler, context) = loopBound.value
+            guard !handler.answered else { return }
+            handler.answered = true
+            handler.respond(408, body: "{\"error\":\"request_timeout\"}\n", context: context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.deadline?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // One request per connection: once it is answered, nothing more is read or kept.
+        guard !self.answered else { return }
         var buffer = self.unwrapInboundIn(data)
         self.inbound.writeBuffer(&buffer)
-        guard !self.answered else { return }
         do {
             guard case .head(let head)? = try self.parser.next(&self.inbound) else { return }
             self.answered = true
+            self.inbound = ByteBuffer()
             self.answer(head, context: context)
         } catch {
             self.answered = true
-            self.write(status: error.status, contentType: "application/json", body: Array("{\"error\":\"\(error.reason.rawValue)\"}\n".utf8), context: context)
+            self.inbound = ByteBuffer()
+            self.respond(error.status, body: "{\"error\":\"\(error.reason.rawValue)\"}\n", context: context)
         }
+    }
+
+    private func respond(_ status: Int, body: String, context: ChannelHandlerContext) {
+        self.write(status: status, contentType: "application/json", body: Array(body.utf8), context: context)
     }
 
     private func answer(_ head: HTTPHead, context: ChannelHandlerContext) {
         let target = head.target
         let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
+        self.headOnly = head.method == .head
         guard head.method == .get || head.method == .head else {
             self.write(status: 405, contentType: "application/json", body: Array("{\"error\":\"method_not_allowed\"}\n".utf8), context: context)
             return
@@ -107,7 +162,9 @@ final class AdminHandler: ChannelInboundHandler {
         var out = ByteBuffer()
         out.writeString("HTTP/1.1 \(status) \(status == 200 ? "OK" : LocalResponse.reason(status))\r\n")
         out.writeString("content-type: \(contentType)\r\ncontent-length: \(body.count)\r\nconnection: close\r\n\r\n")
-        out.writeBytes(body)
+        // A HEAD answer has the GET answer's length and no body (RFC 9110 9.3.2).
+        if !self.headOnly { out.writeBytes(body) }
+        self.deadline?.cancel()
         context.writeAndFlush(self.wrapOutboundOut(out)).whenComplete { _ in context.close(promise: nil) }
     }
 

@@ -153,10 +153,12 @@ public struct HTTP1Parser: Sendable {
                 self.state = .trailers
                 self.scanned = 0
             } else {
-                self.bodyReceived += line.value
-                if self.bodyReceived > self.limits.maxBody {
+                // Compare before adding: chunk sizes from the wire may sum past Int64.max (a response's limit is
+                // Int64.max itself), and the sum must be refused, never computed.
+                guard line.value <= self.limits.maxBody - self.bodyReceived else {
                     throw HTTPFramingError(.bodyTooLarge, "the chunked body exceeds \(self.limits.maxBody) bytes")
                 }
+                self.bodyReceived += line.value
                 self.state = .chunkData(remaining: line.value)
             }
             return try self.step(&buffer)
@@ -554,7 +556,7 @@ public struct HTTP1Parser: Sendable {
         var host: [Int] = []
         var connection: [Int] = []
         var expect: [Int] = []
-        var upgrade = false
+        var upgrade: [Int] = []
     }
 
     static func gatherFramingFields(_ head: HTTPHead) -> FramingFields {
@@ -564,7 +566,7 @@ public struct HTTP1Parser: Sendable {
             switch field.nameEnd - field.nameStart {
             case 4 where head.fieldNameIs(index, "host"): found.host.append(index)
             case 6 where head.fieldNameIs(index, "expect"): found.expect.append(index)
-            case 7 where head.fieldNameIs(index, "upgrade"): found.upgrade = true
+            case 7 where head.fieldNameIs(index, "upgrade"): found.upgrade.append(index)
             case 10 where head.fieldNameIs(index, "connection"): found.connection.append(index)
             case 14 where head.fieldNameIs(index, "content-length"): found.contentLength.append(index)
             case 17 where head.fieldNameIs(index, "transfer-encoding"): found.transferEncoding.append(index)
@@ -607,11 +609,20 @@ public struct HTTP1Parser: Sendable {
         } else if head.versionMinor == 1 {
             throw HTTPFramingError(.missingHost, "an HTTP/1.1 request without Host")
         }
-        if found.upgrade {
-            throw HTTPFramingError(
-                .upgradeUnsupported,
-                "protocol upgrades (WebSocket, h2c) are not supported yet; send plain HTTP/1.1"
-            )
+        try Self.validateAbsoluteForm(head)
+        for index in found.upgrade {
+            // `Upgrade: h2c` is only an offer: it is ignored and answered in HTTP/1.1 (RFC 9110 7.8), and the field
+            // is removed as hop-by-hop. Any other protocol is refused until Ficus can tunnel it.
+            var other: (Int, Int)?
+            forEachToken(head, head.fields[index]) { start, end in
+                if other == nil && !tokenEquals(head, start, end, "h2c") { other = (start, end) }
+            }
+            if let other {
+                throw HTTPFramingError(
+                    .upgradeUnsupported,
+                    "upgrading to '\(head.string(other.0..<other.1))' is not supported; send plain HTTP/1.1"
+                )
+            }
         }
         for index in found.expect where head.versionMinor == 1 {
             let value = head.value(index)
@@ -725,6 +736,32 @@ public struct HTTP1Parser: Sendable {
             }
         }
         return result ?? 0
+    }
+
+    /// Checks the authority of an absolute-form target (`GET http://host/ HTTP/1.1`) as strictly as a Host field.
+    ///
+    /// Ficus never connects to that authority, but it is forwarded as the Host and routed on, so it must be
+    /// a plain host: an `http` or `https` scheme, no userinfo, only host characters, not empty.
+    private static func validateAbsoluteForm(_ head: HTTPHead) throws(HTTPFramingError) {
+        guard let authority = HeaderHygiene.originForm(head).authority else {
+            let first = head.bytes.getInteger(at: head.bytes.readerIndex + head.targetRange.lowerBound, as: UInt8.self)
+            if first == 0x2F || (first == 0x2A && head.targetRange.count == 1) { return }
+            throw HTTPFramingError(.badStartLine, "the request target is neither a path, '*' nor an absolute URI")
+        }
+        let scheme = head.string(head.targetRange.lowerBound..<(authority.lowerBound - 3)).lowercased()
+        guard scheme == "http" || scheme == "https" else {
+            throw HTTPFramingError(.badStartLine, "the request target's scheme must be http or https")
+        }
+        guard !authority.isEmpty else { throw HTTPFramingError(.badHost, "the request target has an empty authority") }
+        try head.bytes.withUnsafeReadableBytes { raw throws(HTTPFramingError) in
+            for i in authority {
+                let byte = raw[i]
+                if byte == 0x40 { throw HTTPFramingError(.badHost, "the request target must not carry userinfo") }
+                guard isHostByte(byte) else {
+                    throw HTTPFramingError(.badHost, "invalid character in the request target's authority")
+                }
+            }
+        }
     }
 
     private static func validateHost(_ head: HTTPHead, _ index: Int) throws(HTTPFramingError) {

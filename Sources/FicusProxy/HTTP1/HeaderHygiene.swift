@@ -9,8 +9,13 @@ import NIOCore
 enum HeaderHygiene {
     /// Facts about the client connection that the forwarding fields record.
     struct ClientFacts: Sendable {
+        /// The peer's address, appended to `X-Forwarded-For`.
         var address: String
+        /// Whether the peer is a trusted proxy, whose forwarding fields are kept and extended.
         var trusted: Bool
+        /// Further fields (lower-cased) that an untrusted peer may not send, beyond the fixed set
+        /// (`ProxyConfiguration.untrustedFields`).
+        var untrustedFields: [String] = []
     }
 
     /// What to change in a forwarded request beyond hygiene (the route's rewrite).
@@ -19,10 +24,23 @@ enum HeaderHygiene {
         var setHeaders: [(String, String)] = []
         var removeHeaders: [String] = []
 
+        /// The edits to forward `view`'s request with `rewrite`: nil when the request goes on as received.
+        ///
+        /// A path that held dot-segments is forwarded as the normalized path that was routed on, rewrite or not.
+        static func forRequest(_ rewrite: RequestRewrite?, view: RequestView) -> RequestEdits? {
+            if let rewrite, !rewrite.isEmpty { return RequestEdits(rewrite, view: view) }
+            guard let normalized = view.normalizedPath else { return nil }
+            return RequestEdits(path: view.query.map { normalized + "?" + $0 } ?? normalized)
+        }
+
+        private init(path: String) {
+            self.path = path
+        }
+
         /// The edits a route's rewrite makes to `view`'s request.
         init(_ rewrite: RequestRewrite, view: RequestView) {
-            if rewrite.path != nil {
-                let path = rewrite.rewritePath(view.path)
+            if rewrite.path != nil || view.normalizedPath != nil {
+                let path = rewrite.path != nil ? rewrite.rewritePath(view.path) : view.path
                 self.path = view.query.map { path + "?" + $0 } ?? path
             }
             self.setHeaders = rewrite.setHeaders.map { ($0.name, $0.value) }
@@ -98,8 +116,20 @@ enum HeaderHygiene {
             case 17 where head.fieldNameIs(index, "x-forwarded-proto"):
                 if client.trusted { forwardedProto = index }
                 continue
+            case 9 where head.fieldNameIs(index, "forwarded") || head.fieldNameIs(index, "x-real-ip"):
+                if !client.trusted { continue }
+            case 13 where head.fieldNameIs(index, "x-rewrite-url"):
+                if !client.trusted { continue }
+            case 14 where head.fieldNameIs(index, "true-client-ip") || head.fieldNameIs(index, "x-original-url"):
+                if !client.trusted { continue }
             default:
-                if !client.trusted && Self.isFicusOverride(head, index) { continue }
+                // No client's X-Ficus-* field reaches an upstream, trusted or not: only Ficus's own markers do.
+                if Self.isFicusField(head, index) { continue }
+                if !client.trusted, !client.untrustedFields.isEmpty,
+                    client.untrustedFields.contains(where: { head.fieldNameIs(index, caseInsensitive: $0) })
+                {
+                    continue
+                }
             }
             if let edits, edits.removeHeaders.contains(where: { head.fieldNameIs(index, caseInsensitive: $0) })
                 || edits.setHeaders.contains(where: { head.fieldNameIs(index, caseInsensitive: $0.0) })
@@ -201,16 +231,21 @@ enum HeaderHygiene {
         }
         out.writeStaticString("\r\n")
         let named = Self.connectionNamedFields(head)
-        let bodiless: Bool
-        if case .none = framing { bodiless = true } else { bodiless = false }
+        // A HEAD answer keeps the length the full answer would have; 1xx, 204 and 304 never carry one (RFC 9110
+        // 8.6: a 204 must not, and a 304's would only describe another answer), and never a body.
+        let keepsLength: Bool
+        if case .none = framing {
+            keepsLength = head.status >= 200 && head.status != 204 && head.status != 304
+        } else {
+            keepsLength = false
+        }
         for index in head.fields.indices {
             if Self.isResponseHopByHop(head, index) || named.contains(where: { Self.nameMatches(head, index, $0) }) {
                 continue
             }
             let field = head.fields[index]
             if field.nameEnd - field.nameStart == 14 && head.fieldNameIs(index, "content-length") {
-                // Bodiless answers (HEAD, 204, 304) keep the length the full answer would have.
-                if bodiless { Self.copyField(head, index, into: &out) }
+                if keepsLength { Self.copyField(head, index, into: &out) }
                 continue
             }
             Self.copyField(head, index, into: &out)
@@ -306,7 +341,8 @@ enum HeaderHygiene {
         case 6: return head.fieldNameIs(index, "expect")
         case 7: return head.fieldNameIs(index, "upgrade")
         case 10: return head.fieldNameIs(index, "connection") || head.fieldNameIs(index, "keep-alive")
-        case 14: return head.fieldNameIs(index, "content-length")
+        // HTTP2-Settings belongs to an h2c upgrade, which Ficus ignores (RFC 9113 3.2: connection-specific).
+        case 14: return head.fieldNameIs(index, "content-length") || head.fieldNameIs(index, "http2-settings")
         case 16: return head.fieldNameIs(index, "proxy-connection")
         case 17: return head.fieldNameIs(index, "transfer-encoding")
         case 19: return head.fieldNameIs(index, "proxy-authorization")
@@ -327,8 +363,8 @@ enum HeaderHygiene {
         }
     }
 
-    /// Routing-override fields (`X-Ficus-*`) that only trusted clients may send.
-    private static func isFicusOverride(_ head: HTTPHead, _ index: Int) -> Bool {
+    /// Fields in Ficus's own namespace (`X-Ficus-*`): markers only Ficus sets, never passed on from a client.
+    private static func isFicusField(_ head: HTTPHead, _ index: Int) -> Bool {
         let field = head.fields[index]
         guard field.nameEnd - field.nameStart >= 8 else { return false }
         return head.bytes.withUnsafeReadableBytes { raw in

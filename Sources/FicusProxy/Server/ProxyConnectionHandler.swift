@@ -59,6 +59,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var upstreamName = "-"
         var upstream: Upstream?
         var responseTimeout: TimeAmount
+        /// How long to wait for an upstream connection: the proxy's connect timeout or the route's.
+        var connectTimeout: TimeAmount = .seconds(5)
         var outboundHead = ByteBuffer()
         var connection: UpstreamConnection?
         var waitingForConnection = false
@@ -78,6 +80,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var keepAlive: Bool
         var local = false
         var shadow: ShadowRecorder?
+        /// The client as the access log names it: the peer, or the address trusted proxies reported.
+        var client = "-"
 
         init(
             method: HTTPMethodKind,
@@ -125,6 +129,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private var clientAddress: IPAddress?
     private var clientAddressText = "-"
     private var clientTrusted = false
+    /// What the forwarded heads record of the peer; the same for every request of the connection.
+    private var clientFacts = HeaderHygiene.ClientFacts(address: "-", trusted: false)
 
     /// Request bodies buffered while no upstream connection is ready, and pipelined bytes held while a response is
     /// in progress, are bounded by this many bytes before the client is no longer read.
@@ -152,9 +158,14 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.clientAddressText = remote.ipAddress ?? "-"
             self.clientAddress = remote.ipAddress.flatMap { IPAddress($0) }
             if let address = self.clientAddress {
-                self.clientTrusted = self.shared.configuration.trustedProxies.contains { $0.contains(address) }
+                self.clientTrusted = ClientAddress.isTrusted(address, self.shared.configuration.trustedProxies)
             }
         }
+        self.clientFacts = HeaderHygiene.ClientFacts(
+            address: self.clientAddressText,
+            trusted: self.clientTrusted,
+            untrustedFields: self.shared.configuration.untrustedFields
+        )
         self.enterIdle()
     }
 
@@ -285,7 +296,16 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.state = .exchange
         self.shared.metrics?.inFlight(delta: 1)
         let table = self.shared.routing.current
-        let view = RequestView(head: head, clientAddress: self.clientAddress, trustsOverrides: self.clientTrusted)
+        var clientAddress = self.clientAddress
+        var clientText = self.clientAddressText
+        if self.clientTrusted, let peer = self.clientAddress {
+            let resolved = head.clientAddress(peer: peer, trusted: self.shared.configuration.trustedProxies)
+            if resolved != peer {
+                clientAddress = resolved
+                clientText = resolved.description
+            }
+        }
+        let view = RequestView(head: head, clientAddress: clientAddress)
         let exchange = Exchange(
             method: head.method,
             methodString: head.methodString,
@@ -296,6 +316,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             responseTimeout: self.shared.configuration.timeouts.responseHead,
             keepAlive: head.wantsKeepAlive && !self.draining
         )
+        exchange.client = clientText
         let decision = table.decide(view)
         guard let route = decision.route else {
             self.exchange = exchange
@@ -314,16 +335,20 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             return
         }
         exchange.upstream = upstream
+        exchange.connectTimeout = self.shared.configuration.timeouts.connect
         if let override = decision.timeouts.responseHeaderMilliseconds {
-            exchange.responseTimeout = .milliseconds(Int64(override))
+            exchange.responseTimeout = Self.milliseconds(override)
         }
-        let edits = decision.rewrite.flatMap { $0.isEmpty ? nil : HeaderHygiene.RequestEdits($0, view: view) }
+        if let override = decision.timeouts.connectMilliseconds {
+            exchange.connectTimeout = Self.milliseconds(override)
+        }
+        let edits = HeaderHygiene.RequestEdits.forRequest(decision.rewrite, view: view)
         // Reusing one buffer saves an allocation per request: by now the last request's head has been written.
         self.headBuffer.clear()
         HeaderHygiene.writeRequestHead(
             head,
             into: &self.headBuffer,
-            client: HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted),
+            client: self.clientFacts,
             viaName: self.shared.configuration.viaName,
             edits: edits
         )
@@ -344,7 +369,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         if head.expectsContinue && head.framing != .none {
             self.writeToClient(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
         }
-        self.timer?.set(after: self.shared.configuration.timeouts.connect)
+        self.timer?.set(after: exchange.connectTimeout)
         self.pool.acquire(upstream, for: self)
     }
 
@@ -387,6 +412,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .closing, .closed:
             break
         }
+    }
+
+    /// A route's timeout as an amount, clamped to 1 ms ... 24 h: the store is checked input too.
+    private static func milliseconds(_ value: Int) -> TimeAmount {
+        .milliseconds(Int64(min(max(value, 1), RouteTimeouts.maxMilliseconds)))
     }
 
     // MARK: Upstream connection
@@ -498,7 +528,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     /// Answers the current request from Ficus itself (no upstream involved, or the upstream failed).
     private func respondLocally(_ status: Int, error: String, detail: String, retryAfter: Bool = false) {
         guard let exchange = self.exchange else { return }
-        precondition(!exchange.responseStarted)
+        guard !exchange.responseStarted else {
+            // Part of another answer is already on the wire: a second one would corrupt the stream, so the
+            // client sees the connection close instead.
+            self.close()
+            return
+        }
         exchange.shadow?.abandon(reason: "serving_failed")
         exchange.local = true
         exchange.responseStarted = true
@@ -618,7 +653,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 "upstream": "\(exchange.upstreamName)",
                 "duration_ms": "\(Double(duration.nanoseconds) / 1_000_000)",
                 "bytes": "\(exchange.responseBytes)",
-                "client": "\(self.clientAddressText)",
+                "client": "\(exchange.client == "-" ? self.clientAddressText : exchange.client)",
             ]
         )
     }
@@ -719,11 +754,19 @@ extension ProxyConnectionHandler: UpstreamConnectionRequester {
         self.flushIfNeeded()
     }
 
+    /// Answers a request whose upstream failed before any of its answer reached the client.
+    ///
+    /// The body names the upstream and what went wrong, never its addresses or the socket's error: those tell a
+    /// client how the network behind Ficus is laid out. The log line carries them for the operator.
     private func answerFailure(_ failure: UpstreamFailure) {
         let upstream = self.exchange?.upstreamName ?? "-"
+        self.shared.logger.warning(
+            "upstream failed",
+            metadata: ["upstream": "\(upstream)", "failure": "\(failure)", "route": "\(self.exchange?.route ?? "-")"]
+        )
         switch failure {
-        case .connectFailed(let detail):
-            self.respondLocally(502, error: "upstream_unavailable", detail: "cannot connect to upstream '\(upstream)': \(detail)")
+        case .connectFailed:
+            self.respondLocally(502, error: "upstream_unavailable", detail: "cannot connect to upstream '\(upstream)'")
         case .connectTimeout:
             self.respondLocally(503, error: "upstream_connect_timeout", detail: "connecting to upstream '\(upstream)' timed out", retryAfter: true)
         case .poolExhausted:
@@ -734,8 +777,8 @@ extension ProxyConnectionHandler: UpstreamConnectionRequester {
             self.respondLocally(502, error: "upstream_reset", detail: "upstream '\(upstream)' closed the connection before answering")
         case .closedAfterHead:
             self.close()
-        case .badResponse(let error):
-            self.respondLocally(502, error: "upstream_bad_response", detail: "upstream '\(upstream)' sent an invalid response: \(error.detail)")
+        case .badResponse:
+            self.respondLocally(502, error: "upstream_bad_response", detail: "upstream '\(upstream)' sent an invalid response")
         }
     }
 }
@@ -806,7 +849,7 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
             exchange.retried = true
             exchange.connection = nil
             exchange.waitingForConnection = true
-            self.timer?.set(after: self.shared.configuration.timeouts.connect)
+            self.timer?.set(after: exchange.connectTimeout)
             self.pool.acquire(upstream, for: self, fresh: true)
             return
         }
@@ -848,7 +891,7 @@ extension ProxyConnectionHandler {
         }
         let plan = ShadowJob.Plan(
             view: view,
-            client: HeaderHygiene.ClientFacts(address: self.clientAddressText, trusted: self.clientTrusted),
+            client: self.clientFacts,
             viaName: self.shared.configuration.viaName,
             table: table,
             route: route,

@@ -129,11 +129,20 @@ public final class ProxyServer: Sendable {
             return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
         }
         let id = ObjectIdentifier(channel)
-        let phase = self.state.withLockedValue { state -> Phase in
-            if state.phase != .stopped { state.children[id] = channel }
-            return state.phase
+        let limit = self.shared.configuration.maxConnections
+        let admitted = self.state.withLockedValue { state -> (Phase, Bool) in
+            guard state.phase != .stopped else { return (state.phase, false) }
+            guard state.children.count < limit else { return (state.phase, false) }
+            state.children[id] = channel
+            return (state.phase, true)
         }
+        let phase = admitted.0
         guard phase != .stopped else { return channel.close() }
+        guard admitted.1 else {
+            // Over the connection limit: closed at once, unanswered (an answer would cost what the limit protects).
+            self.shared.metrics?.connectionRejected(reason: "max_connections")
+            return channel.close()
+        }
         channel.closeFuture.whenComplete { _ in
             let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
                 state.children[id] = nil
@@ -155,6 +164,11 @@ public final class ProxyServer: Sendable {
 
     /// The shadow side of this proxy, if it shadows (tests).
     var shadowDispatcher: ShadowDispatcher? { self.shared.shadow }
+
+    /// Whether a graceful shutdown has begun: `/healthz` then answers 503 so load balancers stop sending.
+    public var isDraining: Bool {
+        self.state.withLockedValue { $0.phase != .serving }
+    }
 
     /// Client connections open right now.
     public var openConnections: Int {

@@ -5,19 +5,25 @@ import NIOCore
 struct RequestView: RoutableRequest, Sendable {
     let head: HTTPHead
     let clientAddress: IPAddress?
-    let trustsOverrides: Bool
     private let pathRange: Range<Int>
     private let queryRange: Range<Int>?
     private let authority: Range<Int>?
+    /// The path with dot-segments removed (`PathNormalization`), when that differs from the path received.
+    let normalizedPath: String?
 
-    init(head: HTTPHead, clientAddress: IPAddress?, trustsOverrides: Bool) {
+    init(head: HTTPHead, clientAddress: IPAddress?) {
         self.head = head
         self.clientAddress = clientAddress
-        self.trustsOverrides = trustsOverrides
         let (target, authority) = HeaderHygiene.originForm(head)
         self.authority = authority
-        let question = head.bytes.withUnsafeReadableBytes { raw in
-            raw[target].firstIndex(of: 0x3F)
+        let (question, mayNeedWork) = head.bytes.withUnsafeReadableBytes { raw -> (Int?, Bool) in
+            var mayNeedWork = false
+            for index in target {
+                let byte = raw[index]
+                if byte == 0x3F { return (index, mayNeedWork) }
+                if PathNormalization.mayNeedWork(byte) { mayNeedWork = true }
+            }
+            return (nil, mayNeedWork)
         }
         if let question {
             self.pathRange = target.lowerBound..<question
@@ -26,15 +32,23 @@ struct RequestView: RoutableRequest, Sendable {
             self.pathRange = target
             self.queryRange = nil
         }
+        if mayNeedWork {
+            let range = self.pathRange
+            self.normalizedPath = head.bytes.withUnsafeReadableBytes { raw in
+                PathNormalization.normalize(UnsafeRawBufferPointer(rebasing: raw[range]))
+            }
+        } else {
+            self.normalizedPath = nil
+        }
     }
 
     private init(_ other: RequestView, head: HTTPHead) {
         self.head = head
         self.clientAddress = other.clientAddress
-        self.trustsOverrides = other.trustsOverrides
         self.pathRange = other.pathRange
         self.queryRange = other.queryRange
         self.authority = other.authority
+        self.normalizedPath = other.normalizedPath
     }
 
     /// The same view over a copy of the head's own bytes (see `HTTPHead.detached()`), for keeping beyond the
@@ -69,7 +83,8 @@ struct RequestView: RoutableRequest, Sendable {
     }
 
     var path: String {
-        self.pathRange.isEmpty ? "/" : self.head.string(self.pathRange)
+        if let normalized = self.normalizedPath { return normalized }
+        return self.pathRange.isEmpty ? "/" : self.head.string(self.pathRange)
     }
 
     var query: String? {

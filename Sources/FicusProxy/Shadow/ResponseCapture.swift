@@ -15,10 +15,17 @@ final class ResponseCapture {
     private var length = 0
     private var hasher = FNV1a64()
     private var finished: NIODeadline?
+    /// Where the captured bytes are reserved; nil captures without a budget.
+    private let memory: ShadowMemory?
+    /// Bytes of `memory` this capture holds.
+    private(set) var reserved = 0
+    /// Whether the budget refused bytes this capture needed: the capture is then incomplete and must not be compared.
+    private(set) var overBudget = false
 
-    init(limit: Int, started: NIODeadline) {
+    init(limit: Int, started: NIODeadline, memory: ShadowMemory? = nil) {
         self.limit = limit
         self.started = started
+        self.memory = memory
     }
 
     func head(_ head: HTTPHead) {
@@ -30,9 +37,16 @@ final class ResponseCapture {
         buffer.withUnsafeReadableBytes { raw in
             self.hasher.combine(raw)
             let room = self.limit - self.body.count
-            if room > 0 {
-                self.body.append(contentsOf: raw.prefix(room))
+            guard room > 0, !self.overBudget else { return }
+            let take = min(room, raw.count)
+            if let memory = self.memory {
+                guard memory.reserve(take) else {
+                    self.overBudget = true
+                    return
+                }
+                self.reserved += take
             }
+            self.body.append(contentsOf: raw.prefix(take))
         }
     }
 

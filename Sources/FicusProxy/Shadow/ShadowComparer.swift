@@ -145,7 +145,7 @@ public final class ShadowComparer: ShadowSink, Sendable {
             route: route,
             endpoint: endpoint,
             method: observation.method,
-            target: observation.target,
+            target: Redaction.redactTarget(observation.target, options: options),
             servingUpstream: observation.servingUpstream,
             shadowUpstream: observation.shadowUpstream,
             servingStatus: observation.serving.status,

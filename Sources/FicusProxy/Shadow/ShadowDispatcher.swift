@@ -42,11 +42,14 @@ final class ShadowJob: Sendable {
     let requestBody: [UInt8]
     /// The serving answer as captured.
     let serving: CapturedResponse
+    /// Bytes of the shadow memory budget the request body and serving answer hold until the job is done.
+    let reserved: Int
 
-    init(plan: Plan, requestBody: [UInt8], serving: CapturedResponse) {
+    init(plan: Plan, requestBody: [UInt8], serving: CapturedResponse, reserved: Int) {
         self.plan = plan
         self.requestBody = requestBody
         self.serving = serving
+        self.reserved = reserved
     }
 
     /// The observation without the shadow and noise answers, which the shadow loop fills in.
@@ -79,7 +82,7 @@ final class ShadowJob: Sendable {
             into: &head,
             client: plan.client,
             viaName: plan.viaName,
-            edits: rewrite.map { HeaderHygiene.RequestEdits($0, view: plan.view) },
+            edits: HeaderHygiene.RequestEdits.forRequest(rewrite, view: plan.view),
             shadowCopy: true
         )
         if !self.requestBody.isEmpty {
@@ -103,6 +106,8 @@ final class ShadowDispatcher: Sendable {
     private let limits: ShadowLimits
     private let metrics: ProxyMetrics?
     private let inFlight = NIOLockedValueBox(0)
+    /// Bytes of captured bodies held by jobs in flight and waiting.
+    let memory: ShadowMemory
     /// Jobs handed over and not yet started, and whether the shadow loop has stopped looking for them.
     private let pending = NIOLockedValueBox(Pending())
     /// The collection timer; only touched on the shadow loop.
@@ -140,6 +145,7 @@ final class ShadowDispatcher: Sendable {
         )
         self.sink = sink
         self.limits = configuration.shadow
+        self.memory = ShadowMemory(limit: configuration.shadow.maxMemoryBytes)
         self.metrics = metrics
         self.eventLoop.execute {
             Self.yieldToClients()
@@ -186,9 +192,11 @@ final class ShadowDispatcher: Sendable {
         }
     }
 
-    /// Gives a slot back: the job finished, or it was abandoned before it was dispatched.
-    func release() {
+    /// Gives a slot back, with the bytes its captures held: the job finished, or it was abandoned before it was
+    /// dispatched.
+    func release(bytes: Int) {
         self.inFlight.withLockedValue { $0 -= 1 }
+        self.memory.release(bytes)
     }
 
     /// Sends `job`'s copies from the shadow loop; the slot taken for it is released when they are all done.
@@ -248,9 +256,14 @@ final class ShadowDispatcher: Sendable {
     }
 
     private func run(_ job: ShadowJob) {
-        let flight = ShadowFlight(observation: job.observation()) { observation in
-            self.release()
-            self.sink.submit(observation)
+        let flight = ShadowFlight(observation: job.observation()) { observation, reserved, overBudget in
+            self.release(bytes: job.reserved + reserved)
+            if overBudget {
+                // A shadow answer could not be held whole: comparing what was held would report a false difference.
+                self.metrics?.shadowDropped(route: job.plan.route, reason: "memory")
+            } else {
+                self.sink.submit(observation)
+            }
         }
         // Counted before either copy starts: a copy that fails at once must not finish the flight early.
         flight.outstanding = job.plan.second == nil ? 1 : 2
@@ -280,9 +293,10 @@ final class ShadowDispatcher: Sendable {
             head: copy.head,
             body: job.requestBody,
             method: job.plan.view.head.method,
-            limits: self.limits
-        ) { outcome in
-            flight.record { record(&$0, outcome) }
+            limits: self.limits,
+            memory: self.memory
+        ) { outcome, reserved, overBudget in
+            flight.record(reserved: reserved, overBudget: overBudget) { record(&$0, outcome) }
         }
         exchange.start()
     }
@@ -306,19 +320,24 @@ final class ShadowDispatcher: Sendable {
 /// Loop-confined: created, updated and finished on the shadow loop only.
 final class ShadowFlight {
     private var observation: ShadowObservation
-    private let done: (ShadowObservation) -> Void
+    /// Called with the observation, the budget bytes the copies' captures held, and whether one was refused bytes.
+    private let done: (ShadowObservation, Int, Bool) -> Void
+    private var reserved = 0
+    private var overBudget = false
     var outstanding = 0
 
-    init(observation: ShadowObservation, done: @escaping (ShadowObservation) -> Void) {
+    init(observation: ShadowObservation, done: @escaping (ShadowObservation, Int, Bool) -> Void) {
         self.observation = observation
         self.done = done
     }
 
-    func record(_ update: (inout ShadowObservation) -> Void) {
+    func record(reserved: Int, overBudget: Bool, _ update: (inout ShadowObservation) -> Void) {
         update(&self.observation)
+        self.reserved += reserved
+        self.overBudget = self.overBudget || overBudget
         self.outstanding -= 1
         if self.outstanding == 0 {
-            self.done(self.observation)
+            self.done(self.observation, self.reserved, self.overBudget)
         }
     }
 }

@@ -19,7 +19,8 @@ final class ShadowExchange {
     private let method: HTTPMethodKind
     private let timeout: TimeAmount
     private let capture: ResponseCapture
-    private let completion: (Outcome) -> Void
+    /// Called once with the outcome, the budget bytes the capture holds, and whether the budget refused it bytes.
+    private let completion: (Outcome, Int, Bool) -> Void
     private var connection: UpstreamConnection?
     private var deadline: Scheduled<Void>?
     private var done = false
@@ -31,7 +32,8 @@ final class ShadowExchange {
         body: [UInt8],
         method: HTTPMethodKind,
         limits: ShadowLimits,
-        completion: @escaping (Outcome) -> Void
+        memory: ShadowMemory?,
+        completion: @escaping (Outcome, Int, Bool) -> Void
     ) {
         self.upstream = upstream
         self.pool = pool
@@ -39,7 +41,7 @@ final class ShadowExchange {
         self.body = body
         self.method = method
         self.timeout = limits.timeout
-        self.capture = ResponseCapture(limit: limits.captureBytes, started: .now())
+        self.capture = ResponseCapture(limit: limits.captureBytes, started: .now(), memory: memory)
         self.completion = completion
     }
 
@@ -64,7 +66,7 @@ final class ShadowExchange {
         self.done = true
         self.deadline?.cancel()
         self.deadline = nil
-        self.completion(outcome)
+        self.completion(outcome, self.capture.reserved, self.capture.overBudget)
     }
 }
 

@@ -25,16 +25,19 @@ final class ShadowRecorder {
         self.dispatcher = dispatcher
         self.limits = limits
         self.metrics = metrics
-        self.primary = ResponseCapture(limit: limits.captureBytes, started: .now())
+        self.primary = ResponseCapture(limit: limits.captureBytes, started: .now(), memory: dispatcher.memory)
     }
 
     deinit {
         // An exchange that ended by a path that neither finished nor abandoned it must not keep its slot.
         if !self.dispatched && !self.abandoned {
             self.metrics?.shadowDropped(route: self.plan.route, reason: "unfinished")
-            self.dispatcher.release()
+            self.dispatcher.release(bytes: self.reserved)
         }
     }
+
+    /// Bytes of the shadow memory budget this recorder holds (request body and serving answer).
+    private var reserved: Int { self.requestBody.count + self.primary.reserved }
 
     // MARK: The request
 
@@ -43,6 +46,10 @@ final class ShadowRecorder {
         if self.requestBody.count + buffer.readableBytes > self.limits.captureBytes {
             // A copy must be the same request: one whose body cannot be held is not shadowed at all.
             self.abandon(reason: "request_body_too_large")
+            return
+        }
+        guard self.dispatcher.memory.reserve(buffer.readableBytes) else {
+            self.abandon(reason: "memory")
             return
         }
         buffer.withUnsafeReadableBytes { self.requestBody.append(contentsOf: $0) }
@@ -64,6 +71,7 @@ final class ShadowRecorder {
     func primaryBody(_ buffer: ByteBuffer) {
         guard !self.abandoned else { return }
         self.primary.body(buffer)
+        if self.primary.overBudget { self.abandon(reason: "memory") }
     }
 
     /// The serving answer is complete and has been flushed to the client.
@@ -77,9 +85,10 @@ final class ShadowRecorder {
     func abandon(reason: String) {
         guard !self.abandoned, !self.dispatched else { return }
         self.abandoned = true
+        let reserved = self.reserved
         self.requestBody = []
         self.metrics?.shadowDropped(route: self.plan.route, reason: reason)
-        self.dispatcher.release()
+        self.dispatcher.release(bytes: reserved)
     }
 
     private func dispatchIfReady() {
@@ -88,7 +97,12 @@ final class ShadowRecorder {
         // The request head leaves the client connection's read buffer only now, after the answer was flushed.
         var plan = self.plan
         plan.view = plan.view.detached()
-        let job = ShadowJob(plan: plan, requestBody: self.requestBody, serving: self.primary.snapshot)
+        let job = ShadowJob(
+            plan: plan,
+            requestBody: self.requestBody,
+            serving: self.primary.snapshot,
+            reserved: self.reserved
+        )
         self.requestBody = []
         self.dispatcher.dispatch(job)
     }
