@@ -53,8 +53,8 @@ extension FuzzTargets {
     }
 
     /// A routing table with a rule of every condition kind (flag, segment of every attribute, version by header
-    /// and by media-type parameter, percentage with stickiness, method, match, all/any/not), blue-green slots and
-    /// a shadow policy, loaded through the rules loader like an operator's files.
+    /// and by media-type parameter, percentage with stickiness, method, match, all/any/not), blue-green slots with
+    /// a preview segment and token, and a shadow policy, loaded through the rules loader like an operator's files.
     static let routingTable: RoutingTable = {
         do {
             let files = try RulesFiles.load(text: Self.routingRules, file: "routing.yaml")
@@ -87,7 +87,7 @@ extension FuzzTargets {
                 )
             )
         }
-        var request = RequestFacts(
+        let request = RequestFacts(
             method: line(0) ?? "GET",
             host: line(1).flatMap { $0.isEmpty ? nil : $0 },
             path: line(2) ?? "/",
@@ -95,8 +95,6 @@ extension FuzzTargets {
             headers: headers,
             clientAddress: line(4).flatMap { IPAddress($0) }
         )
-        Self.checkDecision(Self.routingTable, request)
-        request.trustsOverrides = true
         Self.checkDecision(Self.routingTable, request)
     }
 
@@ -139,6 +137,8 @@ extension FuzzTargets {
               green: ["127.0.0.1:8092"]
               active: blue
               preview_segment: staff
+              # The digest of the token "fuzz-preview" (X-Ficus-Preview: green; token=fuzz-preview).
+              preview_token_sha256: 9f6960f0771b3344ea963f2e8969504ae39db8f1c505cda7def30f14cd042e91
           - name: users-v2
             addresses: ["[::1]:8093"]
         segments:
@@ -204,7 +204,7 @@ extension FuzzTargets {
                 condition: {version: {header: Accept, parameter: version, range: ">=2"}}
                 upstream: users-v2
               - name: users-regex
-                condition: {match: {attribute: "query:v", op: regex, values: ["^[0-9]+(\\\\.[0-9]+)*$"]}}
+                condition: {match: {attribute: "query:v", op: regex, values: ["^v[0-9]+\\\\.[0-9]+$"]}}
                 upstream: users-v2
               - name: users-semver
                 condition: {match: {attribute: "header:X-Client", op: semver_gte, values: ["4.1.0"]}}
