@@ -64,9 +64,11 @@ public struct EmbeddedProxyHarness {
             metrics: nil,
             transport: .connector { request in upstreams.open(request, loop: loop) }
         )
-        let handler = ProxyConnectionHandler(shared: shared, resources: resources)
-        let clientChannel = EmbeddedChannel(handler: handler, loop: loop)
+        // Connected before the handler is added, as the server's child initializer sees an accepted socket: the
+        // handler reads the client's address when it is added.
+        let clientChannel = EmbeddedChannel(loop: loop)
         try clientChannel.connect(to: SocketAddress(ipAddress: "192.0.2.10", port: 40000)).wait()
+        try clientChannel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: shared, resources: resources))
 
         var received: [UInt8] = []
         var forwarded: [[UInt8]] = []
