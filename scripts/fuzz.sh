@@ -37,13 +37,15 @@ work=Fuzz/.build/corpus/$target
 artifacts=Fuzz/.build/artifacts/$target
 regressions=Fuzz/Regressions/$target
 mkdir -p "$work" "$artifacts"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+mkdir -p Fuzz/.build/logs
+log=Fuzz/.build/logs/$target-$(date -u +%Y%m%dT%H%M%SZ).log
 
 # Seeds and kept regressions are read; new inputs go to the first directory only. Leaks are not judged: the Swift
-# runtime's caches and NIO's event-loop bookkeeping look like leaks to LeakSanitizer between inputs.
+# runtime's caches and NIO's event-loop bookkeeping look like leaks to LeakSanitizer between inputs. Swift's own
+# crash backtracer is off: it reads the stack in ways AddressSanitizer reports as an error of its own, hiding the
+# real one; libFuzzer's handler prints the trap and writes the input.
 status=0
-ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}" "$bin" \
+SWIFT_BACKTRACE=enable=no ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}" "$bin" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=3072 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "$@" \
     "$work" "Fuzz/Corpus/$target" $( [ -d "$regressions" ] && echo "$regressions" ) >"$log" 2>&1 || status=$?
@@ -58,7 +60,10 @@ echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $target ${seconds}s execs=${execs:-0} exec/
     | tee -a Fuzz/.build/execs.log
 
 if [ "$status" -ne 0 ]; then
-    tail -n 60 "$log" >&2
+    # The trap's own message (a failed invariant names itself), then the end of the fuzzer's report.
+    grep -m 5 -A 4 -E "Fatal error|ERROR: (AddressSanitizer|libFuzzer)" "$log" >&2 || true
+    tail -n 25 "$log" >&2
+    echo "fuzz.sh: full log in $log" >&2
     mkdir -p "$regressions"
     found=0
     for file in "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* "$artifacts"/oom-* "$artifacts"/slow-unit-*; do

@@ -8,7 +8,7 @@ import NIOEmbedded
 /// Fuzzing and tests need whole exchanges (a request in, a request forwarded, an answer back) without sockets, timers
 /// or threads, so that one input always behaves the same way and thousands run per second; the upstream pool is handed
 /// a connector that opens embedded channels instead of sockets, and everything else is the production code path.
-public struct EmbeddedProxyHarness {
+public final class EmbeddedProxyHarness: Sendable {
     /// What one run saw on each side.
     public struct Outcome: Sendable {
         /// Every byte the proxy wrote to the client, in order.
@@ -21,23 +21,37 @@ public struct EmbeddedProxyHarness {
         public var clientClosed: Bool
     }
 
-    /// The routing of every request: one catch-all route to the upstream `upstream` at 127.0.0.1:8080.
-    public var routing: Configuration
+    /// The routing of every request: by default one catch-all route to the upstream `upstream` at 127.0.0.1:8080.
+    public let routing: Configuration
 
     /// The proxy's settings (limits, trusted proxies); the access log is off.
-    public var proxy: ProxyConfiguration
+    public let proxy: ProxyConfiguration
 
-    /// A harness with the default limits and a catch-all route.
+    /// What every run's connection shares, built once: a fuzzer runs thousands of exchanges per second.
+    private let shared: ProxyContext
+    private let clientAddress: SocketAddress
+
+    /// A harness with the given settings (by default the shipped limits) and routing (by default a catch-all).
     ///
-    /// The defaults are the shipped ones, so that what a fuzzer finds here is what a deployment would do.
-    public init(proxy: ProxyConfiguration = ProxyConfiguration()) {
-        self.routing = .catchAll(
-            upstreams: [Upstream(name: "upstream", addresses: [Endpoint(host: "127.0.0.1", port: 8080)])],
-            defaultUpstream: "upstream"
-        )
+    /// The defaults are the shipped ones, so that what a fuzzer finds here is what a deployment would do; throws when
+    /// `routing` does not compile into a routing table.
+    public init(proxy: ProxyConfiguration = ProxyConfiguration(), routing: Configuration? = nil) throws {
+        self.routing =
+            routing
+            ?? .catchAll(
+                upstreams: [Upstream(name: "upstream", addresses: [Endpoint(host: "127.0.0.1", port: 8080)])],
+                defaultUpstream: "upstream"
+            )
         var proxy = proxy
         proxy.accessLog = false
         self.proxy = proxy
+        self.shared = ProxyContext(
+            configuration: proxy,
+            routing: RoutingState(try RoutingTable(configuration: self.routing, revision: 1)),
+            metrics: nil,
+            logger: Logger(label: "ficus.harness", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        self.clientAddress = try SocketAddress(ipAddress: "192.0.2.10", port: 40000)
     }
 
     /// Sends `client` (in pieces of the given sizes, the rest in one) to the proxy, then answers every upstream
@@ -45,17 +59,11 @@ public struct EmbeddedProxyHarness {
     /// each side received.
     ///
     /// The upstream answer goes to the first connection only; later ones see their peer close at once, as a server
-    /// that accepts and hangs up would do.
+    /// that accepts and hangs up would do. Each run has its own event loop, pool and channels.
     public func run(client: [UInt8], upstream: [UInt8], pieces: [Int] = []) throws -> Outcome {
         let loop = EmbeddedEventLoop()
         defer { try? loop.syncShutdownGracefully() }
-        let table = try RoutingTable(configuration: self.routing, revision: 1)
-        let shared = ProxyContext(
-            configuration: self.proxy,
-            routing: RoutingState(table),
-            metrics: nil,
-            logger: Logger(label: "ficus.harness", factory: { _ in SwiftLogNoOpLogHandler() })
-        )
+        let shared = self.shared
         let upstreams = UpstreamChannels()
         let resources = LoopResources(
             eventLoop: loop,
@@ -67,7 +75,7 @@ public struct EmbeddedProxyHarness {
         // Connected before the handler is added, as the server's child initializer sees an accepted socket: the
         // handler reads the client's address when it is added.
         let clientChannel = EmbeddedChannel(loop: loop)
-        try clientChannel.connect(to: SocketAddress(ipAddress: "192.0.2.10", port: 40000)).wait()
+        try clientChannel.connect(to: self.clientAddress).wait()
         try clientChannel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: shared, resources: resources))
 
         var received: [UInt8] = []
