@@ -69,7 +69,8 @@ extension FuzzTargets {
     /// then header lines (`name: value`, cookies among them).
     ///
     /// Invariants: deciding is deterministic, `explain` reaches the decision `decide` does, a matched route names a
-    /// configured upstream (or a slot of one), a bucket is 1–100, and a rule is named exactly when the reason says so.
+    /// configured upstream (or a slot of one), a bucket is 1–100, and a rule is named exactly when the reason says
+    /// so.
     public static func routingDecision(_ data: [UInt8]) {
         let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)

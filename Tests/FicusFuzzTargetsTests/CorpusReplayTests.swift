@@ -63,7 +63,8 @@ import Testing
 
     /// The known hostile inputs of issue 14 run through the targets without a trap.
     @Test func knownHostileInputsAreHandled() {
-        let chunked = Array("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n7fffffffffffffff\r\n".utf8)
+        let chunked = Array(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n7fffffffffffffff\r\n".utf8)
         FuzzTargets.requestParser([0] + chunked)
         FuzzTargets.requestParser([7] + chunked)
         let response = Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n7fffffffffffffff\r\n".utf8)

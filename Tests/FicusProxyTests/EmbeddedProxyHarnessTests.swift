@@ -26,12 +26,16 @@ import Testing
     /// Bytes cut into one-byte pieces on both sides carry the same messages as whole writes (the proxy re-chunks a
     /// chunked body as it reads it, so the chunk sizes differ, but heads and payloads do not).
     @Test func piecesMakeNoDifference() throws {
-        let client = Array("POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".utf8)
+        let client = Array(
+            "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".utf8)
         let upstream = Array("HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n".utf8)
         let whole = try EmbeddedProxyHarness().run(client: client, upstream: upstream)
         let pieces = try EmbeddedProxyHarness().run(
             client: client, upstream: upstream, pieces: Array(repeating: 1, count: client.count))
-        for (one, other) in [(whole.clientReceived, pieces.clientReceived), (whole.upstreamReceived[0], pieces.upstreamReceived[0])] {
+        let pairs = [
+            (whole.clientReceived, pieces.clientReceived), (whole.upstreamReceived[0], pieces.upstreamReceived[0]),
+        ]
+        for (one, other) in pairs {
             let (head, payload) = Self.dechunk(Self.text(one))
             let (otherHead, otherPayload) = Self.dechunk(Self.text(other))
             #expect(head == otherHead)

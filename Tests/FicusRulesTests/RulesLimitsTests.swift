@@ -37,7 +37,7 @@ import Testing
 
     /// The classic billion laughs: nine levels of ten aliases each, about a billion strings once expanded.
     @Test func aBillionLaughsIsRefusedAtTheAliasThatCrossesTheLimit() {
-        var lines = ["a0: &a0 [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]"]
+        var lines = ["a0: &a0 [" + Array(repeating: "\"lol\"", count: 10).joined(separator: ", ") + "]"]
         for level in 1...9 {
             let refs = Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ")
             lines.append("a\(level): &a\(level) [\(refs)]")
@@ -137,7 +137,10 @@ import Testing
         #expect(Self.problems(comment).isEmpty)
         let problems = Self.problems(comment + "x")
         #expect(problems.count == 1)
-        #expect(problems.first?.description == "hostile.yaml:1: 1048577 bytes is over the 1 MiB (1048576 bytes) limit for a rules file")
+        #expect(
+            problems.first?.description
+                == "hostile.yaml:1: 1048577 bytes is over the 1 MiB (1048576 bytes) limit for a rules file"
+        )
     }
 
     /// A file one byte over the limit is refused by its size, before it is read.
@@ -176,9 +179,13 @@ import Testing
 
     /// YAML 1.1 base-60 integers (`1:30`) that overflow are refused before the decoder multiplies them out.
     @Test func sexagesimalIntegersThatOverflowAreErrors() {
-        for value in ["1:0:0:0:0:0:0:0:0:0:0:0", "9223372036854775807:0", "-1:-9223372036854775808:0", "1_000:0:0:0:0:0:0:0:0:0:0"]
-        {
-            let text = Self.valid + "\n    rules:\n      - {name: r, condition: {percentage: \(value)}, upstream: legacy}"
+        let values = [
+            "1:0:0:0:0:0:0:0:0:0:0:0", "9223372036854775807:0", "-1:-9223372036854775808:0",
+            "1_000:0:0:0:0:0:0:0:0:0:0",
+        ]
+        for value in values {
+            let text =
+                Self.valid + "\n    rules:\n      - {name: r, condition: {percentage: \(value)}, upstream: legacy}"
             let problems = Self.problems(text)
             #expect(problems.count == 1, "\(value)")
             #expect(problems.first?.message.contains("outside the range of an integer") == true, "\(problems)")

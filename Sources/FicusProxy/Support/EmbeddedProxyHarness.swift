@@ -76,7 +76,8 @@ public final class EmbeddedProxyHarness: Sendable {
         // handler reads the client's address when it is added.
         let clientChannel = EmbeddedChannel(loop: loop)
         try clientChannel.connect(to: self.clientAddress).wait()
-        try clientChannel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: shared, resources: resources))
+        let handler = ProxyConnectionHandler(shared: shared, resources: resources)
+        try clientChannel.pipeline.syncOperations.addHandler(handler)
 
         var received: [UInt8] = []
         var forwarded: [[UInt8]] = []
@@ -150,7 +151,8 @@ private final class UpstreamChannels {
         do {
             try channel.pipeline.syncOperations.addHandler(request.connection)
             self.channels.append(channel)
-            let address = try request.socketAddress ?? SocketAddress(ipAddress: "127.0.0.1", port: request.endpoint.port)
+            let address =
+                try request.socketAddress ?? SocketAddress(ipAddress: "127.0.0.1", port: request.endpoint.port)
             return channel.connect(to: address).map { channel as Channel }
         } catch {
             return loop.makeFailedFuture(error)
