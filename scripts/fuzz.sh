@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs one libFuzzer target of the Fuzz/ package for a bounded time: scripts/fuzz.sh TARGET SECONDS [libFuzzer flags]
-# (scripts/fuzz.sh --list prints the targets). Builds the package first (incremental: seconds when nothing changed),
-# seeds from Fuzz/Corpus/TARGET and Fuzz/Regressions/TARGET, keeps what the fuzzer learns in Fuzz/.build/corpus/TARGET
-# (not committed), prints the executions, and appends them to Fuzz/.build/execs.log (the totals in docs/FUZZING.md).
+# (--list prints the targets, --totals the executions recorded on this machine, with the seconds asked for). Builds
+# the package first (incremental: seconds when nothing changed; FUZZ_SKIP_BUILD=1 skips it), seeds from
+# Fuzz/Corpus/TARGET and Fuzz/Regressions/TARGET, keeps what the fuzzer learns in Fuzz/.build/corpus/TARGET (not
+# committed), prints the executions, and appends them to Fuzz/.build/execs.log (the totals in docs/FUZZING.md).
 # On a crash, leak or timeout it copies the input into Fuzz/Regressions/TARGET/ and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,14 @@ cd "$(dirname "$0")/.."
 targets=(request-parser response-parser proxy-exchange json-diff endpoint-template rules-loader routing-decision)
 if [ "${1:-}" = "--list" ]; then
     printf '%s\n' "${targets[@]}"
+    exit 0
+fi
+if [ "${1:-}" = "--totals" ]; then
+    # Executions and seconds per target over every run recorded on this machine (Fuzz/.build/execs.log).
+    [ -f Fuzz/.build/execs.log ] || { echo "no runs recorded in Fuzz/.build/execs.log"; exit 0; }
+    awk '{ split($4, e, "="); t[$2] += e[2]; s[$2] += $3 + 0; r[$2]++ }
+        END { for (k in t) printf "%-18s %12d execs in %6d s over %d runs\n", k, t[k], s[k], r[k] }' \
+        Fuzz/.build/execs.log | sort
     exit 0
 fi
 if [ $# -lt 2 ]; then
