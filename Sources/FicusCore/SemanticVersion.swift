@@ -61,6 +61,11 @@ public struct SemanticVersion: Sendable, Hashable, Comparable {
             var value = 0
             var digits = 0
             while index < end, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+                // A tenth digit is refused here, before it is added: the text comes from a client's header, and a
+                // long run of digits would otherwise overflow `value` and trap (found by the routing-decision fuzzer).
+                guard digits < 9 else {
+                    return nil
+                }
                 value = value * 10 + Int(bytes[index] - UInt8(ascii: "0"))
                 digits += 1
                 index += 1

@@ -27,6 +27,19 @@ struct RoutingTableVersionTests {
         #expect(try Self.upstream(match, [("Accept-Version", "two")]) == "legacy")
     }
 
+    /// A client's version past nine digits per part is not a version (never a trap: the digits used to overflow).
+    @Test func hugeVersionNumbersFromAClientAreNotVersions() throws {
+        let match = VersionMatch(header: "X-API-Version", range: ">=2.0.0")
+        let huge = String(repeating: "8", count: 40)
+        #expect(try Self.upstream(match, [("X-API-Version", huge)]) == "legacy")
+        #expect(try Self.upstream(match, [("X-API-Version", "2.\(huge).0")]) == "legacy")
+        #expect(try Self.upstream(match, [("X-API-Version", "9223372036854775808")]) == "legacy")
+        #expect(try Self.upstream(match, [("X-API-Version", "1234567890")]) == "legacy")
+        #expect(try Self.upstream(match, [("X-API-Version", "999999999")]) == "orders-v2")
+        #expect(SemanticVersion(huge) == nil)
+        #expect(SemanticVersion("999999999.999999999.999999999") != nil)
+    }
+
     @Test func mediaTypeParameter() throws {
         let exact = VersionMatch(header: "Accept", parameter: "version", equals: "2")
         #expect(try Self.upstream(exact, [("Accept", "application/vnd.acme+json; version=2")]) == "orders-v2")

@@ -171,6 +171,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.timer?.cancel()
+        self.context = nil  // The context holds this handler: keeping it would leak both per connection.
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
