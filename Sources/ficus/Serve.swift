@@ -80,6 +80,12 @@ struct Serve: AsyncParsableCommand {
     var maxConnections: Int?
 
     @Option(
+        name: .customLong("noise-floor"),
+        help: "Shadowed safe requests of each endpoint that are always noise samples before --noise-percent applies."
+    )
+    var noiseFloor: Int = 20
+
+    @Option(
         name: .customLong("shadow-memory"),
         help: "Bytes of captured bodies that shadow copies may hold at once (over it copies are dropped)."
     )
@@ -157,6 +163,7 @@ struct Serve: AsyncParsableCommand {
             try Self.check("--max-connections", Int64(maxConnections), 1...10_000_000)
         }
         try Self.check("--shadow-memory", Int64(self.shadowMemory), 0...(1 << 40))
+        try Self.check("--noise-floor", Int64(self.noiseFloor), 0...1_000_000)
         for name in self.untrustedField where name.isEmpty || !name.utf8.allSatisfy(Self.isTokenByte) {
             throw ArgumentParser.ValidationError("--untrusted-field '\(name)': not a field name")
         }
@@ -283,6 +290,7 @@ struct Serve: AsyncParsableCommand {
         proxyConfiguration.untrustedFields = self.untrustedField.map { $0.lowercased() }
         proxyConfiguration.maxConnections = self.maxConnections ?? Self.defaultMaxConnections()
         proxyConfiguration.shadow.maxMemoryBytes = self.shadowMemory
+        proxyConfiguration.shadow.noiseFloor = self.noiseFloor
         proxyConfiguration.accessLog = self.accessLog == "on"
         proxyConfiguration.limits.maxBody = self.maxBody
         proxyConfiguration.drainTimeout = .seconds(Int64(self.drainTimeout))

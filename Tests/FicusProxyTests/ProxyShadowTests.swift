@@ -341,4 +341,24 @@ struct ProxyShadowTests {
         #expect(records.count >= 1)
         await fits.stop()
     }
+
+    /// An endpoint with one URL and one client learns its noise: its first 20 shadowed requests are noise samples
+    /// whatever the percentage (it used to get all or nothing from a hash of user and URL).
+    @Test func oneURLFromOneClientGetsItsNoiseFloor() async throws {
+        let setup = try await Self.start(policy: ShadowPolicy(to: "orders-v2", percent: 100, noisePercent: 0.0001))
+        let client = try await setup.harness.client()
+        for _ in 0..<25 {
+            #expect(try await client.request(path: "/api/config").status == 200)
+        }
+        client.close()
+        let records = try await setup.sink.wait(for: 25)
+        #expect(records.count == 25)
+        #expect(records.filter { $0.noiseDifferences != nil }.count == 20, "the floor of noise samples")
+        let deadline = ContinuousClock.now + .seconds(5)
+        while setup.legacy.received.count < 45 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(setup.legacy.received.count == 45, "25 served and 20 noise samples")
+        await setup.stop()
+    }
 }

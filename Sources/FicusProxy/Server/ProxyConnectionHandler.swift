@@ -360,7 +360,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 route: route,
                 serving: upstream.name,
                 shadow: table.upstream(named: shadowName),
-                second: decision.noise.flatMap { table.upstream(named: $0) },
+                decision: decision,
                 table: table,
                 dispatcher: dispatcher
             )
@@ -877,7 +877,7 @@ extension ProxyConnectionHandler {
         route: String,
         serving: String,
         shadow: Upstream?,
-        second: Upstream?,
+        decision: Decision,
         table: RoutingTable,
         dispatcher: ShadowDispatcher
     ) -> ShadowRecorder? {
@@ -888,6 +888,13 @@ extension ProxyConnectionHandler {
         guard dispatcher.tryAcquire() else {
             self.shared.metrics?.shadowDropped(route: route, reason: "capacity")
             return nil
+        }
+        // Drawn only for a copy that will be made, so an endpoint's noise floor counts samples actually taken.
+        var second: Upstream?
+        if let candidate = decision.noise,
+            dispatcher.noise.draw(route: route, method: view.method, path: view.path, percent: decision.noisePercent)
+        {
+            second = table.upstream(named: candidate)
         }
         let plan = ShadowJob.Plan(
             view: view,

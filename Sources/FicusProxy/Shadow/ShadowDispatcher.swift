@@ -108,6 +108,8 @@ final class ShadowDispatcher: Sendable {
     private let inFlight = NIOLockedValueBox(0)
     /// Bytes of captured bodies held by jobs in flight and waiting.
     let memory: ShadowMemory
+    /// Which shadowed safe requests are also noise samples.
+    let noise: NoiseSampler
     /// Jobs handed over and not yet started, and whether the shadow loop has stopped looking for them.
     private let pending = NIOLockedValueBox(Pending())
     /// The collection timer; only touched on the shadow loop.
@@ -146,6 +148,7 @@ final class ShadowDispatcher: Sendable {
         self.sink = sink
         self.limits = configuration.shadow
         self.memory = ShadowMemory(limit: configuration.shadow.maxMemoryBytes)
+        self.noise = NoiseSampler(floor: configuration.shadow.noiseFloor)
         self.metrics = metrics
         self.eventLoop.execute {
             Self.yieldToClients()
