@@ -94,7 +94,13 @@ let package = Package(
         ),
         .testTarget(name: "FicusCoreTests", dependencies: ["FicusCore"]),
         .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
-        .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "ficus-store-probe"]),
+        .testTarget(
+            name: "FicusStoreTests",
+            dependencies: [
+                "FicusCore", "FicusDiff", "FicusStore", "ficus-store-probe",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         .testTarget(name: "FicusDiffTests", dependencies: ["FicusDiff"]),
         .testTarget(name: "FicusRolloutTests", dependencies: ["FicusCore", "FicusRollout"]),
         .testTarget(name: "FicusReportTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "FicusReport"]),

@@ -8,8 +8,9 @@ extension SQLiteConfigurationStore: ShadowStore {
     ///
     /// An identical comparison lives on in the aggregates only: the drill-down shows samples of differing fields, and
     /// most answers of a healthy migration are identical, so storing each of them would be most of the work and
-    /// none of the evidence. Rows, JSON and aggregates are prepared before the transaction starts, so the write lock
-    /// (shared with configuration commits and other proxies) is held only for the statements themselves.
+    /// none of the evidence. Rows, JSON and aggregates are prepared before the transaction starts, so the telemetry
+    /// file's write lock (shared with other proxies, never with configuration commits) is held only for the statements
+    /// themselves. A batch the telemetry file cannot take is dropped with `StoreError.telemetryDropped`.
     public func appendShadowRecords(_ records: [ShadowRecord], retention: ShadowRetention) async throws {
         guard !records.isEmpty else {
             return
@@ -19,7 +20,7 @@ extension SQLiteConfigurationStore: ShadowStore {
         let rows = try telling.suffix(max(0, retention.maxRecords)).map(EncodedShadowRecord.init)
         let now = self.now()
         try await self.perform {
-            try await self.writeTelemetry { db in
+            try await self.writeTelemetry(records: records.count) { db in
                 for row in rows {
                     try Self.insert(row, db)
                 }
@@ -186,7 +187,7 @@ extension SQLiteConfigurationStore: ShadowStore {
     func shadowTableSizes() async throws -> [String: Int] {
         let tables = ["shadow_records", "shadow_record_fields", "metric_windows"] + Self.shadowAggregateTables
         return try await self.perform {
-            try await self.pool.read { db in
+            try await self.readTelemetry { db in
                 var sizes: [String: Int] = [:]
                 for table in tables {
                     sizes[table] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") ?? 0

@@ -71,21 +71,55 @@ final class StoreFeed: Service, Sendable {
         for await event in self.store.watch(pollInterval: self.pollInterval) {
             switch event {
             case .revision(let revision):
-                guard revision.number != self.routing.current.revision else { continue }
-                do {
-                    let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
-                    self.routing.replace(with: table)
-                    self.revisionGauge.record(revision.number)
+                guard revision.number != self.routing.current.revision else {
+                    self.recovered()
+                    continue
+                }
+                self.serve(revision) {
                     self.logger.notice(
                         "serving a new revision",
                         metadata: ["revision": "\(revision.number)", "summary": "\(revision.summary)"]
                     )
-                } catch {
-                    self.failed("revision \(revision.number) cannot be served: \(error)")
+                }
+            case .replaced(let revision, let detail):
+                let previous = self.routing.current.revision
+                self.serve(revision) {
+                    self.logger.warning(
+                        "the store was replaced or restored; serving the newest revision it now holds",
+                        metadata: [
+                            "detail": "\(detail)", "revision": "\(revision.number)", "previous": "\(previous)",
+                            "summary": "\(revision.summary)",
+                        ]
+                    )
                 }
             case .failed(let message):
                 self.failed(message)
             }
+        }
+    }
+
+    /// Compiles and swaps in `revision`, then clears a reported error (a later revision loaded: the store works).
+    ///
+    /// A revision that cannot be compiled is a failure like any other and leaves the last good table serving.
+    private func serve(_ revision: StoredRevision, announce: () -> Void) {
+        do {
+            let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
+            self.routing.replace(with: table)
+            self.revisionGauge.record(revision.number)
+            self.recovered()
+            announce()
+        } catch {
+            self.failed("revision \(revision.number) cannot be served: \(error)")
+        }
+    }
+
+    /// Clears the error `/healthz` shows once the store delivered a revision that loads.
+    ///
+    /// `degraded` means "serving an older revision than the store holds, or blind to the store"; a revision loaded
+    /// after the error ends both.
+    private func recovered() {
+        self.health.withLockedValue { health in
+            health.lastError = nil
         }
     }
 
