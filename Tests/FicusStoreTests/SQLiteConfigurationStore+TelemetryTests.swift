@@ -21,6 +21,45 @@ struct SQLiteConfigurationStoreTelemetryTests {
         return record
     }
 
+    /// A store on a new file whose clock starts at the fixtures' start, so that age retention keeps their records.
+    static func store(
+        _ file: TemporaryStoreFile,
+        busyTimeout: TimeInterval = 5,
+        limits: TelemetryLimits = TelemetryLimits()
+    ) throws -> SQLiteConfigurationStore {
+        let clock = TestClock(ShadowFixtures.start)
+        return try SQLiteConfigurationStore(
+            path: file.path, busyTimeout: busyTimeout, telemetry: limits, now: { clock.now })
+    }
+
+    /// Holds the write lock of the SQLite file at `path` on a thread of its own, as another process would, until
+    /// `release()`.
+    final class LockHolder: @unchecked Sendable {
+        private let locked = DispatchSemaphore(value: 0)
+        private let done = DispatchSemaphore(value: 0)
+        private let finished = DispatchSemaphore(value: 0)
+
+        init(path: String) throws {
+            let queue = try DatabaseQueue(path: path)
+            Thread {
+                try? queue.inDatabase { db in
+                    try db.execute(sql: "BEGIN IMMEDIATE")
+                    self.locked.signal()
+                    self.done.wait()
+                    try db.execute(sql: "ROLLBACK")
+                }
+                try? queue.close()
+                self.finished.signal()
+            }.start()
+            self.locked.wait()
+        }
+
+        func release() {
+            self.done.signal()
+            self.finished.wait()
+        }
+    }
+
     /// The names of the tables in the SQLite file at `path`.
     static func tables(_ path: String) throws -> Set<String> {
         let queue = try DatabaseQueue(path: path)
@@ -54,7 +93,10 @@ struct SQLiteConfigurationStoreTelemetryTests {
     @Test("shadow records and metric windows go to the telemetry file; configuration commands never create it")
     func telemetryLivesBesideTheStore() async throws {
         let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file)
+        let store = try Self.store(file)
+        try await store.commit(StoreFixtures.author("init"), expectRevision: 0) { configuration in
+            configuration = StoreFixtures.configuration()
+        }
         try await store.commit(StoreFixtures.author("flip"), expectRevision: 1) { configuration in
             configuration.routes[0].defaultUpstream = "orders-v2"
         }
@@ -119,7 +161,7 @@ struct SQLiteConfigurationStoreTelemetryTests {
     func sizeBound() async throws {
         let file = try TemporaryStoreFile()
         let limits = TelemetryLimits(maxBytes: 512 * 1024)
-        let store = try SQLiteConfigurationStore(path: file.path, telemetry: limits)
+        let store = try Self.store(file, limits: limits)
         var written = 0
         for batch in 0..<40 {
             let records = (0..<25).map { Self.bulky(batch * 25 + $0) }
@@ -146,7 +188,7 @@ struct SQLiteConfigurationStoreTelemetryTests {
     func fullFileMakesRoom() async throws {
         let file = try TemporaryStoreFile()
         let limits = TelemetryLimits(maxBytes: 256 * 1024)
-        let store = try SQLiteConfigurationStore(path: file.path, telemetry: limits)
+        let store = try Self.store(file, limits: limits)
         // One batch bigger than the high-water mark: it fails with SQLITE_FULL, retention empties the file and the
         // batch is tried again; with bodies too big for the whole file it is dropped, counted and reported.
         let huge = (0..<8).map { Self.bulky($0, size: 40_000) }
@@ -165,16 +207,13 @@ struct SQLiteConfigurationStoreTelemetryTests {
     @Test("a locked telemetry file drops telemetry and never delays a commit")
     func lockedTelemetryNeverBlocksCommits() async throws {
         let file = try TemporaryStoreFile()
-        let store = try SQLiteConfigurationStore(path: file.path, busyTimeout: 0.3)
+        let store = try Self.store(file, busyTimeout: 0.3)
         try await store.commit(StoreFixtures.author("init"), expectRevision: 0) { configuration in
             configuration = StoreFixtures.configuration()
         }
         try await store.appendShadowRecords([Self.bulky(1)])
         // Another process holds the telemetry file's write lock.
-        let holder = try DatabaseQueue(path: store.telemetryPath)
-        try holder.inDatabase { db in
-            try db.execute(sql: "BEGIN IMMEDIATE")
-        }
+        let holder = try LockHolder(path: store.telemetryPath)
         let telemetry = Task {
             try await store.appendShadowRecords([Self.bulky(2)])
         }
@@ -190,10 +229,7 @@ struct SQLiteConfigurationStoreTelemetryTests {
         }
         #expect(store.telemetryDrops.batches == 1)
         #expect(store.telemetryDrops.lastError?.contains("busy") == true, "\(store.telemetryDrops)")
-        try holder.inDatabase { db in
-            try db.execute(sql: "ROLLBACK")
-        }
-        try holder.close()
+        holder.release()
         // Telemetry resumes once the file can be written, and kept what it had.
         try await store.appendShadowRecords([Self.bulky(3)])
         #expect(try await store.shadowTableSizes()["shadow_records"] == 2)
@@ -205,7 +241,7 @@ struct SQLiteConfigurationStoreTelemetryTests {
         // A scratch store writes telemetry the current way; its rows are then copied into a store at the schema
         // of the version before (`v5-bluegreen`), which kept them in its own file.
         let scratch = try TemporaryStoreFile()
-        let writer = try SQLiteConfigurationStore(path: scratch.path)
+        let writer = try Self.store(scratch)
         try await writer.appendShadowRecords((0..<5).map { Self.bulky($0) })
         try await writer.appendMetricWindows([
             ShadowStoreMetricWindowTests.window(
@@ -225,7 +261,7 @@ struct SQLiteConfigurationStoreTelemetryTests {
             }
             try old.close()
         }
-        let store = try SQLiteConfigurationStore(path: file.path)
+        let store = try Self.store(file)
         #expect(try await store.appliedMigrations() == StoreFixtures.migrations)
         #expect(!(try Self.tables(file.path)).contains("shadow_records"))
         #expect(try await store.shadowTableSizes()["shadow_records"] == 5)
@@ -235,7 +271,7 @@ struct SQLiteConfigurationStoreTelemetryTests {
             route: "orders", endpoint: ShadowFixtures.endpoint, path: "$.amount", kind: .typeChanged, limit: 10)
         #expect(samples.count == 5)
         // Opening again changes nothing and copies nothing twice.
-        let again = try SQLiteConfigurationStore(path: file.path)
+        let again = try Self.store(file)
         #expect(try await again.shadowEndpoints(route: nil, from: nil, to: nil).first?.compared == 5)
     }
 
