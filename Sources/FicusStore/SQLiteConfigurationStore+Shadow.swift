@@ -17,7 +17,10 @@ extension SQLiteConfigurationStore: ShadowStore {
         }
         let aggregates = ShadowAggregates(records)
         let telling = records.filter(\.isSample)
-        let rows = try telling.suffix(max(0, retention.maxRecords)).map(EncodedShadowRecord.init)
+        let rows = Self.newestWithin(
+            try telling.suffix(max(0, retention.maxRecords)).map(EncodedShadowRecord.init),
+            bytes: self.telemetry.limits.batchBytes
+        )
         let now = self.now()
         try await self.perform {
             try await self.writeTelemetry(records: records.count) { db in
@@ -29,6 +32,23 @@ extension SQLiteConfigurationStore: ShadowStore {
                 try Self.pruneShadowAggregates(db, retention: retention, now: now)
             }
         }
+    }
+
+    /// The newest `rows` whose bodies and headers add up to at most `bytes`.
+    ///
+    /// A batch larger than the telemetry file could hold would fail as a whole and take its aggregates with it; its
+    /// newest records that fit in an eighth of the bound are kept instead, and the aggregates count them all.
+    static func newestWithin(_ rows: [EncodedShadowRecord], bytes: Int64) -> [EncodedShadowRecord] {
+        var total: Int64 = 0
+        var kept = 0
+        for row in rows.reversed() {
+            total += row.estimatedBytes
+            guard total <= bytes else {
+                break
+            }
+            kept += 1
+        }
+        return Array(rows.suffix(kept))
     }
 
     /// Inserts one record and the distinct fields it differs at.
@@ -247,6 +267,14 @@ struct EncodedShadowRecord: Sendable {
     var shadowHeaders: String
     /// The distinct fields of `differences`.
     var fields: [ShadowField]
+
+    /// Roughly the bytes the row takes in SQLite: bodies, JSON columns and a little for the rest.
+    var estimatedBytes: Int64 {
+        let bodies = self.record.requestBody.count + self.record.servingBody.count + self.record.shadowBody.count
+        let json = self.differences.utf8.count + (self.noiseDifferences?.utf8.count ?? 0)
+            + self.requestHeaders.utf8.count + self.servingHeaders.utf8.count + self.shadowHeaders.utf8.count
+        return Int64(bodies + json + self.record.target.utf8.count + 256)
+    }
 
     init(_ record: ShadowRecord) throws {
         self.record = record

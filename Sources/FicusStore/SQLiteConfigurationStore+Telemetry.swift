@@ -27,9 +27,17 @@ public struct TelemetryLimits: Sendable, Equatable {
         self.maxBytes / 10 * 9
     }
 
-    /// Where retention stops deleting: 75 % of the bound, so that it runs once per many batches, not every batch.
+    /// Where retention stops deleting: 60 % of the bound, so that it runs once per many batches, not every batch.
     var lowWater: Int64 {
-        self.maxBytes / 4 * 3
+        self.maxBytes / 10 * 6
+    }
+
+    /// The most bytes of shadow records one batch stores: an eighth of the bound (its newest records that fit).
+    ///
+    /// With retention down to 60 % after a batch, the next one then fits below the 90 % mark, so SQLite's page limit
+    /// is a backstop rather than the usual way out.
+    var batchBytes: Int64 {
+        self.maxBytes / 8
     }
 
     /// The WAL size that checkpoints truncate the telemetry WAL to.
@@ -296,7 +304,8 @@ extension SQLiteConfigurationStore {
                 do {
                     try Self.telemetryTransaction(db, body)
                 } catch let error as DatabaseError where error.resultCode == .SQLITE_FULL {
-                    try Self.trimTelemetry(db, limits: limits, toBytes: limits.lowWater)
+                    // Half the file, so that any batch (at most an eighth in records, plus its aggregates) fits.
+                    try Self.trimTelemetry(db, limits: limits, toBytes: limits.maxBytes / 2)
                     try Self.telemetryTransaction(db, body)
                 }
                 if try Self.usedBytes(db) > limits.highWater {
@@ -306,7 +315,15 @@ extension SQLiteConfigurationStore {
                 }
             }
         } catch {
-            let reason = "\(Self.storeError(error, path: telemetry.path))"
+            let reason: String
+            switch Self.storeError(error, path: telemetry.path) {
+            case StoreError.unreadable(let path, let detail):
+                reason = "the telemetry file '\(path)' cannot be written: \(detail)"
+            case StoreError.busy(let detail):
+                reason = "the telemetry file '\(telemetry.path)' is locked by another writer: \(detail)"
+            case let other:
+                reason = "\(other)"
+            }
             telemetry.drop(records: records, windows: windows, reason: reason)
             throw StoreError.telemetryDropped(reason)
         }

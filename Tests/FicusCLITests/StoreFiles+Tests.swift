@@ -203,7 +203,11 @@ extension CLITests {
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }
-            #expect(samples.contains { $0.target == "/orders/299" }, "the newest record is kept")
+            let serveLog = String(
+                decoding: FileManager.default.contents(atPath: server.stderrURL.path) ?? Data(), as: UTF8.self)
+            #expect(
+                samples.contains { $0.target == "/orders/299" },
+                "the newest record is kept: \(samples.count) \(samples.prefix(5).map(\.target)) \(serveLog.suffix(3_000))")
             #expect(!samples.contains { $0.target == "/orders/0" }, "the oldest records made room")
             let size = try FileManager.default.attributesOfItem(atPath: telemetryPath)[.size] as? Int ?? Int.max
             #expect(size <= bound, "telemetry file \(size) bytes, bound \(bound)")
@@ -263,7 +267,7 @@ extension CLITests {
             let sandbox = try Sandbox()
             try Self.seed(
                 sandbox, store: sandbox.store, legacy: legacy.address, modern: modern.address, serving: "legacy")
-            try sandbox.ok("flag", "add", "extra")
+            try sandbox.ok("segment", "add", "beta", "--header", "X-Beta=1")
             // The backup: another store with one revision fewer, whose route is on orders-v2.
             let backup = sandbox.directory.appendingPathComponent("backup.sqlite").path
             let backupRevision = try Self.seed(
