@@ -248,6 +248,12 @@ extension SQLiteConfigurationStore {
                     )
                 }
                 let applicationID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+                guard applicationID != Self.telemetryApplicationID else {
+                    throw StoreError.unreadable(
+                        path: path,
+                        detail: "this is a Ficus telemetry file, not a rule store (pass the store beside it)"
+                    )
+                }
                 guard applicationID == 0 || applicationID == Self.applicationID else {
                     throw StoreError.unreadable(
                         path: path,

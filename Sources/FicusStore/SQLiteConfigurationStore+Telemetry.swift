@@ -211,9 +211,9 @@ final class TelemetryDatabase: @unchecked Sendable {
             }
             try SQLiteConfigurationStore.retryingWhileBusy(for: self.busyTimeout) {
                 do {
-                    if try queue.read({ db in try !SQLiteConfigurationStore.telemetryMigrator.hasCompletedMigrations(db) })
-                    {
-                        try SQLiteConfigurationStore.telemetryMigrator.migrate(queue)
+                    let migrator = SQLiteConfigurationStore.telemetryMigrator
+                    if try queue.read({ db in try !migrator.hasCompletedMigrations(db) }) {
+                        try migrator.migrate(queue)
                     }
                 } catch {
                     throw SQLiteConfigurationStore.storeError(error, path: path)
@@ -250,8 +250,8 @@ final class TelemetryDatabase: @unchecked Sendable {
         try queue.read { db in
             let applicationID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
             let tables = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'") ?? 0
-            guard applicationID == SQLiteConfigurationStore.telemetryApplicationID || (applicationID == 0 && tables <= 1)
-            else {
+            let isTelemetry = applicationID == SQLiteConfigurationStore.telemetryApplicationID
+            guard isTelemetry || (applicationID == 0 && tables <= 1) else {
                 throw StoreError.unreadable(
                     path: path,
                     detail: "not a Ficus telemetry file (application_id \(applicationID)); move it away"

@@ -146,12 +146,19 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
     /// Writes to the rule store are rare (commits, heartbeats, canary steps), so an empty WAL at rest costs little and
     /// buys two things: a backup taken with `cp` of the file alone is complete, and a file moved over the store (a
     /// restore with `mv`) is not read through frames left in a WAL by the file it replaced. A checkpoint that cannot
-    /// run at once (a reader on an older snapshot) is left to the next write.
+    /// run within 100 ms (a reader on an older snapshot) is left to the next write.
     func write<Value: Sendable>(_ body: @Sendable (Database) throws -> Value) async throws -> Value {
         let queue = self.pool
         let value = try await queue.write(body)
+        let busyTimeout = Int(self.busyTimeout * 1000)
         _ = try? await queue.writeWithoutTransaction { db in
-            try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            // The checkpoint waits for readers on older snapshots; a tenth of a second at most, so that a slow
+            // reader never makes a commit slow.
+            try db.execute(sql: "PRAGMA busy_timeout = 100")
+            defer {
+                try? db.execute(sql: "PRAGMA busy_timeout = \(busyTimeout)")
+            }
+            return try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
         }
         return value
     }

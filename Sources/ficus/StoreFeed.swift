@@ -30,6 +30,10 @@ final class StoreFeed: Service, Sendable {
     let startedAt = Date()
     private let revisionGauge: Gauge
     private let errors: Counter
+    /// Telemetry the store dropped, by kind (`records`, `windows`, `batches`), as counters.
+    private let telemetryDropped: [String: Counter]
+    /// The store's drop counts last exported, so that the counters advance by the difference.
+    private let exportedDrops = NIOLockedValueBox(TelemetryDrops())
     private let health = NIOLockedValueBox(Health())
 
     init(
@@ -51,6 +55,12 @@ final class StoreFeed: Service, Sendable {
         self.proxyID = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
         self.revisionGauge = Gauge(label: "ficus_config_revision", factory: metrics)
         self.errors = Counter(label: "ficus_config_errors_total", factory: metrics)
+        var dropped: [String: Counter] = [:]
+        for kind in ["records", "windows", "batches"] {
+            dropped[kind] = Counter(
+                label: "ficus_telemetry_dropped_total", dimensions: [("kind", kind)], factory: metrics)
+        }
+        self.telemetryDropped = dropped
         self.revisionGauge.record(routing.current.revision)
     }
 
@@ -135,6 +145,31 @@ final class StoreFeed: Service, Sendable {
         )
     }
 
+    /// Advances `ficus_telemetry_dropped_total{kind}` by what the store dropped since the last call, and logs once
+    /// per call when something was.
+    ///
+    /// The store counts every batch it could not write; the comparer's own counter only sees shadow records.
+    private func exportTelemetryDrops() {
+        let drops = self.shadowStore.telemetryDrops
+        let previous = self.exportedDrops.withLockedValue { exported in
+            defer { exported = drops }
+            return exported
+        }
+        let deltas = [
+            "records": drops.records - previous.records, "windows": drops.windows - previous.windows,
+            "batches": drops.batches - previous.batches,
+        ]
+        for (kind, delta) in deltas where delta > 0 {
+            self.telemetryDropped[kind]?.increment(by: Int64(delta))
+        }
+        if let batches = deltas["batches"], batches > 0 {
+            self.logger.warning(
+                "telemetry dropped: the telemetry file could not be written; configuration is unaffected",
+                metadata: ["batches": "\(batches)", "error": "\(drops.lastError ?? "")"]
+            )
+        }
+    }
+
     private func beat() async {
         while !Task.isCancelled {
             let heartbeat = ProxyHeartbeat(
@@ -149,6 +184,7 @@ final class StoreFeed: Service, Sendable {
             } catch {
                 self.logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
             }
+            self.exportTelemetryDrops()
             try? await Task.sleep(nanoseconds: UInt64(self.heartbeatInterval * 1_000_000_000))
         }
     }

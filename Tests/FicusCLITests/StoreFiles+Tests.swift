@@ -236,8 +236,18 @@ extension CLITests {
                     .filter { $0.hasPrefix("ficus_shadow_dropped_total") && $0.contains("store_failed") }
                     .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
             }
+            var storeCounted = 0.0
+            let exported = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < exported, storeCounted == 0 {
+                let metrics = try await HTTPTestClient.get(port: server.adminPort, path: "/metrics", group: group)
+                storeCounted = metrics.bodyString.split(separator: "\n")
+                    .filter { $0.hasPrefix("ficus_telemetry_dropped_total{kind=\"batches\"}") }
+                    .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+                try await Task.sleep(for: .milliseconds(200))
+            }
             holder.release()
             #expect(dropped > 0, "no shadow record was counted as dropped while the telemetry file was locked")
+            #expect(storeCounted > 0, "ficus_telemetry_dropped_total{kind=\"batches\"} did not count the drop")
             print("flip with a locked telemetry file took \(flipTook); \(Int(dropped)) shadow records dropped")
 
             // Telemetry resumes once the lock is gone.
@@ -318,7 +328,9 @@ extension CLITests {
             #expect(await server.waitFor("v2", path: "/orders/1", group: group) == "v2")
 
             // A revision this binary cannot decode (as from a newer Ficus): reported, the last good one serves on.
-            let writer = try DatabaseQueue(path: sandbox.store)
+            var configuration = GRDB.Configuration()
+            configuration.busyMode = .timeout(5)
+            let writer = try DatabaseQueue(path: sandbox.store, configuration: configuration)
             try await writer.write { db in
                 try db.execute(
                     sql: """

@@ -134,7 +134,11 @@ struct SQLiteConfigurationStoreTelemetryTests {
         #expect(vacuum == 2, "auto_vacuum = INCREMENTAL")
         #expect(applicationID == SQLiteConfigurationStore.telemetryApplicationID)
         // A telemetry file is not a rule store.
-        #expect(throws: StoreError.self) {
+        #expect(
+            throws: StoreError.unreadable(
+                path: store.telemetryPath,
+                detail: "this is a Ficus telemetry file, not a rule store (pass the store beside it)")
+        ) {
             try SQLiteConfigurationStore(path: store.telemetryPath)
         }
     }
