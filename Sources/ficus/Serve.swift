@@ -37,12 +37,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The rule store (SQLite file), used without --upstream. Default: $FICUS_STORE or ./ficus.sqlite.")
     var store: String?
 
-    @ArgumentParser.Flag(name: .customLong("init"), help: "Create the store when it is missing (without it a missing store is an error).")
+    @ArgumentParser.Flag(
+        name: .customLong("init"),
+        help: "Create the store when it is missing (without it a missing store is an error)."
+    )
     var initStore = false
 
     @Option(
         name: .customLong("telemetry-max-size"),
-        help: "Largest size of the telemetry file beside the store (shadow records, metric windows): bytes or 512MiB, 1GiB."
+        help: "Largest size of the telemetry file beside the store (shadow records, metric windows): bytes or 1GiB."
     )
     var telemetryMaxSize = "1GiB"
 
@@ -122,7 +125,9 @@ struct Serve: AsyncParsableCommand {
             throw ArgumentParser.ValidationError("--lease-ttl \(self.leaseTTL): expected 1 to 3600 seconds")
         }
         guard let telemetryBytes = ByteSize.parse(self.telemetryMaxSize), telemetryBytes > 0 else {
-            throw ArgumentParser.ValidationError("--telemetry-max-size '\(self.telemetryMaxSize)': expected bytes or a size such as 512MiB")
+            throw ArgumentParser.ValidationError(
+                "--telemetry-max-size '\(self.telemetryMaxSize)': expected bytes or a size such as 512MiB"
+            )
         }
         if let threads = self.threads, threads < 1 {
             throw ArgumentParser.ValidationError("--threads \(threads): must be at least 1")

@@ -140,8 +140,15 @@ extension CLITests {
             #expect(stderr.contains(flip.stderr.trimmingCharacters(in: .whitespacesAndNewlines)), "\(stderr)")
             #expect(stderr.contains("no store at '\(sandbox.store)'"))
 
+            // A size that is not one is a usage error, before anything is opened.
+            let badSize = try sandbox.ficus("serve", "--init", "--telemetry-max-size", "lots")
+            #expect(badSize.status == 2, "\(badSize)")
+            #expect(badSize.stderr.contains("--telemetry-max-size 'lots'"), "\(badSize)")
+            #expect(!FileManager.default.fileExists(atPath: sandbox.store))
+
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            let created = try Server(store: sandbox.store, directory: sandbox.directory, extraArguments: ["--init"])
+            let created = try Server(
+                store: sandbox.store, directory: sandbox.directory, extraArguments: ["--init", "--telemetry-max-size", "1M"])
             let health = await created.health(containing: "\"revision\":0", group: group)
             #expect(health.contains("\"status\":\"ok\""), "\(health)")
             #expect(FileManager.default.fileExists(atPath: sandbox.store))
