@@ -37,6 +37,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The rule store (SQLite file), used without --upstream. Default: $FICUS_STORE or ./ficus.sqlite.")
     var store: String?
 
+    @ArgumentParser.Flag(
+        name: .customLong("init"),
+        help: "Create the store when it is missing (without it a missing store is an error)."
+    )
+    var initStore = false
+
+    @Option(
+        name: .customLong("telemetry-max-size"),
+        help: "Largest size of the telemetry file beside the store (shadow records, metric windows): bytes or 1GiB."
+    )
+    var telemetryMaxSize = "1GiB"
+
     @Option(name: .customLong("poll-interval"), help: "How often the store is polled for new revisions, in milliseconds.")
     var pollInterval: Int = 5
 
@@ -144,6 +156,11 @@ struct Serve: AsyncParsableCommand {
         }
         guard self.leaseTTL >= 1, self.leaseTTL <= 3600 else {
             throw ArgumentParser.ValidationError("--lease-ttl \(self.leaseTTL): expected 1 to 3600 seconds")
+        }
+        guard let telemetryBytes = ByteSize.parse(self.telemetryMaxSize), telemetryBytes > 0 else {
+            throw ArgumentParser.ValidationError(
+                "--telemetry-max-size '\(self.telemetryMaxSize)': expected bytes or a size such as 512MiB"
+            )
         }
         if let threads = self.threads, threads < 1 {
             throw ArgumentParser.ValidationError("--threads \(threads): must be at least 1")
@@ -253,7 +270,17 @@ struct Serve: AsyncParsableCommand {
         let source: String
         if self.upstream.isEmpty {
             let path = self.store ?? ProcessInfo.processInfo.environment["FICUS_STORE"] ?? "./ficus.sqlite"
-            let store = try SQLiteConfigurationStore(path: path)
+            // Like every other command, serve never creates a store unless asked: a mistyped --store would otherwise
+            // serve an empty configuration (404 for everything) from a new file.
+            var opened: SQLiteConfigurationStore?
+            try await ErrorReport.run {
+                if !self.initStore, !FileManager.default.fileExists(atPath: path) {
+                    throw CLIError.storeMissing(path: path)
+                }
+                let limits = TelemetryLimits(maxBytes: ByteSize.parse(self.telemetryMaxSize) ?? (1 << 30))
+                opened = try SQLiteConfigurationStore(path: path, telemetry: limits)
+            }
+            let store = opened!
             if let latest = try await store.latest() {
                 table = try RoutingTable(configuration: latest.configuration, revision: latest.number)
             } else {

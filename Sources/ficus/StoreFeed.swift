@@ -30,6 +30,10 @@ final class StoreFeed: Service, Sendable {
     let startedAt = Date()
     private let revisionGauge: Gauge
     private let errors: Counter
+    /// Telemetry the store dropped, by kind (`records`, `windows`, `batches`), as counters.
+    private let telemetryDropped: [String: Counter]
+    /// The store's drop counts last exported, so that the counters advance by the difference.
+    private let exportedDrops = NIOLockedValueBox(TelemetryDrops())
     private let health = NIOLockedValueBox(Health())
 
     init(
@@ -51,6 +55,12 @@ final class StoreFeed: Service, Sendable {
         self.proxyID = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
         self.revisionGauge = Gauge(label: "ficus_config_revision", factory: metrics)
         self.errors = Counter(label: "ficus_config_errors_total", factory: metrics)
+        var dropped: [String: Counter] = [:]
+        for kind in ["records", "windows", "batches"] {
+            dropped[kind] = Counter(
+                label: "ficus_telemetry_dropped_total", dimensions: [("kind", kind)], factory: metrics)
+        }
+        self.telemetryDropped = dropped
         self.revisionGauge.record(routing.current.revision)
     }
 
@@ -71,21 +81,55 @@ final class StoreFeed: Service, Sendable {
         for await event in self.store.watch(pollInterval: self.pollInterval) {
             switch event {
             case .revision(let revision):
-                guard revision.number != self.routing.current.revision else { continue }
-                do {
-                    let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
-                    self.routing.replace(with: table)
-                    self.revisionGauge.record(revision.number)
+                guard revision.number != self.routing.current.revision else {
+                    self.recovered()
+                    continue
+                }
+                self.serve(revision) {
                     self.logger.notice(
                         "serving a new revision",
                         metadata: ["revision": "\(revision.number)", "summary": "\(revision.summary)"]
                     )
-                } catch {
-                    self.failed("revision \(revision.number) cannot be served: \(error)")
+                }
+            case .replaced(let revision, let detail):
+                let previous = self.routing.current.revision
+                self.serve(revision) {
+                    self.logger.warning(
+                        "the store was replaced or restored; serving the newest revision it now holds",
+                        metadata: [
+                            "detail": "\(detail)", "revision": "\(revision.number)", "previous": "\(previous)",
+                            "summary": "\(revision.summary)",
+                        ]
+                    )
                 }
             case .failed(let message):
                 self.failed(message)
             }
+        }
+    }
+
+    /// Compiles and swaps in `revision`, then clears a reported error (a later revision loaded: the store works).
+    ///
+    /// A revision that cannot be compiled is a failure like any other and leaves the last good table serving.
+    private func serve(_ revision: StoredRevision, announce: () -> Void) {
+        do {
+            let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
+            self.routing.replace(with: table)
+            self.revisionGauge.record(revision.number)
+            self.recovered()
+            announce()
+        } catch {
+            self.failed("revision \(revision.number) cannot be served: \(error)")
+        }
+    }
+
+    /// Clears the error `/healthz` shows once the store delivered a revision that loads.
+    ///
+    /// `degraded` means "serving an older revision than the store holds, or blind to the store"; a revision loaded
+    /// after the error ends both.
+    private func recovered() {
+        self.health.withLockedValue { health in
+            health.lastError = nil
         }
     }
 
@@ -99,6 +143,31 @@ final class StoreFeed: Service, Sendable {
             "configuration error; still serving the last good revision",
             metadata: ["error": "\(message)", "revision": "\(self.routing.current.revision)"]
         )
+    }
+
+    /// Advances `ficus_telemetry_dropped_total{kind}` by what the store dropped since the last call, and logs once
+    /// per call when something was.
+    ///
+    /// The store counts every batch it could not write; the comparer's own counter only sees shadow records.
+    private func exportTelemetryDrops() {
+        let drops = self.shadowStore.telemetryDrops
+        let previous = self.exportedDrops.withLockedValue { exported in
+            defer { exported = drops }
+            return exported
+        }
+        let deltas = [
+            "records": drops.records - previous.records, "windows": drops.windows - previous.windows,
+            "batches": drops.batches - previous.batches,
+        ]
+        for (kind, delta) in deltas where delta > 0 {
+            self.telemetryDropped[kind]?.increment(by: Int64(delta))
+        }
+        if let batches = deltas["batches"], batches > 0 {
+            self.logger.warning(
+                "telemetry dropped: the telemetry file could not be written; configuration is unaffected",
+                metadata: ["batches": "\(batches)", "error": "\(drops.lastError ?? "")"]
+            )
+        }
     }
 
     private func beat() async {
@@ -115,6 +184,7 @@ final class StoreFeed: Service, Sendable {
             } catch {
                 self.logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
             }
+            self.exportTelemetryDrops()
             try? await Task.sleep(nanoseconds: UInt64(self.heartbeatInterval * 1_000_000_000))
         }
     }
