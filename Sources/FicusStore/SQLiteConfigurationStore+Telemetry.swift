@@ -210,14 +210,7 @@ final class TelemetryDatabase: @unchecked Sendable {
                 }
             }
             try SQLiteConfigurationStore.retryingWhileBusy(for: self.busyTimeout) {
-                do {
-                    let migrator = SQLiteConfigurationStore.telemetryMigrator
-                    if try queue.read({ db in try !migrator.hasCompletedMigrations(db) }) {
-                        try migrator.migrate(queue)
-                    }
-                } catch {
-                    throw SQLiteConfigurationStore.storeError(error, path: path)
-                }
+                try Self.migrate(queue, path: path)
             }
             try queue.inDatabase { db in
                 try Self.applyPageLimit(db, limits: limits)
@@ -225,6 +218,35 @@ final class TelemetryDatabase: @unchecked Sendable {
             return queue
         } catch {
             throw SQLiteConfigurationStore.storeError(error, path: path)
+        }
+    }
+
+    /// Runs the telemetry migrations that have not run yet.
+    ///
+    /// Two processes may create the file at once (a proxy's first batch, a report): the loser's migration fails
+    /// (`table already exists`) and rolls back, and finding the migrations done afterwards is success, as for the
+    /// rule store.
+    private static func migrate(_ queue: DatabaseQueue, path: String) throws {
+        let migrator = SQLiteConfigurationStore.telemetryMigrator
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                if try queue.read({ db in try migrator.hasCompletedMigrations(db) }) {
+                    return
+                }
+                try migrator.migrate(queue)
+                return
+            } catch {
+                let done = (try? queue.read { db in try migrator.hasCompletedMigrations(db) }) ?? false
+                if done {
+                    return
+                }
+                if attempt >= 3 {
+                    throw SQLiteConfigurationStore.storeError(error, path: path)
+                }
+                Thread.sleep(forTimeInterval: 0.01 * Double(attempt))
+            }
         }
     }
 

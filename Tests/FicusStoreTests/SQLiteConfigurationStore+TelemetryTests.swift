@@ -253,6 +253,20 @@ struct SQLiteConfigurationStoreTelemetryTests {
         #expect(try await store.shadowTableSizes()["shadow_records"] == 2)
     }
 
+    @Test("two writers creating the telemetry file at once both succeed (the loser of the migration race retries)")
+    func concurrentCreation() async throws {
+        for round in 0..<5 {
+            let file = try TemporaryStoreFile()
+            let first = try Self.store(file)
+            let second = try Self.store(file)
+            async let a: Void = Task.detached { try await first.appendShadowRecords([Self.bulky(1)]) }.value
+            async let b: Void = Task.detached { try await second.appendShadowRecords([Self.bulky(2)]) }.value
+            _ = try await (a, b)
+            #expect(try await first.shadowTableSizes()["shadow_records"] == 2, "round \(round)")
+            #expect(first.telemetryDrops == TelemetryDrops() && second.telemetryDrops == TelemetryDrops())
+        }
+    }
+
     @Test("a store of an earlier version moves its telemetry to the telemetry file and drops its tables")
     func migratesTelemetryOutOfTheStore() async throws {
         let file = try TemporaryStoreFile()
