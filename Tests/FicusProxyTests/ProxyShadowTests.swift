@@ -247,7 +247,8 @@ struct ProxyShadowTests {
     #endif
 
     @Test func aRefusingShadowUpstreamIsLeftAloneUntilItsBackoffEndsAndThenUsedAgain() async throws {
-        let backoff = TimeAmount.seconds(2)
+        // Long enough that eight requests and their records fit inside it on a loaded 2-core machine.
+        let backoff = TimeAmount.seconds(4)
         // No noise copies: every connect the shadow pool starts is one to the shadow upstream.
         let setup = try await Self.start(policy: ShadowPolicy(to: "orders-v2", percent: 100, noisePercent: 0)) {
             configuration in
@@ -258,7 +259,11 @@ struct ProxyShadowTests {
         let dispatcher = try #require(setup.harness.proxy.shadowDispatcher)
         let client = try await setup.harness.client()
         let started = NIODeadline.now()
-        for i in 0..<8 {
+        // The first copy's connect is refused before the others are sent: copies collected in one batch would all
+        // start connecting before any refusal is known, and that is not what this test is about.
+        #expect(try await client.request(path: "/orders/0").status == 200)
+        _ = try await setup.sink.wait(for: 1)
+        for i in 1..<8 {
             #expect(try await client.request(path: "/orders/\(i)").status == 200)
         }
         let records = try await setup.sink.wait(for: 8)
@@ -275,8 +280,10 @@ struct ProxyShadowTests {
         defer { Task { try? await revived.shutdown() } }
         try await Task.sleep(for: .milliseconds(Int64(backoff.nanoseconds / 1_000_000) + 200))
         #expect(try await client.request(path: "/orders/after").status == 200)
-        // (A copy that arrives while the probe's connect is under way is not tried either: wait for the probe.)
+        // (A copy that arrives while the probe's connect is under way is not tried either, and one that arrives
+        // while the probe's copy is still being answered opens a second connection: wait until it is recorded.)
         _ = try await revived.waitForRequests(1, timeout: .seconds(5))
+        _ = try await setup.sink.wait(for: 9)
         #expect(try await client.request(path: "/orders/after-2").status == 200)
         client.close()
         let received = try await revived.waitForRequests(2, timeout: .seconds(5))

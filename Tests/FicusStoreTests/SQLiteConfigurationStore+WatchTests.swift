@@ -72,7 +72,9 @@ struct SQLiteConfigurationStoreWatchTests {
     func reportsOnlyNewest() async throws {
         let file = try TemporaryStoreFile()
         let store = try await StoreFixtures.store(file)
-        let collector = EventCollector(store.watch(pollInterval: 1))
+        // A poll every 4 s: three commits (each checkpointed, a few disk syncs) fit between two polls even on a
+        // loaded 2-core machine.
+        let collector = EventCollector(store.watch(pollInterval: 4))
         defer {
             collector.stop()
         }
@@ -82,7 +84,7 @@ struct SQLiteConfigurationStoreWatchTests {
                 configuration.flags.append(Flag(name: name))
             }
         }
-        #expect(await collector.wait { $0.revisionNumber == 4 } != nil)
+        #expect(await collector.wait(timeout: 10) { $0.revisionNumber == 4 } != nil)
         #expect(collector.events.map(\.revisionNumber) == [1, 4])
     }
 
