@@ -153,7 +153,7 @@ public struct CanaryStatus: Sendable, Codable, Equatable {
     /// The word for a phase, as in `phase`.
     ///
     /// Shared with the state machine's refusals so that both use the same words.
-    static func word(for phase: CanaryPhase) -> String {
+    public static func word(for phase: CanaryPhase) -> String {
         switch phase {
         case .pending:
             return "pending"

@@ -1,6 +1,7 @@
 import CoreMetrics
 import FicusCore
 import FicusProxy
+import FicusRollout
 import FicusStore
 import Foundation
 import Logging
@@ -35,6 +36,8 @@ final class StoreFeed: Service, Sendable {
     /// The store's drop counts last exported, so that the counters advance by the difference.
     private let exportedDrops = NIOLockedValueBox(TelemetryDrops())
     private let health = NIOLockedValueBox(Health())
+    /// Canary and blue-green gauges, refreshed with every revision and every heartbeat.
+    private let rollouts: RolloutGauges
 
     init(
         store: any ConfigurationStore & ShadowStore,
@@ -61,7 +64,9 @@ final class StoreFeed: Service, Sendable {
                 label: "ficus_telemetry_dropped_total", dimensions: [("kind", kind)], factory: metrics)
         }
         self.telemetryDropped = dropped
+        self.rollouts = RolloutGauges(factory: metrics)
         self.revisionGauge.record(routing.current.revision)
+        self.rollouts.update(configuration: routing.current.configuration)
     }
 
     /// The last store or revision error, if any (for `/healthz`).
@@ -116,6 +121,7 @@ final class StoreFeed: Service, Sendable {
             let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
             self.routing.replace(with: table)
             self.revisionGauge.record(revision.number)
+            self.rollouts.update(configuration: revision.configuration)
             self.recovered()
             announce()
         } catch {
@@ -185,6 +191,10 @@ final class StoreFeed: Service, Sendable {
                 self.logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
             }
             self.exportTelemetryDrops()
+            // A canary's weight changes with a revision, its phase (a pause) may not: read them on every beat.
+            if let rollouts = self.store as? any RolloutStore {
+                await self.rollouts.refresh(from: rollouts)
+            }
             try? await Task.sleep(nanoseconds: UInt64(self.heartbeatInterval * 1_000_000_000))
         }
     }
