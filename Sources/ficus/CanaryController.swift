@@ -194,6 +194,7 @@ final class CanaryController: Service, Sendable {
             newServerErrors: new?.serverErrors ?? 0,
             newP99Micros: new?.p99Microseconds ?? 0,
             legacyP99Micros: legacyTraffic?.p99Microseconds ?? 0,
+            legacyRequests: traffic.first { $0.upstream == legacy }?.requests ?? 0,
             shadow: shadow
         )
     }
