@@ -32,6 +32,11 @@ public struct GateInputs: Sendable, Codable, Equatable {
     /// Tells "no traffic at all" from "traffic that never reaches the new side" (every request in one bucket).
     public var legacyRequests: Int?
 
+    /// Metric windows the judging proxy failed to store since its previous judgement; nil counts as none.
+    ///
+    /// Lost windows make the other numbers untrustworthy: the step holds with that reason, never "too few requests".
+    public var windowErrors: Int?
+
     /// The route's shadow comparisons in the window, or nil when the route has no shadow policy.
     ///
     /// Nil and "zero compared" differ: the first means no diff gate can ever be judged, the second only not yet.
@@ -143,6 +148,12 @@ extension CanaryGates {
     /// samples, any failed gate fails the step even when another gate is undefined, because a failure is evidence
     /// on its own; only then do undefined values (legacy p99 0, no shadow data for a diff gate) hold the step.
     public func judge(_ inputs: GateInputs) -> GateVerdict {
+        if let errors = inputs.windowErrors, errors > 0 {
+            return .hold(
+                reason: "gate error: \(errors) metric window(s) of this proxy could not be stored, so the step's "
+                    + "numbers are incomplete (see ficus_telemetry_dropped_total and the log)"
+            )
+        }
         if inputs.newRequests < self.minRequests {
             if inputs.newRequests == 0, let legacy = inputs.legacyRequests, legacy >= self.minRequests {
                 return .hold(

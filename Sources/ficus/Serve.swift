@@ -327,6 +327,7 @@ struct Serve: AsyncParsableCommand {
         proxyConfiguration.timeouts.clientIdle = .milliseconds(self.idleTimeout)
 
         let metrics = ProxyMetrics(factory: factory)
+        let windowFailures = WindowFailures()
         var shadowFeed: ShadowFeed?
         if let feed {
             let optionsCache = CompareOptionsCache(routing: feed.routing)
@@ -335,7 +336,7 @@ struct Serve: AsyncParsableCommand {
                 logger: logger,
                 metrics: factory
             ) { route in optionsCache.options(for: route) }
-            shadowFeed = ShadowFeed(
+            var shadow = ShadowFeed(
                 comparer: comparer,
                 metrics: metrics,
                 store: feed.shadowStore,
@@ -343,6 +344,11 @@ struct Serve: AsyncParsableCommand {
                 windowInterval: Double(self.windowInterval),
                 logger: logger
             )
+            shadow.failures = windowFailures
+            if let rollouts = feed.store as? any RolloutStore {
+                shadow.canaryIntervals = { await WindowPace.activeCanaryIntervals(rollouts) }
+            }
+            shadowFeed = shadow
         }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -400,6 +406,7 @@ struct Serve: AsyncParsableCommand {
                     holder: feed.proxyID,
                     windowInterval: Double(self.windowInterval),
                     leaseTTL: self.leaseTTL,
+                    windowFailures: windowFailures,
                     logger: logger
                 )
             )

@@ -89,4 +89,23 @@ struct CanaryStateMachineEvidenceTests {
         #expect(spec.onFail == .abort)
         #expect(spec.maxHold == 5)
     }
+
+    /// Windows this proxy could not store are a gate error with its own reason, not "too few requests", and count
+    /// towards the pause for lack of evidence.
+    @Test func lostWindowsAreAGateErrorNotNoData() throws {
+        var spec = Fixtures.spec()
+        spec.maxHold = 2
+        var machine = try Fixtures.started(spec)
+        var inputs = Fixtures.healthy()
+        inputs.windowErrors = 3
+        let (_, answer) = Fixtures.judge(&machine, at: 120, with: inputs)
+        guard case .record(let line)? = answer.first else {
+            Issue.record("\(answer)")
+            return
+        }
+        #expect(line.contains("gate error: 3 metric window(s) of this proxy could not be stored"), "\(line)")
+        #expect(machine.state.weight == 1, "healthy numbers do not pass a step whose windows were lost")
+        _ = Fixtures.judge(&machine, at: 240, with: inputs)
+        #expect(machine.state.pausedReason?.contains("gate error") == true)
+    }
 }
