@@ -461,6 +461,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         } else {
             connection.write(exchange.outboundHead)
         }
+        exchange.shadow?.primarySent()
         for body in exchange.pendingBody {
             Self.writeBody(body, framing: exchange.requestFraming, to: connection)
             exchange.requestBodyForwarded += Int64(body.readableBytes)

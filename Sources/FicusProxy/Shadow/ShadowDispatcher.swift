@@ -44,12 +44,15 @@ final class ShadowJob: Sendable {
     let serving: CapturedResponse
     /// Bytes of the shadow memory budget the request body and serving answer hold until the job is done.
     let reserved: Int
+    /// When the job was handed to the shadow loop: from here to a copy's first byte is time spent inside Ficus.
+    let handedOver: NIODeadline
 
     init(plan: Plan, requestBody: [UInt8], serving: CapturedResponse, reserved: Int) {
         self.plan = plan
         self.requestBody = requestBody
         self.serving = serving
         self.reserved = reserved
+        self.handedOver = .now()
     }
 
     /// The observation without the shadow and noise answers, which the shadow loop fills in.
@@ -298,8 +301,12 @@ final class ShadowDispatcher: Sendable {
             method: job.plan.view.head.method,
             limits: self.limits,
             memory: self.memory
-        ) { outcome, reserved, overBudget in
-            flight.record(reserved: reserved, overBudget: overBudget) { record(&$0, outcome) }
+        ) { result in
+            if let sentAt = result.sentAt {
+                // Reported on its own, never as the shadow upstream's latency.
+                self.metrics?.shadowWait(route: job.plan.route, duration: sentAt - job.handedOver)
+            }
+            flight.record(reserved: result.reserved, overBudget: result.overBudget) { record(&$0, result.outcome) }
         }
         exchange.start()
     }
