@@ -350,7 +350,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             into: &self.headBuffer,
             client: self.clientFacts,
             viaName: self.shared.configuration.viaName,
-            edits: edits
+            edits: edits,
+            upstreamName: upstream.name
         )
         exchange.outboundHead = self.headBuffer
         exchange.waitingForConnection = true

@@ -86,6 +86,7 @@ final class ShadowJob: Sendable {
             client: plan.client,
             viaName: plan.viaName,
             edits: HeaderHygiene.RequestEdits.forRequest(rewrite, view: plan.view),
+            upstreamName: upstream.name,
             shadowCopy: true
         )
         if !self.requestBody.isEmpty {
