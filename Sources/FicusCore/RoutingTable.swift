@@ -199,7 +199,7 @@ public final class RoutingTable: Sendable {
             return
         }
         let key: String?
-        switch shadow.policy.stickiness {
+        switch shadow.policy.stickiness ?? self.configuration.identity {
         case .header(let name)?: key = request.header(name.lowercased())
         case .cookie(let name)?: key = request.cookie(name)
         case .query(let name)?: key = Self.queryValue(request.query, name)

@@ -11,6 +11,7 @@ struct RulesDocument: Decodable {
     var segments: [Segment]?
     var flags: [Flag]?
     var killed: Bool?
+    var identity: Attribute?
 }
 
 /// Rules files read, parsed, decoded and merged into one configuration, with where each object came from.
@@ -43,6 +44,7 @@ struct RulesFiles {
         var result = RulesFiles()
         var problems: [RulesProblem] = []
         var killedBy: (file: String, value: Bool)?
+        var identityBy: (file: String, value: Attribute)?
         for file in try self.expand(paths) {
             result.files.append(file)
             guard let data = FileManager.default.contents(atPath: file) else {
@@ -89,6 +91,20 @@ struct RulesFiles {
                     }
                     killedBy = (file, killed)
                     result.killed = killed
+                }
+                if let identity = document.identity {
+                    if let earlier = identityBy, earlier.value != identity {
+                        problems.append(
+                            RulesProblem(
+                                file: file,
+                                line: root["identity"]?.mark?.line,
+                                column: root["identity"]?.mark?.column,
+                                message: "identity: \(identity) contradicts identity: \(earlier.value) in \(earlier.file)"
+                            )
+                        )
+                    }
+                    identityBy = (file, identity)
+                    result.configuration.identity = identity
                 }
                 result.add(document, root: root, file: file)
             }
