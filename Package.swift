@@ -7,6 +7,9 @@ let package = Package(
     products: [
         .executable(name: "ficus", targets: ["ficus"]),
         .library(name: "FicusCore", targets: ["FicusCore"]),
+        .library(name: "FicusRules", targets: ["FicusRules"]),
+        // The fuzz targets, for the libFuzzer executables of the Fuzz/ package (which depends on this one by path).
+        .library(name: "FicusFuzzTargets", targets: ["FicusFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -23,6 +26,13 @@ let package = Package(
     targets: [
         // Crypto: SHA-256 of blue-green preview tokens (only their digests are stored).
         .target(name: "FicusCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "FicusRules",
+            dependencies: [
+                "FicusCore",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .target(
             name: "FicusDiff",
             dependencies: [
@@ -54,6 +64,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -63,6 +74,16 @@ let package = Package(
                 // stored properties cost measurable CPU per request (see docs/BENCHMARKS.md) and find nothing that
                 // the debug build's checks do not.
                 .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+            ]
+        ),
+        .target(
+            name: "FicusFuzzTargets",
+            dependencies: [
+                "FicusCore",
+                "FicusDiff",
+                "FicusProxy",
+                "FicusRules",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
@@ -83,6 +104,7 @@ let package = Package(
                 "FicusRollout",
                 "FicusStore",
                 "FicusProxy",
+                "FicusRules",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -95,6 +117,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FicusCoreTests", dependencies: ["FicusCore"]),
+        .testTarget(name: "FicusRulesTests", dependencies: ["FicusCore", "FicusRules"]),
+        .testTarget(name: "FicusFuzzTargetsTests", dependencies: ["FicusFuzzTargets"]),
         .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
         .testTarget(
             name: "FicusStoreTests",

@@ -1,4 +1,5 @@
 import FicusCore
+import FicusRules
 import FicusStore
 
 extension ApplyCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FicusCore
+import FicusRules
 import FicusStore
 
 extension CLIError: CustomStringConvertible {
@@ -54,6 +55,9 @@ enum ErrorReport {
             case .notFound, .alreadyExists, .storeMissing, .failed:
                 return ("error: \(error)", ExitStatus.error)
             }
+        case let error as RulesFilesError:
+            // The loader's own error reads exactly as the command's: the same lines, count and exit code.
+            return Self.describe(CLIError.rulesFiles(error.problems))
         case let error as ConfigurationInvalid:
             let messages = error.errors.map(\.description)
             return ("error: \(CLIError.invalidConfiguration(messages))", ExitStatus.invalid)

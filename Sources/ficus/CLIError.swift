@@ -1,3 +1,5 @@
+import FicusRules
+
 /// Everything a `ficus` command can fail with, as values.
 ///
 /// Commands throw these (or store and validation errors); `CLIError+Reporting.swift` is the one place that turns any
@@ -23,29 +25,4 @@ enum CLIError: Error, Sendable, Equatable {
 
     /// Anything else, with a message a person can act on.
     case failed(String)
-}
-
-/// One problem in a rules file, with where it is when known.
-///
-/// Printed as `file:line:column: message`, the form editors and terminals turn into links.
-struct RulesProblem: Sendable, Equatable, CustomStringConvertible {
-    var file: String?
-    var line: Int?
-    var column: Int?
-    var message: String
-
-    var description: String {
-        var location = ""
-        if let file = self.file {
-            location = file
-            if let line = self.line {
-                location += ":\(line)"
-                if let column = self.column {
-                    location += ":\(column)"
-                }
-            }
-            location += ": "
-        }
-        return location + self.message
-    }
 }

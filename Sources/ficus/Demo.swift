@@ -1,5 +1,6 @@
 import ArgumentParser
 import FicusCore
+import FicusRules
 import FicusReport
 import FicusStore
 import Foundation
@@ -201,7 +202,7 @@ final class DemoRun: @unchecked Sendable {
         let store = try SQLiteConfigurationStore(path: self.storePath)
         let files = try RulesFiles.load([self.rulesPath])
         let configuration = files.standalone
-        try files.check(configuration)
+        try files.validate(configuration)
         try ApplyCommand.refuseRetiredRuleNames(
             configuration, base: Configuration(), everUsed: try await store.ruleNamesEverUsed(), files: files)
         Console.out("      store  \(self.storePath)")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FicusCore
+import FicusRules
 import FicusStore
 import Foundation
 
@@ -45,7 +46,7 @@ struct ApplyCommand: AsyncParsableCommand {
             let store = try self.storeOptions.open()
             let files = try RulesFiles.load(self.paths)
             if !self.merge {
-                try files.check(files.standalone)
+                try files.validate(files.standalone)
             }
             let (base, baseRevision) = try await store.latestConfiguration()
             if let expected = self.expectRevision, expected != baseRevision {
@@ -57,7 +58,7 @@ struct ApplyCommand: AsyncParsableCommand {
                 ApplyCommand.merge(files.configuration, into: &desired)
                 desired.killed = files.killed ?? base.killed
                 desired.identity = files.configuration.identity ?? base.identity
-                try files.check(desired)
+                try files.validate(desired)
             } else {
                 desired = files.configuration
                 desired.killed = files.killed ?? base.killed
@@ -131,7 +132,7 @@ struct ValidateCommand: AsyncParsableCommand {
         try await ErrorReport.run {
             let files = try RulesFiles.load(self.paths)
             let configuration = files.standalone
-            try files.check(configuration)
+            try files.validate(configuration)
             _ = try RoutingTable(configuration: configuration, revision: 0)
             let ruleCount = configuration.routes.reduce(0) { $0 + $1.rules.count }
             Console.out(
@@ -196,7 +197,7 @@ struct InitCommand: AsyncParsableCommand {
             var files: RulesFiles?
             if !self.from.isEmpty {
                 let loaded = try RulesFiles.load(self.from)
-                try loaded.check(loaded.standalone)
+                try loaded.validate(loaded.standalone)
                 files = loaded
             }
             let path = self.storeOptions.path

@@ -30,9 +30,21 @@ final class LoopResources {
     let eventLoop: EventLoop
     let pool: UpstreamPool
 
-    init(eventLoop: EventLoop, configuration: ProxyConfiguration, loops: Int, metrics: ProxyMetrics?) {
+    init(
+        eventLoop: EventLoop,
+        configuration: ProxyConfiguration,
+        loops: Int,
+        metrics: ProxyMetrics?,
+        transport: UpstreamTransport = .sockets
+    ) {
         self.eventLoop = eventLoop
-        self.pool = UpstreamPool(eventLoop: eventLoop, configuration: configuration, loops: loops, metrics: metrics)
+        self.pool = UpstreamPool(
+            eventLoop: eventLoop,
+            configuration: configuration,
+            loops: loops,
+            metrics: metrics,
+            transport: transport
+        )
     }
 }
 

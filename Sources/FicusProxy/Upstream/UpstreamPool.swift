@@ -23,6 +23,28 @@ struct ConnectBackoff: Sendable, Equatable {
     }
 }
 
+/// How an upstream pool opens its connections: sockets, or a connector that a test or harness injects.
+///
+/// Injecting the transport (house style) lets `ProxyConnectionHandler` run with an `EmbeddedChannel` as its upstream,
+/// so whole exchanges can be driven byte by byte without a socket; `.sockets` is the production path, unchanged.
+enum UpstreamTransport {
+    /// What a connector is asked to open: a channel on `eventLoop` whose only handler is `connection`.
+    struct ConnectRequest {
+        var eventLoop: EventLoop
+        var endpoint: Endpoint
+        /// The socket address when the endpoint is an IP literal, nil for host names.
+        var socketAddress: SocketAddress?
+        var connectTimeout: TimeAmount
+        var connection: UpstreamConnection
+    }
+
+    /// TCP through `ClientBootstrap`: IP literals connected directly, host names resolved per connect.
+    case sockets
+
+    /// Anything that hands back an active channel with `connection` in its pipeline (or fails like a connect).
+    case connector((ConnectRequest) -> EventLoopFuture<Channel>)
+}
+
 /// The keep-alive connections of one event loop to every upstream.
 ///
 /// One pool per event loop means no locks and no thread hops on the hot path; the configured limits are divided
@@ -56,6 +78,7 @@ final class UpstreamPool {
     private var entries: [String: Entry] = [:]
     let metrics: ProxyMetrics?
     private let backoff: ConnectBackoff?
+    private let transport: UpstreamTransport
     /// Connects started, for tests that count attempts against an address that refuses them.
     private(set) var connectsStarted = 0
 
@@ -64,10 +87,12 @@ final class UpstreamPool {
         configuration: ProxyConfiguration,
         loops: Int,
         metrics: ProxyMetrics?,
-        backoff: ConnectBackoff? = nil
+        backoff: ConnectBackoff? = nil,
+        transport: UpstreamTransport = .sockets
     ) {
         self.eventLoop = eventLoop
         self.backoff = backoff
+        self.transport = transport
         self.maxConnections = max(1, (configuration.pool.maxConnectionsPerUpstream + loops - 1) / loops)
         self.maxPending = max(0, (configuration.pool.maxPendingPerUpstream + loops - 1) / loops)
         self.timeouts = configuration.timeouts
@@ -215,25 +240,39 @@ final class UpstreamPool {
         let connection = UpstreamConnection(upstream: name, endpoint: endpoint, idleTimeout: self.timeouts.upstreamIdle)
         connection.pool = self
         let handler = UnsafeTransfer(connection)
-        let bootstrap = ClientBootstrap(group: self.eventLoop)
-            .connectTimeout(self.timeouts.connect)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(.autoRead, value: true)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(handler.value)
-                }
-            }
         let pool = UnsafeTransfer(self)
         let waiting = UnsafeTransfer(requester)
-        // An IP literal is connected to directly: `connect(host:port:)` would resolve it with getaddrinfo on a
-        // libdispatch thread and race it through Happy Eyeballs at every new connection (a third of the shadow
-        // loop's time with a dead shadow upstream, where every copy connects). Host names still resolve per connect.
         let connected: EventLoopFuture<Channel>
-        if let address = entry.socketAddresses[index] {
-            connected = bootstrap.connect(to: address)
-        } else {
-            connected = bootstrap.connect(host: endpoint.host, port: endpoint.port)
+        switch self.transport {
+        case .sockets:
+            let bootstrap = ClientBootstrap(group: self.eventLoop)
+                .connectTimeout(self.timeouts.connect)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.autoRead, value: true)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(handler.value)
+                    }
+                }
+            // An IP literal is connected to directly: `connect(host:port:)` would resolve it with getaddrinfo on a
+            // libdispatch thread and race it through Happy Eyeballs at every new connection (a third of the shadow
+            // loop's time with a dead shadow upstream, where every copy connects). Host names still resolve per
+            // connect.
+            if let address = entry.socketAddresses[index] {
+                connected = bootstrap.connect(to: address)
+            } else {
+                connected = bootstrap.connect(host: endpoint.host, port: endpoint.port)
+            }
+        case .connector(let connect):
+            connected = connect(
+                UpstreamTransport.ConnectRequest(
+                    eventLoop: self.eventLoop,
+                    endpoint: endpoint,
+                    socketAddress: entry.socketAddresses[index],
+                    connectTimeout: self.timeouts.connect,
+                    connection: connection
+                )
+            )
         }
         connected.whenComplete { result in
             switch result {

@@ -8,7 +8,7 @@ extension Configuration {
     /// Encoded through the model's own `Codable` (so nothing can be forgotten), then stripped of the fields that
     /// hold their decoding default (empty lists, `caseInsensitive: false`, an always-true condition) so that the
     /// file reads like one a person wrote; rewrites are sorted by upstream so that the output is stable.
-    func yamlDocument(header: [String]) throws -> String {
+    public func yamlDocument(header: [String]) throws -> String {
         let encoded = try YAMLEncoder().encode(self)
         guard let node = try Yams.compose(yaml: encoded) else {
             return header.map { "# \($0)" }.joined(separator: "\n") + "\n{}\n"
@@ -71,8 +71,13 @@ enum YAMLShaping {
             guard key == "percent" || key == "noise_percent", let number = value.float, number.isFinite else {
                 return value
             }
-            return Node(ShadowText.number(number))
+            return Node(self.number(number))
         }
+    }
+
+    /// `100` rather than `100.0`; fractions as given (the form `ficus shadow` prints too).
+    static func number(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
     }
 
     static func rule(_ node: Node) -> Node {

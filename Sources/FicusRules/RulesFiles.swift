@@ -18,7 +18,7 @@ struct RulesDocument: Decodable {
 ///
 /// The origins let validation errors found after decoding (`route 'orders': rule 2: unknown segment 'beta'`) be
 /// printed with the file, line and column of the object they are about.
-struct RulesFiles {
+public struct RulesFiles {
     /// Where one top-level object was written.
     struct Origin {
         var file: String
@@ -26,61 +26,87 @@ struct RulesFiles {
     }
 
     /// The union of every file.
-    var configuration = Configuration()
+    public var configuration = Configuration()
 
     /// The kill switch when a file sets it; nil keeps the store's (it is an operational switch, not a rule).
-    var killed: Bool?
+    public var killed: Bool?
 
     /// The files read, in order.
-    var files: [String] = []
+    public var files: [String] = []
 
     private var origins: [String: [Origin]] = [:]
     private var originsByIndex: [String: [Origin]] = [:]
 
     /// Reads every file and every `*.yaml`/`*.yml` file below every directory in `paths`, in sorted order.
     ///
-    /// Reports every syntax, shape and decoding problem of every file at once, as `CLIError.rulesFiles`.
-    static func load(_ paths: [String]) throws -> RulesFiles {
+    /// Reports every syntax, shape, limit and decoding problem of every file at once, as one `RulesFilesError`.
+    public static func load(_ paths: [String]) throws(RulesFilesError) -> RulesFiles {
+        var loader = Loader()
+        for file in try self.expand(paths) {
+            loader.result.files.append(file)
+            switch self.read(file) {
+            case .text(let text):
+                loader.add(text, file: file)
+            case .refused(let problem):
+                loader.problems.append(problem)
+            }
+        }
+        return try loader.finish()
+    }
+
+    /// Parses `text` as if it had been read from a file named `file`, with every check `load` makes.
+    ///
+    /// For callers that hold rules in memory (an admin request body, a fuzzer) and for tests: the same limits and
+    /// the same located problems as files, without touching the file system.
+    public static func load(text: String, file: String) throws(RulesFilesError) -> RulesFiles {
+        var loader = Loader()
+        loader.result.files.append(file)
+        if text.utf8.count > RulesLimits.maximumFileBytes {
+            loader.problems.append(Self.tooLarge(file, bytes: text.utf8.count))
+        } else {
+            loader.add(text, file: file)
+        }
+        return try loader.finish()
+    }
+
+    /// The problems of many files and the configuration of those that had none, built up one text at a time.
+    private struct Loader {
         var result = RulesFiles()
         var problems: [RulesProblem] = []
         var killedBy: (file: String, value: Bool)?
         var identityBy: (file: String, value: Attribute)?
-        for file in try self.expand(paths) {
-            result.files.append(file)
-            guard let data = FileManager.default.contents(atPath: file) else {
-                problems.append(RulesProblem(file: file, message: "cannot be read"))
-                continue
-            }
-            guard let text = String(data: data, encoding: .utf8) else {
-                problems.append(RulesProblem(file: file, message: "is not UTF-8 text"))
-                continue
+
+        mutating func add(_ text: String, file: String) {
+            if let problem = RulesBoundsCheck.check(text, file: file) {
+                self.problems.append(problem)
+                return
             }
             let roots: [Node]
             do {
-                roots = try self.parse(text)
+                roots = try RulesFiles.parse(text)
             } catch {
-                problems.append(self.problem(for: error, file: file))
-                continue
+                self.problems.append(RulesFiles.problem(for: error, file: file))
+                return
             }
             for root in roots {
-                let shapeProblems = RulesSchema.check(root, file: file)
+                let shapeProblems = RulesSchema.check(root, file: file) + RulesNumbers.check(root, file: file)
                 guard shapeProblems.isEmpty else {
-                    problems += shapeProblems
+                    self.problems += shapeProblems
                     continue
                 }
                 let document: RulesDocument
                 do {
                     document = try YAMLDecoder().decode(RulesDocument.self, from: root)
                 } catch let error as DecodingError {
-                    problems.append(self.problem(for: error, root: root, file: file))
+                    self.problems.append(RulesFiles.problem(for: error, root: root, file: file))
                     continue
                 } catch {
-                    problems.append(self.problem(for: error, file: file))
+                    self.problems.append(RulesFiles.problem(for: error, file: file))
                     continue
                 }
                 if let killed = document.killed {
-                    if let earlier = killedBy, earlier.value != killed {
-                        problems.append(
+                    if let earlier = self.killedBy, earlier.value != killed {
+                        self.problems.append(
                             RulesProblem(
                                 file: file,
                                 line: root["killed"]?.mark?.line,
@@ -89,12 +115,12 @@ struct RulesFiles {
                             )
                         )
                     }
-                    killedBy = (file, killed)
-                    result.killed = killed
+                    self.killedBy = (file, killed)
+                    self.result.killed = killed
                 }
                 if let identity = document.identity {
-                    if let earlier = identityBy, earlier.value != identity {
-                        problems.append(
+                    if let earlier = self.identityBy, earlier.value != identity {
+                        self.problems.append(
                             RulesProblem(
                                 file: file,
                                 line: root["identity"]?.mark?.line,
@@ -103,20 +129,62 @@ struct RulesFiles {
                             )
                         )
                     }
-                    identityBy = (file, identity)
-                    result.configuration.identity = identity
+                    self.identityBy = (file, identity)
+                    self.result.configuration.identity = identity
                 }
-                result.add(document, root: root, file: file)
+                self.result.add(document, root: root, file: file)
             }
         }
-        guard problems.isEmpty else {
-            throw CLIError.rulesFiles(problems)
+
+        func finish() throws(RulesFilesError) -> RulesFiles {
+            guard self.problems.isEmpty else {
+                throw RulesFilesError(self.problems)
+            }
+            return self.result
         }
-        return result
+    }
+
+    /// The text of `file`, refused before reading when it is over the size limit, or not UTF-8 text.
+    ///
+    /// The size is read first so that a huge file (or a device) is never read into memory; reading stops one byte past
+    /// the limit as well, in case the file grows between the two.
+    private static func read(_ file: String) -> ReadOutcome {
+        if let attributes = try? FileManager.default.attributesOfItem(atPath: file),
+            let size = (attributes[.size] as? NSNumber)?.intValue, size > RulesLimits.maximumFileBytes
+        {
+            return .refused(Self.tooLarge(file, bytes: size))
+        }
+        guard let handle = FileHandle(forReadingAtPath: file) else {
+            return .refused(RulesProblem(file: file, message: "cannot be read"))
+        }
+        defer { try? handle.close() }
+        guard let data = try? handle.read(upToCount: RulesLimits.maximumFileBytes + 1) ?? Data() else {
+            return .refused(RulesProblem(file: file, message: "cannot be read"))
+        }
+        guard data.count <= RulesLimits.maximumFileBytes else {
+            return .refused(Self.tooLarge(file, bytes: data.count))
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            return .refused(RulesProblem(file: file, message: "is not UTF-8 text"))
+        }
+        return .text(text)
+    }
+
+    private enum ReadOutcome {
+        case text(String)
+        case refused(RulesProblem)
+    }
+
+    private static func tooLarge(_ file: String, bytes: Int) -> RulesProblem {
+        RulesProblem(
+            file: file,
+            line: 1,
+            message: "\(bytes) bytes is over the 1 MiB (\(RulesLimits.maximumFileBytes) bytes) limit for a rules file"
+        )
     }
 
     /// Every file named by `paths`, directories expanded to their YAML files in sorted order.
-    private static func expand(_ paths: [String]) throws -> [String] {
+    private static func expand(_ paths: [String]) throws(RulesFilesError) -> [String] {
         var files: [String] = []
         var missing: [RulesProblem] = []
         for path in paths {
@@ -138,14 +206,14 @@ struct RulesFiles {
             files += yaml.map { "\(base)/\($0)" }
         }
         guard missing.isEmpty else {
-            throw CLIError.rulesFiles(missing)
+            throw RulesFilesError(missing)
         }
         return files
     }
 
     /// Every document of a YAML stream (`---` separates documents); an empty file has none.
-    private static func parse(_ text: String) throws -> [Node] {
-        let parser = try Parser(yaml: text)
+    fileprivate static func parse(_ text: String) throws -> [Node] {
+        let parser = try Parser(yaml: text, encoding: .utf8)
         var roots: [Node] = []
         while let root = try parser.nextRoot() {
             roots.append(root)
@@ -153,7 +221,7 @@ struct RulesFiles {
         return roots
     }
 
-    private mutating func add(_ document: RulesDocument, root: Node, file: String) {
+    fileprivate mutating func add(_ document: RulesDocument, root: Node, file: String) {
         func record(_ kind: String, _ key: String, names: [String]) {
             let nodes = root[key]?.sequence.map(Array.init) ?? []
             for (name, node) in zip(names, nodes) {
@@ -179,7 +247,7 @@ struct RulesFiles {
     /// The files' configuration on its own, with the kill switch as the files set it (off when they do not).
     ///
     /// What `ficus validate` checks and what `ficus apply` (without `--merge`) makes the store hold.
-    var standalone: Configuration {
+    public var standalone: Configuration {
         var configuration = self.configuration
         configuration.killed = self.killed ?? false
         return configuration
@@ -188,16 +256,17 @@ struct RulesFiles {
     /// Validates `configuration` (the files' own, or merged with the store's), failing with located problems.
     ///
     /// Problems about objects that the files define carry their file, line and column; the rest are printed as the
-    /// validator wrote them.
-    func check(_ configuration: Configuration) throws {
-        let errors = configuration.validate() + configuration.shadowPathErrors()
+    /// validator wrote them. `also` takes the errors of checks that FicusCore cannot make (shadow paths need
+    /// FicusDiff), so that they are located and reported with the others.
+    public func check(_ configuration: Configuration, also: [ValidationError] = []) throws(RulesFilesError) {
+        let errors = configuration.validate() + also
         guard errors.isEmpty else {
-            throw CLIError.rulesFiles(errors.map(self.locate))
+            throw RulesFilesError(errors.map(self.locate))
         }
     }
 
     /// The validation error with the file, line and column of the object and field it names, when the files have it.
-    func locate(_ error: ValidationError) -> RulesProblem {
+    public func locate(_ error: ValidationError) -> RulesProblem {
         var candidates = self.origins[error.object] ?? []
         if candidates.isEmpty, let (kind, position) = Self.indexedObject(error.object),
             let list = self.originsByIndex[kind], list.indices.contains(position)
@@ -256,7 +325,7 @@ struct RulesFiles {
     // MARK: - Parse and decoding errors
 
     /// A YAML syntax error with the line and column libyaml reported.
-    private static func problem(for error: any Error, file: String) -> RulesProblem {
+    fileprivate static func problem(for error: any Error, file: String) -> RulesProblem {
         guard let error = error as? YamlError else {
             return RulesProblem(file: file, message: "\(error)")
         }
@@ -282,7 +351,7 @@ struct RulesFiles {
     }
 
     /// A decoding error, located at the deepest node of its coding path and named like validation errors.
-    private static func problem(for error: DecodingError, root: Node, file: String) -> RulesProblem {
+    fileprivate static func problem(for error: DecodingError, root: Node, file: String) -> RulesProblem {
         let context: DecodingError.Context
         var message: String
         switch error {
@@ -302,6 +371,11 @@ struct RulesFiles {
             return RulesProblem(file: file, message: "\(error)")
         }
         let (node, path) = RulesSchema.resolve(context.codingPath.map(RulesSchema.PathKey.init), in: root)
+        if case .typeMismatch(let type, _) = error, type is Int.Type, let text = node.scalar?.string,
+            RulesNumbers.isDecimalInteger(text)
+        {
+            message = "\(text) is outside the range of an integer (\(Int.min) to \(Int.max))"
+        }
         if path.isEmpty == false {
             message = path + ": " + message
         }
