@@ -155,7 +155,7 @@ extension FuzzTargets {
         }
 
         var fed = 0
-        feeding: for piece in split(bytes, pieces) {
+        feeding: for piece in EmbeddedProxyHarness.split(bytes, pieces) {
             buffer.writeBytes(piece)
             fed += piece.count
             while true {

@@ -105,35 +105,39 @@ public struct RulesFiles {
                     continue
                 }
                 if let killed = document.killed {
-                    if let earlier = self.killedBy, earlier.value != killed {
-                        self.problems.append(
-                            RulesProblem(
-                                file: file,
-                                line: root["killed"]?.mark?.line,
-                                column: root["killed"]?.mark?.column,
-                                message: "killed: \(killed) contradicts killed: \(earlier.value) in \(earlier.file)"
-                            )
-                        )
-                    }
+                    self.problems += Self.disagreement("killed", killed, earlier: self.killedBy, file: file, root: root)
                     self.killedBy = (file, killed)
                     self.result.killed = killed
                 }
                 if let identity = document.identity {
-                    if let earlier = self.identityBy, earlier.value != identity {
-                        self.problems.append(
-                            RulesProblem(
-                                file: file,
-                                line: root["identity"]?.mark?.line,
-                                column: root["identity"]?.mark?.column,
-                                message: "identity: \(identity) contradicts identity: \(earlier.value) in \(earlier.file)"
-                            )
-                        )
-                    }
+                    self.problems += Self.disagreement(
+                        "identity", identity, earlier: self.identityBy, file: file, root: root)
                     self.identityBy = (file, identity)
                     self.result.configuration.identity = identity
                 }
                 self.result.add(document, root: root, file: file)
             }
+        }
+
+        /// The problem of `file` setting the top-level `key` to `value` when an earlier file set another, if any.
+        ///
+        /// A store-wide setting is one value: two files that disagree about it are an error, not a merge.
+        private static func disagreement<Value: Equatable & CustomStringConvertible>(
+            _ key: String,
+            _ value: Value,
+            earlier: (file: String, value: Value)?,
+            file: String,
+            root: Node
+        ) -> [RulesProblem] {
+            guard let earlier, earlier.value != value else { return [] }
+            return [
+                RulesProblem(
+                    file: file,
+                    line: root[key]?.mark?.line,
+                    column: root[key]?.mark?.column,
+                    message: "\(key): \(value) contradicts \(key): \(earlier.value) in \(earlier.file)"
+                )
+            ]
         }
 
         func finish() throws(RulesFilesError) -> RulesFiles {
