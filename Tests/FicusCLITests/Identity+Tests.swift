@@ -59,8 +59,14 @@ extension CLITests {
                 if response.bodyString == "v2" { byAddress += 1 }
             }
             #expect((120...240).contains(byAddress), "\(byAddress) of 600 at 30% by client address")
-            try sandbox.ok("identity", "set", "header:X-User-Id")
-            try await Task.sleep(for: .milliseconds(300))
+            let revision = try #require(try sandbox.ok("identity", "set", "header:X-User-Id").revision)
+            // Wait until the proxy serves that revision (it reports it on /healthz).
+            let served = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < served {
+                let health = try? await HTTPTestClient.get(port: server.adminPort, path: "/healthz", group: group)
+                if health?.bodyString.contains("\"revision\":\(revision)") == true { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
             var byUser = 0
             for index in 0..<600 {
                 let response = try await client.request(
