@@ -120,7 +120,13 @@ let package = Package(
         .testTarget(name: "FicusRulesTests", dependencies: ["FicusCore", "FicusRules"]),
         .testTarget(name: "FicusFuzzTargetsTests", dependencies: ["FicusFuzzTargets"]),
         .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
-        .testTarget(name: "FicusStoreTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "ficus-store-probe"]),
+        .testTarget(
+            name: "FicusStoreTests",
+            dependencies: [
+                "FicusCore", "FicusDiff", "FicusStore", "ficus-store-probe",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         .testTarget(name: "FicusDiffTests", dependencies: ["FicusDiff"]),
         .testTarget(name: "FicusRolloutTests", dependencies: ["FicusCore", "FicusRollout"]),
         .testTarget(name: "FicusReportTests", dependencies: ["FicusCore", "FicusDiff", "FicusStore", "FicusReport"]),
@@ -133,6 +139,7 @@ let package = Package(
                 "FicusTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .testTarget(

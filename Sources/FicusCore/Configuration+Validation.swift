@@ -29,6 +29,9 @@ struct ConfigurationValidator {
         self.segmentNames = self.checkUniqueNames(self.configuration.segments.map(\.name), kind: "segment")
         self.flagNames = self.checkUniqueNames(self.configuration.flags.map(\.name), kind: "flag")
         _ = self.checkUniqueNames(self.configuration.routes.map(\.name), kind: "route")
+        if let identity = self.configuration.identity {
+            self.checkAttributeName(identity, object: "identity", field: "identity")
+        }
         for (index, upstream) in self.configuration.upstreams.enumerated() {
             self.checkUpstream(upstream, object: Self.objectName("upstream", upstream.name, index))
         }

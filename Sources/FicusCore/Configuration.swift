@@ -29,6 +29,14 @@ public struct Configuration: Sendable, Equatable {
     /// including edits made meanwhile.
     public var killed: Bool
 
+    /// What identifies a user store-wide (`header:X-User-Id`, `cookie:NAME`, `query:NAME`, `client_ip`), or nil
+    /// (the default) for the client address: what sticky percentage rules, canaries and shadow sampling hash when they
+    /// name no attribute of their own.
+    ///
+    /// Behind a load balancer every request comes from one address, so a canary sticky on it cannot split; one
+    /// setting fixes every rule that did not choose.
+    public var identity: Attribute?
+
     /// Creates a configuration.
     ///
     /// See the properties for the defaults.
@@ -37,13 +45,15 @@ public struct Configuration: Sendable, Equatable {
         routes: [Route] = [],
         segments: [Segment] = [],
         flags: [Flag] = [],
-        killed: Bool = false
+        killed: Bool = false,
+        identity: Attribute? = nil
     ) {
         self.upstreams = upstreams
         self.routes = routes
         self.segments = segments
         self.flags = flags
         self.killed = killed
+        self.identity = identity
     }
 
     /// One route named "default" matching every host, path and method, legacy = default = `defaultUpstream`.
@@ -71,6 +81,7 @@ extension Configuration: Codable {
         case segments
         case flags
         case killed
+        case identity
     }
 
     /// Decodes a configuration; every missing list is empty and `killed` is false.
@@ -83,7 +94,8 @@ extension Configuration: Codable {
             routes: try container.decodeIfPresent([Route].self, forKey: .routes) ?? [],
             segments: try container.decodeIfPresent([Segment].self, forKey: .segments) ?? [],
             flags: try container.decodeIfPresent([Flag].self, forKey: .flags) ?? [],
-            killed: try container.decodeIfPresent(Bool.self, forKey: .killed) ?? false
+            killed: try container.decodeIfPresent(Bool.self, forKey: .killed) ?? false,
+            identity: try container.decodeIfPresent(Attribute.self, forKey: .identity)
         )
     }
 }

@@ -28,9 +28,16 @@ public struct Decision: Sendable, Equatable {
     /// never the serving upstream.
     public var shadow: String?
 
-    /// The upstream that answers this request a second time to learn noise (a sample of shadowed safe requests),
-    /// or nil.
+    /// The upstream that answers this request a second time to learn noise if the proxy draws it as a noise
+    /// sample, or nil when it cannot be one (not shadowed, not a safe method, or noise sampling off).
+    ///
+    /// The draw is the proxy's, per request and independent of who sends it or which URL: every one of an
+    /// endpoint's first shadowed safe requests is a noise sample (a floor, default 20), then `noisePercent` of them.
+    /// A hash of user and URL would give an endpoint with few distinct URLs, or one client, all or nothing.
     public var noise: String?
+
+    /// The share (0–100) of this request's endpoint's shadowed safe requests drawn as noise samples past the floor.
+    public var noisePercent: Double = 0
 
     /// The idle blue-green slot this request previews, or nil.
     ///

@@ -8,8 +8,11 @@ struct RoutingTableCompiler {
     private let flags: [String: Bool]
     /// Positions in `parts.names`, so that each header or cookie name is stored once.
     private var nameIndex: [String: Int] = [:]
+    /// The store-wide identity: what percentage rules without a stickiness of their own hash.
+    private let identity: Attribute?
 
     init(configuration: Configuration) {
+        self.identity = configuration.identity
         self.flags = Dictionary(configuration.flags.map { ($0.name, $0.enabled) }, uniquingKeysWith: { a, _ in a })
         var segmentIndex: [String: Int] = [:]
         for (index, segment) in configuration.segments.enumerated() where segmentIndex[segment.name] == nil {
@@ -56,11 +59,11 @@ struct RoutingTableCompiler {
                 RuleCode(
                     condition: condition,
                     disabled: disabledBy != nil,
-                    stickiness: rule.stickiness.map { self.compile($0) },
+                    stickiness: (rule.stickiness ?? self.identity).map { self.compile($0) },
                     bucketHasher: hasher
                 )
             )
-            self.parts.stickinessLabels.append(rule.stickiness?.description ?? "client_ip")
+            self.parts.stickinessLabels.append((rule.stickiness ?? self.identity)?.description ?? "client_ip")
             rules.append(
                 CompiledRule(
                     name: rule.name,

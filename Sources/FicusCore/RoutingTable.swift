@@ -45,7 +45,6 @@ public final class RoutingTable: Sendable {
         var policy: ShadowPolicy
         var methods: Set<String>
         var group: String
-        var noiseGroup: String
     }
 
     /// Validates and compiles `configuration`.
@@ -93,8 +92,7 @@ public final class RoutingTable: Sendable {
                 route: route,
                 policy: policy,
                 methods: Set(policy.effectiveMethods.map { $0.uppercased() }),
-                group: "shadow:\(route.name)",
-                noiseGroup: "noise:\(route.name)"
+                group: "shadow:\(route.name)"
             )
         }
         self.shadowPolicies = shadows
@@ -194,39 +192,29 @@ public final class RoutingTable: Sendable {
             let target = shadow.policy.target(serving: decision.upstream, route: shadow.route)
         else { return }
         let samplesNoise = ShadowPolicy.safeMethods.contains(method) && shadow.policy.noisePercent > 0
-        // At 100% with no noise sampling every request is shadowed whoever sends it: no key to find and hash.
-        if shadow.policy.percent >= 100 && !samplesNoise {
+        // At 100% every request is shadowed whoever sends it: no key to find and hash.
+        if shadow.policy.percent >= 100 {
             decision.shadow = target
+            if samplesNoise { Self.offerNoise(&decision, shadow.policy) }
             return
         }
         let key: String?
-        switch shadow.policy.stickiness {
+        switch shadow.policy.stickiness ?? self.configuration.identity {
         case .header(let name)?: key = request.header(name.lowercased())
         case .cookie(let name)?: key = request.cookie(name)
         case .query(let name)?: key = Self.queryValue(request.query, name)
         default: key = nil
         }
-        guard let value = key ?? request.clientAddress?.unmapped.description else {
-            if shadow.policy.percent >= 100 { decision.shadow = target }
-            return
-        }
+        guard let value = key ?? request.clientAddress?.unmapped.description else { return }
         guard Double(Murmur3.bucket(group: shadow.group, value: value)) <= shadow.policy.percent else { return }
         decision.shadow = target
-        // Noise samples vary per request (path and query), not per user, so that every endpoint gets some: the
-        // bucket of "<value>:<path>?<query>", hashed in pieces rather than concatenated.
-        if samplesNoise {
-            var hasher = Murmur3.Hasher()
-            hasher.combine(shadow.noiseGroup)
-            hasher.combine(UInt8(ascii: ":"))
-            hasher.combine(value)
-            hasher.combine(UInt8(ascii: ":"))
-            hasher.combine(request.path)
-            hasher.combine(UInt8(ascii: "?"))
-            if let query = request.query { hasher.combine(query) }
-            if Double(hasher.bucket()) <= shadow.policy.noisePercent {
-                decision.noise = shadow.policy.secondary ?? decision.upstream
-            }
-        }
+        if samplesNoise { Self.offerNoise(&decision, shadow.policy) }
+    }
+
+    /// Names the upstream a noise sample of this request would go to; whether it is one is drawn by the proxy.
+    private static func offerNoise(_ decision: inout Decision, _ policy: ShadowPolicy) {
+        decision.noise = policy.secondary ?? decision.upstream
+        decision.noisePercent = policy.noisePercent
     }
 
     private static func queryValue(_ query: String?, _ name: String) -> String? {

@@ -44,13 +44,6 @@ extension FuzzTargets {
         }
 
         let requests = Self.parse(client, kind: .request, pieces: [], methods: [])
-        // Known open (docs/FUZZING.md, Fuzz/Regressions/open.txt): the proxy reads the client in these pieces, and
-        // a piece boundary inside the empty lines before a request line makes the parser refuse what it accepts
-        // whole. The request-parser target tolerates exactly that shape; so does this one.
-        let inPieces = Self.parse(client, kind: .request, pieces: sizes, methods: [])
-        if inPieces != requests, Self.refusedAtAnEmptyLine(inPieces, client) {
-            return
-        }
         // A refusal answers the request that failed to parse; a complete request that no answer completes does not
         // count (the upstream may have said nothing).
         let methods = requests.messages.map { Self.methodKind($0.startLine) }
@@ -85,11 +78,8 @@ extension FuzzTargets {
         var forwarded = 0
         for bytes in outcome.upstreamReceived {
             let sent = Self.parse(bytes, kind: .request, pieces: [], methods: [], limits: Self.relaxedLimits)
-            // Known open (docs/FUZZING.md, Fuzz/Regressions/open.txt): an HTTP/1.0 request without Host is forwarded
-            // as HTTP/1.1 without one. Tolerated only when the client sent such a request, to keep fuzzing past it.
-            let hostless = requests.messages.contains { $0.hosts == 0 }
             invariant(
-                sent.error == nil || (sent.error == .missingHost && hostless),
+                sent.error == nil,
                 "the upstream received a badly framed request (\(sent.error.map { "\($0)" } ?? "")): "
                     + String(decoding: bytes.prefix(2_000), as: UTF8.self)
             )

@@ -91,17 +91,4 @@ func pieceSizes(seed: UInt8, total: Int) -> [Int] {
     return sizes
 }
 
-/// `bytes` cut into pieces of the given sizes, the remainder as the last piece.
-func split(_ bytes: [UInt8], _ sizes: [Int]) -> [ArraySlice<UInt8>] {
-    var slices: [ArraySlice<UInt8>] = []
-    var start = 0
-    for size in sizes where start < bytes.count {
-        let end = min(bytes.count, start + max(1, size))
-        slices.append(bytes[start..<end])
-        start = end
-    }
-    if start < bytes.count || slices.isEmpty {
-        slices.append(bytes[start...])
-    }
-    return slices
-}
+

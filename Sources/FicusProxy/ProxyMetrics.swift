@@ -72,6 +72,7 @@ public final class ProxyMetrics: Sendable {
     private let idle = NIOLockedValueBox<[String: Meter]>([:])
     private let inFlight: Meter
     private let shadow: CounterCache
+    private let waitTimers = NIOLockedValueBox<[String: CoreMetrics.Timer]>([:])
 
     public init(factory: MetricsFactory) {
         self.factory = factory
@@ -162,6 +163,19 @@ public final class ProxyMetrics: Sendable {
             return created
         }
         counter.increment()
+    }
+
+    /// Time a shadow copy spent inside Ficus before its first byte left (waiting for the shadow loop and a pooled
+    /// connection): `ficus_shadow_wait_seconds{route}`, apart from the shadow upstream's own latency.
+    func shadowWait(route: String, duration: TimeAmount) {
+        let timer = self.waitTimers.withLockedValue { timers -> CoreMetrics.Timer in
+            if let existing = timers[route] { return existing }
+            let created = CoreMetrics.Timer(
+                label: "ficus_shadow_wait_seconds", dimensions: [("route", route)], factory: self.factory)
+            timers[route] = created
+            return created
+        }
+        timer.recordNanoseconds(max(0, duration.nanoseconds))
     }
 
     /// A client connection was closed as soon as it was accepted (`reason`: `max_connections`).

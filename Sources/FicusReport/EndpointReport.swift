@@ -95,13 +95,17 @@ public struct FieldReport: Sendable, Equatable, Codable {
     public var noiseCount: Int
     /// Whether the field is noise (not a regression) under the report's thresholds.
     public var noise: Bool
+    /// Whether the field would be a regression but cannot be told from noise yet: it was never seen in noise and
+    /// the endpoint has fewer noise samples than the noise floor. Never a regression, never ready.
+    public var unconfirmed: Bool
 
-    public init(path: String, kind: String, count: Int, noiseCount: Int, noise: Bool) {
+    public init(path: String, kind: String, count: Int, noiseCount: Int, noise: Bool, unconfirmed: Bool = false) {
         self.path = path
         self.kind = kind
         self.count = count
         self.noiseCount = noiseCount
         self.noise = noise
+        self.unconfirmed = unconfirmed
     }
 }
 

@@ -51,6 +51,7 @@ public struct HTMLRenderer: Sendable {
             ("ready", String(totals.ready)),
             ("regressions", String(totals.regressions)),
             ("not enough traffic", String(totals.notEnoughTraffic)),
+            ("unconfirmed", String(totals.unconfirmed)),
             ("compared", String(totals.compared)),
             ("differing", String(totals.differing)),
             ("after noise", String(totals.differingAfterNoise)),
@@ -278,7 +279,7 @@ public struct HTMLRenderer: Sendable {
             switch verdict {
             case .ready: "ready"
             case .regressions: "regressions"
-            case .notEnoughTraffic: "starved"
+            case .notEnoughTraffic, .unconfirmed: "starved"
             }
         return "<span class=\"badge \(name)\">\(Self.escape(verdict.rawValue))</span>"
     }

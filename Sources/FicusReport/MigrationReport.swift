@@ -146,6 +146,8 @@ public struct ReportTotals: Sendable, Equatable, Codable {
     public var ready: Int
     public var regressions: Int
     public var notEnoughTraffic: Int
+    /// Endpoints whose only differences are unconfirmed (too few noise samples to tell noise from a regression).
+    public var unconfirmed: Int
 
     public init(
         compared: Int = 0,
@@ -156,8 +158,10 @@ public struct ReportTotals: Sendable, Equatable, Codable {
         endpoints: Int = 0,
         ready: Int = 0,
         regressions: Int = 0,
-        notEnoughTraffic: Int = 0
+        notEnoughTraffic: Int = 0,
+        unconfirmed: Int = 0
     ) {
+        self.unconfirmed = unconfirmed
         self.compared = compared
         self.identical = identical
         self.differing = differing
@@ -180,6 +184,9 @@ public enum Verdict: String, Sendable, Equatable, Codable, CaseIterable {
     case regressions
     /// Fewer compared requests than `ReportThresholds.minRequests` and no regression.
     case notEnoughTraffic = "not enough traffic"
+    /// No regression, but a field differs that noise samples have not seen while the endpoint has fewer noise
+    /// samples than the noise floor: it may be noise, it may be a regression. Gated like `not enough traffic`.
+    case unconfirmed
 }
 
 /// The answer of `ficus report --fail-on-regression` over the whole report.
@@ -191,7 +198,7 @@ public enum GateVerdict: String, Sendable, Equatable, Codable, CaseIterable {
     case pass
     /// Some endpoint has a field that is not noise (exit 4).
     case regressions
-    /// No endpoint reached the traffic threshold (exit 5).
+    /// No endpoint reached the traffic threshold, or an endpoint is unconfirmed (exit 5).
     case notEnoughTraffic = "not enough traffic"
 
     /// The exit status of `ficus report --fail-on-regression`.

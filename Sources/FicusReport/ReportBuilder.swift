@@ -74,20 +74,27 @@ public struct ReportBuilder: Sendable {
     ///
     /// A difference seen is evidence even on a quiet endpoint; the absence of differences is evidence only with
     /// enough requests.
-    public static func verdict(regressions: Int, compared: Int, minRequests: Int) -> Verdict {
+    public static func verdict(regressions: Int, compared: Int, minRequests: Int, unconfirmed: Int = 0) -> Verdict {
         if regressions > 0 {
             return .regressions
+        }
+        if unconfirmed > 0 {
+            return .unconfirmed
         }
         return compared >= minRequests && compared > 0 ? .ready : .notEnoughTraffic
     }
 
-    /// The gate over every endpoint: regressions anywhere fail it; otherwise at least one endpoint must have enough
-    /// traffic.
+    /// The gate over every endpoint: regressions anywhere fail it; an unconfirmed endpoint holds it as not enough
+    /// traffic; otherwise at least one endpoint must have enough traffic.
     ///
-    /// An empty or starved store must never pass a CI gate, or a broken shadow setup would look like success.
+    /// An empty or starved store must never pass a CI gate, or a broken shadow setup would look like success; nor
+    /// must a difference that may still turn out to be a regression.
     public static func gate(_ endpoints: [EndpointReport], minRequests: Int) -> GateVerdict {
         if endpoints.contains(where: { $0.verdict == .regressions }) {
             return .regressions
+        }
+        if endpoints.contains(where: { $0.verdict == .unconfirmed }) {
+            return .notEnoughTraffic
         }
         if endpoints.contains(where: { $0.compared >= minRequests && $0.compared > 0 }) {
             return .pass
@@ -108,6 +115,7 @@ public struct ReportBuilder: Sendable {
             case .ready: totals.ready += 1
             case .regressions: totals.regressions += 1
             case .notEnoughTraffic: totals.notEnoughTraffic += 1
+            case .unconfirmed: totals.unconfirmed += 1
             }
         }
         return totals
@@ -118,13 +126,18 @@ public struct ReportBuilder: Sendable {
     /// Fields are listed regressions first so that the first line under an endpoint is the reason for its verdict.
     func endpoint(_ summary: ShadowEndpointSummary, differingAfterNoise: Int) async throws -> EndpointReport {
         let thresholds = self.options.thresholds
+        // Too few noise samples to tell noise from a regression: a field never seen in noise is unconfirmed.
+        let learning = summary.noiseSamples < self.options.noiseFloor
         let fields = summary.fields.map { field in
-            FieldReport(
+            let noiseCount = summary.counts(for: field).noise
+            let noise = !summary.isRegression(field, thresholds: thresholds)
+            return FieldReport(
                 path: field.path,
                 kind: field.kind.rawValue,
                 count: field.raw,
-                noiseCount: summary.counts(for: field).noise,
-                noise: !summary.isRegression(field, thresholds: thresholds)
+                noiseCount: noiseCount,
+                noise: noise,
+                unconfirmed: !noise && learning && field.noise == 0
             )
         }.filter { $0.count > 0 }
         let ordered = fields.enumerated().sorted { left, right in
@@ -133,7 +146,8 @@ public struct ReportBuilder: Sendable {
             }
             return left.offset < right.offset
         }.map(\.element)
-        let regressions = ordered.filter { !$0.noise }.count
+        let regressions = ordered.filter { !$0.noise && !$0.unconfirmed }.count
+        let unconfirmed = ordered.filter(\.unconfirmed).count
         var samples: [FieldSamples] = []
         for field in ordered.prefix(self.options.sampledFieldsPerEndpoint) {
             let records = try await self.store.shadowSamples(
@@ -161,7 +175,11 @@ public struct ReportBuilder: Sendable {
             errors: summary.errors,
             noiseSamples: summary.noiseSamples,
             verdict: Self.verdict(
-                regressions: regressions, compared: summary.compared, minRequests: self.options.minRequests),
+                regressions: regressions,
+                compared: summary.compared,
+                minRequests: self.options.minRequests,
+                unconfirmed: unconfirmed
+            ),
             fields: ordered,
             statuses: summary.statuses.map { StatusCell(serving: $0.serving, shadow: $0.shadow, count: $0.count) },
             latency: EndpointLatency(

@@ -13,6 +13,9 @@ public struct ReportOptions: Sendable, Equatable {
     public var to: Date?
     /// What separates regressions from noise. Defaults to Diffy's thresholds.
     public var thresholds: NoiseThresholds
+    /// Noise samples an endpoint needs before a field never seen in noise counts as a regression; until then it is
+    /// `unconfirmed`. Defaults to 20, the proxy's noise floor (`ficus serve --noise-floor`).
+    public var noiseFloor: Int
     /// The fewest compared requests for a `ready` verdict. Defaults to 30.
     ///
     /// Thirty identical answers are weak evidence already; fewer are none.
@@ -40,8 +43,10 @@ public struct ReportOptions: Sendable, Equatable {
         sampledFieldsPerEndpoint: Int = 10,
         maxBodyCharacters: Int = 8_000,
         maxTimelinePoints: Int = 120,
-        maxChangesPerRoute: Int = 50
+        maxChangesPerRoute: Int = 50,
+        noiseFloor: Int = 20
     ) {
+        self.noiseFloor = noiseFloor
         self.route = route
         self.from = from
         self.to = to

@@ -26,7 +26,8 @@ public struct TextRenderer: Sendable {
             let afterNoise = EndpointReport.percent(totals.differingAfterNoise, of: totals.compared)
             lines.append(
                 "\(totals.endpoints) endpoint\(totals.endpoints == 1 ? "" : "s"): \(totals.ready) ready, "
-                    + "\(totals.regressions) with regressions, \(totals.notEnoughTraffic) without enough traffic · "
+                    + "\(totals.regressions) with regressions, \(totals.unconfirmed) unconfirmed, "
+                    + "\(totals.notEnoughTraffic) without enough traffic · "
                     + "\(totals.compared) compared, \(ReportFormatting.percent(differing)) differing "
                     + "(\(ReportFormatting.percent(afterNoise)) after noise), \(totals.errors) shadow errors"
             )
@@ -78,8 +79,15 @@ public struct TextRenderer: Sendable {
             let verdict = cells.removeLast()
             lines.append(line(cells + [""]) + self.paint(verdict, for: endpoint.verdict))
             for field in endpoint.fields.prefix(self.maxFields) {
-                let mark = field.noise ? "  ·" : self.paint("  ✗", for: Verdict.regressions)
-                let noise = field.noise ? "  noise (\(field.noiseCount) in noise samples, scaled)" : ""
+                let mark =
+                    field.noise
+                    ? "  ·" : field.unconfirmed ? self.paint("  ?", for: Verdict.unconfirmed)
+                    : self.paint("  ✗", for: Verdict.regressions)
+                let noise =
+                    field.noise
+                    ? "  noise (\(field.noiseCount) in noise samples, scaled)"
+                    : field.unconfirmed
+                        ? "  unconfirmed (\(endpoint.noiseSamples) noise samples so far: not yet told from noise)" : ""
                 lines.append(
                     "\(mark) \(TerminalText.safe(field.path))  \(field.kind)  \(field.count)/\(endpoint.compared)\(noise)")
             }
@@ -156,7 +164,7 @@ public struct TextRenderer: Sendable {
             switch verdict {
             case .ready: "32"
             case .regressions: "31"
-            case .notEnoughTraffic: "33"
+            case .notEnoughTraffic, .unconfirmed: "33"
             }
         return "\u{1B}[\(code)m\(text)\u{1B}[0m"
     }

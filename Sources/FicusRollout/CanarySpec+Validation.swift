@@ -35,8 +35,13 @@ extension CanarySpec {
                 report("steps", "must end at 100, ends at \(last)%")
             }
         }
-        if !(self.interval.isFinite && self.interval > 0) {
-            report("interval", "must be greater than 0 seconds, is \(RolloutFormat.number(self.interval))")
+        if !(self.interval.isFinite && self.interval >= 1) {
+            report("interval", "must be at least 1 second, is \(RolloutFormat.number(self.interval))")
+        } else if self.interval > 7 * 86_400 {
+            report("interval", "must be at most 7 days, is \(RolloutFormat.duration(self.interval))")
+        }
+        if !(1...1000).contains(self.maxHold) {
+            report("max-hold", "must be within 1...1000 intervals, is \(self.maxHold)")
         }
         let gates = self.gates
         if !(gates.maxErrorRate.isFinite && (0...1).contains(gates.maxErrorRate)) {

@@ -36,6 +36,16 @@ public struct CanarySpec: Sendable, Codable, Equatable {
     /// Keeps comparing answers after the cutover, which is when a team learns what the last steps did not exercise.
     public var reverseShadowOnPromote: Bool
 
+    /// What a failed gate does: abort (the default: back to 0% new) or pause at the step's weight for a person.
+    public var onFail: CanaryFailureAction
+
+    /// Consecutive intervals a step may hold without a judgement before the canary pauses with reason
+    /// `no evidence`; defaults to 5.
+    ///
+    /// A canary that cannot gather evidence (no traffic reaches the new side) must say so and stop, not hold
+    /// forever, and never promote.
+    public var maxHold: Int
+
     /// The steps used when none are given.
     ///
     /// The same ladder Flagger and Argo Rollouts users know: small first, doubling once confidence grows.
@@ -50,7 +60,9 @@ public struct CanarySpec: Sendable, Codable, Equatable {
         steps: [Int] = CanarySpec.defaultSteps,
         interval: TimeInterval = 120,
         gates: CanaryGates = CanaryGates(),
-        reverseShadowOnPromote: Bool = false
+        reverseShadowOnPromote: Bool = false,
+        onFail: CanaryFailureAction = .abort,
+        maxHold: Int = 5
     ) {
         self.route = route
         self.target = target
@@ -58,7 +70,34 @@ public struct CanarySpec: Sendable, Codable, Equatable {
         self.interval = interval
         self.gates = gates
         self.reverseShadowOnPromote = reverseShadowOnPromote
+        self.onFail = onFail
+        self.maxHold = maxHold
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case route, target, steps, interval, gates, reverseShadowOnPromote, onFail, maxHold
+    }
+
+    /// Decodes a spec; `onFail` and `maxHold` default as in `init` for canaries stored before they existed.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.route = try container.decode(String.self, forKey: .route)
+        self.target = try container.decode(String.self, forKey: .target)
+        self.steps = try container.decode([Int].self, forKey: .steps)
+        self.interval = try container.decode(TimeInterval.self, forKey: .interval)
+        self.gates = try container.decode(CanaryGates.self, forKey: .gates)
+        self.reverseShadowOnPromote = try container.decode(Bool.self, forKey: .reverseShadowOnPromote)
+        self.onFail = try container.decodeIfPresent(CanaryFailureAction.self, forKey: .onFail) ?? .abort
+        self.maxHold = try container.decodeIfPresent(Int.self, forKey: .maxHold) ?? 5
+    }
+}
+
+/// What a canary does when a gate fails.
+public enum CanaryFailureAction: String, Sendable, Codable, Equatable, CaseIterable {
+    /// Back to 0% new at once (the default).
+    case abort
+    /// Stay at the step's weight, paused, until an operator resumes, promotes or aborts.
+    case pause
 }
 
 /// The thresholds a canary step must stay within to move on.

@@ -21,6 +21,10 @@ public struct CanaryState: Sendable, Codable, Equatable {
     /// holds for days on a quiet route from growing its stored row without bound.
     public var history: [CanaryEvaluation]
 
+    /// Why the canary paused by itself (a gate failed with `--on-fail pause`, or `no evidence` after `maxHold`
+    /// intervals without a judgement); nil while running and after an operator's pause.
+    public var pausedReason: String?
+
     /// Creates the state of a canary that has not started yet.
     ///
     /// The first `.started` event sets the first weight.
@@ -140,6 +144,10 @@ public struct CanaryStepProgress: Sendable, Codable, Equatable {
     ///
     /// A hold waits a whole interval again so that the next judgement sees more evidence, not the same.
     public var judgeAfter: TimeInterval
+
+    /// Judgements in a row that held this step since it started or was last resumed; nil counts as 0 (states
+    /// stored before it was kept). After `CanarySpec.maxHold` of them the canary pauses: no evidence.
+    public var holds: Int?
 
     /// Creates the progress of a step that starts now.
     ///

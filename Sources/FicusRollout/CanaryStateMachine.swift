@@ -128,14 +128,36 @@ public struct CanaryStateMachine: Sendable {
             return [.setWeight(percent: spec.steps[next]), .record(line), .wait(until: nextProgress.dueAt)]
         case .hold(let reason):
             progress.judgeAfter = progress.counted(at: now) + spec.interval
+            let holds = (progress.holds ?? 0) + 1
+            progress.holds = holds
+            if holds >= spec.maxHold {
+                // Never promote on no evidence, and never hold forever in silence: stop and say why.
+                let why = "no evidence: \(holds) intervals at \(step) without a judgement (\(reason))"
+                return self.pauseByItself(progress, now: now, reason: why)
+            }
             self.state.phase = .running(progress)
             let line = "\(self.name): \(step) held: \(reason); judged again in \(RolloutFormat.duration(spec.interval))"
             return [.record(line), .wait(until: progress.dueAt)]
         case .fail(let reason):
             let fullReason = "\(reason) at \(step)"
+            if spec.onFail == .pause {
+                return self.pauseByItself(progress, now: now, reason: "gate failed: \(fullReason)")
+            }
             self.state.phase = .aborted(at: now, step: progress.index, reason: fullReason)
             return [.abort(reason: fullReason), .record("\(self.name): aborted: \(fullReason); back to 0% new")]
         }
+    }
+
+    /// Running → paused by the canary itself, at the step's weight, with `reason` kept for status and the report.
+    ///
+    /// An operator resumes (counting on, the hold count reset), promotes or aborts.
+    private mutating func pauseByItself(_ progress: CanaryStepProgress, now: Date, reason: String) -> [CanaryAction] {
+        var progress = progress
+        progress.countedBefore = progress.counted(at: now)
+        self.state.phase = .paused(progress, since: now)
+        self.state.pausedReason = reason
+        let weight = self.state.spec.steps[progress.index]
+        return [.record("\(self.name): paused at \(self.stepLabel(progress.index)) (\(weight)%): \(reason)")]
     }
 
     /// Running → paused, folding the stretch that ends into the counted time.
@@ -163,6 +185,12 @@ public struct CanaryStateMachine: Sendable {
             return [.refuse("\(self.name) is \(self.phaseWord), only a paused canary can be resumed")]
         }
         progress.runningSince = now
+        progress.holds = 0
+        // A step paused by a failed gate or for lack of evidence is judged afresh one interval after the resume.
+        if self.state.pausedReason != nil {
+            progress.judgeAfter = max(progress.judgeAfter, progress.countedBefore + self.state.spec.interval)
+        }
+        self.state.pausedReason = nil
         self.state.phase = .running(progress)
         let remaining = RolloutFormat.duration(progress.judgeAfter - progress.countedBefore)
         let weight = self.state.spec.steps[progress.index]

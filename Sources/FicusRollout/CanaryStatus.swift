@@ -67,6 +67,12 @@ public struct CanaryStatus: Sendable, Codable, Equatable {
     /// its lease has not expired yet.
     public var driver: String?
 
+    /// What a failed gate does: `abort` or `pause`.
+    public var onFail: String
+
+    /// Intervals a step may hold without a judgement before the canary pauses (no evidence).
+    public var maxHold: Int
+
     /// Computes the status of `state` at `now`.
     ///
     /// Pure, so `--watch` simply recomputes it from the freshly read state.
@@ -103,6 +109,9 @@ public struct CanaryStatus: Sendable, Codable, Equatable {
             }
             if let latest, case .hold(let reason) = latest.verdict {
                 self.holding = reason
+            }
+            if case .paused = state.phase, let reason = state.pausedReason {
+                self.reason = "paused by the canary: \(reason)"
             }
         case .promoted(_, let reason):
             self.step = spec.steps.count
@@ -148,12 +157,14 @@ public struct CanaryStatus: Sendable, Codable, Equatable {
             )
         }
         self.gates = gates
+        self.onFail = spec.onFail.rawValue
+        self.maxHold = spec.maxHold
     }
 
     /// The word for a phase, as in `phase`.
     ///
     /// Shared with the state machine's refusals so that both use the same words.
-    static func word(for phase: CanaryPhase) -> String {
+    public static func word(for phase: CanaryPhase) -> String {
         switch phase {
         case .pending:
             return "pending"
@@ -249,6 +260,7 @@ extension CanaryStatus: CustomStringConvertible {
         if self.phase == "running" || self.phase == "paused" || self.phase == "pending" {
             lines.append("  driven by: \(self.driver ?? "no proxy (start 'ficus serve' on this store)")")
         }
+        lines.append("  on fail: \(self.onFail); pauses after \(self.maxHold) intervals without a judgement")
         for gate in self.gates {
             let isRate = gate.name.hasSuffix("rate")
             let format: (Double) -> String = {

@@ -26,6 +26,17 @@ public struct GateInputs: Sendable, Codable, Equatable {
     /// The bar the new side is held to; 0 makes the ratio undefined and the step holds.
     public var legacyP99Micros: Int
 
+    /// Requests answered by the route's legacy upstream in the window; nil in evaluations stored before it was
+    /// kept.
+    ///
+    /// Tells "no traffic at all" from "traffic that never reaches the new side" (every request in one bucket).
+    public var legacyRequests: Int?
+
+    /// Metric windows the judging proxy failed to store since its previous judgement; nil counts as none.
+    ///
+    /// Lost windows make the other numbers untrustworthy: the step holds with that reason, never "too few requests".
+    public var windowErrors: Int?
+
     /// The route's shadow comparisons in the window, or nil when the route has no shadow policy.
     ///
     /// Nil and "zero compared" differ: the first means no diff gate can ever be judged, the second only not yet.
@@ -39,12 +50,14 @@ public struct GateInputs: Sendable, Codable, Equatable {
         newServerErrors: Int,
         newP99Micros: Int,
         legacyP99Micros: Int,
+        legacyRequests: Int? = nil,
         shadow: ShadowCounts? = nil
     ) {
         self.newRequests = newRequests
         self.newServerErrors = newServerErrors
         self.newP99Micros = newP99Micros
         self.legacyP99Micros = legacyP99Micros
+        self.legacyRequests = legacyRequests
         self.shadow = shadow
     }
 }
@@ -135,7 +148,21 @@ extension CanaryGates {
     /// samples, any failed gate fails the step even when another gate is undefined, because a failure is evidence
     /// on its own; only then do undefined values (legacy p99 0, no shadow data for a diff gate) hold the step.
     public func judge(_ inputs: GateInputs) -> GateVerdict {
+        if let errors = inputs.windowErrors, errors > 0 {
+            return .hold(
+                reason: "gate error: \(errors) metric window(s) of this proxy could not be stored, so the step's "
+                    + "numbers are incomplete (see ficus_telemetry_dropped_total and the log)"
+            )
+        }
         if inputs.newRequests < self.minRequests {
+            if inputs.newRequests == 0, let legacy = inputs.legacyRequests, legacy >= self.minRequests {
+                return .hold(
+                    reason: "cannot split: the new side got no request while legacy got \(legacy); every request "
+                        + "falls in one bucket, as when all traffic comes from one address (a load balancer): make "
+                        + "the canary sticky on something that differs per user (canary start --sticky header:X-User-Id), "
+                        + "or run ficus serve with --trusted-proxy for the balancer"
+                )
+            }
             return .hold(reason: "too few requests on the new side: \(inputs.newRequests) < \(self.minRequests)")
         }
         let values = GateValues(inputs)

@@ -4,11 +4,11 @@ import Foundation
 ///
 /// Reasons are read by people and compared by tests, so the same value must always print the same way, without
 /// locale or `String(format:)` differences between platforms.
-enum RolloutFormat {
+public enum RolloutFormat {
     /// `value` rounded to at most `decimals` places with trailing zeros dropped: 2.31, 1.5, 3.
     ///
     /// Thresholds print as typed (`1.5`, not `1.50`), measured values short.
-    static func number(_ value: Double, decimals: Int = 2) -> String {
+    public static func number(_ value: Double, decimals: Int = 2) -> String {
         guard value.isFinite else {
             return "\(value)"
         }
@@ -50,7 +50,7 @@ enum RolloutFormat {
     /// A rate as a percentage: 0.0312 → `3.12%`.
     ///
     /// Rates are stored as fractions but people think of them in percent.
-    static func percent(_ rate: Double) -> String {
+    public static func percent(_ rate: Double) -> String {
         self.number(rate * 100) + "%"
     }
 

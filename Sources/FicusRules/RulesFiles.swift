@@ -11,6 +11,7 @@ struct RulesDocument: Decodable {
     var segments: [Segment]?
     var flags: [Flag]?
     var killed: Bool?
+    var identity: Attribute?
 }
 
 /// Rules files read, parsed, decoded and merged into one configuration, with where each object came from.
@@ -73,6 +74,7 @@ public struct RulesFiles {
         var result = RulesFiles()
         var problems: [RulesProblem] = []
         var killedBy: (file: String, value: Bool)?
+        var identityBy: (file: String, value: Attribute)?
 
         mutating func add(_ text: String, file: String) {
             if let problem = RulesBoundsCheck.check(text, file: file) {
@@ -103,21 +105,39 @@ public struct RulesFiles {
                     continue
                 }
                 if let killed = document.killed {
-                    if let earlier = self.killedBy, earlier.value != killed {
-                        self.problems.append(
-                            RulesProblem(
-                                file: file,
-                                line: root["killed"]?.mark?.line,
-                                column: root["killed"]?.mark?.column,
-                                message: "killed: \(killed) contradicts killed: \(earlier.value) in \(earlier.file)"
-                            )
-                        )
-                    }
+                    self.problems += Self.disagreement("killed", killed, earlier: self.killedBy, file: file, root: root)
                     self.killedBy = (file, killed)
                     self.result.killed = killed
                 }
+                if let identity = document.identity {
+                    self.problems += Self.disagreement(
+                        "identity", identity, earlier: self.identityBy, file: file, root: root)
+                    self.identityBy = (file, identity)
+                    self.result.configuration.identity = identity
+                }
                 self.result.add(document, root: root, file: file)
             }
+        }
+
+        /// The problem of `file` setting the top-level `key` to `value` when an earlier file set another, if any.
+        ///
+        /// A store-wide setting is one value: two files that disagree about it are an error, not a merge.
+        private static func disagreement<Value: Equatable & CustomStringConvertible>(
+            _ key: String,
+            _ value: Value,
+            earlier: (file: String, value: Value)?,
+            file: String,
+            root: Node
+        ) -> [RulesProblem] {
+            guard let earlier, earlier.value != value else { return [] }
+            return [
+                RulesProblem(
+                    file: file,
+                    line: root[key]?.mark?.line,
+                    column: root[key]?.mark?.column,
+                    message: "\(key): \(value) contradicts \(key): \(earlier.value) in \(earlier.file)"
+                )
+            ]
         }
 
         func finish() throws(RulesFilesError) -> RulesFiles {

@@ -83,6 +83,7 @@ enum RulesSchema {
         "segments": .list(.object(["name": .value, "constraints": .list(predicate)])),
         "flags": .list(.object(["name": .value, "enabled": .value])),
         "killed": .value,
+        "identity": .value,
     ])
 
     /// Every unknown field, and every condition without exactly one kind, in `root`.
@@ -94,7 +95,7 @@ enum RulesSchema {
                     file: file,
                     line: root.mark?.line,
                     column: root.mark?.column,
-                    message: "a rules file is a mapping with upstreams, routes, segments, flags and killed"
+                    message: "a rules file is a mapping with upstreams, routes, segments, flags, killed and identity"
                 )
             ]
         }

@@ -113,6 +113,11 @@ public struct ChangeAuthor: Sendable, Equatable {
 public enum StoreEvent: Sendable {
     /// A newer revision was committed (by this or another process).
     case revision(StoredRevision)
+    /// The store file was replaced (another file now at its path) or restored to an earlier state; `revision` is the
+    /// newest revision found there, to be served even when it is older than the one served so far.
+    ///
+    /// `detail` says what happened in words an operator can check against what was done to the file.
+    case replaced(StoredRevision, detail: String)
     /// The store could not be read or a revision could not be loaded; the last good revision stays in force.
     case failed(String)
 }
@@ -133,6 +138,8 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case noChange
     /// The change itself failed (unknown route, and so on).
     case rejected(String)
+    /// Telemetry (shadow records, metric windows) was not stored and has been dropped; configuration is unaffected.
+    case telemetryDropped(String)
     /// The configuration brings back a rule name that an earlier revision used and the previous one no longer has.
     ///
     /// Buckets hash the rule's name, so a new rule under a retired name would inherit the old rule's users.
@@ -148,6 +155,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .empty: return "the store has no configuration yet: run 'ficus init'"
         case .noChange: return "nothing to change: the configuration already is as requested"
         case .rejected(let message): return message
+        case .telemetryDropped(let detail): return "telemetry dropped (not stored): \(detail)"
         case .ruleNameRetired(let name, let route, let revision):
             return "rule name '\(name)' was used before (route '\(route)', revision \(revision)) and is retired: "
                 + "rule names are never reused, pick another"

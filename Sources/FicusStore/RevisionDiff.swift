@@ -76,6 +76,10 @@ public struct RevisionDiff: Sendable, Equatable {
         changes += Self.routeChanges(old.routes, new.routes)
         changes += Self.segmentChanges(old.segments, new.segments)
         changes += Self.flagChanges(old.flags, new.flags)
+        if old.identity != new.identity {
+            let detail = "\(old.identity?.description ?? "client_ip") → \(new.identity?.description ?? "client_ip")"
+            changes.append(Change(kind: .changed, object: "identity", detail: detail))
+        }
         if old.killed != new.killed {
             let detail = "\(Self.onOff(old.killed)) → \(Self.onOff(new.killed))"
             changes.append(Change(kind: .changed, object: "killed", detail: detail))

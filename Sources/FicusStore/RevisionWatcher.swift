@@ -35,8 +35,18 @@ struct RevisionWatcher: Sendable {
 
         /// The newest revision reported so far, or 0.
         ///
-        /// Only newer revisions are reported, so a store restored from an older backup does not go backwards.
+        /// Newer revisions are reported as they come; an older one only as `.replaced`, when the file was restored.
         var reportedRevision = 0
+
+        /// When the reported revision was created, to tell it from another copy's revision of the same number.
+        var reportedCreatedAt: Date?
+
+        /// The file the reported revision came from, or nil before the first report.
+        var identity: FileIdentity?
+
+        /// Set when the connection was reopened on another file than the one reported from: the next successful poll
+        /// reports that file's newest revision as `.replaced`, whatever its number.
+        var replacement: String?
 
         /// The last failure reported, or nil after a successful poll.
         ///
@@ -62,6 +72,8 @@ struct RevisionWatcher: Sendable {
         case newer(dataVersion: Int, revision: StoredRevision)
         /// The newest revision exists but its snapshot cannot be decoded.
         case undecodable(dataVersion: Int, message: String)
+        /// The file was replaced or restored: its newest revision, older or not, is to be served.
+        case replaced(dataVersion: Int, revision: StoredRevision, detail: String)
     }
 
     /// Polls on a thread of its own until `stop` is stopped, then finishes the stream.
@@ -81,14 +93,34 @@ struct RevisionWatcher: Sendable {
     /// The polling loop: blocks the calling thread until `stop` is stopped.
     ///
     /// Errors never end the loop: the consumer keeps serving its last good revision, and the watcher reopens its
-    /// connection (at most every 100 ms) in case the file was replaced or repaired.
+    /// connection (at most every 100 ms) in case the file was replaced or repaired. Every poll also compares the
+    /// path's inode with the connection's: a connection stays on the file it opened, so a file moved over the store
+    /// would otherwise never be seen.
     func run(_ continuation: AsyncStream<StoreEvent>.Continuation, stop: WatchStop) {
-        var connection: DatabaseQueue?
+        var connection: (queue: DatabaseQueue, identity: FileIdentity?)?
         var state = State()
         while !stop.isStopped {
             do {
-                let queue = try connection ?? self.open()
-                connection = queue
+                if let open = connection, FileIdentity(path: self.path) != open.identity {
+                    // Replaced or removed: reopen now; a removed file fails to open and is reported as such.
+                    try? open.queue.close()
+                    connection = nil
+                }
+                let current: (queue: DatabaseQueue, identity: FileIdentity?)
+                if let open = connection {
+                    current = open
+                } else {
+                    let opened = try FileIdentity.opening(self.path) { try self.open() }
+                    current = (opened.value, opened.identity)
+                    connection = current
+                    state.dataVersion = nil
+                    if let reported = state.identity, current.identity != reported {
+                        state.replacement =
+                            "the store file was replaced (\(reported) → \(current.identity.map { "\($0)" } ?? "?"))"
+                    }
+                }
+                let queue = current.queue
+                let identity = current.identity
                 let known = state
                 // Not `read`: its transaction and query-only pragmas cost four statements more than the poll itself.
                 // `poll` opens a transaction when there is something to load.
@@ -96,6 +128,7 @@ struct RevisionWatcher: Sendable {
                     try self.poll(db, known: known)
                 }
                 state.busySince = nil
+                state.identity = identity
                 self.apply(poll, to: &state, continuation)
             } catch {
                 if stop.isStopped {
@@ -109,7 +142,7 @@ struct RevisionWatcher: Sendable {
                     state.busySince = since
                     briefly = ContinuousClock.now - since < .milliseconds(Int(self.busyTimeout * 1000))
                 } else {
-                    try? connection?.close()
+                    try? connection?.queue.close()
                     connection = nil
                 }
                 if !briefly {
@@ -123,7 +156,7 @@ struct RevisionWatcher: Sendable {
                 break
             }
         }
-        try? connection?.close()
+        try? connection?.queue.close()
         continuation.finish()
     }
 
@@ -148,7 +181,7 @@ struct RevisionWatcher: Sendable {
         // Outside a transaction the pragma is its own read transaction, so it sees every commit made before it. A
         // cached statement: compiling it again at every poll was a third of the poll's CPU.
         let dataVersion = try Int.fetchOne(db.cachedStatement(sql: "PRAGMA data_version")) ?? 0
-        if let knownVersion = known.dataVersion, knownVersion == dataVersion {
+        if let knownVersion = known.dataVersion, knownVersion == dataVersion, known.replacement == nil {
             return .unchanged
         }
         // The newest number and its snapshot from one read transaction. A commit landing after the pragma is seen
@@ -161,15 +194,39 @@ struct RevisionWatcher: Sendable {
         return poll
     }
 
-    /// Loads the newest revision if it is newer than the one reported (inside `poll`'s transaction).
+    /// Loads the newest revision if it is newer than the one reported, or if the file was replaced or restored
+    /// (inside `poll`'s transaction).
+    ///
+    /// Revisions are never deleted, so a newest revision older than the one reported, or one of the same number
+    /// created at another time, can only mean that the file now holds an earlier or another copy of the store.
     private func load(_ db: Database, dataVersion: Int, known: State) throws -> Poll {
         let newest = try SQLiteConfigurationStore.fetchLatestNumber(db)
-        guard newest > known.reportedRevision else {
+        var detail = known.replacement
+        if detail == nil, known.reportedRevision > 0 {
+            if newest < known.reportedRevision {
+                detail = "the store went back from revision \(known.reportedRevision) to revision \(newest): "
+                    + "it was restored from an earlier copy"
+            } else if newest == known.reportedRevision, let reportedAt = known.reportedCreatedAt,
+                let createdAt = try Date.fetchOne(
+                    db,
+                    sql: "SELECT created_at FROM revisions WHERE number = ?",
+                    arguments: [newest]
+                ),
+                abs(createdAt.timeIntervalSince(reportedAt)) > 0.001
+            {
+                detail = "revision \(newest) in the store is not the one served (created \(createdAt), not "
+                    + "\(reportedAt)): the store was restored from another copy"
+            }
+        }
+        guard newest > known.reportedRevision || (detail != nil && newest > 0) else {
             return .checked(dataVersion: dataVersion)
         }
         do {
             guard let revision = try SQLiteConfigurationStore.fetchRevision(db, number: newest, path: self.path) else {
                 return .checked(dataVersion: dataVersion)
+            }
+            if let detail {
+                return .replaced(dataVersion: dataVersion, revision: revision, detail: detail)
             }
             return .newer(dataVersion: dataVersion, revision: revision)
         } catch let error as StoreError {
@@ -188,13 +245,24 @@ struct RevisionWatcher: Sendable {
         case .checked(let dataVersion):
             state.dataVersion = dataVersion
             state.reportedFailure = nil
+            state.replacement = nil
         case .newer(let dataVersion, let revision):
             state.dataVersion = dataVersion
             state.reportedRevision = revision.number
+            state.reportedCreatedAt = revision.createdAt
             state.reportedFailure = nil
+            state.replacement = nil
             continuation.yield(.revision(revision))
+        case .replaced(let dataVersion, let revision, let detail):
+            state.dataVersion = dataVersion
+            state.reportedRevision = revision.number
+            state.reportedCreatedAt = revision.createdAt
+            state.reportedFailure = nil
+            state.replacement = nil
+            continuation.yield(.replaced(revision, detail: detail))
         case .undecodable(let dataVersion, let message):
             state.dataVersion = dataVersion
+            state.replacement = nil
             self.report(message, state: &state, continuation)
         }
     }

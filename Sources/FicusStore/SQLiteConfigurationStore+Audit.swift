@@ -5,7 +5,7 @@ import GRDB
 extension SQLiteConfigurationStore {
     public func appendAudit(_ author: ChangeAuthor, revision: Int?, detail: String) async throws {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 if let revision {
                     let exists = try Bool.fetchOne(
                         db,
@@ -39,7 +39,7 @@ extension SQLiteConfigurationStore {
 
     public func heartbeat(_ proxy: ProxyHeartbeat) async throws {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 try db.execute(
                     sql: """
                         INSERT INTO proxies (id, listen, revision, started_at, last_seen) VALUES (?, ?, ?, ?, ?)

@@ -93,7 +93,7 @@ extension SQLiteConfigurationStore {
         change: (@Sendable (inout FicusCore.Configuration) throws -> Void)?
     ) async throws -> StoredRevision? {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 let stored = try Self.fetchBlueGreen(db, upstream: upstream)
                 guard (stored?.version ?? 0) == expectVersion else {
                     throw ChangeFailed(

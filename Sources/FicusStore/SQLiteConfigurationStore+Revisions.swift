@@ -59,7 +59,7 @@ extension SQLiteConfigurationStore {
         change: @Sendable (inout FicusCore.Configuration) throws -> Void
     ) async throws -> StoredRevision {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 let previous = try Self.fetchLatest(db, path: self.path)
                 let actual = previous?.number ?? 0
                 if let expected = expectRevision, expected != actual {
@@ -92,7 +92,7 @@ extension SQLiteConfigurationStore {
     @discardableResult
     public func rollback(to number: Int, _ author: ChangeAuthor) async throws -> StoredRevision {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 guard let target = try Self.fetchRevision(db, number: number, path: self.path) else {
                     throw StoreError.noSuchRevision(number)
                 }

@@ -57,7 +57,7 @@ extension SQLiteConfigurationStore: RolloutStore {
         change: (@Sendable (inout FicusCore.Configuration) throws -> Void)?
     ) async throws -> (row: CanaryRow, revision: StoredRevision?) {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 let stored = try Self.fetchCanary(db, route: row.route)
                 if let expectVersion {
                     guard let stored, stored.version == expectVersion else {
@@ -100,7 +100,7 @@ extension SQLiteConfigurationStore: RolloutStore {
         change: @Sendable (inout FicusCore.Configuration) throws -> Void
     ) async throws -> StoredRevision {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 let actual = try Self.fetchLatestNumber(db)
                 if let expected = expectRevision, expected != actual {
                     throw StoreError.revisionMismatch(expected: expected, actual: actual)
@@ -126,7 +126,7 @@ extension SQLiteConfigurationStore: RolloutStore {
         overridingCanaries hook: CanaryOverrideHook
     ) async throws -> StoredRevision {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 guard let target = try Self.fetchRevision(db, number: number, path: self.path) else {
                     throw StoreError.noSuchRevision(number)
                 }
@@ -164,7 +164,7 @@ extension SQLiteConfigurationStore: RolloutStore {
         replacing: CanaryLeaseRow?
     ) async throws -> Bool {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 if let replacing {
                     try db.execute(
                         sql: """
@@ -186,7 +186,7 @@ extension SQLiteConfigurationStore: RolloutStore {
 
     public func releaseCanaryLease(route: String, holder: String) async throws {
         try await self.perform {
-            try await self.pool.write { db in
+            try await self.write { db in
                 try db.execute(
                     sql: "DELETE FROM canary_lease WHERE route = ? AND holder = ?",
                     arguments: [route, holder]

@@ -194,6 +194,23 @@ extension SQLiteConfigurationStore {
         migrator.registerMigration("v5-bluegreen") { db in
             try SQLiteConfigurationStore.migrateBlueGreen(db)
         }
+        // Telemetry (shadow records, aggregates, metric windows) lives in a file of its own beside the store since
+        // this version (SQLiteConfigurationStore+Telemetry.swift). `migrate` copies the rows there first, as far as
+        // that file takes them; the tables then leave the rule store.
+        migrator.registerMigration("v6-telemetry-file") { db in
+            try db.execute(
+                sql: """
+                    DROP TABLE IF EXISTS shadow_record_fields;
+                    DROP TABLE IF EXISTS shadow_records;
+                    DROP TABLE IF EXISTS shadow_minutes;
+                    DROP TABLE IF EXISTS shadow_status_minutes;
+                    DROP TABLE IF EXISTS shadow_latency_minutes;
+                    DROP TABLE IF EXISTS shadow_field_minutes;
+                    DROP TABLE IF EXISTS shadow_signature_minutes;
+                    DROP TABLE IF EXISTS metric_windows;
+                    """
+            )
+        }
         return migrator
     }()
 
@@ -231,6 +248,12 @@ extension SQLiteConfigurationStore {
                     )
                 }
                 let applicationID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+                guard applicationID != Self.telemetryApplicationID else {
+                    throw StoreError.unreadable(
+                        path: path,
+                        detail: "this is a Ficus telemetry file, not a rule store (pass the store beside it)"
+                    )
+                }
                 guard applicationID == 0 || applicationID == Self.applicationID else {
                     throw StoreError.unreadable(
                         path: path,
@@ -270,12 +293,26 @@ extension SQLiteConfigurationStore {
     ///
     /// Two processes opening a new file at once may both try the first migration; the loser's transaction fails
     /// and rolls back, and a retry finds the migrations done, so the race costs a retry and never a half schema.
-    static func migrate(_ pool: DatabaseQueue, path: String) throws {
+    static func migrate(_ pool: DatabaseQueue, path: String, telemetry: TelemetryDatabase) throws {
         // A store that is up to date is only read: opening it for a read command must not write to the file (a
         // write would also look like a new commit to every watching proxy).
         if (try? pool.read({ db in try Self.migrator.hasCompletedMigrations(db) })) == true {
             return
         }
+        // A store of an earlier version keeps its telemetry in this file: copied to the telemetry file before
+        // `v6-telemetry-file` drops the tables here (see SQLiteConfigurationStore+TelemetryMove.swift).
+        let holdsTelemetry = (try? pool.read({ db in try db.tableExists("shadow_records") })) == true
+        if holdsTelemetry {
+            Self.moveTelemetry(of: path, into: telemetry)
+        }
+        try Self.runMigrations(pool, path: path)
+        if holdsTelemetry {
+            Self.compactAfterTelemetryMove(pool)
+        }
+    }
+
+    /// Runs the migrator, retrying when another process raced this one to the same migration.
+    private static func runMigrations(_ pool: DatabaseQueue, path: String) throws {
         var attempt = 0
         while true {
             attempt += 1

@@ -8,18 +8,22 @@ extension SQLiteConfigurationStore: ShadowStore {
     ///
     /// An identical comparison lives on in the aggregates only: the drill-down shows samples of differing fields, and
     /// most answers of a healthy migration are identical, so storing each of them would be most of the work and
-    /// none of the evidence. Rows, JSON and aggregates are prepared before the transaction starts, so the write lock
-    /// (shared with configuration commits and other proxies) is held only for the statements themselves.
+    /// none of the evidence. Rows, JSON and aggregates are prepared before the transaction starts, so the telemetry
+    /// file's write lock (shared with other proxies, never with configuration commits) is held only for the statements
+    /// themselves. A batch the telemetry file cannot take is dropped with `StoreError.telemetryDropped`.
     public func appendShadowRecords(_ records: [ShadowRecord], retention: ShadowRetention) async throws {
         guard !records.isEmpty else {
             return
         }
         let aggregates = ShadowAggregates(records)
         let telling = records.filter(\.isSample)
-        let rows = try telling.suffix(max(0, retention.maxRecords)).map(EncodedShadowRecord.init)
+        let rows = Self.newestWithin(
+            try telling.suffix(max(0, retention.maxRecords)).map(EncodedShadowRecord.init),
+            bytes: self.telemetry.limits.batchBytes
+        )
         let now = self.now()
         try await self.perform {
-            try await self.writeTelemetry { db in
+            try await self.writeTelemetry(records: records.count) { db in
                 for row in rows {
                     try Self.insert(row, db)
                 }
@@ -28,6 +32,23 @@ extension SQLiteConfigurationStore: ShadowStore {
                 try Self.pruneShadowAggregates(db, retention: retention, now: now)
             }
         }
+    }
+
+    /// The newest `rows` whose bodies and headers add up to at most `bytes`.
+    ///
+    /// A batch larger than the telemetry file could hold would fail as a whole and take its aggregates with it; its
+    /// newest records that fit in an eighth of the bound are kept instead, and the aggregates count them all.
+    static func newestWithin(_ rows: [EncodedShadowRecord], bytes: Int64) -> [EncodedShadowRecord] {
+        var total: Int64 = 0
+        var kept = 0
+        for row in rows.reversed() {
+            total += row.estimatedBytes
+            guard total <= bytes else {
+                break
+            }
+            kept += 1
+        }
+        return Array(rows.suffix(kept))
     }
 
     /// Inserts one record and the distinct fields it differs at.
@@ -186,7 +207,7 @@ extension SQLiteConfigurationStore: ShadowStore {
     func shadowTableSizes() async throws -> [String: Int] {
         let tables = ["shadow_records", "shadow_record_fields", "metric_windows"] + Self.shadowAggregateTables
         return try await self.perform {
-            try await self.pool.read { db in
+            try await self.readTelemetry { db in
                 var sizes: [String: Int] = [:]
                 for table in tables {
                     sizes[table] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") ?? 0
@@ -246,6 +267,14 @@ struct EncodedShadowRecord: Sendable {
     var shadowHeaders: String
     /// The distinct fields of `differences`.
     var fields: [ShadowField]
+
+    /// Roughly the bytes the row takes in SQLite: bodies, JSON columns and a little for the rest.
+    var estimatedBytes: Int64 {
+        let bodies = self.record.requestBody.count + self.record.servingBody.count + self.record.shadowBody.count
+        let json = self.differences.utf8.count + (self.noiseDifferences?.utf8.count ?? 0)
+            + self.requestHeaders.utf8.count + self.servingHeaders.utf8.count + self.shadowHeaders.utf8.count
+        return Int64(bodies + json + self.record.target.utf8.count + 256)
+    }
 
     init(_ record: ShadowRecord) throws {
         self.record = record

@@ -31,7 +31,7 @@ extension SQLiteConfigurationStore {
         }
         let cutoff = Self.microseconds(self.now().addingTimeInterval(-retention.maxMetricWindowAge))
         try await self.perform {
-            try await self.writeTelemetry { db in
+            try await self.writeTelemetry(windows: windows.count) { db in
                 let statement = try db.cachedStatement(
                     sql: """
                         INSERT OR REPLACE INTO metric_windows (
@@ -55,7 +55,7 @@ extension SQLiteConfigurationStore {
         let lower = from.map(Self.microseconds) ?? Int64.min
         let upper = to.map(Self.microseconds) ?? Int64.max
         return try await self.perform {
-            try await self.pool.read { db in
+            try await self.readTelemetry { db in
                 try Row.fetchAll(
                     db,
                     sql: """

@@ -6,7 +6,7 @@ extension SQLiteConfigurationStore {
     public func shadowEndpoints(route: String?, from: Date?, to: Date?) async throws -> [ShadowEndpointSummary] {
         let range = ShadowBucketRange(from: from, to: to)
         return try await self.perform {
-            try await self.pool.read { db in
+            try await self.readTelemetry { db in
                 try Self.fetchEndpointSummaries(db, route: route, range: range)
             }
         }
@@ -22,7 +22,7 @@ extension SQLiteConfigurationStore {
         let range = ShadowBucketRange(from: from, to: to)
         let size = Int64(max(1, (bucketSeconds + 59) / 60) * 60)
         return try await self.perform {
-            try await self.pool.read { db in
+            try await self.readTelemetry { db in
                 var points: [Int64: ShadowTimelinePoint] = [:]
                 let rows = try Row.fetchAll(
                     db,
@@ -63,7 +63,7 @@ extension SQLiteConfigurationStore {
         limit: Int
     ) async throws -> [ShadowRecord] {
         try await self.perform {
-            try await self.pool.read { db in
+            try await self.readTelemetry { db in
                 // Walks the endpoint's records newest first (index on route, endpoint, time) and stops at `limit`
                 // matches; each match is one primary-key probe into the record's fields.
                 try Row.fetchAll(
@@ -98,7 +98,7 @@ extension SQLiteConfigurationStore {
     ) async throws -> ShadowDiffRate {
         let range = ShadowBucketRange(from: from, to: to)
         return try await self.perform {
-            try await self.pool.read { db in
+            try await self.readTelemetry { db in
                 let summaries = try Self.fetchEndpointSummaries(db, route: route, range: range)
                 let flagged = Self.regressionFields(summaries, thresholds: thresholds)
                 var afterNoise: [ShadowEndpointID: Int] = [:]

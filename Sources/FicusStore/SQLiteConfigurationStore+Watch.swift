@@ -7,7 +7,8 @@ extension SQLiteConfigurationStore {
     /// Polling runs on a thread of its own (one wake-up per poll), never on a caller's event loop or the cooperative
     /// pool. Only the newest of several revisions committed between two polls is reported, and when the consumer falls
     /// behind the stream keeps the newest events, since a proxy only ever needs the latest table. A failure is reported
-    /// once per episode as `.failed` and polling goes on.
+    /// once per episode as `.failed` and polling goes on. A file moved over the store (another inode) or restored to an
+    /// earlier state is reported as `.replaced` with its newest revision, even an older one.
     public func watch(pollInterval: TimeInterval) -> AsyncStream<StoreEvent> {
         let watcher = RevisionWatcher(
             path: self.path,

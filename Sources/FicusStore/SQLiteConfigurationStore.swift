@@ -21,37 +21,59 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
     /// A commit holds the lock for about a millisecond, so the default of 5 s only runs out when a writer is stuck.
     public let busyTimeout: TimeInterval
 
-    /// The connections: one writer, and readers that never block it (WAL).
-    ///
-    /// Owned by this instance; the watcher uses a connection of its own (see `watch(pollInterval:)`).
-    /// One serialized connection (GRDB's `DatabaseQueue`), in WAL mode set once when the file is created.
+    /// The connection: one serialized connection (GRDB's `DatabaseQueue`), in WAL mode set once when the file is
+    /// created, reopened when another file takes the store's path (see `StoreConnection`).
     ///
     /// Not a `DatabasePool`: opening a pool writes a throwaway table whenever the file has no WAL, so every open
     /// (even for a read command or a change that is then refused) would modify the file and look like a commit to
     /// every watching proxy. A store's work in one process is small and sequential; other processes read
-    /// concurrently through WAL all the same.
-    let pool: DatabaseQueue
+    /// concurrently through WAL all the same. The watcher and the telemetry file use connections of their own.
+    var pool: DatabaseQueue {
+        self.connection.current
+    }
+
+    /// The rule store's connection, with the identity of the file it is on.
+    let connection: StoreConnection
+
+    /// The telemetry file beside the store (shadow records, aggregates, metric windows), opened on first use.
+    ///
+    /// A file and a connection of their own, so that telemetry never waits on, blocks or fills the rule store.
+    let telemetry: TelemetryDatabase
 
     /// The clock for revision, audit and heartbeat times.
     ///
     /// Injected so that tests can control "seen within" windows.
     let now: @Sendable () -> Date
 
-    /// Opens the store at `path`, creating the file and its tables when missing and migrating older schemas.
+    /// Opens the store at `path`, creating the file (mode 0600) and its tables when missing and migrating older
+    /// schemas; telemetry goes to a file beside it, bounded by `telemetry`.
     ///
     /// A file that is not a database, is damaged, belongs to another application or was written by a newer Ficus is
     /// refused with `StoreError.unreadable` before anything is written to it.
     public init(
         path: String,
         busyTimeout: TimeInterval = 5,
+        telemetry limits: TelemetryLimits = TelemetryLimits(),
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
         self.path = path
         self.busyTimeout = busyTimeout
         self.now = now
-        self.pool = try Self.retryingWhileBusy(for: busyTimeout) {
+        let telemetry = TelemetryDatabase(storePath: path, limits: limits, busyTimeout: min(busyTimeout, 2))
+        self.telemetry = telemetry
+        self.connection = try StoreConnection(path: path) {
+            try Self.open(path: path, busyTimeout: busyTimeout, telemetry: telemetry)
+        }
+    }
+
+    /// Opens and migrates the rule store's file at `path`: the start of every instance, and again when the file was
+    /// replaced.
+    static func open(path: String, busyTimeout: TimeInterval, telemetry: TelemetryDatabase) throws -> DatabaseQueue {
+        let queue = try Self.retryingWhileBusy(for: busyTimeout) {
             if FileManager.default.fileExists(atPath: path) {
                 try Self.inspect(path: path, busyTimeout: busyTimeout)
+            } else {
+                try Self.createPrivately(path: path)
             }
             do {
                 let configuration = Self.connectionConfiguration(busyTimeout: busyTimeout)
@@ -68,7 +90,8 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
                 throw Self.storeError(error, path: path)
             }
         }
-        try Self.migrate(self.pool, path: path)
+        try Self.migrate(queue, path: path, telemetry: telemetry)
+        return queue
     }
 
     /// Runs `body` again while it fails with `StoreError.busy`, for up to `timeout` seconds, blocking the thread.
@@ -117,22 +140,27 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
         }
     }
 
-    /// Runs `body` in one write transaction committed without waiting for the disk (`PRAGMA synchronous = NORMAL`).
+    /// Runs `body` in one write transaction, then copies the WAL into the file and empties it
+    /// (`wal_checkpoint(TRUNCATE)`).
     ///
-    /// For telemetry (shadow records, aggregates, metric windows) written every fraction of a second: in WAL mode
-    /// such a commit is still atomic and survives a crash of the process; only a power loss may take back the last
-    /// ones, which costs some samples, never a configuration. Revisions and the audit log keep the connection's full
-    /// synchronous setting, restored before this returns.
-    func writeTelemetry(_ body: @escaping @Sendable (Database) throws -> Void) async throws {
-        try await self.pool.writeWithoutTransaction { db in
-            let previous = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            defer { try? db.execute(sql: "PRAGMA synchronous = \(previous)") }
-            try db.inTransaction {
-                try body(db)
-                return .commit
+    /// Writes to the rule store are rare (commits, heartbeats, canary steps), so an empty WAL at rest costs little and
+    /// buys two things: a backup taken with `cp` of the file alone is complete, and a file moved over the store (a
+    /// restore with `mv`) is not read through frames left in a WAL by the file it replaced. A checkpoint that cannot
+    /// run within 100 ms (a reader on an older snapshot) is left to the next write.
+    func write<Value: Sendable>(_ body: @Sendable (Database) throws -> Value) async throws -> Value {
+        let queue = self.pool
+        let value = try await queue.write(body)
+        let busyTimeout = Int(self.busyTimeout * 1000)
+        _ = try? await queue.writeWithoutTransaction { db in
+            // The checkpoint waits for readers on older snapshots; a tenth of a second at most, so that a slow
+            // reader never makes a commit slow.
+            try db.execute(sql: "PRAGMA busy_timeout = 100")
+            defer {
+                try? db.execute(sql: "PRAGMA busy_timeout = \(busyTimeout)")
             }
+            return try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
         }
+        return value
     }
 
     /// Runs one SQL script on the writer connection, outside the model's checks.
@@ -152,4 +180,43 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
 /// Keeps it apart from the store's own errors, which are mapped to `StoreError`.
 struct ChangeFailed: Error {
     var error: any Error
+}
+
+/// The rule store's connection, reopened when the file at the store's path is replaced.
+///
+/// A connection stays on the inode it opened: after `mv backup.sqlite ficus.sqlite` it would go on reading and
+/// writing the old file (heartbeats, canary steps) while every other process uses the new one. Each use compares the
+/// path's inode with the connection's (one `stat`, far cheaper than any statement) and, when they differ, closes the
+/// old connection and opens the new file, migrated like any other. Closing first matters: SQLite keys its shared
+/// memory by inode within a process, and the new file's first connection resets the `-shm` file that an old one
+/// would still have mapped. A new file that cannot be opened is tried again at the next use; meanwhile every use
+/// fails with the reason.
+final class StoreConnection: @unchecked Sendable {
+    let path: String
+    private let lock = NSLock()
+    private var queue: DatabaseQueue
+    private var identity: FileIdentity?
+    private let open: () throws -> DatabaseQueue
+
+    init(path: String, open: @escaping () throws -> DatabaseQueue) throws {
+        self.path = path
+        self.open = open
+        (self.queue, self.identity) = try FileIdentity.opening(path, open)
+    }
+
+    /// The connection to use now: the current one, or one on the file that replaced it.
+    var current: DatabaseQueue {
+        self.lock.lock()
+        defer {
+            self.lock.unlock()
+        }
+        guard let now = FileIdentity(path: self.path), now != self.identity else {
+            return self.queue
+        }
+        try? self.queue.close()
+        if let reopened = try? FileIdentity.opening(self.path, self.open) {
+            (self.queue, self.identity) = reopened
+        }
+        return self.queue
+    }
 }

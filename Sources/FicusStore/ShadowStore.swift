@@ -71,6 +71,11 @@ public protocol ShadowStore: Sendable {
     ///
     /// Observed traffic shares for reports and the error and latency gates of a canary.
     func trafficSummary(route: String, from: Date?, to: Date?) async throws -> [UpstreamTraffic]
+
+    /// The telemetry this instance could not store and dropped since it was opened.
+    ///
+    /// Telemetry is dropped rather than waited for; a proxy exports these counts so that the loss is seen.
+    var telemetryDrops: TelemetryDrops { get }
 }
 
 extension ShadowStore {

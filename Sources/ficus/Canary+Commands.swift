@@ -23,8 +23,10 @@ struct CanaryCommand: AsyncParsableCommand {
             abstract: "Start a canary: the first step's weight is set at once, in one revision.",
             discussion: """
                 Rates are percentages ('1%', '0.5%'; a bare number is a percentage too). Durations are '90s', '2m', \
-                '1h' or '1m30s'. --max-diff-rate needs a shadow policy on the route. The canary's rule is a sticky \
-                percentage rule placed after the route's other rules.
+                '1h' or '1m30s' (at least 1s). On a route with a shadow policy the noise-filtered diff rate is gated \
+                at 1% unless --max-diff-rate says otherwise ('off' turns it off); without one there is no diff gate. \
+                The canary's rule is a sticky percentage rule placed after the route's other rules. Every gate in \
+                effect is printed with its threshold.
                 """
         )
 
@@ -50,8 +52,20 @@ struct CanaryCommand: AsyncParsableCommand {
 
         @Option(
             name: .customLong("max-diff-rate"),
-            help: ArgumentHelp("Highest noise-filtered shadow diff rate (needs a shadow policy).", valueName: "rate"))
+            help: ArgumentHelp(
+                "Highest noise-filtered shadow diff rate, or 'off' (default: 1% on a route with a shadow policy).",
+                valueName: "rate"))
         var maxDiffRate: String?
+
+        @Option(
+            name: .customLong("on-fail"),
+            help: ArgumentHelp("What a failed gate does: abort (back to 0% new) or pause at the weight.", valueName: "abort|pause"))
+        var onFail = "abort"
+
+        @Option(
+            name: .customLong("max-hold"),
+            help: ArgumentHelp("Intervals a step may hold without a judgement before the canary pauses.", valueName: "n"))
+        var maxHold = 5
 
         @Option(
             name: .customLong("min-requests"),
@@ -69,6 +83,18 @@ struct CanaryCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await ErrorReport.run {
+                guard let onFail = CanaryFailureAction(rawValue: self.onFail) else {
+                    throw CLIError.usage("--on-fail '\(self.onFail)': expected abort or pause")
+                }
+                let store = try self.storeOptions.openRollout()
+                let latest = try await store.requireLatest()
+                let shadowed = latest.configuration.routes.first { $0.name == self.route }?.shadow != nil
+                let maxDiffRate: Double?
+                switch self.maxDiffRate {
+                case "off"?: maxDiffRate = nil
+                case let text?: maxDiffRate = try CanaryArguments.rate(text, option: "--max-diff-rate")
+                case nil: maxDiffRate = shadowed ? 0.01 : nil
+                }
                 let spec = CanarySpec(
                     route: self.route,
                     target: self.to,
@@ -77,16 +103,14 @@ struct CanaryCommand: AsyncParsableCommand {
                     gates: CanaryGates(
                         maxErrorRate: try CanaryArguments.rate(self.maxErrorRate, option: "--max-error-rate"),
                         maxP99Ratio: self.maxP99Ratio,
-                        maxDiffRate: try self.maxDiffRate.map {
-                            try CanaryArguments.rate($0, option: "--max-diff-rate")
-                        },
+                        maxDiffRate: maxDiffRate,
                         minRequests: self.minRequests
                     ),
-                    reverseShadowOnPromote: self.reverseShadow
+                    reverseShadowOnPromote: self.reverseShadow,
+                    onFail: onFail,
+                    maxHold: self.maxHold
                 )
                 let stickiness = try self.sticky.map { try ArgumentText.attribute($0, option: "--sticky") }
-                let store = try self.storeOptions.openRollout()
-                let latest = try await store.requireLatest()
                 let errors = spec.validate(in: latest.configuration)
                 guard errors.isEmpty else {
                     throw CLIError.invalidConfiguration(errors.map(\.description))
@@ -120,7 +144,26 @@ struct CanaryCommand: AsyncParsableCommand {
                     expectVersion: nil
                 )
                 try CanaryArguments.report(outcome)
+                Console.err("gates: " + Self.gates(spec, shadowed: shadowed))
             }
+        }
+
+        /// Every gate in effect with its threshold, in one line: what the canary will be judged on.
+        static func gates(_ spec: CanarySpec, shadowed: Bool) -> String {
+            let gates = spec.gates
+            var parts = [
+                "at least \(gates.minRequests) new-side requests per step",
+                "error rate ≤ \(RolloutFormat.percent(gates.maxErrorRate))",
+                "p99 ratio ≤ \(RolloutFormat.number(gates.maxP99Ratio))",
+            ]
+            if let diff = gates.maxDiffRate {
+                parts.append("diff rate ≤ \(RolloutFormat.percent(diff)) (noise-filtered)")
+            } else {
+                parts.append(shadowed ? "no diff gate (--max-diff-rate off)" : "no diff gate (the route is not shadowed)")
+            }
+            parts.append("on fail: \(spec.onFail.rawValue)")
+            parts.append("pause after \(spec.maxHold) intervals without a judgement")
+            return parts.joined(separator: "; ")
         }
 
         /// Parses `1,5,25,50,100`.

@@ -19,6 +19,9 @@ final class CanaryController: Service, Sendable {
     let evaluationDelay: TimeInterval
     let pollInterval: TimeInterval
     let logger: Logger
+    let windowInterval: TimeInterval
+    /// This proxy's failed metric-window writes (`WindowFailures`), read at every evaluation.
+    let windowFailures: WindowFailures
 
     init(
         store: any RolloutStore & ShadowStore & ConfigurationStore,
@@ -26,14 +29,23 @@ final class CanaryController: Service, Sendable {
         windowInterval: TimeInterval,
         leaseTTL: TimeInterval = 15,
         pollInterval: TimeInterval = 0.25,
+        windowFailures: WindowFailures = WindowFailures(),
         logger: Logger
     ) {
         self.store = store
         self.holder = holder
         self.leaseTTL = leaseTTL
+        self.windowInterval = windowInterval
         self.evaluationDelay = windowInterval + 0.5
         self.pollInterval = pollInterval
+        self.windowFailures = windowFailures
         self.logger = logger
+    }
+
+    /// How long after a step is due its windows are read: one window of the pace proxies keep while this canary
+    /// runs (`WindowPace`), plus a margin.
+    func evaluationDelay(for spec: CanarySpec) -> TimeInterval {
+        WindowPace.interval(configured: self.windowInterval, canaryIntervals: [spec.interval]) + 0.5
     }
 
     /// What the controller remembers per route between passes.
@@ -43,6 +55,8 @@ final class CanaryController: Service, Sendable {
         var lease: CanaryLeaseRow?
         var nextLeaseCheck = Date.distantPast
         var pendingEvaluation: (version: Int, from: Date, to: Date)?
+        /// `windowFailures.total` at the previous evaluation: failures since then belong to the step being judged.
+        var windowFailuresSeen = 0
     }
 
     func run() async throws {
@@ -136,12 +150,15 @@ final class CanaryController: Service, Sendable {
                 remembered.pendingEvaluation = nil
                 return
             }
-            guard Date() >= pending.to.addingTimeInterval(self.evaluationDelay) else {
+            let state = try CanaryState(jsonData: row.stateJSON)
+            guard Date() >= pending.to.addingTimeInterval(self.evaluationDelay(for: state.spec)) else {
                 return
             }
             remembered.pendingEvaluation = nil
-            let state = try CanaryState(jsonData: row.stateJSON)
-            let inputs = try await self.inputs(spec: state.spec, from: pending.from, to: pending.to)
+            var inputs = try await self.inputs(spec: state.spec, from: pending.from, to: pending.to)
+            let failures = self.windowFailures.total
+            inputs.windowErrors = failures - remembered.windowFailuresSeen
+            remembered.windowFailuresSeen = failures
             do {
                 let outcome = try await wiring.apply(row: row, action: "canary.step", event: .evaluated(now: Date(), inputs))
                 self.log(outcome, route: row.route)
@@ -194,6 +211,7 @@ final class CanaryController: Service, Sendable {
             newServerErrors: new?.serverErrors ?? 0,
             newP99Micros: new?.p99Microseconds ?? 0,
             legacyP99Micros: legacyTraffic?.p99Microseconds ?? 0,
+            legacyRequests: traffic.first { $0.upstream == legacy }?.requests ?? 0,
             shadow: shadow
         )
     }

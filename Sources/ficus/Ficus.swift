@@ -21,6 +21,7 @@ struct Ficus: AsyncParsableCommand {
             RuleCommand.self,
             SegmentCommand.self,
             FlagCommand.self,
+            IdentityCommand.self,
             ShadowCommand.self,
             FlipCommand.self,
             CanaryCommand.self,

@@ -57,6 +57,7 @@ struct ApplyCommand: AsyncParsableCommand {
                 desired = base
                 ApplyCommand.merge(files.configuration, into: &desired)
                 desired.killed = files.killed ?? base.killed
+                desired.identity = files.configuration.identity ?? base.identity
                 try files.validate(desired)
             } else {
                 desired = files.configuration

@@ -19,9 +19,11 @@ struct ReportCommand: AsyncParsableCommand {
         abstract: "Report shadow differences per endpoint and migration progress per route (text, JSON or HTML).",
         discussion: """
             Verdicts per endpoint: 'ready' (enough requests compared, every difference is noise), 'regressions' \
-            (a field differs more than noise explains), 'not enough traffic' (fewer than --min-requests compared). \
-            With --fail-on-regression the exit status is 4 when any endpoint has regressions and 5 when no endpoint \
-            reached --min-requests (an empty store never passes). See docs/REPORTS.md.
+            (a field differs more than noise explains), 'unconfirmed' (a field differs that the endpoint's noise \
+            samples never showed, while it has fewer than --noise-floor of them), 'not enough traffic' (fewer than \
+            --min-requests compared). With --fail-on-regression the exit status is 4 when any endpoint has \
+            regressions and 5 when an endpoint is unconfirmed or no endpoint reached --min-requests (an empty store \
+            never passes). See docs/REPORTS.md.
             """
     )
 
@@ -59,6 +61,12 @@ struct ReportCommand: AsyncParsableCommand {
         help: ArgumentHelp("Compared requests an endpoint needs to be 'ready' ", valueName: "n"))
     var minRequests: Int = 30
 
+    @Option(
+        name: .customLong("noise-floor"),
+        help: ArgumentHelp(
+            "Noise samples an endpoint needs before a difference never seen in noise is a regression.", valueName: "n"))
+    var noiseFloor: Int = 20
+
     @ArgumentParser.Flag(name: .customLong("no-color"), help: "Never colour the text report.")
     var noColor = false
 
@@ -70,10 +78,14 @@ struct ReportCommand: AsyncParsableCommand {
             guard self.minRequests >= 1 else {
                 throw CLIError.usage("--min-requests must be at least 1, not \(self.minRequests)")
             }
+            guard (0...1_000_000).contains(self.noiseFloor) else {
+                throw CLIError.usage("--noise-floor must be 0 to 1000000, not \(self.noiseFloor)")
+            }
             guard let store = try self.storeOptions.open() as? any ConfigurationStore & ShadowStore else {
                 throw CLIError.failed("the store at '\(self.storeOptions.path)' holds no shadow data")
             }
-            let options = ReportOptions(route: self.route, from: from, to: to, minRequests: self.minRequests)
+            let options = ReportOptions(
+                route: self.route, from: from, to: to, minRequests: self.minRequests, noiseFloor: self.noiseFloor)
             var canaries: [String: RouteCanary] = [:]
             if let rollouts = store as? any RolloutStore {
                 canaries = try await Self.canaries(store: rollouts, now: Date())
@@ -102,6 +114,11 @@ struct ReportCommand: AsyncParsableCommand {
                     Console.err(
                         "gate failed: regressions in \(totals.regressions) endpoint(s): "
                             + names.joined(separator: ", "))
+                case .notEnoughTraffic where totals.unconfirmed > 0:
+                    let names = report.endpoints.filter { $0.verdict == .unconfirmed }.map(\.endpoint)
+                    Console.err(
+                        "gate held: \(totals.unconfirmed) endpoint(s) differ where too few noise samples were taken to "
+                            + "tell noise from a regression: " + names.joined(separator: ", "))
                 case .notEnoughTraffic, .pass:
                     Console.err(
                         "gate failed: no endpoint reached \(self.minRequests) compared requests "

@@ -37,6 +37,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The rule store (SQLite file), used without --upstream. Default: $FICUS_STORE or ./ficus.sqlite.")
     var store: String?
 
+    @ArgumentParser.Flag(
+        name: .customLong("init"),
+        help: "Create the store when it is missing (without it a missing store is an error)."
+    )
+    var initStore = false
+
+    @Option(
+        name: .customLong("telemetry-max-size"),
+        help: "Largest size of the telemetry file beside the store (shadow records, metric windows): bytes or 1GiB."
+    )
+    var telemetryMaxSize = "1GiB"
+
     @Option(name: .customLong("poll-interval"), help: "How often the store is polled for new revisions, in milliseconds.")
     var pollInterval: Int = 5
 
@@ -78,6 +90,12 @@ struct Serve: AsyncParsableCommand {
         help: "Client connections open at once; more are closed at once. Default: from the open-file limit."
     )
     var maxConnections: Int?
+
+    @Option(
+        name: .customLong("noise-floor"),
+        help: "Shadowed safe requests of each endpoint that are always noise samples before --noise-percent applies."
+    )
+    var noiseFloor: Int = 20
 
     @Option(
         name: .customLong("shadow-memory"),
@@ -139,6 +157,11 @@ struct Serve: AsyncParsableCommand {
         guard self.leaseTTL >= 1, self.leaseTTL <= 3600 else {
             throw ArgumentParser.ValidationError("--lease-ttl \(self.leaseTTL): expected 1 to 3600 seconds")
         }
+        guard let telemetryBytes = ByteSize.parse(self.telemetryMaxSize), telemetryBytes > 0 else {
+            throw ArgumentParser.ValidationError(
+                "--telemetry-max-size '\(self.telemetryMaxSize)': expected bytes or a size such as 512MiB"
+            )
+        }
         if let threads = self.threads, threads < 1 {
             throw ArgumentParser.ValidationError("--threads \(threads): must be at least 1")
         }
@@ -157,6 +180,7 @@ struct Serve: AsyncParsableCommand {
             try Self.check("--max-connections", Int64(maxConnections), 1...10_000_000)
         }
         try Self.check("--shadow-memory", Int64(self.shadowMemory), 0...(1 << 40))
+        try Self.check("--noise-floor", Int64(self.noiseFloor), 0...1_000_000)
         for name in self.untrustedField where name.isEmpty || !name.utf8.allSatisfy(Self.isTokenByte) {
             throw ArgumentParser.ValidationError("--untrusted-field '\(name)': not a field name")
         }
@@ -246,7 +270,17 @@ struct Serve: AsyncParsableCommand {
         let source: String
         if self.upstream.isEmpty {
             let path = self.store ?? ProcessInfo.processInfo.environment["FICUS_STORE"] ?? "./ficus.sqlite"
-            let store = try SQLiteConfigurationStore(path: path)
+            // Like every other command, serve never creates a store unless asked: a mistyped --store would otherwise
+            // serve an empty configuration (404 for everything) from a new file.
+            var opened: SQLiteConfigurationStore?
+            try await ErrorReport.run {
+                if !self.initStore, !FileManager.default.fileExists(atPath: path) {
+                    throw CLIError.storeMissing(path: path)
+                }
+                let limits = TelemetryLimits(maxBytes: ByteSize.parse(self.telemetryMaxSize) ?? (1 << 30))
+                opened = try SQLiteConfigurationStore(path: path, telemetry: limits)
+            }
+            let store = opened!
             if let latest = try await store.latest() {
                 table = try RoutingTable(configuration: latest.configuration, revision: latest.number)
             } else {
@@ -283,6 +317,7 @@ struct Serve: AsyncParsableCommand {
         proxyConfiguration.untrustedFields = self.untrustedField.map { $0.lowercased() }
         proxyConfiguration.maxConnections = self.maxConnections ?? Self.defaultMaxConnections()
         proxyConfiguration.shadow.maxMemoryBytes = self.shadowMemory
+        proxyConfiguration.shadow.noiseFloor = self.noiseFloor
         proxyConfiguration.accessLog = self.accessLog == "on"
         proxyConfiguration.limits.maxBody = self.maxBody
         proxyConfiguration.drainTimeout = .seconds(Int64(self.drainTimeout))
@@ -292,6 +327,7 @@ struct Serve: AsyncParsableCommand {
         proxyConfiguration.timeouts.clientIdle = .milliseconds(self.idleTimeout)
 
         let metrics = ProxyMetrics(factory: factory)
+        let windowFailures = WindowFailures()
         var shadowFeed: ShadowFeed?
         if let feed {
             let optionsCache = CompareOptionsCache(routing: feed.routing)
@@ -300,7 +336,7 @@ struct Serve: AsyncParsableCommand {
                 logger: logger,
                 metrics: factory
             ) { route in optionsCache.options(for: route) }
-            shadowFeed = ShadowFeed(
+            var shadow = ShadowFeed(
                 comparer: comparer,
                 metrics: metrics,
                 store: feed.shadowStore,
@@ -308,6 +344,11 @@ struct Serve: AsyncParsableCommand {
                 windowInterval: Double(self.windowInterval),
                 logger: logger
             )
+            shadow.failures = windowFailures
+            if let rollouts = feed.store as? any RolloutStore {
+                shadow.canaryIntervals = { await WindowPace.activeCanaryIntervals(rollouts) }
+            }
+            shadowFeed = shadow
         }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -365,6 +406,7 @@ struct Serve: AsyncParsableCommand {
                     holder: feed.proxyID,
                     windowInterval: Double(self.windowInterval),
                     leaseTTL: self.leaseTTL,
+                    windowFailures: windowFailures,
                     logger: logger
                 )
             )

@@ -64,6 +64,10 @@ struct ShadowFeed: Service {
     let proxyID: String
     let windowInterval: TimeInterval
     let logger: Logger
+    /// The intervals of the active canaries, read before each window (`WindowPace`).
+    var canaryIntervals: @Sendable () async -> [TimeInterval] = { [] }
+    /// Where failed window writes are counted for the canary controller.
+    var failures = WindowFailures()
 
     func run() async throws {
         // Unstructured, so that the last batches are stored even when the service group cancels this service once the
@@ -72,7 +76,9 @@ struct ShadowFeed: Service {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 while !Task.isCancelled {
-                    try? await Task.sleep(nanoseconds: UInt64(self.windowInterval * 1_000_000_000))
+                    let interval = WindowPace.interval(
+                        configured: self.windowInterval, canaryIntervals: await self.canaryIntervals())
+                    try? await Task.sleep(nanoseconds: UInt64(interval * 1_000_000_000))
                     await self.flushWindows()
                 }
             }
@@ -94,10 +100,15 @@ struct ShadowFeed: Service {
         guard !windows.isEmpty else { return }
         let store = self.store
         let logger = self.logger
+        let failures = self.failures
         await Task {
+            let droppedBefore = store.telemetryDrops.windows
             do {
                 try await store.appendMetricWindows(windows)
+                // The telemetry file may drop a batch it cannot take rather than throw.
+                failures.record(max(0, store.telemetryDrops.windows - droppedBefore))
             } catch {
+                failures.record(windows.count)
                 logger.error("storing metric windows failed", metadata: ["error": "\(error)"])
             }
         }.value

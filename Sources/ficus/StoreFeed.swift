@@ -1,6 +1,7 @@
 import CoreMetrics
 import FicusCore
 import FicusProxy
+import FicusRollout
 import FicusStore
 import Foundation
 import Logging
@@ -30,7 +31,13 @@ final class StoreFeed: Service, Sendable {
     let startedAt = Date()
     private let revisionGauge: Gauge
     private let errors: Counter
+    /// Telemetry the store dropped, by kind (`records`, `windows`, `batches`), as counters.
+    private let telemetryDropped: [String: Counter]
+    /// The store's drop counts last exported, so that the counters advance by the difference.
+    private let exportedDrops = NIOLockedValueBox(TelemetryDrops())
     private let health = NIOLockedValueBox(Health())
+    /// Canary and blue-green gauges, refreshed with every revision and every heartbeat.
+    private let rollouts: RolloutGauges
 
     init(
         store: any ConfigurationStore & ShadowStore,
@@ -51,7 +58,15 @@ final class StoreFeed: Service, Sendable {
         self.proxyID = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
         self.revisionGauge = Gauge(label: "ficus_config_revision", factory: metrics)
         self.errors = Counter(label: "ficus_config_errors_total", factory: metrics)
+        var dropped: [String: Counter] = [:]
+        for kind in ["records", "windows", "batches"] {
+            dropped[kind] = Counter(
+                label: "ficus_telemetry_dropped_total", dimensions: [("kind", kind)], factory: metrics)
+        }
+        self.telemetryDropped = dropped
+        self.rollouts = RolloutGauges(factory: metrics)
         self.revisionGauge.record(routing.current.revision)
+        self.rollouts.update(configuration: routing.current.configuration)
     }
 
     /// The last store or revision error, if any (for `/healthz`).
@@ -71,21 +86,56 @@ final class StoreFeed: Service, Sendable {
         for await event in self.store.watch(pollInterval: self.pollInterval) {
             switch event {
             case .revision(let revision):
-                guard revision.number != self.routing.current.revision else { continue }
-                do {
-                    let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
-                    self.routing.replace(with: table)
-                    self.revisionGauge.record(revision.number)
+                guard revision.number != self.routing.current.revision else {
+                    self.recovered()
+                    continue
+                }
+                self.serve(revision) {
                     self.logger.notice(
                         "serving a new revision",
                         metadata: ["revision": "\(revision.number)", "summary": "\(revision.summary)"]
                     )
-                } catch {
-                    self.failed("revision \(revision.number) cannot be served: \(error)")
+                }
+            case .replaced(let revision, let detail):
+                let previous = self.routing.current.revision
+                self.serve(revision) {
+                    self.logger.warning(
+                        "the store was replaced or restored; serving the newest revision it now holds",
+                        metadata: [
+                            "detail": "\(detail)", "revision": "\(revision.number)", "previous": "\(previous)",
+                            "summary": "\(revision.summary)",
+                        ]
+                    )
                 }
             case .failed(let message):
                 self.failed(message)
             }
+        }
+    }
+
+    /// Compiles and swaps in `revision`, then clears a reported error (a later revision loaded: the store works).
+    ///
+    /// A revision that cannot be compiled is a failure like any other and leaves the last good table serving.
+    private func serve(_ revision: StoredRevision, announce: () -> Void) {
+        do {
+            let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
+            self.routing.replace(with: table)
+            self.revisionGauge.record(revision.number)
+            self.rollouts.update(configuration: revision.configuration)
+            self.recovered()
+            announce()
+        } catch {
+            self.failed("revision \(revision.number) cannot be served: \(error)")
+        }
+    }
+
+    /// Clears the error `/healthz` shows once the store delivered a revision that loads.
+    ///
+    /// `degraded` means "serving an older revision than the store holds, or blind to the store"; a revision loaded
+    /// after the error ends both.
+    private func recovered() {
+        self.health.withLockedValue { health in
+            health.lastError = nil
         }
     }
 
@@ -101,6 +151,31 @@ final class StoreFeed: Service, Sendable {
         )
     }
 
+    /// Advances `ficus_telemetry_dropped_total{kind}` by what the store dropped since the last call, and logs once
+    /// per call when something was.
+    ///
+    /// The store counts every batch it could not write; the comparer's own counter only sees shadow records.
+    private func exportTelemetryDrops() {
+        let drops = self.shadowStore.telemetryDrops
+        let previous = self.exportedDrops.withLockedValue { exported in
+            defer { exported = drops }
+            return exported
+        }
+        let deltas = [
+            "records": drops.records - previous.records, "windows": drops.windows - previous.windows,
+            "batches": drops.batches - previous.batches,
+        ]
+        for (kind, delta) in deltas where delta > 0 {
+            self.telemetryDropped[kind]?.increment(by: Int64(delta))
+        }
+        if let batches = deltas["batches"], batches > 0 {
+            self.logger.warning(
+                "telemetry dropped: the telemetry file could not be written; configuration is unaffected",
+                metadata: ["batches": "\(batches)", "error": "\(drops.lastError ?? "")"]
+            )
+        }
+    }
+
     private func beat() async {
         while !Task.isCancelled {
             let heartbeat = ProxyHeartbeat(
@@ -114,6 +189,11 @@ final class StoreFeed: Service, Sendable {
                 try await self.store.heartbeat(heartbeat)
             } catch {
                 self.logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+            }
+            self.exportTelemetryDrops()
+            // A canary's weight changes with a revision, its phase (a pause) may not: read them on every beat.
+            if let rollouts = self.store as? any RolloutStore {
+                await self.rollouts.refresh(from: rollouts)
             }
             try? await Task.sleep(nanoseconds: UInt64(self.heartbeatInterval * 1_000_000_000))
         }

@@ -246,6 +246,50 @@ extension CLITests {
             try await group.shutdownGracefully()
         }
 
+        /// A canary with 3 s steps judges them in time with `ficus serve` at its default 10 s windows: while it runs,
+        /// every proxy writes four windows per canary interval (issue 15 item 4). A healthy new service is promoted;
+        /// one that fails every 10th request is aborted.
+        @Test(.timeLimit(.minutes(2))) func threeSecondStepsWorkWithServeAtItsDefaultWindows() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            for failing in [false, true] {
+                let legacy = try await TestUpstream.start(
+                    .fixed(status: 200, headers: [], body: Array("legacy".utf8)), group: group)
+                let counter = NIOLockedValueBox(0)
+                let modern = try await TestUpstream.start(
+                    .custom { _ in
+                        let count = counter.withLockedValue { count in
+                            count += 1
+                            return count
+                        }
+                        return failing && count % 10 == 0
+                            ? TestUpstream.Response(status: 500, body: "boom") : TestUpstream.Response(body: "v2")
+                    },
+                    group: group
+                )
+                let sandbox = try Self.sandbox(legacy: legacy, modern: modern)
+                // AgainstServe's server leaves --window-interval at its default (10 s).
+                let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
+                defer { server.stop() }
+                #expect(await AgainstServe.waitFor("legacy", path: "/orders/0", server: server, group: group) == "legacy")
+                let running = NIOLockedValueBox(true)
+                let load = Self.load(port: server.port, group: group, running: running)
+                let started = await Self.start(sandbox, interval: "3s")
+                #expect(started.status == 0, "\(started)")
+                let expected = failing ? "aborted" : "promoted"
+                let status = await Self.waitForPhase(expected, sandbox, "orders", seconds: 40)
+                running.withLockedValue { $0 = false }
+                _ = await load.value
+                #expect(status["phase"] as? String == expected, "\(status)")
+                if failing {
+                    #expect((status["reason"] as? String)?.contains("error rate") == true, "\(status)")
+                }
+                server.stop()
+                try await legacy.shutdown()
+                try await modern.shutdown()
+            }
+            try await group.shutdownGracefully()
+        }
+
         @Test(.timeLimit(.minutes(1))) func flipDuringACanaryAbortsIt() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let legacy = try await TestUpstream.start(

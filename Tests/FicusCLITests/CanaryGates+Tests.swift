@@ -23,6 +23,35 @@ extension CLITests.Canary {
             )
         }
 
+        /// On a shadowed route the diff gate is on at 1% unless turned off, and `start` prints every gate in effect;
+        /// an interval under 1 s is refused.
+        @Test func theDiffGateIsOnByDefaultOnAShadowedRoute() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let legacy = try await TestUpstream.start(.echo, group: group)
+            let modern = try await TestUpstream.start(.echo, group: group)
+            let sandbox = try CLITests.Canary.sandbox(legacy: legacy, modern: modern)
+            let plain = try sandbox.ok("canary", "start", "orders", "--to", "orders-v2")
+            #expect(plain.stderr.contains("no diff gate (the route is not shadowed)"), "\(plain)")
+            #expect(plain.stderr.contains("error rate ≤ 1%; p99 ratio ≤ 1.5"), "\(plain)")
+            try sandbox.ok("canary", "abort", "orders")
+            try sandbox.ok("shadow", "orders", "--to", "orders-v2", "--percent", "100")
+            let shadowed = try sandbox.ok("canary", "start", "orders", "--to", "orders-v2", "--on-fail", "pause")
+            #expect(shadowed.stderr.contains("diff rate ≤ 1% (noise-filtered)"), "\(shadowed)")
+            #expect(shadowed.stderr.contains("on fail: pause"), "\(shadowed)")
+            let status = try sandbox.ok("canary", "status", "orders")
+            #expect(status.stdout.contains("diff rate: - (≤ 1%)"), "\(status)")
+            #expect(status.stdout.contains("on fail: pause"), "\(status)")
+            try sandbox.ok("canary", "abort", "orders")
+            let off = try sandbox.ok("canary", "start", "orders", "--to", "orders-v2", "--max-diff-rate", "off")
+            #expect(off.stderr.contains("no diff gate (--max-diff-rate off)"), "\(off)")
+            try sandbox.ok("canary", "abort", "orders")
+            let fast = try sandbox.ficus(["canary", "start", "orders", "--to", "orders-v2", "--interval", "500ms"])
+            #expect(fast.status != 0, "\(fast)")
+            try await legacy.shutdown()
+            try await modern.shutdown()
+            try await group.shutdownGracefully()
+        }
+
         @Test(.timeLimit(.minutes(1))) func plantedShadowDiffAbortsAtTheFirstStep() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let legacy = try await TestUpstream.start(.custom { _ in Self.answer(modern: false) }, group: group)

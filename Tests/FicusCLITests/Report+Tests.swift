@@ -14,7 +14,8 @@ extension CLITests {
         static func record(
             secondsAgo: Double,
             endpoint: String = "GET /orders/{id}",
-            differences: [Difference] = []
+            differences: [Difference] = [],
+            noiseSample: Bool = false
         ) -> ShadowRecord {
             let time = Date().addingTimeInterval(-secondsAgo)
             return ShadowRecord(
@@ -31,7 +32,7 @@ extension CLITests {
                 shadowLatencyMicroseconds: 2_500,
                 shadowError: nil,
                 differences: differences,
-                noiseDifferences: nil,
+                noiseDifferences: noiseSample ? [] : nil,
                 requestHeaders: [],
                 requestBody: [],
                 servingHeaders: [],
@@ -45,8 +46,9 @@ extension CLITests {
 
         static let typeChanged = Difference(path: "$.amount", kind: .typeChanged, serving: "100", shadow: "\"100\"")
 
-        /// A seeded sandbox with `identical` identical and `differing` type-changed requests in the last minutes.
-        static func sandbox(identical: Int, differing: Int) async throws -> Sandbox {
+        /// A seeded sandbox with `identical` identical and `differing` type-changed requests in the last minutes;
+        /// the first `noiseSamples` differing requests are also noise samples whose two legacy answers agreed.
+        static func sandbox(identical: Int, differing: Int, noiseSamples: Int = 20) async throws -> Sandbox {
             let sandbox = try Sandbox().seeded()
             let store = try SQLiteConfigurationStore(path: sandbox.store)
             var records: [ShadowRecord] = []
@@ -54,7 +56,9 @@ extension CLITests {
                 records.append(Self.record(secondsAgo: Double(index), endpoint: "GET /orders"))
             }
             for index in 0..<differing {
-                records.append(Self.record(secondsAgo: Double(index), differences: [Self.typeChanged]))
+                records.append(
+                    Self.record(
+                        secondsAgo: Double(index), differences: [Self.typeChanged], noiseSample: index < noiseSamples))
             }
             if !records.isEmpty {
                 try await store.appendShadowRecords(records)
@@ -63,11 +67,11 @@ extension CLITests {
         }
 
         @Test func threeFormatsShowTheSameEndpoints() async throws {
-            let sandbox = try await Self.sandbox(identical: 40, differing: 10)
+            let sandbox = try await Self.sandbox(identical: 40, differing: 20)
             let text = try sandbox.ficus("report")
             #expect(text.status == 0, "\(text)")
             #expect(text.stdout.contains("GET /orders/{id}"))
-            #expect(text.stdout.contains("$.amount  type_changed  10/10"))
+            #expect(text.stdout.contains("$.amount  type_changed  20/20"))
             #expect(!text.stdout.contains("\u{1B}["), "no colour when standard output is not a terminal")
 
             let json = try sandbox.ficus("report", "--format", "json", "--since", "1h")
@@ -77,7 +81,7 @@ extension CLITests {
             let endpoints = try #require(root["endpoints"] as? [[String: Any]])
             #expect(endpoints.map { $0["endpoint"] as? String } == ["GET /orders", "GET /orders/{id}"])
             #expect(endpoints.map { $0["verdict"] as? String } == ["ready", "regressions"])
-            #expect(endpoints.map { $0["compared"] as? Int } == [40, 10])
+            #expect(endpoints.map { $0["compared"] as? Int } == [40, 20])
             let window = try #require(root["window"] as? [String: Any])
             #expect(window["from"] is String)
             #expect(window["to"] is NSNull)
@@ -90,7 +94,7 @@ extension CLITests {
                 contentsOf: sandbox.directory.appendingPathComponent("report.html"), encoding: .utf8)
             #expect(page.hasPrefix("<!DOCTYPE html>"))
             #expect(!page.lowercased().contains("<script"))
-            #expect(page.contains("data-total-compared=\"50\""))
+            #expect(page.contains("data-total-compared=\"60\""))
 
             let users = try sandbox.ficus("report", "--route", "orders", "--format", "json")
             #expect(users.status == 0)
@@ -100,7 +104,7 @@ extension CLITests {
         }
 
         @Test func gateExitsFourOnRegressions() async throws {
-            let sandbox = try await Self.sandbox(identical: 40, differing: 3)
+            let sandbox = try await Self.sandbox(identical: 40, differing: 20)
             let result = try sandbox.ficus("report", "--fail-on-regression", "--format", "json")
             #expect(result.status == 4, "\(result)")
             #expect(result.stderr.contains("gate failed: regressions in 1 endpoint(s): GET /orders/{id}"))
@@ -108,6 +112,27 @@ extension CLITests {
             #expect(result.stdout.contains("\"verdict\" : \"regressions\""))
             // Without the flag the report only informs.
             #expect(try sandbox.ficus("report").status == 0)
+        }
+
+        /// A difference the endpoint's few noise samples never showed is unconfirmed, not a regression: the gate
+        /// holds it with exit 5 and names it; with the noise floor met, the same field is a regression (exit 4).
+        @Test func aDifferenceWithTooFewNoiseSamplesIsUnconfirmed() async throws {
+            let sandbox = try await Self.sandbox(identical: 40, differing: 10, noiseSamples: 3)
+            let held = try sandbox.ficus("report", "--fail-on-regression", "--format", "json")
+            #expect(held.status == 5, "\(held)")
+            #expect(held.stderr.contains("gate held: 1 endpoint(s) differ where too few noise samples"), "\(held)")
+            let root = try #require(try decodeJSON(held.stdout) as? [String: Any])
+            let endpoints = try #require(root["endpoints"] as? [[String: Any]])
+            let orders = try #require(endpoints.first { $0["endpoint"] as? String == "GET /orders/{id}" })
+            #expect(orders["verdict"] as? String == "unconfirmed")
+            let fields = try #require(orders["fields"] as? [[String: Any]])
+            #expect(fields.first?["unconfirmed"] as? Bool == true)
+            #expect((root["totals"] as? [String: Any])?["unconfirmed"] as? Int == 1)
+            let text = try sandbox.ficus("report")
+            #expect(text.stdout.contains("unconfirmed (3 noise samples so far"), "\(text)")
+            // The same differences are a regression once the floor is met (here: lowered to what was taken).
+            let confirmed = try sandbox.ficus("report", "--fail-on-regression", "--noise-floor", "3")
+            #expect(confirmed.status == 4, "\(confirmed)")
         }
 
         @Test func gateExitsFiveWithoutEnoughTrafficAndZeroWhenReady() async throws {

@@ -121,4 +121,26 @@ struct RoutingTableBucketingTests {
         #expect(decision.reason == .routeDefault)
         #expect(decision.bucket == Murmur3.bucket(group: "never", value: "u-9"))
     }
+
+    /// A percentage rule and a shadow policy that name no attribute hash the store-wide identity: one address
+    /// behind a load balancer splits by user once the identity is a header (issue 15).
+    @Test func theStoreWideIdentityIsWhatUnnamedStickinessHashes() throws {
+        var configuration = Fixtures.configuration(rules: [
+            Rule(name: "canary", condition: .percentage(50), upstream: "orders-v2")
+        ])
+        let byAddress = try RoutingTable(configuration: configuration, revision: 1)
+        let oneAddress = (0..<200).map { byAddress.decide(Self.user("u-\($0)")).upstream }
+        #expect(Set(oneAddress).count == 1, "client_ip: every request of one address lands in one bucket")
+        configuration.identity = .header("X-User-Id")
+        let byUser = try RoutingTable(configuration: configuration, revision: 2)
+        let split = (0..<2000).filter { byUser.decide(Self.user("u-\($0)")).upstream == "orders-v2" }.count
+        #expect((800...1200).contains(split), "\(split) of 2000 at 50%")
+        // The same value hashes to the same bucket as naming the attribute on the rule would.
+        let named = try Self.canary(50, stickiness: .header("X-User-Id"))
+        #expect(byUser.decide(Self.user("u-7")).bucket == named.decide(Self.user("u-7")).bucket)
+        #expect(byUser.explain(Self.user("u-7")).description.contains("header:X-User-Id"))
+        // Invalid identities are refused like any attribute.
+        configuration.identity = .header("bad name")
+        #expect(configuration.validate().contains { $0.object == "identity" })
+    }
 }

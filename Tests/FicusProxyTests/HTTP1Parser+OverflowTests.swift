@@ -135,4 +135,32 @@ struct HTTP1ParserOverflowTests {
         }
         #expect(error.status == 431)
     }
+
+    /// Empty lines before a request line are ignored however the reads split them (found by fuzzing: "\r" then
+    /// "\nGET ..." was refused while the same bytes in one read were accepted), also between pipelined requests;
+    /// more than eight are not.
+    @Test func emptyLinesBeforeARequestAreSkippedAcrossReads() throws {
+        for pieces in [["\r", "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"], ["\r\n\r", "\n", "GET / HTTP/1.1\r\nHost: a\r\n\r\n"]] {
+            var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
+            var heads = 0
+            var buffer = ByteBuffer()
+            for piece in pieces {
+                buffer.writeString(piece)
+                while let event = try parser.next(&buffer) {
+                    if case .head = event { heads += 1 }
+                }
+            }
+            #expect(heads == 1, "\(pieces)")
+        }
+        var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
+        var buffer = ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: a\r\n\r\n\r")
+        var heads = 0
+        while let event = try parser.next(&buffer) { if case .head = event { heads += 1 } }
+        buffer.writeString("\nPUT /b HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+        while let event = try parser.next(&buffer) { if case .head = event { heads += 1 } }
+        #expect(heads == 2)
+        var many = HTTP1Parser(kind: .request, limits: HTTPLimits())
+        var flood = ByteBuffer(string: String(repeating: "\r\n", count: 9) + "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(throws: HTTPFramingError.self) { while try many.next(&flood) != nil {} }
+    }
 }

@@ -1,8 +1,9 @@
 import FicusCore
-import FicusProxy
 import FicusTesting
 import NIOCore
 import Testing
+
+@testable import FicusProxy
 
 /// The small things an edge proxy gets right (issue 14), through a real proxy on loopback sockets.
 @Suite("Edge hardening through a real proxy", .serialized)
@@ -192,5 +193,22 @@ struct ProxyEdgeTests {
         let messages = configuration.validate().map(\.description)
         #expect(messages.contains { $0.contains("responseHeaderMilliseconds must be at most 86400000") }, "\(messages)")
         #expect(throws: (any Error).self) { try RoutingTable(configuration: configuration, revision: 2) }
+    }
+
+    /// An HTTP/1.0 request without Host is forwarded as HTTP/1.1 with the upstream's name as Host, as nginx does
+    /// (found by fuzzing: it went out as HTTP/1.1 without Host, which a strict upstream refuses).
+    @Test func anHTTP10RequestWithoutHostGetsTheUpstreamsName() async throws {
+        let (harness, upstream) = try await ProxyHarness.start(.echo)
+        let client = try await harness.client()
+        try await client.send("GET /a HTTP/1.0\r\nX-A: 1\r\n\r\n")
+        let response = try #require(try await client.readResponse())
+        #expect(response.status == 200)
+        let received = try await upstream.waitForRequests(1, timeout: .seconds(2))[0]
+        #expect(received.version == "HTTP/1.1")
+        #expect(received.headers("host") == ["backend"])
+        client.close()
+        await harness.stop()
+        try await upstream.shutdown()
+        #expect(HeaderHygiene.hostName(forUpstream: "orders@green") == "orders")
     }
 }

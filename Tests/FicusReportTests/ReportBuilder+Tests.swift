@@ -43,7 +43,7 @@ struct ReportBuilderTests {
         #expect(item.differing == 40)
         #expect(item.differingAfterNoise == 40)
         #expect(item.differingPercent == 100)
-        #expect(item.noiseSamples == 4)
+        #expect(item.noiseSamples == 20)
         #expect(item.verdict == .regressions)
         // Regressions first: the first field under an endpoint is the reason for its verdict.
         #expect(item.fields.first == FieldReport(path: "$.amount", kind: "type_changed", count: 40, noiseCount: 0,
@@ -71,6 +71,27 @@ struct ReportBuilderTests {
         #expect(report.totals.notEnoughTraffic == 1)
         #expect(report.verdict == .regressions)
         #expect(report.verdict.exitStatus == 4)
+    }
+
+    /// Below the noise floor, a field never seen in noise is unconfirmed: neither a regression nor ready, and the gate
+    /// holds it as not enough traffic (exit 5); fields seen in noise stay noise.
+    @Test func fieldsNeverSeenInNoiseAreUnconfirmedBelowTheNoiseFloor() async throws {
+        let fixture = try ReportStore()
+        try await fixture.seed()
+        try await fixture.fill()
+        let report = try await Self.build(fixture, ReportOptions(route: "orders", noiseFloor: 21))
+        let item = try #require(report.endpoints.first { $0.endpoint == "GET /orders/{id}" })
+        #expect(item.verdict == .unconfirmed)
+        #expect(item.fields.first { $0.path == "$.amount" }?.unconfirmed == true)
+        #expect(item.fields.first { $0.path == "$.requestId" }?.noise == true)
+        #expect(item.fields.first { $0.path == "$.requestId" }?.unconfirmed == false)
+        #expect(report.totals.unconfirmed == 1)
+        #expect(report.totals.regressions == 0)
+        #expect(report.verdict == .notEnoughTraffic)
+        #expect(report.verdict.exitStatus == 5)
+        // At the floor the same field is a regression.
+        let met = try await Self.build(fixture, ReportOptions(route: "orders", noiseFloor: 20))
+        #expect(met.endpoints.first { $0.endpoint == "GET /orders/{id}" }?.verdict == .regressions)
     }
 
     @Test("drill-down: up to five samples per differing field, bodies pretty-printed with the differing lines marked")

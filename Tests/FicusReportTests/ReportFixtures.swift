@@ -201,7 +201,8 @@ final class ReportStore: @unchecked Sendable {
     func fill() async throws {
         var records: [ShadowRecord] = []
         for index in 0..<40 {
-            let noise: [Difference]? = index % 10 == 0 ? [Self.requestID] : nil
+            // Every other request is a noise sample (20, the noise floor), and the request id differs in each.
+            let noise: [Difference]? = index % 2 == 0 ? [Self.requestID] : nil
             records.append(
                 Self.record(
                     at: 60 + Double(index) * 3,

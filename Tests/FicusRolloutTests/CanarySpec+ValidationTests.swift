@@ -28,13 +28,15 @@ struct CanarySpecValidationTests {
     @Test("Intervals and thresholds out of range are named by their CLI option")
     func thresholdErrors() {
         var spec = Fixtures.spec()
-        spec.interval = 0
+        spec.interval = 0.5
         spec.gates = CanaryGates(maxErrorRate: 1.5, maxP99Ratio: 0, maxDiffRate: -0.1, minRequests: 0)
         spec.target = ""
+        spec.maxHold = 0
         #expect(
             spec.validate().map(\.description) == [
                 "canary 'orders': to: must not be empty",
-                "canary 'orders': interval: must be greater than 0 seconds, is 0",
+                "canary 'orders': interval: must be at least 1 second, is 0.5",
+                "canary 'orders': max-hold: must be within 1...1000 intervals, is 0",
                 "canary 'orders': max-error-rate: must be within 0...1 (0%...100%), is 1.5",
                 "canary 'orders': max-p99-ratio: must be greater than 0, is 0",
                 "canary 'orders': max-diff-rate: must be within 0...1 (0%...100%), is -0.1",

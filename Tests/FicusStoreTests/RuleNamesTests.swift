@@ -8,6 +8,7 @@ extension StoreFixtures {
     /// Every schema migration, in order: what a new or fully migrated store reports.
     static let migrations = [
         "v1-revisions", "v1-audit", "v1-proxies", "v2-shadow", "v3-rule-names", "v4-canary", "v5-bluegreen",
+        "v6-telemetry-file",
     ]
 
     /// A 10% canary rule on `orders-v2`.

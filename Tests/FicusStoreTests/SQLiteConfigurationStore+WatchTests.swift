@@ -1,5 +1,6 @@
 import FicusCore
 import Foundation
+import GRDB
 import Testing
 
 @testable import FicusStore
@@ -71,7 +72,9 @@ struct SQLiteConfigurationStoreWatchTests {
     func reportsOnlyNewest() async throws {
         let file = try TemporaryStoreFile()
         let store = try await StoreFixtures.store(file)
-        let collector = EventCollector(store.watch(pollInterval: 1))
+        // A poll every 4 s: three commits (each checkpointed, a few disk syncs) fit between two polls even on a
+        // loaded 2-core machine.
+        let collector = EventCollector(store.watch(pollInterval: 4))
         defer {
             collector.stop()
         }
@@ -81,7 +84,7 @@ struct SQLiteConfigurationStoreWatchTests {
                 configuration.flags.append(Flag(name: name))
             }
         }
-        #expect(await collector.wait { $0.revisionNumber == 4 } != nil)
+        #expect(await collector.wait(timeout: 10) { $0.revisionNumber == 4 } != nil)
         #expect(collector.events.map(\.revisionNumber) == [1, 4])
     }
 
@@ -169,5 +172,103 @@ struct SQLiteConfigurationStoreWatchTests {
         try await Task.sleep(for: .milliseconds(50))
         consumer.cancel()
         #expect(await consumer.value == 1)
+    }
+
+    /// A store at revision 3 (flags `a` and `b` added to the fixture) and a watch on it that has reported revision 3.
+    static func watchedAtThree(_ file: TemporaryStoreFile) async throws -> (SQLiteConfigurationStore, EventCollector) {
+        let store = try await StoreFixtures.store(file)
+        for name in ["a", "b"] {
+            try await store.commit(StoreFixtures.author(), expectRevision: nil) { configuration in
+                configuration.flags.append(Flag(name: name))
+            }
+        }
+        let collector = EventCollector(store.watch(pollInterval: 0.005))
+        #expect(await collector.wait { _ in true }?.event.revisionNumber == 3)
+        return (store, collector)
+    }
+
+    @Test("a store file replaced by another (mv) is noticed and its newest revision reported, though older")
+    func replacedFileIsNoticed() async throws {
+        let file = try TemporaryStoreFile()
+        let (_, collector) = try await Self.watchedAtThree(file)
+        defer {
+            collector.stop()
+        }
+        let backup = try TemporaryStoreFile()
+        do {
+            _ = try await StoreFixtures.store(backup)
+        }
+        #expect(rename(backup.path, file.path) == 0)
+        let replaced = try #require(await collector.wait { $0.replacement != nil })
+        #expect(replaced.event.replacement?.revision == 1)
+        #expect(replaced.event.replacement?.detail.contains("the store file was replaced (inode") == true)
+        if case .replaced(let revision, _) = replaced.event {
+            #expect(revision.configuration.flags.isEmpty)
+        }
+        // Commits to the new file are followed as usual.
+        let writer = try SQLiteConfigurationStore(path: file.path)
+        try await writer.commit(StoreFixtures.author("flip"), expectRevision: 1) { configuration in
+            configuration.killed = true
+        }
+        #expect(await collector.wait { $0.revisionNumber == 2 } != nil)
+        #expect(collector.events.allSatisfy { $0.failure == nil }, "\(collector.events)")
+    }
+
+    @Test("a store restored in place to an earlier revision (backup API, sqlite3 .restore) is noticed")
+    func restoredInPlaceIsNoticed() async throws {
+        let file = try TemporaryStoreFile()
+        let (_, collector) = try await Self.watchedAtThree(file)
+        defer {
+            collector.stop()
+        }
+        let backup = try TemporaryStoreFile()
+        do {
+            _ = try await StoreFixtures.store(backup)
+        }
+        let source = try DatabaseQueue(path: backup.path)
+        let destination = try DatabaseQueue(path: file.path)
+        try source.backup(to: destination)
+        try source.close()
+        try destination.close()
+        let restored = try #require(await collector.wait { $0.replacement != nil })
+        #expect(restored.event.replacement?.revision == 1)
+        #expect(
+            restored.event.replacement?.detail
+                == "the store went back from revision 3 to revision 1: it was restored from an earlier copy")
+    }
+
+    @Test("a copy of another store with as many revisions is told apart by its revision's time")
+    func sameNumberOtherCopyIsNoticed() async throws {
+        let file = try TemporaryStoreFile()
+        let store = try await StoreFixtures.store(file)
+        let collector = EventCollector(store.watch(pollInterval: 0.005))
+        defer {
+            collector.stop()
+        }
+        #expect(await collector.wait { _ in true }?.event.revisionNumber == 1)
+        try await Task.sleep(for: .milliseconds(20))
+        let other = try TemporaryStoreFile()
+        do {
+            let copy = try await StoreFixtures.store(other)
+            try await copy.unsafeExecute("SELECT 1")
+        }
+        let source = try DatabaseQueue(path: other.path)
+        let destination = try DatabaseQueue(path: file.path)
+        try source.backup(to: destination)
+        try source.close()
+        try destination.close()
+        let restored = try #require(await collector.wait { $0.replacement != nil })
+        #expect(restored.event.replacement?.revision == 1)
+        #expect(restored.event.replacement?.detail.contains("is not the one served") == true)
+    }
+}
+
+extension StoreEvent {
+    /// The revision number and detail of a `.replaced` event, or nil.
+    var replacement: (revision: Int, detail: String)? {
+        if case .replaced(let revision, let detail) = self {
+            return (revision.number, detail)
+        }
+        return nil
     }
 }

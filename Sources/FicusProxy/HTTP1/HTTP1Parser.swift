@@ -68,6 +68,8 @@ public struct HTTP1Parser: Sendable {
     public let limits: HTTPLimits
     var state: State = .head
     var scanned = 0
+    /// Empty lines skipped before the current request line (RFC 9112 2.2 allows at least one; Ficus takes eight).
+    var emptyLinesSkipped = 0
     var bodyReceived: Int64 = 0
     var responseToMethod: HTTPMethodKind = .get
 
@@ -334,17 +336,23 @@ public struct HTTP1Parser: Sendable {
 
     private mutating func parseHead(_ buffer: inout ByteBuffer) throws(HTTPFramingError) -> HTTPHead? {
         if self.kind == .request && self.scanned == 0 {
-            // RFC 9112 2.2: ignore empty lines received before a request line.
-            var skipped = 0
+            // RFC 9112 2.2: ignore empty lines received before a request line, however the reads split them.
             while buffer.readableBytes >= 2,
                 buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A,
-                skipped < 8
+                self.emptyLinesSkipped < 8
             {
                 buffer.moveReaderIndex(forwardBy: 2)
-                skipped += 1
+                self.emptyLinesSkipped += 1
+            }
+            // A lone CR may be the first half of one more empty line: wait for the next byte before deciding.
+            if buffer.readableBytes == 1, buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) == 0x0D,
+                self.emptyLinesSkipped < 8
+            {
+                return nil
             }
         }
         guard let end = try self.findHeadEnd(buffer, isRequestLine: self.kind == .request) else { return nil }
+        self.emptyLinesSkipped = 0
         let bytes = buffer.readSlice(length: end)!
         switch self.kind {
         case .request:

@@ -76,6 +76,7 @@ enum HeaderHygiene {
         client: ClientFacts,
         viaName: String,
         edits: RequestEdits?,
+        upstreamName: String,
         shadowCopy: Bool = false
     ) {
         let (target, authority) = Self.originForm(head)
@@ -141,6 +142,12 @@ enum HeaderHygiene {
         if let authority {
             out.writeStaticString("host: ")
             Self.copy(head, authority, into: &out)
+            out.writeStaticString("\r\n")
+        } else if head.hostIndex == nil {
+            // An HTTP/1.0 request may come without Host; it is forwarded as HTTP/1.1, which must have one (RFC 9112
+            // 3.2). nginx sends its upstream's name ($proxy_host); so does Ficus (without a preview's `@slot`).
+            out.writeStaticString("host: ")
+            out.writeString(Self.hostName(forUpstream: upstreamName))
             out.writeStaticString("\r\n")
         }
         if shadowCopy {
@@ -284,6 +291,13 @@ enum HeaderHygiene {
     }
 
     // MARK: Pieces
+
+    /// `upstream` as a Host value: a preview name (`orders@green`) without its slot, and nothing a Host may not hold.
+    static func hostName(forUpstream upstream: String) -> String {
+        let name = upstream.split(separator: "@", maxSplits: 1).first.map(String.init) ?? upstream
+        let cleaned = String(decoding: name.utf8.filter { isHostByte($0) && $0 != 0x40 }, as: UTF8.self)
+        return cleaned.isEmpty ? "upstream" : cleaned
+    }
 
     /// Copies a field line as received (name, colon, whitespace, value) and ends it with CRLF.
     private static func copyField(_ head: HTTPHead, _ index: Int, into out: inout ByteBuffer) {

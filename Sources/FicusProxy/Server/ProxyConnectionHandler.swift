@@ -351,7 +351,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             into: &self.headBuffer,
             client: self.clientFacts,
             viaName: self.shared.configuration.viaName,
-            edits: edits
+            edits: edits,
+            upstreamName: upstream.name
         )
         exchange.outboundHead = self.headBuffer
         exchange.waitingForConnection = true
@@ -361,7 +362,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 route: route,
                 serving: upstream.name,
                 shadow: table.upstream(named: shadowName),
-                second: decision.noise.flatMap { table.upstream(named: $0) },
+                decision: decision,
                 table: table,
                 dispatcher: dispatcher
             )
@@ -462,6 +463,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         } else {
             connection.write(exchange.outboundHead)
         }
+        exchange.shadow?.primarySent()
         for body in exchange.pendingBody {
             Self.writeBody(body, framing: exchange.requestFraming, to: connection)
             exchange.requestBodyForwarded += Int64(body.readableBytes)
@@ -878,7 +880,7 @@ extension ProxyConnectionHandler {
         route: String,
         serving: String,
         shadow: Upstream?,
-        second: Upstream?,
+        decision: Decision,
         table: RoutingTable,
         dispatcher: ShadowDispatcher
     ) -> ShadowRecorder? {
@@ -889,6 +891,13 @@ extension ProxyConnectionHandler {
         guard dispatcher.tryAcquire() else {
             self.shared.metrics?.shadowDropped(route: route, reason: "capacity")
             return nil
+        }
+        // Drawn only for a copy that will be made, so an endpoint's noise floor counts samples actually taken.
+        var second: Upstream?
+        if let candidate = decision.noise,
+            dispatcher.noise.draw(route: route, method: view.method, path: view.path, percent: decision.noisePercent)
+        {
+            second = table.upstream(named: candidate)
         }
         let plan = ShadowJob.Plan(
             view: view,

@@ -7,7 +7,8 @@ import NIOCore
 /// without ever being held whole.
 final class ResponseCapture {
     private let limit: Int
-    private let started: NIODeadline
+    /// When the request went to the upstream: latency is measured from there (`markSent`), for both sides alike.
+    private var started: NIODeadline
     /// The head as received: its fields are turned into strings only when the message is built, off the path
     /// that forwards the answer.
     private var received: HTTPHead?
@@ -26,6 +27,12 @@ final class ResponseCapture {
         self.limit = limit
         self.started = started
         self.memory = memory
+    }
+
+    /// The request's head was written to its upstream now: the answer's latency counts from here, so that time
+    /// spent inside Ficus (waiting for a pooled connection or for the shadow loop) is never blamed on an upstream.
+    func markSent(at now: NIODeadline = .now()) {
+        self.started = now
     }
 
     func head(_ head: HTTPHead) {

@@ -44,12 +44,15 @@ final class ShadowJob: Sendable {
     let serving: CapturedResponse
     /// Bytes of the shadow memory budget the request body and serving answer hold until the job is done.
     let reserved: Int
+    /// When the job was handed to the shadow loop: from here to a copy's first byte is time spent inside Ficus.
+    let handedOver: NIODeadline
 
     init(plan: Plan, requestBody: [UInt8], serving: CapturedResponse, reserved: Int) {
         self.plan = plan
         self.requestBody = requestBody
         self.serving = serving
         self.reserved = reserved
+        self.handedOver = .now()
     }
 
     /// The observation without the shadow and noise answers, which the shadow loop fills in.
@@ -83,6 +86,7 @@ final class ShadowJob: Sendable {
             client: plan.client,
             viaName: plan.viaName,
             edits: HeaderHygiene.RequestEdits.forRequest(rewrite, view: plan.view),
+            upstreamName: upstream.name,
             shadowCopy: true
         )
         if !self.requestBody.isEmpty {
@@ -108,6 +112,8 @@ final class ShadowDispatcher: Sendable {
     private let inFlight = NIOLockedValueBox(0)
     /// Bytes of captured bodies held by jobs in flight and waiting.
     let memory: ShadowMemory
+    /// Which shadowed safe requests are also noise samples.
+    let noise: NoiseSampler
     /// Jobs handed over and not yet started, and whether the shadow loop has stopped looking for them.
     private let pending = NIOLockedValueBox(Pending())
     /// The collection timer; only touched on the shadow loop.
@@ -146,6 +152,7 @@ final class ShadowDispatcher: Sendable {
         self.sink = sink
         self.limits = configuration.shadow
         self.memory = ShadowMemory(limit: configuration.shadow.maxMemoryBytes)
+        self.noise = NoiseSampler(floor: configuration.shadow.noiseFloor)
         self.metrics = metrics
         self.eventLoop.execute {
             Self.yieldToClients()
@@ -295,8 +302,12 @@ final class ShadowDispatcher: Sendable {
             method: job.plan.view.head.method,
             limits: self.limits,
             memory: self.memory
-        ) { outcome, reserved, overBudget in
-            flight.record(reserved: reserved, overBudget: overBudget) { record(&$0, outcome) }
+        ) { result in
+            if let sentAt = result.sentAt {
+                // Reported on its own, never as the shadow upstream's latency.
+                self.metrics?.shadowWait(route: job.plan.route, duration: sentAt - job.handedOver)
+            }
+            flight.record(reserved: result.reserved, overBudget: result.overBudget) { record(&$0, result.outcome) }
         }
         exchange.start()
     }

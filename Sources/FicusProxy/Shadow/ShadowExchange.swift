@@ -12,6 +12,17 @@ final class ShadowExchange {
         case failed(String)
     }
 
+    /// How a copy ended, with what its capture holds of the memory budget.
+    struct Result {
+        var outcome: Outcome
+        /// Budget bytes the capture holds.
+        var reserved: Int
+        /// Whether the budget refused the capture bytes (the answer must not be compared).
+        var overBudget: Bool
+        /// When the copy's head was written to the shadow upstream; nil when it never was.
+        var sentAt: NIODeadline?
+    }
+
     private let upstream: Upstream
     private let pool: UpstreamPool
     private let head: ByteBuffer
@@ -19,8 +30,9 @@ final class ShadowExchange {
     private let method: HTTPMethodKind
     private let timeout: TimeAmount
     private let capture: ResponseCapture
-    /// Called once with the outcome, the budget bytes the capture holds, and whether the budget refused it bytes.
-    private let completion: (Outcome, Int, Bool) -> Void
+    /// Called once, when the copy ends.
+    private let completion: (Result) -> Void
+    private var sentAt: NIODeadline?
     private var connection: UpstreamConnection?
     private var deadline: Scheduled<Void>?
     private var done = false
@@ -33,7 +45,7 @@ final class ShadowExchange {
         method: HTTPMethodKind,
         limits: ShadowLimits,
         memory: ShadowMemory?,
-        completion: @escaping (Outcome, Int, Bool) -> Void
+        completion: @escaping (Result) -> Void
     ) {
         self.upstream = upstream
         self.pool = pool
@@ -66,7 +78,10 @@ final class ShadowExchange {
         self.done = true
         self.deadline?.cancel()
         self.deadline = nil
-        self.completion(outcome, self.capture.reserved, self.capture.overBudget)
+        self.completion(
+            Result(
+                outcome: outcome, reserved: self.capture.reserved, overBudget: self.capture.overBudget,
+                sentAt: self.sentAt))
     }
 }
 
@@ -79,6 +94,9 @@ extension ShadowExchange: UpstreamConnectionRequester {
         self.connection = connection
         connection.begin(delegate: self, method: self.method, responseTimeout: self.timeout)
         connection.write(self.head)
+        let now = NIODeadline.now()
+        self.sentAt = now
+        self.capture.markSent(at: now)
         if !self.body.isEmpty {
             connection.write(ByteBuffer(bytes: self.body))
         }

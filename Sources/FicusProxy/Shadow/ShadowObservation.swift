@@ -39,6 +39,9 @@ public struct ShadowLimits: Sendable {
     public var captureBytes = 1024 * 1024
     /// Shadow requests in flight, for the whole proxy; beyond it copies are dropped (and counted).
     public var maxInFlight = 1000
+    /// The first this many shadowed safe requests of every endpoint are noise samples, whatever the route's noise
+    /// percentage (`NoiseSampler`); 0 leaves only the percentage.
+    public var noiseFloor = 20
     /// Bytes of captured bodies (requests, serving and shadow answers) held by copies in flight and waiting, for the
     /// whole proxy; a copy that would pass it is dropped whole and counted (`reason="memory"`).
     public var maxMemoryBytes = 256 * 1024 * 1024

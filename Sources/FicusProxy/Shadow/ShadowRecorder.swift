@@ -64,6 +64,11 @@ final class ShadowRecorder {
 
     // MARK: The serving answer
 
+    /// The serving request's head was written to its upstream (again, after a re-send on a fresh connection).
+    func primarySent() {
+        self.primary.markSent()
+    }
+
     func primaryHead(_ head: HTTPHead) {
         self.primary.head(head)
     }

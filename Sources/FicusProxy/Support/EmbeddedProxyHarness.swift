@@ -132,7 +132,7 @@ public final class EmbeddedProxyHarness: Sendable {
     }
 
     /// `bytes` cut at the given piece sizes (each at least one byte), the remainder as the last piece.
-    static func split(_ bytes: [UInt8], _ pieces: [Int]) -> [ArraySlice<UInt8>] {
+    public static func split(_ bytes: [UInt8], _ pieces: [Int]) -> [ArraySlice<UInt8>] {
         var slices: [ArraySlice<UInt8>] = []
         var start = 0
         for size in pieces where start < bytes.count {
