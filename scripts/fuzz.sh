@@ -38,7 +38,10 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
 fi
 
 # Release with the fuzzer's coverage and AddressSanitizer; the same flags each time, so the build is incremental.
+# SwiftPM does not notice files added to the main package (a path dependency) when it builds incrementally: removing
+# the build plan (not the compiled modules) makes it plan again, for a few seconds.
 if [ -z "${FUZZ_SKIP_BUILD:-}" ]; then
+    rm -f Fuzz/.build/release.yaml
     swift build --package-path Fuzz -c release -Xswiftc -sanitize=fuzzer,address >&2
 fi
 bin=Fuzz/.build/release/$target
@@ -75,7 +78,7 @@ if [ "$status" -ne 0 ]; then
     echo "fuzz.sh: full log in $log" >&2
     mkdir -p "$regressions"
     found=0
-    for file in "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* "$artifacts"/oom-* "$artifacts"/slow-unit-*; do
+    for file in "$artifacts"/{crash,leak,timeout,oom,slow-unit}-*; do
         [ -e "$file" ] || continue
         cp "$file" "$regressions/"
         echo "fuzz.sh: kept $regressions/$(basename "$file")" >&2
