@@ -144,6 +144,24 @@ extension CLITests {
             return sandbox
         }
 
+        /// A new service answering `v2`, and a 500 to every `failingEvery`-th request when given.
+        static func newService(failingEvery: Int?, group: any EventLoopGroup) async throws -> TestUpstream {
+            let counter = NIOLockedValueBox(0)
+            return try await TestUpstream.start(
+                .custom { _ in
+                    let count = counter.withLockedValue { count in
+                        count += 1
+                        return count
+                    }
+                    if let every = failingEvery, count % every == 0 {
+                        return TestUpstream.Response(status: 500, body: "boom")
+                    }
+                    return TestUpstream.Response(body: "v2")
+                },
+                group: group
+            )
+        }
+
         /// Starts a short canary: steps 20, 50, 100 of one second, 20 requests per step, sticky by X-User.
         ///
         /// The p99 gate is wide because loopback latencies of a few hundred microseconds are noise, not evidence.
@@ -201,18 +219,7 @@ extension CLITests {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let legacy = try await TestUpstream.start(
                 .fixed(status: 200, headers: [], body: Array("legacy".utf8)), group: group)
-            let counter = NIOLockedValueBox(0)
-            let modern = try await TestUpstream.start(
-                .custom { _ in
-                    let count = counter.withLockedValue { count in
-                        count += 1
-                        return count
-                    }
-                    return count % 20 == 0
-                        ? TestUpstream.Response(status: 500, body: "boom") : TestUpstream.Response(body: "v2")
-                },
-                group: group
-            )
+            let modern = try await Self.newService(failingEvery: 20, group: group)
             let sandbox = try Self.sandbox(legacy: legacy, modern: modern)
             let server = try Server(store: sandbox.store, directory: sandbox.directory)
             defer { server.stop() }
@@ -254,18 +261,7 @@ extension CLITests {
             for failing in [false, true] {
                 let legacy = try await TestUpstream.start(
                     .fixed(status: 200, headers: [], body: Array("legacy".utf8)), group: group)
-                let counter = NIOLockedValueBox(0)
-                let modern = try await TestUpstream.start(
-                    .custom { _ in
-                        let count = counter.withLockedValue { count in
-                            count += 1
-                            return count
-                        }
-                        return failing && count % 10 == 0
-                            ? TestUpstream.Response(status: 500, body: "boom") : TestUpstream.Response(body: "v2")
-                    },
-                    group: group
-                )
+                let modern = try await Self.newService(failingEvery: failing ? 10 : nil, group: group)
                 let sandbox = try Self.sandbox(legacy: legacy, modern: modern)
                 // AgainstServe's server leaves --window-interval at its default (10 s).
                 let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
