@@ -181,7 +181,7 @@ struct Serve: AsyncParsableCommand {
         }
         try Self.check("--shadow-memory", Int64(self.shadowMemory), 0...(1 << 40))
         try Self.check("--noise-floor", Int64(self.noiseFloor), 0...1_000_000)
-        for name in self.untrustedField where name.isEmpty || !name.utf8.allSatisfy(Self.isTokenByte) {
+        for name in self.untrustedField where !ShadowText.isToken(name) {
             throw ArgumentParser.ValidationError("--untrusted-field '\(name)': not a field name")
         }
         for cidr in self.trustedProxy where CIDR(cidr) == nil {
@@ -205,15 +205,6 @@ struct Serve: AsyncParsableCommand {
             throw ArgumentParser.ValidationError(
                 "\(option) \(value): expected \(range.lowerBound) to \(range.upperBound)"
             )
-        }
-    }
-
-    /// RFC 9110 tchar, for field names given on the command line.
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
-        case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E: return true
-        default: return false
         }
     }
 
