@@ -57,6 +57,13 @@ public struct Decision: Sendable, Equatable {
     /// When a percentage rule matched, this is its bucket.
     public var bucket: Int?
 
+    /// The whole 32-bit hash `bucket` was taken from (the rule's seed and its sticky value), or nil.
+    ///
+    /// Distinct sticky values give distinct hashes (but for rare collisions), so proxies count the distinct hashes
+    /// a route's requests carry to tell whether a canary's split rests on enough different users
+    /// (`MetricWindow.identityHashes`); the value itself never leaves the routing decision.
+    public var stickyHash: UInt32?
+
     /// The rewrite configured for the serving upstream on this route, or nil.
     public var rewrite: RequestRewrite?
 
@@ -75,6 +82,7 @@ public struct Decision: Sendable, Equatable {
         route: String?,
         rule: String? = nil,
         bucket: Int? = nil,
+        stickyHash: UInt32? = nil,
         rewrite: RequestRewrite? = nil,
         timeouts: RouteTimeouts = RouteTimeouts(),
         reason: Reason
@@ -84,6 +92,7 @@ public struct Decision: Sendable, Equatable {
         self.route = route
         self.rule = rule
         self.bucket = bucket
+        self.stickyHash = stickyHash
         self.rewrite = rewrite
         self.timeouts = timeouts
         self.reason = reason

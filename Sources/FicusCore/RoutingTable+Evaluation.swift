@@ -12,6 +12,8 @@ struct Evaluation {
     private var ruleBucketComputed = false
     /// The bucket of the last rule whose percentage condition computed one.
     private(set) var lastBucket: Int?
+    /// The whole hash behind `lastBucket` (see `Decision.stickyHash`).
+    private(set) var lastStickyHash: UInt32?
 
     /// Creates an evaluation over `program`; `recorder`, when given, must outlive it.
     init(program: UnsafePointer<RuleProgram.Code>, recorder: TraceRecorder?) {
@@ -300,9 +302,11 @@ struct Evaluation {
             }
         }
         if found {
-            let bucket = Int(hasher.finalize() % 100) + 1
+            let hash = hasher.finalize()
+            let bucket = Int(hash % 100) + 1
             self.ruleBucket = bucket
             self.lastBucket = bucket
+            self.lastStickyHash = hash
         }
         self.recorder?.bucketSource = source
         return self.ruleBucket

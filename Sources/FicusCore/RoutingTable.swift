@@ -293,6 +293,7 @@ public final class RoutingTable: Sendable {
                     route: route.name,
                     rule: compiled.name,
                     bucket: evaluation.lastBucket,
+                    stickyHash: evaluation.lastStickyHash,
                     rewrite: compiled.rewrite,
                     timeouts: route.timeouts,
                     reason: .rule
@@ -304,6 +305,7 @@ public final class RoutingTable: Sendable {
             upstream: route.defaultUpstream,
             route: route.name,
             bucket: evaluation.lastBucket,
+            stickyHash: evaluation.lastStickyHash,
             rewrite: route.defaultRewrite,
             timeouts: route.timeouts,
             reason: .routeDefault

@@ -43,6 +43,19 @@ public struct ShadowRecord: Sendable, Codable, Equatable {
     public var shadowHeaders: [Field]
     public var shadowBody: [UInt8]
     public var shadowTruncated: Bool
+    /// Time the copy spent inside Ficus before its first byte left (waiting for the shadow loop and a pooled
+    /// connection), or nil when it never left; never part of `shadowLatencyMicroseconds`. Kept in the aggregates
+    /// only, not in stored records.
+    public var shadowWaitMicroseconds: Int?
+
+    /// The endpoint a request is counted under: its method and the template of its path (`GET /orders/{id}`).
+    ///
+    /// One definition for the records and for the copies counted as dropped, so that both add up per endpoint.
+    public static func endpoint(method: String, target: String) -> String {
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first
+            .map(String.init) ?? target
+        return "\(method) \(EndpointTemplate.template(path: path))"
+    }
 
     /// Whether the record is kept as a sample: the answers differed (also only as noise), or the shadow failed.
     ///
@@ -75,7 +88,8 @@ public struct ShadowRecord: Sendable, Codable, Equatable {
         servingTruncated: Bool,
         shadowHeaders: [Field],
         shadowBody: [UInt8],
-        shadowTruncated: Bool
+        shadowTruncated: Bool,
+        shadowWaitMicroseconds: Int? = nil
     ) {
         self.timestamp = timestamp
         self.route = route
@@ -99,6 +113,7 @@ public struct ShadowRecord: Sendable, Codable, Equatable {
         self.shadowHeaders = shadowHeaders
         self.shadowBody = shadowBody
         self.shadowTruncated = shadowTruncated
+        self.shadowWaitMicroseconds = shadowWaitMicroseconds
     }
 
     /// Whether the shadow answered exactly like the serving side (status, compared headers, body).
@@ -121,6 +136,17 @@ public struct MetricWindow: Sendable, Codable, Equatable {
     /// Upper bounds in microseconds of the latency buckets, and the count in each (the last bound is +inf).
     public var latencyBucketBounds: [Int]
     public var latencyBucketCounts: [Int]
+    /// Distinct sticky hashes of the window's requests (`Decision.stickyHash`), at most `identitySampleLimit`; nil
+    /// from a proxy that did not count them.
+    ///
+    /// A set kept whole below the limit, so the union of many windows' sets answers "fewer than 20 distinct users?"
+    /// exactly: a window with more than the limit has enough on its own, and below it every window's set is complete.
+    public var identityHashes: [UInt32]?
+
+    /// The most distinct sticky hashes a window keeps.
+    ///
+    /// Above the canary's 20-user bar, so that the bar is judged exactly from any number of windows and proxies.
+    public static let identitySampleLimit = 32
 
     public init(
         start: Int64,
@@ -131,7 +157,8 @@ public struct MetricWindow: Sendable, Codable, Equatable {
         requests: Int,
         serverErrors: Int,
         latencyBucketBounds: [Int],
-        latencyBucketCounts: [Int]
+        latencyBucketCounts: [Int],
+        identityHashes: [UInt32]? = nil
     ) {
         self.start = start
         self.durationMilliseconds = durationMilliseconds
@@ -142,5 +169,32 @@ public struct MetricWindow: Sendable, Codable, Equatable {
         self.serverErrors = serverErrors
         self.latencyBucketBounds = latencyBucketBounds
         self.latencyBucketCounts = latencyBucketCounts
+        self.identityHashes = identityHashes
+    }
+}
+
+/// Shadow copies of one endpoint that were not compared, for one reason, in one minute.
+///
+/// What a report's coverage rests on: every request chosen for shadowing ends compared, as a shadow error, or here.
+/// Proxies add up their counts per minute, so several proxies' drops sum like their comparisons.
+public struct ShadowDropCount: Sendable, Codable, Equatable, Hashable {
+    /// The start of the minute, in whole seconds since 1970 (a multiple of 60).
+    public var minute: Int64
+    public var route: String
+    /// As `ShadowRecord.endpoint`.
+    public var endpoint: String
+    /// As `ficus_shadow_dropped_total`'s reason: `capacity`, `memory`, `request_body_too_large`, `serving_failed`, ….
+    public var reason: String
+    /// Whether the copy had been sent when it was dropped (its answer could not be held or stored).
+    public var sent: Bool
+    public var count: Int
+
+    public init(minute: Int64, route: String, endpoint: String, reason: String, sent: Bool, count: Int) {
+        self.minute = minute
+        self.route = route
+        self.endpoint = endpoint
+        self.reason = reason
+        self.sent = sent
+        self.count = count
     }
 }

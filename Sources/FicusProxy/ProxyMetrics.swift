@@ -27,12 +27,15 @@ public final class ProxyMetrics: Sendable {
             self.window = window
         }
 
-        func record(status: Int, duration: TimeAmount) {
+        func record(status: Int, duration: TimeAmount, stickyHash: UInt32? = nil) {
             self.counter.increment()
             self.duration.recordNanoseconds(duration.nanoseconds)
             let microseconds = Int(duration.nanoseconds / 1000)
             let bucket = ProxyMetrics.windowBounds.firstIndex { microseconds <= $0 } ?? ProxyMetrics.windowBounds.count
-            self.window.counts.withLockedValue { $0.add(serverError: status >= 500, bucket: bucket) }
+            self.window.counts.withLockedValue {
+                $0.add(serverError: status >= 500, bucket: bucket)
+                if let stickyHash { $0.noteIdentity(stickyHash) }
+            }
         }
     }
 
@@ -51,6 +54,17 @@ public final class ProxyMetrics: Sendable {
         var requests = 0
         var serverErrors = 0
         var buckets = [Int](repeating: 0, count: ProxyMetrics.windowBounds.count + 1)
+        /// Distinct sticky hashes seen, the first `MetricWindow.identitySampleLimit` of them.
+        var identities: [UInt32] = []
+
+        /// Keeps `hash` while fewer than the limit are kept: a linear look through at most 32 values, and nothing at
+        /// all once the window is known to have enough distinct users.
+        mutating func noteIdentity(_ hash: UInt32) {
+            guard self.identities.count < MetricWindow.identitySampleLimit, !self.identities.contains(hash) else {
+                return
+            }
+            self.identities.append(hash)
+        }
     }
 
     struct WindowKey: Hashable, Sendable {
@@ -73,6 +87,8 @@ public final class ProxyMetrics: Sendable {
     private let inFlight: Meter
     private let shadow: CounterCache
     private let waitTimers = NIOLockedValueBox<[String: CoreMetrics.Timer]>([:])
+    /// Shadow copies not compared, by endpoint, until the runtime stores them.
+    public let coverage = ShadowCoverage()
 
     public init(factory: MetricsFactory) {
         self.factory = factory
@@ -144,7 +160,8 @@ public final class ProxyMetrics: Sendable {
                     requests: counts.requests,
                     serverErrors: counts.serverErrors,
                     latencyBucketBounds: Self.windowBounds,
-                    latencyBucketCounts: counts.buckets
+                    latencyBucketCounts: counts.buckets,
+                    identityHashes: counts.identities
                 )
             )
         }
@@ -188,9 +205,12 @@ public final class ProxyMetrics: Sendable {
         self.shadowCounter("ficus_shadow_requests_total", [("route", route), ("upstream", upstream)]).increment()
     }
 
-    /// A request that should have been shadowed was not (capacity, body too large, serving side failed).
-    func shadowDropped(route: String, reason: String) {
+    /// A request that should have been shadowed was not compared (capacity, body too large, serving side failed):
+    /// counted by route and reason in `ficus_shadow_dropped_total`, and by endpoint in `coverage`.
+    func shadowDropped(route: String, view: RequestView, reason: String, sent: Bool = false) {
         self.shadowCounter("ficus_shadow_dropped_total", [("route", route), ("reason", reason)]).increment()
+        self.coverage.dropped(
+            route: route, method: view.head.methodString, target: view.head.target, reason: reason, sent: sent)
     }
 
     private func shadowCounter(_ label: String, _ dimensions: [(String, String)]) -> Counter {

@@ -30,6 +30,8 @@ public struct EndpointReport: Sendable, Equatable, Codable {
     /// Serving × shadow status counts, most frequent first.
     public var statuses: [StatusCell]
     public var latency: EndpointLatency
+    /// What share of the requests chosen for shadowing the verdict rests on.
+    public var coverage: Coverage
     /// Up to a few stored requests per differing field, for the drill-down.
     public var samples: [FieldSamples]
 
@@ -48,6 +50,7 @@ public struct EndpointReport: Sendable, Equatable, Codable {
         fields: [FieldReport],
         statuses: [StatusCell],
         latency: EndpointLatency,
+        coverage: Coverage? = nil,
         samples: [FieldSamples]
     ) {
         self.endpoint = endpoint
@@ -67,6 +70,7 @@ public struct EndpointReport: Sendable, Equatable, Codable {
         self.fields = fields
         self.statuses = statuses
         self.latency = latency
+        self.coverage = coverage ?? Coverage(compared: compared, errors: errors, dropped: [])
         self.samples = samples
     }
 
@@ -78,6 +82,53 @@ public struct EndpointReport: Sendable, Equatable, Codable {
             return 0
         }
         return (Double(part) * 10_000 / Double(whole)).rounded() / 100
+    }
+}
+
+/// The requests of an endpoint chosen for shadowing, and what became of them.
+///
+/// Every one ends compared, as a shadow error (the shadow did not answer), or dropped (never sent: capacity, memory,
+/// a body too large to copy, the serving side failing; or sent but not compared: its answer too large to hold, the
+/// comparer's queue full, the store failing), so `eligible = compared + errors + dropped`.
+public struct Coverage: Sendable, Equatable, Codable {
+    /// Requests chosen for shadowing (the route's sample of its shadowed methods).
+    public var eligible: Int
+    /// Copies that were sent (or tried): compared, errors, and those dropped after they were sent.
+    public var shadowed: Int
+    public var compared: Int
+    public var errors: Int
+    /// Copies dropped, all reasons.
+    public var dropped: Int
+    /// `compared ÷ eligible × 100`, 0 when nothing was eligible: the share of traffic the verdict rests on.
+    public var comparedPercent: Double
+    /// Dropped copies by reason, most first.
+    public var drops: [DropCell]
+
+    public init(compared: Int, errors: Int, dropped: [DropCell]) {
+        let total = dropped.reduce(0) { $0 + $1.count }
+        self.eligible = compared + errors + total
+        self.shadowed = compared + errors + dropped.filter(\.sent).reduce(0) { $0 + $1.count }
+        self.compared = compared
+        self.errors = errors
+        self.dropped = total
+        self.comparedPercent = EndpointReport.percent(compared, of: self.eligible)
+        self.drops = dropped
+    }
+}
+
+/// Copies of an endpoint dropped for one reason.
+public struct DropCell: Sendable, Equatable, Codable {
+    /// As `ficus_shadow_dropped_total`'s reason: `capacity`, `memory`, `request_body_too_large`, `serving_failed`,
+    /// `client_gone`, `unknown_upstream`, `unfinished`, `comparer_queue_full`, `store_failed`.
+    public var reason: String
+    /// Whether the copy had been sent.
+    public var sent: Bool
+    public var count: Int
+
+    public init(reason: String, sent: Bool, count: Int) {
+        self.reason = reason
+        self.sent = sent
+        self.count = count
     }
 }
 
@@ -160,16 +211,22 @@ public struct SideLatency: Sendable, Equatable, Codable {
 ///
 /// The shadow is nil when it never answered.
 public struct EndpointLatency: Sendable, Equatable, Codable {
+    /// From the request's first byte written to its upstream to the answer's last byte read.
     public var serving: SideLatency
+    /// Measured like `serving`, from the copy's first byte written.
     public var shadow: SideLatency?
+    /// Time copies spent inside Ficus before their first byte left (waiting for the shadow loop and a pooled
+    /// connection): Ficus's own queueing, kept out of `shadow`. Nil when none was measured.
+    public var shadowWait: SideLatency?
 
-    public init(serving: SideLatency, shadow: SideLatency?) {
+    public init(serving: SideLatency, shadow: SideLatency?, shadowWait: SideLatency? = nil) {
         self.serving = serving
         self.shadow = shadow
+        self.shadowWait = shadowWait
     }
 
     private enum CodingKeys: String, CodingKey {
-        case serving, shadow
+        case serving, shadow, shadowWait
     }
 
     /// Encodes every key, nil as null; see `MigrationReport.encode(to:)`.
@@ -177,6 +234,7 @@ public struct EndpointLatency: Sendable, Equatable, Codable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(self.serving, forKey: .serving)
         try container.encode(self.shadow, forKey: .shadow)
+        try container.encode(self.shadowWait, forKey: .shadowWait)
     }
 }
 

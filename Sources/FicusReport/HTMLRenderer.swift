@@ -56,6 +56,8 @@ public struct HTMLRenderer: Sendable {
             ("differing", String(totals.differing)),
             ("after noise", String(totals.differingAfterNoise)),
             ("shadow errors", String(totals.errors)),
+            ("eligible", String(totals.eligible)),
+            ("dropped", String(totals.dropped)),
         ]
         for (name, value) in items {
             html += "<div><dt>\(Self.escape(name))</dt><dd>\(value)</dd></div>"
@@ -105,6 +107,13 @@ public struct HTMLRenderer: Sendable {
         html += "<p>\(endpoint.compared) compared, \(endpoint.identical) identical, \(endpoint.differing) differing "
         html += "(\(endpoint.differingAfterNoise) after noise), \(endpoint.errors) shadow errors, "
         html += "\(endpoint.noiseSamples) noise samples.</p>\n"
+        html += "<p class=\"coverage\">" + Self.escape(TextRenderer.coverage(endpoint)) + "</p>\n"
+        if let wait = endpoint.latency.shadowWait {
+            html += "<p class=\"wait\">Shadow copies waited inside Ficus before they were sent: p50 "
+            html += "\(Self.escape(ReportFormatting.latency(wait.p50Microseconds))), p99 "
+            html += "\(Self.escape(ReportFormatting.latency(wait.p99Microseconds))) (Ficus's own queueing, not counted "
+            html += "in the shadow's latency).</p>\n"
+        }
         html += "<div class=\"columns\">\n<div>\n<h4>Differing fields</h4>\n"
         if endpoint.fields.isEmpty {
             html += "<p>None: every compared answer was identical.</p>\n"

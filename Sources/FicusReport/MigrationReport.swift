@@ -142,6 +142,10 @@ public struct ReportTotals: Sendable, Equatable, Codable {
     public var differingAfterNoise: Int
     /// Requests the shadow did not answer.
     public var errors: Int
+    /// Requests chosen for shadowing, over every endpoint (see `Coverage`).
+    public var eligible: Int
+    /// Copies dropped, over every endpoint.
+    public var dropped: Int
     public var endpoints: Int
     public var ready: Int
     public var regressions: Int
@@ -155,6 +159,8 @@ public struct ReportTotals: Sendable, Equatable, Codable {
         differing: Int = 0,
         differingAfterNoise: Int = 0,
         errors: Int = 0,
+        eligible: Int = 0,
+        dropped: Int = 0,
         endpoints: Int = 0,
         ready: Int = 0,
         regressions: Int = 0,
@@ -167,6 +173,8 @@ public struct ReportTotals: Sendable, Equatable, Codable {
         self.differing = differing
         self.differingAfterNoise = differingAfterNoise
         self.errors = errors
+        self.eligible = eligible
+        self.dropped = dropped
         self.endpoints = endpoints
         self.ready = ready
         self.regressions = regressions

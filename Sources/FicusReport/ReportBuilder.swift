@@ -110,6 +110,8 @@ public struct ReportBuilder: Sendable {
             totals.differing += endpoint.differing
             totals.differingAfterNoise += endpoint.differingAfterNoise
             totals.errors += endpoint.errors
+            totals.eligible += endpoint.coverage.eligible
+            totals.dropped += endpoint.coverage.dropped
             totals.endpoints += 1
             switch endpoint.verdict {
             case .ready: totals.ready += 1
@@ -184,7 +186,13 @@ public struct ReportBuilder: Sendable {
             statuses: summary.statuses.map { StatusCell(serving: $0.serving, shadow: $0.shadow, count: $0.count) },
             latency: EndpointLatency(
                 serving: Self.side(summary.servingLatency),
-                shadow: summary.shadowLatency.map(Self.side)
+                shadow: summary.shadowLatency.map(Self.side),
+                shadowWait: summary.shadowWait.map(Self.side)
+            ),
+            coverage: Coverage(
+                compared: summary.compared,
+                errors: summary.errors,
+                dropped: summary.dropped.map { DropCell(reason: $0.reason, sent: $0.sent, count: $0.count) }
             ),
             samples: samples
         )

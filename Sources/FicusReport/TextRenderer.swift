@@ -31,6 +31,11 @@ public struct TextRenderer: Sendable {
                     + "\(totals.compared) compared, \(ReportFormatting.percent(differing)) differing "
                     + "(\(ReportFormatting.percent(afterNoise)) after noise), \(totals.errors) shadow errors"
             )
+            let coverage = EndpointReport.percent(totals.compared, of: totals.eligible)
+            lines.append(
+                "Coverage: \(totals.compared) of \(totals.eligible) requests chosen for shadowing were compared "
+                    + "(\(ReportFormatting.percent(coverage))); \(totals.dropped) dropped, \(totals.errors) shadow errors"
+            )
             lines.append("")
             lines.append(contentsOf: self.endpointTable(report.endpoints))
         }
@@ -94,6 +99,12 @@ public struct TextRenderer: Sendable {
             if endpoint.fields.count > self.maxFields {
                 lines.append("    … \(endpoint.fields.count - self.maxFields) more fields")
             }
+            lines.append("    " + Self.coverage(endpoint))
+            if let wait = endpoint.latency.shadowWait {
+                lines.append(
+                    "    shadow copies waited inside Ficus: p50 \(ReportFormatting.latency(wait.p50Microseconds)), "
+                        + "p99 \(ReportFormatting.latency(wait.p99Microseconds)) (not counted in shadow latency)")
+            }
             let statuses = endpoint.statuses.filter { $0.shadow != $0.serving }
             if !statuses.isEmpty {
                 let cells = statuses.prefix(4).map { "\(ReportFormatting.status($0)) ×\($0.count)" }
@@ -101,6 +112,22 @@ public struct TextRenderer: Sendable {
             }
         }
         return lines
+    }
+
+    /// `coverage: 1200 eligible, 1000 shadowed, 950 compared (79.17%), 50 shadow errors, 200 dropped (capacity 150,
+    /// memory 50 after sending)`.
+    static func coverage(_ endpoint: EndpointReport) -> String {
+        let coverage = endpoint.coverage
+        var line = "coverage: \(coverage.eligible) eligible, \(coverage.shadowed) shadowed, \(coverage.compared) compared "
+            + "(\(ReportFormatting.percent(coverage.comparedPercent))), \(coverage.errors) shadow errors, "
+            + "\(coverage.dropped) dropped"
+        if !coverage.drops.isEmpty {
+            let reasons = coverage.drops.map {
+                "\(TerminalText.safe($0.reason)) \($0.count)\($0.sent ? " after sending" : "")"
+            }
+            line += " (" + reasons.joined(separator: ", ") + ")"
+        }
+        return line
     }
 
     func route(_ route: RouteProgress) -> [String] {

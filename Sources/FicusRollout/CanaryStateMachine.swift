@@ -309,6 +309,10 @@ public struct CanaryStateMachine: Sendable {
     private func summary(_ inputs: GateInputs) -> String {
         let values = GateValues(inputs)
         var parts = ["\(inputs.newRequests) requests"]
+        if let distinct = inputs.distinctIdentities {
+            // Windows keep at most 32 distinct values each, so a union of 32 or more means "at least".
+            parts.append(distinct >= 32 ? "32+ distinct users" : "\(distinct) distinct users")
+        }
         if let errorRate = values.errorRate {
             parts.append("error rate \(RolloutFormat.percent(errorRate))")
         }

@@ -32,6 +32,13 @@ public struct GateInputs: Sendable, Codable, Equatable {
     /// Tells "no traffic at all" from "traffic that never reaches the new side" (every request in one bucket).
     public var legacyRequests: Int?
 
+    /// Distinct sticky values (users, by the canary's stickiness) among the route's requests in the window, exact up
+    /// to 32; nil when the windows did not count them (proxies of an older Ficus).
+    ///
+    /// A split over a handful of users says nothing about the rest: below `CanaryGates.minDistinctIdentities` the step
+    /// holds, whatever the other numbers.
+    public var distinctIdentities: Int?
+
     /// Metric windows the judging proxy failed to store since its previous judgement; nil counts as none.
     ///
     /// Lost windows make the other numbers untrustworthy: the step holds with that reason, never "too few requests".
@@ -51,6 +58,7 @@ public struct GateInputs: Sendable, Codable, Equatable {
         newP99Micros: Int,
         legacyP99Micros: Int,
         legacyRequests: Int? = nil,
+        distinctIdentities: Int? = nil,
         shadow: ShadowCounts? = nil
     ) {
         self.newRequests = newRequests
@@ -58,6 +66,7 @@ public struct GateInputs: Sendable, Codable, Equatable {
         self.newP99Micros = newP99Micros
         self.legacyP99Micros = legacyP99Micros
         self.legacyRequests = legacyRequests
+        self.distinctIdentities = distinctIdentities
         self.shadow = shadow
     }
 }
@@ -142,9 +151,15 @@ public enum GateVerdict: Sendable, Codable, Equatable {
 }
 
 extension CanaryGates {
+    /// The fewest distinct sticky values a step's requests must come from before it is judged.
+    ///
+    /// Twenty users in five buckets of 20% each is already thin; fewer and one user's luck decides the verdict.
+    public static let minDistinctIdentities = 20
+
     /// Judges `inputs` against these gates.
     ///
-    /// Too few samples holds before anything else, so one unlucky request neither aborts nor promotes. With enough
+    /// Too few samples (requests on the new side, or distinct users behind the split) holds before anything else,
+    /// so one unlucky request or user neither aborts nor promotes. With enough
     /// samples, any failed gate fails the step even when another gate is undefined, because a failure is evidence
     /// on its own; only then do undefined values (legacy p99 0, no shadow data for a diff gate) hold the step.
     public func judge(_ inputs: GateInputs) -> GateVerdict {
@@ -154,15 +169,25 @@ extension CanaryGates {
                     + "numbers are incomplete (see ficus_telemetry_dropped_total and the log)"
             )
         }
+        if inputs.newRequests == 0, let legacy = inputs.legacyRequests, legacy >= self.minRequests {
+            return .hold(
+                reason: "cannot split: the new side got no request while legacy got \(legacy); every request "
+                    + "falls in one bucket, as when all traffic comes from one address (a load balancer): make "
+                    + "the canary sticky on something that differs per user (canary start --sticky header:X-User-Id), "
+                    + "or run ficus serve with --trusted-proxy for the balancer"
+            )
+        }
+        if let distinct = inputs.distinctIdentities, distinct < Self.minDistinctIdentities {
+            let requests = inputs.newRequests + (inputs.legacyRequests ?? 0)
+            return .hold(
+                reason: "too few distinct users: the step's \(requests) request(s) came from \(distinct) distinct "
+                    + "sticky value(s), fewer than \(Self.minDistinctIdentities), so the split says nothing about users; "
+                    + "if they are one client behind a load balancer run ficus serve with --trusted-proxy, or make the "
+                    + "canary sticky on something that differs per user (ficus identity set header:X-User-Id, or "
+                    + "canary start --sticky)"
+            )
+        }
         if inputs.newRequests < self.minRequests {
-            if inputs.newRequests == 0, let legacy = inputs.legacyRequests, legacy >= self.minRequests {
-                return .hold(
-                    reason: "cannot split: the new side got no request while legacy got \(legacy); every request "
-                        + "falls in one bucket, as when all traffic comes from one address (a load balancer): make "
-                        + "the canary sticky on something that differs per user (canary start --sticky header:X-User-Id), "
-                        + "or run ficus serve with --trusted-proxy for the balancer"
-                )
-            }
             return .hold(reason: "too few requests on the new side: \(inputs.newRequests) < \(self.minRequests)")
         }
         let values = GateValues(inputs)

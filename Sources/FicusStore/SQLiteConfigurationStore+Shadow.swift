@@ -176,6 +176,51 @@ extension SQLiteConfigurationStore: ShadowStore {
                 key.endpoint.bucket, key.endpoint.route, key.endpoint.endpoint, key.signature, count,
             ])
         }
+        let waits = try db.cachedStatement(
+            sql: """
+                INSERT INTO shadow_wait_minutes (bucket, route, endpoint, le, count, sum) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (bucket, route, endpoint, le) DO UPDATE SET
+                    count = count + excluded.count,
+                    sum = sum + excluded.sum
+                """
+        )
+        for (key, total) in aggregates.waits {
+            try waits.execute(arguments: [
+                key.endpoint.bucket, key.endpoint.route, key.endpoint.endpoint, key.bound, total.count, total.sum,
+            ])
+        }
+    }
+
+    public func appendShadowDrops(_ drops: [ShadowDropCount], retention: ShadowRetention) async throws {
+        guard !drops.isEmpty else {
+            return
+        }
+        for drop in drops {
+            guard drop.count >= 0, drop.minute % 60 == 0 else {
+                throw StoreError.rejected(
+                    "shadow drop count of route '\(drop.route)' endpoint '\(drop.endpoint)' has minute \(drop.minute) "
+                        + "and count \(drop.count); a minute is a multiple of 60 and a count is not negative"
+                )
+            }
+        }
+        let now = self.now()
+        try await self.perform {
+            try await self.writeTelemetry { db in
+                let statement = try db.cachedStatement(
+                    sql: """
+                        INSERT INTO shadow_drop_minutes (bucket, route, endpoint, reason, sent, count)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        ON CONFLICT (bucket, route, endpoint, reason, sent) DO UPDATE SET count = count + excluded.count
+                        """
+                )
+                for drop in drops {
+                    try statement.execute(arguments: [
+                        drop.minute, drop.route, drop.endpoint, drop.reason, drop.sent, drop.count,
+                    ])
+                }
+                try Self.pruneShadowAggregates(db, retention: retention, now: now)
+            }
+        }
     }
 
     /// Deletes records beyond the count bound (by rowid) and older than the age bound (by time).
@@ -222,7 +267,7 @@ extension SQLiteConfigurationStore: ShadowStore {
     /// Retention treats them alike.
     static let shadowAggregateTables = [
         "shadow_minutes", "shadow_status_minutes", "shadow_latency_minutes", "shadow_field_minutes",
-        "shadow_signature_minutes",
+        "shadow_signature_minutes", "shadow_drop_minutes", "shadow_wait_minutes",
     ]
 
     /// `date` in whole microseconds since 1970, rounded down.
@@ -405,6 +450,8 @@ struct ShadowAggregates: Sendable {
     var fields: [FieldKey: FieldCounts] = [:]
     /// Differing compared requests by their set of fields; the after-noise diff rate is computed from these.
     var signatures: [SignatureKey: Int] = [:]
+    /// Copies' time inside Ficus before they left: count and sum per histogram bound.
+    var waits: [LatencyKey: (count: Int, sum: Int)] = [:]
 
     /// Sums `records`.
     ///
@@ -456,6 +503,11 @@ struct ShadowAggregates: Sendable {
                     LatencyKey(endpoint: key, side: "shadow", bound: LatencyHistogram.shadowBound(for: latency)),
                     default: 0
                 ] += 1
+            }
+            if let wait = record.shadowWaitMicroseconds {
+                let waitKey = LatencyKey(endpoint: key, side: "wait", bound: LatencyHistogram.shadowBound(for: wait))
+                let sum = self.waits[waitKey]
+                self.waits[waitKey] = ((sum?.count ?? 0) + 1, (sum?.sum ?? 0) + wait)
             }
             let status = StatusKey(endpoint: key, serving: record.servingStatus, shadow: record.shadowStatus ?? 0)
             self.statuses[status, default: 0] += 1

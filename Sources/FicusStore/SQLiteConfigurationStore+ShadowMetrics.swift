@@ -26,7 +26,8 @@ extension SQLiteConfigurationStore {
             (
                 window,
                 bounds: try EncodedShadowRecord.json(window.latencyBucketBounds),
-                counts: try EncodedShadowRecord.json(window.latencyBucketCounts)
+                counts: try EncodedShadowRecord.json(window.latencyBucketCounts),
+                identities: try window.identityHashes.map { try EncodedShadowRecord.json($0) }
             )
         }
         let cutoff = Self.microseconds(self.now().addingTimeInterval(-retention.maxMetricWindowAge))
@@ -36,14 +37,14 @@ extension SQLiteConfigurationStore {
                     sql: """
                         INSERT OR REPLACE INTO metric_windows (
                             start, route, upstream, proxy, duration_ms, requests, server_errors,
-                            latency_bounds, latency_counts
-                        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            latency_bounds, latency_counts, identity_hashes
+                        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """
                 )
-                for (window, bounds, counts) in rows {
+                for (window, bounds, counts, identities) in rows {
                     try statement.execute(arguments: [
                         window.start, window.route, window.upstream, window.proxy, window.durationMilliseconds,
-                        window.requests, window.serverErrors, bounds, counts,
+                        window.requests, window.serverErrors, bounds, counts, identities,
                     ])
                 }
                 try db.execute(sql: "DELETE FROM metric_windows WHERE start < ?", arguments: [cutoff])
@@ -90,6 +91,18 @@ extension SQLiteConfigurationStore {
         }
     }
 
+    public func distinctIdentities(route: String, from: Date?, to: Date?) async throws -> Int? {
+        let windows = try await self.metricWindows(route: route, from: from, to: to)
+        var seen = Set<UInt32>()
+        var counted = false
+        for window in windows {
+            guard let hashes = window.identityHashes else { continue }
+            counted = true
+            seen.formUnion(hashes)
+        }
+        return counted ? seen.count : nil
+    }
+
     /// Adds a window's latency buckets to `histogram`.
     ///
     /// `MetricWindow` says the last bucket is +inf: with one count more than bounds the extra count is that bucket,
@@ -119,7 +132,10 @@ extension SQLiteConfigurationStore {
             requests: row["requests"],
             serverErrors: row["server_errors"],
             latencyBucketBounds: try decoder.decode([Int].self, from: Data((row["latency_bounds"] as String).utf8)),
-            latencyBucketCounts: try decoder.decode([Int].self, from: Data((row["latency_counts"] as String).utf8))
+            latencyBucketCounts: try decoder.decode([Int].self, from: Data((row["latency_counts"] as String).utf8)),
+            identityHashes: try (row["identity_hashes"] as String?).map {
+                try decoder.decode([UInt32].self, from: Data($0.utf8))
+            }
         )
     }
 }

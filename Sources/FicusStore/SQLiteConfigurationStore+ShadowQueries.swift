@@ -191,6 +191,39 @@ extension SQLiteConfigurationStore {
                 ShadowFieldSummary(path: row["field_path"], kind: kind, raw: row["raw"], noise: row["noise"])
             )
         }
+        var dropped: [ShadowEndpointID: [ShadowDropSummary]] = [:]
+        let dropRows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT route, endpoint, reason, sent, SUM(count) AS count
+                FROM shadow_drop_minutes WHERE \(filter)
+                GROUP BY route, endpoint, reason, sent
+                """,
+            arguments: arguments
+        )
+        for row in dropRows {
+            dropped[ShadowEndpointID(row), default: []].append(
+                ShadowDropSummary(reason: row["reason"], sent: row["sent"], count: row["count"])
+            )
+        }
+        var waits: [ShadowEndpointID: (histogram: LatencyHistogram, count: Int, sum: Int)] = [:]
+        let waitRows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT route, endpoint, le, SUM(count) AS count, SUM(sum) AS sum
+                FROM shadow_wait_minutes WHERE \(filter)
+                GROUP BY route, endpoint, le
+                """,
+            arguments: arguments
+        )
+        for row in waitRows {
+            let id = ShadowEndpointID(row)
+            var wait = waits[id] ?? (LatencyHistogram(bounds: LatencyHistogram.shadowBounds), 0, 0)
+            wait.histogram.add(bound: row["le"], count: row["count"])
+            wait.count += row["count"] as Int
+            wait.sum += row["sum"] as Int
+            waits[id] = wait
+        }
         let totals = try Row.fetchAll(
             db,
             sql: """
@@ -207,7 +240,7 @@ extension SQLiteConfigurationStore {
                 """,
             arguments: arguments
         )
-        return totals.map { row in
+        var summaries = totals.map { row in
             let id = ShadowEndpointID(row)
             let shadowCount: Int = row["shadow_count"]
             return ShadowEndpointSummary(
@@ -239,9 +272,43 @@ extension SQLiteConfigurationStore {
                     ),
                 fields: (fields[id] ?? []).sorted {
                     ($1.raw, $1.noise, $0.path, $0.kind.rawValue) < ($0.raw, $0.noise, $1.path, $1.kind.rawValue)
-                }
+                },
+                dropped: Self.sorted(dropped[id]),
+                shadowWait: waits[id].map(Self.waitPercentiles)
             )
         }
+        // An endpoint whose every copy was dropped has no comparison minute, and is exactly what coverage must show.
+        let compared = Set(summaries.map(ShadowEndpointID.init))
+        for (id, drops) in dropped where !compared.contains(id) {
+            summaries.append(
+                ShadowEndpointSummary(
+                    route: id.route,
+                    endpoint: id.endpoint,
+                    compared: 0,
+                    identical: 0,
+                    differing: 0,
+                    errors: 0,
+                    noiseSamples: 0,
+                    statuses: [],
+                    servingLatency: Self.percentiles(nil, count: 0, sum: 0, minimum: nil, maximum: nil),
+                    shadowLatency: nil,
+                    fields: [],
+                    dropped: Self.sorted(drops),
+                    shadowWait: waits[id].map(Self.waitPercentiles)
+                )
+            )
+        }
+        return summaries.sorted { ($0.route, $0.endpoint) < ($1.route, $1.endpoint) }
+    }
+
+    /// Drops most first, then by reason.
+    private static func sorted(_ drops: [ShadowDropSummary]?) -> [ShadowDropSummary] {
+        (drops ?? []).sorted { ($1.count, $0.reason, $0.sent ? 1 : 0) < ($0.count, $1.reason, $1.sent ? 1 : 0) }
+    }
+
+    /// Mean and percentiles of the copies' wait inside Ficus, from its histogram rows.
+    private static func waitPercentiles(_ wait: (histogram: LatencyHistogram, count: Int, sum: Int)) -> LatencyPercentiles {
+        Self.percentiles(wait.histogram, count: wait.count, sum: wait.sum, minimum: nil, maximum: nil)
     }
 
     /// Mean and percentiles of one side.

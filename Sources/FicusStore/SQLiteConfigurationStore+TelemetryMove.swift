@@ -22,7 +22,13 @@ extension SQLiteConfigurationStore {
             }
             try db.inTransaction(.immediate) {
                 for table in Self.shadowAggregateTables + ["metric_windows"] {
-                    try db.execute(sql: "INSERT OR IGNORE INTO main.\(table) SELECT * FROM legacy.\(table)")
+                    // By the old table's columns: later telemetry migrations add tables and columns it does not have.
+                    let columns = try Row.fetchAll(db, sql: "PRAGMA legacy.table_info(\(table))")
+                        .map { "\"" + ($0["name"] as String) + "\"" }
+                        .joined(separator: ", ")
+                    guard !columns.isEmpty else { continue }
+                    try db.execute(
+                        sql: "INSERT OR IGNORE INTO main.\(table) (\(columns)) SELECT \(columns) FROM legacy.\(table)")
                 }
                 return .commit
             }

@@ -19,6 +19,34 @@ extension SQLiteConfigurationStore {
             try db.execute(sql: "PRAGMA application_id = \(SQLiteConfigurationStore.telemetryApplicationID)")
             try db.execute(sql: SQLiteConfigurationStore.telemetryTablesSQL)
         }
+        // Coverage and identity spread (issue 15): copies dropped per endpoint and minute, the time copies waited inside
+        // Ficus as a histogram per endpoint and minute, and the distinct sticky hashes of each metric window.
+        migrator.registerMigration("t2-coverage") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE shadow_drop_minutes (
+                        bucket INTEGER NOT NULL,
+                        route TEXT NOT NULL,
+                        endpoint TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        sent INTEGER NOT NULL CHECK (sent IN (0, 1)),
+                        count INTEGER NOT NULL CHECK (count >= 0),
+                        PRIMARY KEY (bucket, route, endpoint, reason, sent)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE shadow_wait_minutes (
+                        bucket INTEGER NOT NULL,
+                        route TEXT NOT NULL,
+                        endpoint TEXT NOT NULL,
+                        le INTEGER NOT NULL,
+                        count INTEGER NOT NULL,
+                        sum INTEGER NOT NULL,
+                        PRIMARY KEY (bucket, route, endpoint, le)
+                    ) WITHOUT ROWID;
+                    ALTER TABLE metric_windows ADD COLUMN identity_hashes TEXT
+                        CHECK (identity_hashes IS NULL OR json_valid(identity_hashes));
+                    """
+            )
+        }
         return migrator
     }()
 

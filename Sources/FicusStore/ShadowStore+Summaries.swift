@@ -92,6 +92,23 @@ public struct ShadowFieldSummary: Sendable, Equatable, Codable {
     }
 }
 
+/// Copies of an endpoint that were chosen for shadowing but not compared, for one reason.
+///
+/// One line of a report's coverage.
+public struct ShadowDropSummary: Sendable, Equatable, Codable {
+    /// As `ficus_shadow_dropped_total`'s reason (`capacity`, `memory`, `serving_failed`, …).
+    public var reason: String
+    /// Whether the copies had been sent (their answers could not be held or stored).
+    public var sent: Bool
+    public var count: Int
+
+    public init(reason: String, sent: Bool, count: Int) {
+        self.reason = reason
+        self.sent = sent
+        self.count = count
+    }
+}
+
 /// What the store knows about one endpoint (route + method + path template) over a time range.
 ///
 /// Everything a report's endpoint section shows; the verdict is the reader's, with `isRegression(_:thresholds:)`.
@@ -116,6 +133,22 @@ public struct ShadowEndpointSummary: Sendable, Equatable, Codable {
     public var shadowLatency: LatencyPercentiles?
     /// Every field that differed against the shadow or in a noise sample, most raw differences first.
     public var fields: [ShadowFieldSummary]
+    /// Copies chosen for shadowing but neither compared nor counted as shadow errors, most first.
+    public var dropped: [ShadowDropSummary]
+    /// Time the copies spent inside Ficus before they left (the shadow loop, a pooled connection); nil when none
+    /// was measured. Never part of `shadowLatency`, which starts at the copy's first byte.
+    public var shadowWait: LatencyPercentiles?
+
+    /// Requests chosen for shadowing: every one ends compared, as a shadow error, or dropped.
+    public var eligible: Int { self.compared + self.errors + self.droppedTotal }
+
+    /// Copies that were sent (or tried): compared, shadow errors, and those dropped after they were sent.
+    public var shadowed: Int {
+        self.compared + self.errors + self.dropped.filter(\.sent).reduce(0) { $0 + $1.count }
+    }
+
+    /// All dropped copies.
+    public var droppedTotal: Int { self.dropped.reduce(0) { $0 + $1.count } }
 
     public init(
         route: String,
@@ -128,7 +161,9 @@ public struct ShadowEndpointSummary: Sendable, Equatable, Codable {
         statuses: [ShadowStatusCount],
         servingLatency: LatencyPercentiles,
         shadowLatency: LatencyPercentiles?,
-        fields: [ShadowFieldSummary]
+        fields: [ShadowFieldSummary],
+        dropped: [ShadowDropSummary] = [],
+        shadowWait: LatencyPercentiles? = nil
     ) {
         self.route = route
         self.endpoint = endpoint
@@ -141,6 +176,8 @@ public struct ShadowEndpointSummary: Sendable, Equatable, Codable {
         self.servingLatency = servingLatency
         self.shadowLatency = shadowLatency
         self.fields = fields
+        self.dropped = dropped
+        self.shadowWait = shadowWait
     }
 
     /// The field's counts for `NoiseFilter`: raw as measured, noise scaled from the noise samples to the compared

@@ -55,6 +55,18 @@ public protocol ShadowStore: Sendable {
         thresholds: NoiseThresholds
     ) async throws -> ShadowDiffRate
 
+    /// Adds proxies' counts of shadow copies dropped per endpoint and minute, and applies the aggregate retention.
+    ///
+    /// Counts add up (a minute sent twice counts twice): a proxy sends each count once, after taking it.
+    func appendShadowDrops(_ drops: [ShadowDropCount], retention: ShadowRetention) async throws
+
+    /// Distinct sticky values (`MetricWindow.identityHashes`) of `route`'s requests in the windows that start in
+    /// [`from`, `to`), over every proxy: exact up to `MetricWindow.identitySampleLimit`, and at least that beyond;
+    /// nil when no window there counted them.
+    ///
+    /// A canary whose split rests on fewer than 20 distinct users judges nothing (`GateInputs.distinctIdentities`).
+    func distinctIdentities(route: String, from: Date?, to: Date?) async throws -> Int?
+
     /// Stores proxies' metric windows and applies `retention`; a window sent again (same start, proxy, route and
     /// upstream) replaces the first copy.
     ///
@@ -91,6 +103,13 @@ extension ShadowStore {
     /// See `appendShadowRecords(_:)`.
     public func appendMetricWindows(_ windows: [MetricWindow]) async throws {
         try await self.appendMetricWindows(windows, retention: ShadowRetention())
+    }
+
+    /// Stores drop counts with the default retention.
+    ///
+    /// See `appendShadowRecords(_:)`.
+    public func appendShadowDrops(_ drops: [ShadowDropCount]) async throws {
+        try await self.appendShadowDrops(drops, retention: ShadowRetention())
     }
 
     /// Up to five samples, newest first.

@@ -212,6 +212,7 @@ final class CanaryController: Service, Sendable {
             newP99Micros: new?.p99Microseconds ?? 0,
             legacyP99Micros: legacyTraffic?.p99Microseconds ?? 0,
             legacyRequests: traffic.first { $0.upstream == legacy }?.requests ?? 0,
+            distinctIdentities: try await self.store.distinctIdentities(route: spec.route, from: from, to: to),
             shadow: shadow
         )
     }

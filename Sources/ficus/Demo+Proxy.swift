@@ -54,7 +54,8 @@ final class DemoProxy: Sendable {
         let comparer = ShadowComparer(
             sink: StoreShadowSink(store: feed.shadowStore),
             logger: logger,
-            metrics: factory
+            metrics: factory,
+            coverage: metrics.coverage
         ) { route in optionsCache.options(for: route) }
         let shadowFeed = ShadowFeed(
             comparer: comparer,

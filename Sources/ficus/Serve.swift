@@ -325,7 +325,8 @@ struct Serve: AsyncParsableCommand {
             let comparer = ShadowComparer(
                 sink: StoreShadowSink(store: feed.shadowStore),
                 logger: logger,
-                metrics: factory
+                metrics: factory,
+                coverage: metrics.coverage
             ) { route in optionsCache.options(for: route) }
             var shadow = ShadowFeed(
                 comparer: comparer,

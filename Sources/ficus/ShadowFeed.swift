@@ -92,24 +92,34 @@ struct ShadowFeed: Service {
         await self.flushWindows()
     }
 
-    /// Stores the windows that are complete, in a task of its own: windows taken are never put back, so their write
-    /// must not be cut short by the cancellation of the loop that asked for it.
+    /// Stores the windows that are complete and the shadow copies dropped meanwhile (by endpoint), in a task of its
+    /// own: what is taken is never put back, so its write must not be cut short by the cancellation of the loop that
+    /// asked for it.
     private func flushWindows() async {
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
         let windows = self.metrics.takeWindows(proxy: self.proxyID, now: now)
-        guard !windows.isEmpty else { return }
+        let drops = self.metrics.coverage.take()
         let store = self.store
         let logger = self.logger
         let failures = self.failures
         await Task {
-            let droppedBefore = store.telemetryDrops.windows
-            do {
-                try await store.appendMetricWindows(windows)
-                // The telemetry file may drop a batch it cannot take rather than throw.
-                failures.record(max(0, store.telemetryDrops.windows - droppedBefore))
-            } catch {
-                failures.record(windows.count)
-                logger.error("storing metric windows failed", metadata: ["error": "\(error)"])
+            if !windows.isEmpty {
+                let droppedBefore = store.telemetryDrops.windows
+                do {
+                    try await store.appendMetricWindows(windows)
+                    // The telemetry file may drop a batch it cannot take rather than throw.
+                    failures.record(max(0, store.telemetryDrops.windows - droppedBefore))
+                } catch {
+                    failures.record(windows.count)
+                    logger.error("storing metric windows failed", metadata: ["error": "\(error)"])
+                }
+            }
+            if !drops.isEmpty {
+                do {
+                    try await store.appendShadowDrops(drops)
+                } catch {
+                    logger.error("storing shadow drop counts failed", metadata: ["error": "\(error)"])
+                }
             }
         }.value
     }

@@ -62,12 +62,24 @@ extension CLITests {
                 ["--access-log", "off", "--max-connections", "2"], group: group)
             defer { server.stop() }
             #expect(await server.waitUntilServing(group: group))
-            let first = try await RawClient.connect(port: server.port, group: group)
-            let second = try await RawClient.connect(port: server.port, group: group)
-            try await first.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
-            #expect(try await first.readResponse()?.status == 200)
-            try await second.send("GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
-            #expect(try await second.readResponse()?.status == 200)
+            // The probes of waitUntilServing close on the client's side first: until the proxy has seen them go, they
+            // still hold places, so a connection is retried until it is admitted (answered).
+            func admitted(_ path: String) async throws -> RawClient {
+                let deadline = ContinuousClock.now + .seconds(5)
+                while true {
+                    let client = try await RawClient.connect(port: server.port, group: group)
+                    if (try? await client.send("GET \(path) HTTP/1.1\r\nHost: a\r\n\r\n")) != nil,
+                        (try? await client.readResponse())??.status == 200
+                    {
+                        return client
+                    }
+                    client.close()
+                    guard ContinuousClock.now < deadline else { throw FicusTestingError(.timedOut, "no place for \(path)") }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            let first = try await admitted("/a")
+            let second = try await admitted("/b")
             let third = try await RawClient.connect(port: server.port, group: group)
             #expect(await third.isClosed(within: .seconds(2)))
             third.close()

@@ -28,6 +28,23 @@ struct RoutingTableBucketingTests {
         #expect(decision.rule == "canary")
     }
 
+    /// The whole hash behind the bucket is the decision's sticky hash: one per user, which proxies count distinct
+    /// values of to tell a canary that splits over enough users from one that does not.
+    @Test func theStickyHashIsTheWholeHashBehindTheBucket() throws {
+        let table = try Self.canary(50)
+        let decision = table.decide(Self.user("u-42"))
+        #expect(decision.stickyHash == Murmur3.hash32("canary:u-42"))
+        #expect(decision.bucket == Int(Murmur3.hash32("canary:u-42") % 100) + 1)
+        #expect(table.decide(Self.user("u-42", client: "192.0.2.9")).stickyHash == decision.stickyHash)
+        let hashes = Set((0..<1000).compactMap { table.decide(Self.user("user-\($0)")).stickyHash })
+        #expect(hashes.count == 1000, "distinct users give distinct hashes")
+        // Without a value of its own the rule falls back to the client address, and so does the hash.
+        let anonymous = table.decide(Fixtures.request(client: "10.0.0.7"))
+        #expect(anonymous.stickyHash == Murmur3.hash32("canary:10.0.0.7"))
+        // A route without a percentage rule has no sticky hash.
+        #expect(try Fixtures.table(rules: []).decide(Self.user("u-42")).stickyHash == nil)
+    }
+
     @Test func tenPercentTakesTenPercentOfAHundredThousandIds() throws {
         let table = try Self.canary(10)
         var inside = 0

@@ -8,6 +8,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import Prometheus
 import Testing
 
 @testable import FicusProxy
@@ -75,6 +76,7 @@ struct ProxyShadowTests {
     static func start(
         modern modernBehavior: TestUpstream.Behavior = .custom(Self.modernAnswer),
         policy: ShadowPolicy = ShadowPolicy(to: "orders-v2", percent: 100, noisePercent: 100),
+        metrics: ProxyMetrics? = nil,
         configure: (inout ProxyConfiguration) -> Void = { _ in }
     ) async throws -> Setup {
         let legacy = try await TestUpstream.start(.custom(Self.legacyAnswer), group: testGroup)
@@ -89,7 +91,7 @@ struct ProxyShadowTests {
         let sink = RecordingShadowSink()
         var logger = Logger(label: "shadow-test")
         logger.logLevel = .critical
-        let comparer = ShadowComparer(sink: sink, logger: logger, metrics: nil)
+        let comparer = ShadowComparer(sink: sink, logger: logger, metrics: nil, coverage: metrics?.coverage)
         let consumer = Task { await comparer.run() }
         var proxyConfiguration = ProxyConfiguration()
         proxyConfiguration.listenPort = 0
@@ -99,7 +101,7 @@ struct ProxyShadowTests {
         let proxy = ProxyServer(
             configuration: proxyConfiguration,
             routing: routing,
-            metrics: nil,
+            metrics: metrics,
             logger: logger,
             group: testGroup,
             shadowSink: comparer
@@ -293,7 +295,8 @@ struct ProxyShadowTests {
     }
 
     @Test func shadowCapacityDropsCopiesInsteadOfQueueing() async throws {
-        let setup = try await Self.start(modern: .hang) { configuration in
+        let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
+        let setup = try await Self.start(modern: .hang, metrics: metrics) { configuration in
             configuration.shadow.maxInFlight = 2
             configuration.shadow.timeout = .seconds(2)
         }
@@ -307,7 +310,16 @@ struct ProxyShadowTests {
         // Two loops share the limit of 2: at most one copy each is in flight; the rest were dropped, not queued.
         #expect(setup.modern.received.count <= 2)
         #expect(setup.modern.connectionsAccepted <= 2)
+        // Every copy that was not sent is counted by endpoint, so a report can say what share its verdict rests on.
+        let drops = metrics.coverage.take()
+        #expect(Set(drops.map(\.endpoint)) == ["GET /orders/{id}"])
+        #expect(drops.allSatisfy { $0.route == "orders" && $0.reason == "capacity" && !$0.sent })
+        #expect(drops.reduce(0) { $0 + $1.count } == 10 - setup.modern.received.count)
+        // The hanging copies time out after 2 s and become shadow errors, not drops: eligible = errors + dropped.
+        let records = try await setup.sink.wait(for: setup.modern.received.count)
         await setup.stop()
+        #expect(records.count + drops.reduce(0) { $0 + $1.count } == 10)
+        #expect(records.allSatisfy { $0.shadowError != nil })
     }
 
     /// Shadow captures are bounded in bytes: a copy whose answer would pass `maxMemoryBytes` is dropped whole (never
@@ -391,6 +403,11 @@ struct ProxyShadowTests {
         // Each answer took ~1.5 s; counted from the copy's creation the second would be ~3 s (the margin is for a
         // loaded machine).
         #expect(shadow.allSatisfy { $0 >= 1_400_000 && $0 < 2_400_000 }, "shadow latencies include Ficus's wait: \(shadow)")
+        // The wait is kept beside the latency: the second copy waited for the one connection, about 1.5 s.
+        let waits = records.compactMap(\.shadowWaitMicroseconds).sorted()
+        #expect(waits.count == 2)
+        #expect((waits.first ?? .max) < 1_000_000, "the first copy did not wait for a connection: \(waits)")
+        #expect((waits.last ?? 0) >= 1_000_000, "the second copy waited for the first one's connection: \(waits)")
         await setup.stop()
     }
 }

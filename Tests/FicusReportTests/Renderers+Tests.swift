@@ -16,15 +16,24 @@ struct RendererTests {
         try await fixture.seed()
         try await fixture.deployGreen()
         try await fixture.fill()
-        try await fixture.append([
-            ReportStore.record(
-                at: 200,
-                endpoint: "GET /orders/{id}",
-                target: "/orders/<script>",
-                differences: [Difference(path: "$", kind: .body, serving: "a", shadow: "b")],
-                servingBody: "</pre><script>alert(1)</script>",
-                shadowBody: "<img src=x onerror=alert(2)>"
-            )
+        var hostile = ReportStore.record(
+            at: 200,
+            endpoint: "GET /orders/{id}",
+            target: "/orders/<script>",
+            differences: [Difference(path: "$", kind: .body, serving: "a", shadow: "b")],
+            servingBody: "</pre><script>alert(1)</script>",
+            shadowBody: "<img src=x onerror=alert(2)>"
+        )
+        hostile.shadowWaitMicroseconds = 7_000
+        try await fixture.append([hostile])
+        // Copies of the endpoint that were never compared: coverage says what share the verdict rests on.
+        try await fixture.store.appendShadowDrops([
+            ShadowDropCount(
+                minute: Int64(ReportStore.start.timeIntervalSince1970) + 180, route: "orders",
+                endpoint: "GET /orders/{id}", reason: "capacity", sent: false, count: 9),
+            ShadowDropCount(
+                minute: Int64(ReportStore.start.timeIntervalSince1970) + 180, route: "orders",
+                endpoint: "GET /orders/{id}", reason: "comparer_queue_full", sent: true, count: 1),
         ])
         let report = try await ReportBuilder(
             store: fixture.store,
@@ -63,6 +72,17 @@ struct RendererTests {
         #expect(amount["kind"] as? String == "type_changed")
         #expect(amount["count"] as? Int == 40)
         #expect(amount["noise"] as? Bool == false)
+        let coverage = try #require(item["coverage"] as? [String: Any])
+        let errors = try #require(item["errors"] as? Int)
+        #expect(coverage["eligible"] as? Int == 41 + errors + 10, "eligible = compared + errors + dropped")
+        #expect(coverage["shadowed"] as? Int == 41 + errors + 1)
+        #expect(coverage["dropped"] as? Int == 10)
+        let drops = try #require(coverage["drops"] as? [[String: Any]])
+        #expect(drops.first?["reason"] as? String == "capacity" && drops.first?["count"] as? Int == 9)
+        let latency = try #require(item["latency"] as? [String: Any])
+        #expect((latency["shadowWait"] as? [String: Any])?["count"] as? Int == 1)
+        let totals = try #require(root["totals"] as? [String: Any])
+        #expect(totals["dropped"] as? Int == 10)
 
         // An empty report validates too: nulls where nothing is known.
         let empty = try await ReportBuilder(store: ReportStore().store).build()
@@ -133,6 +153,8 @@ struct RendererTests {
             "driven by host:4242:ab12cd34", "requests 12 (≥ 20) holding", "error rate 0% (≤ 1%) ok",
             "step 2 (50%) hold ×2 at", "blue-green orders-v2: blue active [127.0.0.1:9090], green idle [127.0.0.1:9191]",
             "bluegreen.check: upstream 'orders-v2': check of slot 'green' passed",
+            "capacity 9, comparer_queue_full 1 after sending)", "10 dropped", "Coverage: ",
+            "shadow copies waited inside Ficus: p50 ",
         ] {
             #expect(plain.contains(expected), "missing '\(expected)' in\n\(plain)")
         }
@@ -153,6 +175,9 @@ struct RendererTests {
         #expect(!html.contains("https://"))
         #expect(html.contains("&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;"))
         #expect(html.contains("<code>/orders/&lt;script&gt;</code>"))
+        #expect(html.contains("<p class=\"coverage\">coverage: "), "per-endpoint coverage")
+        #expect(html.contains("(capacity 9, comparer_queue_full 1 after sending)"))
+        #expect(html.contains("Shadow copies waited inside Ficus before they were sent"))
         #expect(html.contains("<style>"))
 
         let chart = try #require(Self.element(html, id: "diff-rate"))

@@ -8,6 +8,42 @@ struct CanaryStateMachineEvidenceTests {
     /// All traffic from one address (a load balancer) with client_ip stickiness: legacy gets everything, the new side
     /// nothing. The step says it cannot split, then pauses with `no evidence` after `maxHold` intervals; it never
     /// promotes.
+    /// Plenty of requests on both sides, but from a handful of users: the split says nothing about the others. The
+    /// step holds with the counts and the settings to change, and pauses with `no evidence` after `maxHold`.
+    @Test func fewerThanTwentyDistinctUsersHoldsAndPausesAfterMaxHold() throws {
+        var spec = Fixtures.spec()
+        spec.maxHold = 2
+        var machine = try Fixtures.started(spec)
+        var few = Fixtures.healthy()
+        few.legacyRequests = 4_000
+        few.distinctIdentities = 7
+        let (_, first) = Fixtures.judge(&machine, at: 120, with: few)
+        guard case .record(let line)? = first.first else {
+            Issue.record("no record: \(first)")
+            return
+        }
+        #expect(line.contains("too few distinct users"), "\(line)")
+        #expect(line.contains("came from 7 distinct sticky value(s), fewer than 20"), "\(line)")
+        #expect(line.contains("\(few.newRequests + 4_000) request(s)"), "\(line)")
+        #expect(line.contains("--trusted-proxy") && line.contains("ficus identity set header:X-User-Id"), "\(line)")
+        #expect(machine.state.weight == 1)
+        _ = Fixtures.judge(&machine, at: 240, with: few)
+        guard case .paused = machine.state.phase else {
+            Issue.record("not paused after 2 holds: \(machine.state.phase)")
+            return
+        }
+        #expect(machine.state.pausedReason?.contains("too few distinct users") == true)
+
+        // Twenty distinct users are enough, and unknown counts (older proxies) judge as before.
+        for distinct in [20, 32, nil] as [Int?] {
+            var enough = try Fixtures.started(spec)
+            var inputs = Fixtures.healthy()
+            inputs.distinctIdentities = distinct
+            let (_, answer) = Fixtures.judge(&enough, at: 120, with: inputs)
+            #expect(enough.state.weight == 5, "\(String(describing: distinct)): \(answer)")
+        }
+    }
+
     @Test func oneAddressTrafficReportsCannotSplitAndPausesAfterMaxHold() throws {
         var spec = Fixtures.spec()
         spec.maxHold = 3

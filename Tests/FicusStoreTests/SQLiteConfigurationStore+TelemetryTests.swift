@@ -287,7 +287,11 @@ struct SQLiteConfigurationStoreTelemetryTests {
                 for table in ["shadow_records", "shadow_record_fields", "metric_windows"]
                     + SQLiteConfigurationStore.shadowAggregateTables
                 {
-                    try db.execute(sql: "INSERT INTO main.\(table) SELECT * FROM scratch.\(table)")
+                    // The old schema's columns: later telemetry migrations added tables and columns it never had.
+                    let columns = try Row.fetchAll(db, sql: "PRAGMA main.table_info(\(table))")
+                        .map { $0["name"] as String }.joined(separator: ", ")
+                    guard !columns.isEmpty else { continue }
+                    try db.execute(sql: "INSERT INTO main.\(table) (\(columns)) SELECT \(columns) FROM scratch.\(table)")
                 }
                 try db.execute(sql: "DETACH DATABASE scratch")
             }

@@ -57,6 +57,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var started: NIODeadline
         var route = "-"
         var upstreamName = "-"
+        /// The routing decision's sticky hash, which metric windows count distinct values of.
+        var stickyHash: UInt32?
         var upstream: Upstream?
         var responseTimeout: TimeAmount
         /// How long to wait for an upstream connection: the proxy's connect timeout or the route's.
@@ -326,6 +328,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         }
         exchange.route = route
         exchange.upstreamName = decision.upstream
+        exchange.stickyHash = decision.stickyHash
         guard let upstream = table.upstream(named: decision.upstream) else {
             self.exchange = exchange
             self.respondLocally(
@@ -638,11 +641,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             if let last = self.lastMetrics, last.statusClass == statusClass, last.route == exchange.route,
                 last.upstream == exchange.upstreamName
             {
-                last.metrics.record(status: exchange.status, duration: duration)
+                last.metrics.record(status: exchange.status, duration: duration, stickyHash: exchange.stickyHash)
             } else {
                 let found = metrics.requestMetrics(route: exchange.route, upstream: exchange.upstreamName, status: exchange.status)
                 self.lastMetrics = (exchange.route, exchange.upstreamName, statusClass, found)
-                found.record(status: exchange.status, duration: duration)
+                found.record(status: exchange.status, duration: duration, stickyHash: exchange.stickyHash)
             }
         }
         guard self.shared.configuration.accessLog else { return }
@@ -885,11 +888,11 @@ extension ProxyConnectionHandler {
         dispatcher: ShadowDispatcher
     ) -> ShadowRecorder? {
         guard let shadow else {
-            self.shared.metrics?.shadowDropped(route: route, reason: "unknown_upstream")
+            self.shared.metrics?.shadowDropped(route: route, view: view, reason: "unknown_upstream")
             return nil
         }
         guard dispatcher.tryAcquire() else {
-            self.shared.metrics?.shadowDropped(route: route, reason: "capacity")
+            self.shared.metrics?.shadowDropped(route: route, view: view, reason: "capacity")
             return nil
         }
         // Drawn only for a copy that will be made, so an endpoint's noise floor counts samples actually taken.

@@ -29,6 +29,8 @@ public final class ShadowComparer: ShadowSink, Sendable {
     private let logger: Logger
     private let factory: MetricsFactory?
     private let counters: CounterCache?
+    /// Where observations and records dropped here are counted by endpoint (the proxy's `ProxyMetrics.coverage`).
+    private let coverage: ShadowCoverage?
     /// Shadow latency timers by route and upstream.
     private let timers = NIOLockedValueBox<[[String]: CoreMetrics.Timer]>([:])
 
@@ -39,6 +41,7 @@ public final class ShadowComparer: ShadowSink, Sendable {
         gatherMilliseconds: Int = 100,
         logger: Logger,
         metrics: MetricsFactory?,
+        coverage: ShadowCoverage? = nil,
         options: @escaping OptionsProvider = { _ in CompareOptions() }
     ) {
         self.queueLimit = queueLimit
@@ -50,12 +53,17 @@ public final class ShadowComparer: ShadowSink, Sendable {
         self.logger = logger
         self.factory = metrics
         self.counters = metrics.map { CounterCache(factory: $0) }
+        self.coverage = coverage
     }
 
     public func submit(_ observation: ShadowObservation) {
         let full = self.queue.withLockedValue { $0.count >= self.queueLimit }
         guard !full else {
-            self.count("ficus_shadow_dropped_total", [("route", observation.route), ("reason", "comparer_queue_full")])
+            self.dropped(
+                route: observation.route,
+                endpoint: ShadowRecord.endpoint(method: observation.method, target: observation.target),
+                reason: "comparer_queue_full"
+            )
             return
         }
         let record = self.record(for: observation)
@@ -67,8 +75,14 @@ public final class ShadowComparer: ShadowSink, Sendable {
         if queued {
             self.signal.yield(())
         } else {
-            self.count("ficus_shadow_dropped_total", [("route", observation.route), ("reason", "comparer_queue_full")])
+            self.dropped(route: record.route, endpoint: record.endpoint, reason: "comparer_queue_full")
         }
+    }
+
+    /// Counts a copy that was sent but whose comparison is lost, by route and reason and by endpoint.
+    private func dropped(route: String, endpoint: String, reason: String) {
+        self.count("ficus_shadow_dropped_total", [("route", route), ("reason", reason)])
+        self.coverage?.dropped(route: route, endpoint: endpoint, reason: reason, sent: true)
     }
 
     /// Stops taking observations; `run` returns once what is queued has been compared and stored.
@@ -115,7 +129,7 @@ public final class ShadowComparer: ShadowSink, Sendable {
         } catch {
             self.logger.error("storing shadow records failed", metadata: ["error": "\(error)", "records": "\(records.count)"])
             for record in records {
-                self.count("ficus_shadow_dropped_total", [("route", record.route), ("reason", "store_failed")])
+                self.dropped(route: record.route, endpoint: record.endpoint, reason: "store_failed")
             }
         }
     }
@@ -125,8 +139,7 @@ public final class ShadowComparer: ShadowSink, Sendable {
     public func record(for observation: ShadowObservation) -> ShadowRecord {
         var options = self.options(observation.route)
         if observation.method == "HEAD" { options.compareBody = false }
-        let path = observation.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? observation.target
-        let endpoint = "\(observation.method) \(EndpointTemplate.template(path: path))"
+        let endpoint = ShadowRecord.endpoint(method: observation.method, target: observation.target)
         var differences: [Difference] = []
         if let shadow = observation.shadow {
             differences = ResponseComparer.compare(serving: observation.serving, shadow: shadow, options: options)
@@ -162,7 +175,8 @@ public final class ShadowComparer: ShadowSink, Sendable {
             servingTruncated: observation.serving.truncated,
             shadowHeaders: [],
             shadowBody: [],
-            shadowTruncated: observation.shadow?.truncated ?? false
+            shadowTruncated: observation.shadow?.truncated ?? false,
+            shadowWaitMicroseconds: observation.shadowWaitMicroseconds
         )
         // An identical comparison is only counted (see `ShadowRecord.isSample`): its headers and bodies would be
         // redacted and copied for nothing.

@@ -267,21 +267,22 @@ final class ShadowDispatcher: Sendable {
             self.release(bytes: job.reserved + reserved)
             if overBudget {
                 // A shadow answer could not be held whole: comparing what was held would report a false difference.
-                self.metrics?.shadowDropped(route: job.plan.route, reason: "memory")
+                self.metrics?.shadowDropped(route: job.plan.route, view: job.plan.view, reason: "memory", sent: true)
             } else {
                 self.sink.submit(observation)
             }
         }
         // Counted before either copy starts: a copy that fails at once must not finish the flight early.
         flight.outstanding = job.plan.second == nil ? 1 : 2
-        self.send(job.copy(to: job.plan.shadow), job: job, flight: flight) { observation, outcome in
+        self.send(job.copy(to: job.plan.shadow), job: job, flight: flight) { observation, outcome, wait in
+            observation.shadowWaitMicroseconds = wait.map { Int(max(0, $0.nanoseconds) / 1000) }
             switch outcome {
             case .answered(let message): observation.shadow = message
             case .failed(let error): observation.shadowError = error
             }
         }
         if let second = job.plan.second {
-            self.send(job.copy(to: second), job: job, flight: flight) { observation, outcome in
+            self.send(job.copy(to: second), job: job, flight: flight) { observation, outcome, _ in
                 if case .answered(let message) = outcome { observation.second = message }
             }
         }
@@ -291,7 +292,7 @@ final class ShadowDispatcher: Sendable {
         _ copy: ShadowJob.Copy,
         job: ShadowJob,
         flight: ShadowFlight,
-        _ record: @escaping (inout ShadowObservation, ShadowExchange.Outcome) -> Void
+        _ record: @escaping (inout ShadowObservation, ShadowExchange.Outcome, TimeAmount?) -> Void
     ) {
         self.metrics?.shadowSent(route: job.plan.route, upstream: copy.upstream.name)
         let exchange = ShadowExchange(
@@ -303,11 +304,14 @@ final class ShadowDispatcher: Sendable {
             limits: self.limits,
             memory: self.memory
         ) { result in
-            if let sentAt = result.sentAt {
-                // Reported on its own, never as the shadow upstream's latency.
-                self.metrics?.shadowWait(route: job.plan.route, duration: sentAt - job.handedOver)
+            // Reported on its own, never as the shadow upstream's latency.
+            let wait = result.sentAt.map { $0 - job.handedOver }
+            if let wait {
+                self.metrics?.shadowWait(route: job.plan.route, duration: wait)
             }
-            flight.record(reserved: result.reserved, overBudget: result.overBudget) { record(&$0, result.outcome) }
+            flight.record(reserved: result.reserved, overBudget: result.overBudget) {
+                record(&$0, result.outcome, wait)
+            }
         }
         exchange.start()
     }

@@ -21,6 +21,8 @@ public struct ShadowObservation: Sendable {
     /// The shadow's answer; nil when the shadow failed (see `shadowError`).
     public var shadow: CapturedMessage?
     public var shadowError: String?
+    /// Time the copy waited inside Ficus before its first byte left, in microseconds; nil when it never left.
+    public var shadowWaitMicroseconds: Int?
     /// The noise sample: the same request answered a second time by the serving side (or its secondary).
     public var secondUpstream: String?
     public var second: CapturedMessage?

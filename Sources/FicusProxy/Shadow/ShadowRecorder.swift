@@ -31,7 +31,7 @@ final class ShadowRecorder {
     deinit {
         // An exchange that ended by a path that neither finished nor abandoned it must not keep its slot.
         if !self.dispatched && !self.abandoned {
-            self.metrics?.shadowDropped(route: self.plan.route, reason: "unfinished")
+            self.metrics?.shadowDropped(route: self.plan.route, view: self.plan.view, reason: "unfinished")
             self.dispatcher.release(bytes: self.reserved)
         }
     }
@@ -92,7 +92,7 @@ final class ShadowRecorder {
         self.abandoned = true
         let reserved = self.reserved
         self.requestBody = []
-        self.metrics?.shadowDropped(route: self.plan.route, reason: reason)
+        self.metrics?.shadowDropped(route: self.plan.route, view: self.plan.view, reason: reason)
         self.dispatcher.release(bytes: reserved)
     }
 
