@@ -83,6 +83,72 @@ extension CLITests {
             try await group.shutdownGracefully()
         }
 
+        /// Coverage through the real binary: copies whose answers do not fit `--shadow-memory` are dropped, and the
+        /// report says per endpoint how many requests were eligible, compared and dropped, and why; eligible is always
+        /// compared + shadow errors + dropped.
+        @Test func theReportSaysWhatShareOfTrafficEachVerdictRestsOn() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let answer: @Sendable (TestUpstream.RecordedRequest) -> TestUpstream.Response = { request in
+                let size = request.uri.hasPrefix("/orders/big/") ? 20_000 : 20
+                return TestUpstream.Response(
+                    status: 200, headers: [("Content-Type", "text/plain")], body: String(repeating: "x", count: size))
+            }
+            let legacy = try await TestUpstream.start(.custom(answer), group: group)
+            let modern = try await TestUpstream.start(.custom(answer), group: group)
+            let sandbox = try Sandbox()
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "legacy", legacy.address)
+            try sandbox.ok("upstream", "add", "orders-v2", modern.address)
+            try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "legacy")
+            try sandbox.ok("shadow", "set", "orders", "--to", "orders-v2", "--percent", "100")
+            let server = try AgainstServe.Server(
+                store: sandbox.store, directory: sandbox.directory,
+                extraArguments: ["--shadow-memory", "8192", "--window-interval", "1"])
+            defer { server.stop() }
+            let twenty = String(repeating: "x", count: 20)
+            #expect(await AgainstServe.waitFor(twenty, path: "/orders/small/0", server: server, group: group) == twenty)
+            let client = try await RawClient.connect(port: server.port, group: group)
+            for index in 0..<12 {
+                #expect(try await client.request(path: "/orders/small/\(index)").status == 200)
+                #expect(try await client.request(path: "/orders/big/\(index)").status == 200)
+            }
+            client.close()
+
+            var endpoints: [String: [String: Any]] = [:]
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                let report = try sandbox.ficus(["report", "--format", "json", "--route", "orders"])
+                let items = ((try? decodeJSON(report.stdout)) as? [String: Any])?["endpoints"] as? [[String: Any]] ?? []
+                endpoints = Dictionary(items.map { ($0["endpoint"] as? String ?? "", $0) }, uniquingKeysWith: { a, _ in a })
+                let small = endpoints["GET /orders/small/{id}"]?["coverage"] as? [String: Any]
+                let big = endpoints["GET /orders/big/{id}"]?["coverage"] as? [String: Any]
+                if (small?["eligible"] as? Int ?? 0) >= 12, (big?["eligible"] as? Int ?? 0) >= 12 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            for (name, endpoint) in endpoints {
+                let coverage = try #require(endpoint["coverage"] as? [String: Any])
+                let eligible = coverage["eligible"] as? Int ?? -1
+                let sum = (coverage["compared"] as? Int ?? 0) + (coverage["errors"] as? Int ?? 0)
+                    + (coverage["dropped"] as? Int ?? 0)
+                #expect(eligible == sum, "\(name): \(coverage)")
+            }
+            let small = try #require(endpoints["GET /orders/small/{id}"]?["coverage"] as? [String: Any])
+            #expect(small["compared"] as? Int == small["eligible"] as? Int, "\(small)")
+            let big = try #require(endpoints["GET /orders/big/{id}"]?["coverage"] as? [String: Any])
+            #expect(big["eligible"] as? Int ?? 0 >= 12, "\(big)")
+            #expect(big["compared"] as? Int == 0, "an answer of 20,000 bytes never fits 8,192: \(big)")
+            let drops = big["drops"] as? [[String: Any]] ?? []
+            #expect(drops.first?["reason"] as? String == "memory", "\(drops)")
+            let text = try sandbox.ficus(["report", "--route", "orders"]).stdout
+            #expect(text.contains("dropped (memory "), "\(text)")
+            #expect(text.contains("Coverage: "), "\(text)")
+
+            server.stop()
+            try await legacy.shutdown()
+            try await modern.shutdown()
+            try await group.shutdownGracefully()
+        }
+
         /// `ficus shadow ignore` on a running proxy: comparisons after the proxy picks up the revision leave the path
         /// out (the comparison settings are cached per routing table, so a new table must replace them).
         @Test func anIgnoredPathAppliesToARunningProxy() async throws {
