@@ -70,10 +70,16 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var retried = false
         var headWriteFailed = false
         var requestEnded = false
+        /// The request's trailers once it ended (nil inside: none), for a re-send.
+        var requestTrailers: HTTPTrailers?? = nil
         var requestBodyForwarded: Int64 = 0
         var pendingBody: [ByteBuffer] = []
         var pendingBodyBytes = 0
         var pendingEnd: HTTPTrailers?? = nil
+        /// The request body as received, kept while it is at most `ProxyConnectionHandler.retainLimit` bytes, so
+        /// that a re-send on a fresh connection carries all of it; nil once it grew past the limit (no re-send then).
+        var retainedBody: [ByteBuffer]? = []
+        var retainedBytes = 0
         var responseStarted = false
         var responseComplete = false
         var responseFraming: HeaderHygiene.ClientFraming = .none
@@ -141,6 +147,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     /// Pieces up to this size are copied into one outgoing buffer rather than queued as writes of their own.
     private static let coalesceLimit = 4 * 1024
 
+    /// Request bodies up to this size are kept for a re-send on a fresh connection; a longer one is not re-sent.
+    static let retainLimit = 64 * 1024
+
     /// How long an idle connection is kept open once draining starts.
     private static let drainIdleGrace: TimeAmount = .milliseconds(500)
 
@@ -203,6 +212,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         guard let connection = self.exchange?.connection else { return }
         if context.channel.isWritable {
+            // The client took what was written: progress, even if the upstream has nothing new yet.
+            self.streamProgressed()
             connection.resumeReads()
         } else {
             connection.pauseReads()
@@ -382,6 +393,15 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         guard let exchange = self.exchange else { return }
         if exchange.local || exchange.responseComplete { return }  // the answer is already given; drop the rest
         exchange.shadow?.requestBody(body)
+        if exchange.retainedBody != nil {
+            exchange.retainedBytes += body.readableBytes
+            if exchange.retainedBytes <= Self.retainLimit {
+                exchange.retainedBody?.append(body)
+            } else {
+                exchange.retainedBody = nil
+            }
+        }
+        if exchange.connection != nil { self.streamProgressed() }
         if let connection = exchange.connection {
             Self.writeBody(body, framing: exchange.requestFraming, to: connection)
             exchange.requestBodyForwarded += Int64(body.readableBytes)
@@ -394,11 +414,14 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private func requestEnd(_ trailers: HTTPTrailers?) {
         guard let exchange = self.exchange else { return }
         exchange.requestEnded = true
+        exchange.requestTrailers = .some(trailers)
         exchange.shadow?.requestComplete()
         if let connection = exchange.connection, !exchange.responseComplete, !exchange.local {
             Self.writeEnd(trailers, framing: exchange.requestFraming, to: connection)
             connection.requestComplete(true)
             connection.flush()
+            // From here until the answer's head, the upstream's response timeout bounds the exchange.
+            if !exchange.responseStarted { self.timer?.clear() }
         } else if exchange.connection == nil && !exchange.local {
             exchange.pendingEnd = .some(trailers)
         }
@@ -452,7 +475,13 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.pool.release(connection)
             return
         }
-        self.timer?.clear()
+        // While the request body streams, the stream idle timeout bounds it; once the request is complete, the
+        // upstream's response timeout does.
+        if exchange.requestEnded {
+            self.timer?.clear()
+        } else {
+            self.timer?.set(after: self.shared.configuration.timeouts.clientIdle)
+        }
         exchange.waitingForConnection = false
         exchange.connection = connection
         exchange.reused = reused
@@ -485,13 +514,15 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.updateReadPausing()
     }
 
-    /// Whether a failed exchange may be sent again on a fresh connection (RELIABILITY.md: only a reused connection
-    /// found dead, and only when nothing was written or the request is idempotent with no body streamed).
+    /// Whether a failed exchange may be sent again on a fresh connection (docs/PROXY.md: only a reused connection
+    /// found dead, only when nothing was written or the request is idempotent, and only with its whole body: a
+    /// body longer than `retainLimit` that was already streamed is not kept, so that request is not re-sent).
     private func mayRetry(_ exchange: Exchange, _ failure: UpstreamFailure) -> Bool {
         guard exchange.reused, !exchange.retried, !exchange.responseStarted else { return false }
         guard case .closedBeforeHead = failure, exchange.connection?.sawResponseBytes != true else { return false }
-        if exchange.headWriteFailed { return true }
-        return exchange.method.isRetryable && exchange.requestBodyForwarded == 0
+        let wholeBody = exchange.requestBodyForwarded == 0 || exchange.retainedBody != nil
+        guard wholeBody else { return false }
+        return exchange.headWriteFailed || exchange.method.isRetryable
     }
 
     // MARK: Answers
@@ -706,6 +737,49 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Bytes moved in either direction of a streaming exchange: its stream idle deadline moves (a field write).
+    private func streamProgressed() {
+        guard let exchange = self.exchange, exchange.connection != nil,
+            exchange.responseStarted || !exchange.requestEnded
+        else { return }
+        self.timer?.set(after: self.shared.configuration.timeouts.clientIdle)
+    }
+
+    /// Nothing moved in either direction for `--idle-timeout` while a request body or an answer was streaming (nginx
+    /// `client_body_timeout`/`send_timeout`/`proxy_send_timeout`, Envoy `stream_idle_timeout`): both connections
+    /// close. Before any answer, a client that stopped sending its body gets 408, and an upstream that stopped taking
+    /// it (its connection not writable) 504; once an answer has started, the client sees the connection close before
+    /// the answer's end (a truncation, never a complete-looking answer).
+    private func streamStalled(_ exchange: Exchange) {
+        let upstreamStalled = exchange.connection.map { !$0.isWritable } ?? false
+        let stalled = exchange.responseStarted ? "answer" : upstreamStalled ? "upstream reading the request body" : "request body"
+        self.shared.logger.warning(
+            "stream idle timeout",
+            metadata: [
+                "route": "\(exchange.route)", "upstream": "\(exchange.upstreamName)", "stalled": "\(stalled)",
+                "client": "\(exchange.client)",
+            ]
+        )
+        exchange.connection?.abort()
+        exchange.connection = nil
+        exchange.shadow?.abandon(reason: "stream_timeout")
+        if exchange.responseStarted {
+            self.flushIfNeeded()
+            self.close()
+            return
+        }
+        exchange.keepAlive = false
+        self.inbound = nil
+        if upstreamStalled {
+            self.respondLocally(
+                504, error: "upstream_timeout",
+                detail: "upstream '\(exchange.upstreamName)' stopped taking the request body")
+        } else {
+            self.respondLocally(408, error: "request_timeout", detail: "the request body stopped arriving")
+        }
+        self.flushIfNeeded()
+    }
+
     private func timerExpired() {
         switch self.state {
         case .idle:
@@ -729,13 +803,15 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.respondLocally(408, error: "request_timeout", detail: "the request head did not arrive in time")
             self.flushIfNeeded()
         case .exchange:
-            // Waiting for a pooled connection took longer than the connect timeout.
-            guard let exchange = self.exchange, exchange.waitingForConnection, let upstream = exchange.upstream else {
-                return
+            guard let exchange = self.exchange else { return }
+            if exchange.waitingForConnection, let upstream = exchange.upstream {
+                // Waiting for a pooled connection took longer than the connect timeout.
+                self.pool.cancel(self, upstream: upstream.name)
+                exchange.waitingForConnection = false
+                self.connectionFailed(.connectTimeout)
+            } else if exchange.connection != nil {
+                self.streamStalled(exchange)
             }
-            self.pool.cancel(self, upstream: upstream.name)
-            exchange.waitingForConnection = false
-            self.connectionFailed(.connectTimeout)
         case .closing, .closed:
             break
         }
@@ -809,10 +885,12 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
         exchange.responseBytes += Int64(self.outBuffer.readableBytes - before)
         exchange.shadow?.primaryHead(head)
         self.needsFlush = true
+        self.streamProgressed()
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard let exchange = self.exchange else { return }
+        self.streamProgressed()
         exchange.responseBytes += Int64(body.readableBytes)
         exchange.shadow?.primaryBody(body)
         if case .chunked = exchange.responseFraming {
@@ -855,6 +933,15 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
             exchange.retried = true
             exchange.connection = nil
             exchange.waitingForConnection = true
+            // The fresh connection gets the whole request again: the body received so far and, if it ended, its end.
+            if exchange.requestBodyForwarded > 0, let retained = exchange.retainedBody {
+                exchange.pendingBody = retained
+                exchange.pendingBodyBytes = exchange.retainedBytes
+            }
+            exchange.requestBodyForwarded = 0
+            if exchange.requestEnded, case .some(let trailers) = exchange.requestTrailers {
+                exchange.pendingEnd = .some(trailers)
+            }
             self.timer?.set(after: exchange.connectTimeout)
             self.pool.acquire(upstream, for: self, fresh: true)
             return

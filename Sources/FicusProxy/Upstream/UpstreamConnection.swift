@@ -102,7 +102,9 @@ final class UpstreamConnection: ChannelDuplexHandler {
         self.requestFullySent = false
         self.parser.expectResponse(to: method)
         self.responseTimeout = responseTimeout
-        self.timer?.set(after: responseTimeout)
+        // The response timeout counts from the end of the request (`requestComplete`): a slow upload to a healthy
+        // upstream is not its slowness. Until then the client side's stream idle timeout bounds the exchange.
+        self.timer?.clear()
         self.exchangesServed += 1
     }
 
@@ -139,9 +141,13 @@ final class UpstreamConnection: ChannelDuplexHandler {
     private var requestFullySent = true
 
     /// Tells the connection whether the current request has been written completely (a response that ends
-    /// before its request does leaves the connection unusable).
+    /// before its request does leaves the connection unusable); once it has, the response timeout starts, unless
+    /// the answer's head is already here.
     func requestComplete(_ complete: Bool) {
         self.requestFullySent = complete
+        if complete, self.state == .active, !self.responseHeadReceived {
+            self.timer?.set(after: self.responseTimeout)
+        }
     }
 
     func close() {
