@@ -4,121 +4,52 @@ import Foundation
 import Logging
 import NIOCore
 
-/// What one client connection shares with every other connection of its proxy.
-final class ProxyContext: Sendable {
-    let configuration: ProxyConfiguration
-    let routing: RoutingState
-    let metrics: ProxyMetrics?
-    let logger: Logger
-    /// Sends shadow copies from its own event loop; nil when the proxy has no shadow sink.
-    let shadow: ShadowDispatcher?
-
-    init(
-        configuration: ProxyConfiguration,
-        routing: RoutingState,
-        metrics: ProxyMetrics?,
-        logger: Logger,
-        shadowSink: ShadowSink? = nil
-    ) {
-        self.configuration = configuration
-        self.routing = routing
-        self.metrics = metrics
-        self.logger = logger
-        self.shadow = shadowSink.map { ShadowDispatcher(sink: $0, configuration: configuration, metrics: metrics) }
-    }
-}
-
 /// Serves one client connection: parses requests, routes them, and streams them to and from upstreams.
 ///
-/// Requests on a connection are handled one at a time; bytes a client pipelines behind a request wait, unparsed,
-/// until its response is complete, so answers go out in order and nothing behind a refused request is ever read.
+/// A thin NIO shell around `ExchangeStateMachine`: channel, parser, pool and upstream events become the machine's
+/// events, and its actions are carried out in one `run(_:)`. Requests on a connection are handled one at a time;
+/// bytes a client pipelines behind a request wait, unparsed, until its response is complete, so answers go out in
+/// order and nothing behind a refused request is ever read.
 final class ProxyConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    enum State {
-        case idle
-        case readingHead
-        case exchange
-        case closing
-        case closed
-    }
-
-    /// The request in progress and everything known about its answer.
-    ///
-    /// A class, so that every event updates the one record in place instead of copying it out and back.
+    /// What the shell keeps of the request in progress beside the machine's decisions: what metrics, the access log,
+    /// the shadow recorder and the upstream connection need.
     final class Exchange {
-        var method: HTTPMethodKind
         var methodString: String
         var path: String
-        var clientMinorVersion: UInt8
-        var requestFraming: HTTPBodyFraming
         var started: NIODeadline
         var route = "-"
         var upstreamName = "-"
         /// The routing decision's sticky hash, which metric windows count distinct values of.
         var stickyHash: UInt32?
         var upstream: Upstream?
-        var responseTimeout: TimeAmount
-        /// How long to wait for an upstream connection: the proxy's connect timeout or the route's.
-        var connectTimeout: TimeAmount = .seconds(5)
+        var requestFraming: HTTPBodyFraming
         var outboundHead = ByteBuffer()
         var connection: UpstreamConnection?
-        var waitingForConnection = false
-        var reused = false
-        var retried = false
-        var headWriteFailed = false
-        var requestEnded = false
-        /// The request's trailers once it ended (nil inside: none), for a re-send.
-        var requestTrailers: HTTPTrailers?? = nil
-        var requestBodyForwarded: Int64 = 0
-        var pendingBody: [ByteBuffer] = []
-        var pendingBodyBytes = 0
-        var pendingEnd: HTTPTrailers?? = nil
-        /// The request body as received, kept while it is at most `ProxyConnectionHandler.retainLimit` bytes, so
-        /// that a re-send on a fresh connection carries all of it; nil once it grew past the limit (no re-send then).
-        var retainedBody: [ByteBuffer]? = []
-        var retainedBytes = 0
-        var responseStarted = false
-        var responseComplete = false
-        var responseFraming: HeaderHygiene.ClientFraming = .none
         var status = 0
         var responseBytes: Int64 = 0
-        var keepAlive: Bool
-        var local = false
         var shadow: ShadowRecorder?
         /// The client as the access log names it: the peer, or the address trusted proxies reported.
         var client = "-"
 
-        init(
-            method: HTTPMethodKind,
-            methodString: String,
-            path: String,
-            clientMinorVersion: UInt8,
-            requestFraming: HTTPBodyFraming,
-            started: NIODeadline,
-            responseTimeout: TimeAmount,
-            keepAlive: Bool
-        ) {
-            self.method = method
+        init(methodString: String, path: String, requestFraming: HTTPBodyFraming, started: NIODeadline) {
             self.methodString = methodString
             self.path = path
-            self.clientMinorVersion = clientMinorVersion
             self.requestFraming = requestFraming
             self.started = started
-            self.responseTimeout = responseTimeout
-            self.keepAlive = keepAlive
         }
     }
 
-    private let shared: ProxyContext
+    let shared: ProxyContext
     private let pool: UpstreamPool
     private let resources: LoopResources
     private var context: ChannelHandlerContext?
     private var parser: HTTP1Parser
+    private var machine: ExchangeStateMachine
     private var inbound: ByteBuffer?
-    private var state: State = .idle
     private var exchange: Exchange?
     private var timer: DeadlineTimer?
     private var processing = false
@@ -132,13 +63,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     /// The forwarded request head; reused from request to request.
     private var headBuffer = ByteBuffer()
     private var lastMetrics: (route: String, upstream: String, statusClass: Int, metrics: ProxyMetrics.RequestMetrics)?
-    private var draining = false
-    private var inputClosed = false
     private var clientAddress: IPAddress?
     private var clientAddressText = "-"
     private var clientTrusted = false
     /// What the forwarded heads record of the peer; the same for every request of the connection.
-    private var clientFacts = HeaderHygiene.ClientFacts(address: "-", trusted: false)
+    private(set) var clientFacts = HeaderHygiene.ClientFacts(address: "-", trusted: false)
 
     /// Request bodies buffered while no upstream connection is ready, and pipelined bytes held while a response is
     /// in progress, are bounded by this many bytes before the client is no longer read.
@@ -148,23 +77,34 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private static let coalesceLimit = 4 * 1024
 
     /// Request bodies up to this size are kept for a re-send on a fresh connection; a longer one is not re-sent.
-    static let retainLimit = 64 * 1024
-
-    /// How long an idle connection is kept open once draining starts.
-    private static let drainIdleGrace: TimeAmount = .milliseconds(500)
+    static let retainLimit = ExchangeStateMachine.retainLimit
 
     init(shared: ProxyContext, resources: LoopResources) {
         self.shared = shared
         self.resources = resources
         self.pool = resources.pool
         self.parser = HTTP1Parser(kind: .request, limits: shared.configuration.limits)
+        self.machine = ExchangeStateMachine(
+            timeouts: ExchangeStateMachine.Timeouts(
+                clientHeader: shared.configuration.timeouts.clientHeader,
+                clientIdle: shared.configuration.timeouts.clientIdle
+            )
+        )
     }
 
     // MARK: Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.timer = DeadlineTimer(eventLoop: context.eventLoop) { self.timerExpired() }
+        self.timer = DeadlineTimer(eventLoop: context.eventLoop) {
+            let upstreamWritable = self.exchange?.connection?.isWritable ?? true
+            if self.machine.phase == .readingHead {
+                // The head did not arrive in time: what did arrive is dropped, and counted as cut short.
+                self.inbound = nil
+                self.shared.metrics?.framingRefused(.truncated)
+            }
+            self.handle(.deadline(upstreamWritable: upstreamWritable))
+        }
         if let remote = context.channel.remoteAddress {
             self.clientAddressText = remote.ipAddress ?? "-"
             self.clientAddress = remote.ipAddress.flatMap { IPAddress($0) }
@@ -177,7 +117,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             trusted: self.clientTrusted,
             untrustedFields: self.shared.configuration.untrustedFields
         )
-        self.enterIdle()
+        self.run(self.machine.start())
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -210,14 +150,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        guard let connection = self.exchange?.connection else { return }
-        if context.channel.isWritable {
-            // The client took what was written: progress, even if the upstream has nothing new yet.
-            self.streamProgressed()
-            connection.resumeReads()
-        } else {
-            connection.pauseReads()
-        }
+        self.handle(.clientWritabilityChanged(context.channel.isWritable))
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -225,36 +158,17 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case is ChannelShouldQuiesceEvent:
             // An idle keep-alive connection may have a request on the wire right now: give it a moment to arrive
             // (it is then answered with `Connection: close`) instead of racing it with a close.
-            self.draining = true
-            if self.state == .idle { self.timer?.set(after: Self.drainIdleGrace) }
+            self.handle(.quiesce)
         case ChannelEvent.inputClosed:
-            self.inputClosed = true
-            self.clientInputClosed()
+            self.handle(.clientInputClosed)
         default:
             context.fireUserInboundEventTriggered(event)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.state = .closed
-        self.timer?.cancel()
         self.inbound = nil
-        // An exchange still here was not finished (the client went away, or the connection was closed after an
-        // upstream failure): release what it holds and count it once, so in-flight never drifts.
-        if let exchange = self.exchange {
-            self.exchange = nil
-            if exchange.waitingForConnection, let upstream = exchange.upstream {
-                self.pool.cancel(self, upstream: upstream.name)
-            }
-            exchange.connection?.abort()
-            exchange.connection = nil
-            if !exchange.responseComplete {
-                exchange.shadow?.abandon(reason: "client_gone")
-                // nginx's 499: the client went away before its answer was complete.
-                exchange.status = exchange.responseStarted ? exchange.status : 499
-            }
-            self.record(exchange)
-        }
+        self.handle(.clientClosed)
         context.fireChannelInactive()
     }
 
@@ -268,16 +182,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         guard !self.processing else { return }
         self.processing = true
         defer { self.processing = false }
-        loop: while true {
-            switch self.state {
-            case .closing, .closed:
-                self.inbound = nil
-                break loop
-            case .exchange where self.exchange?.requestEnded ?? false:
-                break loop
-            case .idle, .readingHead, .exchange:
-                break
-            }
+        while self.machine.acceptsInput {
             var buffer = self.inbound ?? ByteBuffer()
             let event: HTTP1Parser.Event?
             do {
@@ -285,29 +190,30 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             } catch {
                 self.inbound = nil
                 self.refuse(error)
-                break loop
+                break
             }
             self.inbound = buffer.readableBytes > 0 ? buffer : nil
             guard let event else {
-                if self.state == .idle && !self.parser.isIdle {
-                    self.state = .readingHead
-                    self.timer?.set(after: self.shared.configuration.timeouts.clientHeader)
+                if self.machine.phase == .idle && !self.parser.isIdle {
+                    self.handle(.headStarted)
                 }
-                break loop
+                break
             }
             switch event {
             case .head(let head): self.requestHead(head)
-            case .body(let body): self.requestBody(body)
-            case .end(let trailers): self.requestEnd(trailers)
+            case .body(let body): self.handle(.requestBody(body))
+            case .end(let trailers): self.handle(.requestEnd(trailers))
             }
+        }
+        if !self.machine.acceptsInput && (self.machine.phase == .closing || self.machine.phase == .closed) {
+            self.inbound = nil
         }
         self.updateReadPausing()
         self.flushIfNeeded()
     }
 
+    /// Routes a request and hands it to the machine: forwarded to its upstream, or answered locally.
     private func requestHead(_ head: HTTPHead) {
-        self.timer?.clear()
-        self.state = .exchange
         self.shared.metrics?.inFlight(delta: 1)
         let table = self.shared.routing.current
         var clientAddress = self.clientAddress
@@ -321,41 +227,48 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         }
         let view = RequestView(head: head, clientAddress: clientAddress)
         let exchange = Exchange(
-            method: head.method,
             methodString: head.methodString,
             path: self.shared.configuration.accessLog ? head.target : "",
-            clientMinorVersion: head.versionMinor,
             requestFraming: head.framing,
-            started: .now(),
-            responseTimeout: self.shared.configuration.timeouts.responseHead,
-            keepAlive: head.wantsKeepAlive && !self.draining
+            started: .now()
         )
         exchange.client = clientText
+        self.exchange = exchange
+        var start = ExchangeStateMachine.RequestStart(
+            method: head.method,
+            framing: head.framing,
+            wantsKeepAlive: head.wantsKeepAlive,
+            expectsContinue: head.expectsContinue,
+            clientMinorVersion: head.versionMinor,
+            target: .local(.init(status: 404, error: "no_route", detail: "no route matches \(view.method) \(view.path)"))
+        )
         let decision = table.decide(view)
         guard let route = decision.route else {
-            self.exchange = exchange
-            self.respondLocally(404, error: "no_route", detail: "no route matches \(view.method) \(view.path)")
+            self.handle(.requestHead(start))
             return
         }
         exchange.route = route
         exchange.upstreamName = decision.upstream
         exchange.stickyHash = decision.stickyHash
         guard let upstream = table.upstream(named: decision.upstream) else {
-            self.exchange = exchange
-            self.respondLocally(
-                502,
-                error: "unknown_upstream",
-                detail: "route '\(route)' names upstream '\(decision.upstream)', which is not configured"
+            start.target = .local(
+                .init(
+                    status: 502,
+                    error: "unknown_upstream",
+                    detail: "route '\(route)' names upstream '\(decision.upstream)', which is not configured"
+                )
             )
+            self.handle(.requestHead(start))
             return
         }
         exchange.upstream = upstream
-        exchange.connectTimeout = self.shared.configuration.timeouts.connect
+        var connectTimeout = self.shared.configuration.timeouts.connect
+        var responseTimeout = self.shared.configuration.timeouts.responseHead
         if let override = decision.timeouts.responseHeaderMilliseconds {
-            exchange.responseTimeout = Self.milliseconds(override)
+            responseTimeout = Self.milliseconds(override)
         }
         if let override = decision.timeouts.connectMilliseconds {
-            exchange.connectTimeout = Self.milliseconds(override)
+            connectTimeout = Self.milliseconds(override)
         }
         let edits = HeaderHygiene.RequestEdits.forRequest(decision.rewrite, view: view)
         // Reusing one buffer saves an allocation per request: by now the last request's head has been written.
@@ -369,7 +282,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             upstreamName: upstream.name
         )
         exchange.outboundHead = self.headBuffer
-        exchange.waitingForConnection = true
         if let shadowName = decision.shadow, shadowName != decision.upstream, let dispatcher = self.shared.shadow {
             exchange.shadow = self.shadowRecorder(
                 view: view,
@@ -381,65 +293,19 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 dispatcher: dispatcher
             )
         }
-        self.exchange = exchange
-        if head.expectsContinue && head.framing != .none {
-            self.writeToClient(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
-        }
-        self.timer?.set(after: exchange.connectTimeout)
-        self.pool.acquire(upstream, for: self)
+        start.target = .upstream(name: upstream.name, connectTimeout: connectTimeout, responseTimeout: responseTimeout)
+        self.handle(.requestHead(start))
     }
 
-    private func requestBody(_ body: ByteBuffer) {
-        guard let exchange = self.exchange else { return }
-        if exchange.local || exchange.responseComplete { return }  // the answer is already given; drop the rest
-        exchange.shadow?.requestBody(body)
-        if exchange.retainedBody != nil {
-            exchange.retainedBytes += body.readableBytes
-            if exchange.retainedBytes <= Self.retainLimit {
-                exchange.retainedBody?.append(body)
-            } else {
-                exchange.retainedBody = nil
-            }
-        }
-        if exchange.connection != nil { self.streamProgressed() }
-        if let connection = exchange.connection {
-            Self.writeBody(body, framing: exchange.requestFraming, to: connection)
-            exchange.requestBodyForwarded += Int64(body.readableBytes)
-        } else {
-            exchange.pendingBody.append(body)
-            exchange.pendingBodyBytes += body.readableBytes
-        }
-    }
-
-    private func requestEnd(_ trailers: HTTPTrailers?) {
-        guard let exchange = self.exchange else { return }
-        exchange.requestEnded = true
-        exchange.requestTrailers = .some(trailers)
-        exchange.shadow?.requestComplete()
-        if let connection = exchange.connection, !exchange.responseComplete, !exchange.local {
-            Self.writeEnd(trailers, framing: exchange.requestFraming, to: connection)
-            connection.requestComplete(true)
-            connection.flush()
-            // From here until the answer's head, the upstream's response timeout bounds the exchange.
-            if !exchange.responseStarted { self.timer?.clear() }
-        } else if exchange.connection == nil && !exchange.local {
-            exchange.pendingEnd = .some(trailers)
-        }
-        self.finishIfDone()
-    }
-
-    private func clientInputClosed() {
-        switch self.state {
-        case .idle, .readingHead:
-            self.close()
-        case .exchange:
-            if self.exchange?.requestEnded == false {
-                // The client stopped sending in the middle of its request: the request is lost, not forwarded.
-                self.refuse(HTTPFramingError(.truncated, "the client closed its side in the middle of a request"))
-            }
-        case .closing, .closed:
-            break
-        }
+    /// Refuses a request that broke the framing rules (counted and logged here; answered by the machine).
+    private func refuse(_ error: HTTPFramingError) {
+        self.shared.metrics?.framingRefused(error.reason)
+        self.shared.logger.debug(
+            "refused request",
+            metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)", "client": "\(self.clientAddressText)"]
+        )
+        self.inbound = nil
+        self.handle(.requestRefused(error))
     }
 
     /// A route's timeout as an amount, clamped to 1 ms ... 24 h: the store is checked input too.
@@ -447,7 +313,134 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         .milliseconds(Int64(min(max(value, 1), RouteTimeouts.maxMilliseconds)))
     }
 
-    // MARK: Upstream connection
+    // MARK: Running the machine
+
+    /// Hands `event` to the machine and carries out what it decides.
+    private func handle(_ event: ExchangeStateMachine.Event) {
+        let begun = self.machine.exchangesBegun
+        let actions = self.machine.handle(event)
+        if self.machine.exchangesBegun > begun, self.exchange == nil {
+            // A request refused, or timed out, before its head was parsed: an exchange of its own.
+            self.shared.metrics?.inFlight(delta: 1)
+            self.exchange = Exchange(methodString: "-", path: "-", requestFraming: .none, started: .now())
+        }
+        self.run(actions)
+    }
+
+    /// Carries out the machine's actions, in order.
+    private func run(_ actions: ExchangeStateMachine.Actions) {
+        for action in actions {
+            self.run(action)
+        }
+    }
+
+    private func run(_ action: ExchangeStateMachine.Action) {
+        switch action {
+        case .setDeadline(let amount):
+            self.timer?.set(after: amount)
+        case .clearDeadline:
+            self.timer?.clear()
+        case .leaseConnection(let fresh):
+            guard let upstream = self.exchange?.upstream else { return }
+            self.pool.acquire(upstream, for: self, fresh: fresh)
+        case .cancelLease:
+            guard let upstream = self.exchange?.upstream else { return }
+            self.pool.cancel(self, upstream: upstream.name)
+        case .releaseConnection:
+            break  // handled where the connection is at hand (`connectionReady`)
+        case .write100Continue:
+            self.writeToClient(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
+        case .forwardHead(let watchWrite):
+            guard let exchange = self.exchange, let connection = exchange.connection else { return }
+            if watchWrite, let loop = connection.context?.eventLoop {
+                let promise = loop.makePromise(of: Void.self)
+                let this = UnsafeTransfer(self)
+                promise.futureResult.whenFailure { _ in this.value.handle(.headWriteFailed) }
+                connection.write(exchange.outboundHead, promise: promise)
+            } else {
+                connection.write(exchange.outboundHead)
+            }
+        case .forwardBody(let body):
+            guard let exchange = self.exchange, let connection = exchange.connection else { return }
+            Self.writeBody(body, framing: exchange.requestFraming, to: connection)
+        case .forwardEnd(let trailers):
+            guard let exchange = self.exchange, let connection = exchange.connection else { return }
+            Self.writeEnd(trailers, framing: exchange.requestFraming, to: connection)
+            connection.requestComplete(true)
+        case .flushUpstream:
+            guard let connection = self.exchange?.connection else { return }
+            connection.flush()
+            if let context = self.context, !context.channel.isWritable { connection.pauseReads() }
+            self.updateReadPausing()
+        case .abortUpstream:
+            self.exchange?.connection?.abort()
+            self.exchange?.connection = nil
+        case .pauseUpstreamReads:
+            self.exchange?.connection?.pauseReads()
+        case .resumeUpstreamReads:
+            self.exchange?.connection?.resumeReads()
+        case .answerHead(let head, let framing, let keepAlive):
+            self.answerHead(head, framing: framing, keepAlive: keepAlive)
+        case .answerBody(let body, let framing):
+            self.answerBody(body, framing: framing)
+        case .answerEnd(let trailers, let framing):
+            if case .chunked = framing {
+                var end = ByteBuffer(staticString: "0\r\n")
+                HeaderHygiene.writeTrailers(trailers, into: &end)
+                end.writeStaticString("\r\n")
+                self.writeToClient(end)
+            }
+            self.exchange?.connection = nil
+        case .answerLocally(let answer, let keepAlive, let headOnly):
+            self.answerLocally(answer, keepAlive: keepAlive, headOnly: headOnly)
+        case .flushClient:
+            self.flushIfNeeded()
+        case .shadow(let step):
+            self.shadow(step)
+        case .reportUpstreamFailure(let failure):
+            self.shared.logger.warning(
+                "upstream failed",
+                metadata: [
+                    "upstream": "\(self.exchange?.upstreamName ?? "-")", "failure": "\(failure)",
+                    "route": "\(self.exchange?.route ?? "-")",
+                ]
+            )
+        case .reportStall(let stalled):
+            self.shared.logger.warning(
+                "stream idle timeout",
+                metadata: [
+                    "route": "\(self.exchange?.route ?? "-")", "upstream": "\(self.exchange?.upstreamName ?? "-")",
+                    "stalled": "\(stalled)", "client": "\(self.exchange?.client ?? "-")",
+                ]
+            )
+        case .finish(let gone):
+            guard let exchange = self.exchange else { return }
+            self.exchange = nil
+            if gone { exchange.status = 499 }  // nginx's 499: the client went away before its answer
+            self.record(exchange)
+        case .resumeParsing:
+            if self.inbound != nil, !self.processing { self.processInbound() }
+        case .closeAfterFlush:
+            self.closeAfterFlush()
+        case .close:
+            self.close()
+        }
+    }
+
+    private func shadow(_ step: ExchangeStateMachine.ShadowStep) {
+        guard let shadow = self.exchange?.shadow else { return }
+        switch step {
+        case .requestBody(let body): shadow.requestBody(body)
+        case .requestComplete: shadow.requestComplete()
+        case .primarySent: shadow.primarySent()
+        case .primaryHead(let head): shadow.primaryHead(head)
+        case .primaryBody(let body): shadow.primaryBody(body)
+        case .primaryEnd: shadow.primaryEnd()
+        case .abandon(let reason): shadow.abandon(reason: reason)
+        }
+    }
+
+    // MARK: Upstream writes
 
     private static func writeBody(_ body: ByteBuffer, framing: HTTPBodyFraming, to connection: UpstreamConnection) {
         if case .chunked = framing {
@@ -470,62 +463,59 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         connection.write(end)
     }
 
-    private func startExchange(on connection: UpstreamConnection, reused: Bool) {
-        guard let exchange = self.exchange, self.state == .exchange else {
-            self.pool.release(connection)
-            return
-        }
-        // While the request body streams, the stream idle timeout bounds it; once the request is complete, the
-        // upstream's response timeout does.
-        if exchange.requestEnded {
-            self.timer?.clear()
-        } else {
-            self.timer?.set(after: self.shared.configuration.timeouts.clientIdle)
-        }
-        exchange.waitingForConnection = false
-        exchange.connection = connection
-        exchange.reused = reused
-        connection.begin(delegate: self, method: exchange.method, responseTimeout: exchange.responseTimeout)
-        if reused && !exchange.method.isRetryable {
-            // Knowing that nothing of a non-idempotent request was written is what allows re-sending it.
-            let promise = connection.context!.eventLoop.makePromise(of: Void.self)
-            let this = UnsafeTransfer(self)
-            promise.futureResult.whenFailure { _ in this.value.exchange?.headWriteFailed = true }
-            connection.write(exchange.outboundHead, promise: promise)
-        } else {
-            connection.write(exchange.outboundHead)
-        }
-        exchange.shadow?.primarySent()
-        for body in exchange.pendingBody {
-            Self.writeBody(body, framing: exchange.requestFraming, to: connection)
-            exchange.requestBodyForwarded += Int64(body.readableBytes)
-        }
-        exchange.pendingBody.removeAll()
-        exchange.pendingBodyBytes = 0
-        if case .some(let trailers) = exchange.pendingEnd {
-            Self.writeEnd(trailers, framing: exchange.requestFraming, to: connection)
-            connection.requestComplete(true)
-            exchange.pendingEnd = nil
-        } else if exchange.requestEnded {
-            connection.requestComplete(true)
-        }
-        connection.flush()
-        if let context = self.context, !context.channel.isWritable { connection.pauseReads() }
-        self.updateReadPausing()
-    }
-
-    /// Whether a failed exchange may be sent again on a fresh connection (docs/PROXY.md: only a reused connection
-    /// found dead, only when nothing was written or the request is idempotent, and only with its whole body: a
-    /// body longer than `retainLimit` that was already streamed is not kept, so that request is not re-sent).
-    private func mayRetry(_ exchange: Exchange, _ failure: UpstreamFailure) -> Bool {
-        guard exchange.reused, !exchange.retried, !exchange.responseStarted else { return false }
-        guard case .closedBeforeHead = failure, exchange.connection?.sawResponseBytes != true else { return false }
-        let wholeBody = exchange.requestBodyForwarded == 0 || exchange.retainedBody != nil
-        guard wholeBody else { return false }
-        return exchange.headWriteFailed || exchange.method.isRetryable
-    }
-
     // MARK: Answers
+
+    private func answerHead(_ head: HTTPHead, framing: HeaderHygiene.ClientFraming, keepAlive: Bool) {
+        guard let exchange = self.exchange else { return }
+        exchange.status = head.status
+        self.prepareOutBuffer()
+        let before = self.outBuffer.readableBytes
+        HeaderHygiene.writeResponseHead(
+            head,
+            into: &self.outBuffer,
+            framing: framing,
+            keepAlive: keepAlive,
+            clientMinorVersion: self.machine.exchange?.clientMinorVersion ?? 1
+        )
+        exchange.responseBytes += Int64(self.outBuffer.readableBytes - before)
+        self.needsFlush = true
+    }
+
+    private func answerBody(_ body: ByteBuffer, framing: HeaderHygiene.ClientFraming) {
+        guard let exchange = self.exchange else { return }
+        exchange.responseBytes += Int64(body.readableBytes)
+        if case .chunked = framing {
+            var header = ByteBuffer()
+            header.writeString(String(body.readableBytes, radix: 16))
+            header.writeStaticString("\r\n")
+            self.writeToClient(header)
+            self.writeToClient(body)
+            self.writeToClient(ByteBuffer(staticString: "\r\n"))
+        } else {
+            self.writeToClient(body)
+        }
+        if let context = self.context, !context.channel.isWritable {
+            exchange.connection?.pauseReads()
+        }
+    }
+
+    /// Answers from Ficus itself: a JSON body that names the upstream, never its addresses or a socket's error.
+    private func answerLocally(_ answer: ExchangeStateMachine.LocalAnswer, keepAlive: Bool, headOnly: Bool) {
+        guard let exchange = self.exchange else { return }
+        exchange.status = answer.status
+        let upstream = exchange.upstreamName == "-" ? nil : exchange.upstreamName
+        let response = LocalResponse.json(
+            status: answer.status,
+            error: answer.error,
+            detail: answer.detail,
+            upstream: upstream,
+            keepAlive: keepAlive,
+            retryAfter: answer.retryAfter,
+            headOnly: headOnly
+        )
+        exchange.responseBytes = Int64(response.readableBytes)
+        self.writeToClient(response)
+    }
 
     /// Queues bytes for the client; small pieces are coalesced so that a small answer leaves in one `write`.
     private func writeToClient(_ buffer: ByteBuffer) {
@@ -562,107 +552,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Answers the current request from Ficus itself (no upstream involved, or the upstream failed).
-    private func respondLocally(_ status: Int, error: String, detail: String, retryAfter: Bool = false) {
-        guard let exchange = self.exchange else { return }
-        guard !exchange.responseStarted else {
-            // Part of another answer is already on the wire: a second one would corrupt the stream, so the
-            // client sees the connection close instead.
-            self.close()
-            return
-        }
-        exchange.shadow?.abandon(reason: "serving_failed")
-        exchange.local = true
-        exchange.responseStarted = true
-        exchange.responseComplete = true
-        exchange.status = status
-        // The connection stays open only if the request has been (or can cheaply be) read to its end.
-        let bodyPending = !exchange.requestEnded && exchange.requestFraming != .none
-        if bodyPending { exchange.keepAlive = false }
-        let upstream = exchange.upstreamName == "-" ? nil : exchange.upstreamName
-        let response = LocalResponse.json(
-            status: status,
-            error: error,
-            detail: detail,
-            upstream: upstream,
-            keepAlive: exchange.keepAlive,
-            retryAfter: retryAfter,
-            headOnly: exchange.method == .head
-        )
-        exchange.responseBytes = Int64(response.readableBytes)
-        self.writeToClient(response)
-        self.finishIfDone()
-    }
-
-    /// Refuses a request that broke the framing rules: status, `Connection: close`, close; nothing forwarded.
-    private func refuse(_ error: HTTPFramingError) {
-        self.shared.metrics?.framingRefused(error.reason)
-        self.shared.logger.debug(
-            "refused request",
-            metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)", "client": "\(self.clientAddressText)"]
-        )
-        self.inbound = nil
-        if let exchange = self.exchange {
-            exchange.connection?.abort()
-            exchange.connection = nil
-            if exchange.waitingForConnection, let upstream = exchange.upstream {
-                self.pool.cancel(self, upstream: upstream.name)
-            }
-            exchange.waitingForConnection = false
-            if exchange.responseStarted {
-                self.close()
-                return
-            }
-        } else {
-            self.state = .exchange
-            self.shared.metrics?.inFlight(delta: 1)
-            self.exchange = Exchange(
-                method: .other,
-                methodString: "-",
-                path: "-",
-                clientMinorVersion: 1,
-                requestFraming: .none,
-                started: .now(),
-                responseTimeout: .seconds(0),
-                keepAlive: false
-            )
-        }
-        self.exchange?.keepAlive = false
-        self.exchange?.requestEnded = true
-        guard error.reason != .truncated else {
-            self.finishExchange()
-            return
-        }
-        self.respondLocally(error.status, error: error.reason.rawValue, detail: error.detail)
-    }
-
-    private func finishIfDone() {
-        guard let exchange = self.exchange, exchange.responseComplete else { return }
-        if exchange.requestEnded {
-            self.finishExchange()
-        } else if !exchange.local || exchange.requestFraming != .none {
-            // Answered before the request was fully read: close rather than read the rest.
-            self.exchange?.keepAlive = false
-            self.finishExchange()
-        }
-    }
-
-    private func finishExchange() {
-        guard let exchange = self.exchange else { return }
-        self.exchange = nil
-        self.record(exchange)
-        // What the client was told decides: a connection promised to stay open does, even when draining began
-        // meanwhile (its next request is answered with `Connection: close`).
-        if exchange.keepAlive && !self.inputClosed {
-            self.enterIdle()
-            if self.inbound != nil, !self.processing {
-                self.processInbound()
-            }
-        } else {
-            self.closeAfterFlush()
-        }
-    }
-
     private func record(_ exchange: Exchange) {
         self.shared.metrics?.inFlight(delta: -1)
         let duration = NIODeadline.now() - exchange.started
@@ -695,14 +584,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         )
     }
 
-    private func enterIdle() {
-        self.state = .idle
-        self.timer?.set(after: (self.draining ? Self.drainIdleGrace : self.shared.configuration.timeouts.clientIdle))
-    }
-
     private func closeAfterFlush() {
-        guard self.state != .closing, self.state != .closed, let context = self.context else { return }
-        self.state = .closing
+        guard let context = self.context else { return }
         self.needsFlush = false
         self.writeCoalesced()
         self.timer?.cancel()
@@ -713,18 +596,14 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     }
 
     private func close() {
-        guard self.state != .closed else { return }
-        if self.state != .closing { self.state = .closing }
         self.timer?.cancel()
         self.context?.close(promise: nil)
     }
 
     private func updateReadPausing() {
         var pause = false
-        if let exchange = self.exchange {
-            if let connection = exchange.connection, !connection.isWritable { pause = true }
-            if exchange.pendingBodyBytes > Self.bufferLimit { pause = true }
-        }
+        if let connection = self.exchange?.connection, !connection.isWritable { pause = true }
+        if self.machine.pendingBytes > Self.bufferLimit { pause = true }
         if let inbound = self.inbound, inbound.readableBytes > Self.bufferLimit { pause = true }
         if pause {
             self.readsPaused = true
@@ -736,191 +615,43 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             }
         }
     }
-
-    /// Bytes moved in either direction of a streaming exchange: its stream idle deadline moves (a field write).
-    private func streamProgressed() {
-        guard let exchange = self.exchange, exchange.connection != nil,
-            exchange.responseStarted || !exchange.requestEnded
-        else { return }
-        self.timer?.set(after: self.shared.configuration.timeouts.clientIdle)
-    }
-
-    /// Nothing moved in either direction for `--idle-timeout` while a request body or an answer was streaming (nginx
-    /// `client_body_timeout`/`send_timeout`/`proxy_send_timeout`, Envoy `stream_idle_timeout`): both connections
-    /// close. Before any answer, a client that stopped sending its body gets 408, and an upstream that stopped taking
-    /// it (its connection not writable) 504; once an answer has started, the client sees the connection close before
-    /// the answer's end (a truncation, never a complete-looking answer).
-    private func streamStalled(_ exchange: Exchange) {
-        let upstreamStalled = exchange.connection.map { !$0.isWritable } ?? false
-        let stalled = exchange.responseStarted ? "answer" : upstreamStalled ? "upstream reading the request body" : "request body"
-        self.shared.logger.warning(
-            "stream idle timeout",
-            metadata: [
-                "route": "\(exchange.route)", "upstream": "\(exchange.upstreamName)", "stalled": "\(stalled)",
-                "client": "\(exchange.client)",
-            ]
-        )
-        exchange.connection?.abort()
-        exchange.connection = nil
-        exchange.shadow?.abandon(reason: "stream_timeout")
-        if exchange.responseStarted {
-            self.flushIfNeeded()
-            self.close()
-            return
-        }
-        exchange.keepAlive = false
-        self.inbound = nil
-        if upstreamStalled {
-            self.respondLocally(
-                504, error: "upstream_timeout",
-                detail: "upstream '\(exchange.upstreamName)' stopped taking the request body")
-        } else {
-            self.respondLocally(408, error: "request_timeout", detail: "the request body stopped arriving")
-        }
-        self.flushIfNeeded()
-    }
-
-    private func timerExpired() {
-        switch self.state {
-        case .idle:
-            self.close()
-        case .readingHead:
-            self.inbound = nil
-            self.shared.metrics?.framingRefused(.truncated)
-            self.state = .exchange
-            self.shared.metrics?.inFlight(delta: 1)
-            self.exchange = Exchange(
-                method: .other,
-                methodString: "-",
-                path: "-",
-                clientMinorVersion: 1,
-                requestFraming: .none,
-                started: .now(),
-                responseTimeout: .seconds(0),
-                keepAlive: false
-            )
-            self.exchange?.requestEnded = true
-            self.respondLocally(408, error: "request_timeout", detail: "the request head did not arrive in time")
-            self.flushIfNeeded()
-        case .exchange:
-            guard let exchange = self.exchange else { return }
-            if exchange.waitingForConnection, let upstream = exchange.upstream {
-                // Waiting for a pooled connection took longer than the connect timeout.
-                self.pool.cancel(self, upstream: upstream.name)
-                exchange.waitingForConnection = false
-                self.connectionFailed(.connectTimeout)
-            } else if exchange.connection != nil {
-                self.streamStalled(exchange)
-            }
-        case .closing, .closed:
-            break
-        }
-    }
 }
 
 extension ProxyConnectionHandler: UpstreamConnectionRequester {
     func connectionReady(_ connection: UpstreamConnection, reused: Bool) {
-        guard self.state == .exchange, self.exchange?.waitingForConnection == true else {
+        guard self.machine.phase == .exchange, self.machine.exchange?.isWaiting == true, let exchange = self.exchange
+        else {
             // The client went away (or was answered) while the connection was being set up.
             if connection.isUsable || connection.state == .connecting { self.pool.release(connection) }
             return
         }
-        self.startExchange(on: connection, reused: reused)
+        exchange.connection = connection
+        connection.begin(
+            delegate: self,
+            method: self.machine.exchange?.method ?? .other,
+            responseTimeout: self.machine.exchange?.responseTimeout ?? self.shared.configuration.timeouts.responseHead
+        )
+        self.handle(.connectionReady(reused: reused))
         self.flushIfNeeded()
     }
 
     func connectionFailed(_ failure: UpstreamFailure) {
-        guard self.state == .exchange, let exchange = self.exchange, !exchange.responseStarted else { return }
-        exchange.waitingForConnection = false
-        self.answerFailure(failure)
+        self.handle(.connectionFailed(failure))
         self.flushIfNeeded()
-    }
-
-    /// Answers a request whose upstream failed before any of its answer reached the client.
-    ///
-    /// The body names the upstream and what went wrong, never its addresses or the socket's error: those tell a
-    /// client how the network behind Ficus is laid out. The log line carries them for the operator.
-    private func answerFailure(_ failure: UpstreamFailure) {
-        let upstream = self.exchange?.upstreamName ?? "-"
-        self.shared.logger.warning(
-            "upstream failed",
-            metadata: ["upstream": "\(upstream)", "failure": "\(failure)", "route": "\(self.exchange?.route ?? "-")"]
-        )
-        switch failure {
-        case .connectFailed:
-            self.respondLocally(502, error: "upstream_unavailable", detail: "cannot connect to upstream '\(upstream)'")
-        case .connectTimeout:
-            self.respondLocally(503, error: "upstream_connect_timeout", detail: "connecting to upstream '\(upstream)' timed out", retryAfter: true)
-        case .poolExhausted:
-            self.respondLocally(503, error: "upstream_overloaded", detail: "upstream '\(upstream)' has no free connection and its queue is full", retryAfter: true)
-        case .responseTimeout:
-            self.respondLocally(504, error: "upstream_timeout", detail: "upstream '\(upstream)' did not answer in time")
-        case .closedBeforeHead:
-            self.respondLocally(502, error: "upstream_reset", detail: "upstream '\(upstream)' closed the connection before answering")
-        case .closedAfterHead:
-            self.close()
-        case .badResponse:
-            self.respondLocally(502, error: "upstream_bad_response", detail: "upstream '\(upstream)' sent an invalid response")
-        }
     }
 }
 
 extension ProxyConnectionHandler: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: HTTPHead) {
-        guard let exchange = self.exchange else { return }
-        exchange.responseStarted = true
-        exchange.status = head.status
-        exchange.responseFraming = HeaderHygiene.clientFraming(for: head, clientMinorVersion: exchange.clientMinorVersion)
-        if case .closeDelimited = exchange.responseFraming { exchange.keepAlive = false }
-        if !exchange.requestEnded || self.draining { exchange.keepAlive = false }
-        self.prepareOutBuffer()
-        let before = self.outBuffer.readableBytes
-        HeaderHygiene.writeResponseHead(
-            head,
-            into: &self.outBuffer,
-            framing: exchange.responseFraming,
-            keepAlive: exchange.keepAlive,
-            clientMinorVersion: exchange.clientMinorVersion
-        )
-        exchange.responseBytes += Int64(self.outBuffer.readableBytes - before)
-        exchange.shadow?.primaryHead(head)
-        self.needsFlush = true
-        self.streamProgressed()
+        self.handle(.upstreamHead(head))
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        guard let exchange = self.exchange else { return }
-        self.streamProgressed()
-        exchange.responseBytes += Int64(body.readableBytes)
-        exchange.shadow?.primaryBody(body)
-        if case .chunked = exchange.responseFraming {
-            var header = ByteBuffer()
-            header.writeString(String(body.readableBytes, radix: 16))
-            header.writeStaticString("\r\n")
-            self.writeToClient(header)
-            self.writeToClient(body)
-            self.writeToClient(ByteBuffer(staticString: "\r\n"))
-        } else {
-            self.writeToClient(body)
-        }
-        if let context = self.context, !context.channel.isWritable {
-            self.exchange?.connection?.pauseReads()
-        }
+        self.handle(.upstreamBody(body))
     }
 
     func upstreamResponseEnd(_ trailers: HTTPTrailers?) {
-        guard let exchange = self.exchange else { return }
-        if case .chunked = exchange.responseFraming {
-            var end = ByteBuffer(staticString: "0\r\n")
-            HeaderHygiene.writeTrailers(trailers, into: &end)
-            end.writeStaticString("\r\n")
-            self.writeToClient(end)
-        }
-        exchange.responseComplete = true
-        exchange.connection = nil
-        self.flushIfNeeded()
-        exchange.shadow?.primaryEnd()
-        self.finishIfDone()
+        self.handle(.upstreamEnd(trailers))
     }
 
     func upstreamReadComplete() {
@@ -928,83 +659,13 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
     }
 
     func upstreamFailed(_ failure: UpstreamFailure) {
-        guard let exchange = self.exchange else { return }
-        if self.mayRetry(exchange, failure), let upstream = exchange.upstream {
-            exchange.retried = true
-            exchange.connection = nil
-            exchange.waitingForConnection = true
-            // The fresh connection gets the whole request again: the body received so far and, if it ended, its end.
-            if exchange.requestBodyForwarded > 0, let retained = exchange.retainedBody {
-                exchange.pendingBody = retained
-                exchange.pendingBodyBytes = exchange.retainedBytes
-            }
-            exchange.requestBodyForwarded = 0
-            if exchange.requestEnded, case .some(let trailers) = exchange.requestTrailers {
-                exchange.pendingEnd = .some(trailers)
-            }
-            self.timer?.set(after: exchange.connectTimeout)
-            self.pool.acquire(upstream, for: self, fresh: true)
-            return
-        }
-        exchange.connection = nil
-        exchange.shadow?.abandon(reason: "serving_failed")
-        if exchange.responseStarted {
-            // Never let a truncated answer look complete: the client sees the connection close.
-            self.flushIfNeeded()
-            self.close()
-            return
-        }
-        self.answerFailure(failure)
+        let sawResponseBytes = self.exchange?.connection?.sawResponseBytes ?? false
+        self.exchange?.connection = nil
+        self.handle(.upstreamFailed(failure, sawResponseBytes: sawResponseBytes))
         self.flushIfNeeded()
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {
         self.updateReadPausing()
-    }
-}
-
-extension ProxyConnectionHandler {
-    /// Sets up the shadowing of the current request, or counts why it cannot be shadowed.
-    fileprivate func shadowRecorder(
-        view: RequestView,
-        route: String,
-        serving: String,
-        shadow: Upstream?,
-        decision: Decision,
-        table: RoutingTable,
-        dispatcher: ShadowDispatcher
-    ) -> ShadowRecorder? {
-        guard let shadow else {
-            self.shared.metrics?.shadowDropped(route: route, view: view, reason: "unknown_upstream")
-            return nil
-        }
-        guard dispatcher.tryAcquire() else {
-            self.shared.metrics?.shadowDropped(route: route, view: view, reason: "capacity")
-            return nil
-        }
-        // Drawn only for a copy that will be made, so an endpoint's noise floor counts samples actually taken.
-        var second: Upstream?
-        if let candidate = decision.noise,
-            dispatcher.noise.draw(route: route, method: view.method, path: view.path, percent: decision.noisePercent)
-        {
-            second = table.upstream(named: candidate)
-        }
-        let plan = ShadowJob.Plan(
-            view: view,
-            client: self.clientFacts,
-            viaName: self.shared.configuration.viaName,
-            table: table,
-            route: route,
-            serving: serving,
-            shadow: shadow,
-            second: second,
-            timestamp: Int64(Date().timeIntervalSince1970 * 1_000_000)
-        )
-        return ShadowRecorder(
-            plan: plan,
-            dispatcher: dispatcher,
-            limits: self.shared.configuration.shadow,
-            metrics: self.shared.metrics
-        )
     }
 }

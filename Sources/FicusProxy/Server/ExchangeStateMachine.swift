@@ -1,0 +1,744 @@
+import NIOCore
+
+/// What one client connection does next, as a pure function of what happened: the decisions of a proxied HTTP/1.1
+/// exchange without a channel, a socket or a clock in sight.
+///
+/// `ProxyConnectionHandler` turns NIO events into `Event`s and carries out the `Action`s returned, in order, in one
+/// `run(_:)` (the shape of async-http-client's `HTTPRequestStateMachine` and swift-nio's `HTTPServerPipelineHandler`).
+/// Everything here can be driven by a table of events in a test; everything that touches bytes on the wire, the pool,
+/// metrics or logs is an action the handler performs. The request in progress is one `Exchange` value; its phases
+/// (request streaming or ended, upstream waited for, connected or not used, answer not started, streaming or
+/// complete) replace the handler's former eighteen flags. A refused or timed-out request is an exchange like any
+/// other, not a fake one.
+struct ExchangeStateMachine {
+    /// Where the connection is.
+    enum Phase: Equatable {
+        /// Between requests: the keep-alive (or drain grace) deadline runs.
+        case idle
+        /// Part of a request head has arrived: the head deadline runs.
+        case readingHead
+        /// A request is being answered (`exchange` is set).
+        case exchange
+        /// The last bytes are being flushed; the connection closes next.
+        case closing
+        case closed
+    }
+
+    /// The request side of an exchange.
+    enum RequestPhase {
+        case streaming
+        /// The request has ended, with its trailers (nil: none).
+        case ended(HTTPTrailers?)
+    }
+
+    /// The upstream side of an exchange.
+    enum UpstreamPhase: Equatable {
+        /// No upstream: the answer is Ficus's own, or the upstream is done with (failed, answered, aborted).
+        case none
+        /// Waiting for a pooled connection (fresh: asked for a new connection, for a re-send).
+        case waiting(fresh: Bool)
+        /// A connection carries the exchange (reused: it served an exchange before).
+        case connected(reused: Bool)
+    }
+
+    /// The answer's side of an exchange.
+    enum ResponsePhase {
+        case notStarted
+        /// The answer's head went to the client, framed this way.
+        case streaming(HeaderHygiene.ClientFraming)
+        case complete
+    }
+
+    /// How a request is to be answered, decided by the handler's routing before the machine sees it.
+    enum Target: Equatable {
+        /// Forward to the routed upstream (named in answers about it) with these deadlines.
+        case upstream(name: String, connectTimeout: TimeAmount, responseTimeout: TimeAmount)
+        /// Answer locally (no route, an unknown upstream).
+        case local(LocalAnswer)
+    }
+
+    /// A JSON answer from Ficus itself.
+    struct LocalAnswer: Equatable {
+        var status: Int
+        var error: String
+        var detail: String
+        var retryAfter = false
+    }
+
+    /// A new request, as the handler's parser and router saw it.
+    struct RequestStart: Equatable {
+        var method: HTTPMethodKind
+        var framing: HTTPBodyFraming
+        var wantsKeepAlive: Bool
+        var expectsContinue: Bool
+        var clientMinorVersion: UInt8
+        var target: Target
+    }
+
+    /// The request in progress.
+    struct Exchange {
+        var method: HTTPMethodKind
+        var framing: HTTPBodyFraming
+        var clientMinorVersion: UInt8
+        var keepAlive: Bool
+        /// The routed upstream's name, for answers about it; empty for local answers.
+        var upstreamName = ""
+        var request: RequestPhase = .streaming
+        var upstream: UpstreamPhase = .none
+        var response: ResponsePhase = .notStarted
+        /// The answer is Ficus's own (nothing more of the request is forwarded).
+        var local = false
+        var connectTimeout: TimeAmount = .seconds(5)
+        var responseTimeout: TimeAmount = .seconds(30)
+        var retried = false
+        var headWriteFailed = false
+        /// Request body bytes written to the current connection.
+        var bodyForwarded: Int64 = 0
+        /// Request body waiting for a connection.
+        var pending: [ByteBuffer] = []
+        var pendingBytes = 0
+        var pendingEnd: HTTPTrailers?? = nil
+        /// The body received so far while it is at most `retainLimit` bytes (nil past it): what a re-send carries.
+        var retained: [ByteBuffer]? = []
+        var retainedBytes = 0
+
+        var requestEnded: Bool {
+            if case .ended = self.request { return true }
+            return false
+        }
+
+        var responseStarted: Bool {
+            if case .notStarted = self.response { return false }
+            return true
+        }
+
+        var responseComplete: Bool {
+            if case .complete = self.response { return true }
+            return false
+        }
+
+        var isConnected: Bool {
+            if case .connected = self.upstream { return true }
+            return false
+        }
+
+        var isWaiting: Bool {
+            if case .waiting = self.upstream { return true }
+            return false
+        }
+
+        /// Bytes move in either direction (a body streams, or an answer does): the stream idle deadline applies.
+        var isStreaming: Bool { self.isConnected && (self.responseStarted || !self.requestEnded) }
+    }
+
+    /// What the shadow recorder of the exchange is told.
+    enum ShadowStep {
+        case requestBody(ByteBuffer)
+        case requestComplete
+        case primarySent
+        case primaryHead(HTTPHead)
+        case primaryBody(ByteBuffer)
+        case primaryEnd
+        case abandon(String)
+    }
+
+    /// Something happened.
+    enum Event {
+        /// Part of a head arrived on an idle connection.
+        case headStarted
+        case requestHead(RequestStart)
+        case requestBody(ByteBuffer)
+        case requestEnd(HTTPTrailers?)
+        /// The request broke the framing rules (or the client cut it short: `.truncated`).
+        case requestRefused(HTTPFramingError)
+        /// The client closed its sending side.
+        case clientInputClosed
+        /// The client connection became writable again (true) or stopped being writable (false).
+        case clientWritabilityChanged(Bool)
+        /// The client connection is gone.
+        case clientClosed
+        /// Graceful shutdown began.
+        case quiesce
+        /// The connection's deadline passed; `upstreamWritable` tells a stalled upstream from a stalled client.
+        case deadline(upstreamWritable: Bool)
+        case connectionReady(reused: Bool)
+        case connectionFailed(UpstreamFailure)
+        /// The write of the forwarded head (watched on a reused connection) failed: nothing reached the upstream.
+        case headWriteFailed
+        case upstreamHead(HTTPHead)
+        case upstreamBody(ByteBuffer)
+        case upstreamEnd(HTTPTrailers?)
+        /// The upstream connection failed; `sawResponseBytes`: it had sent something of an answer.
+        case upstreamFailed(UpstreamFailure, sawResponseBytes: Bool)
+    }
+
+    /// Something for the handler to do.
+    enum Action {
+        case setDeadline(TimeAmount)
+        case clearDeadline
+        /// Ask the pool for a connection to the exchange's upstream.
+        case leaseConnection(fresh: Bool)
+        /// Stop waiting for one.
+        case cancelLease
+        /// A connection arrived for an exchange that no longer wants it.
+        case releaseConnection
+        case write100Continue
+        /// Write the forwarded head to the connection; `watchWrite`: report a failed write (`headWriteFailed`).
+        case forwardHead(watchWrite: Bool)
+        case forwardBody(ByteBuffer)
+        /// Write the request's end (a last chunk and trailers when chunked) and mark the request complete.
+        case forwardEnd(HTTPTrailers?)
+        case flushUpstream
+        case abortUpstream
+        case pauseUpstreamReads
+        case resumeUpstreamReads
+        case answerHead(HTTPHead, HeaderHygiene.ClientFraming, keepAlive: Bool)
+        case answerBody(ByteBuffer, HeaderHygiene.ClientFraming)
+        case answerEnd(HTTPTrailers?, HeaderHygiene.ClientFraming)
+        case answerLocally(LocalAnswer, keepAlive: Bool, headOnly: Bool)
+        case flushClient
+        case shadow(ShadowStep)
+        /// Log an upstream failure before it is answered.
+        case reportUpstreamFailure(UpstreamFailure)
+        /// Log a stream that made no progress; `stalled` names what was waited for.
+        case reportStall(String)
+        /// The exchange is over: record it (`gone`: the client left before its answer was complete).
+        case finish(gone: Bool)
+        /// The connection is idle again: parse what the client already sent, if anything.
+        case resumeParsing
+        case closeAfterFlush
+        case close
+    }
+
+    /// The actions of one event, in order, held inline: handling a body chunk allocates nothing.
+    struct Actions: Sequence, IteratorProtocol {
+        private var slots: (Action?, Action?, Action?, Action?, Action?, Action?, Action?, Action?)
+        private var extra: [Action] = []
+        private(set) var count = 0
+        private var position = 0
+
+        init() {
+            self.slots = (nil, nil, nil, nil, nil, nil, nil, nil)
+        }
+
+        mutating func append(_ action: Action) {
+            switch self.count {
+            case 0: self.slots.0 = action
+            case 1: self.slots.1 = action
+            case 2: self.slots.2 = action
+            case 3: self.slots.3 = action
+            case 4: self.slots.4 = action
+            case 5: self.slots.5 = action
+            case 6: self.slots.6 = action
+            case 7: self.slots.7 = action
+            default: self.extra.append(action)
+            }
+            self.count += 1
+        }
+
+        mutating func next() -> Action? {
+            guard self.position < self.count else { return nil }
+            defer { self.position += 1 }
+            switch self.position {
+            case 0: return self.slots.0
+            case 1: return self.slots.1
+            case 2: return self.slots.2
+            case 3: return self.slots.3
+            case 4: return self.slots.4
+            case 5: return self.slots.5
+            case 6: return self.slots.6
+            case 7: return self.slots.7
+            default: return self.extra[self.position - 8]
+            }
+        }
+
+        /// The actions as an array, for tests and descriptions.
+        var all: [Action] { Array(self) }
+    }
+
+    /// The deadlines the machine arms.
+    struct Timeouts: Equatable {
+        var clientHeader: TimeAmount
+        var clientIdle: TimeAmount
+        /// How long an idle connection stays open once draining starts (a request on the wire is answered).
+        var drainGrace: TimeAmount = .milliseconds(500)
+    }
+
+    /// Request bodies up to this size are kept for a re-send on a fresh connection.
+    static let retainLimit = 64 * 1024
+
+    private(set) var phase: Phase = .idle
+    private(set) var exchange: Exchange?
+    /// Exchanges begun on this connection, requests and refusals alike: the handler keeps one record per exchange.
+    private(set) var exchangesBegun = 0
+    private(set) var draining = false
+    private(set) var inputClosed = false
+    let timeouts: Timeouts
+
+    init(timeouts: Timeouts) {
+        self.timeouts = timeouts
+    }
+
+    /// The connection is open: the keep-alive deadline starts.
+    mutating func start() -> Actions {
+        var actions = Actions()
+        self.enterIdle(&actions)
+        return actions
+    }
+
+    /// Whether the parser may produce the next event: not while closing, and not past the end of the current
+    /// request (bytes a client pipelines wait, unparsed, until its answer is complete).
+    var acceptsInput: Bool {
+        switch self.phase {
+        case .closing, .closed: return false
+        case .exchange: return !(self.exchange?.requestEnded ?? false)
+        case .idle, .readingHead: return true
+        }
+    }
+
+    /// Request body bytes waiting for a connection.
+    var pendingBytes: Int { self.exchange?.pendingBytes ?? 0 }
+
+    mutating func handle(_ event: Event) -> Actions {
+        var actions = Actions()
+        switch event {
+        case .headStarted:
+            if self.phase == .idle {
+                self.phase = .readingHead
+                actions.append(.setDeadline(self.timeouts.clientHeader))
+            }
+        case .requestHead(let start):
+            self.requestHead(start, &actions)
+        case .requestBody(let body):
+            self.requestBody(body, &actions)
+        case .requestEnd(let trailers):
+            self.requestEnd(trailers, &actions)
+        case .requestRefused(let error):
+            self.refuse(error, &actions)
+        case .clientInputClosed:
+            self.inputClosed = true
+            switch self.phase {
+            case .idle, .readingHead:
+                self.close(&actions)
+            case .exchange where !(self.exchange?.requestEnded ?? true):
+                self.refuse(HTTPFramingError(.truncated, "the client closed its side in the middle of a request"), &actions)
+            case .exchange, .closing, .closed:
+                break
+            }
+        case .clientWritabilityChanged(let writable):
+            guard let exchange = self.exchange, exchange.isConnected else { break }
+            if writable {
+                // The client took what was written: progress, even if the upstream has nothing new yet.
+                if exchange.isStreaming { actions.append(.setDeadline(self.timeouts.clientIdle)) }
+                actions.append(.resumeUpstreamReads)
+            } else {
+                actions.append(.pauseUpstreamReads)
+            }
+        case .clientClosed:
+            self.clientClosed(&actions)
+        case .quiesce:
+            self.draining = true
+            if self.phase == .idle { actions.append(.setDeadline(self.timeouts.drainGrace)) }
+        case .deadline(let upstreamWritable):
+            self.deadline(upstreamWritable: upstreamWritable, &actions)
+        case .connectionReady(let reused):
+            self.connectionReady(reused: reused, &actions)
+        case .connectionFailed(let failure):
+            guard self.phase == .exchange, var exchange = self.exchange, !exchange.responseStarted,
+                exchange.isWaiting
+            else { break }
+            exchange.upstream = .none
+            self.exchange = exchange
+            self.answerFailure(failure, &actions)
+        case .headWriteFailed:
+            self.exchange?.headWriteFailed = true
+        case .upstreamHead(let head):
+            self.upstreamHead(head, &actions)
+        case .upstreamBody(let body):
+            guard let exchange = self.exchange, case .streaming(let framing) = exchange.response else { break }
+            actions.append(.setDeadline(self.timeouts.clientIdle))
+            actions.append(.shadow(.primaryBody(body)))
+            actions.append(.answerBody(body, framing))
+        case .upstreamEnd(let trailers):
+            self.upstreamEnd(trailers, &actions)
+        case .upstreamFailed(let failure, let sawResponseBytes):
+            self.upstreamFailed(failure, sawResponseBytes: sawResponseBytes, &actions)
+        }
+        return actions
+    }
+
+    // MARK: The request
+
+    private mutating func requestHead(_ start: RequestStart, _ actions: inout Actions) {
+        guard self.phase == .idle || self.phase == .readingHead else { return }
+        self.phase = .exchange
+        self.exchangesBegun += 1
+        var exchange = Exchange(
+            method: start.method,
+            framing: start.framing,
+            clientMinorVersion: start.clientMinorVersion,
+            keepAlive: start.wantsKeepAlive && !self.draining
+        )
+        actions.append(.clearDeadline)
+        switch start.target {
+        case .local(let answer):
+            self.exchange = exchange
+            self.answerLocally(answer, &actions)
+        case .upstream(let name, let connectTimeout, let responseTimeout):
+            exchange.upstreamName = name
+            exchange.connectTimeout = connectTimeout
+            exchange.responseTimeout = responseTimeout
+            exchange.upstream = .waiting(fresh: false)
+            self.exchange = exchange
+            if start.expectsContinue && start.framing != .none {
+                actions.append(.write100Continue)
+            }
+            actions.append(.setDeadline(connectTimeout))
+            actions.append(.leaseConnection(fresh: false))
+        }
+    }
+
+    private mutating func requestBody(_ body: ByteBuffer, _ actions: inout Actions) {
+        guard var exchange = self.exchange else { return }
+        // The answer is already given: the rest of the body is dropped.
+        if exchange.local || exchange.responseComplete { return }
+        actions.append(.shadow(.requestBody(body)))
+        if exchange.retained != nil {
+            exchange.retainedBytes += body.readableBytes
+            if exchange.retainedBytes <= Self.retainLimit {
+                exchange.retained?.append(body)
+            } else {
+                exchange.retained = nil
+            }
+        }
+        if exchange.isConnected {
+            actions.append(.setDeadline(self.timeouts.clientIdle))
+            actions.append(.forwardBody(body))
+            exchange.bodyForwarded += Int64(body.readableBytes)
+        } else {
+            exchange.pending.append(body)
+            exchange.pendingBytes += body.readableBytes
+        }
+        self.exchange = exchange
+    }
+
+    private mutating func requestEnd(_ trailers: HTTPTrailers?, _ actions: inout Actions) {
+        guard var exchange = self.exchange else { return }
+        exchange.request = .ended(trailers)
+        actions.append(.shadow(.requestComplete))
+        if exchange.isConnected, !exchange.responseComplete, !exchange.local {
+            actions.append(.forwardEnd(trailers))
+            actions.append(.flushUpstream)
+            // From here until the answer's head, the upstream's response timeout bounds the exchange.
+            if !exchange.responseStarted { actions.append(.clearDeadline) }
+        } else if !exchange.isConnected, !exchange.local {
+            exchange.pendingEnd = .some(trailers)
+        }
+        self.exchange = exchange
+        self.finishIfDone(&actions)
+    }
+
+    /// Refuses a request that broke the framing rules: status, `Connection: close`, close; nothing forwarded. A
+    /// request cut short by its client (`.truncated`) gets no answer.
+    private mutating func refuse(_ error: HTTPFramingError, _ actions: inout Actions) {
+        guard self.phase != .closing, self.phase != .closed else { return }
+        if var exchange = self.exchange {
+            if exchange.isConnected { actions.append(.abortUpstream) }
+            if exchange.isWaiting { actions.append(.cancelLease) }
+            exchange.upstream = .none
+            if exchange.responseStarted {
+                self.exchange = exchange
+                self.close(&actions)
+                return
+            }
+            exchange.keepAlive = false
+            exchange.request = .ended(nil)
+            self.exchange = exchange
+        } else {
+            self.phase = .exchange
+            self.exchangesBegun += 1
+            var refused = Exchange(method: .other, framing: .none, clientMinorVersion: 1, keepAlive: false)
+            refused.request = .ended(nil)
+            self.exchange = refused
+            actions.append(.clearDeadline)
+        }
+        guard error.reason != .truncated else {
+            self.finish(&actions)
+            return
+        }
+        self.answerLocally(LocalAnswer(status: error.status, error: error.reason.rawValue, detail: error.detail), &actions)
+    }
+
+    // MARK: The upstream connection
+
+    private mutating func connectionReady(reused: Bool, _ actions: inout Actions) {
+        guard self.phase == .exchange, var exchange = self.exchange, exchange.isWaiting else {
+            // The client went away (or was answered) while the connection was being set up.
+            actions.append(.releaseConnection)
+            return
+        }
+        // While the request body streams, the stream idle deadline bounds it; once the request is complete, the
+        // upstream's response timeout does.
+        actions.append(exchange.requestEnded ? .clearDeadline : .setDeadline(self.timeouts.clientIdle))
+        exchange.upstream = .connected(reused: reused)
+        // Knowing that nothing of a non-idempotent request was written is what allows re-sending it.
+        actions.append(.forwardHead(watchWrite: reused && !exchange.method.isRetryable))
+        actions.append(.shadow(.primarySent))
+        for body in exchange.pending {
+            actions.append(.forwardBody(body))
+            exchange.bodyForwarded += Int64(body.readableBytes)
+        }
+        exchange.pending.removeAll()
+        exchange.pendingBytes = 0
+        if case .some(let trailers) = exchange.pendingEnd {
+            actions.append(.forwardEnd(trailers))
+            exchange.pendingEnd = nil
+        }
+        actions.append(.flushUpstream)
+        self.exchange = exchange
+    }
+
+    /// Whether a failed exchange may be sent again on a fresh connection (docs/PROXY.md): only on a reused
+    /// connection found dead before any answer byte, once, when nothing of it was written or it is idempotent with
+    /// no body streamed, and only with its whole body.
+    private func mayRetry(_ exchange: Exchange, _ failure: UpstreamFailure, sawResponseBytes: Bool) -> Bool {
+        guard case .connected(reused: true) = exchange.upstream, !exchange.retried, !exchange.responseStarted else {
+            return false
+        }
+        guard case .closedBeforeHead = failure, !sawResponseBytes else { return false }
+        if exchange.headWriteFailed {
+            return exchange.bodyForwarded == 0 || exchange.retained != nil
+        }
+        return exchange.method.isRetryable && exchange.bodyForwarded == 0
+    }
+
+    private mutating func upstreamFailed(_ failure: UpstreamFailure, sawResponseBytes: Bool, _ actions: inout Actions) {
+        guard var exchange = self.exchange, exchange.isConnected else { return }
+        if self.mayRetry(exchange, failure, sawResponseBytes: sawResponseBytes) {
+            exchange.retried = true
+            exchange.upstream = .waiting(fresh: true)
+            // The fresh connection gets the whole request again: the body received so far and, if it ended, its end.
+            if exchange.bodyForwarded > 0, let retained = exchange.retained {
+                exchange.pending = retained
+                exchange.pendingBytes = exchange.retainedBytes
+            }
+            exchange.bodyForwarded = 0
+            if case .ended(let trailers) = exchange.request {
+                exchange.pendingEnd = .some(trailers)
+            }
+            self.exchange = exchange
+            actions.append(.setDeadline(exchange.connectTimeout))
+            actions.append(.leaseConnection(fresh: true))
+            return
+        }
+        exchange.upstream = .none
+        self.exchange = exchange
+        actions.append(.shadow(.abandon("serving_failed")))
+        if exchange.responseStarted {
+            // Never let a truncated answer look complete: the client sees the connection close.
+            actions.append(.flushClient)
+            self.close(&actions)
+            return
+        }
+        self.answerFailure(failure, &actions)
+    }
+
+    /// Answers a request whose upstream failed before any of its answer reached the client. The body names the
+    /// upstream and what went wrong, never its addresses or the socket's error (the handler's `LocalResponse`).
+    private mutating func answerFailure(_ failure: UpstreamFailure, _ actions: inout Actions) {
+        actions.append(.reportUpstreamFailure(failure))
+        let upstream = "upstream '\(self.exchange?.upstreamName ?? "")'"
+        let answer: LocalAnswer
+        switch failure {
+        case .connectFailed:
+            answer = LocalAnswer(status: 502, error: "upstream_unavailable", detail: "cannot connect to \(upstream)")
+        case .connectTimeout:
+            answer = LocalAnswer(
+                status: 503, error: "upstream_connect_timeout", detail: "connecting to \(upstream) timed out",
+                retryAfter: true)
+        case .poolExhausted:
+            answer = LocalAnswer(
+                status: 503, error: "upstream_overloaded",
+                detail: "\(upstream) has no free connection and its queue is full", retryAfter: true)
+        case .responseTimeout:
+            answer = LocalAnswer(status: 504, error: "upstream_timeout", detail: "\(upstream) did not answer in time")
+        case .closedBeforeHead:
+            answer = LocalAnswer(
+                status: 502, error: "upstream_reset", detail: "\(upstream) closed the connection before answering")
+        case .closedAfterHead:
+            self.close(&actions)
+            return
+        case .badResponse:
+            answer = LocalAnswer(status: 502, error: "upstream_bad_response", detail: "\(upstream) sent an invalid response")
+        }
+        self.answerLocally(answer, &actions)
+    }
+
+    // MARK: The answer
+
+    private mutating func upstreamHead(_ head: HTTPHead, _ actions: inout Actions) {
+        guard var exchange = self.exchange, exchange.isConnected, !exchange.responseStarted else { return }
+        let framing = HeaderHygiene.clientFraming(for: head, clientMinorVersion: exchange.clientMinorVersion)
+        exchange.response = .streaming(framing)
+        if case .closeDelimited = framing { exchange.keepAlive = false }
+        if !exchange.requestEnded || self.draining { exchange.keepAlive = false }
+        self.exchange = exchange
+        actions.append(.answerHead(head, framing, keepAlive: exchange.keepAlive))
+        actions.append(.shadow(.primaryHead(head)))
+        actions.append(.setDeadline(self.timeouts.clientIdle))
+    }
+
+    private mutating func upstreamEnd(_ trailers: HTTPTrailers?, _ actions: inout Actions) {
+        guard var exchange = self.exchange, case .streaming(let framing) = exchange.response else { return }
+        actions.append(.answerEnd(trailers, framing))
+        exchange.response = .complete
+        exchange.upstream = .none
+        self.exchange = exchange
+        actions.append(.flushClient)
+        actions.append(.shadow(.primaryEnd))
+        self.finishIfDone(&actions)
+    }
+
+    /// Answers the current request from Ficus itself.
+    private mutating func answerLocally(_ answer: LocalAnswer, _ actions: inout Actions) {
+        guard var exchange = self.exchange else { return }
+        guard !exchange.responseStarted else {
+            // Part of another answer is already on the wire: a second one would corrupt the stream.
+            self.close(&actions)
+            return
+        }
+        actions.append(.shadow(.abandon("serving_failed")))
+        exchange.local = true
+        exchange.response = .complete
+        // The connection stays open only if the request has been (or can cheaply be) read to its end.
+        if !exchange.requestEnded && exchange.framing != .none { exchange.keepAlive = false }
+        self.exchange = exchange
+        actions.append(.answerLocally(answer, keepAlive: exchange.keepAlive, headOnly: exchange.method == .head))
+        self.finishIfDone(&actions)
+    }
+
+    private mutating func finishIfDone(_ actions: inout Actions) {
+        guard let exchange = self.exchange, exchange.responseComplete else { return }
+        if exchange.requestEnded {
+            self.finish(&actions)
+        } else if !exchange.local || exchange.framing != .none {
+            // Answered before the request was fully read: close rather than read the rest.
+            self.exchange?.keepAlive = false
+            self.finish(&actions)
+        }
+    }
+
+    /// The exchange is over: recorded, then the connection waits for the next request or closes.
+    private mutating func finish(_ actions: inout Actions) {
+        guard let exchange = self.exchange else { return }
+        self.exchange = nil
+        actions.append(.finish(gone: false))
+        // What the client was told decides: a connection promised to stay open does, even when draining began
+        // meanwhile (its next request is answered with `Connection: close`).
+        if exchange.keepAlive && !self.inputClosed {
+            self.enterIdle(&actions)
+            actions.append(.resumeParsing)
+        } else {
+            self.phase = .closing
+            actions.append(.clearDeadline)
+            actions.append(.closeAfterFlush)
+        }
+    }
+
+    // MARK: Deadlines and the end
+
+    private mutating func enterIdle(_ actions: inout Actions) {
+        self.phase = .idle
+        actions.append(.setDeadline(self.draining ? self.timeouts.drainGrace : self.timeouts.clientIdle))
+    }
+
+    private mutating func deadline(upstreamWritable: Bool, _ actions: inout Actions) {
+        switch self.phase {
+        case .idle:
+            self.close(&actions)
+        case .readingHead:
+            // The head did not arrive in time: an exchange of its own, answered 408.
+            self.phase = .exchange
+            self.exchangesBegun += 1
+            var late = Exchange(method: .other, framing: .none, clientMinorVersion: 1, keepAlive: false)
+            late.request = .ended(nil)
+            self.exchange = late
+            self.answerLocally(
+                LocalAnswer(status: 408, error: "request_timeout", detail: "the request head did not arrive in time"),
+                &actions)
+            actions.append(.flushClient)
+        case .exchange:
+            guard var exchange = self.exchange else { return }
+            if exchange.isWaiting {
+                // Waiting for a pooled connection took longer than the connect timeout.
+                actions.append(.cancelLease)
+                exchange.upstream = .none
+                self.exchange = exchange
+                self.answerFailure(.connectTimeout, &actions)
+                actions.append(.flushClient)
+            } else if exchange.isConnected {
+                self.streamStalled(upstreamWritable: upstreamWritable, &actions)
+            }
+        case .closing, .closed:
+            break
+        }
+    }
+
+    /// Nothing moved in either direction for the idle timeout while a request body or an answer streamed (nginx
+    /// `client_body_timeout`/`send_timeout`/`proxy_send_timeout`, Envoy `stream_idle_timeout`): both connections
+    /// close. Before any answer, a client that stopped sending its body gets 408 and an upstream that stopped taking
+    /// it 504; once an answer has started, the client sees the connection close before its end.
+    private mutating func streamStalled(upstreamWritable: Bool, _ actions: inout Actions) {
+        guard var exchange = self.exchange else { return }
+        let upstreamStalled = !upstreamWritable
+        actions.append(
+            .reportStall(
+                exchange.responseStarted
+                    ? "answer" : upstreamStalled ? "upstream reading the request body" : "request body"))
+        actions.append(.abortUpstream)
+        actions.append(.shadow(.abandon("stream_timeout")))
+        exchange.upstream = .none
+        if exchange.responseStarted {
+            self.exchange = exchange
+            actions.append(.flushClient)
+            self.close(&actions)
+            return
+        }
+        exchange.keepAlive = false
+        self.exchange = exchange
+        if upstreamStalled {
+            self.answerLocally(
+                LocalAnswer(
+                    status: 504, error: "upstream_timeout",
+                    detail: "upstream '\(exchange.upstreamName)' stopped taking the request body"),
+                &actions)
+        } else {
+            self.answerLocally(
+                LocalAnswer(status: 408, error: "request_timeout", detail: "the request body stopped arriving"),
+                &actions)
+        }
+        actions.append(.flushClient)
+    }
+
+    private mutating func clientClosed(_ actions: inout Actions) {
+        self.phase = .closed
+        actions.append(.clearDeadline)
+        // An exchange still here was not finished (the client went away, or the connection was closed after an
+        // upstream failure): release what it holds and count it once, so in-flight never drifts.
+        guard let exchange = self.exchange else { return }
+        self.exchange = nil
+        if exchange.isWaiting { actions.append(.cancelLease) }
+        if exchange.isConnected { actions.append(.abortUpstream) }
+        if !exchange.responseComplete {
+            actions.append(.shadow(.abandon("client_gone")))
+        }
+        actions.append(.finish(gone: !exchange.responseStarted))
+    }
+
+    private mutating func close(_ actions: inout Actions) {
+        guard self.phase != .closed else { return }
+        if self.phase != .closing { self.phase = .closing }
+        actions.append(.clearDeadline)
+        actions.append(.close)
+    }
+}
