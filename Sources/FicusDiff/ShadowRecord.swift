@@ -47,6 +47,8 @@ public struct ShadowRecord: Sendable, Codable, Equatable {
     /// connection), or nil when it never left; never part of `shadowLatencyMicroseconds`. Kept in the aggregates
     /// only, not in stored records.
     public var shadowWaitMicroseconds: Int?
+    /// The request's `X-Request-Id`, as in the access log; nil in records stored before ids were kept.
+    public var requestID: String?
 
     /// The endpoint a request is counted under: its method and the template of its path (`GET /orders/{id}`).
     ///
@@ -89,7 +91,8 @@ public struct ShadowRecord: Sendable, Codable, Equatable {
         shadowHeaders: [Field],
         shadowBody: [UInt8],
         shadowTruncated: Bool,
-        shadowWaitMicroseconds: Int? = nil
+        shadowWaitMicroseconds: Int? = nil,
+        requestID: String? = nil
     ) {
         self.timestamp = timestamp
         self.route = route
@@ -114,6 +117,7 @@ public struct ShadowRecord: Sendable, Codable, Equatable {
         self.shadowBody = shadowBody
         self.shadowTruncated = shadowTruncated
         self.shadowWaitMicroseconds = shadowWaitMicroseconds
+        self.requestID = requestID
     }
 
     /// Whether the shadow answered exactly like the serving side (status, compared headers, body).

@@ -25,6 +25,8 @@ public struct ProxyConfiguration: Sendable {
     public var viaName = "ficus"
     /// Whether one access-log line is written per request.
     public var accessLog = true
+    /// How access log lines are written when they go to an `AccessLogSink` (format, query redaction).
+    public var accessLogSettings = AccessLogSettings()
     /// Bounds on shadow traffic.
     public var shadow = ShadowLimits()
     /// How long a graceful shutdown waits for in-flight requests.

@@ -28,6 +28,8 @@ public struct ShadowSample: Sendable, Equatable, Codable {
     public var servingStatus: Int
     public var shadowStatus: Int?
     public var shadowError: String?
+    /// The request's `X-Request-Id`, to find it in the access log; nil for records stored before ids were kept.
+    public var requestID: String?
     /// Every difference of this request, concrete paths (`$.items[2].sku`).
     public var differences: [SampleDifference]
     public var serving: BodyExcerpt
@@ -43,8 +45,10 @@ public struct ShadowSample: Sendable, Equatable, Codable {
         shadowError: String?,
         differences: [SampleDifference],
         serving: BodyExcerpt,
-        shadow: BodyExcerpt
+        shadow: BodyExcerpt,
+        requestID: String? = nil
     ) {
+        self.requestID = requestID
         self.time = time
         self.target = target
         self.servingUpstream = servingUpstream
@@ -59,7 +63,7 @@ public struct ShadowSample: Sendable, Equatable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case time, target, servingUpstream, shadowUpstream, servingStatus, shadowStatus, shadowError, differences
-        case serving, shadow
+        case serving, shadow, requestId
     }
 
     /// Encodes every key, nil as null; see `MigrationReport.encode(to:)`.
@@ -75,6 +79,22 @@ public struct ShadowSample: Sendable, Equatable, Codable {
         try container.encode(self.differences, forKey: .differences)
         try container.encode(self.serving, forKey: .serving)
         try container.encode(self.shadow, forKey: .shadow)
+        try container.encode(self.requestID, forKey: .requestId)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.time = try container.decode(Date.self, forKey: .time)
+        self.target = try container.decode(String.self, forKey: .target)
+        self.servingUpstream = try container.decode(String.self, forKey: .servingUpstream)
+        self.shadowUpstream = try container.decode(String.self, forKey: .shadowUpstream)
+        self.servingStatus = try container.decode(Int.self, forKey: .servingStatus)
+        self.shadowStatus = try container.decodeIfPresent(Int.self, forKey: .shadowStatus)
+        self.shadowError = try container.decodeIfPresent(String.self, forKey: .shadowError)
+        self.requestID = try container.decodeIfPresent(String.self, forKey: .requestId)
+        self.differences = try container.decode([SampleDifference].self, forKey: .differences)
+        self.serving = try container.decode(BodyExcerpt.self, forKey: .serving)
+        self.shadow = try container.decode(BodyExcerpt.self, forKey: .shadow)
     }
 }
 

@@ -153,7 +153,11 @@ public struct HTMLRenderer: Sendable {
         html += "\(Self.escape(field.kind)) · \(count) sample\(count == 1 ? "" : "s")</h5>\n"
         for sample in field.samples {
             html += "<div class=\"sample\">\n<p class=\"meta\">\(Self.escape(ReportFormatting.time(sample.time))) "
-            html += "<code>\(Self.escape(sample.target))</code> · differing paths: "
+            html += "<code>\(Self.escape(sample.target))</code> · "
+            if let requestID = sample.requestID {
+                html += "request id <code>\(Self.escape(requestID))</code> · "
+            }
+            html += "differing paths: "
             html += sample.differences.map { "<code>\(Self.escape($0.path))</code>" }.joined(separator: ", ")
             html += "</p>\n<div class=\"side-by-side\">\n"
             let shadowStatus = sample.shadowStatus.map(String.init) ?? "no answer"

@@ -234,7 +234,8 @@ public struct ReportBuilder: Sendable {
             serving: BodyExcerpt.make(
                 body: record.servingBody, truncated: record.servingTruncated, paths: paths, maxCharacters: limit),
             shadow: BodyExcerpt.make(
-                body: record.shadowBody, truncated: record.shadowTruncated, paths: paths, maxCharacters: limit)
+                body: record.shadowBody, truncated: record.shadowTruncated, paths: paths, maxCharacters: limit),
+            requestID: record.requestID
         )
     }
 

@@ -62,10 +62,11 @@ extension SQLiteConfigurationStore: ShadowStore {
                     time, route, endpoint, method, target, serving_upstream, shadow_upstream,
                     serving_status, shadow_status, serving_latency_us, shadow_latency_us, shadow_error,
                     differences, noise_differences, request_headers, request_body,
-                    serving_headers, serving_body, serving_truncated, shadow_headers, shadow_body, shadow_truncated
+                    serving_headers, serving_body, serving_truncated, shadow_headers, shadow_body, shadow_truncated,
+                    request_id
                 ) VALUES (
                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, x''), ?, COALESCE(?, x''), ?, ?,
-                    COALESCE(?, x''), ?
+                    COALESCE(?, x''), ?, ?
                 )
                 """
         )
@@ -76,7 +77,7 @@ extension SQLiteConfigurationStore: ShadowStore {
             record.servingLatencyMicroseconds, record.shadowLatencyMicroseconds, record.shadowError,
             row.differences, row.noiseDifferences, row.requestHeaders, Data(record.requestBody),
             row.servingHeaders, Data(record.servingBody), record.servingTruncated,
-            row.shadowHeaders, Data(record.shadowBody), record.shadowTruncated,
+            row.shadowHeaders, Data(record.shadowBody), record.shadowTruncated, record.requestID,
         ])
         let id = db.lastInsertedRowID
         let fields = try db.cachedStatement(

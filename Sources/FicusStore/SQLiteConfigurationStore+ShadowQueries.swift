@@ -460,7 +460,8 @@ extension SQLiteConfigurationStore {
             servingTruncated: row["serving_truncated"],
             shadowHeaders: try decode([ShadowRecord.Field].self, "shadow_headers"),
             shadowBody: Self.bytes(row["shadow_body"]),
-            shadowTruncated: row["shadow_truncated"]
+            shadowTruncated: row["shadow_truncated"],
+            requestID: row["request_id"]
         )
     }
 

@@ -22,15 +22,16 @@ extension SQLiteConfigurationStore {
             }
             try db.inTransaction(.immediate) {
                 for table in Self.shadowAggregateTables + ["metric_windows"] {
-                    // By the old table's columns: later telemetry migrations add tables and columns it does not have.
-                    let columns = try Row.fetchAll(db, sql: "PRAGMA legacy.table_info(\(table))")
-                        .map { "\"" + ($0["name"] as String) + "\"" }
-                        .joined(separator: ", ")
-                    guard !columns.isEmpty else { continue }
+                    guard let columns = try Self.legacyColumns(of: table, db) else { continue }
                     try db.execute(
                         sql: "INSERT OR IGNORE INTO main.\(table) (\(columns)) SELECT \(columns) FROM legacy.\(table)")
                 }
                 return .commit
+            }
+            guard let recordColumns = try Self.legacyColumns(of: "shadow_records", db),
+                let fieldColumns = try Self.legacyColumns(of: "shadow_record_fields", db)
+            else {
+                return
             }
             var upper = Int64.max
             while true {
@@ -46,15 +47,15 @@ extension SQLiteConfigurationStore {
                     try db.inTransaction(.immediate) {
                         try db.execute(
                             sql: """
-                                INSERT OR IGNORE INTO main.shadow_records
-                                SELECT * FROM legacy.shadow_records WHERE id >= ? AND id < ?
+                                INSERT OR IGNORE INTO main.shadow_records (\(recordColumns))
+                                SELECT \(recordColumns) FROM legacy.shadow_records WHERE id >= ? AND id < ?
                                 """,
                             arguments: [lowest, upper]
                         )
                         try db.execute(
                             sql: """
-                                INSERT OR IGNORE INTO main.shadow_record_fields
-                                SELECT * FROM legacy.shadow_record_fields WHERE record >= ? AND record < ?
+                                INSERT OR IGNORE INTO main.shadow_record_fields (\(fieldColumns))
+                                SELECT \(fieldColumns) FROM legacy.shadow_record_fields WHERE record >= ? AND record < ?
                                 """,
                             arguments: [lowest, upper]
                         )
@@ -81,5 +82,13 @@ extension SQLiteConfigurationStore {
                 try db.execute(sql: "VACUUM")
             }
         }
+    }
+
+    /// The quoted column list of the old store's `table`, or nil when it has no such table: later telemetry
+    /// migrations add tables and columns the old one never had, so rows are copied by the old columns, never `*`.
+    private static func legacyColumns(of table: String, _ db: Database) throws -> String? {
+        let columns = try Row.fetchAll(db, sql: "PRAGMA legacy.table_info(\(table))")
+            .map { "\"" + ($0["name"] as String) + "\"" }
+        return columns.isEmpty ? nil : columns.joined(separator: ", ")
     }
 }

@@ -47,6 +47,10 @@ extension SQLiteConfigurationStore {
                     """
             )
         }
+        // The request id (`X-Request-Id`) of each stored record, so that a report's sample can be found in the logs.
+        migrator.registerMigration("t3-request-id") { db in
+            try db.execute(sql: "ALTER TABLE shadow_records ADD COLUMN request_id TEXT")
+        }
         return migrator
     }()
 

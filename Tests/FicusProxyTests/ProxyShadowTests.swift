@@ -361,6 +361,20 @@ struct ProxyShadowTests {
         await fits.stop()
     }
 
+    /// A request, its shadow copy and its noise sample carry one `X-Request-Id`, which the stored record keeps.
+    @Test func copiesCarryTheRequestsId() async throws {
+        let setup = try await Self.start(policy: ShadowPolicy(to: "orders-v2", percent: 100, noisePercent: 100))
+        let client = try await setup.harness.client()
+        #expect(try await client.request(path: "/orders/1").status == 200)
+        client.close()
+        let records = try await setup.sink.wait(for: 1)
+        await setup.stop()
+        let id = try #require(records.first?.requestID)
+        #expect(RequestIDs.isPlausible(id))
+        #expect(setup.legacy.received.map { $0.header("x-request-id") } == [id, id], "served and noise sample")
+        #expect(setup.modern.received.map { $0.header("x-request-id") } == [id], "the copy")
+    }
+
     /// An endpoint with one URL and one client learns its noise: its first 20 shadowed requests are noise samples
     /// whatever the percentage (it used to get all or nothing from a hash of user and URL).
     @Test func oneURLFromOneClientGetsItsNoiseFloor() async throws {

@@ -17,6 +17,7 @@ struct ShadowComparerTests {
         let json = [("Content-Type", "application/json")]
         return ShadowObservation(
             timestamp: 1_700_000_000_000_000,
+            requestID: "9f86d081884c7d65-1",
             route: "orders",
             method: "GET",
             target: "/orders/7?x=1",

@@ -106,6 +106,17 @@ struct ShadowStoreCoverageTests {
         #expect(try await plain.shadowEndpoints(route: nil, from: nil, to: nil).first?.shadowWait == nil)
     }
 
+    /// A stored sample keeps its request's `X-Request-Id`, so that a report's sample can be found in the access log.
+    @Test func samplesKeepTheirRequestID() async throws {
+        let file = try TemporaryStoreFile()
+        let store = try ShadowFixtures.store(file)
+        var record = ShadowFixtures.record(differences: [ShadowFixtures.typeChanged])
+        record.requestID = "9f86d081884c7d65-1"
+        try await store.appendShadowRecords([record, ShadowFixtures.record(at: 1, differences: [ShadowFixtures.typeChanged])])
+        let stored = try await ShadowFixtures.stored(store)
+        #expect(stored.map(\.requestID) == [nil, "9f86d081884c7d65-1"])
+    }
+
     /// Distinct users over a step: the union of every proxy's windows, exact below the per-window limit.
     @Test func distinctIdentitiesAreTheUnionOfEveryWindow() async throws {
         let file = try TemporaryStoreFile()

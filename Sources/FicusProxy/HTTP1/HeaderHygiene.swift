@@ -77,6 +77,7 @@ enum HeaderHygiene {
         viaName: String,
         edits: RequestEdits?,
         upstreamName: String,
+        requestID: String? = nil,
         shadowCopy: Bool = false
     ) {
         let (target, authority) = Self.originForm(head)
@@ -106,6 +107,9 @@ enum HeaderHygiene {
             case 3 where head.fieldNameIs(index, "via"):
                 via = index
                 continue
+            case 12 where head.fieldNameIs(index, "x-request-id"):
+                // Replaced by the request's id (which is the client's own when it was kept).
+                if requestID != nil { continue }
             case 4 where head.fieldNameIs(index, "host"):
                 if authority != nil { continue }
             case 15 where head.fieldNameIs(index, "x-forwarded-for"):
@@ -172,6 +176,11 @@ enum HeaderHygiene {
                 out.writeString(value)
                 out.writeStaticString("\r\n")
             }
+        }
+        if let requestID {
+            out.writeStaticString("x-request-id: ")
+            out.writeString(requestID)
+            out.writeStaticString("\r\n")
         }
         out.writeStaticString("x-forwarded-for: ")
         if let forwardedFor {

@@ -11,7 +11,8 @@ extension ProxyConnectionHandler {
         shadow: Upstream?,
         decision: Decision,
         table: RoutingTable,
-        dispatcher: ShadowDispatcher
+        dispatcher: ShadowDispatcher,
+        requestID: String
     ) -> ShadowRecorder? {
         guard let shadow else {
             self.shared.metrics?.shadowDropped(route: route, view: view, reason: "unknown_upstream")
@@ -37,7 +38,8 @@ extension ProxyConnectionHandler {
             serving: serving,
             shadow: shadow,
             second: second,
-            timestamp: Int64(Date().timeIntervalSince1970 * 1_000_000)
+            timestamp: Int64(Date().timeIntervalSince1970 * 1_000_000),
+            requestID: requestID
         )
         return ShadowRecorder(
             plan: plan,

@@ -34,6 +34,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var shadow: ShadowRecorder?
         /// The client as the access log names it: the peer, or the address trusted proxies reported.
         var client = "-"
+        /// `X-Request-Id`: forwarded, logged and kept with shadow records.
+        var requestID = "-"
 
         init(methodString: String, path: String, requestFraming: HTTPBodyFraming, started: NIODeadline) {
             self.methodString = methodString
@@ -68,6 +70,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private var clientTrusted = false
     /// What the forwarded heads record of the peer; the same for every request of the connection.
     private(set) var clientFacts = HeaderHygiene.ClientFacts(address: "-", trusted: false)
+    /// Where this connection's request ids come from (random per connection, numbered per request).
+    private var requestIDs: RequestIDs
+    /// The access log line being formatted; reused from request to request.
+    private var logLine = ByteBuffer()
 
     /// Request bodies buffered while no upstream connection is ready, and pipelined bytes held while a response is
     /// in progress, are bounded by this many bytes before the client is no longer read.
@@ -84,6 +90,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.resources = resources
         self.pool = resources.pool
         self.parser = HTTP1Parser(kind: .request, limits: shared.configuration.limits)
+        self.requestIDs = shared.requestIDPrefix.map { RequestIDs(prefix: $0) } ?? RequestIDs()
         self.machine = ExchangeStateMachine(
             timeouts: ExchangeStateMachine.Timeouts(
                 clientHeader: shared.configuration.timeouts.clientHeader,
@@ -233,6 +240,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             started: .now()
         )
         exchange.client = clientText
+        exchange.requestID = self.requestIDs.id(for: head, trusted: self.clientTrusted)
         self.exchange = exchange
         var start = ExchangeStateMachine.RequestStart(
             method: head.method,
@@ -279,7 +287,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             client: self.clientFacts,
             viaName: self.shared.configuration.viaName,
             edits: edits,
-            upstreamName: upstream.name
+            upstreamName: upstream.name,
+            requestID: exchange.requestID
         )
         exchange.outboundHead = self.headBuffer
         if let shadowName = decision.shadow, shadowName != decision.upstream, let dispatcher = self.shared.shadow {
@@ -290,7 +299,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 shadow: table.upstream(named: shadowName),
                 decision: decision,
                 table: table,
-                dispatcher: dispatcher
+                dispatcher: dispatcher,
+                requestID: exchange.requestID
             )
         }
         start.target = .upstream(name: upstream.name, connectTimeout: connectTimeout, responseTimeout: responseTimeout)
@@ -568,18 +578,38 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 found.record(status: exchange.status, duration: duration, stickyHash: exchange.stickyHash)
             }
         }
-        guard self.shared.configuration.accessLog else { return }
+        guard self.shared.configuration.accessLog, self.shared.logger.logLevel <= .info else { return }
+        let entry = AccessLogEntry(
+            time: Date(),
+            method: exchange.methodString,
+            path: exchange.path,
+            status: exchange.status,
+            route: exchange.route,
+            upstream: exchange.upstreamName,
+            durationNanoseconds: duration.nanoseconds,
+            bytes: exchange.responseBytes,
+            client: exchange.client == "-" ? self.clientAddressText : exchange.client,
+            requestID: exchange.requestID
+        )
+        if let sink = self.shared.accessLogSink {
+            self.logLine.clear()
+            entry.write(into: &self.logLine, settings: self.shared.configuration.accessLogSettings)
+            sink.write(self.logLine)
+            return
+        }
+        let settings = self.shared.configuration.accessLogSettings
         self.shared.logger.info(
             "request",
             metadata: [
-                "method": "\(exchange.methodString)",
-                "path": "\(exchange.path)",
-                "status": "\(exchange.status)",
-                "route": "\(exchange.route)",
-                "upstream": "\(exchange.upstreamName)",
-                "duration_ms": "\(Double(duration.nanoseconds) / 1_000_000)",
-                "bytes": "\(exchange.responseBytes)",
-                "client": "\(exchange.client == "-" ? self.clientAddressText : exchange.client)",
+                "method": "\(entry.method)",
+                "path": "\(settings.redactQuery ? AccessLogEntry.redactingQuery(entry.path) : entry.path)",
+                "status": .stringConvertible(entry.status),
+                "route": "\(entry.route)",
+                "upstream": "\(entry.upstream)",
+                "duration_ms": .stringConvertible(Double(duration.nanoseconds / 1000) / 1000),
+                "bytes": .stringConvertible(entry.bytes),
+                "client": "\(entry.client)",
+                "request_id": "\(entry.requestID)",
             ]
         )
     }

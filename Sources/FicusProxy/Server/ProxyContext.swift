@@ -8,18 +8,26 @@ final class ProxyContext: Sendable {
     let logger: Logger
     /// Sends shadow copies from its own event loop; nil when the proxy has no shadow sink.
     let shadow: ShadowDispatcher?
+    /// Where access log lines go as bytes; nil: through `logger` (slower: a metadata dictionary per request).
+    let accessLogSink: AccessLogSink?
+    /// The prefix of every connection's request ids; nil: random per connection (a harness fixes it).
+    let requestIDPrefix: String?
 
     init(
         configuration: ProxyConfiguration,
         routing: RoutingState,
         metrics: ProxyMetrics?,
         logger: Logger,
-        shadowSink: ShadowSink? = nil
+        shadowSink: ShadowSink? = nil,
+        accessLogSink: AccessLogSink? = nil,
+        requestIDPrefix: String? = nil
     ) {
         self.configuration = configuration
         self.routing = routing
         self.metrics = metrics
         self.logger = logger
+        self.accessLogSink = accessLogSink
+        self.requestIDPrefix = requestIDPrefix
         self.shadow = shadowSink.map { ShadowDispatcher(sink: $0, configuration: configuration, metrics: metrics) }
     }
 }

@@ -79,14 +79,16 @@ public final class ProxyServer: Sendable {
         metrics: ProxyMetrics?,
         logger: Logger,
         group: EventLoopGroup,
-        shadowSink: ShadowSink? = nil
+        shadowSink: ShadowSink? = nil,
+        accessLogSink: AccessLogSink? = nil
     ) {
         self.shared = ProxyContext(
             configuration: configuration,
             routing: routing,
             metrics: metrics,
             logger: logger,
-            shadowSink: shadowSink
+            shadowSink: shadowSink,
+            accessLogSink: accessLogSink
         )
         self.group = group
         let loops = Array(group.makeIterator())

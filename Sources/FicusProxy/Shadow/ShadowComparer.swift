@@ -176,7 +176,8 @@ public final class ShadowComparer: ShadowSink, Sendable {
             shadowHeaders: [],
             shadowBody: [],
             shadowTruncated: observation.shadow?.truncated ?? false,
-            shadowWaitMicroseconds: observation.shadowWaitMicroseconds
+            shadowWaitMicroseconds: observation.shadowWaitMicroseconds,
+            requestID: observation.requestID
         )
         // An identical comparison is only counted (see `ShadowRecord.isSample`): its headers and bodies would be
         // redacted and copied for nothing.

@@ -29,6 +29,8 @@ final class ShadowJob: Sendable {
         var second: Upstream?
         /// Wall-clock arrival, in microseconds since 1970.
         var timestamp: Int64
+        /// The request's `X-Request-Id`, which its copies carry too.
+        var requestID: String
     }
 
     /// A copy to send: the upstream and the request head written for it.
@@ -59,6 +61,7 @@ final class ShadowJob: Sendable {
     func observation() -> ShadowObservation {
         ShadowObservation(
             timestamp: self.plan.timestamp,
+            requestID: self.plan.requestID,
             route: self.plan.route,
             method: self.plan.view.head.methodString,
             target: self.plan.view.head.target,
@@ -87,6 +90,7 @@ final class ShadowJob: Sendable {
             viaName: plan.viaName,
             edits: HeaderHygiene.RequestEdits.forRequest(rewrite, view: plan.view),
             upstreamName: upstream.name,
+            requestID: plan.requestID,
             shadowCopy: true
         )
         if !self.requestBody.isEmpty {

@@ -8,6 +8,8 @@ import NIOCore
 public struct ShadowObservation: Sendable {
     /// Wall-clock time the request arrived, in microseconds since 1970.
     public var timestamp: Int64
+    /// The request's `X-Request-Id` (also in the access log).
+    public var requestID: String
     public var route: String
     public var method: String
     /// The request target as received (path and query).

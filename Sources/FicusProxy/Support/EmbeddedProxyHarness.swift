@@ -49,7 +49,9 @@ public final class EmbeddedProxyHarness: Sendable {
             configuration: proxy,
             routing: RoutingState(try RoutingTable(configuration: self.routing, revision: 1)),
             metrics: nil,
-            logger: Logger(label: "ficus.harness", factory: { _ in SwiftLogNoOpLogHandler() })
+            logger: Logger(label: "ficus.harness", factory: { _ in SwiftLogNoOpLogHandler() }),
+            // The same bytes in, the same bytes out: request ids are numbered, not random.
+            requestIDPrefix: "0000000000000000"
         )
         self.clientAddress = try SocketAddress(ipAddress: "192.0.2.10", port: 40000)
     }

@@ -33,7 +33,8 @@ struct ProxyHarness {
     static func start(
         configuration: Configuration,
         configure: (inout ProxyConfiguration) -> Void = { _ in },
-        metrics: ProxyMetrics? = nil
+        metrics: ProxyMetrics? = nil,
+        accessLogSink: AccessLogSink? = nil
     ) async throws -> ProxyHarness {
         var proxyConfiguration = ProxyConfiguration()
         proxyConfiguration.listenHost = "127.0.0.1"
@@ -42,13 +43,15 @@ struct ProxyHarness {
         configure(&proxyConfiguration)
         let routing = RoutingState(try RoutingTable(configuration: configuration, revision: 1))
         var logger = Logger(label: "ficus-test")
-        logger.logLevel = .critical
+        // Access log lines are info lines: a test that collects them lowers the level (its sink gets only those).
+        logger.logLevel = accessLogSink == nil ? .critical : .info
         let proxy = ProxyServer(
             configuration: proxyConfiguration,
             routing: routing,
             metrics: metrics,
             logger: logger,
-            group: testGroup
+            group: testGroup,
+            accessLogSink: accessLogSink
         )
         try await proxy.start()
         return ProxyHarness(proxy: proxy, routing: routing, port: proxy.localAddress!.port!)
