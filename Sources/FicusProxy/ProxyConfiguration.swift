@@ -4,7 +4,7 @@ import NIOCore
 /// Everything the data path needs that does not change with a configuration revision.
 ///
 /// Built once at start-up by the CLI (the only place that reads argv and the environment); defaults are the ones
-/// RELIABILITY.md anchors on Envoy, HAProxy and nginx.
+/// The defaults are anchored on Envoy, HAProxy and nginx (docs/PROXY.md says which).
 public struct ProxyConfiguration: Sendable {
     /// Address the proxy listens on.
     public var listenHost = "127.0.0.1"

@@ -238,9 +238,13 @@ extension CLITests {
             try await Task.sleep(for: .milliseconds(300))
             running.withLockedValue { $0 = false }
             _ = await load.value
-            let after = Self.load(port: server.port, group: group, running: NIOLockedValueBox(true))
+            let afterRunning = NIOLockedValueBox(true)
+            let after = Self.load(port: server.port, group: group, running: afterRunning)
             try await Task.sleep(for: .milliseconds(500))
-            after.cancel()
+            afterRunning.withLockedValue { $0 = false }
+            let afterBodies = await after.value
+            #expect(afterBodies["200 legacy", default: 0] > 0, "\(afterBodies)")
+            #expect(afterBodies.keys.allSatisfy { $0 == "200 legacy" }, "every user back on legacy: \(afterBodies)")
             let exported = await Self.ficus(sandbox, "export")
             #expect(exported.stdout.contains("default: legacy"), "\(exported)")
             #expect(!exported.stdout.contains("canary-orders"), "\(exported)")

@@ -38,7 +38,7 @@ private func body(_ events: [HTTP1Parser.Event]) -> String {
 
 @Suite("HTTP/1.1 parser")
 struct HTTP1ParserTests {
-    @Test("every refusal row of RELIABILITY.md's framing table", arguments: FramingCases.refused)
+    @Test("every refusal row of docs/PROXY.md's framing table", arguments: FramingCases.refused)
     func refusals(_ refused: FramingCases.Refused) {
         #expect(status(refused.request) == refused.status, "\(refused.name)")
     }

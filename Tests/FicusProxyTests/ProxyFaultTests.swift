@@ -13,7 +13,7 @@ import Testing
 /// two-loop group three clients may never meet in the same pool; on one loop "the third client" is exact.
 private let oneLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-/// The fault table of RELIABILITY.md ("Faults and limits") through a real proxy on loopback sockets.
+/// The faults and limits of docs/PROXY.md through a real proxy on loopback sockets.
 ///
 /// Every timeout is shrunk to a few hundred milliseconds so that each test ends by itself in about a second.
 @Suite("Faults and limits through a real proxy", .serialized)
@@ -109,7 +109,8 @@ struct ProxyFaultTests {
         #expect(response.status == 504)
         #expect(Self.json(response)["error"] == "upstream_timeout")
         #expect(Self.json(response)["upstream"] == "backend")
-        #expect(waited >= .milliseconds(250) && waited < .seconds(2), "\(waited)")
+        // The route's 300 ms, not the default 30 s: the upper bound leaves room for a slow machine.
+        #expect(waited >= .milliseconds(250) && waited < .seconds(15), "\(waited)")
         // The timed-out connection is closed, not put back in the pool.
         #expect(await Self.eventually { upstream.openConnections == 0 }, "the timed-out connection is still open")
         upstream.setBehavior(.echo)
@@ -137,7 +138,8 @@ struct ProxyFaultTests {
         #expect(response?.status == 408)
         #expect(response?.header("connection")?.lowercased() == "close")
         #expect(response.flatMap { Self.json($0)["error"] } == "request_timeout")
-        #expect(waited >= .milliseconds(250) && waited < .seconds(2), "\(waited)")
+        // The route's 300 ms, not the default 30 s: the upper bound leaves room for a slow machine.
+        #expect(waited >= .milliseconds(250) && waited < .seconds(15), "\(waited)")
         #expect(await client.isClosed(within: .seconds(1)))
         #expect(upstream.received.isEmpty)
         client.close()
@@ -183,9 +185,10 @@ struct ProxyFaultTests {
         #expect(response.header("connection")?.lowercased() != "close")
         let answered = ContinuousClock.now
         #expect(!(await client.isClosed(within: .milliseconds(100))), "closed right after a keep-alive answer")
-        #expect(await client.isClosed(within: .seconds(2)), "idle connection kept open past clientIdle")
+        #expect(await client.isClosed(within: .seconds(15)), "idle connection kept open past clientIdle")
         let idle = ContinuousClock.now - answered
-        #expect(idle >= .milliseconds(400) && idle < .seconds(2), "\(idle)")
+        // 500 ms, not the default 60 s: the upper bound leaves room for a slow machine.
+        #expect(idle >= .milliseconds(400) && idle < .seconds(15), "\(idle)")
         // A connection that never sends a byte is idle too.
         let silent = try await harness.client()
         #expect(await silent.isClosed(within: .seconds(2)))
@@ -205,8 +208,8 @@ struct ProxyFaultTests {
         #expect(response.header("content-type") == "application/json")
         #expect(Self.json(response)["upstream"] == "backend")
         #expect(Self.json(response)["error"] == "upstream_reset")
-        // A fresh connection that failed is not retried.
-        try await Task.sleep(for: .milliseconds(100))
+        // A fresh connection that failed is not retried: once the proxy has stopped, nothing more can arrive.
+        await harness.stop()
         #expect(upstream.received.count == 1)
         client.close()
         await harness.stop()
@@ -344,7 +347,8 @@ struct ProxyFaultTests {
         let second = try await client.request(path: "/two", timeout: .seconds(3))
         #expect(second.status == 200)
         #expect(second.bodyString == "first on connection 2")
-        try await Task.sleep(for: .milliseconds(100))
+        client.close()
+        await harness.stop()  // nothing more can arrive
         let seen = upstream.requests.map { "\($0.connection) \($0.method) \($0.uri)" }
         #expect(seen == ["1 GET /one", "1 GET /two", "2 GET /two"])
         #expect(upstream.connectionsAccepted == 2)
@@ -374,7 +378,8 @@ struct ProxyFaultTests {
         #expect(response.status == 502)
         #expect(Self.json(response)["upstream"] == "backend")
         #expect(Self.json(response)["error"] == "upstream_reset")
-        try await Task.sleep(for: .milliseconds(200))
+        client.close()
+        await harness.stop()  // nothing more can arrive
         let writes = upstream.requests.filter { $0.method == method }
         #expect(writes.count == 1, "\(method) sent \(writes.count) times")
         #expect(upstream.connectionsAccepted == 1, "a new connection was opened to re-send the \(method)")
@@ -410,7 +415,7 @@ struct ProxyFaultTests {
         #expect(response?.status == 200)
         #expect(response?.header("connection")?.lowercased() == "close")
         #expect(await client.isClosed(within: .seconds(1)))
-        try await Task.sleep(for: .milliseconds(50))
+        await harness.stop()  // nothing more can arrive
         #expect(upstream.received.map(\.uri) == ["/bye"])
         client.close()
         await harness.stop()

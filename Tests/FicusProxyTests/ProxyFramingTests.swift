@@ -9,43 +9,64 @@ struct ProxyFramingTests {
     @Test(arguments: FramingCases.refused)
     func refusedAndNothingForwarded(_ refused: FramingCases.Refused) async throws {
         let (harness, upstream) = try await ProxyHarness.start(.echo)
-        defer { Task { await harness.stop(); try? await upstream.shutdown() } }
-        let client = try await harness.client()
-        defer { client.close() }
-        try await client.send(refused.request + "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
-        let response = try await client.readResponse()
-        #expect(response?.status == refused.status, "\(refused.name)")
-        #expect(response?.header("connection")?.lowercased() == "close", "\(refused.name)")
-        #expect(await client.isClosed(within: .seconds(2)), "\(refused.name)")
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(upstream.received.isEmpty, "\(refused.name): \(upstream.received.map(\.uri))")
-        #expect(!upstream.received.contains { $0.uri == "/smuggled" })
+        do {
+            let client = try await harness.client()
+            defer { client.close() }
+            try await client.send(refused.request + "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+            let response = try await client.readResponse()
+            #expect(response?.status == refused.status, "\(refused.name)")
+            #expect(response?.header("connection")?.lowercased() == "close", "\(refused.name)")
+            #expect(await client.isClosed(within: .seconds(2)), "\(refused.name)")
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(upstream.received.isEmpty, "\(refused.name): \(upstream.received.map(\.uri))")
+            #expect(!upstream.received.contains { $0.uri == "/smuggled" })
+        } catch {
+            await harness.stop()
+            try? await upstream.shutdown()
+            throw error
+        }
+        await harness.stop()
+        try? await upstream.shutdown()
     }
 
     @Test func unknownFieldThatLooksLikeTransferEncodingIsForwardedAsAField() async throws {
         let (harness, upstream) = try await ProxyHarness.start(.echo)
-        defer { Task { await harness.stop(); try? await upstream.shutdown() } }
-        let client = try await harness.client()
-        defer { client.close() }
-        try await client.send("GET /a HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n")
-        let response = try await client.readResponse()
-        #expect(response?.status == 200)
-        let received = try await upstream.waitForRequests(1, timeout: .seconds(2))
-        #expect(received[0].header("transfer_encoding") == "chunked")
-        #expect(received[0].header("transfer-encoding") == nil)
+        do {
+            let client = try await harness.client()
+            defer { client.close() }
+            try await client.send("GET /a HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n")
+            let response = try await client.readResponse()
+            #expect(response?.status == 200)
+            let received = try await upstream.waitForRequests(1, timeout: .seconds(2))
+            #expect(received[0].header("transfer_encoding") == "chunked")
+            #expect(received[0].header("transfer-encoding") == nil)
+        } catch {
+            await harness.stop()
+            try? await upstream.shutdown()
+            throw error
+        }
+        await harness.stop()
+        try? await upstream.shutdown()
     }
 
     @Test func absoluteFormTargetNeverConnectsElsewhere() async throws {
         let (harness, upstream) = try await ProxyHarness.start(.echo)
-        defer { Task { await harness.stop(); try? await upstream.shutdown() } }
-        let client = try await harness.client()
-        defer { client.close() }
-        try await client.send("GET http://169.254.169.254/latest/meta-data?x=1 HTTP/1.1\r\nHost: ignored\r\n\r\n")
-        let response = try await client.readResponse()
-        #expect(response?.status == 200)
-        let received = try await upstream.waitForRequests(1, timeout: .seconds(2))
-        #expect(received[0].uri == "/latest/meta-data?x=1")
-        #expect(received[0].header("host") == "169.254.169.254")
+        do {
+            let client = try await harness.client()
+            defer { client.close() }
+            try await client.send("GET http://169.254.169.254/latest/meta-data?x=1 HTTP/1.1\r\nHost: ignored\r\n\r\n")
+            let response = try await client.readResponse()
+            #expect(response?.status == 200)
+            let received = try await upstream.waitForRequests(1, timeout: .seconds(2))
+            #expect(received[0].uri == "/latest/meta-data?x=1")
+            #expect(received[0].header("host") == "169.254.169.254")
+        } catch {
+            await harness.stop()
+            try? await upstream.shutdown()
+            throw error
+        }
+        await harness.stop()
+        try? await upstream.shutdown()
     }
 
     @Test func badUpstreamFramingIs502AndTheConnectionIsDiscarded() async throws {

@@ -29,16 +29,16 @@ struct ProxyHandlerEmbeddedTests {
         #expect(!proxy.channel.isActive)
     }
 
-    /// The same deadline driven through the wall clock that the timers read today: the answer itself.
+    /// The answer itself: JSON, `connection: close`, and the connection closed (the loop's clock moved by hand; no
+    /// sleep, and no deadline that any clock past it would fire).
     @Test func halfAHeadPastTheHeaderDeadlineIs408() throws {
         let proxy = try EmbeddedProxy { $0.timeouts.clientHeader = .milliseconds(50) }
         defer { proxy.finish() }
         try proxy.send("GET /slowloris HTTP/1.1\r\nHost: a\r\nX-Half: ")
         proxy.loop.run()
+        proxy.loop.advanceTime(by: .milliseconds(49))
         #expect(try proxy.written().isEmpty)
-        // Synchronous: an embedded loop must stay on the thread that made it.
-        Thread.sleep(forTimeInterval: 0.08)
-        proxy.loop.advanceTime(to: .now())
+        proxy.loop.advanceTime(by: .milliseconds(2))
         let responses = EmbeddedProxy.responses(in: try proxy.written())
         #expect(responses.count == 1)
         let response = try #require(responses.first)
@@ -60,15 +60,17 @@ struct ProxyHandlerEmbeddedTests {
         #expect(try proxy.written().isEmpty)
     }
 
-    /// The same idle timeout driven through the wall clock: closed, and nothing was written.
-    @Test func silentConnectionIsClosedAfterTheIdleTimeout() throws {
-        let proxy = try EmbeddedProxy { $0.timeouts.clientIdle = .milliseconds(50) }
+    /// After an answer, a keep-alive connection waits the idle timeout again (counted from the answer), then closes
+    /// without a word.
+    @Test func aKeepAliveConnectionIsClosedAnIdleTimeoutAfterItsAnswer() throws {
+        let proxy = try EmbeddedProxy(configuration: EmbeddedProxy.onlyRoute) { $0.timeouts.clientIdle = .seconds(3) }
         defer { proxy.finish() }
-        proxy.loop.run()
+        proxy.loop.advanceTime(by: .seconds(2))
+        try proxy.send("GET /nope HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(try proxy.written().hasPrefix("HTTP/1.1 404 Not Found\r\n"))
+        proxy.loop.advanceTime(by: .seconds(3) - .milliseconds(1))
         #expect(proxy.channel.isActive)
-        // Synchronous: an embedded loop must stay on the thread that made it.
-        Thread.sleep(forTimeInterval: 0.08)
-        proxy.loop.advanceTime(to: .now())
+        proxy.loop.advanceTime(by: .milliseconds(2))
         #expect(!proxy.channel.isActive)
         #expect(try proxy.written().isEmpty)
     }

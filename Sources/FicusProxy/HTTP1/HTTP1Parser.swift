@@ -34,7 +34,7 @@ public struct HTTPTrailers: Sendable {
 ///
 /// It reads one message at a time and never looks past the end of the current one, so bytes pipelined after a
 /// refused request are never parsed, let alone forwarded. Every refusal is an `HTTPFramingError`; nothing is
-/// normalised (RFC 9112 and the framing table of RELIABILITY.md).
+/// normalised (RFC 9112 and the framing table of docs/PROXY.md).
 public struct HTTP1Parser: Sendable {
     public enum Kind: Sendable { case request, response }
 

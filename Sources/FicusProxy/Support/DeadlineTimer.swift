@@ -2,9 +2,9 @@ import NIOCore
 
 /// A per-connection deadline that costs a variable write to move, not a timer per request.
 ///
-/// DESIGN.md measured per-request timers as a real cost on the hot path. This keeps at most one scheduled task per
-/// connection: moving the deadline later only updates a field, and the task, when it fires early, re-arms itself
-/// for the remaining time. Loop-confined: every call must happen on `eventLoop`.
+/// A scheduled task per request is a real cost on the hot path (an allocation and a heap operation each). This keeps
+/// at most one scheduled task per connection: moving the deadline later only updates a field, and the task, when it
+/// fires early, re-arms itself for the remaining time. Loop-confined: every call must happen on `eventLoop`.
 final class DeadlineTimer {
     private let eventLoop: EventLoop
     private var deadline: NIODeadline?

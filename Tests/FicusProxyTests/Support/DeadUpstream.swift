@@ -166,7 +166,7 @@ final class BlackholeListener {
 /// when a second request arrives on it.
 ///
 /// This is a pooled upstream connection that turns out to be dead only when it is reused: the one case where
-/// RELIABILITY.md allows the proxy to re-send a request, and only an idempotent one with no body streamed.
+/// docs/PROXY.md allows the proxy to re-send a request, and only an idempotent one with no body streamed.
 final class FirstRequestOnlyUpstream: Sendable {
     struct Request: Sendable {
         var connection: Int

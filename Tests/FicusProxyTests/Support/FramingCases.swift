@@ -1,6 +1,6 @@
 import Testing
 
-/// The framing table of RELIABILITY.md as data, shared by the parser's unit tests and the proxy's socket tests.
+/// The framing table of docs/PROXY.md as data, shared by the parser's unit tests and the proxy's socket tests.
 enum FramingCases {
     struct Refused: Sendable, CustomTestStringConvertible {
         var name: String
