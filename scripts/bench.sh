@@ -34,6 +34,8 @@ SKIP_BUILD=${SKIP_BUILD:-0}        # 1 = do not run `swift build -c release`
 FICUS_BIN=${FICUS_BIN:-}           # explicit Ficus binary (implies no build)
 FICUS_START_TIMEOUT=${FICUS_START_TIMEOUT:-15}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
+LOGS=${LOGS:-off}                  # on = access logs on both proxies: nginx to a file (buffer=64k), Ficus its
+                                   # default log (standard error, redirected to a file); the backend never logs
 MARKDOWN=${MARKDOWN:-0}            # 1 = append a markdown block for docs to stdout
 RESULTS_TSV=${RESULTS_TSV:-}       # optional: copy the raw per-run TSV here
 
@@ -42,6 +44,7 @@ HELPERS="$REPO/scripts/bench"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+case "$LOGS" in on|off) ;; *) die "LOGS must be on or off, got '$LOGS'" ;; esac
 
 # ---------------------------------------------------------------- cleanup
 TMP=""
@@ -180,10 +183,14 @@ $USER_LINE
 events { worker_connections 8192; }
 EOF
 }
-nginx_http_common() {
+nginx_http_common() {  # nginx_http_common <dir> [log] -> with "log", an access log to <dir>/logs/access.log
     local d=$1
+    if [ "${2:-}" = log ]; then
+        echo "    access_log $d/logs/access.log combined buffer=64k;"
+    else
+        echo "    access_log off;"
+    fi
     cat <<EOF
-    access_log off;
     client_body_temp_path $d/tmp/body;
     proxy_temp_path $d/tmp/proxy;
     fastcgi_temp_path $d/tmp/fastcgi;
@@ -220,7 +227,7 @@ mkdir -p "$PX_DIR"
 {
     nginx_common "$PX_DIR"
     echo "http {"
-    nginx_http_common "$PX_DIR"
+    nginx_http_common "$PX_DIR" "$( [ "$LOGS" = on ] && echo log )"
     cat <<EOF
     upstream backend {
         server 127.0.0.1:$BACKEND_PORT;
@@ -313,8 +320,8 @@ if [[ " $TARGETS " == *" ficus "* ]]; then
             --upstream "backend=127.0.0.1:$BACKEND_PORT" \
             --default backend \
             --threads 1 \
-            --access-log off \
-            --log-level warning \
+            --access-log "$LOGS" \
+            --log-level "$( [ "$LOGS" = on ] && echo info || echo warning )" \
             >"$TMP/ficus.log" 2>&1 &
         FPID=$!
         PIDS+=("$FPID")
@@ -376,7 +383,7 @@ WRK_VER=$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $2}')
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 HEADER="Ficus bench $(date -u +%Y-%m-%dT%H:%MZ), rev $GIT_REV; $NCPU CPUs ($CPU_MODEL); $NGINX_VER, wrk $WRK_VER; \
-DURATION=$DURATION ROUNDS=$ROUNDS TASKSET=$TASKSET; wrk -t1; one worker/thread per server; Ficus: $FICUS_STATUS"
+DURATION=$DURATION ROUNDS=$ROUNDS TASKSET=$TASKSET LOGS=$LOGS; wrk -t1; one worker/thread per server; Ficus: $FICUS_STATUS"
 log "$HEADER"
 log "load average at start: $LOAD_START"
 

@@ -182,7 +182,7 @@ final class EventCollector: @unchecked Sendable {
     /// `timeout` seconds.
     func wait(
         from start: Int = 0,
-        timeout: TimeInterval = 5,
+        timeout: TimeInterval = 30,
         for predicate: (StoreEvent) -> Bool
     ) async -> (event: StoreEvent, at: ContinuousClock.Instant, index: Int)? {
         let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
