@@ -57,14 +57,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private var processing = false
     private var readsPaused = false
     private var readPending = false
-    private var needsFlush = false
-    /// Small pieces of the answer, collected into one write; reused from answer to answer.
-    private var outBuffer = ByteBuffer()
-    /// Whether `outBuffer`'s bytes have been handed to the channel (they are cleared before the next piece).
-    private var outBufferSent = false
+    /// The bytes going to the client.
+    private var output = ClientOutput()
+    /// Metrics and the access log of finished exchanges.
+    private var recorder: ExchangeRecorder
     /// The forwarded request head; reused from request to request.
     private var headBuffer = ByteBuffer()
-    private var lastMetrics: (route: String, upstream: String, statusClass: Int, metrics: ProxyMetrics.RequestMetrics)?
     private var clientAddress: IPAddress?
     private var clientAddressText = "-"
     private var clientTrusted = false
@@ -72,15 +70,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private(set) var clientFacts = HeaderHygiene.ClientFacts(address: "-", trusted: false)
     /// Where this connection's request ids come from (random per connection, numbered per request).
     private var requestIDs: RequestIDs
-    /// The access log line being formatted; reused from request to request.
-    private var logLine = ByteBuffer()
 
     /// Request bodies buffered while no upstream connection is ready, and pipelined bytes held while a response is
     /// in progress, are bounded by this many bytes before the client is no longer read.
     private static let bufferLimit = 64 * 1024
-
-    /// Pieces up to this size are copied into one outgoing buffer rather than queued as writes of their own.
-    private static let coalesceLimit = 4 * 1024
 
     /// Request bodies up to this size are kept for a re-send on a fresh connection; a longer one is not re-sent.
     static let retainLimit = ExchangeStateMachine.retainLimit
@@ -91,6 +84,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.pool = resources.pool
         self.parser = HTTP1Parser(kind: .request, limits: shared.configuration.limits)
         self.requestIDs = shared.requestIDPrefix.map { RequestIDs(prefix: $0) } ?? RequestIDs()
+        self.recorder = ExchangeRecorder(shared: shared)
         self.machine = ExchangeStateMachine(
             timeouts: ExchangeStateMachine.Timeouts(
                 clientHeader: shared.configuration.timeouts.clientHeader,
@@ -359,7 +353,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .releaseConnection:
             break  // handled where the connection is at hand (`connectionReady`)
         case .write100Continue:
-            self.writeToClient(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
+            self.output.write(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"), to: self.context)
         case .forwardHead(let watchWrite):
             guard let exchange = self.exchange, let connection = exchange.connection else { return }
             if watchWrite, let loop = connection.context?.eventLoop {
@@ -394,12 +388,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .answerBody(let body, let framing):
             self.answerBody(body, framing: framing)
         case .answerEnd(let trailers, let framing):
-            if case .chunked = framing {
-                var end = ByteBuffer(staticString: "0\r\n")
-                HeaderHygiene.writeTrailers(trailers, into: &end)
-                end.writeStaticString("\r\n")
-                self.writeToClient(end)
-            }
+            self.output.writeEnd(trailers, framing: framing)
             self.exchange?.connection = nil
         case .answerLocally(let answer, let keepAlive, let headOnly):
             self.answerLocally(answer, keepAlive: keepAlive, headOnly: headOnly)
@@ -427,7 +416,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             guard let exchange = self.exchange else { return }
             self.exchange = nil
             if gone { exchange.status = 499 }  // nginx's 499: the client went away before its answer
-            self.record(exchange)
+            self.recorder.record(exchange, peer: self.clientAddressText)
         case .resumeParsing:
             if self.inbound != nil, !self.processing { self.processInbound() }
         case .closeAfterFlush:
@@ -478,32 +467,18 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private func answerHead(_ head: HTTPHead, framing: HeaderHygiene.ClientFraming, keepAlive: Bool) {
         guard let exchange = self.exchange else { return }
         exchange.status = head.status
-        self.prepareOutBuffer()
-        let before = self.outBuffer.readableBytes
-        HeaderHygiene.writeResponseHead(
-            head,
-            into: &self.outBuffer,
-            framing: framing,
-            keepAlive: keepAlive,
-            clientMinorVersion: self.machine.exchange?.clientMinorVersion ?? 1
-        )
-        exchange.responseBytes += Int64(self.outBuffer.readableBytes - before)
-        self.needsFlush = true
+        let minor = self.machine.exchange?.clientMinorVersion ?? 1
+        let written = self.output.append { out in
+            HeaderHygiene.writeResponseHead(
+                head, into: &out, framing: framing, keepAlive: keepAlive, clientMinorVersion: minor)
+        }
+        exchange.responseBytes += Int64(written)
     }
 
     private func answerBody(_ body: ByteBuffer, framing: HeaderHygiene.ClientFraming) {
         guard let exchange = self.exchange else { return }
         exchange.responseBytes += Int64(body.readableBytes)
-        if case .chunked = framing {
-            var header = ByteBuffer()
-            header.writeString(String(body.readableBytes, radix: 16))
-            header.writeStaticString("\r\n")
-            self.writeToClient(header)
-            self.writeToClient(body)
-            self.writeToClient(ByteBuffer(staticString: "\r\n"))
-        } else {
-            self.writeToClient(body)
-        }
+        self.output.writeBody(body, framing: framing, to: self.context)
         if let context = self.context, !context.channel.isWritable {
             exchange.connection?.pauseReads()
         }
@@ -524,100 +499,16 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             headOnly: headOnly
         )
         exchange.responseBytes = Int64(response.readableBytes)
-        self.writeToClient(response)
-    }
-
-    /// Queues bytes for the client; small pieces are coalesced so that a small answer leaves in one `write`.
-    private func writeToClient(_ buffer: ByteBuffer) {
-        if buffer.readableBytes <= Self.coalesceLimit {
-            self.prepareOutBuffer()
-            self.outBuffer.writeImmutableBuffer(buffer)
-        } else {
-            self.writeCoalesced()
-            self.context?.write(self.wrapOutboundOut(buffer), promise: nil)
-        }
-        self.needsFlush = true
-    }
-
-    /// Makes `outBuffer` ready for new bytes; once its last bytes were written out it is cleared in place.
-    private func prepareOutBuffer() {
-        if self.outBufferSent {
-            self.outBufferSent = false
-            self.outBuffer.clear()
-        }
-    }
-
-    private func writeCoalesced() {
-        if !self.outBufferSent && self.outBuffer.readableBytes > 0 {
-            self.outBufferSent = true
-            self.context?.write(self.wrapOutboundOut(self.outBuffer), promise: nil)
-        }
+        self.output.write(response, to: self.context)
     }
 
     private func flushIfNeeded() {
-        if self.needsFlush {
-            self.needsFlush = false
-            self.writeCoalesced()
-            self.context?.flush()
-        }
-    }
-
-    private func record(_ exchange: Exchange) {
-        self.shared.metrics?.inFlight(delta: -1)
-        let duration = NIODeadline.now() - exchange.started
-        if let metrics = self.shared.metrics {
-            // A keep-alive connection mostly repeats the same route, upstream and status class: reuse the lookup.
-            let statusClass = exchange.status / 100
-            if let last = self.lastMetrics, last.statusClass == statusClass, last.route == exchange.route,
-                last.upstream == exchange.upstreamName
-            {
-                last.metrics.record(status: exchange.status, duration: duration, stickyHash: exchange.stickyHash)
-            } else {
-                let found = metrics.requestMetrics(route: exchange.route, upstream: exchange.upstreamName, status: exchange.status)
-                self.lastMetrics = (exchange.route, exchange.upstreamName, statusClass, found)
-                found.record(status: exchange.status, duration: duration, stickyHash: exchange.stickyHash)
-            }
-        }
-        guard self.shared.configuration.accessLog, self.shared.logger.logLevel <= .info else { return }
-        let entry = AccessLogEntry(
-            time: Date(),
-            method: exchange.methodString,
-            path: exchange.path,
-            status: exchange.status,
-            route: exchange.route,
-            upstream: exchange.upstreamName,
-            durationNanoseconds: duration.nanoseconds,
-            bytes: exchange.responseBytes,
-            client: exchange.client == "-" ? self.clientAddressText : exchange.client,
-            requestID: exchange.requestID
-        )
-        if let sink = self.shared.accessLogSink {
-            self.logLine.clear()
-            entry.write(into: &self.logLine, settings: self.shared.configuration.accessLogSettings)
-            sink.write(self.logLine)
-            return
-        }
-        let settings = self.shared.configuration.accessLogSettings
-        self.shared.logger.info(
-            "request",
-            metadata: [
-                "method": "\(entry.method)",
-                "path": "\(settings.redactQuery ? AccessLogEntry.redactingQuery(entry.path) : entry.path)",
-                "status": .stringConvertible(entry.status),
-                "route": "\(entry.route)",
-                "upstream": "\(entry.upstream)",
-                "duration_ms": .stringConvertible(Double(duration.nanoseconds / 1000) / 1000),
-                "bytes": .stringConvertible(entry.bytes),
-                "client": "\(entry.client)",
-                "request_id": "\(entry.requestID)",
-            ]
-        )
+        self.output.flush(to: self.context)
     }
 
     private func closeAfterFlush() {
         guard let context = self.context else { return }
-        self.needsFlush = false
-        self.writeCoalesced()
+        self.output.writeCoalesced(to: context)
         self.timer?.cancel()
         let this = UnsafeTransfer(self)
         let promise = context.eventLoop.makePromise(of: Void.self)

@@ -1,0 +1,72 @@
+import Foundation
+import Logging
+import NIOCore
+
+/// Records finished exchanges: request metrics (with the metric windows' sticky hashes) and the access log line.
+///
+/// Part of `ProxyConnectionHandler`'s shell, one per connection: a keep-alive connection mostly repeats the same route,
+/// upstream and status class, so the last metrics lookup is kept, and the access log line is formatted into one
+/// reused buffer.
+struct ExchangeRecorder {
+    private let shared: ProxyContext
+    private var lastMetrics: (route: String, upstream: String, statusClass: Int, metrics: ProxyMetrics.RequestMetrics)?
+    /// The access log line being formatted; reused from request to request.
+    private var line = ByteBuffer()
+
+    init(shared: ProxyContext) {
+        self.shared = shared
+    }
+
+    /// Counts `exchange` and writes its access log line; `peer` names the client when the exchange has none.
+    mutating func record(_ exchange: ProxyConnectionHandler.Exchange, peer: String) {
+        self.shared.metrics?.inFlight(delta: -1)
+        let duration = NIODeadline.now() - exchange.started
+        if let metrics = self.shared.metrics {
+            let statusClass = exchange.status / 100
+            if let last = self.lastMetrics, last.statusClass == statusClass, last.route == exchange.route,
+                last.upstream == exchange.upstreamName
+            {
+                last.metrics.record(status: exchange.status, duration: duration, stickyHash: exchange.stickyHash)
+            } else {
+                let found = metrics.requestMetrics(
+                    route: exchange.route, upstream: exchange.upstreamName, status: exchange.status)
+                self.lastMetrics = (exchange.route, exchange.upstreamName, statusClass, found)
+                found.record(status: exchange.status, duration: duration, stickyHash: exchange.stickyHash)
+            }
+        }
+        guard self.shared.configuration.accessLog, self.shared.logger.logLevel <= .info else { return }
+        let entry = AccessLogEntry(
+            time: Date(),
+            method: exchange.methodString,
+            path: exchange.path,
+            status: exchange.status,
+            route: exchange.route,
+            upstream: exchange.upstreamName,
+            durationNanoseconds: duration.nanoseconds,
+            bytes: exchange.responseBytes,
+            client: exchange.client == "-" ? peer : exchange.client,
+            requestID: exchange.requestID
+        )
+        let settings = self.shared.configuration.accessLogSettings
+        if let sink = self.shared.accessLogSink {
+            self.line.clear()
+            entry.write(into: &self.line, settings: settings)
+            sink.write(self.line)
+            return
+        }
+        self.shared.logger.info(
+            "request",
+            metadata: [
+                "method": "\(entry.method)",
+                "path": "\(settings.redactQuery ? AccessLogEntry.redactingQuery(entry.path) : entry.path)",
+                "status": .stringConvertible(entry.status),
+                "route": "\(entry.route)",
+                "upstream": "\(entry.upstream)",
+                "duration_ms": .stringConvertible(Double(duration.nanoseconds / 1000) / 1000),
+                "bytes": .stringConvertible(entry.bytes),
+                "client": "\(entry.client)",
+                "request_id": "\(entry.requestID)",
+            ]
+        )
+    }
+}
