@@ -14,6 +14,10 @@ final class CompiledRoute: Sendable {
     /// Parallel to the route's range of `RuleProgram.Code.rules`.
     let rules: [CompiledRule]
     let timeouts: RouteTimeouts
+    /// Where a failed request of this route goes instead (its legacy upstream), or nil with `fallback: off`.
+    let fallback: String?
+    /// The chosen upstream's answer statuses that send a request to `fallback`.
+    let fallbackStatuses: [Int]
 
     init(
         name: String,
@@ -23,7 +27,9 @@ final class CompiledRoute: Sendable {
         legacyRewrite: RequestRewrite?,
         defaultRewrite: RequestRewrite?,
         rules: [CompiledRule],
-        timeouts: RouteTimeouts
+        timeouts: RouteTimeouts,
+        fallback: String? = nil,
+        fallbackStatuses: [Int] = []
     ) {
         self.name = name
         self.summary = summary
@@ -33,6 +39,8 @@ final class CompiledRoute: Sendable {
         self.defaultRewrite = defaultRewrite
         self.rules = rules
         self.timeouts = timeouts
+        self.fallback = fallback
+        self.fallbackStatuses = fallbackStatuses
     }
 }
 

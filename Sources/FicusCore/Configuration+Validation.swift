@@ -146,6 +146,20 @@ struct ConfigurationValidator {
                     object, "timeouts", "\(name) must be at most \(RouteTimeouts.maxMilliseconds) (24 h), got \(value)")
             }
         }
+        if let fallback = route.fallback, fallback != "legacy", fallback != "off" {
+            self.report(object, "fallback", "must be legacy or off, got '\(fallback)'")
+        }
+        if let statuses = route.fallbackOn {
+            if statuses.isEmpty {
+                self.report(object, "fallback_on", "must name at least one status (or set fallback: off)")
+            }
+            if statuses.count > 100 {
+                self.report(object, "fallback_on", "at most 100 statuses, got \(statuses.count)")
+            }
+            for status in statuses where !(500...599).contains(status) {
+                self.report(object, "fallback_on", "\(status) is not a server error status (500-599)")
+            }
+        }
         var catchAll: (index: Int, rule: Rule)?
         for (index, rule) in route.rules.enumerated() {
             let field = Self.ruleField(rule, index)

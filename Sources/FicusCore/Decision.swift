@@ -67,6 +67,13 @@ public struct Decision: Sendable, Equatable {
     /// The rewrite configured for the serving upstream on this route, or nil.
     public var rewrite: RequestRewrite?
 
+    /// The upstream a failed request goes to instead (the route's legacy), or nil: the route has `fallback: off`,
+    /// the request already goes to legacy, or the kill switch is on.
+    public var fallback: String?
+
+    /// The chosen upstream's answer statuses that send the request to `fallback` (empty without one).
+    public var fallbackStatuses: [Int] = []
+
     /// The route's timeout overrides; empty when no route matched.
     public var timeouts: RouteTimeouts
 

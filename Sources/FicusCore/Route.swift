@@ -62,6 +62,22 @@ public struct Route: Sendable, Equatable {
     /// Optional and decoded only when present, so snapshots stored before shadowing existed stay readable.
     public var shadow: ShadowPolicy?
 
+    /// `legacy` (nil, the default) or `off`: whether a request whose chosen upstream is not legacy and fails before
+    /// any byte reached the client is sent to legacy instead, when that is safe (docs/PROXY.md, Fallback).
+    public var fallback: String?
+
+    /// The answer statuses of the chosen upstream that send a request to legacy; nil: 502, 503 and 504.
+    public var fallbackOn: [Int]?
+
+    /// The statuses fallback applies to when `fallbackOn` is not set.
+    public static let defaultFallbackStatuses = [502, 503, 504]
+
+    /// Whether requests fall back to legacy (`fallback` is `legacy` or not set).
+    public var fallsBackToLegacy: Bool { (self.fallback ?? "legacy") == "legacy" }
+
+    /// `fallbackOn`, or its default.
+    public var fallbackStatuses: [Int] { self.fallbackOn ?? Self.defaultFallbackStatuses }
+
     /// Creates a route.
     ///
     /// `defaultUpstream` defaults to `legacy`: a new route starts where its traffic came from.
@@ -75,7 +91,9 @@ public struct Route: Sendable, Equatable {
         rules: [Rule] = [],
         rewrites: [String: RequestRewrite] = [:],
         timeouts: RouteTimeouts = RouteTimeouts(),
-        shadow: ShadowPolicy? = nil
+        shadow: ShadowPolicy? = nil,
+        fallback: String? = nil,
+        fallbackOn: [Int]? = nil
     ) {
         self.name = name
         self.host = host
@@ -87,6 +105,8 @@ public struct Route: Sendable, Equatable {
         self.rewrites = rewrites
         self.timeouts = timeouts
         self.shadow = shadow
+        self.fallback = fallback
+        self.fallbackOn = fallbackOn
     }
 }
 
@@ -102,6 +122,8 @@ extension Route: Codable {
         case rewrites
         case timeouts
         case shadow
+        case fallback
+        case fallbackOn = "fallback_on"
     }
 
     /// Decodes a route with the documented defaults; a missing `default` is `legacy`.
@@ -120,7 +142,9 @@ extension Route: Codable {
             rules: try container.decodeIfPresent([Rule].self, forKey: .rules) ?? [],
             rewrites: try container.decodeIfPresent([String: RequestRewrite].self, forKey: .rewrites) ?? [:],
             timeouts: try container.decodeIfPresent(RouteTimeouts.self, forKey: .timeouts) ?? RouteTimeouts(),
-            shadow: try container.decodeIfPresent(ShadowPolicy.self, forKey: .shadow)
+            shadow: try container.decodeIfPresent(ShadowPolicy.self, forKey: .shadow),
+            fallback: try container.decodeIfPresent(String.self, forKey: .fallback),
+            fallbackOn: try container.decodeIfPresent([Int].self, forKey: .fallbackOn)
         )
     }
 }

@@ -83,7 +83,9 @@ struct RoutingTableCompiler {
             legacyRewrite: rewrite(for: route.legacy),
             defaultRewrite: rewrite(for: route.defaultUpstream),
             rules: rules,
-            timeouts: route.timeouts
+            timeouts: route.timeouts,
+            fallback: route.fallsBackToLegacy ? route.legacy : nil,
+            fallbackStatuses: route.fallbackStatuses
         )
     }
 

@@ -288,7 +288,7 @@ public final class RoutingTable: Sendable {
             }
             if matched {
                 let compiled = route.rules[index - rules.lowerBound]
-                return Decision(
+                var decision = Decision(
                     upstream: compiled.upstream,
                     route: route.name,
                     rule: compiled.name,
@@ -298,10 +298,12 @@ public final class RoutingTable: Sendable {
                     timeouts: route.timeouts,
                     reason: .rule
                 )
+                Self.applyFallback(&decision, route)
+                return decision
             }
         }
         recorder?.steps.append(.routeDefault(upstream: route.defaultUpstream))
-        return Decision(
+        var decision = Decision(
             upstream: route.defaultUpstream,
             route: route.name,
             bucket: evaluation.lastBucket,
@@ -310,6 +312,15 @@ public final class RoutingTable: Sendable {
             timeouts: route.timeouts,
             reason: .routeDefault
         )
+        Self.applyFallback(&decision, route)
+        return decision
+    }
+
+    /// Names the route's legacy upstream as the fallback of a decision for another upstream.
+    private static func applyFallback(_ decision: inout Decision, _ route: CompiledRoute) {
+        guard let legacy = route.fallback, decision.upstream != legacy else { return }
+        decision.fallback = legacy
+        decision.fallbackStatuses = route.fallbackStatuses
     }
 }
 

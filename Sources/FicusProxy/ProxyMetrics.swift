@@ -200,6 +200,11 @@ public final class ProxyMetrics: Sendable {
         self.shadowCounter("ficus_connections_rejected_total", [("reason", reason)]).increment()
     }
 
+    /// A request went to its route's fallback upstream after `from` failed before answering.
+    func fallback(route: String, from: String, reason: String) {
+        self.shadowCounter("ficus_fallbacks_total", [("route", route), ("from", from), ("reason", reason)]).increment()
+    }
+
     /// A shadow copy was sent.
     func shadowSent(route: String, upstream: String) {
         self.shadowCounter("ficus_shadow_requests_total", [("route", route), ("upstream", upstream)]).increment()

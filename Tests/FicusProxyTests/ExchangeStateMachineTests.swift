@@ -37,6 +37,8 @@ extension ExchangeStateMachine.Action {
             case .abandon(let reason): "shadow abandon \(reason)"
             }
         case .reportUpstreamFailure(let failure): "report \(failure)"
+        case .recordFailedAttempt(let status): "record failed attempt \(status)"
+        case .fallBack(let name, let reason): "fall back to \(name) (\(reason.rawValue))"
         case .reportStall(let stalled): "report stall: \(stalled)"
         case .finish(let gone): gone ? "finish (gone)" : "finish"
         case .resumeParsing: "resume parsing"
@@ -405,5 +407,116 @@ struct ExchangeStateMachineTests {
         ])
         #expect(machine.phase == .closed)
         #expect(Self.run(&machine, [.clientClosed]) == [["clear deadline"]], "nothing is recorded twice")
+    }
+
+    // MARK: Fallback
+
+    static func withFallback(
+        _ method: HTTPMethodKind = .get,
+        framing: HTTPBodyFraming = .none,
+        statuses: [Int] = [502, 503, 504]
+    ) -> Event {
+        .requestHead(
+            .init(
+                method: method,
+                framing: framing,
+                wantsKeepAlive: true,
+                expectsContinue: false,
+                clientMinorVersion: 1,
+                target: .upstream(
+                    name: "orders-v2", connectTimeout: .seconds(5), responseTimeout: .seconds(30),
+                    fallback: .init(upstream: "legacy", statuses: statuses))
+            )
+        )
+    }
+
+    static func fellBack(_ reason: String, _ status: Int) -> [String] {
+        [
+            "record failed attempt \(status)", "shadow abandon fallback", "fall back to legacy (\(reason))",
+            "deadline 5000ms", "lease",
+        ]
+    }
+
+    @Test(arguments: [
+        (UpstreamFailure.connectFailed("refused"), "connect_failure", 502),
+        (UpstreamFailure.poolExhausted, "overloaded", 503),
+    ])
+    func aConnectionThatCannotBeHadFallsBackForAnyMethod(_ failure: UpstreamFailure, _ reason: String, _ status: Int) {
+        var machine = Self.machine()
+        _ = Self.run(&machine, [Self.withFallback(.post, framing: .contentLength(2)), .requestBody(Self.body(2))])
+        #expect(Self.run(&machine, [.connectionFailed(failure)]) == [Self.fellBack(reason, status)])
+        // The legacy connection gets the whole request, once; a second failure is answered.
+        #expect(Self.run(&machine, [.connectionReady(reused: false)])[0] == [
+            "deadline 60000ms", "forward head", "shadow sent", "forward body 2", "flush upstream",
+        ])
+        let again = Self.run(&machine, [.upstreamFailed(.closedBeforeHead, sawResponseBytes: false)])[0]
+        #expect(again.contains("answer 502 upstream_reset close") || again.contains("answer 502 upstream_reset keep-alive"))
+        #expect(!again.contains { $0.hasPrefix("fall back") }, "once only")
+    }
+
+    @Test func waitingPastTheConnectTimeoutFallsBack() {
+        var machine = Self.machine()
+        _ = Self.run(&machine, [Self.withFallback(), .requestEnd(nil)])
+        #expect(Self.run(&machine, [.deadline(upstreamWritable: true)]) == [
+            ["cancel lease"] + Self.fellBack("connect_timeout", 503)
+        ])
+    }
+
+    @Test(arguments: [
+        (HTTPMethodKind.get, true), (HTTPMethodKind.put, true), (HTTPMethodKind.post, false),
+    ])
+    func aResetOrTimeoutFallsBackOnlyForIdempotentMethods(_ method: HTTPMethodKind, _ fallsBack: Bool) {
+        for failure in [UpstreamFailure.closedBeforeHead, .responseTimeout] {
+            var machine = Self.machine()
+            _ = Self.run(&machine, [
+                Self.withFallback(method, framing: .contentLength(3)), .connectionReady(reused: false),
+                .requestBody(Self.body(3)), .requestEnd(nil),
+            ])
+            let steps = Self.run(&machine, [.upstreamFailed(failure, sawResponseBytes: false)])[0]
+            #expect(steps.contains { $0.hasPrefix("fall back to legacy") } == fallsBack, "\(method) \(failure): \(steps)")
+            if fallsBack {
+                #expect(Self.run(&machine, [.connectionReady(reused: false)])[0] == [
+                    "clear deadline", "forward head", "shadow sent", "forward body 3", "forward end", "flush upstream",
+                ], "the whole body again")
+            } else {
+                #expect(steps.contains { $0.hasPrefix("answer 50") }, "a POST that reached the new side is answered")
+            }
+        }
+    }
+
+    @Test func aFallbackStatusIsNotAnsweredButFallsBack() throws {
+        var machine = Self.machine()
+        _ = Self.run(&machine, [Self.withFallback(), .requestEnd(nil), .connectionReady(reused: false)])
+        let steps = Self.run(&machine, [.upstreamHead(try Self.head("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"))])
+        #expect(steps == [["abort upstream"] + Self.fellBack("status", 503)])
+        // Legacy's own 503 is the answer: no second fallback.
+        _ = machine.handle(.connectionReady(reused: false))
+        let legacy = Self.run(&machine, [.upstreamHead(try Self.head("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"))])
+        #expect(legacy[0].first == "answer head 503 keep-alive")
+    }
+
+    @Test func aStatusOutsideTheListIsTheAnswer() throws {
+        var machine = Self.machine()
+        _ = Self.run(&machine, [Self.withFallback(statuses: [503]), .requestEnd(nil), .connectionReady(reused: false)])
+        let steps = Self.run(&machine, [.upstreamHead(try Self.head("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n"))])
+        #expect(steps[0].first == "answer head 502 keep-alive")
+    }
+
+    @Test func aLongBodyAlreadyStreamedOrAnAnswerStartedNeverFallsBack() throws {
+        var machine = Self.machine()
+        let size = Machine.retainLimit + 1
+        _ = Self.run(&machine, [
+            Self.withFallback(.put, framing: .contentLength(Int64(size))), .connectionReady(reused: false),
+            .requestBody(Self.body(size)), .requestEnd(nil),
+        ])
+        let steps = Self.run(&machine, [.upstreamFailed(.closedBeforeHead, sawResponseBytes: false)])[0]
+        #expect(!steps.contains { $0.hasPrefix("fall back") }, "\(steps)")
+
+        var started = Self.machine()
+        _ = Self.run(&started, [
+            Self.withFallback(), .requestEnd(nil), .connectionReady(reused: false), .upstreamHead(try Self.head()),
+        ])
+        let cut = Self.run(&started, [.upstreamFailed(.closedAfterHead, sawResponseBytes: true)])[0]
+        #expect(!cut.contains { $0.hasPrefix("fall back") } && cut.last == "close", "\(cut)")
     }
 }

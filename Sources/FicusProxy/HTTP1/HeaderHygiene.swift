@@ -78,6 +78,7 @@ enum HeaderHygiene {
         edits: RequestEdits?,
         upstreamName: String,
         requestID: String? = nil,
+        fallback: Bool = false,
         shadowCopy: Bool = false
     ) {
         let (target, authority) = Self.originForm(head)
@@ -176,6 +177,10 @@ enum HeaderHygiene {
                 out.writeString(value)
                 out.writeStaticString("\r\n")
             }
+        }
+        if fallback {
+            // Only on the upstream request: the fallback upstream can tell it is answering for another.
+            out.writeStaticString("x-ficus-fallback: 1\r\n")
         }
         if let requestID {
             out.writeStaticString("x-request-id: ")

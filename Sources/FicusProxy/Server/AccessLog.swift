@@ -40,6 +40,8 @@ struct AccessLogEntry {
     var bytes: Int64
     var client: String
     var requestID: String
+    /// `UPSTREAM:REASON` when the request went to its fallback after that upstream failed; nil otherwise.
+    var fallbackFrom: String? = nil
 
     /// Appends the line (with its newline) to `out`: formatted by hand into one buffer, with no dictionary, no
     /// `JSONSerialization` and no intermediate strings beyond the numbers.
@@ -54,6 +56,10 @@ struct AccessLogEntry {
             Self.writeJSONString(self.client, into: &out)
             out.writeStaticString(",\"duration_ms\":")
             out.writeString(String(milliseconds))
+            if let fallbackFrom = self.fallbackFrom {
+                out.writeStaticString(",\"fallback\":")
+                Self.writeJSONString(fallbackFrom, into: &out)
+            }
             out.writeStaticString(",\"level\":\"info\",\"logger\":")
             Self.writeJSONString(settings.label, into: &out)
             out.writeStaticString(",\"message\":\"request\",\"method\":")
@@ -81,6 +87,10 @@ struct AccessLogEntry {
             Self.writeText(self.client, into: &out)
             out.writeStaticString(" duration_ms=")
             out.writeString(String(milliseconds))
+            if let fallbackFrom = self.fallbackFrom {
+                out.writeStaticString(" fallback=")
+                Self.writeText(fallbackFrom, into: &out)
+            }
             out.writeStaticString(" method=")
             Self.writeText(self.method, into: &out)
             out.writeStaticString(" path=")

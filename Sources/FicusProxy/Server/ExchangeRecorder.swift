@@ -17,6 +17,15 @@ struct ExchangeRecorder {
         self.shared = shared
     }
 
+    /// Counts a failed attempt of `exchange` on the upstream it fell back from, as the client would have been
+    /// answered (`status`): the failure stays in that upstream's metrics and windows, and so in canary gates.
+    mutating func recordFailedAttempt(_ exchange: ProxyConnectionHandler.Exchange, status: Int) {
+        guard let metrics = self.shared.metrics else { return }
+        let duration = NIODeadline.now() - exchange.started
+        metrics.requestMetrics(route: exchange.route, upstream: exchange.upstreamName, status: status)
+            .record(status: status, duration: duration, stickyHash: exchange.stickyHash)
+    }
+
     /// Counts `exchange` and writes its access log line; `peer` names the client when the exchange has none.
     mutating func record(_ exchange: ProxyConnectionHandler.Exchange, peer: String) {
         self.shared.metrics?.inFlight(delta: -1)
@@ -45,7 +54,8 @@ struct ExchangeRecorder {
             durationNanoseconds: duration.nanoseconds,
             bytes: exchange.responseBytes,
             client: exchange.client == "-" ? peer : exchange.client,
-            requestID: exchange.requestID
+            requestID: exchange.requestID,
+            fallbackFrom: exchange.fallbackFrom
         )
         let settings = self.shared.configuration.accessLogSettings
         if let sink = self.shared.accessLogSink {
@@ -66,6 +76,7 @@ struct ExchangeRecorder {
                 "bytes": .stringConvertible(entry.bytes),
                 "client": "\(entry.client)",
                 "request_id": "\(entry.requestID)",
+                "fallback": "\(entry.fallbackFrom ?? "-")",
             ]
         )
     }

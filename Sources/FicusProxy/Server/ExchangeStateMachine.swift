@@ -51,10 +51,28 @@ struct ExchangeStateMachine {
 
     /// How a request is to be answered, decided by the handler's routing before the machine sees it.
     enum Target: Equatable {
-        /// Forward to the routed upstream (named in answers about it) with these deadlines.
-        case upstream(name: String, connectTimeout: TimeAmount, responseTimeout: TimeAmount)
+        /// Forward to the routed upstream (named in answers about it) with these deadlines, falling back to another
+        /// when it fails before answering (docs/PROXY.md, Fallback).
+        case upstream(name: String, connectTimeout: TimeAmount, responseTimeout: TimeAmount, fallback: Fallback? = nil)
         /// Answer locally (no route, an unknown upstream).
         case local(LocalAnswer)
+    }
+
+    /// Where a request goes when its upstream fails before answering, and which of its statuses count as failing.
+    struct Fallback: Equatable {
+        var upstream: String
+        var statuses: [Int]
+    }
+
+    /// Why a request fell back.
+    enum FallbackReason: String, Equatable {
+        case connectFailed = "connect_failure"
+        case connectTimeout = "connect_timeout"
+        case overloaded
+        case reset
+        case timeout
+        case badResponse = "bad_response"
+        case status
     }
 
     /// A JSON answer from Ficus itself.
@@ -83,6 +101,8 @@ struct ExchangeStateMachine {
         var keepAlive: Bool
         /// The routed upstream's name, for answers about it; empty for local answers.
         var upstreamName = ""
+        /// Where the request goes if its upstream fails before answering; nil once it fell back (once only).
+        var fallback: Fallback?
         var request: RequestPhase = .streaming
         var upstream: UpstreamPhase = .none
         var response: ResponsePhase = .notStarted
@@ -200,6 +220,12 @@ struct ExchangeStateMachine {
         case shadow(ShadowStep)
         /// Log an upstream failure before it is answered.
         case reportUpstreamFailure(UpstreamFailure)
+        /// The upstream failed before answering, as a client would have seen it (`status`): counted against it in
+        /// metrics and metric windows, although the request goes on to the fallback.
+        case recordFailedAttempt(status: Int)
+        /// Send the request to the fallback upstream instead: a new head for it (marked `X-Ficus-Fallback: 1`),
+        /// counted in `ficus_fallbacks_total{route,from,reason}`; a connection is leased next.
+        case fallBack(to: String, reason: FallbackReason)
         /// Log a stream that made no progress; `stalled` names what was waited for.
         case reportStall(String)
         /// The exchange is over: record it (`gone`: the client left before its answer was complete).
@@ -349,6 +375,8 @@ struct ExchangeStateMachine {
             else { break }
             exchange.upstream = .none
             self.exchange = exchange
+            // The upstream never received the request: any method may go to the fallback.
+            if self.fallBack(Self.reason(failure), status: Self.status(failure), neverReceived: true, &actions) { break }
             self.answerFailure(failure, &actions)
         case .headWriteFailed:
             self.exchange?.headWriteFailed = true
@@ -384,8 +412,9 @@ struct ExchangeStateMachine {
         case .local(let answer):
             self.exchange = exchange
             self.answerLocally(answer, &actions)
-        case .upstream(let name, let connectTimeout, let responseTimeout):
+        case .upstream(let name, let connectTimeout, let responseTimeout, let fallback):
             exchange.upstreamName = name
+            exchange.fallback = fallback
             exchange.connectTimeout = connectTimeout
             exchange.responseTimeout = responseTimeout
             exchange.upstream = .waiting(fresh: false)
@@ -533,6 +562,12 @@ struct ExchangeStateMachine {
         }
         exchange.upstream = .none
         self.exchange = exchange
+        if !exchange.responseStarted,
+            self.fallBack(
+                Self.reason(failure), status: Self.status(failure), neverReceived: exchange.headWriteFailed, &actions)
+        {
+            return
+        }
         actions.append(.shadow(.abandon("serving_failed")))
         if exchange.responseStarted {
             // Never let a truncated answer look complete: the client sees the connection close.
@@ -574,10 +609,85 @@ struct ExchangeStateMachine {
         self.answerLocally(answer, &actions)
     }
 
+    /// Sends the request to its fallback upstream instead, when it has one and may be sent again: any method the
+    /// failed upstream never received, otherwise an idempotent one with its whole body at hand. The failure is still
+    /// recorded against the failed upstream (fallback protects users, never a canary's verdict). False: no fallback.
+    private mutating func fallBack(
+        _ reason: FallbackReason,
+        status: Int,
+        neverReceived: Bool,
+        _ actions: inout Actions
+    ) -> Bool {
+        guard var exchange = self.exchange, let fallback = exchange.fallback,
+            Self.mayFallBack(exchange, neverReceived: neverReceived)
+        else {
+            return false
+        }
+        actions.append(.recordFailedAttempt(status: status))
+        actions.append(.shadow(.abandon("fallback")))
+        exchange.fallback = nil
+        exchange.upstreamName = fallback.upstream
+        exchange.upstream = .waiting(fresh: false)
+        exchange.retried = false
+        exchange.headWriteFailed = false
+        if exchange.bodyForwarded > 0, let retained = exchange.retained {
+            exchange.pending = retained
+            exchange.pendingBytes = exchange.retainedBytes
+        }
+        exchange.bodyForwarded = 0
+        if case .ended(let trailers) = exchange.request {
+            exchange.pendingEnd = .some(trailers)
+        }
+        self.exchange = exchange
+        actions.append(.fallBack(to: fallback.upstream, reason: reason))
+        actions.append(.setDeadline(exchange.connectTimeout))
+        actions.append(.leaseConnection(fresh: false))
+        return true
+    }
+
+    /// Whether `exchange` may go to its fallback: it has one, no byte reached the client, its whole body is at
+    /// hand, and the failed upstream never received it or its method is idempotent (a POST that reached the new
+    /// side is never sent to legacy too).
+    static func mayFallBack(_ exchange: Exchange, neverReceived: Bool) -> Bool {
+        guard exchange.fallback != nil, !exchange.responseStarted else { return false }
+        let wholeBody = exchange.bodyForwarded == 0 || exchange.retained != nil
+        return wholeBody && (neverReceived || exchange.method.isRetryable)
+    }
+
+    static func reason(_ failure: UpstreamFailure) -> FallbackReason {
+        switch failure {
+        case .connectFailed: .connectFailed
+        case .connectTimeout: .connectTimeout
+        case .poolExhausted: .overloaded
+        case .closedBeforeHead, .closedAfterHead: .reset
+        case .responseTimeout: .timeout
+        case .badResponse: .badResponse
+        }
+    }
+
+    /// The status a client would have been answered with.
+    static func status(_ failure: UpstreamFailure) -> Int {
+        switch failure {
+        case .connectFailed, .closedBeforeHead, .closedAfterHead, .badResponse: 502
+        case .connectTimeout, .poolExhausted: 503
+        case .responseTimeout: 504
+        }
+    }
+
     // MARK: The answer
 
     private mutating func upstreamHead(_ head: HTTPHead, _ actions: inout Actions) {
         guard var exchange = self.exchange, exchange.isConnected, !exchange.responseStarted else { return }
+        if let fallback = exchange.fallback, fallback.statuses.contains(head.status),
+            Self.mayFallBack(exchange, neverReceived: false)
+        {
+            // The answer is not read on: its connection goes, and the request goes to the fallback.
+            actions.append(.abortUpstream)
+            exchange.upstream = .none
+            self.exchange = exchange
+            _ = self.fallBack(.status, status: head.status, neverReceived: false, &actions)
+            return
+        }
         let framing = HeaderHygiene.clientFraming(for: head, clientMinorVersion: exchange.clientMinorVersion)
         exchange.response = .streaming(framing)
         if case .closeDelimited = framing { exchange.keepAlive = false }
@@ -674,6 +784,7 @@ struct ExchangeStateMachine {
                 actions.append(.cancelLease)
                 exchange.upstream = .none
                 self.exchange = exchange
+                if self.fallBack(.connectTimeout, status: 503, neverReceived: true, &actions) { return }
                 self.answerFailure(.connectTimeout, &actions)
                 actions.append(.flushClient)
             } else if exchange.isConnected {

@@ -36,6 +36,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var client = "-"
         /// `X-Request-Id`: forwarded, logged and kept with shadow records.
         var requestID = "-"
+        /// `UPSTREAM:REASON` once the request went to its fallback.
+        var fallbackFrom: String?
+        /// The request and the table it was routed with, kept to write its head again for a fallback upstream.
+        var view: RequestView?
+        var table: RoutingTable?
 
         init(methodString: String, path: String, requestFraming: HTTPBodyFraming, started: NIODeadline) {
             self.methodString = methodString
@@ -297,7 +302,14 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 requestID: exchange.requestID
             )
         }
-        start.target = .upstream(name: upstream.name, connectTimeout: connectTimeout, responseTimeout: responseTimeout)
+        var fallback: ExchangeStateMachine.Fallback?
+        if let name = decision.fallback, table.upstream(named: name) != nil {
+            fallback = .init(upstream: name, statuses: decision.fallbackStatuses)
+            exchange.view = view
+            exchange.table = table
+        }
+        start.target = .upstream(
+            name: upstream.name, connectTimeout: connectTimeout, responseTimeout: responseTimeout, fallback: fallback)
         self.handle(.requestHead(start))
     }
 
@@ -404,6 +416,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                     "route": "\(self.exchange?.route ?? "-")",
                 ]
             )
+        case .recordFailedAttempt(let status):
+            guard let exchange = self.exchange else { return }
+            self.recorder.recordFailedAttempt(exchange, status: status)
+        case .fallBack(let name, let reason):
+            self.fallBack(to: name, reason: reason)
         case .reportStall(let stalled):
             self.shared.logger.warning(
                 "stream idle timeout",
@@ -424,6 +441,39 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .close:
             self.close()
         }
+    }
+
+    /// Points the exchange at its fallback upstream: its head written again for it (its rewrite, its Host when the
+    /// client sent none, `X-Ficus-Fallback: 1`), counted and logged.
+    private func fallBack(to name: String, reason: ExchangeStateMachine.FallbackReason) {
+        guard let exchange = self.exchange, let view = exchange.view, let table = exchange.table,
+            let upstream = table.upstream(named: name)
+        else { return }
+        let from = exchange.upstreamName
+        self.shared.metrics?.fallback(route: exchange.route, from: from, reason: reason.rawValue)
+        self.shared.logger.notice(
+            "fallback",
+            metadata: [
+                "route": "\(exchange.route)", "from": "\(from)", "to": "\(name)", "reason": "\(reason.rawValue)",
+                "request_id": "\(exchange.requestID)",
+            ]
+        )
+        exchange.fallbackFrom = "\(from):\(reason.rawValue)"
+        exchange.upstream = upstream
+        exchange.upstreamName = name
+        var head = ByteBuffer()
+        HeaderHygiene.writeRequestHead(
+            view.head,
+            into: &head,
+            client: self.clientFacts,
+            viaName: self.shared.configuration.viaName,
+            edits: HeaderHygiene.RequestEdits.forRequest(
+                table.rewrite(route: exchange.route, upstream: name), view: view),
+            upstreamName: name,
+            requestID: exchange.requestID,
+            fallback: true
+        )
+        exchange.outboundHead = head
     }
 
     private func shadow(_ step: ExchangeStateMachine.ShadowStep) {
