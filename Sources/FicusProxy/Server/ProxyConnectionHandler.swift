@@ -18,13 +18,13 @@ final class ProxyContext: Sendable {
         routing: RoutingState,
         metrics: ProxyMetrics?,
         logger: Logger,
-        shadowSink: ShadowSink? = nil
+        shadow: ShadowDispatcher? = nil
     ) {
         self.configuration = configuration
         self.routing = routing
         self.metrics = metrics
         self.logger = logger
-        self.shadow = shadowSink.map { ShadowDispatcher(sink: $0, configuration: configuration, metrics: metrics) }
+        self.shadow = shadow
     }
 }
 
