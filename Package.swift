@@ -76,6 +76,25 @@ let package = Package(
                 .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
             ]
         ),
+        // The runtime: one `FicusNode` service that wires the store to the proxy, the shadow comparer, the metric
+        // windows and the rollout controllers; `ficus serve` and `ficus demo` both build it.
+        .target(
+            name: "FicusRuntime",
+            dependencies: [
+                "FicusCore",
+                "FicusDiff",
+                "FicusProxy",
+                "FicusRollout",
+                "FicusStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "FicusFuzzTargets",
             dependencies: [
@@ -105,6 +124,7 @@ let package = Package(
                 "FicusStore",
                 "FicusProxy",
                 "FicusRules",
+                "FicusRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -140,6 +160,22 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .testTarget(
+            name: "FicusRuntimeTests",
+            dependencies: [
+                "FicusCore",
+                "FicusDiff",
+                "FicusProxy",
+                "FicusRollout",
+                "FicusRuntime",
+                "FicusStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(

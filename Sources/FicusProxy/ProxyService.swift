@@ -6,7 +6,7 @@ public struct ProxyService: Service {
     public let proxy: ProxyServer
     public let admin: AdminServer?
     public let logger: Logger
-    /// Called once both listeners are bound (the CLI prints where they are).
+    /// Called once both listeners are bound (the runtime logs where they are).
     public let onStarted: @Sendable () -> Void
 
     public init(proxy: ProxyServer, admin: AdminServer?, logger: Logger, onStarted: @escaping @Sendable () -> Void = {}) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FicusCore
 import FicusRollout
+import FicusRuntime
 import FicusStore
 import Foundation
 import NIOPosix
@@ -329,54 +330,10 @@ extension BlueGreenCommand {
     }
 }
 
-/// Reads an upstream's blue-green state, runs one event through `BlueGreenStateMachine` and writes the outcome.
-///
-/// One place builds the state from the configuration plus the stored row, so every command decides on the same facts.
-enum BlueGreenWiring {
-    /// The newest revision number, the upstream's state and its stored row's version (0 when none).
-    ///
-    /// `creating` turns a plain upstream into slots with its addresses active and `creating` idle and empty; nil
-    /// refuses a plain upstream.
-    static func load(
-        upstream name: String,
-        store: SQLiteConfigurationStore,
-        creating: BlueGreenSlots.Slot?
-    ) async throws -> (revision: Int, state: BlueGreenState, version: Int) {
-        let latest = try await store.latest()
-        let configuration = latest?.configuration ?? Configuration()
-        let upstream = configuration.upstreams[try configuration.upstreamIndex(name)]
-        let slots: BlueGreenSlots
-        if let existing = upstream.slots {
-            slots = existing
-        } else if let idle = creating {
-            let live = upstream.addresses
-            slots = BlueGreenSlots(
-                blue: idle == .blue ? [] : live,
-                green: idle == .green ? [] : live,
-                active: idle.other
-            )
-        } else {
-            throw CLIError.failed(
-                "upstream '\(name)' has no blue and green slots; 'ficus bluegreen deploy' creates them"
-            )
-        }
-        var state = BlueGreenState(upstream: name, slots: slots)
-        let row = try await store.blueGreen(upstream: name)
-        if let row, let stored = try? JSONDecoder().decode(BlueGreenState.self, from: row.stateJSON) {
-            state.blueCheck = stored.blueCheck
-            state.greenCheck = stored.greenCheck
-            // An edit outside these commands may have replaced the previous slot's addresses: never go back to them.
-            if let previous = stored.previousActive, stored.slots[previous] == slots[previous] {
-                state.previousActive = previous
-            }
-        }
-        return (latest?.number ?? 0, state, row?.version ?? 0)
-    }
-
-    /// Runs the event `makeEvent` returns for the current state and stores the outcome: one revision for a slot
-    /// change, an audit line for a check; a refusal throws and changes nothing.
-    ///
-    /// Prints the audit lines, then `revision N` when a revision was written.
+extension BlueGreenWiring {
+    /// `apply(upstream:store:author:creatingSlotsFor:makeEvent:)` on the store of `storeOptions`, printed: the audit
+    /// lines, then `revision N` when a revision was written (not when `quiet`: with --json, standard output holds the
+    /// JSON document alone). A refusal throws and changes nothing.
     static func apply(
         upstream name: String,
         storeOptions: StoreOptions,
@@ -386,45 +343,17 @@ enum BlueGreenWiring {
         makeEvent: (BlueGreenState) -> BlueGreenEvent
     ) async throws {
         let store = try storeOptions.openRollout()
-        let (revision, state, version) = try await Self.load(upstream: name, store: store, creating: idle)
-        var machine = BlueGreenStateMachine(state: state)
-        let actions = machine.handle(makeEvent(state))
-        var lines: [String] = []
-        var changesSlots = false
-        for action in actions {
-            switch action {
-            case .refuse(let message):
-                throw CLIError.failed(message)
-            case .record(let line):
-                lines.append(line)
-            case .setSlotAddresses, .setActive:
-                changesSlots = true
-            }
-        }
-        let slots = machine.state.slots
-        var change: (@Sendable (inout Configuration) throws -> Void)?
-        if changesSlots {
-            change = { configuration in
-                let index = try configuration.upstreamIndex(name)
-                configuration.upstreams[index].slots = slots
-            }
-        }
-        var written = author
-        let summary = lines.joined(separator: "; ")
-        written.reason = author.reason.isEmpty ? summary : "\(author.reason) (\(summary))"
-        let stored = try await store.writeBlueGreen(
+        let outcome = try await Self.apply(
             upstream: name,
-            stateJSON: try JSONEncoder().encode(machine.state),
-            expectVersion: version,
-            expectRevision: revision,
-            author: written,
-            change: change
+            store: store,
+            author: author,
+            creatingSlotsFor: idle,
+            makeEvent: makeEvent
         )
-        for line in lines {
+        for line in outcome.lines {
             Console.err(line)
         }
-        // With --json, standard output holds the JSON document alone.
-        if let stored, !quiet {
+        if let stored = outcome.revision, !quiet {
             Console.out("revision \(stored.number)")
         }
     }

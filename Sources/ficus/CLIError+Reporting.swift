@@ -1,14 +1,14 @@
 import ArgumentParser
 import FicusCore
 import FicusRules
+import FicusRuntime
 import FicusStore
 
 extension CLIError: CustomStringConvertible {
     var description: String {
         switch self {
         case .notFound(let kind, let name, let known):
-            let list = known.isEmpty ? "there are none" : "known: \(known.sorted().joined(separator: ", "))"
-            return "no \(kind) '\(name)' (\(list))"
+            return NotFound(kind: kind, name: name, known: known).description
         case .alreadyExists(let kind, let name, let hint):
             return "\(kind) '\(name)' already exists" + (hint.isEmpty ? "" : "; \(hint)")
         case .usage(let message):

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FicusCore
 import FicusRollout
+import FicusRuntime
 import FicusStore
 import Foundation
 

@@ -1,25 +1,10 @@
 import ArgumentParser
 import FicusCore
+import FicusRuntime
 import Foundation
 
 extension Configuration {
-    /// The position of the route named `name`, or `CLIError.notFound` listing the routes there are.
-    ///
-    /// Every command that addresses an object by name fails the same way, with the names that would have worked.
-    func routeIndex(_ name: String) throws -> Int {
-        guard let index = self.routes.firstIndex(where: { $0.name == name }) else {
-            throw CLIError.notFound(kind: "route", name: name, known: self.routes.map(\.name))
-        }
-        return index
-    }
-
-    /// The position of the upstream named `name`, or `CLIError.notFound`.
-    func upstreamIndex(_ name: String) throws -> Int {
-        guard let index = self.upstreams.firstIndex(where: { $0.name == name }) else {
-            throw CLIError.notFound(kind: "upstream", name: name, known: self.upstreams.map(\.name))
-        }
-        return index
-    }
+    // routeIndex and upstreamIndex (NotFound, which reads as CLIError.notFound) come from FicusRuntime.
 
     /// The position of the segment named `name`, or `CLIError.notFound`.
     func segmentIndex(_ name: String) throws -> Int {

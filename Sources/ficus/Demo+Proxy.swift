@@ -1,21 +1,20 @@
-import CoreMetrics
 import FicusCore
 import FicusProxy
+import FicusRuntime
 import FicusStore
 import Foundation
 import Logging
 import NIOCore
-import Prometheus
 import ServiceLifecycle
 
-/// The proxy of `ficus demo`, wired to its store the way `ficus serve` wires it, and run inside the demo's process.
+/// The proxy of `ficus demo`: the `FicusNode` that `ficus serve` runs, run inside the demo's process.
 ///
-/// The same pieces as Serve.swift (StoreFeed for revisions, ShadowComparer and ShadowFeed for comparisons and
-/// metric windows, ProxyServer for traffic), so what the demo shows is what a deployment does; only the admin
-/// listener, the access log and the signal handling are left out, because the demo drives its own shutdown.
+/// The same node as `ficus serve` (store feed, shadow comparer, metric windows, proxy), so what the demo shows is what
+/// a deployment does; only the admin listener, the access log, the canary controller and the signal handling are left
+/// out, because the demo drives its own shutdown.
 final class DemoProxy: Sendable {
     let routing: RoutingState
-    private let proxy: ProxyServer
+    private let node: FicusNode
     private let serviceGroup: ServiceGroup
     private let running: Task<Void, any Error>
 
@@ -27,78 +26,50 @@ final class DemoProxy: Sendable {
         group: EventLoopGroup,
         logger: Logger
     ) async throws -> DemoProxy {
-        let factory = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
-        guard let latest = try await store.latest() else {
+        guard try await store.latest() != nil else {
             throw CLIError.failed("the store has no configuration")
         }
-        let table = try RoutingTable(configuration: latest.configuration, revision: latest.number)
-        // A short poll and window: flips should show at once, and a half-minute demo should fill a few windows.
-        let feed = StoreFeed(
-            store: store,
-            routing: RoutingState(table),
-            logger: logger,
-            metrics: factory,
-            pollInterval: 0.005,
-            heartbeatInterval: 3,
-            listen: "127.0.0.1:0"
-        )
-        var configuration = ProxyConfiguration()
-        configuration.listenHost = "127.0.0.1"
-        configuration.listenPort = 0
-        configuration.threads = 1
-        configuration.accessLog = false
-        configuration.drainTimeout = .seconds(5)
-        let metrics = ProxyMetrics(factory: factory)
-        let routing = feed.routing
-        let optionsCache = CompareOptionsCache(routing: routing)
-        let comparer = ShadowComparer(
-            sink: StoreShadowSink(store: feed.shadowStore),
-            logger: logger,
-            metrics: factory,
-            coverage: metrics.coverage
-        ) { route in optionsCache.options(for: route) }
-        let shadowFeed = ShadowFeed(
-            comparer: comparer,
-            metrics: metrics,
-            store: feed.shadowStore,
-            proxyID: feed.proxyID,
-            windowInterval: 5,
+        var configuration = FicusNode.Configuration()
+        configuration.proxy.listenHost = "127.0.0.1"
+        configuration.proxy.listenPort = 0
+        configuration.proxy.threads = 1
+        configuration.proxy.accessLog = false
+        configuration.proxy.drainTimeout = .seconds(5)
+        configuration.admin = nil
+        configuration.canary.enabled = false
+        // A short window: a half-minute demo should fill a few (flips show at once with the default 5 ms poll).
+        configuration.windows.interval = .seconds(5)
+        let node = try await FicusNode(
+            configuration: configuration,
+            source: .store(store),
+            eventLoopGroup: group,
             logger: logger
         )
-        let proxy = ProxyServer(
-            configuration: configuration,
-            routing: routing,
-            metrics: metrics,
-            logger: logger,
-            group: group,
-            shadowSink: comparer
-        )
-        let service = ProxyService(proxy: proxy, admin: nil, logger: logger)
-        let serviceGroup = ServiceGroup(services: [feed, shadowFeed, service], logger: logger)
+        let serviceGroup = ServiceGroup(services: [node], logger: logger)
         let running = Task { try await serviceGroup.run() }
-        let demo = DemoProxy(routing: routing, proxy: proxy, serviceGroup: serviceGroup, running: running)
+        let demo = DemoProxy(routing: node.routing, node: node, serviceGroup: serviceGroup, running: running)
         try await demo.waitUntilListening()
         return demo
     }
 
     private init(
         routing: RoutingState,
-        proxy: ProxyServer,
+        node: FicusNode,
         serviceGroup: ServiceGroup,
         running: Task<Void, any Error>
     ) {
         self.routing = routing
-        self.proxy = proxy
+        self.node = node
         self.serviceGroup = serviceGroup
         self.running = running
     }
 
     /// Where the proxy listens.
-    var port: Int { self.proxy.localAddress?.port ?? 0 }
+    var port: Int { self.node.proxyAddress?.port ?? 0 }
 
     private func waitUntilListening() async throws {
         let deadline = ContinuousClock.now + .seconds(10)
-        while self.proxy.localAddress == nil {
+        while self.node.proxyAddress == nil {
             guard ContinuousClock.now < deadline else {
                 await self.stop()
                 throw CLIError.failed("the proxy did not start listening within 10 s")

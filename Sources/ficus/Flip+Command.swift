@@ -1,5 +1,6 @@
 import ArgumentParser
 import FicusCore
+import FicusRuntime
 import FicusStore
 
 /// `ficus flip ROUTE --to UPSTREAM`: cut a whole route over, or back, in one revision.

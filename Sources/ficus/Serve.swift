@@ -1,12 +1,10 @@
 import ArgumentParser
 import FicusCore
 import FicusProxy
+import FicusRuntime
 import FicusStore
 import Foundation
-import CoreMetrics
 import Logging
-import NIOCore
-import NIOPosix
 import Prometheus
 import ServiceLifecycle
 
@@ -252,13 +250,10 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "ficus")
 
         let registry = PrometheusCollectorRegistry()
-        let factory = PrometheusMetricsFactory(registry: registry)
-        LogWriter.standardError.countDrops(in: factory)
+        LogWriter.standardError.countDrops(in: PrometheusMetricsFactory(registry: registry))
         // Lines still queued when serve returns (or fails) are written before the process exits.
         defer { LogWriter.standardError.flush() }
-        let table: RoutingTable
-        var feed: StoreFeed?
-        let source: String
+        let source: FicusNode.Source
         if self.upstream.isEmpty {
             let path = self.store ?? ProcessInfo.processInfo.environment["FICUS_STORE"] ?? "./ficus.sqlite"
             // Like every other command, serve never creates a store unless asked: a mistyped --store would otherwise
@@ -271,145 +266,52 @@ struct Serve: AsyncParsableCommand {
                 let limits = TelemetryLimits(maxBytes: ByteSize.parse(self.telemetryMaxSize) ?? (1 << 30))
                 opened = try SQLiteConfigurationStore(path: path, telemetry: limits)
             }
-            let store = opened!
-            if let latest = try await store.latest() {
-                table = try RoutingTable(configuration: latest.configuration, revision: latest.number)
-            } else {
-                logger.warning("the store has no configuration yet: every request gets 404 until one is committed", metadata: ["store": "\(path)"])
-                table = try RoutingTable(configuration: Configuration(), revision: 0)
-            }
-            source = path
-            feed = StoreFeed(
-                store: store,
-                routing: RoutingState(table),
-                logger: logger,
-                metrics: factory,
-                pollInterval: Double(self.pollInterval) / 1000,
-                heartbeatInterval: Double(self.heartbeatInterval),
-                listen: self.listen
-            )
+            source = .store(opened!)
         } else {
-            let configuration = Configuration.catchAll(
-                upstreams: try self.inMemoryUpstreams(),
-                defaultUpstream: self.defaultUpstream!
+            source = .inMemory(
+                Configuration.catchAll(upstreams: try self.inMemoryUpstreams(), defaultUpstream: self.defaultUpstream!)
             )
-            table = try RoutingTable(configuration: configuration, revision: 0)
-            source = "in-memory"
-            Gauge(label: "ficus_config_revision", factory: factory).record(table.revision)
         }
-
-        var proxyConfiguration = ProxyConfiguration()
-        let listen = Endpoint(parsing: self.listen)!
-        proxyConfiguration.listenHost = listen.host
-        proxyConfiguration.listenPort = listen.port
-        let threads = self.threads ?? System.coreCount
-        proxyConfiguration.threads = threads
-        proxyConfiguration.trustedProxies = self.trustedProxy.compactMap(CIDR.init)
-        proxyConfiguration.untrustedFields = self.untrustedField.map { $0.lowercased() }
-        proxyConfiguration.maxConnections = self.maxConnections ?? Self.defaultMaxConnections()
-        proxyConfiguration.shadow.maxMemoryBytes = self.shadowMemory
-        proxyConfiguration.shadow.noiseFloor = self.noiseFloor
-        proxyConfiguration.accessLog = self.accessLog == "on"
-        proxyConfiguration.limits.maxBody = self.maxBody
-        proxyConfiguration.drainTimeout = .seconds(Int64(self.drainTimeout))
-        proxyConfiguration.timeouts.connect = .milliseconds(self.connectTimeout)
-        proxyConfiguration.timeouts.responseHead = .milliseconds(self.responseTimeout)
-        proxyConfiguration.timeouts.clientHeader = .milliseconds(self.headerTimeout)
-        proxyConfiguration.timeouts.clientIdle = .milliseconds(self.idleTimeout)
-
-        let metrics = ProxyMetrics(factory: factory)
-        let windowFailures = WindowFailures()
-        var shadowFeed: ShadowFeed?
-        if let feed {
-            let optionsCache = CompareOptionsCache(routing: feed.routing)
-            let comparer = ShadowComparer(
-                sink: StoreShadowSink(store: feed.shadowStore),
-                logger: logger,
-                metrics: factory,
-                coverage: metrics.coverage
-            ) { route in optionsCache.options(for: route) }
-            var shadow = ShadowFeed(
-                comparer: comparer,
-                metrics: metrics,
-                store: feed.shadowStore,
-                proxyID: feed.proxyID,
-                windowInterval: Double(self.windowInterval),
-                logger: logger
-            )
-            shadow.failures = windowFailures
-            if let rollouts = feed.store as? any RolloutStore {
-                shadow.canaryIntervals = { await WindowPace.activeCanaryIntervals(rollouts) }
-            }
-            shadowFeed = shadow
-        }
-
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        let routing = feed?.routing ?? RoutingState(table)
-        let proxy = ProxyServer(
-            configuration: proxyConfiguration,
-            routing: routing,
-            metrics: metrics,
-            logger: logger,
-            group: group,
-            shadowSink: shadowFeed?.comparer
+        let node = try await FicusNode(
+            configuration: self.nodeConfiguration(),
+            source: source,
+            registry: registry,
+            logger: logger
         )
-        let adminEndpoint = Endpoint(parsing: self.admin)!
-        let admin = AdminServer(
-            host: adminEndpoint.host,
-            port: adminEndpoint.port,
-            sources: AdminServer.Sources(
-                health: { [feed] in
-                    let status = proxy.isDraining ? "draining" : feed?.currentHealth.lastError == nil ? "ok" : "degraded"
-                    var body = "{\"status\":\"\(status)\""
-                    body += ",\"revision\":\(routing.current.revision),\"source\":\"\(JSONEscaping.escape(source))\""
-                    if let error = feed?.currentHealth.lastError {
-                        body += ",\"last_error\":\"\(JSONEscaping.escape(error))\""
-                    }
-                    // A draining proxy tells load balancers to stop sending while it finishes what it has.
-                    return (proxy.isDraining ? 503 : 200, body + "}\n")
-                },
-                metrics: { registry.emitToBuffer() }
-            ),
-            group: group
-        )
-        let maxConnections = proxyConfiguration.maxConnections
-        let service = ProxyService(proxy: proxy, admin: admin, logger: logger) {
-            let bound = proxy.localAddress?.port ?? listen.port
-            let adminBound = admin.localAddress?.port ?? adminEndpoint.port
-            logger.notice(
-                "ficus serving",
-                metadata: [
-                    "listen": "\(listen.host):\(bound)",
-                    "admin": "\(adminEndpoint.host):\(adminBound)",
-                    "source": "\(source)",
-                    "revision": "\(routing.current.revision)",
-                    "threads": "\(threads)",
-                    "max_connections": "\(maxConnections)",
-                ]
-            )
-        }
-        var services: [any Service] = []
-        if let feed { services.append(feed) }
-        if let shadowFeed { services.append(shadowFeed) }
-        if let feed, let store = feed.store as? SQLiteConfigurationStore {
-            services.append(
-                CanaryController(
-                    store: store,
-                    holder: feed.proxyID,
-                    windowInterval: Double(self.windowInterval),
-                    leaseTTL: self.leaseTTL,
-                    windowFailures: windowFailures,
-                    logger: logger
-                )
-            )
-        }
-        services.append(service)
         let serviceGroup = ServiceGroup(
-            services: services,
+            services: [node],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
         try await serviceGroup.run()
-        try await group.shutdownGracefully()
+    }
+
+    /// The node's configuration from the options (validated by `validate`).
+    func nodeConfiguration() -> FicusNode.Configuration {
+        var configuration = FicusNode.Configuration()
+        let listen = Endpoint(parsing: self.listen)!
+        configuration.proxy.listenHost = listen.host
+        configuration.proxy.listenPort = listen.port
+        configuration.proxy.threads = self.threads ?? 0
+        configuration.proxy.trustedProxies = self.trustedProxy.compactMap(CIDR.init)
+        configuration.proxy.untrustedFields = self.untrustedField.map { $0.lowercased() }
+        configuration.proxy.maxConnections = self.maxConnections ?? Self.defaultMaxConnections()
+        configuration.proxy.shadow.maxMemoryBytes = self.shadowMemory
+        configuration.proxy.shadow.noiseFloor = self.noiseFloor
+        configuration.proxy.accessLog = self.accessLog == "on"
+        configuration.proxy.limits.maxBody = self.maxBody
+        configuration.proxy.drainTimeout = .seconds(Int64(self.drainTimeout))
+        configuration.proxy.timeouts.connect = .milliseconds(self.connectTimeout)
+        configuration.proxy.timeouts.responseHead = .milliseconds(self.responseTimeout)
+        configuration.proxy.timeouts.clientHeader = .milliseconds(self.headerTimeout)
+        configuration.proxy.timeouts.clientIdle = .milliseconds(self.idleTimeout)
+        let admin = Endpoint(parsing: self.admin)!
+        configuration.admin = FicusNode.Configuration.Admin(host: admin.host, port: admin.port)
+        configuration.storeFeed.pollInterval = .milliseconds(self.pollInterval)
+        configuration.storeFeed.heartbeatInterval = .seconds(self.heartbeatInterval)
+        configuration.storeFeed.advertisedListen = self.listen
+        configuration.windows.interval = .seconds(self.windowInterval)
+        configuration.canary.leaseTTL = .seconds(self.leaseTTL)
+        return configuration
     }
 }

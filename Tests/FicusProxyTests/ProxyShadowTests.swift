@@ -8,6 +8,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import Prometheus
 import Testing
 
@@ -240,10 +241,17 @@ struct ProxyShadowTests {
         }
 
         @Test func theShadowThreadRunsOnlyWhenClientLoopsDoNotNeedTheCore() async throws {
-            let dispatcher = ShadowDispatcher(sink: DiscardingSink(), configuration: ProxyConfiguration(), metrics: nil)
+            let shadowGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let dispatcher = ShadowDispatcher(
+                sink: DiscardingSink(),
+                configuration: ProxyConfiguration(),
+                metrics: nil,
+                eventLoop: shadowGroup.next()
+            )
             let shadowPolicy = try await dispatcher.eventLoop.submit { sched_getscheduler(0) }.get()
             let clientPolicy = try await testGroup.next().submit { sched_getscheduler(0) }.get()
             await dispatcher.shutdown()
+            try await shadowGroup.shutdownGracefully()
             #expect(shadowPolicy == 5)  // SCHED_IDLE
             #expect(clientPolicy == 0)  // SCHED_OTHER: the setting is the shadow thread's own
         }

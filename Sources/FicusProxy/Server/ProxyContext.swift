@@ -18,7 +18,7 @@ final class ProxyContext: Sendable {
         routing: RoutingState,
         metrics: ProxyMetrics?,
         logger: Logger,
-        shadowSink: ShadowSink? = nil,
+        shadow: ShadowDispatcher? = nil,
         accessLogSink: AccessLogSink? = nil,
         requestIDPrefix: String? = nil
     ) {
@@ -28,6 +28,6 @@ final class ProxyContext: Sendable {
         self.logger = logger
         self.accessLogSink = accessLogSink
         self.requestIDPrefix = requestIDPrefix
-        self.shadow = shadowSink.map { ShadowDispatcher(sink: $0, configuration: configuration, metrics: metrics) }
+        self.shadow = shadow
     }
 }

@@ -52,6 +52,8 @@ final class LoopResources {
 public final class ProxyServer: Sendable {
     private let shared: ProxyContext
     private let group: EventLoopGroup
+    /// The shadow loop's group when this server created it (no `shadowGroup` was given): shut down with the server.
+    private let ownedShadowGroup: MultiThreadedEventLoopGroup?
     private let loops: [ObjectIdentifier: UnsafeTransfer<LoopResources>]
     private let state = NIOLockedValueBox(ServerState())
 
@@ -73,6 +75,11 @@ public final class ProxyServer: Sendable {
         case stopped
     }
 
+    /// Builds a proxy serving on `group`'s loops; nothing listens until `start`.
+    ///
+    /// With a `shadowSink`, shadow copies are sent from a loop of `shadowGroup`, a group given to shadow work alone
+    /// (its thread is put in `SCHED_IDLE`, see `ShadowDispatcher`) that the caller owns and shuts down after
+    /// `shutdown`; without one, the server creates a one-thread group and shuts it down at the end of `shutdown`.
     public init(
         configuration: ProxyConfiguration,
         routing: RoutingState,
@@ -80,14 +87,34 @@ public final class ProxyServer: Sendable {
         logger: Logger,
         group: EventLoopGroup,
         shadowSink: ShadowSink? = nil,
+        shadowGroup: EventLoopGroup? = nil,
         accessLogSink: AccessLogSink? = nil
     ) {
+        var shadow: ShadowDispatcher?
+        var ownedShadowGroup: MultiThreadedEventLoopGroup?
+        if let shadowSink {
+            let loops: EventLoopGroup
+            if let shadowGroup {
+                loops = shadowGroup
+            } else {
+                let created = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+                ownedShadowGroup = created
+                loops = created
+            }
+            shadow = ShadowDispatcher(
+                sink: shadowSink,
+                configuration: configuration,
+                metrics: metrics,
+                eventLoop: loops.next()
+            )
+        }
+        self.ownedShadowGroup = ownedShadowGroup
         self.shared = ProxyContext(
             configuration: configuration,
             routing: routing,
             metrics: metrics,
             logger: logger,
-            shadowSink: shadowSink,
+            shadow: shadow,
             accessLogSink: accessLogSink
         )
         self.group = group
@@ -220,5 +247,6 @@ public final class ProxyServer: Sendable {
             }.get()
         }
         await self.shared.shadow?.shutdown()
+        try? await self.ownedShadowGroup?.shutdownGracefully()
     }
 }

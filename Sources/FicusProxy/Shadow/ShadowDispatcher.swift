@@ -106,10 +106,13 @@ final class ShadowJob: Sendable {
 /// Client loops only capture and hand over a `ShadowJob`; the copies' connections, writes, deadlines and the reads
 /// of their answers (which arrive, say, 200 ms later) all happen on the shadow loop, so a client's request never
 /// waits behind another request's shadow work. The in-flight bound is one counter for the whole proxy.
+///
+/// The shadow loop is given, not created here: its group belongs to whoever built the proxy (`ProxyServer` or the
+/// runtime's node), which shuts it down after `shutdown`.
 final class ShadowDispatcher: Sendable {
     let eventLoop: EventLoop
-    private let group: MultiThreadedEventLoopGroup
-    private let pool: UnsafeTransfer<UpstreamPool>
+    /// The shadow loop's upstream pool; only touched on the shadow loop.
+    private let pool: NIOLoopBoundBox<UpstreamPool>
     private let sink: ShadowSink
     private let limits: ShadowLimits
     private let metrics: ProxyMetrics?
@@ -121,7 +124,7 @@ final class ShadowDispatcher: Sendable {
     /// Jobs handed over and not yet started, and whether the shadow loop has stopped looking for them.
     private let pending = NIOLockedValueBox(Pending())
     /// The collection timer; only touched on the shadow loop.
-    private let collector = UnsafeTransfer(Collector())
+    private let collector: NIOLoopBoundBox<Collector>
 
     /// How often the shadow loop collects handed-over jobs while there are any.
     static let collectInterval: TimeAmount = .milliseconds(5)
@@ -138,12 +141,13 @@ final class ShadowDispatcher: Sendable {
         var idle = 0
     }
 
-    init(sink: ShadowSink, configuration: ProxyConfiguration, metrics: ProxyMetrics?) {
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.eventLoop = self.group.next()
-        self.pool = UnsafeTransfer(
+    /// Sends copies from `eventLoop`, which must belong to a group given to shadow work alone: its thread is put in
+    /// `SCHED_IDLE` (`yieldToClients`), which would starve a client loop sharing it.
+    init(sink: ShadowSink, configuration: ProxyConfiguration, metrics: ProxyMetrics?, eventLoop: EventLoop) {
+        self.eventLoop = eventLoop
+        self.pool = NIOLoopBoundBox.makeBoxSendingValue(
             UpstreamPool(
-                eventLoop: self.eventLoop,
+                eventLoop: eventLoop,
                 configuration: configuration,
                 loops: 1,
                 metrics: nil,
@@ -151,8 +155,11 @@ final class ShadowDispatcher: Sendable {
                     initial: configuration.shadow.connectBackoff,
                     maximum: configuration.shadow.connectBackoffMaximum
                 )
-            )
+            ),
+            as: UpstreamPool.self,
+            eventLoop: eventLoop
         )
+        self.collector = NIOLoopBoundBox.makeBoxSendingValue(Collector(), as: Collector.self, eventLoop: eventLoop)
         self.sink = sink
         self.limits = configuration.shadow
         self.memory = ShadowMemory(limit: configuration.shadow.maxMemoryBytes)
@@ -326,11 +333,11 @@ final class ShadowDispatcher: Sendable {
         return try await self.eventLoop.submit { pool.value.connectsStarted }.get()
     }
 
-    /// Closes the shadow connections and stops the shadow loop; copies still under way are dropped.
+    /// Closes the shadow connections; copies still under way are dropped when the owner of the shadow loop shuts
+    /// its group down.
     func shutdown() async {
         let pool = self.pool
         try? await self.eventLoop.submit { pool.value.closeIdle() }.get()
-        try? await self.group.shutdownGracefully()
     }
 }
 

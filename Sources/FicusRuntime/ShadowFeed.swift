@@ -62,7 +62,8 @@ struct ShadowFeed: Service {
     let metrics: ProxyMetrics
     let store: any ShadowStore
     let proxyID: String
-    let windowInterval: TimeInterval
+    let windows: FicusNode.Configuration.Windows
+    let clock: any NodeClock
     let logger: Logger
     /// The intervals of the active canaries, read before each window (`WindowPace`).
     var canaryIntervals: @Sendable () async -> [TimeInterval] = { [] }
@@ -77,8 +78,8 @@ struct ShadowFeed: Service {
             group.addTask {
                 while !Task.isCancelled {
                     let interval = WindowPace.interval(
-                        configured: self.windowInterval, canaryIntervals: await self.canaryIntervals())
-                    try? await Task.sleep(nanoseconds: UInt64(interval * 1_000_000_000))
+                        configured: self.windows.interval.seconds, canaryIntervals: await self.canaryIntervals())
+                    try? await self.clock.sleep(for: .interval(interval))
                     await self.flushWindows()
                 }
             }
@@ -96,7 +97,7 @@ struct ShadowFeed: Service {
     /// own: what is taken is never put back, so its write must not be cut short by the cancellation of the loop that
     /// asked for it.
     private func flushWindows() async {
-        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let now = Int64(self.clock.now.timeIntervalSince1970 * 1_000_000)
         let windows = self.metrics.takeWindows(proxy: self.proxyID, now: now)
         let drops = self.metrics.coverage.take()
         let store = self.store

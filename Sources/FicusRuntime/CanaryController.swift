@@ -16,28 +16,28 @@ final class CanaryController: Service, Sendable {
     let store: any RolloutStore & ShadowStore & ConfigurationStore
     let holder: String
     let leaseTTL: TimeInterval
-    let evaluationDelay: TimeInterval
-    let pollInterval: TimeInterval
+    let pollInterval: Duration
     let logger: Logger
     let windowInterval: TimeInterval
+    let clock: any NodeClock
     /// This proxy's failed metric-window writes (`WindowFailures`), read at every evaluation.
     let windowFailures: WindowFailures
 
     init(
         store: any RolloutStore & ShadowStore & ConfigurationStore,
         holder: String,
-        windowInterval: TimeInterval,
-        leaseTTL: TimeInterval = 15,
-        pollInterval: TimeInterval = 0.25,
+        configuration: FicusNode.Configuration.Canary,
+        windows: FicusNode.Configuration.Windows,
+        clock: any NodeClock,
         windowFailures: WindowFailures = WindowFailures(),
         logger: Logger
     ) {
         self.store = store
         self.holder = holder
-        self.leaseTTL = leaseTTL
-        self.windowInterval = windowInterval
-        self.evaluationDelay = windowInterval + 0.5
-        self.pollInterval = pollInterval
+        self.leaseTTL = configuration.leaseTTL.seconds
+        self.windowInterval = windows.interval.seconds
+        self.pollInterval = configuration.pollInterval
+        self.clock = clock
         self.windowFailures = windowFailures
         self.logger = logger
     }
@@ -59,7 +59,7 @@ final class CanaryController: Service, Sendable {
         var windowFailuresSeen = 0
     }
 
-    func run() async throws {
+    public func run() async throws {
         let memory = await cancelWhenGracefulShutdown { () async -> [String: RouteMemory] in
             var memory: [String: RouteMemory] = [:]
             while !Task.isCancelled {
@@ -70,7 +70,7 @@ final class CanaryController: Service, Sendable {
                 } catch {
                     self.logger.warning("canary controller pass failed", metadata: ["error": "\(error)"])
                 }
-                try? await Task.sleep(for: .seconds(self.pollInterval))
+                try? await self.clock.sleep(for: self.pollInterval)
             }
             return memory
         }
@@ -105,7 +105,7 @@ final class CanaryController: Service, Sendable {
     ///
     /// An acquired lease drops any pending evaluation, since the state is reloaded from the store anyway.
     private func decideLease(route: String, _ remembered: inout RouteMemory) async throws {
-        let now = Date()
+        let now = self.clock.now
         guard now >= remembered.nextLeaseCheck else {
             return
         }
@@ -151,7 +151,7 @@ final class CanaryController: Service, Sendable {
                 return
             }
             let state = try CanaryState(jsonData: row.stateJSON)
-            guard Date() >= pending.to.addingTimeInterval(self.evaluationDelay(for: state.spec)) else {
+            guard self.clock.now >= pending.to.addingTimeInterval(self.evaluationDelay(for: state.spec)) else {
                 return
             }
             remembered.pendingEvaluation = nil
@@ -160,7 +160,8 @@ final class CanaryController: Service, Sendable {
             inputs.windowErrors = failures - remembered.windowFailuresSeen
             remembered.windowFailuresSeen = failures
             do {
-                let outcome = try await wiring.apply(row: row, action: "canary.step", event: .evaluated(now: Date(), inputs))
+                let outcome = try await wiring.apply(
+                    row: row, action: "canary.step", event: .evaluated(now: self.clock.now, inputs))
                 self.log(outcome, route: row.route)
             } catch is CanaryConflict {
                 return
@@ -169,7 +170,7 @@ final class CanaryController: Service, Sendable {
         }
         let outcome: CanaryWiring.Outcome
         do {
-            outcome = try await wiring.apply(row: row, action: "canary.step", event: .tick(now: Date()))
+            outcome = try await wiring.apply(row: row, action: "canary.step", event: .tick(now: self.clock.now))
         } catch is CanaryConflict {
             return
         }

@@ -13,22 +13,24 @@ import ServiceLifecycle
 /// This is the wiring DESIGN.md asks for: FicusProxy never sees the store, only compiled tables. A revision that
 /// fails to load, or a store that cannot be read, leaves the last good table serving; the failure is logged, counted
 /// (`ficus_config_errors_total`) and shown on `/healthz`.
-final class StoreFeed: Service, Sendable {
-    struct Health: Sendable {
-        var lastError: String?
-        var lastErrorAt: Date?
+public final class StoreFeed: Service, Sendable {
+    public struct Health: Sendable {
+        public var lastError: String?
+        public var lastErrorAt: Date?
     }
 
-    let store: any ConfigurationStore
+    public let store: any ConfigurationStore
     /// The same store, where shadow records and metric windows go.
-    let shadowStore: any ShadowStore
-    let routing: RoutingState
+    public let shadowStore: any ShadowStore
+    public let routing: RoutingState
     let logger: Logger
-    let pollInterval: TimeInterval
-    let heartbeatInterval: TimeInterval
-    let proxyID: String
+    let configuration: FicusNode.Configuration.StoreFeed
+    /// This proxy's name in the store: host, process id and a random suffix.
+    public let proxyID: String
+    let clock: any NodeClock
+    let startedAt: Date
+    /// The listen address the heartbeat names (`configuration.advertisedListen`, which the node always sets).
     let listen: String
-    let startedAt = Date()
     private let revisionGauge: Gauge
     private let errors: Counter
     /// Telemetry the store dropped, by kind (`records`, `windows`, `batches`), as counters.
@@ -39,22 +41,22 @@ final class StoreFeed: Service, Sendable {
     /// Canary and blue-green gauges, refreshed with every revision and every heartbeat.
     private let rollouts: RolloutGauges
 
-    init(
+    public init(
         store: any ConfigurationStore & ShadowStore,
         routing: RoutingState,
+        configuration: FicusNode.Configuration.StoreFeed,
+        clock: any NodeClock = SystemNodeClock(),
         logger: Logger,
-        metrics: MetricsFactory,
-        pollInterval: TimeInterval,
-        heartbeatInterval: TimeInterval,
-        listen: String
+        metrics: MetricsFactory
     ) {
         self.store = store
         self.shadowStore = store
         self.routing = routing
         self.logger = logger
-        self.pollInterval = pollInterval
-        self.heartbeatInterval = heartbeatInterval
-        self.listen = listen
+        self.configuration = configuration
+        self.clock = clock
+        self.startedAt = clock.now
+        self.listen = configuration.advertisedListen ?? ""
         self.proxyID = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
         self.revisionGauge = Gauge(label: "ficus_config_revision", factory: metrics)
         self.errors = Counter(label: "ficus_config_errors_total", factory: metrics)
@@ -70,9 +72,9 @@ final class StoreFeed: Service, Sendable {
     }
 
     /// The last store or revision error, if any (for `/healthz`).
-    var currentHealth: Health { self.health.withLockedValue { $0 } }
+    public var currentHealth: Health { self.health.withLockedValue { $0 } }
 
-    func run() async throws {
+    public func run() async throws {
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.followRevisions() }
@@ -83,7 +85,7 @@ final class StoreFeed: Service, Sendable {
     }
 
     private func followRevisions() async {
-        for await event in self.store.watch(pollInterval: self.pollInterval) {
+        for await event in self.store.watch(pollInterval: self.configuration.pollInterval.seconds) {
             switch event {
             case .revision(let revision):
                 guard revision.number != self.routing.current.revision else {
@@ -143,7 +145,7 @@ final class StoreFeed: Service, Sendable {
         self.errors.increment()
         self.health.withLockedValue { health in
             health.lastError = message
-            health.lastErrorAt = Date()
+            health.lastErrorAt = self.clock.now
         }
         self.logger.error(
             "configuration error; still serving the last good revision",
@@ -183,7 +185,7 @@ final class StoreFeed: Service, Sendable {
                 listen: self.listen,
                 revision: self.routing.current.revision,
                 startedAt: self.startedAt,
-                lastSeen: Date()
+                lastSeen: self.clock.now
             )
             do {
                 try await self.store.heartbeat(heartbeat)
@@ -195,7 +197,7 @@ final class StoreFeed: Service, Sendable {
             if let rollouts = self.store as? any RolloutStore {
                 await self.rollouts.refresh(from: rollouts)
             }
-            try? await Task.sleep(nanoseconds: UInt64(self.heartbeatInterval * 1_000_000_000))
+            try? await self.clock.sleep(for: self.configuration.heartbeatInterval)
         }
     }
 }

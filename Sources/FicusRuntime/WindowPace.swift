@@ -3,17 +3,18 @@ import FicusStore
 import Foundation
 import NIOConcurrencyHelpers
 
-/// How often a proxy writes its metric windows: `--window-interval`, or faster while a canary runs.
+/// How often a proxy writes its metric windows: the configured interval (`--window-interval`), or faster while a
+/// canary runs.
 ///
 /// A canary judges each step on the windows of its interval; with 10 s windows a 3 s step has none to judge. While
 /// any canary is active every proxy writes at least four windows per (shortest) canary interval, whatever
-/// `--window-interval` says, and the controller waits one such window (plus a margin) before it reads a step.
-enum WindowPace {
+/// the configured interval says, and the controller waits one such window (plus a margin) before it reads a step.
+public enum WindowPace {
     /// The shortest window any proxy writes.
-    static let minimum: TimeInterval = 0.25
+    public static let minimum: TimeInterval = 0.25
 
     /// The window interval given `configured` and the intervals of the active canaries.
-    static func interval(configured: TimeInterval, canaryIntervals: [TimeInterval]) -> TimeInterval {
+    public static func interval(configured: TimeInterval, canaryIntervals: [TimeInterval]) -> TimeInterval {
         guard let shortest = canaryIntervals.min() else { return configured }
         return max(Self.minimum, min(configured, shortest / 4))
     }

@@ -1,0 +1,282 @@
+import CoreMetrics
+import FicusCore
+import FicusProxy
+import FicusStore
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// One Ficus proxy with everything around it: the store feed, the shadow comparer, the metric windows, the canary
+/// controller, the rollout gauges and the admin listener, composed from one `Configuration`.
+///
+/// `ficus serve` and `ficus demo` both build one, so what the demo shows is what a deployment does. The node never
+/// prints: it reports through its logger, its metrics (the registry `/metrics` shows) and `/healthz`. Its services
+/// start in order and stop in reverse, so the proxy drains first and nothing is compared after the comparer has
+/// finished; the node runs them until a graceful shutdown (of the service group it runs in) or a failure.
+public final class FicusNode: Service, Sendable {
+    public let configuration: Configuration
+    /// The routing table in force.
+    public let routing: RoutingState
+    /// Where the rules come from, as `/healthz` and the start-up log name it: the store's path or `in-memory`.
+    public let sourceName: String
+    /// The registry `/metrics` shows.
+    public let registry: PrometheusCollectorRegistry
+    private let proxy: ProxyServer
+    private let admin: AdminServer?
+    private let services: [any Service]
+    private let logger: Logger
+    /// Event-loop groups this node created, shut down when it stops.
+    private let ownedGroups: [EventLoopGroup]
+
+    /// Builds a node serving `source`'s rules; nothing listens or runs until `run`.
+    ///
+    /// - Parameters:
+    ///   - eventLoopGroup: the loops of the proxy and admin listeners; nil creates `proxy.threads` loops (one per
+    ///     core when 0), which the node shuts down when it stops.
+    ///   - clock: what the store feed, the metric windows and the canary controller read the time from and wait on.
+    ///   - registry: where the node's metrics go (another component may add its own).
+    /// - Throws: when the store cannot be read or its newest revision cannot be compiled.
+    public init(
+        configuration: Configuration = Configuration(),
+        source: Source,
+        eventLoopGroup: EventLoopGroup? = nil,
+        clock: any NodeClock = SystemNodeClock(),
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        logger: Logger
+    ) async throws {
+        var proxyConfiguration = configuration.proxy
+        if proxyConfiguration.threads < 1 {
+            proxyConfiguration.threads = System.coreCount
+        }
+        let factory = PrometheusMetricsFactory(registry: registry)
+        let metrics = ProxyMetrics(factory: factory)
+        let routing: RoutingState
+        var feed: StoreFeed?
+        var comparer: ShadowComparer?
+        var services: [any Service] = []
+        switch source {
+        case .store(let store):
+            let path = store.path
+            let table: RoutingTable
+            if let latest = try await store.latest() {
+                table = try RoutingTable(configuration: latest.configuration, revision: latest.number)
+            } else {
+                logger.warning(
+                    "the store has no configuration yet: every request gets 404 until one is committed",
+                    metadata: ["store": "\(path)"]
+                )
+                table = try RoutingTable(configuration: FicusCore.Configuration(), revision: 0)
+            }
+            routing = RoutingState(table)
+            self.sourceName = path
+            var feedConfiguration = configuration.storeFeed
+            if feedConfiguration.advertisedListen == nil {
+                feedConfiguration.advertisedListen = "\(proxyConfiguration.listenHost):\(proxyConfiguration.listenPort)"
+            }
+            let storeFeed = StoreFeed(
+                store: store,
+                routing: routing,
+                configuration: feedConfiguration,
+                clock: clock,
+                logger: logger,
+                metrics: factory
+            )
+            feed = storeFeed
+            services.append(storeFeed)
+            let windowFailures = WindowFailures()
+            let shadow = Self.shadowFeed(
+                store: store,
+                feed: storeFeed,
+                metrics: metrics,
+                factory: factory,
+                windowFailures: windowFailures,
+                configuration: configuration,
+                clock: clock,
+                logger: logger
+            )
+            comparer = shadow.comparer
+            services.append(shadow)
+            if configuration.canary.enabled {
+                services.append(
+                    CanaryController(
+                        store: store,
+                        holder: storeFeed.proxyID,
+                        configuration: configuration.canary,
+                        windows: configuration.windows,
+                        clock: clock,
+                        windowFailures: windowFailures,
+                        logger: logger
+                    )
+                )
+            }
+        case .inMemory(let rules):
+            let table = try RoutingTable(configuration: rules, revision: 0)
+            routing = RoutingState(table)
+            self.sourceName = "in-memory"
+            Gauge(label: "ficus_config_revision", factory: factory).record(table.revision)
+        }
+
+        var ownedGroups: [EventLoopGroup] = []
+        let group: EventLoopGroup
+        if let eventLoopGroup {
+            group = eventLoopGroup
+        } else {
+            group = MultiThreadedEventLoopGroup(numberOfThreads: proxyConfiguration.threads)
+            ownedGroups.append(group)
+        }
+        // Shadow copies get a loop of their own, whose thread the dispatcher demotes to SCHED_IDLE.
+        var shadowGroup: EventLoopGroup?
+        if comparer != nil {
+            let created = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            ownedGroups.append(created)
+            shadowGroup = created
+        }
+        let proxy = ProxyServer(
+            configuration: proxyConfiguration,
+            routing: routing,
+            metrics: metrics,
+            logger: logger,
+            group: group,
+            shadowSink: comparer,
+            shadowGroup: shadowGroup
+        )
+        let sourceName = self.sourceName
+        let admin = configuration.admin.map { admin in
+            AdminServer(
+                host: admin.host,
+                port: admin.port,
+                sources: AdminServer.Sources(
+                    health: { [feed] in
+                        Self.health(draining: proxy.isDraining, feed: feed, routing: routing, source: sourceName)
+                    },
+                    metrics: { registry.emitToBuffer() }
+                ),
+                group: group
+            )
+        }
+        let started = Self.announcement(
+            proxy: proxy,
+            admin: admin,
+            configuration: proxyConfiguration,
+            adminConfiguration: configuration.admin,
+            routing: routing,
+            source: sourceName,
+            logger: logger
+        )
+        services.append(ProxyService(proxy: proxy, admin: admin, logger: logger, onStarted: started))
+        self.configuration = configuration
+        self.routing = routing
+        self.registry = registry
+        self.proxy = proxy
+        self.admin = admin
+        self.services = services
+        self.logger = logger
+        self.ownedGroups = ownedGroups
+    }
+
+    /// The address the proxy is bound to, once it listens.
+    public var proxyAddress: SocketAddress? { self.proxy.localAddress }
+
+    /// The address the admin listener is bound to, once it listens.
+    public var adminAddress: SocketAddress? { self.admin?.localAddress }
+
+    /// Runs every service until a graceful shutdown of the group this node runs in, then drains and stops them in
+    /// reverse order, and shuts down the event loops the node created.
+    public func run() async throws {
+        let group = ServiceGroup(services: self.services, logger: self.logger)
+        do {
+            try await group.run()
+        } catch {
+            await self.shutDownGroups()
+            throw error
+        }
+        await self.shutDownGroups()
+    }
+
+    private func shutDownGroups() async {
+        for group in self.ownedGroups.reversed() {
+            try? await group.shutdownGracefully()
+        }
+    }
+
+    /// The comparer and the feed that runs it and stores the metric windows.
+    private static func shadowFeed(
+        store: SQLiteConfigurationStore,
+        feed: StoreFeed,
+        metrics: ProxyMetrics,
+        factory: MetricsFactory,
+        windowFailures: WindowFailures,
+        configuration: Configuration,
+        clock: any NodeClock,
+        logger: Logger
+    ) -> ShadowFeed {
+        let optionsCache = CompareOptionsCache(routing: feed.routing)
+        let comparer = ShadowComparer(
+            sink: StoreShadowSink(store: store),
+            queueLimit: configuration.shadow.queueLimit,
+            batchSize: configuration.shadow.batchSize,
+            gatherMilliseconds: Int(configuration.shadow.gather.seconds * 1000),
+            logger: logger,
+            metrics: factory,
+            coverage: metrics.coverage
+        ) { route in optionsCache.options(for: route) }
+        var shadow = ShadowFeed(
+            comparer: comparer,
+            metrics: metrics,
+            store: store,
+            proxyID: feed.proxyID,
+            windows: configuration.windows,
+            clock: clock,
+            logger: logger
+        )
+        shadow.failures = windowFailures
+        if configuration.canary.enabled {
+            shadow.canaryIntervals = { await WindowPace.activeCanaryIntervals(store) }
+        }
+        return shadow
+    }
+
+    /// The status and JSON body of `/healthz`.
+    ///
+    /// A draining proxy answers 503 so that load balancers stop sending while it finishes what it has; a store
+    /// error makes it `degraded` (still serving the last good revision).
+    static func health(draining: Bool, feed: StoreFeed?, routing: RoutingState, source: String) -> (Int, String) {
+        let lastError = feed?.currentHealth.lastError
+        let status = draining ? "draining" : lastError == nil ? "ok" : "degraded"
+        var body = "{\"status\":\"\(status)\""
+        body += ",\"revision\":\(routing.current.revision),\"source\":\"\(JSONEscaping.escape(source))\""
+        if let lastError {
+            body += ",\"last_error\":\"\(JSONEscaping.escape(lastError))\""
+        }
+        return (draining ? 503 : 200, body + "}\n")
+    }
+
+    /// The log line that says where the node serves, once both listeners are bound.
+    private static func announcement(
+        proxy: ProxyServer,
+        admin: AdminServer?,
+        configuration: ProxyConfiguration,
+        adminConfiguration: Configuration.Admin?,
+        routing: RoutingState,
+        source: String,
+        logger: Logger
+    ) -> @Sendable () -> Void {
+        {
+            let bound = proxy.localAddress?.port ?? configuration.listenPort
+            var metadata: Logger.Metadata = [
+                "listen": "\(configuration.listenHost):\(bound)",
+                "source": "\(source)",
+                "revision": "\(routing.current.revision)",
+                "threads": "\(configuration.threads)",
+                "max_connections": "\(configuration.maxConnections)",
+            ]
+            if let adminConfiguration {
+                let adminBound = admin?.localAddress?.port ?? adminConfiguration.port
+                metadata["admin"] = "\(adminConfiguration.host):\(adminBound)"
+            }
+            logger.notice("ficus serving", metadata: metadata)
+        }
+    }
+}
