@@ -8,21 +8,6 @@ protocol UpstreamConnectionRequester: AnyObject {
     func connectionFailed(_ failure: UpstreamFailure)
 }
 
-/// How long a pool leaves an address alone after connects to it failed: `initial` after the first failure, doubling
-/// with each failure in a row, never more than `maximum`. Pure arithmetic, so that it can be tested on its own.
-struct ConnectBackoff: Sendable, Equatable {
-    var initial: TimeAmount
-    var maximum: TimeAmount
-
-    /// The pause after `failures` (≥ 1) consecutive failed connects.
-    func delay(afterFailures failures: Int) -> TimeAmount {
-        guard failures > 0, self.initial.nanoseconds > 0 else { return .nanoseconds(0) }
-        let doublings = min(failures - 1, 62)
-        let (scaled, overflow) = self.initial.nanoseconds.multipliedReportingOverflow(by: Int64(1) << doublings)
-        return .nanoseconds(overflow ? self.maximum.nanoseconds : min(scaled, self.maximum.nanoseconds))
-    }
-}
-
 /// How an upstream pool opens its connections: sockets, or a connector that a test or harness injects.
 ///
 /// Injecting the transport (house style) lets `ProxyConnectionHandler` run with an `EmbeddedChannel` as its upstream,
