@@ -123,6 +123,9 @@ final class UpstreamPool {
         }
     }
 
+    /// Opens a connection for `requester` through the transport; success or failure comes back to the machine.
+    ///
+    /// A connect timeout is told apart from other failures because clients get 503 for it and 502 for the rest.
     private func connect(_ target: StateMachine.ConnectTarget, for requester: UpstreamConnectionRequester) {
         self.connectsStarted += 1
         let connection = UpstreamConnection(

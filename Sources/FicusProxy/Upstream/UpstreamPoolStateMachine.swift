@@ -72,7 +72,7 @@ struct UpstreamPoolStateMachine<Connection: PooledConnection, Requester> {
     }
 
     /// Where a new connection goes.
-    struct ConnectTarget: Equatable {
+    struct ConnectTarget {
         var upstream: String
         var endpoint: Endpoint
         /// The socket address when the endpoint is an IP literal (parsed once per address), nil for host names.
@@ -130,6 +130,8 @@ struct UpstreamPoolStateMachine<Connection: PooledConnection, Requester> {
     }
 
     /// A waiting requester no longer wants a connection (its client went away, or its deadline passed).
+    ///
+    /// Requesters are opaque to the machine, so the shell says which one it is (`===` for objects).
     mutating func waiterCancelled(upstream: String, where isRequester: (Requester) -> Bool) {
         self.upstreams[upstream]?.removeWaiter(where: isRequester)
     }
@@ -138,7 +140,7 @@ struct UpstreamPoolStateMachine<Connection: PooledConnection, Requester> {
     /// as usual (and are closed by their owners), and the pool keeps serving whoever still asks.
     mutating func shutdownStarted() -> [(upstream: String, action: Action)] {
         var actions: [(upstream: String, action: Action)] = []
-        for name in self.upstreams.keys {
+        for name in Array(self.upstreams.keys) {
             let closed = self.upstreams[name]!.removeAllIdle()
             if !closed.isEmpty {
                 actions.append((name, Action(request: .none, close: closed, idleDelta: -closed.count)))
