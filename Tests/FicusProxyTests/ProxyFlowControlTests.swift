@@ -9,8 +9,9 @@ private let singleLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
 /// Round robin over an upstream's addresses, and backpressure in both directions, through a real proxy.
 ///
-/// The round robin lives in `UpstreamPool.connect`: each event loop's pool keeps its own counter, and it advances
-/// only when a new upstream connection is opened. A reused keep-alive connection keeps the address it was opened to.
+/// The round robin lives in `UpstreamPoolStateMachine`: each event loop's pool keeps its own counter, and it advances
+/// with every lease, which reuses an idle connection to the chosen address when there is one. A reused keep-alive
+/// connection keeps the address it was opened to.
 /// So the tests state what that guarantees: strict alternation of new connections within one pool, and a spread
 /// over both addresses when requests are in flight together.
 @Suite("Round robin and backpressure through a real proxy", .serialized)

@@ -8,21 +8,6 @@ protocol UpstreamConnectionRequester: AnyObject {
     func connectionFailed(_ failure: UpstreamFailure)
 }
 
-/// How long a pool leaves an address alone after connects to it failed: `initial` after the first failure, doubling
-/// with each failure in a row, never more than `maximum`. Pure arithmetic, so that it can be tested on its own.
-struct ConnectBackoff: Sendable, Equatable {
-    var initial: TimeAmount
-    var maximum: TimeAmount
-
-    /// The pause after `failures` (≥ 1) consecutive failed connects.
-    func delay(afterFailures failures: Int) -> TimeAmount {
-        guard failures > 0, self.initial.nanoseconds > 0 else { return .nanoseconds(0) }
-        let doublings = min(failures - 1, 62)
-        let (scaled, overflow) = self.initial.nanoseconds.multipliedReportingOverflow(by: Int64(1) << doublings)
-        return .nanoseconds(overflow ? self.maximum.nanoseconds : min(scaled, self.maximum.nanoseconds))
-    }
-}
-
 /// How an upstream pool opens its connections: sockets, or a connector that a test or harness injects.
 ///
 /// Injecting the transport (house style) lets `ProxyConnectionHandler` run with an `EmbeddedChannel` as its upstream,
@@ -45,39 +30,24 @@ enum UpstreamTransport {
     case connector((ConnectRequest) -> EventLoopFuture<Channel>)
 }
 
-/// The keep-alive connections of one event loop to every upstream.
+/// The keep-alive connections of one event loop to every upstream: the NIO shell of `UpstreamPoolStateMachine`.
 ///
 /// One pool per event loop means no locks and no thread hops on the hot path; the configured limits are divided
-/// among the loops. Loop-confined: every method must be called on `eventLoop`.
+/// among the loops. Loop-confined: every method must be called on `eventLoop`. The shell decides nothing: it turns
+/// calls and connect outcomes into the machine's events, with the event loop's clock, and carries out what comes back
+/// in `run(_:upstream:)`.
 ///
 /// With a `ConnectBackoff` (the shadow loop's pool), an address whose connect failed is not tried again until its
 /// pause is over, and then by one connect at a time: a copy that would need it goes to another address of the
 /// upstream or fails at once ("not tried"), instead of opening a socket that will be refused, or waiting out a
 /// connect timeout, once per request. Client pools have none: a client's request always gets its attempt.
 final class UpstreamPool {
-    final class Entry {
-        var addresses: [Endpoint] = []
-        /// Parallel to `addresses`: the socket address of each one that is an IP literal, nil for host names.
-        var socketAddresses: [SocketAddress?] = []
-        var next = 0
-        /// Parallel to `addresses` (pools with a back-off only): connects failed in a row, the time before which
-        /// none is tried, and whether one is under way after a failure (others then wait for its outcome).
-        var failures: [Int] = []
-        var retryAt: [NIODeadline] = []
-        var probing: [Bool] = []
-        /// Idle connections per address, parallel to `addresses`.
-        var idle: [[UpstreamConnection]] = []
-        var open = 0
-        var waiters = CircularBuffer<UpstreamConnectionRequester>()
-    }
+    typealias StateMachine = UpstreamPoolStateMachine<UpstreamConnection, any UpstreamConnectionRequester>
 
     let eventLoop: EventLoop
-    private let maxConnections: Int
-    private let maxPending: Int
-    private let timeouts: ProxyConfiguration.Timeouts
-    private var entries: [String: Entry] = [:]
     let metrics: ProxyMetrics?
-    private let backoff: ConnectBackoff?
+    private var machine: StateMachine
+    private let timeouts: ProxyConfiguration.Timeouts
     private let transport: UpstreamTransport
     /// Connects started, for tests that count attempts against an address that refuses them.
     private(set) var connectsStarted = 0
@@ -91,160 +61,80 @@ final class UpstreamPool {
         transport: UpstreamTransport = .sockets
     ) {
         self.eventLoop = eventLoop
-        self.backoff = backoff
         self.transport = transport
-        self.maxConnections = max(1, (configuration.pool.maxConnectionsPerUpstream + loops - 1) / loops)
-        self.maxPending = max(0, (configuration.pool.maxPendingPerUpstream + loops - 1) / loops)
+        self.machine = StateMachine(
+            limits: StateMachine.Limits(
+                maxConnections: max(1, (configuration.pool.maxConnectionsPerUpstream + loops - 1) / loops),
+                maxPending: max(0, (configuration.pool.maxPendingPerUpstream + loops - 1) / loops),
+                backoff: backoff
+            )
+        )
         self.timeouts = configuration.timeouts
         self.metrics = metrics
     }
 
-    private func entry(for upstream: Upstream) -> Entry {
-        let entry: Entry
-        if let existing = self.entries[upstream.name] {
-            entry = existing
-        } else {
-            entry = Entry()
-            self.entries[upstream.name] = entry
-        }
-        if entry.addresses != upstream.addresses {
-            // A new revision moved the upstream: new connections go to the new addresses; idle connections to old
-            // ones are closed, in-flight ones finish where they are.
-            var idle = Array(repeating: [UpstreamConnection](), count: upstream.addresses.count)
-            for (index, connections) in entry.idle.enumerated() where index < entry.addresses.count {
-                if let moved = upstream.addresses.firstIndex(of: entry.addresses[index]) {
-                    idle[moved] = connections
-                } else {
-                    for connection in connections {
-                        self.metrics?.idleConnections(upstream.name, delta: -1)
-                        connection.close()
-                    }
-                }
-            }
-            entry.addresses = upstream.addresses
-            entry.socketAddresses = upstream.addresses.map { try? SocketAddress(ipAddress: $0.host, port: $0.port) }
-            entry.failures = Array(repeating: 0, count: upstream.addresses.count)
-            entry.retryAt = Array(repeating: .distantPast, count: upstream.addresses.count)
-            entry.probing = Array(repeating: false, count: upstream.addresses.count)
-            entry.idle = idle
-            entry.next = 0
-        }
-        return entry
-    }
-
-    /// Hands `requester` a connection now, later (queued), or a failure.
+    /// Hands `requester` a connection now, later (queued), or a failure; `fresh` refuses idle connections.
     func acquire(_ upstream: Upstream, for requester: UpstreamConnectionRequester, fresh: Bool = false) {
-        let entry = self.entry(for: upstream)
-        guard !entry.addresses.isEmpty else {
-            requester.connectionFailed(.connectFailed("upstream '\(upstream.name)' has no addresses"))
-            return
-        }
-        // Round robin picks the address per request (as nginx and Envoy do), then reuses an idle connection to it.
-        var index = entry.next % entry.addresses.count
-        entry.next &+= 1
-        if !fresh, let connection = self.popIdle(entry, index, upstream.name) {
-            requester.connectionReady(connection, reused: true)
-            return
-        }
-        if !self.mayConnect(entry, index) {
-            if !fresh, let connection = self.popAnyIdle(entry, upstream.name) {
-                requester.connectionReady(connection, reused: true)
-                return
-            }
-            guard let other = self.addressToConnect(entry, preferring: index) else {
-                requester.connectionFailed(.connectFailed(self.notTried(upstream.name, entry)))
-                return
-            }
-            index = other
-        }
-        if entry.open < self.maxConnections {
-            self.connect(upstream.name, entry, index, for: requester)
-        } else if !fresh, let connection = self.popAnyIdle(entry, upstream.name) {
-            // At the connection limit, an idle connection to another address beats waiting.
-            requester.connectionReady(connection, reused: true)
-        } else if entry.waiters.count < self.maxPending {
-            entry.waiters.append(requester)
-        } else {
-            requester.connectionFailed(.poolExhausted)
-        }
-    }
-
-    /// Whether a connect to address `index` may start now (always, without a back-off).
-    private func mayConnect(_ entry: Entry, _ index: Int) -> Bool {
-        guard self.backoff != nil, entry.failures[index] > 0 else { return true }
-        return !entry.probing[index] && NIODeadline.now() >= entry.retryAt[index]
-    }
-
-    /// `preferred` if a connect to it may start now, else the first address that may, else nil.
-    private func addressToConnect(_ entry: Entry, preferring preferred: Int) -> Int? {
-        if self.mayConnect(entry, preferred) { return preferred }
-        return entry.addresses.indices.first { self.mayConnect(entry, $0) }
-    }
-
-    /// Why a copy fails without a connect: every address is pausing after failed connects.
-    private func notTried(_ name: String, _ entry: Entry) -> String {
-        let now = NIODeadline.now()
-        let soonest = entry.retryAt.min() ?? now
-        let wait = max(0, (soonest - now).nanoseconds / 1_000_000)
-        if entry.addresses.count == 1 {
-            return "not tried: the last \(entry.failures[0]) connect(s) to \(entry.addresses[0]) failed; "
-                + (entry.probing[0] ? "one is under way" : "next try in \(wait) ms")
-        }
-        return "not tried: the last connects to every address of '\(name)' failed; next try within \(wait) ms"
-    }
-
-    /// Notes the outcome of a connect for the back-off (pools with one only).
-    private func connectEnded(_ name: String, _ endpoint: Endpoint, succeeded: Bool) {
-        guard let backoff = self.backoff, let entry = self.entries[name],
-            let index = entry.addresses.firstIndex(of: endpoint)
-        else { return }
-        entry.probing[index] = false
-        if succeeded {
-            entry.failures[index] = 0
-        } else {
-            entry.failures[index] += 1
-            entry.retryAt[index] = .now() + backoff.delay(afterFailures: entry.failures[index])
-        }
-    }
-
-    private func popIdle(_ entry: Entry, _ index: Int, _ name: String) -> UpstreamConnection? {
-        while let connection = entry.idle[index].popLast() {
-            self.metrics?.idleConnections(name, delta: -1)
-            if connection.isUsable { return connection }
-            connection.close()
-        }
-        return nil
-    }
-
-    private func popAnyIdle(_ entry: Entry, _ name: String) -> UpstreamConnection? {
-        for index in entry.idle.indices {
-            if let connection = self.popIdle(entry, index, name) { return connection }
-        }
-        return nil
+        let action = self.machine.leaseRequested(upstream, by: requester, fresh: fresh, now: self.eventLoop.now)
+        self.run(action, upstream: upstream.name)
     }
 
     /// Withdraws a queued request (its client went away or its wait timed out).
     func cancel(_ requester: UpstreamConnectionRequester, upstream: String) {
-        guard let entry = self.entries[upstream],
-            let index = entry.waiters.firstIndex(where: { $0 === requester })
-        else { return }
-        entry.waiters.remove(at: index)
+        self.machine.waiterCancelled(upstream: upstream) { $0 === requester }
     }
 
-    private func connect(_ name: String, _ entry: Entry, _ index: Int, for requester: UpstreamConnectionRequester) {
-        let endpoint = entry.addresses[index]
-        if self.backoff != nil, entry.failures[index] > 0 { entry.probing[index] = true }
+    /// Takes back a connection whose exchange ended cleanly.
+    func release(_ connection: UpstreamConnection) {
+        self.run(self.machine.connectionReleased(connection), upstream: connection.upstream)
+    }
+
+    /// Accounts for a closed connection and lets the next waiter open one.
+    func connectionClosed(_ connection: UpstreamConnection) {
+        self.run(self.machine.connectionClosed(connection, now: self.eventLoop.now), upstream: connection.upstream)
+    }
+
+    /// Closes every idle connection (shutdown).
+    func closeIdle() {
+        for (upstream, action) in self.machine.shutdownStarted() {
+            self.run(action, upstream: upstream)
+        }
+    }
+
+    /// Carries out one of the machine's actions.
+    ///
+    /// Called only once the machine has returned: a close or a requester's callback may come straight back into the
+    /// pool (a closed connection's `connectionClosed`, a release, a new lease), and then finds it consistent.
+    private func run(_ action: StateMachine.Action, upstream: String) {
+        if action.openDelta != 0 { self.metrics?.openConnections(upstream, delta: action.openDelta) }
+        if action.idleDelta != 0 { self.metrics?.idleConnections(upstream, delta: action.idleDelta) }
+        for connection in action.close {
+            connection.close()
+        }
+        switch action.request {
+        case .none:
+            break
+        case .lease(let connection, let requester, let reused):
+            requester.connectionReady(connection, reused: reused)
+        case .connect(let target, let requester):
+            self.connect(target, for: requester)
+        case .fail(let requester, let failure):
+            requester.connectionFailed(failure)
+        }
+    }
+
+    /// Opens a connection for `requester` through the transport; success or failure comes back to the machine.
+    ///
+    /// A connect timeout is told apart from other failures because clients get 503 for it and 502 for the rest.
+    private func connect(_ target: StateMachine.ConnectTarget, for requester: UpstreamConnectionRequester) {
         self.connectsStarted += 1
-        entry.open += 1
-        self.metrics?.openConnections(name, delta: 1)
-        let connection = UpstreamConnection(upstream: name, endpoint: endpoint, idleTimeout: self.timeouts.upstreamIdle)
+        let connection = UpstreamConnection(
+            upstream: target.upstream, endpoint: target.endpoint, idleTimeout: self.timeouts.upstreamIdle)
         connection.pool = self
-        let handler = UnsafeTransfer(connection)
-        let pool = UnsafeTransfer(self)
-        let waiting = UnsafeTransfer(requester)
         let connected: EventLoopFuture<Channel>
         switch self.transport {
         case .sockets:
+            let handler = UnsafeTransfer(connection)
             let bootstrap = ClientBootstrap(group: self.eventLoop)
                 .connectTimeout(self.timeouts.connect)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -258,91 +148,40 @@ final class UpstreamPool {
             // libdispatch thread and race it through Happy Eyeballs at every new connection (a third of the shadow
             // loop's time with a dead shadow upstream, where every copy connects). Host names still resolve per
             // connect.
-            if let address = entry.socketAddresses[index] {
+            if let address = target.socketAddress {
                 connected = bootstrap.connect(to: address)
             } else {
-                connected = bootstrap.connect(host: endpoint.host, port: endpoint.port)
+                connected = bootstrap.connect(host: target.endpoint.host, port: target.endpoint.port)
             }
         case .connector(let connect):
             connected = connect(
                 UpstreamTransport.ConnectRequest(
                     eventLoop: self.eventLoop,
-                    endpoint: endpoint,
-                    socketAddress: entry.socketAddresses[index],
+                    endpoint: target.endpoint,
+                    socketAddress: target.socketAddress,
                     connectTimeout: self.timeouts.connect,
                     connection: connection
                 )
             )
         }
+        let context = UnsafeTransfer((pool: self, connection: connection, requester: requester))
         connected.whenComplete { result in
+            let (pool, connection, requester) = context.value
             switch result {
             case .success:
-                pool.value.connectEnded(name, endpoint, succeeded: true)
-                waiting.value.connectionReady(handler.value, reused: false)
+                pool.run(pool.machine.connectSucceeded(connection, for: requester), upstream: target.upstream)
+            case .failure(ChannelError.connectTimeout):
+                pool.connectFailed(target, for: requester, failure: .connectTimeout)
             case .failure(let error):
-                pool.value.connectEnded(name, endpoint, succeeded: false)
-                pool.value.connectFailed(name, error: error, requester: waiting.value)
+                pool.connectFailed(target, for: requester, failure: .connectFailed(String(describing: error)))
             }
         }
     }
 
-    private func connectFailed(_ name: String, error: Error, requester: UpstreamConnectionRequester) {
-        if let entry = self.entries[name] {
-            entry.open -= 1
-            self.metrics?.openConnections(name, delta: -1)
-        }
-        if case ChannelError.connectTimeout = error {
-            requester.connectionFailed(.connectTimeout)
-        } else {
-            requester.connectionFailed(.connectFailed(String(describing: error)))
-        }
-    }
-
-    /// Takes back a connection whose exchange ended cleanly.
-    func release(_ connection: UpstreamConnection) {
-        guard let entry = self.entries[connection.upstream],
-            let index = entry.addresses.firstIndex(of: connection.endpoint)
-        else {
-            connection.close()
-            return
-        }
-        if let waiter = entry.waiters.popFirst() {
-            waiter.connectionReady(connection, reused: true)
-            return
-        }
-        entry.idle[index].append(connection)
-        self.metrics?.idleConnections(connection.upstream, delta: 1)
-    }
-
-    /// Accounts for a closed connection and lets the next waiter open one.
-    func connectionClosed(_ connection: UpstreamConnection) {
-        guard let entry = self.entries[connection.upstream] else { return }
-        entry.open -= 1
-        self.metrics?.openConnections(connection.upstream, delta: -1)
-        if let address = entry.addresses.firstIndex(of: connection.endpoint),
-            let index = entry.idle[address].firstIndex(where: { $0 === connection })
-        {
-            entry.idle[address].remove(at: index)
-            self.metrics?.idleConnections(connection.upstream, delta: -1)
-        }
-        if let waiter = entry.waiters.popFirst() {
-            if entry.addresses.isEmpty {
-                waiter.connectionFailed(.connectFailed("upstream '\(connection.upstream)' has no addresses"))
-            } else if let index = self.addressToConnect(entry, preferring: entry.next % entry.addresses.count) {
-                entry.next &+= 1
-                self.connect(connection.upstream, entry, index, for: waiter)
-            } else {
-                waiter.connectionFailed(.connectFailed(self.notTried(connection.upstream, entry)))
-            }
-        }
-    }
-
-    /// Closes every idle connection (shutdown).
-    func closeIdle() {
-        for entry in self.entries.values {
-            let idle = entry.idle.flatMap { $0 }
-            entry.idle = Array(repeating: [], count: entry.addresses.count)
-            for connection in idle { connection.close() }
-        }
+    private func connectFailed(
+        _ target: StateMachine.ConnectTarget, for requester: UpstreamConnectionRequester, failure: UpstreamFailure
+    ) {
+        let action = self.machine.connectFailed(target, for: requester, failure: failure, now: self.eventLoop.now)
+        self.run(action, upstream: target.upstream)
     }
 }
