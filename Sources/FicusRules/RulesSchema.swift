@@ -86,7 +86,16 @@ enum RulesSchema {
         "identity": .value,
     ])
 
-    /// Every unknown field, and every condition without exactly one kind, in `root`.
+    /// Fields an object may not have together, and why: the second would silently win over the first.
+    static let exclusiveFields: [(String, String, String)] = [
+        (
+            "addresses", "slots",
+            "with slots, the active slot's addresses serve and 'addresses' would be ignored; keep one of them"
+        )
+    ]
+
+    /// Every unknown field, every field that excludes another, and every condition without exactly one kind, in
+    /// `root`.
     static func check(_ root: Node, file: String) -> [RulesProblem] {
         var problems: [RulesProblem] = []
         guard root.mapping != nil else {
@@ -139,6 +148,11 @@ enum RulesSchema {
         case .object(let fields):
             guard let mapping = node.mapping else {
                 return
+            }
+            for (first, second, why) in self.exclusiveFields
+            where fields[first] != nil && mapping[Node(first)] != nil && mapping[Node(second)] != nil {
+                let at = mapping.keys.first { $0.string == second } ?? node
+                report(at, "'\(first)' and '\(second)' together: \(why)")
             }
             for (key, value) in mapping {
                 let name = key.string ?? ""

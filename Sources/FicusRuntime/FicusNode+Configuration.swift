@@ -24,6 +24,8 @@ extension FicusNode {
         public var windows = Windows()
         /// Whether, and how, this node drives the store's canaries (with a store only).
         public var canary = Canary()
+        /// Where access log lines go as bytes (the executable's log writer); nil: through the logger, slower.
+        public var accessLogSink: AccessLogSink?
 
         public init() {}
 

@@ -140,7 +140,8 @@ public final class FicusNode: Service, Sendable {
             logger: logger,
             group: group,
             shadowSink: comparer,
-            shadowGroup: shadowGroup
+            shadowGroup: shadowGroup,
+            accessLogSink: configuration.accessLogSink
         )
         let sourceName = self.sourceName
         let admin = configuration.admin.map { admin in

@@ -31,12 +31,27 @@ struct FicusLogHandler: LogHandler {
             let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             line = "\(time) \(event.level) \(self.label): \(event.message)\(fields.isEmpty ? "" : " " + fields)\n"
         case .json:
-            var object: [String: String] = ["time": time, "level": "\(event.level)", "logger": self.label]
+            var object: [String: Any] = ["time": time, "level": "\(event.level)", "logger": self.label]
             object["message"] = "\(event.message)"
-            for (key, value) in merged { object[key] = "\(value)" }
+            for (key, value) in merged { object[key] = Self.jsonValue(value) }
             let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
             line = (String(data: data, encoding: .utf8) ?? "{}") + "\n"
         }
         LogWriter.standardError.append(line)
+    }
+
+    /// A metadata value as JSON: numbers logged as numbers (`.stringConvertible(200)`) stay numbers, the rest are
+    /// strings.
+    static func jsonValue(_ value: Logger.MetadataValue) -> Any {
+        if case .stringConvertible(let convertible) = value {
+            switch convertible {
+            case let number as Int: return number
+            case let number as Int64: return number
+            case let number as Double where number.isFinite: return number
+            case let flag as Bool: return flag
+            default: break
+            }
+        }
+        return "\(value)"
     }
 }

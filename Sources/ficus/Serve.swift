@@ -110,6 +110,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("access-log"), help: "One log line per request: on or off.")
     var accessLog = "on"
 
+    @ArgumentParser.Flag(
+        name: .customLong("log-redact-query"),
+        help: "Leave query strings out of access log lines (path?REDACTED): they often carry personal data."
+    )
+    var logRedactQuery = false
+
     @Option(name: .customLong("max-body"), help: "Largest request body in bytes (413 above it).")
     var maxBody: Int64 = 10 * 1024 * 1024
 
@@ -299,6 +305,10 @@ struct Serve: AsyncParsableCommand {
         configuration.proxy.shadow.maxMemoryBytes = self.shadowMemory
         configuration.proxy.shadow.noiseFloor = self.noiseFloor
         configuration.proxy.accessLog = self.accessLog == "on"
+        configuration.proxy.accessLogSettings.format = self.logFormat == "json" ? .json : .text
+        configuration.proxy.accessLogSettings.redactQuery = self.logRedactQuery
+        // Access log lines are formatted on the event loops into bytes and written by the log writer's thread.
+        configuration.accessLogSink = StandardErrorAccessLog()
         configuration.proxy.limits.maxBody = self.maxBody
         configuration.proxy.drainTimeout = .seconds(Int64(self.drainTimeout))
         configuration.proxy.timeouts.connect = .milliseconds(self.connectTimeout)

@@ -104,7 +104,11 @@ extension CLITests {
             for (object, method, response) in [(forGet.first, "GET", get), (forPost.first, "POST", post)] {
                 let object = try #require(object)
                 #expect("\(object["method"] ?? "")" == method)
-                #expect("\(object["status"] ?? "")" == "200")
+                // Numbers are numbers, times are RFC 3339 in UTC, and every line has its request's id.
+                #expect(object["status"] as? Int == 200, "status: \(object)")
+                #expect(object["bytes"] is Int && object["duration_ms"] is Double, "\(object)")
+                #expect((object["time"] as? String)?.hasSuffix("Z") == true, "time: \(object)")
+                #expect(RequestIDCheck.plausible(object["request_id"] as? String), "request_id: \(object)")
                 #expect("\(object["upstream"] ?? "")" == "b")
                 let duration = Double("\(object["duration_ms"] ?? "")")
                 #expect(duration != nil && duration! >= 0 && duration! < 5000, "duration_ms: \(object)")
@@ -112,6 +116,22 @@ extension CLITests {
             }
             // Every access line is a request that was made: the readiness probes and the two above.
             #expect(access.allSatisfy { ["/ready", "/orders/7?x=1", "/submit"].contains("\($0["path"] ?? "")") })
+        }
+
+        /// `--log-redact-query` leaves query strings out of access log lines.
+        @Test func queryStringsCanBeLeftOutOfTheAccessLog() async throws {
+            let group = loggingGroup
+            let (server, upstream, sandbox) = try await Self.serve(
+                ["--log-format", "json", "--access-log", "on", "--log-redact-query"], group: group)
+            defer { server.stop() }
+            _ = sandbox
+            try #require(await server.waitUntilServing(group: group), "ficus serve did not answer: \(server.stop())")
+            let response = try await HTTPTestClient.get(port: server.port, path: "/search?card=4111", group: group)
+            #expect(response.status == 200)
+            let log = server.stop()
+            try await upstream.shutdown()
+            #expect(!log.contains("4111"), "\(log)")
+            #expect(log.contains("\"path\":\"/search?REDACTED\""), "\(log)")
         }
 
         @Test func textAccessLogIsOneLinePerRequest() async throws {
@@ -162,5 +182,13 @@ extension CLITests {
             #expect(result.stderr.contains("--listen"), "\(result)")
             #expect(result.stderr.contains("nonsense"), "\(result)")
         }
+    }
+}
+
+/// What the CLI tests accept as a request id (they cannot see FicusProxy's internals).
+enum RequestIDCheck {
+    static func plausible(_ id: String?) -> Bool {
+        guard let id, !id.isEmpty, id.count <= 128 else { return false }
+        return id.allSatisfy { $0.isLetter || $0.isNumber || "-._:".contains($0) }
     }
 }

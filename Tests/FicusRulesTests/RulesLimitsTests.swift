@@ -33,6 +33,24 @@ import Testing
         try files.check(files.standalone)
     }
 
+    /// An upstream with both `addresses` and `slots` is refused at the second field (found by the rules-loader fuzz
+    /// target: the addresses were silently ignored, and an export lost them).
+    @Test func addressesAndSlotsTogetherAreRefused() {
+        let text = """
+            upstreams:
+              - name: legacy
+                addresses: ["127.0.0.1:8081"]
+                slots:
+                  blue: ["127.0.0.1:8091"]
+                  green: ["127.0.0.1:8092"]
+                  active: blue
+            """
+        let problems = Self.problems(text)
+        #expect(problems.count == 1)
+        #expect(problems.first?.line == 4, "\(problems)")
+        #expect(problems.first?.message.contains("'addresses' and 'slots' together") == true, "\(problems)")
+    }
+
     // MARK: Aliases
 
     /// The classic billion laughs: nine levels of ten aliases each, about a billion strings once expanded.

@@ -22,8 +22,8 @@ public struct AccessLogSettings: Sendable {
     public var format: Format = .text
     /// Query strings are left out of the logged path (`/search?REDACTED`): they often carry personal data.
     public var redactQuery = false
-    /// The logger name written in each line.
-    public var label = "ficus.proxy"
+    /// The logger name written in each line (the `ficus` executable's logger's).
+    public var label = "ficus"
 
     public init() {}
 }
