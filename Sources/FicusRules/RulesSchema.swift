@@ -67,6 +67,8 @@ enum RulesSchema {
         "rewrites": .dictionary(rewrite),
         "timeouts": .object(["connectMilliseconds": .value, "responseHeaderMilliseconds": .value]),
         "shadow": shadow,
+        "fallback": .value,
+        "fallback_on": .value,
     ])
 
     static let upstream = Shape.object([

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import FicusCore
 import FicusStore
 
@@ -44,6 +45,19 @@ struct RouteShapeOptions: ParsableArguments {
         help: ArgumentHelp("Response-head timeout for this route.", valueName: "ms"))
     var responseTimeout: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "Send a request whose upstream failed before answering to legacy (legacy, the default) or not (off).",
+            valueName: "legacy|off"))
+    var fallback: String?
+
+    @Option(
+        name: .customLong("fallback-on"),
+        help: ArgumentHelp(
+            "The upstream's answer statuses that fall back to legacy (comma-separated, 500-599; default 502,503,504).",
+            valueName: "502,503,504"))
+    var fallbackOn: String?
+
     /// The path from `--prefix` or `--path`, nil when neither is given.
     func pathPattern() throws -> String? {
         switch (self.prefix, self.path) {
@@ -80,6 +94,23 @@ struct RouteShapeOptions: ParsableArguments {
         }
         if let responseTimeout = self.responseTimeout {
             route.timeouts.responseHeaderMilliseconds = responseTimeout
+        }
+        if let fallback = self.fallback {
+            guard fallback == "legacy" || fallback == "off" else {
+                throw CLIError.usage("--fallback '\(fallback)': expected legacy or off")
+            }
+            route.fallback = fallback
+        }
+        if let fallbackOn = self.fallbackOn {
+            var statuses: [Int] = []
+            for part in fallbackOn.split(separator: ",", omittingEmptySubsequences: false) {
+                let text = part.trimmingCharacters(in: .whitespaces)
+                guard let status = Int(text), (500...599).contains(status) else {
+                    throw CLIError.usage("--fallback-on '\(fallbackOn)': '\(text)' is not a status from 500 to 599")
+                }
+                statuses.append(status)
+            }
+            route.fallbackOn = statuses
         }
     }
 }
@@ -325,6 +356,14 @@ extension RouteCommand {
         }
         if let response = route.timeouts.responseHeaderMilliseconds {
             lines.append("  response timeout  \(response) ms")
+        }
+        if route.fallsBackToLegacy {
+            let statuses = route.fallbackStatuses.map(String.init).joined(separator: ", ")
+            lines.append(
+                "  fallback  to \(route.legacy) when another upstream fails before answering (connect failure, reset, "
+                    + "timeout, status \(statuses))")
+        } else {
+            lines.append("  fallback  off")
         }
         if let shadow = route.shadow {
             lines.append("  shadow")

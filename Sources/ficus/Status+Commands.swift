@@ -283,6 +283,9 @@ struct ExplainCommand: AsyncParsableCommand {
         var preview: String?
         var reason: String
         var rewrite: String?
+        /// The upstream a failed request would go to instead, and on which of its statuses.
+        var fallback: String?
+        var fallbackOn: [Int]?
         var steps: [String]
     }
 
@@ -330,6 +333,8 @@ struct ExplainCommand: AsyncParsableCommand {
                         preview: decision.preview?.rawValue,
                         reason: decision.reason.rawValue,
                         rewrite: decision.rewrite?.oneLine,
+                        fallback: decision.fallback,
+                        fallbackOn: decision.fallback == nil ? nil : decision.fallbackStatuses,
                         steps: explanation.description.split(separator: "\n").map(String.init)
                     )
                 )
@@ -338,6 +343,14 @@ struct ExplainCommand: AsyncParsableCommand {
             Console.out("revision \(stored.number)")
             Console.out(explanation.description)
             Console.out("shadow: \(explanation.decision.shadow ?? "none")")
+            if let fallback = explanation.decision.fallback {
+                let statuses = explanation.decision.fallbackStatuses.map(String.init).joined(separator: ", ")
+                Console.out(
+                    "fallback: \(fallback) if \(explanation.decision.upstream) fails before answering (connect failure, "
+                        + "reset, timeout, status \(statuses))")
+            } else {
+                Console.out("fallback: none")
+            }
         }
     }
 }

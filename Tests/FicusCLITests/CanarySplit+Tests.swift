@@ -94,3 +94,35 @@ extension CLITests.Canary {
         try await group.shutdownGracefully()
     }
 }
+
+extension CLITests.Canary {
+    /// A new service that refuses every connection, behind fallback (the default): users never see a failure (every
+    /// request is answered by legacy), yet the canary aborts on the new side's error rate, since fallback protects
+    /// users, never the canary's verdict (issue 17 item 1).
+    @Test(.timeLimit(.minutes(1))) func aCanaryWhoseNewSideFailsBehindFallbackStillAborts() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let legacy = try await TestUpstream.start(.fixed(status: 200, headers: [], body: Array("legacy".utf8)), group: group)
+        let sandbox = try Sandbox()
+        try sandbox.ok("init")
+        try sandbox.ok("upstream", "add", "legacy", legacy.address)
+        try sandbox.ok("upstream", "add", "orders-v2", "127.0.0.1:\(try freePort())")
+        try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "legacy")
+        let server = try Server(store: sandbox.store, directory: sandbox.directory)
+        defer { server.stop() }
+        #expect(await Self.waitUntilServing(server, group: group))
+        let running = NIOLockedValueBox(true)
+        let load = Self.load(port: server.port, group: group, running: running)
+        let started = await Self.start(sandbox)
+        #expect(started.status == 0, "\(started)")
+        let status = await Self.waitForPhase("aborted", sandbox, "orders", seconds: 20)
+        running.withLockedValue { $0 = false }
+        let bodies = await load.value
+        #expect(status["phase"] as? String == "aborted", "\(status)")
+        #expect((status["reason"] as? String)?.contains("error rate") == true, "\(status)")
+        #expect(bodies.keys.allSatisfy { $0 == "200 legacy" }, "users saw only legacy's answers: \(bodies)")
+        #expect(legacy.received.contains { $0.header("x-ficus-fallback") == "1" }, "requests fell back")
+        server.stop()
+        try await legacy.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
