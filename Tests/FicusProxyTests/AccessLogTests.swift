@@ -51,7 +51,7 @@ struct AccessLogTests {
     @Test func textLinesAreOneLineOfSortedKeys() {
         let line = Self.line(Self.entry())
         #expect(
-            line == "2025-12-07T05:01:02.345Z info ficus.proxy: request bytes=42 client=192.0.2.1 duration_ms=1.234 "
+            line == "2025-12-07T05:01:02.345Z info ficus: request bytes=42 client=192.0.2.1 duration_ms=1.234 "
                 + "method=GET path=/orders/7?card=4111 request_id=9f86d081884c7d65-1 route=orders status=200 "
                 + "upstream=legacy\n")
     }
