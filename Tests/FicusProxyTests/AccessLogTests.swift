@@ -89,6 +89,20 @@ struct AccessLogTests {
         #expect(String(buffer: buffer) == formatter.string(from: Date(timeIntervalSince1970: seconds)))
     }
 
+    /// The hand-made number writers print what `String(describing:)` would.
+    @Test func numbersAreWrittenAsSwiftPrintsThem() {
+        for value: Int64 in [0, 7, 10, 200, 65_536, 1_234_567_890, .max, -1, .min] {
+            var buffer = ByteBuffer()
+            AccessLogEntry.writeDecimal(value, into: &buffer)
+            #expect(String(buffer: buffer) == String(value))
+        }
+        for microseconds: Int64 in [0, 1, 10, 100, 999, 1000, 1050, 1234, 1200, 60_000_001, 5_000_000] {
+            var buffer = ByteBuffer()
+            AccessLogEntry.writeMilliseconds(microseconds, into: &buffer)
+            #expect(String(buffer: buffer) == String(Double(microseconds) / 1000), "\(microseconds) µs")
+        }
+    }
+
     // MARK: Request ids
 
     static func head(_ extra: String = "") throws -> HTTPHead {

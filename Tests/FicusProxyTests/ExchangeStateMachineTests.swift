@@ -20,7 +20,7 @@ extension ExchangeStateMachine.Action {
         case .abortUpstream: "abort upstream"
         case .pauseUpstreamReads: "pause upstream reads"
         case .resumeUpstreamReads: "resume upstream reads"
-        case .answerHead(let head, _, let keepAlive): "answer head \(head.status) \(keepAlive ? "keep-alive" : "close")"
+        case .answerHead(let status, _, let keepAlive): "answer head \(status) \(keepAlive ? "keep-alive" : "close")"
         case .answerBody(let body, _): "answer body \(body.readableBytes)"
         case .answerEnd: "answer end"
         case .answerLocally(let answer, let keepAlive, let headOnly):

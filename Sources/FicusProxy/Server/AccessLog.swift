@@ -47,15 +47,15 @@ struct AccessLogEntry {
     /// `JSONSerialization` and no intermediate strings beyond the numbers.
     func write(into out: inout ByteBuffer, settings: AccessLogSettings) {
         let path = settings.redactQuery ? Self.redactingQuery(self.path) : self.path
-        let milliseconds = Double(self.durationNanoseconds / 1000) / 1000
+        let microseconds = max(0, self.durationNanoseconds / 1000)
         switch settings.format {
         case .json:
             out.writeStaticString("{\"bytes\":")
-            out.writeString(String(self.bytes))
+            Self.writeDecimal(self.bytes, into: &out)
             out.writeStaticString(",\"client\":")
             Self.writeJSONString(self.client, into: &out)
             out.writeStaticString(",\"duration_ms\":")
-            out.writeString(String(milliseconds))
+            Self.writeMilliseconds(microseconds, into: &out)
             if let fallbackFrom = self.fallbackFrom {
                 out.writeStaticString(",\"fallback\":")
                 Self.writeJSONString(fallbackFrom, into: &out)
@@ -71,7 +71,7 @@ struct AccessLogEntry {
             out.writeStaticString(",\"route\":")
             Self.writeJSONString(self.route, into: &out)
             out.writeStaticString(",\"status\":")
-            out.writeString(String(self.status))
+            Self.writeDecimal(Int64(self.status), into: &out)
             out.writeStaticString(",\"time\":\"")
             Self.writeTime(self.time, into: &out)
             out.writeStaticString("\",\"upstream\":")
@@ -82,11 +82,11 @@ struct AccessLogEntry {
             out.writeStaticString(" info ")
             out.writeString(settings.label)
             out.writeStaticString(": request bytes=")
-            out.writeString(String(self.bytes))
+            Self.writeDecimal(self.bytes, into: &out)
             out.writeStaticString(" client=")
             Self.writeText(self.client, into: &out)
             out.writeStaticString(" duration_ms=")
-            out.writeString(String(milliseconds))
+            Self.writeMilliseconds(microseconds, into: &out)
             if let fallbackFrom = self.fallbackFrom {
                 out.writeStaticString(" fallback=")
                 Self.writeText(fallbackFrom, into: &out)
@@ -100,7 +100,7 @@ struct AccessLogEntry {
             out.writeStaticString(" route=")
             Self.writeText(self.route, into: &out)
             out.writeStaticString(" status=")
-            out.writeString(String(self.status))
+            Self.writeDecimal(Int64(self.status), into: &out)
             out.writeStaticString(" upstream=")
             Self.writeText(self.upstream, into: &out)
             out.writeStaticString("\n")
@@ -113,9 +113,56 @@ struct AccessLogEntry {
         return String(path[..<mark]) + "?REDACTED"
     }
 
+    /// `value` in decimal, without an intermediate string.
+    static func writeDecimal(_ value: Int64, into out: inout ByteBuffer) {
+        if value < 0 {
+            out.writeInteger(UInt8(ascii: "-"))
+        }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // room for 24 digits, more than an Int64 has
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var rest = value.magnitude
+            var index = buffer.count
+            repeat {
+                index -= 1
+                buffer[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            } while rest > 0
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: buffer[index...]))
+        }
+    }
+
+    /// Microseconds as milliseconds with three decimals (`1.234`), the way `Double` would print them.
+    static func writeMilliseconds(_ microseconds: Int64, into out: inout ByteBuffer) {
+        Self.writeDecimal(microseconds / 1000, into: &out)
+        var fraction = microseconds % 1000
+        out.writeInteger(UInt8(ascii: "."))
+        if fraction == 0 {
+            out.writeInteger(UInt8(ascii: "0"))
+            return
+        }
+        // Trailing zeros dropped (1.2, not 1.200), leading ones kept (1.05).
+        var width = 3
+        while fraction % 10 == 0 {
+            fraction /= 10
+            width -= 1
+        }
+        var divisor: Int64 = 1
+        for _ in 1..<width { divisor *= 10 }
+        while divisor > 0 {
+            out.writeInteger(UInt8(ascii: "0") + UInt8(fraction / divisor % 10))
+            divisor /= 10
+        }
+    }
+
     /// A JSON string: quotes, backslashes and control characters escaped; other bytes as they are (UTF-8).
     static func writeJSONString(_ value: String, into out: inout ByteBuffer) {
         out.writeInteger(UInt8(ascii: "\""))
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+            // The usual case, copied whole.
+            out.writeString(value)
+            out.writeInteger(UInt8(ascii: "\""))
+            return
+        }
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.writeStaticString("\\\"")
@@ -135,6 +182,10 @@ struct AccessLogEntry {
 
     /// A text value: control characters and spaces escaped as `\xHH`, so that a line stays one line of `key=value`.
     static func writeText(_ value: String, into out: inout ByteBuffer) {
+        if value.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "\\") }) {
+            out.writeString(value)
+            return
+        }
         for byte in value.utf8 {
             if byte <= 0x20 || byte == 0x7F || byte == UInt8(ascii: "\\") {
                 out.writeStaticString("\\x")

@@ -68,6 +68,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private var recorder: ExchangeRecorder
     /// The forwarded request head; reused from request to request.
     private var headBuffer = ByteBuffer()
+    /// The answer head being handled (actions name it rather than carry it, so that they stay small).
+    private var responseHead: HTTPHead?
     private var clientAddress: IPAddress?
     private var clientAddressText = "-"
     private var clientTrusted = false
@@ -395,7 +397,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.exchange?.connection?.pauseReads()
         case .resumeUpstreamReads:
             self.exchange?.connection?.resumeReads()
-        case .answerHead(let head, let framing, let keepAlive):
+        case .answerHead(_, let framing, let keepAlive):
+            guard let head = self.responseHead else { return }
             self.answerHead(head, framing: framing, keepAlive: keepAlive)
         case .answerBody(let body, let framing):
             self.answerBody(body, framing: framing)
@@ -482,7 +485,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .requestBody(let body): shadow.requestBody(body)
         case .requestComplete: shadow.requestComplete()
         case .primarySent: shadow.primarySent()
-        case .primaryHead(let head): shadow.primaryHead(head)
+        case .primaryHead:
+            if let head = self.responseHead { shadow.primaryHead(head) }
         case .primaryBody(let body): shadow.primaryBody(body)
         case .primaryEnd: shadow.primaryEnd()
         case .abandon(let reason): shadow.abandon(reason: reason)
@@ -614,7 +618,9 @@ extension ProxyConnectionHandler: UpstreamConnectionRequester {
 
 extension ProxyConnectionHandler: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: HTTPHead) {
+        self.responseHead = head
         self.handle(.upstreamHead(head))
+        self.responseHead = nil
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
