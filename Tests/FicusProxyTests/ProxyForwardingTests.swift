@@ -6,8 +6,7 @@ import Testing
 @Suite("Forwarding through a real proxy", .serialized)
 struct ProxyForwardingTests {
     @Test func forwardingFieldsAreSet() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             let response = try await client.request(path: "/orders/1?x=2", host: "shop.example:8080")
@@ -20,13 +19,7 @@ struct ProxyForwardingTests {
             #expect(received.header("host") == "shop.example:8080")
             #expect(received.header("via") == "1.1 ficus")
             #expect(received.version == "HTTP/1.1")
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func upstreamsNamedByIPAddressAndByHostNameAreBothReached() async throws {
@@ -63,8 +56,7 @@ struct ProxyForwardingTests {
     }
 
     @Test func hopByHopFieldsAreRemoved() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             let response = try await client.request(
@@ -89,30 +81,17 @@ struct ProxyForwardingTests {
             // A client naming X-Forwarded-For in Connection must not remove the one Ficus adds.
             #expect(received.headers("x-forwarded-for") == ["127.0.0.1"])
             #expect(received.header("x-kept") == "yes")
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func teTrailersIsPassedOn() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             _ = try await client.request(path: "/", headers: [("TE", "trailers")])
             let received = try await upstream.waitForRequests(1, timeout: .seconds(2))[0]
             #expect(received.header("te") == "trailers")
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     /// A trusted proxy's forwarding fields are kept and extended; X-Ficus-* fields reach no upstream even from it.
@@ -141,8 +120,7 @@ struct ProxyForwardingTests {
     }
 
     @Test func requestBodiesStreamWithContentLengthAndChunked() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             let fixed = try await client.request(method: "POST", path: "/cl", body: Array("hello".utf8))
@@ -158,32 +136,19 @@ struct ProxyForwardingTests {
             #expect(received[1].trailers?.first { $0.0.lowercased() == "x-check" }?.1 == "7")
             // Framing fields never travel in trailers.
             #expect(received[1].trailers?.contains { $0.0.lowercased() == "content-length" } == false)
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func chunkedResponsesKeepTheirTrailers() async throws {
         let parts: [[UInt8]] = [Array("abc".utf8), Array("defg".utf8)]
-        let (harness, upstream) = try await ProxyHarness.start(.chunked(parts: parts, trailers: [("X-Digest", "42")]))
-        do {
+        try await ProxyHarness.with(.chunked(parts: parts, trailers: [("X-Digest", "42")])) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             let response = try await client.request(path: "/", headers: [("TE", "trailers")])
             #expect(response.bodyString == "abcdefg")
             #expect(response.header("transfer-encoding") == "chunked")
             #expect(response.trailer("x-digest") == "42")
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func bodilessAnswers() async throws {
@@ -200,8 +165,7 @@ struct ProxyForwardingTests {
             await harness.stop()
             try await upstream.shutdown()
         }
-        let (harness, upstream) = try await ProxyHarness.start(.largeBody(bytes: 1000))
-        do {
+        try await ProxyHarness.with(.largeBody(bytes: 1000)) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             try await client.send("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -211,45 +175,32 @@ struct ProxyForwardingTests {
             #expect(head?.body.isEmpty == true)
             let get = try await client.request(path: "/")
             #expect(get.body.count == 1000)
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func largeBodiesStreamBothWays() async throws {
         let size = 8 * 1024 * 1024
-        let (harness, upstream) = try await ProxyHarness.start(.largeBody(bytes: size))
-        do {
+        try await ProxyHarness.with(.largeBody(bytes: size)) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             let response = try await client.request(path: "/big", timeout: .seconds(30))
             #expect(response.body.count == size)
             #expect(response.body == TestUpstream.patternBytes(count: size))
 
-            let (echoHarness, echo) = try await ProxyHarness.start(.echo)
-            defer { Task { await echoHarness.stop(); try? await echo.shutdown() } }
-            let echoClient = try await echoHarness.client()
-            defer { echoClient.close() }
-            let upload = TestUpstream.patternBytes(count: 5 * 1024 * 1024)
-            let echoed = try await echoClient.request(method: "PUT", path: "/upload", body: upload, timeout: .seconds(30))
-            #expect(echoed.status == 200)
-            #expect(echoed.body == upload)
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
+            try await ProxyHarness.with(.echo) { echoHarness, _ in
+                let echoClient = try await echoHarness.client()
+                defer { echoClient.close() }
+                let upload = TestUpstream.patternBytes(count: 5 * 1024 * 1024)
+                let echoed = try await echoClient.request(
+                    method: "PUT", path: "/upload", body: upload, timeout: .seconds(30))
+                #expect(echoed.status == 200)
+                #expect(echoed.body == upload)
+            }
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func keepAliveReusesOneUpstreamConnection() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             for i in 0..<5 {
@@ -257,18 +208,11 @@ struct ProxyForwardingTests {
                 #expect(response.header("x-echo-uri") == "/\(i)")
             }
             #expect(upstream.connectionsAccepted == 1)
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.slow(delay: .milliseconds(20), then: .echo))
-        do {
+        try await ProxyHarness.with(.slow(delay: .milliseconds(20), then: .echo)) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             try await client.send(
@@ -281,18 +225,11 @@ struct ProxyForwardingTests {
                 uris.append(response?.header("x-echo-uri") ?? "?")
             }
             #expect(uris == ["/p1", "/p2", "/p3", "/p4"])
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func expectContinueIsAnsweredByTheProxy() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             try await client.send("PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
@@ -304,18 +241,11 @@ struct ProxyForwardingTests {
             #expect(final?.bodyString == "data")
             let received = try await upstream.waitForRequests(1, timeout: .seconds(2))[0]
             #expect(received.header("expect") == nil)
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func http10ClientsGetCloseDelimitedOrKeepAlive() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.chunked(parts: [Array("old".utf8)], trailers: []))
-        do {
+        try await ProxyHarness.with(.chunked(parts: [Array("old".utf8)], trailers: [])) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             try await client.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -325,18 +255,11 @@ struct ProxyForwardingTests {
             #expect(text.hasSuffix("\r\n\r\nold"))
             #expect(!text.lowercased().contains("transfer-encoding"))
             #expect(text.lowercased().contains("connection: close"))
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func clientConnectionCloseIsHonoured() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             try await client.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -344,12 +267,6 @@ struct ProxyForwardingTests {
             #expect(response?.status == 200)
             #expect(response?.header("connection") == "close")
             #expect(await client.isClosed(within: .seconds(2)))
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 }

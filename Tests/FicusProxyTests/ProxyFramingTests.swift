@@ -8,8 +8,7 @@ struct ProxyFramingTests {
     /// connection, and an upstream that never sees a complete request.
     @Test(arguments: FramingCases.refused)
     func refusedAndNothingForwarded(_ refused: FramingCases.Refused) async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             try await client.send(refused.request + "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -20,18 +19,11 @@ struct ProxyFramingTests {
             try await Task.sleep(for: .milliseconds(50))
             #expect(upstream.received.isEmpty, "\(refused.name): \(upstream.received.map(\.uri))")
             #expect(!upstream.received.contains { $0.uri == "/smuggled" })
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func unknownFieldThatLooksLikeTransferEncodingIsForwardedAsAField() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             try await client.send("GET /a HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n")
@@ -40,18 +32,11 @@ struct ProxyFramingTests {
             let received = try await upstream.waitForRequests(1, timeout: .seconds(2))
             #expect(received[0].header("transfer_encoding") == "chunked")
             #expect(received[0].header("transfer-encoding") == nil)
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func absoluteFormTargetNeverConnectsElsewhere() async throws {
-        let (harness, upstream) = try await ProxyHarness.start(.echo)
-        do {
+        try await ProxyHarness.with(.echo) { harness, upstream in
             let client = try await harness.client()
             defer { client.close() }
             try await client.send("GET http://169.254.169.254/latest/meta-data?x=1 HTTP/1.1\r\nHost: ignored\r\n\r\n")
@@ -60,13 +45,7 @@ struct ProxyFramingTests {
             let received = try await upstream.waitForRequests(1, timeout: .seconds(2))
             #expect(received[0].uri == "/latest/meta-data?x=1")
             #expect(received[0].header("host") == "169.254.169.254")
-        } catch {
-            await harness.stop()
-            try? await upstream.shutdown()
-            throw error
         }
-        await harness.stop()
-        try? await upstream.shutdown()
     }
 
     @Test func badUpstreamFramingIs502AndTheConnectionIsDiscarded() async throws {

@@ -165,7 +165,9 @@ final class AdminHandler: ChannelInboundHandler {
         // A HEAD answer has the GET answer's length and no body (RFC 9110 9.3.2).
         if !self.headOnly { out.writeBytes(body) }
         self.deadline?.cancel()
-        context.writeAndFlush(self.wrapOutboundOut(out)).whenComplete { _ in context.close(promise: nil) }
+        // The context is loop-bound: it is closed on its own loop once the answer is out.
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(self.wrapOutboundOut(out)).whenComplete { _ in bound.value.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

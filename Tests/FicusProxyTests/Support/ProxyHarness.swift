@@ -71,6 +71,25 @@ struct ProxyHarness {
         return (harness, upstream)
     }
 
+    /// Starts one upstream with `behavior` and a proxy in front of it, runs `body`, and stops both whatever happens:
+    /// awaited, so that one test's servers are gone before the next test starts.
+    static func with(
+        _ behavior: TestUpstream.Behavior,
+        configure: (inout ProxyConfiguration) -> Void = { _ in },
+        _ body: (ProxyHarness, TestUpstream) async throws -> Void
+    ) async throws {
+        let (harness, upstream) = try await Self.start(behavior, configure: configure)
+        do {
+            try await body(harness, upstream)
+        } catch {
+            await harness.stop()
+            try? await upstream.shutdown()
+            throw error
+        }
+        await harness.stop()
+        try? await upstream.shutdown()
+    }
+
     func client() async throws -> RawClient {
         try await RawClient.connect(port: self.port, group: testGroup)
     }
