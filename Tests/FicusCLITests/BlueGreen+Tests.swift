@@ -79,7 +79,7 @@ extension CLITests {
             #expect(deployed.revision != nil)
             let exported = try sandbox.ok("export")
             #expect(exported.stdout.contains("active: blue"), "\(exported)")
-            try await Task.sleep(for: .milliseconds(300))
+            #expect(await AgainstServe.waitForRevision(try #require(deployed.revision), server: server, group: group))
             let still = try await HTTPTestClient.get(port: server.port, path: "/orders/1", group: group)
             #expect(still.bodyString == "blue", "deploying to the idle slot moves no traffic")
 

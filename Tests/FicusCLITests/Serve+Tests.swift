@@ -69,6 +69,24 @@ extension CLITests {
             return last
         }
 
+        /// Polls the admin listener's `/healthz` until the proxy serves `revision` (or a later one), for up to 20 s:
+        /// what a test waits for after a change, instead of sleeping and hoping the proxy has picked it up.
+        static func waitForRevision(_ revision: Int, server: Server, group: any EventLoopGroup) async -> Bool {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                if let health = try? await HTTPTestClient.get(
+                    port: server.adminPort, path: "/healthz", group: group, timeout: .seconds(2)),
+                    let range = health.bodyString.range(of: "\"revision\":"),
+                    let served = Int(health.bodyString[range.upperBound...].prefix { $0.isNumber }),
+                    served >= revision
+                {
+                    return true
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return false
+        }
+
         @Test func flipKillUnkillAndRollbackChangeWhatClientsSee() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let legacy = try await TestUpstream.start(
