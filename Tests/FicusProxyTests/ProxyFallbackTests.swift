@@ -47,7 +47,9 @@ struct ProxyFallbackTests {
     /// A new service that refuses connections: every method goes to legacy (it never received anything), marked
     /// `X-Ficus-Fallback: 1` for legacy only, and the failed attempts stay in the new side's metric window.
     @Test func refusedConnectsFallBackForEveryMethod() async throws {
-        let setup = try await Self.start(modern: "127.0.0.1:\(try DeadUpstream.refusedPort())")
+        let refusing = try DeadUpstream.RefusingPort()
+        defer { refusing.close() }
+        let setup = try await Self.start(modern: "127.0.0.1:\(refusing.port)")
         do {
             let client = try await setup.harness.client()
             let get = try await client.request(path: "/orders/1")
@@ -138,7 +140,9 @@ struct ProxyFallbackTests {
 
     /// `fallback: off`: the new side's failure is the answer.
     @Test func fallbackOffAnswersTheFailure() async throws {
-        let setup = try await Self.start(modern: "127.0.0.1:\(try DeadUpstream.refusedPort())") { $0.fallback = "off" }
+        let refusing = try DeadUpstream.RefusingPort()
+        defer { refusing.close() }
+        let setup = try await Self.start(modern: "127.0.0.1:\(refusing.port)") { $0.fallback = "off" }
         do {
             let client = try await setup.harness.client()
             let response = try await client.request(path: "/orders/1")

@@ -21,7 +21,9 @@ struct ProxyFaultTests {
     // MARK: Connect failures
 
     @Test func refusedConnectIs502NamingTheUpstream() async throws {
-        let port = try DeadUpstream.refusedPort()
+        let refusing = try DeadUpstream.RefusingPort()
+        defer { refusing.close() }
+        let port = refusing.port
         let harness = try await ProxyHarness.start(
             upstreams: [("backend", ["127.0.0.1:\(port)"])],
             defaultUpstream: "backend",

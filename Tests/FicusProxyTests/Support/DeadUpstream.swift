@@ -53,14 +53,26 @@ enum DeadUpstream {
         return fd
     }
 
-    /// A loopback port that nothing listens on: bound by the kernel's choice, then closed.
-    ///
-    /// A connect to it is refused at once (RST), which is the "upstream down" fault.
-    static func refusedPort() throws -> Int {
-        let fd = try Self.makeSocket()
-        defer { _ = systemClose(fd) }
-        try Self.bind(fd)
-        return try Self.localPort(fd)
+    /// A loopback port held bound, without listening, until `close()`: a connect to it is refused (RST), the "upstream
+    /// down" fault. Held rather than bound and closed at once, so that the port cannot be handed to another socket
+    /// meanwhile (another test's listener, or an outgoing connection whose source port it becomes, which would then
+    /// connect to itself and hang: how a refused-connect test once got a 504).
+    final class RefusingPort: @unchecked Sendable {
+        let port: Int
+        private var fd: Int32
+
+        init() throws {
+            self.fd = try DeadUpstream.makeSocket()
+            try DeadUpstream.bind(self.fd)
+            self.port = try DeadUpstream.localPort(self.fd)
+        }
+
+        func close() {
+            if self.fd >= 0 { _ = systemClose(self.fd) }
+            self.fd = -1
+        }
+
+        deinit { self.close() }
     }
 
     struct SocketFailure: Error, CustomStringConvertible {
