@@ -12,13 +12,15 @@ extension CLITests {
         final class Server: @unchecked Sendable {
             let process = Process()
             let port: Int
+            let adminPort: Int
 
             init(store: String, directory: URL, extraArguments: [String] = []) throws {
                 self.port = try freePort()
+                self.adminPort = try freePort()
                 self.process.executableURL = FicusProcess.binary
                 self.process.arguments = [
                     "serve", "--store", store, "--listen", "127.0.0.1:\(self.port)",
-                    "--admin", "127.0.0.1:\(try freePort())", "--threads", "1", "--access-log", "off",
+                    "--admin", "127.0.0.1:\(self.adminPort)", "--threads", "1", "--access-log", "off",
                     "--poll-interval", "5", "--heartbeat-interval", "1", "--window-interval", "1",
                     "--drain-timeout", "1", "--log-level", "warning",
                 ] + extraArguments
@@ -42,6 +44,23 @@ extension CLITests {
                 }
                 self.process.waitUntilExit()
             }
+        }
+
+        /// Waits (up to 20 s) until the proxy serves `revision` or a later one, read from its `/healthz`.
+        static func waitForRevision(_ revision: Int?, _ server: Server, group: any EventLoopGroup) async -> Bool {
+            guard let revision else { return false }
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                if let health = try? await HTTPTestClient.get(port: server.adminPort, path: "/healthz", group: group),
+                    let range = health.bodyString.range(of: "\"revision\":"),
+                    let served = Int(health.bodyString[range.upperBound...].prefix { $0.isNumber }),
+                    served >= revision
+                {
+                    return true
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return false
         }
 
         /// Waits up to 5 s for the proxy to answer with legacy.

@@ -37,15 +37,14 @@ extension CLITests.Canary {
                 sandbox, "canary", "start", "orders", "--to", "orders-v2", "--steps", "\(weight),100", "--interval",
                 "10m")
             #expect(started.status == 0, "\(started)")
-            // The proxy polls the store every 5 ms; give it the new revision.
-            try await Task.sleep(for: .milliseconds(300))
+            #expect(await Self.waitForRevision(started.revision, server, group: group), "\(started)")
             let bodies = try await Self.sendThroughBalancer(port: server.port, clients: 600, group: group)
             let share = Double(bodies["200 v2", default: 0]) / 600
             #expect(abs(share - Double(weight) / 100) < 0.07, "step \(weight)%: \(bodies)")
             #expect(bodies.keys.allSatisfy { $0.hasPrefix("200 ") }, "\(bodies)")
             let aborted = await Self.ficus(sandbox, "canary", "abort", "orders", "--reason", "next weight")
             #expect(aborted.status == 0, "\(aborted)")
-            try await Task.sleep(for: .milliseconds(300))
+            #expect(await Self.waitForRevision(aborted.revision, server, group: group), "\(aborted)")
         }
         server.stop()
         try await legacy.shutdown()
