@@ -46,21 +46,10 @@ extension CLITests {
             }
         }
 
-        /// Waits (up to 20 s) until the proxy serves `revision` or a later one, read from its `/healthz`.
+        /// Waits until `server` serves `revision` (see `waitForServedRevision`); false without a revision.
         static func waitForRevision(_ revision: Int?, _ server: Server, group: any EventLoopGroup) async -> Bool {
             guard let revision else { return false }
-            let deadline = ContinuousClock.now + .seconds(20)
-            while ContinuousClock.now < deadline {
-                if let health = try? await HTTPTestClient.get(port: server.adminPort, path: "/healthz", group: group),
-                    let range = health.bodyString.range(of: "\"revision\":"),
-                    let served = Int(health.bodyString[range.upperBound...].prefix { $0.isNumber }),
-                    served >= revision
-                {
-                    return true
-                }
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            return false
+            return await waitForServedRevision(revision, adminPort: server.adminPort, group: group)
         }
 
         /// Waits up to 5 s for the proxy to answer with legacy.

@@ -69,22 +69,9 @@ extension CLITests {
             return last
         }
 
-        /// Polls the admin listener's `/healthz` until the proxy serves `revision` (or a later one), for up to 20 s:
-        /// what a test waits for after a change, instead of sleeping and hoping the proxy has picked it up.
+        /// Waits until `server` serves `revision` (see `waitForServedRevision`).
         static func waitForRevision(_ revision: Int, server: Server, group: any EventLoopGroup) async -> Bool {
-            let deadline = ContinuousClock.now + .seconds(20)
-            while ContinuousClock.now < deadline {
-                if let health = try? await HTTPTestClient.get(
-                    port: server.adminPort, path: "/healthz", group: group, timeout: .seconds(2)),
-                    let range = health.bodyString.range(of: "\"revision\":"),
-                    let served = Int(health.bodyString[range.upperBound...].prefix { $0.isNumber }),
-                    served >= revision
-                {
-                    return true
-                }
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            return false
+            await waitForServedRevision(revision, adminPort: server.adminPort, group: group)
         }
 
         @Test func flipKillUnkillAndRollbackChangeWhatClientsSee() async throws {
@@ -183,4 +170,22 @@ func freePort() throws -> Int {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
     }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Polls `/healthz` on `adminPort` until the proxy serves `revision` or a later one, for up to 20 s: what a test waits
+/// for after a change, instead of sleeping and hoping the proxy has picked it up.
+func waitForServedRevision(_ revision: Int, adminPort: Int, group: any EventLoopGroup) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(20)
+    while ContinuousClock.now < deadline {
+        if let health = try? await HTTPTestClient.get(
+            port: adminPort, path: "/healthz", group: group, timeout: .seconds(2)),
+            let range = health.bodyString.range(of: "\"revision\":"),
+            let served = Int(health.bodyString[range.upperBound...].prefix { $0.isNumber }),
+            served >= revision
+        {
+            return true
+        }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return false
 }
