@@ -136,8 +136,8 @@ struct ConfigurationValidator {
             self.checkRewrite(rewrite, object: object, field: field)
         }
         for (name, value) in [
-            ("connectMilliseconds", route.timeouts.connectMilliseconds),
-            ("responseHeaderMilliseconds", route.timeouts.responseHeaderMilliseconds),
+            ("connect_milliseconds", route.timeouts.connectMilliseconds),
+            ("response_header_milliseconds", route.timeouts.responseHeaderMilliseconds),
         ] {
             if let value, value <= 0 {
                 self.report(object, "timeouts", "\(name) must be positive, got \(value)")

@@ -105,10 +105,11 @@ public struct Predicate: Sendable, Codable, Equatable {
         case attribute
         case op
         case values
-        case caseInsensitive
+        case caseInsensitive = "case_insensitive"
     }
 
-    /// Decodes a predicate; `values` defaults to empty and `caseInsensitive` to false.
+    /// Decodes a predicate; `values` defaults to empty and `case_insensitive` (formerly `caseInsensitive`, still read)
+    /// to false.
     ///
     /// See the properties.
     public init(from decoder: any Decoder) throws {
@@ -116,7 +117,9 @@ public struct Predicate: Sendable, Codable, Equatable {
         self.attribute = try container.decode(Attribute.self, forKey: .attribute)
         self.op = try container.decode(Operator.self, forKey: .op)
         self.values = try container.decodeIfPresent([String].self, forKey: .values) ?? []
-        self.caseInsensitive = try container.decodeIfPresent(Bool.self, forKey: .caseInsensitive) ?? false
+        self.caseInsensitive =
+            try container.decodeIfPresent(
+                Bool.self, forKey: .caseInsensitive, formerly: "caseInsensitive", in: decoder) ?? false
     }
 }
 

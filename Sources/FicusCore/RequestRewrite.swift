@@ -43,18 +43,22 @@ public struct RequestRewrite: Sendable, Codable, Equatable, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case path
-        case setHeaders
-        case removeHeaders
+        case setHeaders = "set_headers"
+        case removeHeaders = "remove_headers"
     }
 
-    /// Decodes a rewrite; missing lists are empty.
+    /// Decodes a rewrite; missing lists are empty. The former names `setHeaders` and `removeHeaders` are still read.
     ///
     /// See the properties.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.path = try container.decodeIfPresent(PathRewrite.self, forKey: .path)
-        self.setHeaders = try container.decodeIfPresent([HeaderField].self, forKey: .setHeaders) ?? []
-        self.removeHeaders = try container.decodeIfPresent([String].self, forKey: .removeHeaders) ?? []
+        self.setHeaders =
+            try container.decodeIfPresent(
+                [HeaderField].self, forKey: .setHeaders, formerly: "setHeaders", in: decoder) ?? []
+        self.removeHeaders =
+            try container.decodeIfPresent(
+                [String].self, forKey: .removeHeaders, formerly: "removeHeaders", in: decoder) ?? []
     }
 }
 

@@ -31,4 +31,20 @@ public struct RouteTimeouts: Sendable, Codable, Equatable, Hashable {
     public var isEmpty: Bool {
         self.connectMilliseconds == nil && self.responseHeaderMilliseconds == nil
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case connectMilliseconds = "connect_milliseconds"
+        case responseHeaderMilliseconds = "response_header_milliseconds"
+    }
+
+    /// Decodes the overrides; the former names `connectMilliseconds` and `responseHeaderMilliseconds` are still read.
+    ///
+    /// See the properties.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.connectMilliseconds = try container.decodeIfPresent(
+            Int.self, forKey: .connectMilliseconds, formerly: "connectMilliseconds", in: decoder)
+        self.responseHeaderMilliseconds = try container.decodeIfPresent(
+            Int.self, forKey: .responseHeaderMilliseconds, formerly: "responseHeaderMilliseconds", in: decoder)
+    }
 }

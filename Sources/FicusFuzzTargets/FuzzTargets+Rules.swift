@@ -145,7 +145,7 @@ extension FuzzTargets {
         segments:
           - name: beta-users
             constraints:
-              - {attribute: "header:X-Beta-User", op: equals, values: ["true"], caseInsensitive: true}
+              - {attribute: "header:X-Beta-User", op: equals, values: ["true"], case_insensitive: true}
           - name: staff
             constraints:
               - {attribute: client_ip, op: in, values: [10.0.0.0/8, "192.168.0.0/16", "fd00::/8"]}
@@ -183,9 +183,9 @@ extension FuzzTargets {
             rewrites:
               orders-v2:
                 path: {prefix: /api/v1/orders, replacement: /orders}
-                setHeaders: [{name: X-Migrated-From, value: legacy}]
-                removeHeaders: [X-Debug]
-            timeouts: {connectMilliseconds: 1000, responseHeaderMilliseconds: 30000}
+                set_headers: [{name: X-Migrated-From, value: legacy}]
+                remove_headers: [X-Debug]
+            timeouts: {connect_milliseconds: 1000, response_header_milliseconds: 30000}
             shadow:
               to: orders-v2
               percent: 50

@@ -6,7 +6,7 @@ extension Configuration {
     /// The configuration as a rules file that `ficus apply` turns back into an identical configuration.
     ///
     /// Encoded through the model's own `Codable` (so nothing can be forgotten), then stripped of the fields that
-    /// hold their decoding default (empty lists, `caseInsensitive: false`, an always-true condition) so that the
+    /// hold their decoding default (empty lists, `case_insensitive: false`, an always-true condition) so that the
     /// file reads like one a person wrote; rewrites are sorted by upstream so that the output is stable.
     public func yamlDocument(header: [String]) throws -> String {
         let encoded = try YAMLEncoder().encode(self)
@@ -112,7 +112,7 @@ enum YAMLShaping {
             switch key {
             case "values":
                 return self.isEmpty(value) ? nil : value
-            case "caseInsensitive":
+            case "case_insensitive":
                 return value.bool == false ? nil : value
             default:
                 return value
@@ -123,7 +123,7 @@ enum YAMLShaping {
     static func rewrite(_ node: Node) -> Node {
         self.mapping(node) { key, value in
             switch key {
-            case "setHeaders", "removeHeaders":
+            case "set_headers", "remove_headers":
                 return self.isEmpty(value) ? nil : value
             case "path":
                 return self.mapping(value) { key, value in key == "replacement" && value.string == "" ? nil : value }

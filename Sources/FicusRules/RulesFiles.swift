@@ -34,6 +34,10 @@ public struct RulesFiles {
     /// The files read, in order.
     public var files: [String] = []
 
+    /// What was read but should be written differently: fields under a former name (`setHeaders` for
+    /// `set_headers`), each with its place. Commands print them; they never refuse a file.
+    public var warnings: [RulesProblem] = []
+
     private var origins: [String: [Origin]] = [:]
     private var originsByIndex: [String: [Origin]] = [:]
 
@@ -89,7 +93,9 @@ public struct RulesFiles {
                 return
             }
             for root in roots {
-                let shapeProblems = RulesSchema.check(root, file: file) + RulesNumbers.check(root, file: file)
+                let shapeProblems =
+                    RulesSchema.check(root, file: file, warnings: &self.result.warnings)
+                    + RulesNumbers.check(root, file: file)
                 guard shapeProblems.isEmpty else {
                     self.problems += shapeProblems
                     continue

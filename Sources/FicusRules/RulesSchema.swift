@@ -20,7 +20,7 @@ enum RulesSchema {
     }
 
     static let predicate = Shape.object([
-        "attribute": .value, "op": .value, "values": .value, "caseInsensitive": .value,
+        "attribute": .value, "op": .value, "values": .value, "case_insensitive": .value, "caseInsensitive": .value,
     ])
 
     static let conditionKeys: [String: Shape] = [
@@ -39,6 +39,8 @@ enum RulesSchema {
 
     static let rewrite = Shape.object([
         "path": .object(["prefix": .value, "replacement": .value]),
+        "set_headers": .list(.object(["name": .value, "value": .value])),
+        "remove_headers": .value,
         "setHeaders": .list(.object(["name": .value, "value": .value])),
         "removeHeaders": .value,
     ])
@@ -65,7 +67,10 @@ enum RulesSchema {
         "default": .value,
         "rules": .list(rule),
         "rewrites": .dictionary(rewrite),
-        "timeouts": .object(["connectMilliseconds": .value, "responseHeaderMilliseconds": .value]),
+        "timeouts": .object([
+            "connect_milliseconds": .value, "response_header_milliseconds": .value,
+            "connectMilliseconds": .value, "responseHeaderMilliseconds": .value,
+        ]),
         "shadow": shadow,
         "fallback": .value,
         "fallback_on": .value,
@@ -88,18 +93,21 @@ enum RulesSchema {
         "identity": .value,
     ])
 
-    /// Fields an object may not have together, and why: the second would silently win over the first.
-    static let exclusiveFields: [(String, String, String)] = [
-        (
-            "addresses", "slots",
-            "with slots, the active slot's addresses serve and 'addresses' would be ignored; keep one of them"
-        )
-    ]
+    /// Fields an object may not have together, and why: one would silently win over the other.
+    static let exclusiveFields: [(String, String, String)] =
+        [
+            (
+                "addresses", "slots",
+                "with slots, the active slot's addresses serve and 'addresses' would be ignored; keep one of them"
+            )
+        ]
+        + FormerKeys.renamed.sorted { $0.key < $1.key }.map { former, current in
+            (current, former, "'\(former)' is the former name of '\(current)'; keep '\(current)' only")
+        }
 
     /// Every unknown field, every field that excludes another, and every condition without exactly one kind, in
-    /// `root`.
-    static func check(_ root: Node, file: String) -> [RulesProblem] {
-        var problems: [RulesProblem] = []
+    /// `root`; fields written under a former name (`setHeaders` for `set_headers`) are read, and added to `warnings`.
+    static func check(_ root: Node, file: String, warnings: inout [RulesProblem]) -> [RulesProblem] {
         guard root.mapping != nil else {
             return [
                 RulesProblem(
@@ -110,8 +118,16 @@ enum RulesSchema {
                 )
             ]
         }
-        self.walk(root, shape: self.document, path: [], root: root, file: file, problems: &problems)
-        return problems
+        var found = Found()
+        self.walk(root, shape: self.document, path: [], root: root, file: file, found: &found)
+        warnings += found.warnings
+        return found.problems
+    }
+
+    /// What a walk finds: problems refuse the file, warnings do not.
+    private struct Found {
+        var problems: [RulesProblem] = []
+        var warnings: [RulesProblem] = []
     }
 
     private static func walk(
@@ -120,13 +136,15 @@ enum RulesSchema {
         path: [PathKey],
         root: Node,
         file: String,
-        problems: inout [RulesProblem]
+        found: inout Found
     ) {
-        func report(_ at: Node, _ message: String) {
+        func located(_ at: Node, _ message: String) -> RulesProblem {
             let (_, description) = self.resolve(path, in: root)
             let prefix = description.isEmpty ? "" : description + ": "
-            problems.append(
-                RulesProblem(file: file, line: at.mark?.line, column: at.mark?.column, message: prefix + message))
+            return RulesProblem(file: file, line: at.mark?.line, column: at.mark?.column, message: prefix + message)
+        }
+        func report(_ at: Node, _ message: String) {
+            found.problems.append(located(at, message))
         }
         switch shape {
         case .value:
@@ -137,7 +155,7 @@ enum RulesSchema {
             }
             for (index, item) in items.enumerated() {
                 self.walk(
-                    item, shape: element, path: path + [.index(index)], root: root, file: file, problems: &problems)
+                    item, shape: element, path: path + [.index(index)], root: root, file: file, found: &found)
             }
         case .dictionary(let element):
             guard let mapping = node.mapping else {
@@ -145,7 +163,7 @@ enum RulesSchema {
             }
             for (key, value) in mapping {
                 let name = key.string ?? ""
-                self.walk(value, shape: element, path: path + [.key(name)], root: root, file: file, problems: &problems)
+                self.walk(value, shape: element, path: path + [.key(name)], root: root, file: file, found: &found)
             }
         case .object(let fields):
             guard let mapping = node.mapping else {
@@ -159,11 +177,15 @@ enum RulesSchema {
             for (key, value) in mapping {
                 let name = key.string ?? ""
                 guard let field = fields[name] else {
-                    let expected = fields.keys.sorted().joined(separator: ", ")
-                    report(key, "unknown field '\(name)' (expected one of: \(expected))")
+                    let expected = fields.keys.filter { FormerKeys.renamed[$0] == nil }.sorted()
+                    report(key, "unknown field '\(name)' (expected one of: \(expected.joined(separator: ", ")))")
                     continue
                 }
-                self.walk(value, shape: field, path: path + [.key(name)], root: root, file: file, problems: &problems)
+                if let current = FormerKeys.renamed[name] {
+                    found.warnings.append(
+                        located(key, "'\(name)' is now '\(current)'; the old name is still read, rename it"))
+                }
+                self.walk(value, shape: field, path: path + [.key(name)], root: root, file: file, found: &found)
             }
         case .condition:
             guard let mapping = node.mapping else {
@@ -177,7 +199,7 @@ enum RulesSchema {
                 return
             }
             self.walk(
-                mapping[Node(key)]!, shape: field, path: path + [.key(key)], root: root, file: file, problems: &problems
+                mapping[Node(key)]!, shape: field, path: path + [.key(key)], root: root, file: file, found: &found
             )
         }
     }

@@ -63,7 +63,7 @@ extension CLITests {
             let json = try decodeJSON(try sandbox.ok("route", "show", "users", "--json").stdout) as? [String: Any]
             #expect(json?["legacy"] as? String == "legacy")
             #expect(json?["methods"] as? [String] == ["GET", "POST"])
-            #expect((json?["timeouts"] as? [String: Any])?["connectMilliseconds"] as? Int == 250)
+            #expect((json?["timeouts"] as? [String: Any])?["connect_milliseconds"] as? Int == 250)
             #expect(((json?["rewrites"] as? [String: Any])?["orders-v2"] as? [String: Any]) != nil)
             let list = try sandbox.ok("route", "list").stdout
             #expect(Columns.collapsed(list).contains("orders * /orders"))

@@ -19,6 +19,43 @@ extension CLITests {
             #expect(result.stdout.contains("3 upstreams, 3 routes, 4 rules, 2 segments, 1 flags"))
         }
 
+        /// The example rules use only current (snake_case) names: no warnings.
+        @Test func theExampleRulesGiveNoWarnings() throws {
+            let result = try Sandbox().bare(["validate", Self.rules])
+            #expect(result.status == 0, "\(result)")
+            #expect(!result.stderr.contains("warning"), "\(result)")
+        }
+
+        /// A file with a former camelCase name validates and applies, with a located warning naming the new name.
+        @Test func formerNamesAreReadWithAWarning() throws {
+            let sandbox = try Sandbox()
+            try sandbox.ok("init")
+            let file = try sandbox.write(
+                "old.yaml",
+                """
+                upstreams:
+                  - name: legacy
+                    addresses: ["127.0.0.1:9001"]
+                routes:
+                  - name: all
+                    legacy: legacy
+                    timeouts: {connectMilliseconds: 300}
+
+                """)
+            let validated = try sandbox.bare(["validate", file])
+            #expect(validated.status == 0, "\(validated)")
+            #expect(
+                validated.stderr.contains(
+                    "old.yaml:7:16: warning: route 'all': timeouts: 'connectMilliseconds' is now "
+                        + "'connect_milliseconds'; the old name is still read, rename it"),
+                "\(validated)")
+            let applied = try sandbox.bare(["apply", file])
+            #expect(applied.status == 0, "\(applied)")
+            #expect(applied.stderr.contains("warning: route 'all': timeouts: 'connectMilliseconds'"), "\(applied)")
+            let exported = try sandbox.ok("export").stdout
+            #expect(exported.contains("connect_milliseconds: 300"), "\(exported)")
+        }
+
         @Test func applyPrintsAPlanAndCommitsOneRevision() throws {
             let sandbox = try Sandbox()
             try sandbox.ok("init")

@@ -94,7 +94,7 @@ struct ConfigurationCodableTests {
         encoder.outputFormatting = [.sortedKeys]
         let condition = Condition.all([.segment("beta"), .match(Predicate(.header("X-A"), .notIn, ["a"]))])
         let text = String(decoding: try encoder.encode(condition), as: UTF8.self)
-        let predicate = #"{"attribute":"header:X-A","caseInsensitive":false,"op":"not_in","values":["a"]}"#
+        let predicate = #"{"attribute":"header:X-A","case_insensitive":false,"op":"not_in","values":["a"]}"#
         #expect(text == #"{"all":[{"segment":"beta"},{"match":"# + predicate + "}]}")
         #expect(
             String(decoding: try encoder.encode(Endpoint(host: "::1", port: 8080)), as: UTF8.self) == #""[::1]:8080""#
@@ -104,6 +104,30 @@ struct ConfigurationCodableTests {
             String(decoding: try encoder.encode(upstream), as: UTF8.self)
                 == #"{"name":"u","slots":{"active":"green","blue":[],"green":[]}}"#
         )
+    }
+
+    /// Snapshots stored before the keys became snake_case (`setHeaders`, `connectMilliseconds`, `caseInsensitive`)
+    /// still decode, to the same values as the current names; the current name wins when both are present.
+    @Test func snapshotsWithTheFormerCamelCaseNamesStillDecode() throws {
+        let former = #"""
+            {"setHeaders":[{"name":"X-M","value":"1"}],"removeHeaders":["Cookie"]}
+            """#
+        let current = #"""
+            {"set_headers":[{"name":"X-M","value":"1"}],"remove_headers":["Cookie"]}
+            """#
+        let decoder = JSONDecoder()
+        let old = try decoder.decode(RequestRewrite.self, from: Data(former.utf8))
+        #expect(old == RequestRewrite(setHeaders: [HeaderField(name: "X-M", value: "1")], removeHeaders: ["Cookie"]))
+        #expect(try decoder.decode(RequestRewrite.self, from: Data(current.utf8)) == old)
+        let timeouts = try decoder.decode(
+            RouteTimeouts.self, from: Data(#"{"connectMilliseconds":5,"responseHeaderMilliseconds":6}"#.utf8))
+        #expect(timeouts == RouteTimeouts(connectMilliseconds: 5, responseHeaderMilliseconds: 6))
+        let both = try decoder.decode(
+            RouteTimeouts.self, from: Data(#"{"connect_milliseconds":7,"connectMilliseconds":5}"#.utf8))
+        #expect(both.connectMilliseconds == 7)
+        let predicate = try decoder.decode(
+            Predicate.self, from: Data(#"{"attribute":"header:X-A","op":"equals","values":["a"],"caseInsensitive":true}"#.utf8))
+        #expect(predicate.caseInsensitive)
     }
 
     @Test func rejectsAmbiguousOrMalformedInput() {

@@ -119,7 +119,7 @@ struct ConfigurationValidationTests {
                 "route 'a': path: '**' must be the last segment of '/x/**/y'",
                 "route 'a': default: unknown upstream 'new'",
                 "route 'b': path: invalid parameter '{}' in '/{}': use letters, digits and '_'",
-                "route 'b': timeouts: connectMilliseconds must be positive, got 0",
+                "route 'b': timeouts: connect_milliseconds must be positive, got 0",
                 "route 'c': rewrites 'ghost': unknown upstream 'ghost'",
                 "route 'c': rewrites 'legacy': path prefix 'api' must start with '/'",
                 "route 'c': rewrites 'legacy': value of header 'X-A' contains CR, LF or NUL",

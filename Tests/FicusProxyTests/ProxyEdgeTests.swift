@@ -191,7 +191,7 @@ struct ProxyEdgeTests {
         await harness.stop()
         configuration.routes[0].timeouts.responseHeaderMilliseconds = Int.max
         let messages = configuration.validate().map(\.description)
-        #expect(messages.contains { $0.contains("responseHeaderMilliseconds must be at most 86400000") }, "\(messages)")
+        #expect(messages.contains { $0.contains("response_header_milliseconds must be at most 86400000") }, "\(messages)")
         #expect(throws: (any Error).self) { try RoutingTable(configuration: configuration, revision: 2) }
     }
 

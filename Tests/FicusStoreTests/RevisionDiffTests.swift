@@ -80,8 +80,8 @@ struct RevisionDiffTests {
                 "~ route orders: path /orders → /v1/orders",
                 "~ route orders: methods any → GET",
                 #"~ route orders: rewrite for orders-v2 added: "#
-                    + #"{"path":{"prefix":"/v1","replacement":""},"removeHeaders":[],"setHeaders":[]}"#,
-                #"~ route orders: timeouts {} → {"connectMilliseconds":250}"#,
+                    + #"{"path":{"prefix":"/v1","replacement":""},"remove_headers":[],"set_headers":[]}"#,
+                #"~ route orders: timeouts {} → {"connect_milliseconds":250}"#,
                 "- rule c in route orders",
                 "~ rule a in route orders: condition percentage 10 → percentage 50",
                 "~ rule a in route orders: stickiness client address → header:X-User-Id",
