@@ -149,6 +149,11 @@ struct ConfigurationValidator {
         if let fallback = route.fallback, fallback != "legacy", fallback != "off" {
             self.report(object, "fallback", "must be legacy or off, got '\(fallback)'")
         }
+        if let retry = route.retry {
+            for problem in retry.problems {
+                self.report(object, "retry." + problem.field, problem.message)
+            }
+        }
         if let statuses = route.fallbackOn {
             if statuses.isEmpty {
                 self.report(object, "fallback_on", "must name at least one status (or set fallback: off)")

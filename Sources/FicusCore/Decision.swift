@@ -74,6 +74,9 @@ public struct Decision: Sendable, Equatable {
     /// The chosen upstream's answer statuses that send the request to `fallback` (empty without one).
     public var fallbackStatuses: [Int] = []
 
+    /// The route's retry plan, or nil: the route has no `retry` (docs/PROXY.md, Retries).
+    public var retry: RetryPlan?
+
     /// The route's timeout overrides; empty when no route matched.
     public var timeouts: RouteTimeouts
 

@@ -75,6 +75,10 @@ public struct Route: Sendable, Equatable {
     /// Whether requests fall back to legacy (`fallback` is `legacy` or not set).
     public var fallsBackToLegacy: Bool { (self.fallback ?? "legacy") == "legacy" }
 
+    /// How requests are tried again when their upstream fails before answering, or nil (the default): never, apart
+    /// from the one safe re-send after a reused connection was found closed (docs/PROXY.md, Retries).
+    public var retry: RetryPolicy?
+
     /// `fallbackOn`, or its default.
     public var fallbackStatuses: [Int] { self.fallbackOn ?? Self.defaultFallbackStatuses }
 
@@ -93,7 +97,8 @@ public struct Route: Sendable, Equatable {
         timeouts: RouteTimeouts = RouteTimeouts(),
         shadow: ShadowPolicy? = nil,
         fallback: String? = nil,
-        fallbackOn: [Int]? = nil
+        fallbackOn: [Int]? = nil,
+        retry: RetryPolicy? = nil
     ) {
         self.name = name
         self.host = host
@@ -107,6 +112,7 @@ public struct Route: Sendable, Equatable {
         self.shadow = shadow
         self.fallback = fallback
         self.fallbackOn = fallbackOn
+        self.retry = retry
     }
 }
 
@@ -124,6 +130,7 @@ extension Route: Codable {
         case shadow
         case fallback
         case fallbackOn = "fallback_on"
+        case retry
     }
 
     /// Decodes a route with the documented defaults; a missing `default` is `legacy`.
@@ -144,7 +151,8 @@ extension Route: Codable {
             timeouts: try container.decodeIfPresent(RouteTimeouts.self, forKey: .timeouts) ?? RouteTimeouts(),
             shadow: try container.decodeIfPresent(ShadowPolicy.self, forKey: .shadow),
             fallback: try container.decodeIfPresent(String.self, forKey: .fallback),
-            fallbackOn: try container.decodeIfPresent([Int].self, forKey: .fallbackOn)
+            fallbackOn: try container.decodeIfPresent([Int].self, forKey: .fallbackOn),
+            retry: try container.decodeIfPresent(RetryPolicy.self, forKey: .retry)
         )
     }
 }

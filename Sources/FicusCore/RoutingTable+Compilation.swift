@@ -85,7 +85,8 @@ struct RoutingTableCompiler {
             rules: rules,
             timeouts: route.timeouts,
             fallback: route.fallsBackToLegacy ? route.legacy : nil,
-            fallbackStatuses: route.fallbackStatuses
+            fallbackStatuses: route.fallbackStatuses,
+            retry: route.retry.map(RetryPlan.init)
         )
     }
 

@@ -257,13 +257,15 @@ public final class RoutingTable: Sendable {
         recorder?.steps.append(.routeMatched(route: route.name, summary: route.summary))
         if self.killed {
             recorder?.steps.append(.killed(legacy: route.legacy))
-            return Decision(
+            var decision = Decision(
                 upstream: route.legacy,
                 route: route.name,
                 rewrite: route.legacyRewrite,
                 timeouts: route.timeouts,
                 reason: .killed
             )
+            decision.retry = route.retry
+            return decision
         }
         let code = self.program.code
         let rules = code.pointee.routes[routeIndex]
@@ -316,8 +318,10 @@ public final class RoutingTable: Sendable {
         return decision
     }
 
-    /// Names the route's legacy upstream as the fallback of a decision for another upstream.
+    /// Names the route's legacy upstream as the fallback of a decision for another upstream, and gives the decision
+    /// the route's retry plan (whichever upstream it chose).
     private static func applyFallback(_ decision: inout Decision, _ route: CompiledRoute) {
+        decision.retry = route.retry
         guard let legacy = route.fallback, decision.upstream != legacy else { return }
         decision.fallback = legacy
         decision.fallbackStatuses = route.fallbackStatuses

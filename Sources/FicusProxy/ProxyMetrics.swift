@@ -205,6 +205,17 @@ public final class ProxyMetrics: Sendable {
         self.shadowCounter("ficus_fallbacks_total", [("route", route), ("from", from), ("reason", reason)]).increment()
     }
 
+    /// A request was sent to `upstream` again by its route's retry policy, after an attempt failed so (`reason`).
+    func retry(route: String, upstream: String, reason: String) {
+        self.shadowCounter("ficus_retries_total", [("route", route), ("upstream", upstream), ("reason", reason)])
+            .increment()
+    }
+
+    /// A retry the route's policy allowed was refused by `upstream`'s retry budget.
+    func retryRefused(route: String, upstream: String) {
+        self.shadowCounter("ficus_retries_refused_total", [("route", route), ("upstream", upstream)]).increment()
+    }
+
     /// A shadow copy was sent.
     func shadowSent(route: String, upstream: String) {
         self.shadowCounter("ficus_shadow_requests_total", [("route", route), ("upstream", upstream)]).increment()

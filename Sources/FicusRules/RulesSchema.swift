@@ -74,6 +74,11 @@ enum RulesSchema {
         "shadow": shadow,
         "fallback": .value,
         "fallback_on": .value,
+        "retry": .object([
+            "on": .value, "attempts": .value, "per_try_timeout": .value,
+            "backoff": .object(["base": .value, "max": .value]),
+            "budget": .object(["percent": .value, "min_concurrent": .value]),
+        ]),
     ])
 
     static let upstream = Shape.object([

@@ -39,6 +39,8 @@ extension ExchangeStateMachine.Action {
         case .reportUpstreamFailure(let failure): "report \(failure)"
         case .recordFailedAttempt(let status): "record failed attempt \(status)"
         case .fallBack(let name, let reason): "fall back to \(name) (\(reason.rawValue))"
+        case .requestRetry(let reason): "ask retry budget (\(reason.rawValue))"
+        case .retrying(let number, let reason): "retry \(number) (\(reason.rawValue))"
         case .reportStall(let stalled): "report stall: \(stalled)"
         case .finish(let gone): gone ? "finish (gone)" : "finish"
         case .resumeParsing: "resume parsing"

@@ -42,6 +42,8 @@ struct AccessLogEntry {
     var requestID: String
     /// `UPSTREAM:REASON` when the request went to its fallback after that upstream failed; nil otherwise.
     var fallbackFrom: String? = nil
+    /// Retries the route's policy made (0: none, and then the field is left out).
+    var retries = 0
 
     /// Appends the line (with its newline) to `out`: formatted by hand into one buffer, with no dictionary, no
     /// `JSONSerialization` and no intermediate strings beyond the numbers.
@@ -68,6 +70,10 @@ struct AccessLogEntry {
             Self.writeJSONString(path, into: &out)
             out.writeStaticString(",\"request_id\":")
             Self.writeJSONString(self.requestID, into: &out)
+            if self.retries > 0 {
+                out.writeStaticString(",\"retries\":")
+                Self.writeDecimal(Int64(self.retries), into: &out)
+            }
             out.writeStaticString(",\"route\":")
             Self.writeJSONString(self.route, into: &out)
             out.writeStaticString(",\"status\":")
@@ -97,6 +103,10 @@ struct AccessLogEntry {
             Self.writeText(path, into: &out)
             out.writeStaticString(" request_id=")
             Self.writeText(self.requestID, into: &out)
+            if self.retries > 0 {
+                out.writeStaticString(" retries=")
+                Self.writeDecimal(Int64(self.retries), into: &out)
+            }
             out.writeStaticString(" route=")
             Self.writeText(self.route, into: &out)
             out.writeStaticString(" status=")

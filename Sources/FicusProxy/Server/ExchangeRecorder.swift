@@ -55,7 +55,8 @@ struct ExchangeRecorder {
             bytes: exchange.responseBytes,
             client: exchange.client == "-" ? peer : exchange.client,
             requestID: exchange.requestID,
-            fallbackFrom: exchange.fallbackFrom
+            fallbackFrom: exchange.fallbackFrom,
+            retries: exchange.retries
         )
         let settings = self.shared.configuration.accessLogSettings
         if let sink = self.shared.accessLogSink {
@@ -77,6 +78,7 @@ struct ExchangeRecorder {
                 "client": "\(entry.client)",
                 "request_id": "\(entry.requestID)",
                 "fallback": "\(entry.fallbackFrom ?? "-")",
+                "retries": .stringConvertible(entry.retries),
             ]
         )
     }

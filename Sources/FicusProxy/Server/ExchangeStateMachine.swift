@@ -39,6 +39,8 @@ struct ExchangeStateMachine {
         case waiting(fresh: Bool)
         /// A connection carries the exchange (reused: it served an exchange before).
         case connected(reused: Bool)
+        /// A retry waits out its back-off; the deadline leases a connection when it is over.
+        case backingOff
     }
 
     /// The answer's side of an exchange.
@@ -51,9 +53,11 @@ struct ExchangeStateMachine {
 
     /// How a request is to be answered, decided by the handler's routing before the machine sees it.
     enum Target: Equatable {
-        /// Forward to the routed upstream (named in answers about it) with these deadlines, falling back to another
-        /// when it fails before answering (docs/PROXY.md, Fallback).
-        case upstream(name: String, connectTimeout: TimeAmount, responseTimeout: TimeAmount, fallback: Fallback? = nil)
+        /// Forward to the routed upstream (named in answers about it) with these deadlines, retried by the route's
+        /// policy and falling back to another when it fails before answering (docs/PROXY.md, Retries and Fallback).
+        case upstream(
+            name: String, connectTimeout: TimeAmount, responseTimeout: TimeAmount, fallback: Fallback? = nil,
+            retry: Retry? = nil)
         /// Answer locally (no route, an unknown upstream).
         case local(LocalAnswer)
     }
@@ -64,7 +68,47 @@ struct ExchangeStateMachine {
         var statuses: [Int]
     }
 
-    /// Why a request fell back.
+    /// A route's retry policy as the machine applies it (`RetryPlan` in time amounts).
+    struct Retry: Equatable {
+        var onConnectFailure: Bool
+        var onReset: Bool
+        /// Answer statuses retried; a response timeout counts as 504.
+        var statuses: [Int]
+        /// Retries after the first attempt.
+        var attempts: Int
+        var backoffBase: TimeAmount
+        var backoffMax: TimeAmount
+
+        /// The full-jitter back-off before retry `number` (1-based): `jitter` (0 ..< 1) times the ceiling, which
+        /// starts at `backoffBase` and doubles per retry up to `backoffMax` (AWS's "full jitter", as Envoy does).
+        func backoff(retry number: Int, jitter: Double) -> TimeAmount {
+            let doublings = Int64(min(max(number - 1, 0), 30))
+            let (scaled, overflow) = self.backoffBase.nanoseconds.multipliedReportingOverflow(by: 1 << doublings)
+            let ceiling = overflow ? self.backoffMax.nanoseconds : min(scaled, self.backoffMax.nanoseconds)
+            let fraction = jitter.isFinite ? min(max(jitter, 0), 1) : 0
+            return .nanoseconds(Int64(Double(ceiling) * fraction))
+        }
+
+        /// Whether `failure` is one of the conditions retried.
+        func covers(_ failure: UpstreamFailure) -> Bool {
+            switch failure {
+            case .connectFailed, .connectTimeout: self.onConnectFailure
+            case .closedBeforeHead, .badResponse: self.onReset
+            case .responseTimeout: self.statuses.contains(504)
+            case .poolExhausted, .closedAfterHead: false
+            }
+        }
+    }
+
+    /// A retry asked for and not yet granted or refused: what to do without it.
+    enum PendingRetry {
+        /// The attempt failed so (`neverReceived`: the upstream did not get the request).
+        case failure(UpstreamFailure, neverReceived: Bool)
+        /// The upstream answered with this head, whose status is retried; its connection is still open.
+        case answer(HTTPHead)
+    }
+
+    /// Why a request fell back or was retried: the failure of the attempt before.
     enum FallbackReason: String, Equatable {
         case connectFailed = "connect_failure"
         case connectTimeout = "connect_timeout"
@@ -113,6 +157,12 @@ struct ExchangeStateMachine {
         var upstreamName = ""
         /// Where the request goes if its upstream fails before answering; nil once it fell back (once only).
         var fallback: Fallback?
+        /// The route's retry policy; nil without one, and once the request fell back.
+        var retry: Retry?
+        /// Retries made so far.
+        var retries = 0
+        /// A retry asked of the shell's budget: the shell answers `retryGranted` or `retryRefused` at once.
+        var pendingRetry: PendingRetry?
         var request: RequestPhase = .streaming
         var upstream: UpstreamPhase = .none
         var response: ResponsePhase = .notStarted
@@ -196,6 +246,10 @@ struct ExchangeStateMachine {
         case connectionFailed(UpstreamFailure)
         /// The write of the forwarded head (watched on a reused connection) failed: nothing reached the upstream.
         case headWriteFailed
+        /// The retry budget allows the retry asked for (`requestRetry`); `jitter` (0 ..< 1) scales its back-off.
+        case retryGranted(jitter: Double)
+        /// The retry budget is spent: the request goes on as if it had no retry policy.
+        case retryRefused
         case upstreamHead(HTTPHead)
         case upstreamBody(ByteBuffer)
         case upstreamEnd(HTTPTrailers?)
@@ -238,6 +292,11 @@ struct ExchangeStateMachine {
         /// Send the request to the fallback upstream instead: a new head for it (marked `X-Ficus-Fallback: 1`),
         /// counted in `ficus_fallbacks_total{route,from,reason}`; a connection is leased next.
         case fallBack(to: String, reason: FallbackReason)
+        /// The route's policy would retry the request: ask the retry budget, and answer with `retryGranted` or
+        /// `retryRefused` at once, before any other event. Only a client flush ever follows it in one event.
+        case requestRetry(reason: FallbackReason)
+        /// Retry `number` (1-based) of the request begins (counted in `ficus_retries_total`, logged).
+        case retrying(number: Int, reason: FallbackReason)
         /// Log a stream that made no progress; `stalled` names what was waited for.
         case reportStall(String)
         /// The exchange is over: record it (`gone`: the client left before its answer was complete).
@@ -378,16 +437,18 @@ struct ExchangeStateMachine {
         case .connectionReady(let reused):
             self.connectionReady(reused: reused, &actions)
         case .connectionFailed(let failure):
-            guard self.phase == .exchange, var exchange = self.exchange, !exchange.responseStarted,
+            guard self.phase == .exchange, let exchange = self.exchange, !exchange.responseStarted,
                 exchange.isWaiting
             else { break }
             exchange.upstream = .none
-            self.exchange = exchange
-            // The upstream never received the request: any method may go to the fallback.
-            if self.fallBack(Self.reason(failure), status: Self.status(failure), neverReceived: true, &actions) { break }
-            self.answerFailure(failure, &actions)
+            // The upstream never received the request: any method may be retried or go to the fallback.
+            self.failedBeforeAnswer(failure, neverReceived: true, &actions)
         case .headWriteFailed:
             self.exchange?.headWriteFailed = true
+        case .retryGranted(let jitter):
+            self.retryGranted(jitter: jitter, &actions)
+        case .retryRefused:
+            self.retryRefused(&actions)
         case .upstreamHead(let head):
             self.upstreamHead(head, &actions)
         case .upstreamBody(let body):
@@ -409,7 +470,7 @@ struct ExchangeStateMachine {
         guard self.phase == .idle || self.phase == .readingHead else { return }
         self.phase = .exchange
         self.exchangesBegun += 1
-        var exchange = Exchange(
+        let exchange = Exchange(
             method: start.method,
             framing: start.framing,
             clientMinorVersion: start.clientMinorVersion,
@@ -420,9 +481,10 @@ struct ExchangeStateMachine {
         case .local(let answer):
             self.exchange = exchange
             self.answerLocally(answer, &actions)
-        case .upstream(let name, let connectTimeout, let responseTimeout, let fallback):
+        case .upstream(let name, let connectTimeout, let responseTimeout, let fallback, let retry):
             exchange.upstreamName = name
             exchange.fallback = fallback
+            exchange.retry = retry
             exchange.connectTimeout = connectTimeout
             exchange.responseTimeout = responseTimeout
             exchange.upstream = .waiting(fresh: false)
@@ -570,20 +632,114 @@ struct ExchangeStateMachine {
         }
         exchange.upstream = .none
         self.exchange = exchange
-        if !exchange.responseStarted,
-            self.fallBack(
-                Self.reason(failure), status: Self.status(failure), neverReceived: exchange.headWriteFailed, &actions)
-        {
-            return
-        }
-        actions.append(.shadow(.abandon("serving_failed")))
         if exchange.responseStarted {
             // Never let a truncated answer look complete: the client sees the connection close.
+            actions.append(.shadow(.abandon("serving_failed")))
             actions.append(.flushClient)
             self.close(&actions)
             return
         }
+        self.failedBeforeAnswer(failure, neverReceived: exchange.headWriteFailed, &actions)
+    }
+
+    /// The current attempt failed before any of its answer reached the client: retried by the route's policy if it
+    /// may be, else sent to the fallback if it may be, else answered with the failure.
+    private mutating func failedBeforeAnswer(_ failure: UpstreamFailure, neverReceived: Bool, _ actions: inout Actions) {
+        guard let exchange = self.exchange else { return }
+        if let retry = exchange.retry, retry.covers(failure), Self.mayRetryByPolicy(exchange, neverReceived: neverReceived) {
+            exchange.pendingRetry = .failure(failure, neverReceived: neverReceived)
+            actions.append(.requestRetry(reason: Self.reason(failure)))
+            return
+        }
+        self.failedWithoutRetry(failure, neverReceived: neverReceived, &actions)
+    }
+
+    /// What a failed attempt comes to when it is not retried: the fallback, or the failure's answer.
+    private mutating func failedWithoutRetry(_ failure: UpstreamFailure, neverReceived: Bool, _ actions: inout Actions) {
+        if self.fallBack(Self.reason(failure), status: Self.status(failure), neverReceived: neverReceived, &actions) {
+            return
+        }
         self.answerFailure(failure, &actions)
+    }
+
+    /// Whether the route's policy may send `exchange` again: retries are left, no byte reached the client, its whole
+    /// body is at hand, and the upstream never received it or its method is idempotent.
+    static func mayRetryByPolicy(_ exchange: Exchange, neverReceived: Bool) -> Bool {
+        guard let retry = exchange.retry, exchange.retries < retry.attempts, !exchange.responseStarted else {
+            return false
+        }
+        let wholeBody = exchange.bodyForwarded == 0 || exchange.retained != nil
+        return wholeBody && (neverReceived || exchange.method.isRetryable)
+    }
+
+    /// The budget allows the retry: the attempt's connection goes (if it is still open), its failure is recorded
+    /// against the upstream, and the request goes to the pool again after its back-off, with its whole body.
+    private mutating func retryGranted(jitter: Double, _ actions: inout Actions) {
+        guard let exchange = self.exchange, let pending = exchange.pendingRetry, let retry = exchange.retry else {
+            return
+        }
+        exchange.pendingRetry = nil
+        let status: Int
+        let reason: FallbackReason
+        switch pending {
+        case .failure(let failure, _):
+            status = Self.status(failure)
+            reason = Self.reason(failure)
+        case .answer(let head):
+            actions.append(.abortUpstream)
+            status = head.status
+            reason = .status
+        }
+        actions.append(.recordFailedAttempt(status: status))
+        actions.append(.shadow(.abandon("retry")))
+        exchange.retries += 1
+        actions.append(.retrying(number: exchange.retries, reason: reason))
+        Self.rewind(exchange)
+        let delay = retry.backoff(retry: exchange.retries, jitter: jitter)
+        if delay.nanoseconds > 0 {
+            exchange.upstream = .backingOff
+            actions.append(.setDeadline(delay))
+        } else {
+            actions.append(.setDeadline(exchange.connectTimeout))
+            actions.append(.leaseConnection(fresh: false))
+        }
+    }
+
+    /// The budget refused the retry: the request goes on as without a policy (fallback, or the answer it had).
+    private mutating func retryRefused(_ actions: inout Actions) {
+        guard let exchange = self.exchange, let pending = exchange.pendingRetry else { return }
+        exchange.pendingRetry = nil
+        switch pending {
+        case .failure(let failure, let neverReceived):
+            self.failedWithoutRetry(failure, neverReceived: neverReceived, &actions)
+            self.flushIfAnswered(&actions)
+        case .answer(let head):
+            self.answerHeadWithoutRetry(head, &actions)
+        }
+    }
+
+    /// Flushes the client after an event that did not come with a flush of its own (a deadline, a budget's answer)
+    /// when it answered the request; not when the request went on to another attempt.
+    private func flushIfAnswered(_ actions: inout Actions) {
+        if self.exchange.map({ $0.local || $0.responseStarted }) ?? true {
+            actions.append(.flushClient)
+        }
+    }
+
+    /// Makes `exchange` ready to be sent again from its start: waiting for a connection, with the body received so
+    /// far (and its end, if it came) pending, and a fresh chance of the one safe re-send on a stale connection.
+    private static func rewind(_ exchange: Exchange) {
+        exchange.upstream = .waiting(fresh: false)
+        exchange.retried = false
+        exchange.headWriteFailed = false
+        if exchange.bodyForwarded > 0, let retained = exchange.retained {
+            exchange.pending = retained
+            exchange.pendingBytes = exchange.retainedBytes
+        }
+        exchange.bodyForwarded = 0
+        if case .ended(let trailers) = exchange.request {
+            exchange.pendingEnd = .some(trailers)
+        }
     }
 
     /// Answers a request whose upstream failed before any of its answer reached the client. The body names the
@@ -626,7 +782,7 @@ struct ExchangeStateMachine {
         neverReceived: Bool,
         _ actions: inout Actions
     ) -> Bool {
-        guard var exchange = self.exchange, let fallback = exchange.fallback,
+        guard let exchange = self.exchange, let fallback = exchange.fallback,
             Self.mayFallBack(exchange, neverReceived: neverReceived)
         else {
             return false
@@ -634,19 +790,10 @@ struct ExchangeStateMachine {
         actions.append(.recordFailedAttempt(status: status))
         actions.append(.shadow(.abandon("fallback")))
         exchange.fallback = nil
+        // The fallback gets one attempt of its own; the policy's retries were for the failed upstream.
+        exchange.retry = nil
         exchange.upstreamName = fallback.upstream
-        exchange.upstream = .waiting(fresh: false)
-        exchange.retried = false
-        exchange.headWriteFailed = false
-        if exchange.bodyForwarded > 0, let retained = exchange.retained {
-            exchange.pending = retained
-            exchange.pendingBytes = exchange.retainedBytes
-        }
-        exchange.bodyForwarded = 0
-        if case .ended(let trailers) = exchange.request {
-            exchange.pendingEnd = .some(trailers)
-        }
-        self.exchange = exchange
+        Self.rewind(exchange)
         actions.append(.fallBack(to: fallback.upstream, reason: reason))
         actions.append(.setDeadline(exchange.connectTimeout))
         actions.append(.leaseConnection(fresh: false))
@@ -685,6 +832,20 @@ struct ExchangeStateMachine {
     // MARK: The answer
 
     private mutating func upstreamHead(_ head: HTTPHead, _ actions: inout Actions) {
+        guard let exchange = self.exchange, exchange.isConnected, !exchange.responseStarted else { return }
+        if let retry = exchange.retry, retry.statuses.contains(head.status),
+            Self.mayRetryByPolicy(exchange, neverReceived: false)
+        {
+            // The answer waits, unread, while the budget is asked: refused, it is forwarded as it is.
+            exchange.pendingRetry = .answer(head)
+            actions.append(.requestRetry(reason: .status))
+            return
+        }
+        self.answerHeadWithoutRetry(head, &actions)
+    }
+
+    /// The attempt's answer head, not retried: to the fallback if its status says so, else to the client.
+    private mutating func answerHeadWithoutRetry(_ head: HTTPHead, _ actions: inout Actions) {
         guard var exchange = self.exchange, exchange.isConnected, !exchange.responseStarted else { return }
         if let fallback = exchange.fallback, fallback.statuses.contains(head.status),
             Self.mayFallBack(exchange, neverReceived: false)
@@ -787,14 +948,18 @@ struct ExchangeStateMachine {
             actions.append(.flushClient)
         case .exchange:
             guard var exchange = self.exchange else { return }
-            if exchange.isWaiting {
+            if case .backingOff = exchange.upstream {
+                // The retry's back-off is over: the request goes to the pool again.
+                exchange.upstream = .waiting(fresh: false)
+                actions.append(.setDeadline(exchange.connectTimeout))
+                actions.append(.leaseConnection(fresh: false))
+            } else if exchange.isWaiting {
                 // Waiting for a pooled connection took longer than the connect timeout.
                 actions.append(.cancelLease)
                 exchange.upstream = .none
                 self.exchange = exchange
-                if self.fallBack(.connectTimeout, status: 503, neverReceived: true, &actions) { return }
-                self.answerFailure(.connectTimeout, &actions)
-                actions.append(.flushClient)
+                self.failedBeforeAnswer(.connectTimeout, neverReceived: true, &actions)
+                self.flushIfAnswered(&actions)
             } else if exchange.isConnected {
                 self.streamStalled(upstreamWritable: upstreamWritable, &actions)
             }

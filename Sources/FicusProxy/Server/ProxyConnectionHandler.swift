@@ -38,6 +38,13 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var requestID = "-"
         /// `UPSTREAM:REASON` once the request went to its fallback.
         var fallbackFrom: String?
+        /// The route's retry plan, and the upstream whose retry budget counts the request; nil without a plan.
+        var retryPlan: RetryPlan?
+        var budgetUpstream: String?
+        /// The request holds a retry slot of its upstream's budget.
+        var holdsRetry = false
+        /// Retries made.
+        var retries = 0
         /// The request and the table it was routed with, kept to write its head again for a fallback upstream.
         var view: RequestView?
         var table: RoutingTable?
@@ -310,8 +317,26 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             exchange.view = view
             exchange.table = table
         }
+        var retry: ExchangeStateMachine.Retry?
+        if let plan = decision.retry {
+            retry = .init(
+                onConnectFailure: plan.onConnectFailure,
+                onReset: plan.onReset,
+                statuses: plan.statuses,
+                attempts: plan.attempts,
+                backoffBase: .milliseconds(Int64(plan.backoffBaseMilliseconds)),
+                backoffMax: .milliseconds(Int64(plan.backoffMaxMilliseconds))
+            )
+            if let perTry = plan.perTryTimeoutMilliseconds {
+                responseTimeout = Self.milliseconds(perTry)
+            }
+            exchange.retryPlan = plan
+            exchange.budgetUpstream = upstream.name
+            self.shared.retryBudget.requestStarted(upstream.name)
+        }
         start.target = .upstream(
-            name: upstream.name, connectTimeout: connectTimeout, responseTimeout: responseTimeout, fallback: fallback)
+            name: upstream.name, connectTimeout: connectTimeout, responseTimeout: responseTimeout, fallback: fallback,
+            retry: retry)
         self.handle(.requestHead(start))
     }
 
@@ -424,6 +449,19 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.recorder.recordFailedAttempt(exchange, status: status)
         case .fallBack(let name, let reason):
             self.fallBack(to: name, reason: reason)
+        case .requestRetry:
+            self.askRetryBudget()
+        case .retrying(let number, let reason):
+            guard let exchange = self.exchange else { return }
+            exchange.retries = number
+            self.shared.metrics?.retry(route: exchange.route, upstream: exchange.upstreamName, reason: reason.rawValue)
+            self.shared.logger.info(
+                "retry",
+                metadata: [
+                    "route": "\(exchange.route)", "upstream": "\(exchange.upstreamName)", "retry": "\(number)",
+                    "reason": "\(reason.rawValue)", "request_id": "\(exchange.requestID)",
+                ]
+            )
         case .reportStall(let stalled):
             self.shared.logger.warning(
                 "stream idle timeout",
@@ -435,6 +473,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .finish(let gone):
             guard let exchange = self.exchange else { return }
             self.exchange = nil
+            if let upstream = exchange.budgetUpstream {
+                self.shared.retryBudget.requestFinished(upstream, heldRetry: exchange.holdsRetry)
+            }
             if gone { exchange.status = 499 }  // nginx's 499: the client went away before its answer
             self.recorder.record(exchange, peer: self.clientAddressText)
         case .resumeParsing:
@@ -443,6 +484,23 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.closeAfterFlush()
         case .close:
             self.close()
+        }
+    }
+
+    /// Asks the retry budget of the exchange's upstream for the retry the machine wants, and tells the machine.
+    private func askRetryBudget() {
+        guard let exchange = self.exchange, let plan = exchange.retryPlan, let upstream = exchange.budgetUpstream else {
+            self.handle(.retryRefused)
+            return
+        }
+        let granted = self.shared.retryBudget.tryAcquire(
+            upstream, holding: exchange.holdsRetry, percent: plan.budgetPercent, minConcurrent: plan.budgetMinConcurrent)
+        if granted {
+            exchange.holdsRetry = true
+            self.handle(.retryGranted(jitter: Double.random(in: 0..<1)))
+        } else {
+            self.shared.metrics?.retryRefused(route: exchange.route, upstream: upstream)
+            self.handle(.retryRefused)
         }
     }
 

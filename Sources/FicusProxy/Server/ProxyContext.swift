@@ -12,6 +12,8 @@ final class ProxyContext: Sendable {
     let accessLogSink: AccessLogSink?
     /// The prefix of every connection's request ids; nil: random per connection (a harness fixes it).
     let requestIDPrefix: String?
+    /// The retry budgets of every upstream, shared by the proxy's event loops.
+    let retryBudget = RetryBudget()
 
     init(
         configuration: ProxyConfiguration,

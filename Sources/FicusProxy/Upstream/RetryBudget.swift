@@ -1,0 +1,67 @@
+import NIOConcurrencyHelpers
+
+/// The retry budget's arithmetic for one upstream, as a value: Envoy's `RetryBudget` (docs/PROXY.md, Retries).
+///
+/// Retries in flight may be at most `percent` of the requests in flight (of routes with a retry policy), or
+/// `minConcurrent`, whichever is more. Under a 100% failing upstream, retries therefore stay at a fifth of the load
+/// (plus a small floor) instead of multiplying it by the number of attempts.
+struct RetryBudgetCounts: Equatable {
+    /// Requests in flight to the upstream whose route has a retry policy.
+    var active = 0
+    /// Requests among them that hold a retry (from its grant until the request finishes).
+    var retrying = 0
+
+    /// Whether one more request may start retrying.
+    func allows(percent: Int, minConcurrent: Int) -> Bool {
+        let share = self.active * percent / 100
+        return self.retrying < max(minConcurrent, share)
+    }
+}
+
+/// The retry budgets of every upstream of one proxy, shared by its event loops.
+///
+/// A lock around a small dictionary: touched twice per request of a route with a retry policy (start and finish)
+/// and once per retry asked for; routes without a policy never touch it. A request holds at most one retry slot,
+/// however many retries it makes, so the budget counts requests that are retrying, as Envoy counts active retries.
+final class RetryBudget: Sendable {
+    private let counts = NIOLockedValueBox<[String: RetryBudgetCounts]>([:])
+
+    init() {}
+
+    /// A request of a route with a retry policy started towards `upstream`.
+    func requestStarted(_ upstream: String) {
+        self.counts.withLockedValue { $0[upstream, default: RetryBudgetCounts()].active += 1 }
+    }
+
+    /// The request finished; `heldRetry`: it had been granted a retry.
+    func requestFinished(_ upstream: String, heldRetry: Bool) {
+        self.counts.withLockedValue { counts in
+            guard var entry = counts[upstream] else { return }
+            entry.active = max(0, entry.active - 1)
+            if heldRetry { entry.retrying = max(0, entry.retrying - 1) }
+            if entry.active == 0 && entry.retrying == 0 {
+                counts[upstream] = nil
+            } else {
+                counts[upstream] = entry
+            }
+        }
+    }
+
+    /// Takes a retry slot for a request to `upstream` if the budget allows one; a request that already holds one
+    /// keeps it and is always allowed.
+    func tryAcquire(_ upstream: String, holding: Bool, percent: Int, minConcurrent: Int) -> Bool {
+        if holding { return true }
+        return self.counts.withLockedValue { counts in
+            var entry = counts[upstream, default: RetryBudgetCounts()]
+            guard entry.allows(percent: percent, minConcurrent: minConcurrent) else { return false }
+            entry.retrying += 1
+            counts[upstream] = entry
+            return true
+        }
+    }
+
+    /// The counts of `upstream`, for tests and status.
+    func counts(_ upstream: String) -> RetryBudgetCounts {
+        self.counts.withLockedValue { $0[upstream] ?? RetryBudgetCounts() }
+    }
+}
