@@ -18,6 +18,8 @@ final class CompiledRoute: Sendable {
     let fallback: String?
     /// The chosen upstream's answer statuses that send a request to `fallback`.
     let fallbackStatuses: [Int]
+    /// The route's rate limit, or nil.
+    let rateLimit: RateLimitPolicy?
 
     init(
         name: String,
@@ -29,7 +31,8 @@ final class CompiledRoute: Sendable {
         rules: [CompiledRule],
         timeouts: RouteTimeouts,
         fallback: String? = nil,
-        fallbackStatuses: [Int] = []
+        fallbackStatuses: [Int] = [],
+        rateLimit: RateLimitPolicy? = nil
     ) {
         self.name = name
         self.summary = summary
@@ -41,6 +44,7 @@ final class CompiledRoute: Sendable {
         self.timeouts = timeouts
         self.fallback = fallback
         self.fallbackStatuses = fallbackStatuses
+        self.rateLimit = rateLimit
     }
 }
 

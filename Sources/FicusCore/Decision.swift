@@ -74,6 +74,11 @@ public struct Decision: Sendable, Equatable {
     /// The chosen upstream's answer statuses that send the request to `fallback` (empty without one).
     public var fallbackStatuses: [Int] = []
 
+    /// The route's rate limit, or nil: the proxy checks it before leasing an upstream connection.
+    ///
+    /// Set whichever upstream serves (the kill switch included): a limit protects the route, not one side.
+    public var rateLimit: RateLimitPolicy?
+
     /// The route's timeout overrides; empty when no route matched.
     public var timeouts: RouteTimeouts
 

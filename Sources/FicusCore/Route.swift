@@ -69,6 +69,11 @@ public struct Route: Sendable, Equatable {
     /// The answer statuses of the chosen upstream that send a request to legacy; nil: 502, 503 and 504.
     public var fallbackOn: [Int]?
 
+    /// The route's rate limit, or nil (the default): not limited.
+    ///
+    /// Optional and decoded only when present, so snapshots stored before rate limits existed stay readable.
+    public var rateLimit: RateLimit?
+
     /// The statuses fallback applies to when `fallbackOn` is not set.
     public static let defaultFallbackStatuses = [502, 503, 504]
 
@@ -93,7 +98,8 @@ public struct Route: Sendable, Equatable {
         timeouts: RouteTimeouts = RouteTimeouts(),
         shadow: ShadowPolicy? = nil,
         fallback: String? = nil,
-        fallbackOn: [Int]? = nil
+        fallbackOn: [Int]? = nil,
+        rateLimit: RateLimit? = nil
     ) {
         self.name = name
         self.host = host
@@ -107,6 +113,7 @@ public struct Route: Sendable, Equatable {
         self.shadow = shadow
         self.fallback = fallback
         self.fallbackOn = fallbackOn
+        self.rateLimit = rateLimit
     }
 }
 
@@ -124,6 +131,7 @@ extension Route: Codable {
         case shadow
         case fallback
         case fallbackOn = "fallback_on"
+        case rateLimit = "rate_limit"
     }
 
     /// Decodes a route with the documented defaults; a missing `default` is `legacy`.
@@ -144,7 +152,8 @@ extension Route: Codable {
             timeouts: try container.decodeIfPresent(RouteTimeouts.self, forKey: .timeouts) ?? RouteTimeouts(),
             shadow: try container.decodeIfPresent(ShadowPolicy.self, forKey: .shadow),
             fallback: try container.decodeIfPresent(String.self, forKey: .fallback),
-            fallbackOn: try container.decodeIfPresent([Int].self, forKey: .fallbackOn)
+            fallbackOn: try container.decodeIfPresent([Int].self, forKey: .fallbackOn),
+            rateLimit: try container.decodeIfPresent(RateLimit.self, forKey: .rateLimit)
         )
     }
 }

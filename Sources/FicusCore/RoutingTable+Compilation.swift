@@ -85,7 +85,8 @@ struct RoutingTableCompiler {
             rules: rules,
             timeouts: route.timeouts,
             fallback: route.fallsBackToLegacy ? route.legacy : nil,
-            fallbackStatuses: route.fallbackStatuses
+            fallbackStatuses: route.fallbackStatuses,
+            rateLimit: route.rateLimit.map { RateLimitPolicy(route: route.name, limit: $0, identity: self.identity) }
         )
     }
 

@@ -257,13 +257,15 @@ public final class RoutingTable: Sendable {
         recorder?.steps.append(.routeMatched(route: route.name, summary: route.summary))
         if self.killed {
             recorder?.steps.append(.killed(legacy: route.legacy))
-            return Decision(
+            var decision = Decision(
                 upstream: route.legacy,
                 route: route.name,
                 rewrite: route.legacyRewrite,
                 timeouts: route.timeouts,
                 reason: .killed
             )
+            decision.rateLimit = route.rateLimit
+            return decision
         }
         let code = self.program.code
         let rules = code.pointee.routes[routeIndex]
@@ -317,7 +319,10 @@ public final class RoutingTable: Sendable {
     }
 
     /// Names the route's legacy upstream as the fallback of a decision for another upstream.
+    ///
+    /// Also carries the route's rate limit, which applies to every decision of the route.
     private static func applyFallback(_ decision: inout Decision, _ route: CompiledRoute) {
+        decision.rateLimit = route.rateLimit
         guard let legacy = route.fallback, decision.upstream != legacy else { return }
         decision.fallback = legacy
         decision.fallbackStatuses = route.fallbackStatuses
