@@ -12,6 +12,8 @@ final class ProxyContext: Sendable {
     let accessLogSink: AccessLogSink?
     /// The prefix of every connection's request ids; nil: random per connection (a harness fixes it).
     let requestIDPrefix: String?
+    /// The proxy's rate limit buckets, shared by every event loop; used only by routes that have a limit.
+    let rateLimiter: RateLimiter
 
     init(
         configuration: ProxyConfiguration,
@@ -20,7 +22,8 @@ final class ProxyContext: Sendable {
         logger: Logger,
         shadow: ShadowDispatcher? = nil,
         accessLogSink: AccessLogSink? = nil,
-        requestIDPrefix: String? = nil
+        requestIDPrefix: String? = nil,
+        rateLimiter: RateLimiter = RateLimiter()
     ) {
         self.configuration = configuration
         self.routing = routing
@@ -29,5 +32,6 @@ final class ProxyContext: Sendable {
         self.accessLogSink = accessLogSink
         self.requestIDPrefix = requestIDPrefix
         self.shadow = shadow
+        self.rateLimiter = rateLimiter
     }
 }
