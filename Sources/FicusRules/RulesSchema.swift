@@ -69,6 +69,7 @@ enum RulesSchema {
         "shadow": shadow,
         "fallback": .value,
         "fallback_on": .value,
+        "rate_limit": .object(["requests": .value, "per": .value, "burst": .value, "key": .value, "mode": .value]),
     ])
 
     static let upstream = Shape.object([

@@ -286,6 +286,8 @@ struct ExplainCommand: AsyncParsableCommand {
         /// The upstream a failed request would go to instead, and on which of its statuses.
         var fallback: String?
         var fallbackOn: [Int]?
+        /// The matched route's rate limit with its defaults filled in, or nil.
+        var rateLimit: RateLimit?
         var steps: [String]
     }
 
@@ -335,6 +337,7 @@ struct ExplainCommand: AsyncParsableCommand {
                         rewrite: decision.rewrite?.oneLine,
                         fallback: decision.fallback,
                         fallbackOn: decision.fallback == nil ? nil : decision.fallbackStatuses,
+                        rateLimit: Self.rateLimit(of: decision.route, in: stored.configuration),
                         steps: explanation.description.split(separator: "\n").map(String.init)
                     )
                 )
@@ -351,6 +354,22 @@ struct ExplainCommand: AsyncParsableCommand {
             } else {
                 Console.out("fallback: none")
             }
+            if let limit = Self.rateLimit(of: explanation.decision.route, in: stored.configuration) {
+                Console.out("rate limit: \(limit.oneLine) (fleet-wide: each proxy enforces its share)")
+            } else {
+                Console.out("rate limit: none")
+            }
         }
+    }
+
+    /// `route`'s rate limit with its defaults written out (burst, key, mode), or nil.
+    static func rateLimit(of route: String?, in configuration: Configuration) -> RateLimit? {
+        guard let route, var limit = configuration.routes.first(where: { $0.name == route })?.rateLimit else {
+            return nil
+        }
+        limit.burst = limit.effectiveBurst
+        limit.key = limit.key ?? "none"
+        limit.mode = limit.mode ?? "enforce"
+        return limit
     }
 }
