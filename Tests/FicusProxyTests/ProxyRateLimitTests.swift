@@ -33,7 +33,9 @@ struct ProxyRateLimitTests {
 
     /// An upstream answering `ok` behind route `orders` (every path) with `limit`.
     static func start(
-        _ limit: RateLimit, configure: @escaping (inout ProxyConfiguration) -> Void = { _ in }
+        _ limit: RateLimit,
+        configure: @escaping (inout ProxyConfiguration) -> Void = { _ in },
+        accessLog: AccessLogSink? = nil
     ) async throws -> Setup {
         let upstream = try await TestUpstream.start(
             .fixed(status: 200, headers: [], body: Array("ok".utf8)), group: testGroup)
@@ -43,7 +45,8 @@ struct ProxyRateLimitTests {
         )
         let registry = PrometheusCollectorRegistry()
         let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
-        let harness = try await ProxyHarness.start(configuration: configuration, configure: configure, metrics: metrics)
+        let harness = try await ProxyHarness.start(
+            configuration: configuration, configure: configure, metrics: metrics, accessLogSink: accessLog)
         return Setup(harness: harness, upstream: upstream, metrics: metrics, registry: registry)
     }
 
@@ -51,9 +54,10 @@ struct ProxyRateLimitTests {
     static func with(
         _ limit: RateLimit,
         configure: @escaping (inout ProxyConfiguration) -> Void = { _ in },
+        accessLog: AccessLogSink? = nil,
         _ body: (Setup) async throws -> Void
     ) async throws {
-        let setup = try await Self.start(limit, configure: configure)
+        let setup = try await Self.start(limit, configure: configure, accessLog: accessLog)
         do {
             try await body(setup)
         } catch {
@@ -166,6 +170,30 @@ struct ProxyRateLimitTests {
             let limited = try await HTTPTestClient.get(port: setup.harness.port, path: "/x", group: testGroup)
             #expect(limited.header("ratelimit-policy") == "\"orders\";q=4;w=3600", "the policy is the fleet's")
             #expect(limited.header("retry-after") == "1800", "this proxy refills at half the rate")
+        }
+    }
+
+    @Test func theAccessLogShowsA429LikeAnyLocalAnswer() async throws {
+        let log = RecordingAccessLog()
+        try await Self.with(
+            RateLimit(requests: 1, per: "1h"),
+            configure: {
+                $0.accessLog = true
+                $0.accessLogSettings.format = .json
+            },
+            accessLog: log
+        ) { setup in
+            let statuses = try await Self.statuses(setup, 2)
+            #expect(statuses == [200, 429])
+            await setup.harness.stop()  // every exchange recorded
+            let lines = log.lines.withLockedValue { $0 }
+            #expect(lines.count == 2)
+            let objects = try lines.map {
+                try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+            }
+            #expect(objects.map { $0["status"] as? Int } == [200, 429])
+            #expect(objects.last?["route"] as? String == "orders")
+            #expect(objects.last?["upstream"] as? String == "-", "no upstream was involved")
         }
     }
 }

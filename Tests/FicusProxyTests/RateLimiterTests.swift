@@ -103,8 +103,8 @@ struct RateLimiterTests {
     @Test func verdictsSayWhatIsLeftAndWhenToRetry() {
         let limiter = RateLimiter()
         let policy = Self.policy(1, per: "10s", burst: 2)
-        #expect(limiter.check(policy, key: 0, now: 0) == RateLimitVerdict(allowed: true, remaining: 1, resetSeconds: 0))
-        #expect(limiter.check(policy, key: 0, now: 0) == RateLimitVerdict(allowed: true, remaining: 0, resetSeconds: 10))
+        #expect(limiter.check(policy, key: 0, now: 0) == .init(allowed: true, remaining: 1, resetSeconds: 0))
+        #expect(limiter.check(policy, key: 0, now: 0) == .init(allowed: true, remaining: 0, resetSeconds: 10))
         #expect(
             limiter.check(policy, key: 0, now: 3 * Self.second)
                 == RateLimitVerdict(allowed: false, remaining: 0, resetSeconds: 7))
