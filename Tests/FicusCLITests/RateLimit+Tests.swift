@@ -55,6 +55,34 @@ extension CLITests {
             #expect(defaults.contains("rate limit  5/500ms burst 5 key none enforce"), "\(defaults)")
         }
 
+        @Test func rulesFilesSetLimitsWithPeriodsAsTextOrSeconds() throws {
+            let sandbox = try Self.sandbox()
+            let file = try sandbox.write(
+                "rules.yaml",
+                """
+                upstreams:
+                  - name: legacy
+                    addresses: ["127.0.0.1:8081"]
+                routes:
+                  - name: orders
+                    path: /orders
+                    legacy: legacy
+                    rate_limit: {requests: 100, per: 1m, burst: 20, key: identity, mode: observe}
+                  - name: users
+                    path: /users
+                    legacy: legacy
+                    rate_limit:
+                      requests: 5
+                      per: 10
+                """
+            )
+            try sandbox.ok("apply", file)
+            #expect(
+                try sandbox.ok("route", "show", "orders").stdout.contains(
+                    "rate limit  100/1m burst 20 key identity observe"))
+            #expect(try sandbox.ok("route", "show", "users").stdout.contains("rate limit  5/10s burst 5 key none enforce"))
+        }
+
         @Test func badValuesAreRefusedWithTheirPlaceAndChangeNothing() throws {
             let sandbox = try Self.sandbox()
             let before = try sandbox.snapshot()
