@@ -26,6 +26,8 @@ struct StatusCommand: AsyncParsableCommand {
         var defaultUpstream: String
         var rules: [String]
         var now: String
+        /// The route's rate limit on one line (`100/1s burst 200 key client_ip enforce`), or nil.
+        var rateLimit: String?
     }
 
     /// The whole status, for `--json`.
@@ -62,7 +64,8 @@ struct StatusCommand: AsyncParsableCommand {
                     legacy: route.legacy,
                     defaultUpstream: route.defaultUpstream,
                     rules: route.rules.map(\.oneLine),
-                    now: StatusCommand.now(route, configuration: configuration)
+                    now: StatusCommand.now(route, configuration: configuration),
+                    rateLimit: route.rateLimit?.oneLine
                 )
             }
             let proxies = try await store.proxies(seenWithin: self.seenWithin).map {
@@ -107,6 +110,15 @@ struct StatusCommand: AsyncParsableCommand {
             }
             lines.append(table.rendered)
             lines.append("")
+            let limited = routes.filter { $0.rateLimit != nil }
+            if !limited.isEmpty {
+                var limits = TextTable("ROUTE", "RATE LIMIT (fleet-wide: each live proxy enforces its share)")
+                for route in limited {
+                    limits.append([route.name, route.rateLimit ?? ""])
+                }
+                lines.append(limits.rendered)
+                lines.append("")
+            }
             if proxies.isEmpty {
                 lines.append("no proxy seen in the last \(Int(self.seenWithin)) s")
             } else {

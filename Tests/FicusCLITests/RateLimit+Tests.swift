@@ -30,6 +30,12 @@ extension CLITests {
                 shown.contains(
                     "rate limit  100/1s burst 200 key client_ip observe (fleet-wide: each proxy enforces its share)"),
                 "\(shown)")
+            let status = try sandbox.ok("status").stdout
+            #expect(status.contains("RATE LIMIT"), "\(status)")
+            #expect(status.contains("100/1s burst 200 key client_ip observe"), "\(status)")
+            let statusJSON = try decodeJSON(try sandbox.ok("status", "--json").stdout) as? [String: Any]
+            let statusRoutes = statusJSON?["routes"] as? [[String: Any]]
+            #expect(statusRoutes?.first?["rateLimit"] as? String == "100/1s burst 200 key client_ip observe")
             let explained = try sandbox.ok("explain", "GET", "/orders/1").stdout
             #expect(explained.contains("rate limit: 100/1s burst 200 key client_ip observe"), "\(explained)")
             let exported = try sandbox.ok("export").stdout
