@@ -120,6 +120,7 @@ public struct RateLimit: Sendable, Equatable {
 }
 
 extension RateLimit: Codable {
+    /// The keys of rules files and stored snapshots (`rate_limit: {requests, per, burst, key, mode}`).
     private enum CodingKeys: String, CodingKey {
         case requests
         case per
@@ -185,6 +186,7 @@ public final class RateLimitPolicy: Sendable, Equatable, CustomStringConvertible
     public let periodMilliseconds: Int
     /// Tokens a bucket holds at most, fleet-wide.
     public let burst: Int
+    /// Where a request's bucket key comes from.
     public let key: KeySource
     /// Whether limited requests are only counted.
     public let observes: Bool
@@ -249,6 +251,7 @@ public final class RateLimitPolicy: Sendable, Equatable, CustomStringConvertible
         return hasher.finalize()
     }
 
+    /// Adds the client address (or, when unknown, only the tag that says so) to `hasher`.
     private static func combineAddress<R: RoutableRequest>(_ request: R, into hasher: inout Hasher) {
         hasher.combine(2 as UInt8)
         if let address = request.clientAddress?.unmapped {
@@ -256,6 +259,7 @@ public final class RateLimitPolicy: Sendable, Equatable, CustomStringConvertible
         }
     }
 
+    /// The percent-decoded value of the first query parameter named `name`, or nil.
     private static func queryValue(_ query: String?, _ name: String) -> String? {
         guard var query else { return nil }
         var name = name

@@ -4,8 +4,11 @@
 /// by index, so that a request costs one dictionary lookup and a few index moves, and memory stays bounded however
 /// many keys clients invent; an evicted key starts again with a full bucket.
 struct RateLimitBuckets {
+    /// One key's bucket and its place in the recency list.
     private struct Slot {
+        /// The key (`RateLimitPolicy.bucketKey`).
         var key: Int
+        /// The key's tokens.
         var bucket: TokenBucket
         /// Towards the most recently used (`head`); -1 at the end.
         var newer: Int
@@ -15,7 +18,9 @@ struct RateLimitBuckets {
 
     /// The most keys kept.
     let maxKeys: Int
+    /// Where each key's slot is in `slots`.
     private var index: [Int: Int] = [:]
+    /// The buckets; a slot is reused, never removed, when its key is evicted.
     private var slots: [Slot] = []
     /// The most recently used slot, or -1.
     private var head = -1
@@ -75,6 +80,7 @@ struct RateLimitBuckets {
         return body(&self.slots[slot].bucket)
     }
 
+    /// Takes `slot` out of the recency list (it stays in `slots`).
     private mutating func unlink(_ slot: Int) {
         let newer = self.slots[slot].newer
         let older = self.slots[slot].older
@@ -84,6 +90,7 @@ struct RateLimitBuckets {
         self.slots[slot].older = -1
     }
 
+    /// Makes `slot` the most recently used.
     private mutating func pushFront(_ slot: Int) {
         self.slots[slot].older = self.head
         self.slots[slot].newer = -1

@@ -19,18 +19,25 @@ struct RateLimitVerdict: Equatable {
 /// limit; a route without one never reaches it. Each proxy enforces its share of the fleet's limit: the limit
 /// divided by the proxies alive (`setProxies`), so that adding a proxy does not raise it.
 public final class RateLimiter: Sendable {
+    /// One route's limit (as last seen) and its buckets.
     private struct RouteState {
+        /// The policy the buckets were made for; a different one starts them afresh.
         var policy: RateLimitPolicy
+        /// The route's buckets on this proxy.
         var buckets: RateLimitBuckets
     }
 
+    /// Everything behind the lock.
     private struct State {
+        /// The proxies alive, this one included: every limit is divided by it.
         var proxies = 1
+        /// Limited routes by name; a route that lost its limit keeps its (small) entry until the process ends.
         var routes: [String: RouteState] = [:]
     }
 
     /// The most keys each route keeps buckets for.
     public let maxKeys: Int
+    /// The proxy count and every limited route's buckets, under one lock.
     private let state = NIOLockedValueBox(State())
 
     /// A limiter for one proxy, counting itself alone until told otherwise.
