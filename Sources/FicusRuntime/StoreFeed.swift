@@ -131,6 +131,8 @@ public final class StoreFeed: Service, Sendable {
         do {
             let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
             self.routing.replace(with: table)
+            self.rateLimiter?.keepOnly(
+                routes: Set(revision.configuration.routes.filter { $0.rateLimit != nil }.map(\.name)))
             self.revisionGauge.record(revision.number)
             self.rollouts.update(configuration: revision.configuration)
             self.recovered()

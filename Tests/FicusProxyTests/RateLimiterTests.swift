@@ -98,6 +98,9 @@ struct RateLimiterTests {
         #expect(!limiter.check(Self.policy(1, per: "1h"), key: 7, now: 0).allowed)
         // A different limit: new buckets.
         #expect(limiter.check(Self.policy(2, per: "1h"), key: 7, now: 0).allowed)
+        // A revision without the limit gives the buckets' memory back.
+        limiter.keepOnly(routes: ["users"])
+        #expect(limiter.keys(route: "orders") == 0)
     }
 
     @Test func verdictsSayWhatIsLeftAndWhenToRetry() {

@@ -31,7 +31,7 @@ public final class RateLimiter: Sendable {
     private struct State {
         /// The proxies alive, this one included: every limit is divided by it.
         var proxies = 1
-        /// Limited routes by name; a route that lost its limit keeps its (small) entry until the process ends.
+        /// Limited routes by name; `keepOnly` drops the routes a new revision no longer limits.
         var routes: [String: RouteState] = [:]
     }
 
@@ -92,6 +92,14 @@ public final class RateLimiter: Sendable {
                 let seconds = wait == 0 ? 0 : Int(min((wait + 999_999_999) / 1_000_000_000, 86_400))
                 return RateLimitVerdict(allowed: allowed, remaining: Int(bucket.tokens), resetSeconds: seconds)
             }
+        }
+    }
+
+    /// Drops the buckets of every route not in `routes` (the routes the table in force limits), so that a removed
+    /// limit gives its memory back.
+    public func keepOnly(routes: Set<String>) {
+        self.state.withLockedValue { state in
+            state.routes = state.routes.filter { routes.contains($0.key) }
         }
     }
 
