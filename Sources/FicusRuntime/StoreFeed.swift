@@ -189,14 +189,15 @@ public final class StoreFeed: Service, Sendable {
         }
     }
 
-    /// Tells the rate limiter how many proxies have a heartbeat younger than `liveProxyWindow` (this one at least).
+    /// Tells the rate limiter how many proxies have a heartbeat younger than `liveProxyWindow`, this one included.
     ///
     /// A store that cannot be read leaves the count as it was: a proxy never raises its share on a guess.
     private func countProxies() async {
         guard let limiter = self.rateLimiter else { return }
         do {
             let live = try await self.store.proxies(seenWithin: self.configuration.liveProxyWindow.seconds)
-            let count = max(1, live.count)
+            // This proxy counts whether or not its own beat was written.
+            let count = live.count + (live.contains { $0.id == self.proxyID } ? 0 : 1)
             self.rateLimitProxies.record(count)
             if limiter.setProxies(count) {
                 self.logger.notice(
