@@ -20,6 +20,8 @@ final class CompiledRoute: Sendable {
     let fallbackStatuses: [Int]
     /// The route's retry policy compiled, or nil without one.
     let retry: RetryPlan?
+    /// The route's rate limit, or nil.
+    let rateLimit: RateLimitPolicy?
 
     init(
         name: String,
@@ -32,7 +34,8 @@ final class CompiledRoute: Sendable {
         timeouts: RouteTimeouts,
         fallback: String? = nil,
         fallbackStatuses: [Int] = [],
-        retry: RetryPlan? = nil
+        retry: RetryPlan? = nil,
+        rateLimit: RateLimitPolicy? = nil
     ) {
         self.name = name
         self.summary = summary
@@ -45,6 +48,7 @@ final class CompiledRoute: Sendable {
         self.fallback = fallback
         self.fallbackStatuses = fallbackStatuses
         self.retry = retry
+        self.rateLimit = rateLimit
     }
 }
 

@@ -165,6 +165,9 @@ struct ConfigurationValidator {
                 self.report(object, "fallback_on", "\(status) is not a server error status (500-599)")
             }
         }
+        if let limit = route.rateLimit {
+            self.checkRateLimit(limit, object: object)
+        }
         var catchAll: (index: Int, rule: Rule)?
         for (index, rule) in route.rules.enumerated() {
             let field = Self.ruleField(rule, index)
@@ -313,6 +316,37 @@ struct ConfigurationValidator {
             }
         case (.some, nil):
             break
+        }
+    }
+
+    /// Reports every field of a rate limit that is out of range or not one of its words, as `rate_limit.FIELD`.
+    private mutating func checkRateLimit(_ limit: RateLimit, object: String) {
+        let most = RateLimit.maxRequests
+        if limit.requests < 1 || limit.requests > most {
+            self.report(object, "rate_limit.requests", "must be from 1 to \(most), got \(limit.requests)")
+        }
+        if limit.perMilliseconds == nil {
+            self.report(
+                object, "rate_limit.per",
+                "must be a duration from 1ms to 24h such as 500ms, 1s, 1m or 1h, got '\(limit.per)'")
+        }
+        if let burst = limit.burst, burst < 1 || burst > most {
+            self.report(object, "rate_limit.burst", "must be from 1 to \(most), got \(burst)")
+        }
+        if let key = limit.key {
+            switch RateLimit.Key(key) {
+            case nil:
+                self.report(object, "rate_limit.key", "must be none, client_ip, header:NAME or identity, got '\(key)'")
+            case .header(let name)?:
+                if !isHTTPToken(name) {
+                    self.report(object, "rate_limit.key", "invalid header name '\(name)'")
+                }
+            default:
+                break
+            }
+        }
+        if let mode = limit.mode, mode != "enforce", mode != "observe" {
+            self.report(object, "rate_limit.mode", "must be enforce or observe, got '\(mode)'")
         }
     }
 

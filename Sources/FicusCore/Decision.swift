@@ -77,6 +77,11 @@ public struct Decision: Sendable, Equatable {
     /// The route's retry plan, or nil: the route has no `retry` (docs/PROXY.md, Retries).
     public var retry: RetryPlan?
 
+    /// The route's rate limit, or nil: the proxy checks it before leasing an upstream connection.
+    ///
+    /// Set whichever upstream serves (the kill switch included): a limit protects the route, not one side.
+    public var rateLimit: RateLimitPolicy?
+
     /// The route's timeout overrides; empty when no route matched.
     public var timeouts: RouteTimeouts
 

@@ -69,6 +69,11 @@ public struct Route: Sendable, Equatable {
     /// The answer statuses of the chosen upstream that send a request to legacy; nil: 502, 503 and 504.
     public var fallbackOn: [Int]?
 
+    /// The route's rate limit, or nil (the default): not limited.
+    ///
+    /// Optional and decoded only when present, so snapshots stored before rate limits existed stay readable.
+    public var rateLimit: RateLimit?
+
     /// The statuses fallback applies to when `fallbackOn` is not set.
     public static let defaultFallbackStatuses = [502, 503, 504]
 
@@ -98,7 +103,8 @@ public struct Route: Sendable, Equatable {
         shadow: ShadowPolicy? = nil,
         fallback: String? = nil,
         fallbackOn: [Int]? = nil,
-        retry: RetryPolicy? = nil
+        retry: RetryPolicy? = nil,
+        rateLimit: RateLimit? = nil
     ) {
         self.name = name
         self.host = host
@@ -113,6 +119,7 @@ public struct Route: Sendable, Equatable {
         self.fallback = fallback
         self.fallbackOn = fallbackOn
         self.retry = retry
+        self.rateLimit = rateLimit
     }
 }
 
@@ -131,6 +138,7 @@ extension Route: Codable {
         case fallback
         case fallbackOn = "fallback_on"
         case retry
+        case rateLimit = "rate_limit"
     }
 
     /// Decodes a route with the documented defaults; a missing `default` is `legacy`.
@@ -152,7 +160,8 @@ extension Route: Codable {
             shadow: try container.decodeIfPresent(ShadowPolicy.self, forKey: .shadow),
             fallback: try container.decodeIfPresent(String.self, forKey: .fallback),
             fallbackOn: try container.decodeIfPresent([Int].self, forKey: .fallbackOn),
-            retry: try container.decodeIfPresent(RetryPolicy.self, forKey: .retry)
+            retry: try container.decodeIfPresent(RetryPolicy.self, forKey: .retry),
+            rateLimit: try container.decodeIfPresent(RateLimit.self, forKey: .rateLimit)
         )
     }
 }

@@ -86,7 +86,8 @@ struct RoutingTableCompiler {
             timeouts: route.timeouts,
             fallback: route.fallsBackToLegacy ? route.legacy : nil,
             fallbackStatuses: route.fallbackStatuses,
-            retry: route.retry.map(RetryPlan.init)
+            retry: route.retry.map(RetryPlan.init),
+            rateLimit: route.rateLimit.map { RateLimitPolicy(route: route.name, limit: $0, identity: self.identity) }
         )
     }
 

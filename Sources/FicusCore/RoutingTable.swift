@@ -265,6 +265,7 @@ public final class RoutingTable: Sendable {
                 reason: .killed
             )
             decision.retry = route.retry
+            decision.rateLimit = route.rateLimit
             return decision
         }
         let code = self.program.code
@@ -318,10 +319,13 @@ public final class RoutingTable: Sendable {
         return decision
     }
 
-    /// Names the route's legacy upstream as the fallback of a decision for another upstream, and gives the decision
-    /// the route's retry plan (whichever upstream it chose).
+    /// Names the route's legacy upstream as the fallback of a decision for another upstream.
+    ///
+    /// Also carries the route's retry plan and rate limit, which apply to every decision of the route, whichever
+    /// upstream it chose.
     private static func applyFallback(_ decision: inout Decision, _ route: CompiledRoute) {
         decision.retry = route.retry
+        decision.rateLimit = route.rateLimit
         guard let legacy = route.fallback, decision.upstream != legacy else { return }
         decision.fallback = legacy
         decision.fallbackStatuses = route.fallbackStatuses

@@ -109,8 +109,9 @@ public final class ProxyMetrics: Sendable {
             let windowKey = WindowKey(route: route, upstream: upstream)
             if let existing = windows.accumulators[windowKey] { return existing }
             let created = WindowAccumulator(key: windowKey)
-            // Requests answered by Ficus itself with no route ("-") are not traffic of any route.
-            if route != "-" { windows.accumulators[windowKey] = created }
+            // Requests answered by Ficus itself with no route ("-") are not traffic of any route, and requests a
+            // route's rate limit answered (no upstream, "-") are no upstream's: neither belongs in a canary's windows.
+            if route != "-" && upstream != "-" { windows.accumulators[windowKey] = created }
             return created
         }
         return self.requests.withLockedValue { cache -> RequestMetrics in
@@ -214,6 +215,12 @@ public final class ProxyMetrics: Sendable {
     /// A retry the route's policy allowed was refused by `upstream`'s retry budget.
     func retryRefused(route: String, upstream: String) {
         self.shadowCounter("ficus_retries_refused_total", [("route", route), ("upstream", upstream)]).increment()
+    }
+
+    /// A request of `route` found its rate limit's bucket empty: answered 429 (`mode` `enforce`) or let through
+    /// and only counted (`observe`).
+    func rateLimited(route: String, mode: String) {
+        self.shadowCounter("ficus_rate_limited_total", [("route", route), ("mode", mode)]).increment()
     }
 
     /// A shadow copy was sent.

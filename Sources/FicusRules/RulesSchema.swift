@@ -79,6 +79,7 @@ enum RulesSchema {
             "backoff": .object(["base": .value, "max": .value]),
             "budget": .object(["percent": .value, "min_concurrent": .value]),
         ]),
+        "rate_limit": .object(["requests": .value, "per": .value, "burst": .value, "key": .value, "mode": .value]),
     ])
 
     static let upstream = Shape.object([

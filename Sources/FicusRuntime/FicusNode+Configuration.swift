@@ -52,6 +52,12 @@ extension FicusNode {
             public var heartbeatInterval: Duration = .seconds(3)
             /// The listen address the heartbeat names; nil names the proxy's configured `HOST:PORT`.
             public var advertisedListen: String?
+            /// How recent a proxy's heartbeat must be for it to count as alive when rate limits are divided among
+            /// the fleet; nil: three heartbeat intervals (one lost beat does not raise the others' shares).
+            public var liveWithin: Duration?
+
+            /// `liveWithin`, or its default.
+            public var liveProxyWindow: Duration { self.liveWithin ?? self.heartbeatInterval * 3 }
 
             public init() {}
         }

@@ -53,6 +53,7 @@ public final class FicusNode: Service, Sendable {
         let factory = PrometheusMetricsFactory(registry: registry)
         let metrics = ProxyMetrics(factory: factory)
         let routing: RoutingState
+        let rateLimiter = RateLimiter()
         var feed: StoreFeed?
         var comparer: ShadowComparer?
         var services: [any Service] = []
@@ -81,7 +82,8 @@ public final class FicusNode: Service, Sendable {
                 configuration: feedConfiguration,
                 clock: clock,
                 logger: logger,
-                metrics: factory
+                metrics: factory,
+                rateLimiter: rateLimiter
             )
             feed = storeFeed
             services.append(storeFeed)
@@ -141,7 +143,8 @@ public final class FicusNode: Service, Sendable {
             group: group,
             shadowSink: comparer,
             shadowGroup: shadowGroup,
-            accessLogSink: configuration.accessLogSink
+            accessLogSink: configuration.accessLogSink,
+            rateLimiter: rateLimiter
         )
         let sourceName = self.sourceName
         let admin = configuration.admin.map { admin in

@@ -40,6 +40,11 @@ public final class StoreFeed: Service, Sendable {
     private let health = NIOLockedValueBox(Health())
     /// Canary and blue-green gauges, refreshed with every revision and every heartbeat.
     private let rollouts: RolloutGauges
+    /// Told after every heartbeat how many proxies are alive, so that each enforces its share of the fleet's rate
+    /// limits; nil: not told (a proxy alone).
+    let rateLimiter: RateLimiter?
+    /// `ficus_rate_limit_proxies`: the proxies this one divides rate limits by.
+    private let rateLimitProxies: Gauge
 
     public init(
         store: any ConfigurationStore & ShadowStore,
@@ -47,7 +52,8 @@ public final class StoreFeed: Service, Sendable {
         configuration: FicusNode.Configuration.StoreFeed,
         clock: any NodeClock = SystemNodeClock(),
         logger: Logger,
-        metrics: MetricsFactory
+        metrics: MetricsFactory,
+        rateLimiter: RateLimiter? = nil
     ) {
         self.store = store
         self.shadowStore = store
@@ -67,6 +73,9 @@ public final class StoreFeed: Service, Sendable {
         }
         self.telemetryDropped = dropped
         self.rollouts = RolloutGauges(factory: metrics)
+        self.rateLimiter = rateLimiter
+        self.rateLimitProxies = Gauge(label: "ficus_rate_limit_proxies", factory: metrics)
+        self.rateLimitProxies.record(rateLimiter?.proxies ?? 1)
         self.revisionGauge.record(routing.current.revision)
         self.rollouts.update(configuration: routing.current.configuration)
     }
@@ -122,6 +131,8 @@ public final class StoreFeed: Service, Sendable {
         do {
             let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
             self.routing.replace(with: table)
+            self.rateLimiter?.keepOnly(
+                routes: Set(revision.configuration.routes.filter { $0.rateLimit != nil }.map(\.name)))
             self.revisionGauge.record(revision.number)
             self.rollouts.update(configuration: revision.configuration)
             self.recovered()
@@ -178,6 +189,25 @@ public final class StoreFeed: Service, Sendable {
         }
     }
 
+    /// Tells the rate limiter how many proxies have a heartbeat younger than `liveProxyWindow`, this one included.
+    ///
+    /// A store that cannot be read leaves the count as it was: a proxy never raises its share on a guess.
+    private func countProxies() async {
+        guard let limiter = self.rateLimiter else { return }
+        do {
+            let live = try await self.store.proxies(seenWithin: self.configuration.liveProxyWindow.seconds)
+            // This proxy counts whether or not its own beat was written.
+            let count = live.count + (live.contains { $0.id == self.proxyID } ? 0 : 1)
+            self.rateLimitProxies.record(count)
+            if limiter.setProxies(count) {
+                self.logger.notice(
+                    "rate limits are shared by a new number of proxies", metadata: ["proxies": "\(count)"])
+            }
+        } catch {
+            self.logger.warning("counting live proxies failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     private func beat() async {
         while !Task.isCancelled {
             let heartbeat = ProxyHeartbeat(
@@ -192,6 +222,7 @@ public final class StoreFeed: Service, Sendable {
             } catch {
                 self.logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
             }
+            await self.countProxies()
             self.exportTelemetryDrops()
             // A canary's weight changes with a revision, its phase (a pause) may not: read them on every beat.
             if let rollouts = self.store as? any RolloutStore {

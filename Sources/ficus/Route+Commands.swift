@@ -58,6 +58,30 @@ struct RouteShapeOptions: ParsableArguments {
             valueName: "502,503,504"))
     var fallbackOn: String?
 
+    @Option(
+        name: .customLong("rate-limit"),
+        help: ArgumentHelp(
+            "Limit the route to REQUESTS per PERIOD fleet-wide (100/1s, 10/500ms, 1000/1m); answered 429 over it.",
+            valueName: "requests/period"))
+    var rateLimit: String?
+
+    @Option(
+        help: ArgumentHelp("The most requests at once after an idle period (default: the rate's requests).",
+            valueName: "n"))
+    var burst: Int?
+
+    @Option(
+        name: .customLong("rate-limit-key"),
+        help: ArgumentHelp("What each bucket is kept per.", valueName: "none|client_ip|header:NAME|identity"))
+    var rateLimitKey: String?
+
+    @Option(
+        name: .customLong("rate-limit-mode"),
+        help: ArgumentHelp(
+            "enforce (answer 429, the default) or observe (count what would be limited, let it through).",
+            valueName: "enforce|observe"))
+    var rateLimitMode: String?
+
     /// The path from `--prefix` or `--path`, nil when neither is given.
     func pathPattern() throws -> String? {
         switch (self.prefix, self.path) {
@@ -112,6 +136,63 @@ struct RouteShapeOptions: ParsableArguments {
             }
             route.fallbackOn = statuses
         }
+        try self.applyRateLimit(to: &route)
+    }
+
+    /// Sets or changes the route's rate limit from `--rate-limit`, `--burst`, `--rate-limit-key` and
+    /// `--rate-limit-mode`; the last three change an existing limit when `--rate-limit` is not given.
+    private func applyRateLimit(to route: inout Route) throws {
+        var limit = route.rateLimit
+        if let text = self.rateLimit {
+            let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 2, let requests = Int(parts[0].trimmingCharacters(in: .whitespaces)),
+                requests >= 1, requests <= RateLimit.maxRequests
+            else {
+                throw CLIError.usage(
+                    "--rate-limit '\(text)': expected REQUESTS/PERIOD such as 100/1s, with 1 to "
+                        + "\(RateLimit.maxRequests) requests")
+            }
+            let per = parts[1].trimmingCharacters(in: .whitespaces)
+            guard DurationText.milliseconds(per) != nil else {
+                throw CLIError.usage(
+                    "--rate-limit '\(text)': '\(per)' is not a period from 1ms to 24h such as 500ms, 1s, 1m or 1h")
+            }
+            if limit == nil {
+                limit = RateLimit(requests: requests, per: per)
+            } else {
+                limit?.requests = requests
+                limit?.per = per
+            }
+        }
+        let changes = [
+            ("--burst", self.burst != nil), ("--rate-limit-key", self.rateLimitKey != nil),
+            ("--rate-limit-mode", self.rateLimitMode != nil),
+        ]
+        guard var changed = limit else {
+            if let (option, _) = changes.first(where: { $0.1 }) {
+                throw CLIError.usage("\(option) needs a rate limit: give --rate-limit REQUESTS/PERIOD too")
+            }
+            return
+        }
+        if let burst = self.burst {
+            guard burst >= 1, burst <= RateLimit.maxRequests else {
+                throw CLIError.usage("--burst \(burst): expected 1 to \(RateLimit.maxRequests)")
+            }
+            changed.burst = burst
+        }
+        if let key = self.rateLimitKey {
+            guard RateLimit.Key(key) != nil else {
+                throw CLIError.usage("--rate-limit-key '\(key)': expected none, client_ip, header:NAME or identity")
+            }
+            changed.key = key
+        }
+        if let mode = self.rateLimitMode {
+            guard mode == "enforce" || mode == "observe" else {
+                throw CLIError.usage("--rate-limit-mode '\(mode)': expected enforce or observe")
+            }
+            changed.mode = mode
+        }
+        route.rateLimit = changed
     }
 }
 
@@ -196,6 +277,9 @@ extension RouteCommand {
         @ArgumentParser.Flag(name: .customLong("no-timeouts"), help: "Remove the route's timeout overrides.")
         var noTimeouts = false
 
+        @ArgumentParser.Flag(name: .customLong("no-rate-limit"), help: "Remove the route's rate limit.")
+        var noRateLimit = false
+
         @OptionGroup var shape: RouteShapeOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
@@ -210,6 +294,12 @@ extension RouteCommand {
                 let anyMethod = self.anyMethod
                 let noRewrite = self.noRewrite
                 let noTimeouts = self.noTimeouts
+                let noRateLimit = self.noRateLimit
+                if noRateLimit, shape.rateLimit != nil || shape.burst != nil || shape.rateLimitKey != nil
+                    || shape.rateLimitMode != nil
+                {
+                    throw CLIError.usage("give --no-rate-limit or rate limit options, not both")
+                }
                 if anyHost, shape.host != nil {
                     throw CLIError.usage("give --host or --any-host, not both")
                 }
@@ -223,6 +313,9 @@ extension RouteCommand {
                     var route = configuration.routes[index]
                     if noTimeouts {
                         route.timeouts = RouteTimeouts()
+                    }
+                    if noRateLimit {
+                        route.rateLimit = nil
                     }
                     for upstream in noRewrite {
                         guard route.rewrites.removeValue(forKey: upstream) != nil else {
@@ -364,6 +457,11 @@ extension RouteCommand {
                     + "timeout, status \(statuses))")
         } else {
             lines.append("  fallback  off")
+        }
+        if let limit = route.rateLimit {
+            lines.append("  rate limit  \(limit.oneLine) (fleet-wide: each proxy enforces its share)")
+        } else {
+            lines.append("  rate limit  none")
         }
         if let shadow = route.shadow {
             lines.append("  shadow")

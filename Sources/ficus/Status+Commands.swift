@@ -26,6 +26,8 @@ struct StatusCommand: AsyncParsableCommand {
         var defaultUpstream: String
         var rules: [String]
         var now: String
+        /// The route's rate limit on one line (`100/1s burst 200 key client_ip enforce`), or nil.
+        var rateLimit: String?
     }
 
     /// The whole status, for `--json`.
@@ -62,7 +64,8 @@ struct StatusCommand: AsyncParsableCommand {
                     legacy: route.legacy,
                     defaultUpstream: route.defaultUpstream,
                     rules: route.rules.map(\.oneLine),
-                    now: StatusCommand.now(route, configuration: configuration)
+                    now: StatusCommand.now(route, configuration: configuration),
+                    rateLimit: route.rateLimit?.oneLine
                 )
             }
             let proxies = try await store.proxies(seenWithin: self.seenWithin).map {
@@ -107,6 +110,15 @@ struct StatusCommand: AsyncParsableCommand {
             }
             lines.append(table.rendered)
             lines.append("")
+            let limited = routes.filter { $0.rateLimit != nil }
+            if !limited.isEmpty {
+                var limits = TextTable("ROUTE", "RATE LIMIT (fleet-wide: each live proxy enforces its share)")
+                for route in limited {
+                    limits.append([route.name, route.rateLimit ?? ""])
+                }
+                lines.append(limits.rendered)
+                lines.append("")
+            }
             if proxies.isEmpty {
                 lines.append("no proxy seen in the last \(Int(self.seenWithin)) s")
             } else {
@@ -286,6 +298,8 @@ struct ExplainCommand: AsyncParsableCommand {
         /// The upstream a failed request would go to instead, and on which of its statuses.
         var fallback: String?
         var fallbackOn: [Int]?
+        /// The matched route's rate limit with its defaults filled in, or nil.
+        var rateLimit: RateLimit?
         var steps: [String]
     }
 
@@ -335,6 +349,7 @@ struct ExplainCommand: AsyncParsableCommand {
                         rewrite: decision.rewrite?.oneLine,
                         fallback: decision.fallback,
                         fallbackOn: decision.fallback == nil ? nil : decision.fallbackStatuses,
+                        rateLimit: Self.rateLimit(of: decision.route, in: stored.configuration),
                         steps: explanation.description.split(separator: "\n").map(String.init)
                     )
                 )
@@ -351,6 +366,22 @@ struct ExplainCommand: AsyncParsableCommand {
             } else {
                 Console.out("fallback: none")
             }
+            if let limit = Self.rateLimit(of: explanation.decision.route, in: stored.configuration) {
+                Console.out("rate limit: \(limit.oneLine) (fleet-wide: each proxy enforces its share)")
+            } else {
+                Console.out("rate limit: none")
+            }
         }
+    }
+
+    /// `route`'s rate limit with its defaults written out (burst, key, mode), or nil.
+    static func rateLimit(of route: String?, in configuration: Configuration) -> RateLimit? {
+        guard let route, var limit = configuration.routes.first(where: { $0.name == route })?.rateLimit else {
+            return nil
+        }
+        limit.burst = limit.effectiveBurst
+        limit.key = limit.key ?? "none"
+        limit.mode = limit.mode ?? "enforce"
+        return limit
     }
 }

@@ -12,6 +12,7 @@ import Testing
     func withFeed(
         clock: ManualClock,
         temporary: TemporaryStore,
+        rateLimiter: RateLimiter? = nil,
         _ body: (StoreFeed) async throws -> Void
     ) async throws {
         let latest = try #require(try await temporary.store.latest())
@@ -23,7 +24,8 @@ import Testing
             configuration: configuration,
             clock: clock,
             logger: RuntimeFixtures.logger,
-            metrics: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
+            metrics: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()),
+            rateLimiter: rateLimiter
         )
         try await RuntimeFixtures.running(feed) { try await body(feed) }
     }
@@ -66,6 +68,30 @@ import Testing
             proxies = try await temporary.store.proxies(seenWithin: 60)
             #expect(proxies.first?.lastSeen == started.addingTimeInterval(3))
             #expect(proxies.first?.startedAt == started)
+        }
+    }
+
+    /// Rate limits are divided by the proxies with a heartbeat at most three intervals old (issue 17 item 6): another
+    /// proxy's beat halves this one's share, and its silence gives the share back.
+    @Test func rateLimitSharesFollowTheLiveProxies() async throws {
+        let clock = ManualClock()
+        let started = clock.now
+        let temporary = try TemporaryStore(clock: clock)
+        try await temporary.commit("orders", RuntimeFixtures.orders)
+        let limiter = RateLimiter()
+        try await self.withFeed(clock: clock, temporary: temporary, rateLimiter: limiter) { _ in
+            try await clock.waitForSleepers(1)
+            #expect(limiter.proxies == 1)
+            try await temporary.store.heartbeat(
+                ProxyHeartbeat(id: "other", listen: "10.0.0.2:8080", revision: 1, startedAt: started, lastSeen: started))
+            try await clock.advance(by: .seconds(3), thenWaitFor: 1)
+            #expect(try await RuntimeFixtures.eventually { limiter.proxies == 2 })
+            // The other proxy stops beating: 9 s (three 3 s intervals) after its last beat it no longer counts.
+            try await clock.advance(by: .seconds(3), thenWaitFor: 1)
+            try await clock.advance(by: .seconds(3), thenWaitFor: 1)
+            #expect(limiter.proxies == 2, "9 s after its beat it is still alive")
+            try await clock.advance(by: .seconds(3), thenWaitFor: 1)
+            #expect(try await RuntimeFixtures.eventually { limiter.proxies == 1 })
         }
     }
 }

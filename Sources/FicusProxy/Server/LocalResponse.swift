@@ -4,7 +4,7 @@ import NIOCore
 /// Answers that Ficus writes itself: refusals and upstream failures.
 ///
 /// A JSON body that names what went wrong (and which upstream) is what an operator can act on; the reason phrase
-/// alone is not.
+/// alone is not. `fields` are extra header lines (each ending in CRLF), such as a 429's rate limit fields.
 enum LocalResponse {
     static func json(
         status: Int,
@@ -13,7 +13,8 @@ enum LocalResponse {
         upstream: String?,
         keepAlive: Bool,
         retryAfter: Bool,
-        headOnly: Bool
+        headOnly: Bool,
+        fields: String? = nil
     ) -> ByteBuffer {
         var body = "{\"error\":\"\(JSONEscaping.escape(error))\",\"status\":\(status)"
         if let upstream { body += ",\"upstream\":\"\(JSONEscaping.escape(upstream))\"" }
@@ -23,6 +24,7 @@ enum LocalResponse {
         out.writeStaticString("content-type: application/json\r\n")
         out.writeString("content-length: \(body.utf8.count)\r\n")
         if retryAfter { out.writeStaticString("retry-after: 1\r\n") }
+        if let fields { out.writeString(fields) }
         out.writeStaticString(keepAlive ? "" : "connection: close\r\n")
         out.writeStaticString("\r\n")
         if !headOnly { out.writeString(body) }
@@ -39,6 +41,7 @@ enum LocalResponse {
         case 413: return "Content Too Large"
         case 414: return "URI Too Long"
         case 417: return "Expectation Failed"
+        case 429: return "Too Many Requests"
         case 431: return "Request Header Fields Too Large"
         case 501: return "Not Implemented"
         case 502: return "Bad Gateway"

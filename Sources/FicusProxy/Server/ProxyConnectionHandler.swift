@@ -48,6 +48,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         /// The request and the table it was routed with, kept to write its head again for a fallback upstream.
         var view: RequestView?
         var table: RoutingTable?
+        /// Header lines a local answer carries beyond its own (a 429's rate limit fields), or nil.
+        var localFields: String?
 
         init(methodString: String, path: String, requestFraming: HTTPBodyFraming, started: NIODeadline) {
             self.methodString = methodString
@@ -264,6 +266,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             return
         }
         exchange.route = route
+        if let limit = decision.rateLimit, let answer = self.rateLimited(limit, view: view, exchange: exchange) {
+            start.target = .local(answer)
+            self.handle(.requestHead(start))
+            return
+        }
         exchange.upstreamName = decision.upstream
         exchange.stickyHash = decision.stickyHash
         guard let upstream = table.upstream(named: decision.upstream) else {
@@ -338,6 +345,29 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             name: upstream.name, connectTimeout: connectTimeout, responseTimeout: responseTimeout, fallback: fallback,
             retry: retry)
         self.handle(.requestHead(start))
+    }
+
+    /// Takes a token from the request's bucket of its route's rate limit; the answer when the request is limited and
+    /// the limit enforces, nil when it goes on (a token was taken, or the limit only observes).
+    ///
+    /// Decided before an upstream is leased, in the shell: the exchange machine sees a local answer like any other.
+    /// The answer names no upstream (none was involved), so it stays out of every upstream's metric windows.
+    private func rateLimited(
+        _ policy: RateLimitPolicy, view: RequestView, exchange: Exchange
+    ) -> ExchangeStateMachine.LocalAnswer? {
+        let verdict = self.shared.rateLimiter.check(
+            policy, key: policy.bucketKey(view), now: NIODeadline.now().uptimeNanoseconds)
+        guard !verdict.allowed else { return nil }
+        self.shared.metrics?.rateLimited(route: policy.route, mode: policy.observes ? "observe" : "enforce")
+        guard !policy.observes else { return nil }
+        exchange.localFields = RateLimitFields.lines(policy, verdict)
+        let (quota, window) = RateLimitFields.quota(policy)
+        return ExchangeStateMachine.LocalAnswer(
+            status: 429,
+            error: "rate_limited",
+            detail: "route '\(policy.route)' allows \(quota) requests per \(window) s (\(policy.description)); "
+                + "retry in \(max(1, verdict.resetSeconds)) s"
+        )
     }
 
     /// Refuses a request that broke the framing rules (counted and logged here; answered by the machine).
@@ -608,7 +638,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             upstream: upstream,
             keepAlive: keepAlive,
             retryAfter: answer.retryAfter,
-            headOnly: headOnly
+            headOnly: headOnly,
+            fields: exchange.localFields
         )
         exchange.responseBytes = Int64(response.readableBytes)
         self.output.write(response, to: self.context)

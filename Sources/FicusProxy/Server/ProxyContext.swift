@@ -14,6 +14,8 @@ final class ProxyContext: Sendable {
     let requestIDPrefix: String?
     /// The retry budgets of every upstream, shared by the proxy's event loops.
     let retryBudget = RetryBudget()
+    /// The proxy's rate limit buckets, shared by every event loop; used only by routes that have a limit.
+    let rateLimiter: RateLimiter
 
     init(
         configuration: ProxyConfiguration,
@@ -22,7 +24,8 @@ final class ProxyContext: Sendable {
         logger: Logger,
         shadow: ShadowDispatcher? = nil,
         accessLogSink: AccessLogSink? = nil,
-        requestIDPrefix: String? = nil
+        requestIDPrefix: String? = nil,
+        rateLimiter: RateLimiter = RateLimiter()
     ) {
         self.configuration = configuration
         self.routing = routing
@@ -31,5 +34,6 @@ final class ProxyContext: Sendable {
         self.accessLogSink = accessLogSink
         self.requestIDPrefix = requestIDPrefix
         self.shadow = shadow
+        self.rateLimiter = rateLimiter
     }
 }

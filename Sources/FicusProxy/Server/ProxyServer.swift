@@ -88,7 +88,8 @@ public final class ProxyServer: Sendable {
         group: EventLoopGroup,
         shadowSink: ShadowSink? = nil,
         shadowGroup: EventLoopGroup? = nil,
-        accessLogSink: AccessLogSink? = nil
+        accessLogSink: AccessLogSink? = nil,
+        rateLimiter: RateLimiter = RateLimiter()
     ) {
         var shadow: ShadowDispatcher?
         var ownedShadowGroup: MultiThreadedEventLoopGroup?
@@ -115,7 +116,8 @@ public final class ProxyServer: Sendable {
             metrics: metrics,
             logger: logger,
             shadow: shadow,
-            accessLogSink: accessLogSink
+            accessLogSink: accessLogSink,
+            rateLimiter: rateLimiter
         )
         self.group = group
         let loops = Array(group.makeIterator())
@@ -127,6 +129,9 @@ public final class ProxyServer: Sendable {
         }
         self.loops = resources
     }
+
+    /// The proxy's rate limit state: the runtime tells it how many proxies share the fleet's limits.
+    public var rateLimiter: RateLimiter { self.shared.rateLimiter }
 
     /// The address the proxy is bound to (after `start`).
     public var localAddress: SocketAddress? {
