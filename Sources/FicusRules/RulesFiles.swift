@@ -302,7 +302,7 @@ public struct RulesFiles {
     }
 
     /// The node of a validation error's field: `rule 2 ('beta')`, `constraint 1`, `rewrites 'x'`, `slots blue`,
-    /// or a plain key.
+    /// a dotted path of keys, or a plain key.
     private static func fieldNode(_ field: String, in object: Node) -> Node? {
         let words = field.split(separator: " ", maxSplits: 1).map(String.init)
         guard let first = words.first else {
@@ -324,9 +324,14 @@ public struct RulesFiles {
             return object["slots"]?[rest] ?? object["slots"]
         case "default":
             return object["default"] ?? object["legacy"]
-        case _ where first.hasPrefix("shadow."):
-            let key = String(first.dropFirst("shadow.".count))
-            return object["shadow"]?[key] ?? object["shadow"]
+        case _ where first.contains("."):
+            // A dotted field (`shadow.to`, `retry.backoff.base`): the deepest of its keys that is written.
+            var node = object
+            for key in first.split(separator: ".") {
+                guard let child = node[String(key)] else { break }
+                node = child
+            }
+            return node
         default:
             return object[first]
         }

@@ -82,6 +82,43 @@ struct RouteShapeOptions: ParsableArguments {
             valueName: "enforce|observe"))
     var rateLimitMode: String?
 
+    @ArgumentParser.Flag(
+        help: "Retry failed requests with the default policy (connect-failure, reset, 502, 503, 504; 1 attempt).")
+    var retry = false
+
+    @Option(
+        name: .customLong("retry-on"),
+        help: ArgumentHelp(
+            "What is retried (comma-separated: connect-failure, reset, statuses 500-599).",
+            valueName: "connect-failure,reset,503"))
+    var retryOn: String?
+
+    @Option(name: .customLong("retry-attempts"), help: ArgumentHelp("Retries after the first try (1-5).", valueName: "n"))
+    var retryAttempts: Int?
+
+    @Option(
+        name: .customLong("per-try-timeout"),
+        help: ArgumentHelp("The response timeout of each try (default: the route's).", valueName: "duration"))
+    var perTryTimeout: String?
+
+    @Option(
+        name: .customLong("retry-backoff"),
+        help: ArgumentHelp("The back-off's first and largest ceiling (default 25ms,250ms).", valueName: "base,max"))
+    var retryBackoff: String?
+
+    @Option(
+        name: .customLong("retry-budget"),
+        help: ArgumentHelp(
+            "Retries in flight per upstream: at most PERCENT of active requests, or MIN (default 20,3).",
+            valueName: "percent,min"))
+    var retryBudget: String?
+
+    /// Whether any retry option is given.
+    var retryGiven: Bool {
+        self.retry || self.retryOn != nil || self.retryAttempts != nil || self.perTryTimeout != nil
+            || self.retryBackoff != nil || self.retryBudget != nil
+    }
+
     /// The path from `--prefix` or `--path`, nil when neither is given.
     func pathPattern() throws -> String? {
         switch (self.prefix, self.path) {
@@ -137,6 +174,55 @@ struct RouteShapeOptions: ParsableArguments {
             route.fallbackOn = statuses
         }
         try self.applyRateLimit(to: &route)
+        try self.applyRetry(to: &route)
+    }
+
+    /// Sets or changes the route's retry policy: any retry option starts from the route's policy, or the defaults.
+    /// Values are checked with the policy's own validation when the change is committed, which names the field.
+    private func applyRetry(to route: inout Route) throws {
+        guard self.retryGiven else { return }
+        var policy = route.retry ?? RetryPolicy()
+        if let text = self.retryOn {
+            var conditions: [RetryPolicy.Condition] = []
+            for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+                let item = part.trimmingCharacters(in: .whitespaces)
+                guard let condition = RetryPolicy.Condition(item) else {
+                    throw CLIError.usage(
+                        "--retry-on '\(text)': '\(item)' is not connect-failure, reset or a status from 500 to 599")
+                }
+                conditions.append(condition)
+            }
+            policy.on = conditions
+        }
+        if let attempts = self.retryAttempts {
+            policy.attempts = attempts
+        }
+        if let perTry = self.perTryTimeout {
+            policy.perTryTimeout = perTry
+        }
+        if let text = self.retryBackoff {
+            let parts = text.split(separator: ",", omittingEmptySubsequences: false).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
+            guard parts.count == 2 else {
+                throw CLIError.usage("--retry-backoff '\(text)': expected BASE,MAX such as 25ms,250ms")
+            }
+            policy.backoffBase = parts[0]
+            policy.backoffMax = parts[1]
+        }
+        if let text = self.retryBudget {
+            let parts = text.split(separator: ",", omittingEmptySubsequences: false).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
+            guard parts.count == 2, let percent = Int(parts[0].hasSuffix("%") ? String(parts[0].dropLast()) : parts[0]),
+                let minimum = Int(parts[1])
+            else {
+                throw CLIError.usage("--retry-budget '\(text)': expected PERCENT,MIN such as 20,3")
+            }
+            policy.budgetPercent = percent
+            policy.budgetMinConcurrent = minimum
+        }
+        route.retry = policy
     }
 
     /// Sets or changes the route's rate limit from `--rate-limit`, `--burst`, `--rate-limit-key` and
@@ -280,6 +366,9 @@ extension RouteCommand {
         @ArgumentParser.Flag(name: .customLong("no-rate-limit"), help: "Remove the route's rate limit.")
         var noRateLimit = false
 
+        @ArgumentParser.Flag(name: .customLong("no-retry"), help: "Remove the route's retry policy.")
+        var noRetry = false
+
         @OptionGroup var shape: RouteShapeOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
@@ -300,6 +389,10 @@ extension RouteCommand {
                 {
                     throw CLIError.usage("give --no-rate-limit or rate limit options, not both")
                 }
+                let noRetry = self.noRetry
+                if noRetry, shape.retryGiven {
+                    throw CLIError.usage("give --no-retry or retry options, not both")
+                }
                 if anyHost, shape.host != nil {
                     throw CLIError.usage("give --host or --any-host, not both")
                 }
@@ -316,6 +409,9 @@ extension RouteCommand {
                     }
                     if noRateLimit {
                         route.rateLimit = nil
+                    }
+                    if noRetry {
+                        route.retry = nil
                     }
                     for upstream in noRewrite {
                         guard route.rewrites.removeValue(forKey: upstream) != nil else {
@@ -457,6 +553,11 @@ extension RouteCommand {
                     + "timeout, status \(statuses))")
         } else {
             lines.append("  fallback  off")
+        }
+        if let retry = route.retry {
+            lines.append("  retry    \(retry.oneLine)")
+        } else {
+            lines.append("  retry    none")
         }
         if let limit = route.rateLimit {
             lines.append("  rate limit  \(limit.oneLine) (fleet-wide: each proxy enforces its share)")

@@ -300,6 +300,8 @@ struct ExplainCommand: AsyncParsableCommand {
         var fallbackOn: [Int]?
         /// The matched route's rate limit with its defaults filled in, or nil.
         var rateLimit: RateLimit?
+        /// The matched route's retry policy with its defaults written out, or nil.
+        var retry: RetryPolicy?
         var steps: [String]
     }
 
@@ -350,6 +352,7 @@ struct ExplainCommand: AsyncParsableCommand {
                         fallback: decision.fallback,
                         fallbackOn: decision.fallback == nil ? nil : decision.fallbackStatuses,
                         rateLimit: Self.rateLimit(of: decision.route, in: stored.configuration),
+                        retry: Self.retry(of: decision.route, in: stored.configuration),
                         steps: explanation.description.split(separator: "\n").map(String.init)
                     )
                 )
@@ -366,12 +369,23 @@ struct ExplainCommand: AsyncParsableCommand {
             } else {
                 Console.out("fallback: none")
             }
+            if let retry = Self.retry(of: explanation.decision.route, in: stored.configuration) {
+                Console.out("retry: \(retry.oneLine)")
+            } else {
+                Console.out("retry: none")
+            }
             if let limit = Self.rateLimit(of: explanation.decision.route, in: stored.configuration) {
                 Console.out("rate limit: \(limit.oneLine) (fleet-wide: each proxy enforces its share)")
             } else {
                 Console.out("rate limit: none")
             }
         }
+    }
+
+    /// `route`'s retry policy, or nil.
+    static func retry(of route: String?, in configuration: Configuration) -> RetryPolicy? {
+        guard let route else { return nil }
+        return configuration.routes.first(where: { $0.name == route })?.retry
     }
 
     /// `route`'s rate limit with its defaults written out (burst, key, mode), or nil.

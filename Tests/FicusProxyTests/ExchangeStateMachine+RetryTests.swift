@@ -227,19 +227,19 @@ struct ExchangeStateMachineRetryTests {
         #expect(counts.allows(percent: 20, minConcurrent: 3) == allowed)
     }
 
-    /// The shared budget counts requests, holds one slot per retrying request, and forgets an idle upstream.
+    /// The shared budget counts requests and outstanding retries, and forgets an idle upstream.
     @Test func theSharedBudgetCountsSlots() {
         let budget = RetryBudget()
         for _ in 0..<10 { budget.requestStarted("u") }
-        #expect(budget.tryAcquire("u", holding: false, percent: 20, minConcurrent: 3))
-        #expect(budget.tryAcquire("u", holding: false, percent: 20, minConcurrent: 3))
-        #expect(budget.tryAcquire("u", holding: false, percent: 20, minConcurrent: 3))
-        #expect(!budget.tryAcquire("u", holding: false, percent: 20, minConcurrent: 3), "three of ten")
-        #expect(budget.tryAcquire("u", holding: true, percent: 20, minConcurrent: 3), "a holder keeps its slot")
+        for _ in 0..<3 { #expect(budget.tryAcquire("u", percent: 20, minConcurrent: 3)) }
+        #expect(!budget.tryAcquire("u", percent: 20, minConcurrent: 3), "three of ten")
+        budget.retryEnded("u")
+        #expect(budget.tryAcquire("u", percent: 20, minConcurrent: 3), "an ended retry frees its slot")
         budget.requestFinished("u", heldRetry: true)
         #expect(budget.counts("u") == RetryBudgetCounts(active: 9, retrying: 2))
-        #expect(budget.tryAcquire("u", holding: false, percent: 20, minConcurrent: 3))
+        #expect(budget.tryAcquire("u", percent: 20, minConcurrent: 3))
         for index in 0..<9 { budget.requestFinished("u", heldRetry: index < 3) }
         #expect(budget.counts("u") == RetryBudgetCounts())
+        #expect(budget.counts("other") == RetryBudgetCounts())
     }
 }

@@ -41,7 +41,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         /// The route's retry plan, and the upstream whose retry budget counts the request; nil without a plan.
         var retryPlan: RetryPlan?
         var budgetUpstream: String?
-        /// The request holds a retry slot of its upstream's budget.
+        /// The request's current retry holds a slot of its upstream's budget.
         var holdsRetry = false
         /// Retries made.
         var retries = 0
@@ -523,8 +523,13 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.handle(.retryRefused)
             return
         }
+        if exchange.holdsRetry {
+            // The retry before this one has ended: its slot is free, and this one needs a slot of its own.
+            self.shared.retryBudget.retryEnded(upstream)
+            exchange.holdsRetry = false
+        }
         let granted = self.shared.retryBudget.tryAcquire(
-            upstream, holding: exchange.holdsRetry, percent: plan.budgetPercent, minConcurrent: plan.budgetMinConcurrent)
+            upstream, percent: plan.budgetPercent, minConcurrent: plan.budgetMinConcurrent)
         if granted {
             exchange.holdsRetry = true
             self.handle(.retryGranted(jitter: Double.random(in: 0..<1)))

@@ -21,8 +21,9 @@ struct RetryBudgetCounts: Equatable {
 /// The retry budgets of every upstream of one proxy, shared by its event loops.
 ///
 /// A lock around a small dictionary: touched twice per request of a route with a retry policy (start and finish)
-/// and once per retry asked for; routes without a policy never touch it. A request holds at most one retry slot,
-/// however many retries it makes, so the budget counts requests that are retrying, as Envoy counts active retries.
+/// and once or twice per retry asked for; routes without a policy never touch it. A retry holds its slot while it is
+/// outstanding: from its grant until the request finishes or asks for the next retry, which needs a slot again (as
+/// Envoy counts active retries).
 final class RetryBudget: Sendable {
     private let counts = NIOLockedValueBox<[String: RetryBudgetCounts]>([:])
 
@@ -33,25 +34,32 @@ final class RetryBudget: Sendable {
         self.counts.withLockedValue { $0[upstream, default: RetryBudgetCounts()].active += 1 }
     }
 
-    /// The request finished; `heldRetry`: it had been granted a retry.
+    /// The request finished; `heldRetry`: its last retry still held a slot.
     func requestFinished(_ upstream: String, heldRetry: Bool) {
         self.counts.withLockedValue { counts in
             guard var entry = counts[upstream] else { return }
             entry.active = max(0, entry.active - 1)
             if heldRetry { entry.retrying = max(0, entry.retrying - 1) }
-            if entry.active == 0 && entry.retrying == 0 {
-                counts[upstream] = nil
-            } else {
-                counts[upstream] = entry
-            }
+            Self.store(entry, upstream, in: &counts)
         }
     }
 
-    /// Takes a retry slot for a request to `upstream` if the budget allows one; a request that already holds one
-    /// keeps it and is always allowed.
-    func tryAcquire(_ upstream: String, holding: Bool, percent: Int, minConcurrent: Int) -> Bool {
-        if holding { return true }
-        return self.counts.withLockedValue { counts in
+    /// A retry's attempt ended without finishing its request (it failed and another retry is asked for).
+    func retryEnded(_ upstream: String) {
+        self.counts.withLockedValue { counts in
+            guard var entry = counts[upstream] else { return }
+            entry.retrying = max(0, entry.retrying - 1)
+            Self.store(entry, upstream, in: &counts)
+        }
+    }
+
+    private static func store(_ entry: RetryBudgetCounts, _ upstream: String, in counts: inout [String: RetryBudgetCounts]) {
+        counts[upstream] = entry.active == 0 && entry.retrying == 0 ? nil : entry
+    }
+
+    /// Takes a retry slot for a request to `upstream` if the budget allows one.
+    func tryAcquire(_ upstream: String, percent: Int, minConcurrent: Int) -> Bool {
+        self.counts.withLockedValue { counts in
             var entry = counts[upstream, default: RetryBudgetCounts()]
             guard entry.allows(percent: percent, minConcurrent: minConcurrent) else { return false }
             entry.retrying += 1
