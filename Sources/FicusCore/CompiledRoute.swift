@@ -20,6 +20,8 @@ final class CompiledRoute: Sendable {
     let fallbackStatuses: [Int]
     /// The route's retry policy compiled, or nil without one.
     let retry: RetryPlan?
+    /// How long a stale answer may stand in for a failure, in milliseconds, or nil: never.
+    let staleIfErrorMilliseconds: Int?
     /// The route's rate limit, or nil.
     let rateLimit: RateLimitPolicy?
 
@@ -35,6 +37,7 @@ final class CompiledRoute: Sendable {
         fallback: String? = nil,
         fallbackStatuses: [Int] = [],
         retry: RetryPlan? = nil,
+        staleIfErrorMilliseconds: Int? = nil,
         rateLimit: RateLimitPolicy? = nil
     ) {
         self.name = name
@@ -48,6 +51,7 @@ final class CompiledRoute: Sendable {
         self.fallback = fallback
         self.fallbackStatuses = fallbackStatuses
         self.retry = retry
+        self.staleIfErrorMilliseconds = staleIfErrorMilliseconds
         self.rateLimit = rateLimit
     }
 }

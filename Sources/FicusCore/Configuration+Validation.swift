@@ -149,6 +149,9 @@ struct ConfigurationValidator {
         if let fallback = route.fallback, fallback != "legacy", fallback != "off" {
             self.report(object, "fallback", "must be legacy or off, got '\(fallback)'")
         }
+        if let stale = route.staleIfError, DurationText.milliseconds(stale) == nil {
+            self.report(object, "stale_if_error", "'\(stale)' is not a duration from 1ms to 24h (such as 60s, 5m)")
+        }
         if let retry = route.retry {
             for problem in retry.problems {
                 self.report(object, "retry." + problem.field, problem.message)

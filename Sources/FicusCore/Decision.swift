@@ -77,6 +77,9 @@ public struct Decision: Sendable, Equatable {
     /// The route's retry plan, or nil: the route has no `retry` (docs/PROXY.md, Retries).
     public var retry: RetryPlan?
 
+    /// How long a stale answer may stand in for a failure, in milliseconds; nil: the route has no `stale_if_error`.
+    public var staleIfErrorMilliseconds: Int?
+
     /// The route's rate limit, or nil: the proxy checks it before leasing an upstream connection.
     ///
     /// Set whichever upstream serves (the kill switch included): a limit protects the route, not one side.

@@ -26,3 +26,14 @@ public enum DurationText {
         return total
     }
 }
+
+extension KeyedDecodingContainer {
+    /// A duration field written as text (`2s`) or as a whole number of seconds (`2`, read as `2s`), or nil when
+    /// absent; validation checks the text.
+    func decodeDurationIfPresent(forKey key: Key) throws -> String? {
+        if let seconds = try? self.decodeIfPresent(Int.self, forKey: key) {
+            return "\(seconds)s"
+        }
+        return try self.decodeIfPresent(String.self, forKey: key)
+    }
+}

@@ -111,13 +111,7 @@ extension RateLimit: Codable {
     /// A YAML `per: 10` is an integer to the decoder; reading it as seconds keeps the obvious spelling working.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        var per = "1s"
-        if let text = try? container.decodeIfPresent(String.self, forKey: .per) {
-            // A YAML `per: 10` may reach here as the text "10": seconds, written with their unit.
-            per = !text.isEmpty && text.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } ? text + "s" : text
-        } else if let seconds = try container.decodeIfPresent(Int.self, forKey: .per) {
-            per = "\(seconds)s"
-        }
+        let per = try container.decodeDurationIfPresent(forKey: .per) ?? "1s"
         self.init(
             requests: try container.decode(Int.self, forKey: .requests),
             per: per,

@@ -169,8 +169,8 @@ extension RetryPolicy: Codable {
         var backoffMax = "250ms"
         if container.contains(.backoff) {
             let backoff = try container.nestedContainer(keyedBy: BackoffKeys.self, forKey: .backoff)
-            backoffBase = try Self.duration(backoff, .base) ?? backoffBase
-            backoffMax = try Self.duration(backoff, .max) ?? backoffMax
+            backoffBase = try backoff.decodeDurationIfPresent(forKey: .base) ?? backoffBase
+            backoffMax = try backoff.decodeDurationIfPresent(forKey: .max) ?? backoffMax
         }
         var percent = 20
         var minConcurrent = 3
@@ -182,20 +182,12 @@ extension RetryPolicy: Codable {
         self.init(
             on: on,
             attempts: try container.decodeIfPresent(Int.self, forKey: .attempts) ?? 1,
-            perTryTimeout: try Self.duration(container, .perTryTimeout),
+            perTryTimeout: try container.decodeDurationIfPresent(forKey: .perTryTimeout),
             backoffBase: backoffBase,
             backoffMax: backoffMax,
             budgetPercent: percent,
             budgetMinConcurrent: minConcurrent
         )
-    }
-
-    /// A duration written as text (`2s`) or as a whole number of seconds (`2`).
-    private static func duration<Key: CodingKey>(_ container: KeyedDecodingContainer<Key>, _ key: Key) throws -> String? {
-        if let seconds = try? container.decodeIfPresent(Int.self, forKey: key) {
-            return "\(seconds)s"
-        }
-        return try container.decodeIfPresent(String.self, forKey: key)
     }
 
     /// Encodes every field, conditions as text (`"503"`), so a snapshot shows the whole policy.

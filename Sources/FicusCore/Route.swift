@@ -84,6 +84,10 @@ public struct Route: Sendable, Equatable {
     /// from the one safe re-send after a reused connection was found closed (docs/PROXY.md, Retries).
     public var retry: RetryPolicy?
 
+    /// How long (`60s`) a recent 200 answer to a GET may stand in when the upstream, and its fallback, fail; nil
+    /// (the default): never (docs/PROXY.md, Stale answers).
+    public var staleIfError: String?
+
     /// `fallbackOn`, or its default.
     public var fallbackStatuses: [Int] { self.fallbackOn ?? Self.defaultFallbackStatuses }
 
@@ -104,6 +108,7 @@ public struct Route: Sendable, Equatable {
         fallback: String? = nil,
         fallbackOn: [Int]? = nil,
         retry: RetryPolicy? = nil,
+        staleIfError: String? = nil,
         rateLimit: RateLimit? = nil
     ) {
         self.name = name
@@ -119,6 +124,7 @@ public struct Route: Sendable, Equatable {
         self.fallback = fallback
         self.fallbackOn = fallbackOn
         self.retry = retry
+        self.staleIfError = staleIfError
         self.rateLimit = rateLimit
     }
 }
@@ -138,6 +144,7 @@ extension Route: Codable {
         case fallback
         case fallbackOn = "fallback_on"
         case retry
+        case staleIfError = "stale_if_error"
         case rateLimit = "rate_limit"
     }
 
@@ -161,7 +168,9 @@ extension Route: Codable {
             fallback: try container.decodeIfPresent(String.self, forKey: .fallback),
             fallbackOn: try container.decodeIfPresent([Int].self, forKey: .fallbackOn),
             retry: try container.decodeIfPresent(RetryPolicy.self, forKey: .retry),
+            staleIfError: try container.decodeDurationIfPresent(forKey: .staleIfError),
             rateLimit: try container.decodeIfPresent(RateLimit.self, forKey: .rateLimit)
         )
     }
 }
+

@@ -87,6 +87,7 @@ struct RoutingTableCompiler {
             fallback: route.fallsBackToLegacy ? route.legacy : nil,
             fallbackStatuses: route.fallbackStatuses,
             retry: route.retry.map(RetryPlan.init),
+            staleIfErrorMilliseconds: route.staleIfError.flatMap(DurationText.milliseconds),
             rateLimit: route.rateLimit.map { RateLimitPolicy(route: route.name, limit: $0, identity: self.identity) }
         )
     }

@@ -265,6 +265,7 @@ public final class RoutingTable: Sendable {
                 reason: .killed
             )
             decision.retry = route.retry
+            decision.staleIfErrorMilliseconds = route.staleIfErrorMilliseconds
             decision.rateLimit = route.rateLimit
             return decision
         }
@@ -325,6 +326,7 @@ public final class RoutingTable: Sendable {
     /// upstream it chose.
     private static func applyFallback(_ decision: inout Decision, _ route: CompiledRoute) {
         decision.retry = route.retry
+        decision.staleIfErrorMilliseconds = route.staleIfErrorMilliseconds
         decision.rateLimit = route.rateLimit
         guard let legacy = route.fallback, decision.upstream != legacy else { return }
         decision.fallback = legacy

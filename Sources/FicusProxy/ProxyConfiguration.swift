@@ -29,6 +29,8 @@ public struct ProxyConfiguration: Sendable {
     public var accessLogSettings = AccessLogSettings()
     /// Bounds on shadow traffic.
     public var shadow = ShadowLimits()
+    /// Bounds on the recent answers kept for routes with `stale_if_error`.
+    public var staleAnswers = StaleAnswerLimits()
     /// How long a graceful shutdown waits for in-flight requests.
     public var drainTimeout: TimeAmount = .seconds(30)
     /// Client connections open at once; a connection accepted beyond it is closed at once and counted
@@ -42,6 +44,16 @@ public struct ProxyConfiguration: Sendable {
     /// for listeners, the store and logs, since each client connection may hold an upstream connection too.
     public static func maxConnections(descriptors: Int) -> Int {
         max(64, (descriptors - 256) / 2)
+    }
+
+    /// How much a proxy keeps of recent answers for `stale_if_error` (docs/PROXY.md, Stale answers).
+    public struct StaleAnswerLimits: Sendable {
+        /// All kept answers together; the least recently used go first. 64 MiB by default.
+        public var maxBytes = 64 * 1024 * 1024
+        /// One answer's body; a longer answer is not kept. 1 MiB by default.
+        public var maxEntryBytes = 1024 * 1024
+
+        public init() {}
     }
 
     public struct Timeouts: Sendable {

@@ -223,6 +223,11 @@ public final class ProxyMetrics: Sendable {
         self.shadowCounter("ficus_rate_limited_total", [("route", route), ("mode", mode)]).increment()
     }
 
+    /// A recent copy of an answer stood in for a failure of `upstream` (`stale_if_error`).
+    func staleAnswer(route: String, upstream: String) {
+        self.shadowCounter("ficus_stale_answers_total", [("route", route), ("upstream", upstream)]).increment()
+    }
+
     /// A shadow copy was sent.
     func shadowSent(route: String, upstream: String) {
         self.shadowCounter("ficus_shadow_requests_total", [("route", route), ("upstream", upstream)]).increment()

@@ -74,6 +74,7 @@ enum RulesSchema {
         "shadow": shadow,
         "fallback": .value,
         "fallback_on": .value,
+        "stale_if_error": .value,
         "retry": .object([
             "on": .value, "attempts": .value, "per_try_timeout": .value,
             "backoff": .object(["base": .value, "max": .value]),

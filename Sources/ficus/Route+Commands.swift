@@ -82,6 +82,13 @@ struct RouteShapeOptions: ParsableArguments {
             valueName: "enforce|observe"))
     var rateLimitMode: String?
 
+    @Option(
+        name: .customLong("stale-if-error"),
+        help: ArgumentHelp(
+            "Answer a failed GET with a recent copy of its 200 answer no older than this (60s, 5m).",
+            valueName: "duration"))
+    var staleIfError: String?
+
     @ArgumentParser.Flag(
         help: "Retry failed requests with the default policy (connect-failure, reset, 502, 503, 504; 1 attempt).")
     var retry = false
@@ -175,6 +182,9 @@ struct RouteShapeOptions: ParsableArguments {
         }
         try self.applyRateLimit(to: &route)
         try self.applyRetry(to: &route)
+        if let stale = self.staleIfError {
+            route.staleIfError = stale
+        }
     }
 
     /// Sets or changes the route's retry policy: any retry option starts from the route's policy, or the defaults.
@@ -369,6 +379,9 @@ extension RouteCommand {
         @ArgumentParser.Flag(name: .customLong("no-retry"), help: "Remove the route's retry policy.")
         var noRetry = false
 
+        @ArgumentParser.Flag(name: .customLong("no-stale-if-error"), help: "Stop answering failures with copies.")
+        var noStaleIfError = false
+
         @OptionGroup var shape: RouteShapeOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
@@ -393,6 +406,10 @@ extension RouteCommand {
                 if noRetry, shape.retryGiven {
                     throw CLIError.usage("give --no-retry or retry options, not both")
                 }
+                let noStaleIfError = self.noStaleIfError
+                if noStaleIfError, shape.staleIfError != nil {
+                    throw CLIError.usage("give --no-stale-if-error or --stale-if-error, not both")
+                }
                 if anyHost, shape.host != nil {
                     throw CLIError.usage("give --host or --any-host, not both")
                 }
@@ -412,6 +429,9 @@ extension RouteCommand {
                     }
                     if noRetry {
                         route.retry = nil
+                    }
+                    if noStaleIfError {
+                        route.staleIfError = nil
                     }
                     for upstream in noRewrite {
                         guard route.rewrites.removeValue(forKey: upstream) != nil else {
@@ -558,6 +578,9 @@ extension RouteCommand {
             lines.append("  retry    \(retry.oneLine)")
         } else {
             lines.append("  retry    none")
+        }
+        if let stale = route.staleIfError {
+            lines.append("  stale if error  a failed GET gets a copy of its 200 answer up to \(stale) old")
         }
         if let limit = route.rateLimit {
             lines.append("  rate limit  \(limit.oneLine) (fleet-wide: each proxy enforces its share)")

@@ -47,6 +47,12 @@ struct Serve: AsyncParsableCommand {
     )
     var telemetryMaxSize = "1GiB"
 
+    @Option(
+        name: .customLong("stale-cache"),
+        help: "Bytes of recent answers kept for routes with stale_if_error (the least recently used go first): 64MiB."
+    )
+    var staleCache = "64MiB"
+
     @Option(name: .customLong("poll-interval"), help: "How often the store is polled for new revisions, in milliseconds.")
     var pollInterval: Int = 5
 
@@ -165,6 +171,10 @@ struct Serve: AsyncParsableCommand {
             throw ArgumentParser.ValidationError(
                 "--telemetry-max-size '\(self.telemetryMaxSize)': expected bytes or a size such as 512MiB"
             )
+        }
+        guard let staleBytes = ByteSize.parse(self.staleCache), staleBytes >= 0, staleBytes <= (1 << 40) else {
+            throw ArgumentParser.ValidationError(
+                "--stale-cache '\(self.staleCache)': expected bytes or a size such as 64MiB (at most 1TiB)")
         }
         if let threads = self.threads, threads < 1 {
             throw ArgumentParser.ValidationError("--threads \(threads): must be at least 1")
@@ -303,6 +313,7 @@ struct Serve: AsyncParsableCommand {
         configuration.proxy.untrustedFields = self.untrustedField.map { $0.lowercased() }
         configuration.proxy.maxConnections = self.maxConnections ?? Self.defaultMaxConnections()
         configuration.proxy.shadow.maxMemoryBytes = self.shadowMemory
+        configuration.proxy.staleAnswers.maxBytes = Int(ByteSize.parse(self.staleCache) ?? (64 << 20))
         configuration.proxy.shadow.noiseFloor = self.noiseFloor
         configuration.proxy.accessLog = self.accessLog == "on"
         configuration.proxy.accessLogSettings.format = self.logFormat == "json" ? .json : .text

@@ -302,6 +302,8 @@ struct ExplainCommand: AsyncParsableCommand {
         var rateLimit: RateLimit?
         /// The matched route's retry policy with its defaults written out, or nil.
         var retry: RetryPolicy?
+        /// The matched route's `stale_if_error`, or nil.
+        var staleIfError: String?
         var steps: [String]
     }
 
@@ -353,6 +355,7 @@ struct ExplainCommand: AsyncParsableCommand {
                         fallbackOn: decision.fallback == nil ? nil : decision.fallbackStatuses,
                         rateLimit: Self.rateLimit(of: decision.route, in: stored.configuration),
                         retry: Self.retry(of: decision.route, in: stored.configuration),
+                        staleIfError: Self.route(decision.route, in: stored.configuration)?.staleIfError,
                         steps: explanation.description.split(separator: "\n").map(String.init)
                     )
                 )
@@ -369,6 +372,9 @@ struct ExplainCommand: AsyncParsableCommand {
             } else {
                 Console.out("fallback: none")
             }
+            if let stale = Self.route(explanation.decision.route, in: stored.configuration)?.staleIfError {
+                Console.out("stale if error: a failed GET gets a copy of its 200 answer up to \(stale) old")
+            }
             if let retry = Self.retry(of: explanation.decision.route, in: stored.configuration) {
                 Console.out("retry: \(retry.oneLine)")
             } else {
@@ -384,8 +390,13 @@ struct ExplainCommand: AsyncParsableCommand {
 
     /// `route`'s retry policy, or nil.
     static func retry(of route: String?, in configuration: Configuration) -> RetryPolicy? {
-        guard let route else { return nil }
-        return configuration.routes.first(where: { $0.name == route })?.retry
+        self.route(route, in: configuration)?.retry
+    }
+
+    /// The route named `name`, or nil.
+    static func route(_ name: String?, in configuration: Configuration) -> Route? {
+        guard let name else { return nil }
+        return configuration.routes.first(where: { $0.name == name })
     }
 
     /// `route`'s rate limit with its defaults written out (burst, key, mode), or nil.

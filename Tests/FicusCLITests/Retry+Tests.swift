@@ -98,5 +98,25 @@ extension CLITests {
             #expect(refused.stderr.contains("retry: unknown field 'tries'"), "\(refused.stderr)")
             #expect(try sandbox.snapshot() == before)
         }
+
+        /// `stale_if_error` through `route set`, `show`, `explain --json`, export, and a bad value refused.
+        @Test func staleIfError() throws {
+            let sandbox = try Self.seeded()
+            try sandbox.ok("route", "set", "orders", "--stale-if-error", "90s")
+            #expect(
+                try sandbox.ok("route", "show", "orders").stdout.contains(
+                    "stale if error  a failed GET gets a copy of its 200 answer up to 90s old"))
+            let json = try sandbox.ok("explain", "GET", "/orders/1", "--json").stdout
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            #expect(object["staleIfError"] as? String == "90s")
+            #expect(try sandbox.ok("export").stdout.contains("stale_if_error: 90s"))
+            let before = try sandbox.snapshot()
+            let bad = try sandbox.ficus("route", "set", "orders", "--stale-if-error", "forever")
+            #expect(bad.status == 3, "\(bad)")
+            #expect(bad.stderr.contains("route 'orders': stale_if_error: 'forever' is not a duration"), "\(bad)")
+            #expect(try sandbox.snapshot() == before)
+            try sandbox.ok("route", "set", "orders", "--no-stale-if-error")
+            #expect(!(try sandbox.ok("route", "show", "orders").stdout.contains("stale if error")))
+        }
     }
 }

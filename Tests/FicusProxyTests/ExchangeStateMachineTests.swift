@@ -41,6 +41,8 @@ extension ExchangeStateMachine.Action {
         case .fallBack(let name, let reason): "fall back to \(name) (\(reason.rawValue))"
         case .requestRetry(let reason): "ask retry budget (\(reason.rawValue))"
         case .retrying(let number, let reason): "retry \(number) (\(reason.rawValue))"
+        case .requestStale(let status): "ask stale (\(status))"
+        case .answerStale(let status, let keepAlive): "answer stale for \(status) \(keepAlive ? "keep-alive" : "close")"
         case .reportStall(let stalled): "report stall: \(stalled)"
         case .finish(let gone): gone ? "finish (gone)" : "finish"
         case .resumeParsing: "resume parsing"

@@ -44,6 +44,8 @@ struct AccessLogEntry {
     var fallbackFrom: String? = nil
     /// Retries the route's policy made (0: none, and then the field is left out).
     var retries = 0
+    /// The answer was a recent copy standing in for a failure (`stale_if_error`); the field only when true.
+    var stale = false
 
     /// Appends the line (with its newline) to `out`: formatted by hand into one buffer, with no dictionary, no
     /// `JSONSerialization` and no intermediate strings beyond the numbers.
@@ -76,6 +78,9 @@ struct AccessLogEntry {
             }
             out.writeStaticString(",\"route\":")
             Self.writeJSONString(self.route, into: &out)
+            if self.stale {
+                out.writeStaticString(",\"stale\":true")
+            }
             out.writeStaticString(",\"status\":")
             Self.writeDecimal(Int64(self.status), into: &out)
             out.writeStaticString(",\"time\":\"")
@@ -109,6 +114,9 @@ struct AccessLogEntry {
             }
             out.writeStaticString(" route=")
             Self.writeText(self.route, into: &out)
+            if self.stale {
+                out.writeStaticString(" stale=true")
+            }
             out.writeStaticString(" status=")
             Self.writeDecimal(Int64(self.status), into: &out)
             out.writeStaticString(" upstream=")

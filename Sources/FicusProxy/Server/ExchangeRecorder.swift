@@ -31,16 +31,17 @@ struct ExchangeRecorder {
         self.shared.metrics?.inFlight(delta: -1)
         let duration = NIODeadline.now() - exchange.started
         if let metrics = self.shared.metrics {
-            let statusClass = exchange.status / 100
+            // A stale copy stands in for a failure: the upstream's metrics record the failure, never a success.
+            let status = exchange.staleFor ?? exchange.status
+            let statusClass = status / 100
             if let last = self.lastMetrics, last.statusClass == statusClass, last.route == exchange.route,
                 last.upstream == exchange.upstreamName
             {
-                last.metrics.record(status: exchange.status, duration: duration, stickyHash: exchange.stickyHash)
+                last.metrics.record(status: status, duration: duration, stickyHash: exchange.stickyHash)
             } else {
-                let found = metrics.requestMetrics(
-                    route: exchange.route, upstream: exchange.upstreamName, status: exchange.status)
+                let found = metrics.requestMetrics(route: exchange.route, upstream: exchange.upstreamName, status: status)
                 self.lastMetrics = (exchange.route, exchange.upstreamName, statusClass, found)
-                found.record(status: exchange.status, duration: duration, stickyHash: exchange.stickyHash)
+                found.record(status: status, duration: duration, stickyHash: exchange.stickyHash)
             }
         }
         guard self.shared.configuration.accessLog, self.shared.logger.logLevel <= .info else { return }
@@ -56,7 +57,8 @@ struct ExchangeRecorder {
             client: exchange.client == "-" ? peer : exchange.client,
             requestID: exchange.requestID,
             fallbackFrom: exchange.fallbackFrom,
-            retries: exchange.retries
+            retries: exchange.retries,
+            stale: exchange.staleFor != nil
         )
         let settings = self.shared.configuration.accessLogSettings
         if let sink = self.shared.accessLogSink {
@@ -79,6 +81,7 @@ struct ExchangeRecorder {
                 "request_id": "\(entry.requestID)",
                 "fallback": "\(entry.fallbackFrom ?? "-")",
                 "retries": .stringConvertible(entry.retries),
+                "stale": "\(entry.stale)",
             ]
         )
     }

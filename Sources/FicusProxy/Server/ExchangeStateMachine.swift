@@ -57,7 +57,7 @@ struct ExchangeStateMachine {
         /// policy and falling back to another when it fails before answering (docs/PROXY.md, Retries and Fallback).
         case upstream(
             name: String, connectTimeout: TimeAmount, responseTimeout: TimeAmount, fallback: Fallback? = nil,
-            retry: Retry? = nil)
+            retry: Retry? = nil, staleIfError: Bool = false)
         /// Answer locally (no route, an unknown upstream).
         case local(LocalAnswer)
     }
@@ -163,6 +163,12 @@ struct ExchangeStateMachine {
         var retries = 0
         /// A retry asked of the shell's budget: the shell answers `retryGranted` or `retryRefused` at once.
         var pendingRetry: PendingRetry?
+        /// A recent copy of the answer may stand in for a failure (the route's `stale_if_error`, a GET).
+        var staleIfError = false
+        /// A copy asked of the shell's cache: the shell answers `staleFound` or `staleMissing` at once.
+        var pendingStale: PendingRetry?
+        /// The cache was asked once already: a failure now is answered as it is.
+        var staleAsked = false
         var request: RequestPhase = .streaming
         var upstream: UpstreamPhase = .none
         var response: ResponsePhase = .notStarted
@@ -250,6 +256,10 @@ struct ExchangeStateMachine {
         case retryGranted(jitter: Double)
         /// The retry budget is spent: the request goes on as if it had no retry policy.
         case retryRefused
+        /// The cache has a recent copy of the answer (`requestStale`): it stands in for the failure.
+        case staleFound
+        /// The cache has no copy: the failure is answered as it is.
+        case staleMissing
         case upstreamHead(HTTPHead)
         case upstreamBody(ByteBuffer)
         case upstreamEnd(HTTPTrailers?)
@@ -297,6 +307,12 @@ struct ExchangeStateMachine {
         case requestRetry(reason: FallbackReason)
         /// Retry `number` (1-based) of the request begins (counted in `ficus_retries_total`, logged).
         case retrying(number: Int, reason: FallbackReason)
+        /// The request failed with `status` after its retries and fallback: ask the cache for a recent copy, and answer
+        /// with `staleFound` or `staleMissing` at once, before any other event. Only a client flush ever follows it.
+        case requestStale(status: Int)
+        /// Answer with the copy the cache found, in place of a failure with status `replacing` (which the upstream's
+        /// metrics record): `Age`, `X-Ficus-Stale: 1`.
+        case answerStale(replacing: Int, keepAlive: Bool)
         /// Log a stream that made no progress; `stalled` names what was waited for.
         case reportStall(String)
         /// The exchange is over: record it (`gone`: the client left before its answer was complete).
@@ -449,6 +465,10 @@ struct ExchangeStateMachine {
             self.retryGranted(jitter: jitter, &actions)
         case .retryRefused:
             self.retryRefused(&actions)
+        case .staleFound:
+            self.staleFound(&actions)
+        case .staleMissing:
+            self.staleMissing(&actions)
         case .upstreamHead(let head):
             self.upstreamHead(head, &actions)
         case .upstreamBody(let body):
@@ -481,10 +501,11 @@ struct ExchangeStateMachine {
         case .local(let answer):
             self.exchange = exchange
             self.answerLocally(answer, &actions)
-        case .upstream(let name, let connectTimeout, let responseTimeout, let fallback, let retry):
+        case .upstream(let name, let connectTimeout, let responseTimeout, let fallback, let retry, let staleIfError):
             exchange.upstreamName = name
             exchange.fallback = fallback
             exchange.retry = retry
+            exchange.staleIfError = staleIfError
             exchange.connectTimeout = connectTimeout
             exchange.responseTimeout = responseTimeout
             exchange.upstream = .waiting(fresh: false)
@@ -718,6 +739,56 @@ struct ExchangeStateMachine {
         }
     }
 
+    /// The answer statuses a recent copy may stand in for (RFC 5861's `stale-if-error`: 500, 502, 503, 504).
+    static let staleStatuses: Set<Int> = [500, 502, 503, 504]
+
+    /// Whether the cache is to be asked for a copy now: the route allows one, the request is a GET, nothing of an
+    /// answer went out, and it was not asked already. Marks it asked.
+    private mutating func asksForStale() -> Bool {
+        guard let exchange = self.exchange, exchange.staleIfError, !exchange.staleAsked, exchange.method == .get,
+            !exchange.responseStarted
+        else {
+            return false
+        }
+        exchange.staleAsked = true
+        return true
+    }
+
+    /// The cache's copy stands in for the failure: the failed attempt's connection goes, and the copy is the answer.
+    private mutating func staleFound(_ actions: inout Actions) {
+        guard let exchange = self.exchange, let pending = exchange.pendingStale else { return }
+        exchange.pendingStale = nil
+        let status: Int
+        switch pending {
+        case .failure(let failure, _):
+            status = Self.status(failure)
+        case .answer(let head):
+            actions.append(.abortUpstream)
+            exchange.upstream = .none
+            status = head.status
+        }
+        actions.append(.shadow(.abandon("serving_failed")))
+        exchange.local = true
+        exchange.response = .complete
+        if !exchange.requestEnded && exchange.framing != .none { exchange.keepAlive = false }
+        actions.append(.answerStale(replacing: status, keepAlive: exchange.keepAlive))
+        self.finishIfDone(&actions)
+        self.flushIfAnswered(&actions)
+    }
+
+    /// No copy: the failure (or the failed answer) goes to the client as it would have.
+    private mutating func staleMissing(_ actions: inout Actions) {
+        guard let exchange = self.exchange, let pending = exchange.pendingStale else { return }
+        exchange.pendingStale = nil
+        switch pending {
+        case .failure(let failure, _):
+            self.answerFailure(failure, &actions)
+            self.flushIfAnswered(&actions)
+        case .answer(let head):
+            self.answerHeadWithoutRetry(head, &actions)
+        }
+    }
+
     /// Flushes the client after an event that did not come with a flush of its own (a deadline, a budget's answer)
     /// when it answered the request; not when the request went on to another attempt.
     private func flushIfAnswered(_ actions: inout Actions) {
@@ -745,7 +816,17 @@ struct ExchangeStateMachine {
     /// Answers a request whose upstream failed before any of its answer reached the client. The body names the
     /// upstream and what went wrong, never its addresses or the socket's error (the handler's `LocalResponse`).
     private mutating func answerFailure(_ failure: UpstreamFailure, _ actions: inout Actions) {
-        actions.append(.reportUpstreamFailure(failure))
+        if case .closedAfterHead = failure {} else if self.asksForStale() {
+            self.exchange?.pendingStale = .failure(failure, neverReceived: false)
+            actions.append(.reportUpstreamFailure(failure))
+            actions.append(.requestStale(status: Self.status(failure)))
+            return
+        }
+        if self.exchange?.pendingStale == nil, self.exchange?.staleAsked == true {
+            // The failure was reported when the cache was asked.
+        } else {
+            actions.append(.reportUpstreamFailure(failure))
+        }
         let upstream = "upstream '\(self.exchange?.upstreamName ?? "")'"
         let answer: LocalAnswer
         switch failure {
@@ -855,6 +936,12 @@ struct ExchangeStateMachine {
             exchange.upstream = .none
             self.exchange = exchange
             _ = self.fallBack(.status, status: head.status, neverReceived: false, &actions)
+            return
+        }
+        if Self.staleStatuses.contains(head.status), self.asksForStale() {
+            // The answer waits, unread, while the cache is asked: without a copy, it is forwarded as it is.
+            exchange.pendingStale = .answer(head)
+            actions.append(.requestStale(status: head.status))
             return
         }
         let framing = HeaderHygiene.clientFraming(for: head, clientMinorVersion: exchange.clientMinorVersion)

@@ -45,6 +45,14 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var holdsRetry = false
         /// Retries made.
         var retries = 0
+        /// Where the answer is kept for `stale_if_error`, and how old a copy may stand in; nil: not eligible.
+        var staleKey: String?
+        var staleMaxAge: TimeAmount = .zero
+        /// The answer being copied as it streams to the client.
+        var staleCapture: StaleCapture?
+        /// The copy found to stand in for a failure, and the status of the failure it replaced.
+        var staleAnswer: StaleAnswer?
+        var staleFor: Int?
         /// The request and the table it was routed with, kept to write its head again for a fallback upstream.
         var view: RequestView?
         var table: RoutingTable?
@@ -341,9 +349,15 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             exchange.budgetUpstream = upstream.name
             self.shared.retryBudget.requestStarted(upstream.name)
         }
+        if let maxAge = decision.staleIfErrorMilliseconds, head.method == .get, view.header("authorization") == nil {
+            exchange.staleKey = StaleAnswers.key(route: route, host: view.host ?? "", target: head.target)
+            exchange.staleMaxAge = .milliseconds(Int64(maxAge))
+            exchange.view = view
+            exchange.table = table
+        }
         start.target = .upstream(
             name: upstream.name, connectTimeout: connectTimeout, responseTimeout: responseTimeout, fallback: fallback,
-            retry: retry)
+            retry: retry, staleIfError: exchange.staleKey != nil)
         self.handle(.requestHead(start))
     }
 
@@ -455,11 +469,23 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .answerHead(_, let framing, let keepAlive):
             guard let head = self.responseHead else { return }
             self.answerHead(head, framing: framing, keepAlive: keepAlive)
+            if let exchange = self.exchange, exchange.staleKey != nil { self.startStaleCapture(head, exchange) }
         case .answerBody(let body, let framing):
             self.answerBody(body, framing: framing)
+            if let exchange = self.exchange, exchange.staleCapture != nil, exchange.staleCapture?.append(body) == false {
+                exchange.staleCapture = nil  // over the entry limit: not kept
+            }
         case .answerEnd(let trailers, let framing):
             self.output.writeEnd(trailers, framing: framing)
             self.exchange?.connection = nil
+            if let exchange = self.exchange, let key = exchange.staleKey, let capture = exchange.staleCapture {
+                exchange.staleCapture = nil
+                self.shared.staleAnswers.store(key, capture.answer)
+            }
+        case .requestStale(let status):
+            self.askForStaleAnswer(status: status)
+        case .answerStale(let replacing, let keepAlive):
+            self.answerStale(replacing: replacing, keepAlive: keepAlive)
         case .answerLocally(let answer, let keepAlive, let headOnly):
             self.answerLocally(answer, keepAlive: keepAlive, headOnly: headOnly)
         case .flushClient:
@@ -515,6 +541,50 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .close:
             self.close()
         }
+    }
+
+    /// Starts copying an answer for `stale_if_error` when it may be kept (`StaleAnswer.mayKeep`).
+    private func startStaleCapture(_ head: HTTPHead, _ exchange: Exchange) {
+        guard StaleAnswer.mayKeep(head), let view = exchange.view else { return }
+        let vary = StaleAnswer.varyNames(head).map { ($0, view.header($0)) }
+        exchange.staleCapture = StaleCapture(
+            answer: StaleAnswer(
+                reason: head.string(head.reasonRange), fields: StaleAnswer.keptFields(head), body: ByteBuffer(),
+                stored: .now(), vary: vary),
+            limit: self.shared.staleAnswers.limits.maxEntryBytes)
+    }
+
+    /// Asks the cache for a recent copy of the answer to stand in for a failure with `status`, and tells the machine.
+    private func askForStaleAnswer(status: Int) {
+        guard let exchange = self.exchange, let key = exchange.staleKey, let view = exchange.view,
+            let answer = self.shared.staleAnswers.lookup(
+                key, now: .now(), maxAge: exchange.staleMaxAge, value: { view.header($0) })
+        else {
+            self.handle(.staleMissing)
+            return
+        }
+        exchange.staleAnswer = answer
+        self.handle(.staleFound)
+    }
+
+    /// Answers with the copy found, counted in `ficus_stale_answers_total{route,upstream}` and logged.
+    private func answerStale(replacing status: Int, keepAlive: Bool) {
+        guard let exchange = self.exchange, let answer = exchange.staleAnswer else { return }
+        exchange.staleAnswer = nil
+        exchange.status = 200
+        exchange.staleFor = status
+        self.shared.metrics?.staleAnswer(route: exchange.route, upstream: exchange.upstreamName)
+        self.shared.logger.notice(
+            "stale answer",
+            metadata: [
+                "route": "\(exchange.route)", "upstream": "\(exchange.upstreamName)", "replacing": "\(status)",
+                "request_id": "\(exchange.requestID)",
+            ]
+        )
+        let minor = self.machine.exchange?.clientMinorVersion ?? 1
+        let response = answer.response(now: .now(), keepAlive: keepAlive, clientMinorVersion: minor)
+        exchange.responseBytes = Int64(response.readableBytes)
+        self.output.write(response, to: self.context)
     }
 
     /// Asks the retry budget of the exchange's upstream for the retry the machine wants, and tells the machine.

@@ -14,6 +14,8 @@ final class ProxyContext: Sendable {
     let requestIDPrefix: String?
     /// The retry budgets of every upstream, shared by the proxy's event loops.
     let retryBudget = RetryBudget()
+    /// Recent answers of routes with `stale_if_error`, shared by the proxy's event loops.
+    let staleAnswers: StaleAnswers
     /// The proxy's rate limit buckets, shared by every event loop; used only by routes that have a limit.
     let rateLimiter: RateLimiter
 
@@ -35,5 +37,8 @@ final class ProxyContext: Sendable {
         self.requestIDPrefix = requestIDPrefix
         self.shadow = shadow
         self.rateLimiter = rateLimiter
+        self.staleAnswers = StaleAnswers(
+            limits: .init(
+                maxBytes: configuration.staleAnswers.maxBytes, maxEntryBytes: configuration.staleAnswers.maxEntryBytes))
     }
 }

@@ -1,0 +1,163 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// A copy of a recent 200 answer to a GET, kept to stand in when its upstream fails (`stale_if_error`).
+struct StaleAnswer: Sendable {
+    /// The answer's reason phrase and fields as they went to the client, minus framing, hop-by-hop fields and `Age`.
+    var reason: String
+    var fields: [(String, String)]
+    var body: ByteBuffer
+    /// When the answer arrived (the event loop's clock).
+    var stored: NIODeadline
+    /// The request fields the answer varies on (its `Vary`), lower-cased, and the request's values of them.
+    var vary: [(String, String?)]
+
+    /// What the copy costs the cache: its body and a rough size of its fields.
+    var bytes: Int {
+        self.body.readableBytes + self.fields.reduce(64) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }
+    }
+
+    /// The answer as Ficus sends it: status 200, its fields, `Age` (whole seconds since it arrived) and
+    /// `X-Ficus-Stale: 1`, framed by length, with `Connection: close` when the connection closes after it.
+    func response(now: NIODeadline, keepAlive: Bool, clientMinorVersion: UInt8) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(self.body.readableBytes + 256)
+        out.writeStaticString("HTTP/1.1 200 ")
+        out.writeString(self.reason.isEmpty ? "OK" : self.reason)
+        out.writeStaticString("\r\n")
+        for (name, value) in self.fields {
+            out.writeString(name)
+            out.writeStaticString(": ")
+            out.writeString(value)
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("age: ")
+        out.writeString(String(max(0, (now - self.stored).nanoseconds / 1_000_000_000)))
+        out.writeStaticString("\r\nx-ficus-stale: 1\r\ncontent-length: ")
+        out.writeString(String(self.body.readableBytes))
+        out.writeStaticString("\r\n")
+        if !keepAlive {
+            out.writeStaticString("connection: close\r\n")
+        } else if clientMinorVersion == 0 {
+            out.writeStaticString("connection: keep-alive\r\n")
+        }
+        out.writeStaticString("\r\n")
+        out.writeImmutableBuffer(self.body)
+        return out
+    }
+
+    /// Whether an answer with `head` may be kept: a 200 that is not `no-store` or `private`, does not vary on
+    /// everything (`Vary: *`) and sets no cookie (a copy would hand one user's cookie to another).
+    static func mayKeep(_ head: HTTPHead) -> Bool {
+        guard head.status == 200 else { return false }
+        for value in head.values("cache-control") {
+            let directives = value.lowercased().split(separator: ",").map {
+                $0.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            }
+            if directives.contains("no-store") || directives.contains("private") { return false }
+        }
+        if head.values("vary").contains(where: { $0.contains("*") }) { return false }
+        return head.firstValue("set-cookie") == nil
+    }
+
+    /// The fields of `head` a copy keeps: all but framing, hop-by-hop fields, those `Connection` names, and `Age`.
+    static func keptFields(_ head: HTTPHead) -> [(String, String)] {
+        let dropped: Set<String> = [
+            "connection", "keep-alive", "te", "upgrade", "proxy-connection", "transfer-encoding", "content-length",
+            "age", "trailer",
+        ]
+        let named = Set(
+            head.values("connection").flatMap { $0.lowercased().split(separator: ",") }.map {
+                $0.trimmingCharacters(in: .whitespaces)
+            })
+        return head.fieldPairs.filter { name, _ in
+            let lower = name.lowercased()
+            return !dropped.contains(lower) && !named.contains(lower)
+        }
+    }
+
+    /// The field names of `head`'s `Vary`, lower-cased.
+    static func varyNames(_ head: HTTPHead) -> [String] {
+        head.values("vary").flatMap { $0.split(separator: ",") }.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }.filter { !$0.isEmpty }
+    }
+}
+
+/// One answer being copied while it streams to the client; given up when it grows past the entry limit.
+struct StaleCapture {
+    var answer: StaleAnswer
+    let limit: Int
+
+    /// Appends a part of the body; false once the copy is over the limit (and is to be given up).
+    mutating func append(_ body: ByteBuffer) -> Bool {
+        guard self.answer.body.readableBytes + body.readableBytes <= self.limit else { return false }
+        var part = body
+        self.answer.body.writeBuffer(&part)
+        return true
+    }
+}
+
+/// The recent answers of every route with `stale_if_error`, shared by a proxy's event loops: bounded in bytes, the
+/// least recently used given up first (docs/PROXY.md, Stale answers).
+///
+/// One lock around a `RecencyList`: touched once per answer kept (routes without `stale_if_error` never touch it)
+/// and once per failure that asks for a copy. A key holds one answer, the latest; an answer whose `Vary` fields the
+/// asking request does not match is not served.
+final class StaleAnswers: Sendable {
+    /// The bounds: all answers together, and one answer's body.
+    struct Limits: Sendable {
+        var maxBytes: Int
+        var maxEntryBytes: Int
+    }
+
+    private struct State {
+        var answers = RecencyList<String, StaleAnswer>()
+        var bytes = 0
+    }
+
+    let limits: Limits
+    private let state = NIOLockedValueBox(State())
+
+    init(limits: Limits) {
+        self.limits = limits
+    }
+
+    /// The cache key of a request: its route, host and target (path and query).
+    static func key(route: String, host: String, target: String) -> String {
+        route + "\u{0}" + host.lowercased() + "\u{0}" + target
+    }
+
+    /// Keeps `answer` under `key`, replacing what was there; the least recently used answers go until it fits.
+    func store(_ key: String, _ answer: StaleAnswer) {
+        let size = answer.bytes
+        guard size <= self.limits.maxBytes else { return }
+        self.state.withLockedValue { state in
+            if let old = state.answers.set(key, answer) {
+                state.bytes -= old.bytes
+            }
+            state.bytes += size
+            while state.bytes > self.limits.maxBytes, let (_, evicted) = state.answers.removeLeastRecent() {
+                state.bytes -= evicted.bytes
+            }
+        }
+    }
+
+    /// The answer kept under `key` if it arrived at most `maxAge` before `now` and the request's values of its
+    /// `Vary` fields (`value(name)`) are the ones it was kept for.
+    func lookup(
+        _ key: String, now: NIODeadline, maxAge: TimeAmount, value: (String) -> String?
+    ) -> StaleAnswer? {
+        guard let answer = self.state.withLockedValue({ $0.answers.value(key) }) else { return nil }
+        guard now - answer.stored <= maxAge else { return nil }
+        for (name, kept) in answer.vary where value(name) != kept {
+            return nil
+        }
+        return answer
+    }
+
+    /// Bytes and answers held, for tests and metrics.
+    var usage: (bytes: Int, answers: Int) {
+        self.state.withLockedValue { ($0.bytes, $0.answers.count) }
+    }
+}

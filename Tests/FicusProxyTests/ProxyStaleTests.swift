@@ -1,0 +1,147 @@
+import FicusCore
+import FicusTesting
+import Foundation
+import NIOCore
+import Prometheus
+import Testing
+
+@testable import FicusProxy
+
+/// `stale_if_error` (issue 17 item 8) through a real proxy: recent 200 answers to GETs stand in when the upstream
+/// fails, with `Age` and `X-Ficus-Stale: 1`, never for what may not be shared.
+@Suite("Stale answers through a real proxy", .serialized)
+struct ProxyStaleTests {
+    /// A proxy whose route `orders` (fallback off) goes to `upstream` with `stale_if_error: maxAge`.
+    static func with(
+        _ upstream: TestUpstream, maxAge: String = "60s",
+        _ body: (ProxyHarness, PrometheusCollectorRegistry) async throws -> Void
+    ) async throws {
+        var orders = Route(name: "orders", path: "/", legacy: "orders", defaultUpstream: "orders")
+        orders.staleIfError = maxAge
+        let configuration = Configuration(
+            upstreams: [Upstream(name: "orders", addresses: [Endpoint(parsing: upstream.address)!])],
+            routes: [orders]
+        )
+        let registry = PrometheusCollectorRegistry()
+        let harness = try await ProxyHarness.start(
+            configuration: configuration, metrics: ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry)))
+        do {
+            try await body(harness, registry)
+        } catch {
+            await harness.stop()
+            throw error
+        }
+        await harness.stop()
+    }
+
+    static func answering(_ status: Int, _ body: String, headers: [(String, String)] = []) -> TestUpstream.Behavior {
+        .fixed(status: status, headers: headers, body: Array(body.utf8))
+    }
+
+    /// A kept answer stands in for a 503 and for a refused connect, with `Age` and `X-Ficus-Stale: 1`; another URL
+    /// has none; the upstream's metrics still record the failure.
+    @Test func aRecentAnswerStandsInForFailures() async throws {
+        let upstream = try await TestUpstream.start(
+            Self.answering(200, "fresh", headers: [("Content-Type", "text/plain"), ("ETag", "\"v1\"")]), group: testGroup)
+        try await Self.with(upstream) { harness, registry in
+            let client = try await harness.client()
+            let first = try await client.request(path: "/orders/1?x=1")
+            #expect(first.status == 200 && first.header("x-ficus-stale") == nil)
+            upstream.setBehavior(Self.answering(503, "down"))
+            let stale = try await client.request(path: "/orders/1?x=1")
+            #expect(stale.status == 200 && stale.bodyString == "fresh")
+            #expect(stale.header("x-ficus-stale") == "1")
+            #expect(stale.header("age") == "0")
+            #expect(stale.header("etag") == "\"v1\"" && stale.header("content-type") == "text/plain")
+            let other = try await client.request(path: "/orders/2")
+            #expect(other.status == 503 && other.bodyString == "down", "no copy of another URL")
+            try await upstream.shutdown()
+            let refused = try await client.request(path: "/orders/1?x=1")
+            #expect(refused.status == 200 && refused.bodyString == "fresh" && refused.header("x-ficus-stale") == "1")
+            client.close()
+            await harness.stop()
+            let text = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+            #expect(text.contains(#"ficus_stale_answers_total{route="orders",upstream="orders"} 2"#), "\(text)")
+            #expect(text.contains(#"ficus_requests_total{route="orders",upstream="orders",status="5xx"} 3"#), "the two stale answers count as failures: \(text)")
+        }
+    }
+
+    /// Answers that may not be shared are not kept: `no-store`, `private`, `Set-Cookie`; requests with
+    /// `Authorization` neither keep nor get copies; a copy older than the route allows is not served.
+    @Test func whatMayNotBeSharedIsNeverServed() async throws {
+        let upstream = try await TestUpstream.start(Self.answering(200, "ok"), group: testGroup)
+        try await Self.with(upstream) { harness, _ in
+            let client = try await harness.client()
+            for (path, headers) in [
+                ("/no-store", [("Cache-Control", "no-store")]), ("/private", [("Cache-Control", "max-age=5, private")]),
+                ("/cookie", [("Set-Cookie", "session=abc")]),
+            ] {
+                upstream.setBehavior(Self.answering(200, "ok", headers: headers))
+                #expect(try await client.request(path: path).status == 200)
+                upstream.setBehavior(Self.answering(503, "down"))
+                #expect(try await client.request(path: path).status == 503, "\(path) was kept")
+            }
+            upstream.setBehavior(Self.answering(200, "mine"))
+            _ = try await client.request(path: "/auth", headers: [("Authorization", "Bearer a")])
+            upstream.setBehavior(Self.answering(503, "down"))
+            #expect(try await client.request(path: "/auth").status == 503, "an authorised answer was kept")
+            upstream.setBehavior(Self.answering(200, "shared"))
+            _ = try await client.request(path: "/shared")
+            upstream.setBehavior(Self.answering(503, "down"))
+            let asked = try await client.request(path: "/shared", headers: [("Authorization", "Bearer a")])
+            #expect(asked.status == 503, "an authorised request got a shared copy")
+            client.close()
+        }
+        try await upstream.shutdown()
+    }
+
+    /// `Vary`: a copy is served only to a request with the same values of the fields it varies on.
+    @Test func varyIsRespected() async throws {
+        let upstream = try await TestUpstream.start(
+            Self.answering(200, "english", headers: [("Vary", "Accept-Language")]), group: testGroup)
+        try await Self.with(upstream) { harness, _ in
+            let client = try await harness.client()
+            _ = try await client.request(path: "/page", headers: [("Accept-Language", "en")])
+            upstream.setBehavior(Self.answering(503, "down"))
+            let same = try await client.request(path: "/page", headers: [("Accept-Language", "en")])
+            #expect(same.status == 200 && same.bodyString == "english")
+            let other = try await client.request(path: "/page", headers: [("Accept-Language", "fr")])
+            #expect(other.status == 503)
+            client.close()
+        }
+        try await upstream.shutdown()
+    }
+
+    /// Past its age a copy is not served.
+    @Test func anOldCopyIsNotServed() async throws {
+        let upstream = try await TestUpstream.start(Self.answering(200, "ok"), group: testGroup)
+        try await Self.with(upstream, maxAge: "1ms") { harness, _ in
+            let client = try await harness.client()
+            _ = try await client.request(path: "/a")
+            upstream.setBehavior(Self.answering(503, "down"))
+            try await Task.sleep(for: .milliseconds(20))  // the copy must be older than 1 ms: time has to pass
+            #expect(try await client.request(path: "/a").status == 503)
+            client.close()
+        }
+        try await upstream.shutdown()
+    }
+
+    /// The cache is bounded in bytes: the least recently used answers go first; a body over the entry limit is
+    /// never kept.
+    @Test func theCacheIsBoundedInBytes() {
+        let cache = StaleAnswers(limits: .init(maxBytes: 1000, maxEntryBytes: 300))
+        func answer(_ size: Int) -> StaleAnswer {
+            StaleAnswer(reason: "OK", fields: [], body: ByteBuffer(repeating: 0x61, count: size), stored: .now(), vary: [])
+        }
+        for index in 0..<5 { cache.store("k\(index)", answer(200)) }
+        #expect(cache.usage.answers == 3, "five of 264 bytes do not fit in 1000")
+        #expect(cache.lookup("k0", now: .now(), maxAge: .seconds(60), value: { _ in nil }) == nil)
+        #expect(cache.lookup("k4", now: .now(), maxAge: .seconds(60), value: { _ in nil }) != nil)
+        cache.store("k4", answer(100))
+        #expect(cache.usage.bytes == 264 + 264 + 164)
+        var capture = StaleCapture(answer: answer(0), limit: 300)
+        let fits = capture.append(ByteBuffer(repeating: 0x62, count: 300))
+        let over = capture.append(ByteBuffer(repeating: 0x62, count: 1))
+        #expect(fits && !over, "over the entry limit")
+    }
+}
