@@ -73,6 +73,8 @@ struct ExchangeStateMachine {
         case timeout
         case badResponse = "bad_response"
         case status
+        /// Every address of the upstream was out of rotation (outlier ejection).
+        case noHealthyAddress = "no_healthy_address"
     }
 
     /// A JSON answer from Ficus itself.
@@ -603,6 +605,14 @@ struct ExchangeStateMachine {
             answer = LocalAnswer(
                 status: 503, error: "upstream_overloaded",
                 detail: "\(upstream) has no free connection and its queue is full", retryAfter: true)
+        case .overflow(let limit):
+            answer = LocalAnswer(
+                status: 503, error: "upstream_overloaded", detail: "\(upstream) is at its \(limit.rawValue) limit",
+                retryAfter: true)
+        case .noHealthyAddress:
+            answer = LocalAnswer(
+                status: 503, error: "no_healthy_upstream",
+                detail: "every address of \(upstream) is out of rotation after failing", retryAfter: true)
         case .responseTimeout:
             answer = LocalAnswer(status: 504, error: "upstream_timeout", detail: "\(upstream) did not answer in time")
         case .closedBeforeHead:
@@ -666,7 +676,8 @@ struct ExchangeStateMachine {
         switch failure {
         case .connectFailed: .connectFailed
         case .connectTimeout: .connectTimeout
-        case .poolExhausted: .overloaded
+        case .poolExhausted, .overflow: .overloaded
+        case .noHealthyAddress: .noHealthyAddress
         case .closedBeforeHead, .closedAfterHead: .reset
         case .responseTimeout: .timeout
         case .badResponse: .badResponse
@@ -677,7 +688,7 @@ struct ExchangeStateMachine {
     static func status(_ failure: UpstreamFailure) -> Int {
         switch failure {
         case .connectFailed, .closedBeforeHead, .closedAfterHead, .badResponse: 502
-        case .connectTimeout, .poolExhausted: 503
+        case .connectTimeout, .poolExhausted, .overflow, .noHealthyAddress: 503
         case .responseTimeout: 504
         }
     }

@@ -41,6 +41,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         /// The request and the table it was routed with, kept to write its head again for a fallback upstream.
         var view: RequestView?
         var table: RoutingTable?
+        /// The next lease sends again a request that already reached an upstream (a fallback after it was received):
+        /// it needs the target's `max_retries` admission.
+        var resendPending = false
+        /// Upstreams whose `max_retries` admitted a re-send of this request; released when the exchange finishes.
+        var retriesHeld: [String] = []
 
         init(methodString: String, path: String, requestFraming: HTTPBodyFraming, started: NIODeadline) {
             self.methodString = methodString
@@ -359,7 +364,16 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .clearDeadline:
             self.timer?.clear()
         case .leaseConnection(let fresh):
-            guard let upstream = self.exchange?.upstream else { return }
+            guard let exchange = self.exchange, let upstream = exchange.upstream else { return }
+            if fresh || exchange.resendPending {
+                // A re-send of a request that already reached an upstream: the target's `max_retries` decides.
+                exchange.resendPending = false
+                guard self.shared.health.beginRetry(upstream) else {
+                    self.handle(.connectionFailed(.overflow(.maxRetries)))
+                    return
+                }
+                exchange.retriesHeld.append(upstream.name)
+            }
             self.pool.acquire(upstream, for: self, fresh: fresh)
         case .cancelLease:
             guard let upstream = self.exchange?.upstream else { return }
@@ -435,6 +449,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .finish(let gone):
             guard let exchange = self.exchange else { return }
             self.exchange = nil
+            for upstream in exchange.retriesHeld { self.shared.health.endRetry(upstream: upstream) }
             if gone { exchange.status = 499 }  // nginx's 499: the client went away before its answer
             self.recorder.record(exchange, peer: self.clientAddressText)
         case .resumeParsing:
@@ -463,6 +478,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         )
         exchange.fallbackFrom = "\(from):\(reason.rawValue)"
         exchange.upstream = upstream
+        exchange.resendPending = Self.reachedUpstream(reason)
         exchange.upstreamName = name
         var head = ByteBuffer()
         HeaderHygiene.writeRequestHead(
@@ -477,6 +493,23 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             fallback: true
         )
         exchange.outboundHead = head
+    }
+
+    /// Whether a request that falls back for `reason` had reached the upstream it leaves: then going to the fallback
+    /// sends it a second time and counts against the fallback's `max_retries`. One that never got there (refused,
+    /// timed out connecting, refused by a breaker, no address in rotation) is a first attempt, as a request that
+    /// goes straight to legacy is, and is not held back by it.
+    static func reachedUpstream(_ reason: ExchangeStateMachine.FallbackReason) -> Bool {
+        switch reason {
+        case .connectFailed, .connectTimeout, .overloaded, .noHealthyAddress: false
+        case .reset, .timeout, .badResponse, .status: true
+        }
+    }
+
+    /// Feeds the outcome of an exchange with the address `connection` goes to into the proxy's outlier state.
+    private func recordOutcome(_ outcome: OutlierState.Outcome, connection: UpstreamConnection?) {
+        guard let connection, let upstream = self.exchange?.upstream, upstream.outlier != nil else { return }
+        self.shared.health.record(outcome, upstream: upstream, endpoint: connection.endpoint, now: self.pool.eventLoop.now)
     }
 
     private func shadow(_ step: ExchangeStateMachine.ShadowStep) {
@@ -618,6 +651,7 @@ extension ProxyConnectionHandler: UpstreamConnectionRequester {
 
 extension ProxyConnectionHandler: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: HTTPHead) {
+        self.recordOutcome(.status(head.status), connection: self.exchange?.connection)
         self.responseHead = head
         self.handle(.upstreamHead(head))
         self.responseHead = nil
@@ -637,6 +671,21 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
 
     func upstreamFailed(_ failure: UpstreamFailure) {
         let sawResponseBytes = self.exchange?.connection?.sawResponseBytes ?? false
+        // A reused connection found closed is the keep-alive race, not the address failing (it is re-sent).
+        let staleReuse: Bool
+        if case .closedBeforeHead = failure, self.machine.exchange?.upstream == .connected(reused: true) {
+            staleReuse = true
+        } else {
+            staleReuse = false
+        }
+        if !sawResponseBytes, !staleReuse {
+            switch failure {
+            case .closedBeforeHead, .responseTimeout, .badResponse:
+                self.recordOutcome(.localFailure, connection: self.exchange?.connection)
+            default:
+                break
+            }
+        }
         self.exchange?.connection = nil
         self.handle(.upstreamFailed(failure, sawResponseBytes: sawResponseBytes))
         self.flushIfNeeded()

@@ -12,6 +12,8 @@ final class ProxyContext: Sendable {
     let accessLogSink: AccessLogSink?
     /// The prefix of every connection's request ids; nil: random per connection (a harness fixes it).
     let requestIDPrefix: String?
+    /// Which addresses are out of rotation (shared by every loop's pool) and the retries in flight, per upstream.
+    let health: UpstreamHealth
 
     init(
         configuration: ProxyConfiguration,
@@ -20,8 +22,10 @@ final class ProxyContext: Sendable {
         logger: Logger,
         shadow: ShadowDispatcher? = nil,
         accessLogSink: AccessLogSink? = nil,
-        requestIDPrefix: String? = nil
+        requestIDPrefix: String? = nil,
+        health: UpstreamHealth? = nil
     ) {
+        self.health = health ?? UpstreamHealth(metrics: metrics, logger: logger)
         self.configuration = configuration
         self.routing = routing
         self.metrics = metrics

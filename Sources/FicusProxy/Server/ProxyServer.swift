@@ -1,4 +1,5 @@
 import FicusCore
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -35,7 +36,8 @@ final class LoopResources {
         configuration: ProxyConfiguration,
         loops: Int,
         metrics: ProxyMetrics?,
-        transport: UpstreamTransport = .sockets
+        transport: UpstreamTransport = .sockets,
+        health: UpstreamHealth? = nil
     ) {
         self.eventLoop = eventLoop
         self.pool = UpstreamPool(
@@ -43,7 +45,8 @@ final class LoopResources {
             configuration: configuration,
             loops: loops,
             metrics: metrics,
-            transport: transport
+            transport: transport,
+            health: health
         )
     }
 }
@@ -105,24 +108,28 @@ public final class ProxyServer: Sendable {
                 sink: shadowSink,
                 configuration: configuration,
                 metrics: metrics,
-                eventLoop: loops.next()
+                eventLoop: loops.next(),
+                logger: logger
             )
         }
         self.ownedShadowGroup = ownedShadowGroup
+        let health = UpstreamHealth(metrics: metrics, logger: logger)
         self.shared = ProxyContext(
             configuration: configuration,
             routing: routing,
             metrics: metrics,
             logger: logger,
             shadow: shadow,
-            accessLogSink: accessLogSink
+            accessLogSink: accessLogSink,
+            health: health
         )
         self.group = group
         let loops = Array(group.makeIterator())
         var resources: [ObjectIdentifier: UnsafeTransfer<LoopResources>] = [:]
         for loop in loops {
             resources[ObjectIdentifier(loop)] = UnsafeTransfer(
-                LoopResources(eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics)
+                LoopResources(
+                    eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics, health: health)
             )
         }
         self.loops = resources
@@ -189,6 +196,27 @@ public final class ProxyServer: Sendable {
                 channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
             }
         }
+    }
+
+    /// The state of every address with a health record (ejected or not), for `/upstreams` and tests.
+    public func upstreamStates() -> [UpstreamAddressState] {
+        let now = NIODeadline.now()
+        let wall = Date()
+        return self.shared.health.statuses(now: now).map { status in
+            UpstreamAddressState(
+                upstream: status.upstream,
+                address: status.address,
+                ejectedUntil: status.ejectedUntil.map { wall.addingTimeInterval(Double(($0 - now).nanoseconds) / 1e9) },
+                timesEjected: status.timesEjected,
+                consecutive5xx: status.consecutive5xx,
+                consecutiveGatewayFailures: status.consecutiveGatewayFailures
+            )
+        }
+    }
+
+    /// Retries in flight to `upstream` (tests).
+    func retriesInFlight(_ upstream: String) -> Int {
+        self.shared.health.retriesInFlight(upstream)
     }
 
     /// The shadow side of this proxy, if it shadows (tests).

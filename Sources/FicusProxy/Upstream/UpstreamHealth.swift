@@ -1,0 +1,142 @@
+import FicusCore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The health of a proxy's upstream addresses and its retries in flight, shared by all of its event loops.
+///
+/// Pools are per event loop, but an address that failed on one loop must be out of rotation on all of them, and
+/// `max_retries` is one number for the proxy: so one object per proxy (and another for the shadow side, whose
+/// copies must never eject an address for clients) holds `OutlierState` and `RetryAdmission` behind a lock. It is
+/// touched only for upstreams that have an outlier policy (once when an address is picked, once per outcome) and for
+/// retries, so that upstreams without one pay nothing. Time is the caller's (the event loop's `now`).
+final class UpstreamHealth: Sendable {
+    private struct State {
+        var outliers = OutlierState()
+        var retries = RetryAdmission()
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let metrics: ProxyMetrics?
+    private let logger: Logger?
+    /// `side` label of the log lines: `serving` or `shadow`.
+    private let side: String
+
+    init(metrics: ProxyMetrics?, logger: Logger?, side: String = "serving") {
+        self.metrics = metrics
+        self.logger = logger
+        self.side = side
+    }
+
+    /// The addresses of `upstream` out of rotation at `now`; empty (without a lock) when it has no outlier policy.
+    func ejected(_ upstream: Upstream, now: NIODeadline) -> [String] {
+        guard upstream.outlier?.isEnabled == true else { return [] }
+        let (ejected, returned) = self.state.withLockedValue { state -> ([String], Int) in
+            guard state.outliers.ejectedCount > 0 else { return ([], 0) }
+            let returned = state.outliers.sweep(upstream: upstream.name, now: now)
+            return (state.outliers.ejected(upstream: upstream.name, now: now), returned)
+        }
+        if returned > 0 { self.returned(upstream: upstream.name, count: returned) }
+        return ejected
+    }
+
+    /// Records the outcome of an exchange with `endpoint` of `upstream`, ejecting the address when that was one
+    /// failure too many; nothing without an outlier policy.
+    func record(_ outcome: OutlierState.Outcome, upstream: Upstream, endpoint: Endpoint, now: NIODeadline) {
+        guard let policy = upstream.outlier, policy.isEnabled else { return }
+        let count = upstream.addresses.count
+        let (ejection, returned) = self.state.withLockedValue { state -> (OutlierState.Ejection?, Int) in
+            let returned = state.outliers.sweep(upstream: upstream.name, now: now)
+            let ejection = state.outliers.record(
+                outcome, upstream: upstream.name, address: endpoint.address, addressCount: count, policy: policy,
+                now: now)
+            return (ejection, returned)
+        }
+        if returned > 0 { self.returned(upstream: upstream.name, count: returned) }
+        guard let ejection else { return }
+        self.metrics?.ejection(upstream: ejection.upstream, reason: ejection.reason.rawValue, side: self.side)
+        self.logger?.warning(
+            "address ejected",
+            metadata: [
+                "upstream": "\(ejection.upstream)", "address": "\(ejection.address)",
+                "reason": "\(ejection.reason.rawValue)", "times": "\(ejection.times)",
+                "for_ms": "\(max(0, (ejection.until - now).nanoseconds / 1_000_000))", "side": "\(self.side)",
+            ]
+        )
+    }
+
+    /// Every address with a record and its state, swept at `now` (for `/upstreams`).
+    func statuses(now: NIODeadline) -> [OutlierState.AddressStatus] {
+        let (statuses, returned) = self.state.withLockedValue { state in
+            let returned = state.outliers.sweepAll(now: now)
+            return (state.outliers.statuses(), returned)
+        }
+        for (upstream, count) in returned { self.returned(upstream: upstream, count: count) }
+        return statuses
+    }
+
+    /// Counts a re-send, fallback or retry to `upstream` if its `max_retries` allows one more in flight; false:
+    /// refused, counted as `max_retries` overflow. Every true must be matched by `endRetry`.
+    ///
+    /// The question the exchange asks before it sends a request that already reached an upstream again.
+    func beginRetry(_ upstream: Upstream) -> Bool {
+        let limit = upstream.limits?.maxRetries ?? UpstreamLimits.defaultMaxRetries
+        let admitted = self.state.withLockedValue { $0.retries.begin(upstream: upstream.name, limit: limit) }
+        if !admitted { self.metrics?.overflow(upstream: upstream.name, reason: "max_retries") }
+        return admitted
+    }
+
+    /// A retry admitted by `beginRetry` is over (its exchange finished, however).
+    func endRetry(upstream: String) {
+        self.state.withLockedValue { $0.retries.end(upstream: upstream) }
+    }
+
+    /// Retries in flight to `upstream` (tests).
+    func retriesInFlight(_ upstream: String) -> Int {
+        self.state.withLockedValue { $0.retries.inFlight[upstream] ?? 0 }
+    }
+
+    private func returned(upstream: String, count: Int) {
+        self.metrics?.ejectedAddresses(upstream: upstream, delta: -count, side: self.side)
+    }
+}
+
+/// One upstream address's health as a running proxy sees it, for the admin listener's `/upstreams`.
+///
+/// Addresses that never failed have no record and are in rotation.
+public struct UpstreamAddressState: Sendable, Codable, Equatable {
+    /// The upstream's name.
+    ///
+    /// Shadow-side state is not included: it never changes what clients get.
+    public var upstream: String
+    /// `host:port`.
+    ///
+    /// Weights are not part of an address's identity.
+    public var address: String
+    /// When the ejection ends, or nil while the address is in rotation.
+    ///
+    /// Wall-clock time, converted from the proxy's monotonic clock when asked.
+    public var ejectedUntil: Date?
+    /// How many times the address has been ejected (what the next ejection's length is multiplied by, before decay).
+    ///
+    /// Shows a flapping address.
+    public var timesEjected: Int
+    /// Answers with a 5xx status (and local failures) in a row.
+    ///
+    /// How close the address is to `consecutive_5xx`.
+    public var consecutive5xx: Int
+    /// Gateway failures in a row.
+    ///
+    /// How close the address is to `consecutive_gateway_failure`.
+    public var consecutiveGatewayFailures: Int
+
+    private enum CodingKeys: String, CodingKey {
+        case upstream
+        case address
+        case ejectedUntil = "ejected_until"
+        case timesEjected = "times_ejected"
+        case consecutive5xx = "consecutive_5xx"
+        case consecutiveGatewayFailures = "consecutive_gateway_failures"
+    }
+}
