@@ -369,7 +369,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 // A re-send of a request that already reached an upstream: the target's `max_retries` decides.
                 exchange.resendPending = false
                 guard self.shared.health.beginRetry(upstream) else {
-                    self.handle(.connectionFailed(.overflow(.maxRetries)))
+                    self.connectionFailed(.overflow(.maxRetries))
                     return
                 }
                 exchange.retriesHeld.append(upstream.name)

@@ -214,6 +214,11 @@ public final class ProxyServer: Sendable {
         }
     }
 
+    /// Moves the ejection clock forward (tests: an ejection ends without sleeping through it).
+    func advanceHealthClock(by amount: TimeAmount) {
+        self.shared.health.advanceClock(by: amount)
+    }
+
     /// Retries in flight to `upstream` (tests).
     func retriesInFlight(_ upstream: String) -> Int {
         self.shared.health.retriesInFlight(upstream)

@@ -34,6 +34,8 @@ struct OutlierState {
         var until: NIODeadline
         /// Times the address has now been ejected (after decay), which multiplied the base time.
         var times: Int
+        /// How long the ejection lasts.
+        var lengthMilliseconds: Int64
     }
 
     /// What is known of one address.
@@ -134,7 +136,8 @@ struct OutlierState {
         record.probation = false
         self.upstreams[upstream, default: [:]][address] = record
         self.ejectedCount += 1
-        return Ejection(upstream: upstream, address: address, reason: reason, until: now + .milliseconds(length), times: times)
+        return Ejection(upstream: upstream, address: address, reason: reason, until: now + .milliseconds(length), times: times,
+            lengthMilliseconds: length)
     }
 
     /// Whether one more address of `upstream` may go: fewer are out than `max_ejection_percent` of its addresses,

@@ -15,6 +15,8 @@ final class UpstreamHealth: Sendable {
     private struct State {
         var outliers = OutlierState()
         var retries = RetryAdmission()
+        /// Added to every `now` (tests move the ejection clock forward instead of sleeping).
+        var skew: TimeAmount = .nanoseconds(0)
     }
 
     private let state = NIOLockedValueBox(State())
@@ -34,6 +36,7 @@ final class UpstreamHealth: Sendable {
         guard upstream.outlier?.isEnabled == true else { return [] }
         let (ejected, returned) = self.state.withLockedValue { state -> ([String], Int) in
             guard state.outliers.ejectedCount > 0 else { return ([], 0) }
+            let now = now + state.skew
             let returned = state.outliers.sweep(upstream: upstream.name, now: now)
             return (state.outliers.ejected(upstream: upstream.name, now: now), returned)
         }
@@ -47,6 +50,7 @@ final class UpstreamHealth: Sendable {
         guard let policy = upstream.outlier, policy.isEnabled else { return }
         let count = upstream.addresses.count
         let (ejection, returned) = self.state.withLockedValue { state -> (OutlierState.Ejection?, Int) in
+            let now = now + state.skew
             let returned = state.outliers.sweep(upstream: upstream.name, now: now)
             let ejection = state.outliers.record(
                 outcome, upstream: upstream.name, address: endpoint.address, addressCount: count, policy: policy,
@@ -61,7 +65,7 @@ final class UpstreamHealth: Sendable {
             metadata: [
                 "upstream": "\(ejection.upstream)", "address": "\(ejection.address)",
                 "reason": "\(ejection.reason.rawValue)", "times": "\(ejection.times)",
-                "for_ms": "\(max(0, (ejection.until - now).nanoseconds / 1_000_000))", "side": "\(self.side)",
+                "for_ms": "\(ejection.lengthMilliseconds)", "side": "\(self.side)",
             ]
         )
     }
@@ -69,8 +73,13 @@ final class UpstreamHealth: Sendable {
     /// Every address with a record and its state, swept at `now` (for `/upstreams`).
     func statuses(now: NIODeadline) -> [OutlierState.AddressStatus] {
         let (statuses, returned) = self.state.withLockedValue { state in
-            let returned = state.outliers.sweepAll(now: now)
-            return (state.outliers.statuses(), returned)
+            let returned = state.outliers.sweepAll(now: now + state.skew)
+            let statuses = state.outliers.statuses().map { status -> OutlierState.AddressStatus in
+                var shifted = status
+                shifted.ejectedUntil = status.ejectedUntil.map { $0 - state.skew }
+                return shifted
+            }
+            return (statuses, returned)
         }
         for (upstream, count) in returned { self.returned(upstream: upstream, count: count) }
         return statuses
@@ -90,6 +99,11 @@ final class UpstreamHealth: Sendable {
     /// A retry admitted by `beginRetry` is over (its exchange finished, however).
     func endRetry(upstream: String) {
         self.state.withLockedValue { $0.retries.end(upstream: upstream) }
+    }
+
+    /// Moves this object's clock forward by `amount` (tests: an ejection ends without waiting for it).
+    func advanceClock(by amount: TimeAmount) {
+        self.state.withLockedValue { $0.skew = $0.skew + amount }
     }
 
     /// Retries in flight to `upstream` (tests).
