@@ -200,6 +200,20 @@ public struct OutlierPolicy: Sendable, Hashable {
     /// What the proxy caps the ejected share at.
     public var effectiveMaxEjectionPercent: Int { self.maxEjectionPercent ?? Self.defaultMaxEjectionPercent }
 
+    /// The policy with every default filled in.
+    ///
+    /// What `explain --json` shows: what applies, not what was written.
+    public var resolved: OutlierPolicy {
+        OutlierPolicy(
+            enabled: self.isEnabled,
+            consecutive5xx: self.effectiveConsecutive5xx,
+            consecutiveGatewayFailure: self.effectiveConsecutiveGatewayFailure,
+            baseEjectionTime: self.effectiveBaseEjectionTime,
+            maxEjectionTime: self.effectiveMaxEjectionTime,
+            maxEjectionPercent: self.effectiveMaxEjectionPercent
+        )
+    }
+
     /// The policy in one line, with defaults filled in (`5xx×5, gateway×5, 30s…300s, ≤10%`).
     ///
     /// What `ficus upstream list` and `explain` show.
@@ -332,6 +346,18 @@ public struct UpstreamLimits: Sendable, Hashable {
     /// An empty `limits:` is dropped rather than stored.
     public var isEmpty: Bool {
         self.maxConnections == nil && self.maxPending == nil && self.maxRequests == nil && self.maxRetries == nil
+    }
+
+    /// The limits with every default filled in, the pool's where the upstream has none of its own.
+    ///
+    /// What `explain --json` shows.
+    public func resolved(poolConnections: Int, poolPending: Int) -> UpstreamLimits {
+        UpstreamLimits(
+            maxConnections: self.maxConnections ?? poolConnections,
+            maxPending: self.maxPending ?? poolPending,
+            maxRequests: self.maxRequests ?? Self.defaultMaxRequests,
+            maxRetries: self.maxRetries ?? Self.defaultMaxRetries
+        )
     }
 
     /// The limits in one line, with defaults filled in (`connections 1024, pending 1024, requests 1024, retries 3`).

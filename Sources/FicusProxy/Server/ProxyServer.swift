@@ -198,20 +198,45 @@ public final class ProxyServer: Sendable {
         }
     }
 
-    /// The state of every address with a health record (ejected or not), for `/upstreams` and tests.
+    /// The health of every address of every configured upstream (in rotation unless ejected), for `/upstreams`,
+    /// `ficus status --admin` and tests.
     public func upstreamStates() -> [UpstreamAddressState] {
         let now = NIODeadline.now()
         let wall = Date()
-        return self.shared.health.statuses(now: now).map { status in
-            UpstreamAddressState(
-                upstream: status.upstream,
-                address: status.address,
-                ejectedUntil: status.ejectedUntil.map { wall.addingTimeInterval(Double(($0 - now).nanoseconds) / 1e9) },
-                timesEjected: status.timesEjected,
-                consecutive5xx: status.consecutive5xx,
-                consecutiveGatewayFailures: status.consecutiveGatewayFailures
-            )
+        var records: [String: OutlierState.AddressStatus] = [:]
+        for status in self.shared.health.statuses(now: now) {
+            records[status.upstream + " " + status.address] = status
         }
+        var result: [UpstreamAddressState] = []
+        for upstream in self.shared.routing.current.upstreams {
+            for endpoint in upstream.addresses {
+                let record = records[upstream.name + " " + endpoint.address]
+                result.append(
+                    UpstreamAddressState(
+                        upstream: upstream.name,
+                        address: endpoint.address,
+                        weight: endpoint.effectiveWeight,
+                        outlierDetection: upstream.outlier?.isEnabled == true,
+                        ejectedUntil: record?.ejectedUntil.map {
+                            wall.addingTimeInterval(Double(($0 - now).nanoseconds) / 1e9)
+                        },
+                        timesEjected: record?.timesEjected ?? 0,
+                        consecutive5xx: record?.consecutive5xx ?? 0,
+                        consecutiveGatewayFailures: record?.consecutiveGatewayFailures ?? 0
+                    )
+                )
+            }
+        }
+        return result
+    }
+
+    /// `upstreamStates()` as the JSON body of `/upstreams` (`{"upstreams":[...]}`, times in ISO 8601).
+    public func upstreamStatesJSON() -> String {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(["addresses": self.upstreamStates()]) else { return "{\"addresses\":[]}\n" }
+        return String(decoding: data, as: UTF8.self) + "\n"
     }
 
     /// Moves the ejection clock forward (tests: an ejection ends without sleeping through it).

@@ -118,8 +118,30 @@ final class UpstreamHealth: Sendable {
 
 /// One upstream address's health as a running proxy sees it, for the admin listener's `/upstreams`.
 ///
-/// Addresses that never failed have no record and are in rotation.
+/// Every configured address is listed; those that never failed are in rotation with zero counts.
 public struct UpstreamAddressState: Sendable, Codable, Equatable {
+    /// Creates a state; see the properties.
+    ///
+    /// Built by `ProxyServer.upstreamStates()`, decoded by `ficus status --admin`.
+    public init(
+        upstream: String, address: String, weight: Int, outlierDetection: Bool, ejectedUntil: Date?,
+        timesEjected: Int, consecutive5xx: Int, consecutiveGatewayFailures: Int
+    ) {
+        self.upstream = upstream
+        self.address = address
+        self.weight = weight
+        self.outlierDetection = outlierDetection
+        self.ejectedUntil = ejectedUntil
+        self.timesEjected = timesEjected
+        self.consecutive5xx = consecutive5xx
+        self.consecutiveGatewayFailures = consecutiveGatewayFailures
+    }
+
+    /// Whether requests may go to the address now.
+    ///
+    /// The one thing `ficus status` shows first.
+    public var inRotation: Bool { self.ejectedUntil == nil }
+
     /// The upstream's name.
     ///
     /// Shadow-side state is not included: it never changes what clients get.
@@ -128,6 +150,14 @@ public struct UpstreamAddressState: Sendable, Codable, Equatable {
     ///
     /// Weights are not part of an address's identity.
     public var address: String
+    /// The address's weight (1 unless configured).
+    ///
+    /// Shown beside the state so that a skewed split is explained at a glance.
+    public var weight: Int
+    /// Whether the upstream has outlier ejection on.
+    ///
+    /// Without it an address is always in rotation.
+    public var outlierDetection: Bool
     /// When the ejection ends, or nil while the address is in rotation.
     ///
     /// Wall-clock time, converted from the proxy's monotonic clock when asked.
@@ -148,6 +178,8 @@ public struct UpstreamAddressState: Sendable, Codable, Equatable {
     private enum CodingKeys: String, CodingKey {
         case upstream
         case address
+        case weight
+        case outlierDetection = "outlier_detection"
         case ejectedUntil = "ejected_until"
         case timesEjected = "times_ejected"
         case consecutive5xx = "consecutive_5xx"
