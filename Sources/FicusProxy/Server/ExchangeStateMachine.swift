@@ -315,6 +315,12 @@ struct ExchangeStateMachine {
         self.timeouts = timeouts
     }
 
+    /// The request in progress may not go to its fallback after all (its `max_retries` breaker refused the re-send):
+    /// a failure is then answered as without a fallback. Asked by the handler before an event that may fall back.
+    mutating func withdrawFallback() {
+        self.exchange?.fallback = nil
+    }
+
     /// The connection is open: the keep-alive deadline starts.
     mutating func start() -> Actions {
         var actions = Actions()

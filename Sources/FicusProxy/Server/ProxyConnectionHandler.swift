@@ -41,9 +41,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         /// The request and the table it was routed with, kept to write its head again for a fallback upstream.
         var view: RequestView?
         var table: RoutingTable?
-        /// The next lease sends again a request that already reached an upstream (a fallback after it was received):
-        /// it needs the target's `max_retries` admission.
-        var resendPending = false
         /// Upstreams whose `max_retries` admitted a re-send of this request; released when the exchange finishes.
         var retriesHeld: [String] = []
 
@@ -365,9 +362,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.timer?.clear()
         case .leaseConnection(let fresh):
             guard let exchange = self.exchange, let upstream = exchange.upstream else { return }
-            if fresh || exchange.resendPending {
-                // A re-send of a request that already reached an upstream: the target's `max_retries` decides.
-                exchange.resendPending = false
+            if fresh {
+                // A re-send on a fresh connection after a stale pooled one: the upstream's `max_retries` decides.
                 guard self.shared.health.beginRetry(upstream) else {
                     self.connectionFailed(.overflow(.maxRetries))
                     return
@@ -478,7 +474,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         )
         exchange.fallbackFrom = "\(from):\(reason.rawValue)"
         exchange.upstream = upstream
-        exchange.resendPending = Self.reachedUpstream(reason)
         exchange.upstreamName = name
         var head = ByteBuffer()
         HeaderHygiene.writeRequestHead(
@@ -495,14 +490,21 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         exchange.outboundHead = head
     }
 
-    /// Whether a request that falls back for `reason` had reached the upstream it leaves: then going to the fallback
-    /// sends it a second time and counts against the fallback's `max_retries`. One that never got there (refused,
-    /// timed out connecting, refused by a breaker, no address in rotation) is a first attempt, as a request that
-    /// goes straight to legacy is, and is not held back by it.
-    static func reachedUpstream(_ reason: ExchangeStateMachine.FallbackReason) -> Bool {
-        switch reason {
-        case .connectFailed, .connectTimeout, .overloaded, .noHealthyAddress: false
-        case .reset, .timeout, .badResponse, .status: true
+    /// Before an event that may send a request which reached its upstream to the fallback (an answer status, a
+    /// failure after the request went out): the fallback's `max_retries` is asked first, and when it refuses the
+    /// machine is told the fallback is gone, so the client gets the answer it would have had without one (Envoy
+    /// returns the upstream's answer when a retry overflows). A request that never reached its upstream (refused,
+    /// timed out connecting, refused by a breaker, no address in rotation) goes to its fallback as a first attempt,
+    /// as a request sent straight to legacy is, and is not held back.
+    private func admitFallbackResend(neverReceived: Bool) {
+        guard let state = self.machine.exchange, let fallback = state.fallback,
+            ExchangeStateMachine.mayFallBack(state, neverReceived: neverReceived),
+            let exchange = self.exchange, let target = exchange.table?.upstream(named: fallback.upstream)
+        else { return }
+        if self.shared.health.beginRetry(target) {
+            exchange.retriesHeld.append(target.name)
+        } else {
+            self.machine.withdrawFallback()
         }
     }
 
@@ -652,6 +654,9 @@ extension ProxyConnectionHandler: UpstreamConnectionRequester {
 extension ProxyConnectionHandler: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: HTTPHead) {
         self.recordOutcome(.status(head.status), connection: self.exchange?.connection)
+        if let fallback = self.machine.exchange?.fallback, fallback.statuses.contains(head.status) {
+            self.admitFallbackResend(neverReceived: false)
+        }
         self.responseHead = head
         self.handle(.upstreamHead(head))
         self.responseHead = nil
@@ -685,6 +690,10 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
             default:
                 break
             }
+        }
+        if !(staleReuse && !sawResponseBytes) {
+            // Not the re-send after a stale connection (which asks at its lease): a fallback would send it again.
+            self.admitFallbackResend(neverReceived: self.machine.exchange?.headWriteFailed ?? false)
         }
         self.exchange?.connection = nil
         self.handle(.upstreamFailed(failure, sawResponseBytes: sawResponseBytes))
