@@ -269,6 +269,57 @@ struct ProxyResilienceTests {
         }
     }
 
+    /// The shadow side tracks its own ejections: a shadow upstream answering 503 is ejected for shadow copies (they
+    /// then fail at once, "out of rotation"), while the serving side's state of the same upstream is untouched.
+    @Test func shadowPoolsTrackTheirOwnEjections() async throws {
+        let legacy = try await Self.fixed(200, "legacy")
+        let modern = try await Self.fixed(503, "busy")
+        var shadowed = Upstream(name: "orders-v2", addresses: [Endpoint(parsing: modern.address)!])
+        shadowed.outlier = OutlierPolicy(consecutiveGatewayFailure: 2)
+        let configuration = Configuration(
+            upstreams: [Upstream(name: "legacy", addresses: [Endpoint(parsing: legacy.address)!]), shadowed],
+            routes: [
+                Route(
+                    name: "orders", path: "/", legacy: "legacy",
+                    shadow: ShadowPolicy(to: "orders-v2", percent: 100, noisePercent: 0))
+            ]
+        )
+        let sink = RecordingShadowSink()
+        var logger = Logger(label: "shadow-test")
+        logger.logLevel = .critical
+        let registry = PrometheusCollectorRegistry()
+        let metrics = ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let comparer = ShadowComparer(sink: sink, logger: logger, metrics: nil, coverage: nil)
+        let consumer = Task { await comparer.run() }
+        var proxyConfiguration = ProxyConfiguration()
+        proxyConfiguration.listenPort = 0
+        proxyConfiguration.accessLog = false
+        let proxy = ProxyServer(
+            configuration: proxyConfiguration,
+            routing: RoutingState(try RoutingTable(configuration: configuration, revision: 1)),
+            metrics: metrics, logger: logger, group: testGroup, shadowSink: comparer)
+        try await proxy.start()
+        let setup = Setup(proxy: proxy, port: proxy.localAddress!.port!, metrics: metrics, registry: registry)
+        try await Self.with([legacy, modern], setup) {
+            let client = try await setup.client()
+            for index in 0..<5 {
+                let response = try await client.request(path: "/orders/\(index)")
+                #expect(response.status == 200 && response.bodyString == "legacy")
+                _ = try await sink.wait(for: index + 1)  // one copy at a time: the order of outcomes is fixed
+            }
+            client.close()
+            let errors = sink.records.withLockedValue { $0 }.map { $0.shadowError ?? "compared" }
+            #expect(errors.count == 5)
+            #expect(errors.suffix(3).allSatisfy { $0.contains("out of rotation") }, "\(errors)")
+            #expect(modern.received.count == 2)
+            #expect(setup.exposition.contains("ficus_shadow_ejections_total{upstream=\"orders-v2\",reason=\"consecutive_gateway_failure\"} 1"))
+            #expect(!setup.exposition.contains("ficus_upstream_ejections_total"), "the serving side ejected nothing")
+            #expect(setup.proxy.upstreamStates().allSatisfy { $0.inRotation })
+        }
+        comparer.finish()
+        await consumer.value
+    }
+
     /// Ejection reaction (docs/BENCHMARKS.md): eight clients send through a proxy on two loops to two addresses;
     /// one address turns bad (503 to everything). Counted: answers that failed between the address going bad and its
     /// ejection (with the defaults: 5 gateway failures in a row), without fallback and with it (legacy's `max_retries`

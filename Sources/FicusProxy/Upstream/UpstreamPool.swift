@@ -90,6 +90,8 @@ final class UpstreamPool {
         if let health = self.health, upstream.outlier != nil {
             ejected = health.ejected(upstream, now: now)
             self.watched[upstream.name] = upstream
+        } else if !self.watched.isEmpty {
+            self.watched[upstream.name] = nil  // its policy was removed: connect failures are no longer counted
         }
         let action = self.machine.leaseRequested(upstream, by: requester, fresh: fresh, now: now, ejected: ejected)
         self.run(action, upstream: upstream.name)
