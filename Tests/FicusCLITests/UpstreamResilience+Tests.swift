@@ -26,6 +26,10 @@ extension CLITests {
                 "upstream", "set", "orders-v2", "--balance", "least_request", "--outlier-consecutive-5xx", "3",
                 "--outlier-base-ejection-time", "10s", "--max-retries", "5", "--max-pending", "0"
             )
+            let diff = try sandbox.ok("diff", "4", "5").stdout
+            #expect(diff.contains("balance round_robin → least_request"), "a settings-only change is visible: \(diff)")
+            #expect(diff.contains("outlier off → 5xx×3, gateway×5, 10s…5m, ≤10%"), "\(diff)")
+            #expect(!diff.contains("addresses"), "the addresses did not change: \(diff)")
             let shown = try sandbox.ok("upstream", "show", "orders-v2").stdout
             #expect(shown.contains("balance    least_request (weighted)"), "\(shown)")
             #expect(shown.contains("outlier    5xx×3, gateway×5, 10s…5m, ≤10%"), "\(shown)")
