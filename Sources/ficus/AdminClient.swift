@@ -7,8 +7,11 @@ import NIOPosix
 ///
 /// The proxy's own parser reads the answer, so a misbehaving listener cannot make the CLI read without bound.
 struct AdminClient: Sendable {
+    /// The admin listener's host.
     let host: String
+    /// The admin listener's port.
     let port: Int
+    /// Where the connection's I/O runs.
     let group: EventLoopGroup
 
     /// `GET path`: the status and the body, failing after `timeout`.

@@ -5,14 +5,17 @@ import FicusStore
 /// The options of `ficus upstream add` and `set` that change how an upstream is protected and balanced: outlier
 /// ejection, load balancing and circuit breakers (docs/PROXY.md).
 struct UpstreamResilienceOptions: ParsableArguments {
+    /// `--outlier on|off`.
     @Option(help: ArgumentHelp("Outlier ejection on or off (on: Envoy's defaults for what is not given).", valueName: "on|off"))
     var outlier: String?
 
+    /// `--outlier-consecutive-5xx`.
     @Option(
         name: .customLong("outlier-consecutive-5xx"),
         help: ArgumentHelp("5xx answers in a row that eject an address (default 5; 0: not this trigger).", valueName: "n"))
     var consecutive5xx: Int?
 
+    /// `--outlier-consecutive-gateway-failure`.
     @Option(
         name: .customLong("outlier-consecutive-gateway-failure"),
         help: ArgumentHelp(
@@ -20,49 +23,58 @@ struct UpstreamResilienceOptions: ParsableArguments {
             valueName: "n"))
     var consecutiveGatewayFailure: Int?
 
+    /// `--outlier-base-ejection-time`, as text (`30s`).
     @Option(
         name: .customLong("outlier-base-ejection-time"),
         help: ArgumentHelp("First ejection's length; each next one is this times the ejections (default 30s).", valueName: "time"))
     var baseEjectionTime: String?
 
+    /// `--outlier-max-ejection-time`, as text.
     @Option(
         name: .customLong("outlier-max-ejection-time"),
         help: ArgumentHelp("Longest ejection (default 300s).", valueName: "time"))
     var maxEjectionTime: String?
 
+    /// `--outlier-max-ejection-percent`.
     @Option(
         name: .customLong("outlier-max-ejection-percent"),
         help: ArgumentHelp("Most addresses out at once, in percent; one may always go (default 10).", valueName: "n"))
     var maxEjectionPercent: Int?
 
+    /// `--balance`.
     @Option(help: ArgumentHelp("How requests pick an address.", valueName: "round_robin|least_request"))
     var balance: String?
 
+    /// `--max-connections`.
     @Option(
         name: .customLong("max-connections"),
         help: ArgumentHelp("Connections open to the upstream (default: the proxy's --pool limit, 1024).", valueName: "n"))
     var maxConnections: Int?
 
+    /// `--max-pending`.
     @Option(
         name: .customLong("max-pending"),
         help: ArgumentHelp("Requests waiting for a connection; over it: 503 or fallback (default 1024).", valueName: "n"))
     var maxPending: Int?
 
+    /// `--max-requests`.
     @Option(
         name: .customLong("max-requests"),
         help: ArgumentHelp("Requests in flight; over it: 503 or fallback (default 1024).", valueName: "n"))
     var maxRequests: Int?
 
+    /// `--max-retries`.
     @Option(
         name: .customLong("max-retries"),
         help: ArgumentHelp("Re-sends, fallbacks and retries in flight to the upstream (default 3).", valueName: "n"))
     var maxRetries: Int?
 
+    /// `--default-limits`.
     @ArgumentParser.Flag(
         name: .customLong("default-limits"), help: "Drop the upstream's own limits: the defaults apply again.")
     var defaultLimits = false
 
-    /// Whether any option was given.
+    /// Whether any option was given (`set` with none of them and nothing else has nothing to do).
     var isEmpty: Bool {
         self.outlier == nil && self.consecutive5xx == nil && self.consecutiveGatewayFailure == nil
             && self.baseEjectionTime == nil && self.maxEjectionTime == nil && self.maxEjectionPercent == nil
@@ -110,6 +122,7 @@ struct UpstreamResilienceOptions: ParsableArguments {
         upstream.limits = limits.isEmpty ? nil : limits
     }
 
+    /// `text` as a time span, or a usage error naming `option`.
     private static func time(_ text: String, option: String) throws -> TimeSpan {
         guard let span = TimeSpan(parsing: text) else {
             throw CLIError.usage("\(option) '\(text)': expected a time such as 500ms, 30s or 5m")
@@ -126,12 +139,16 @@ extension UpstreamCommand {
             abstract: "Show one upstream: addresses and weights, slots, balancing, outlier ejection and limits."
         )
 
+        /// The upstream to show.
         @Argument(help: "The upstream's name.")
         var name: String
 
+        /// Where the store is.
         @OptionGroup var storeOptions: StoreOptions
+        /// `--json`.
         @OptionGroup var output: OutputOptions
 
+        /// Prints the upstream from the newest revision.
         func run() async throws {
             try await ErrorReport.run {
                 let store = try self.storeOptions.open()

@@ -13,8 +13,10 @@ struct Balancer {
     private var next = 0
     /// Smooth weighted round robin's running weights (nginx), one per address; rebuilt when the addresses change.
     private var current: [Int] = []
+    /// Least request's draws.
     private var random: SplitMix64
 
+    /// A balancer for `policy`; `seed` fixes least request's draws (a random one per event loop in production).
     init(policy: BalancePolicy, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) {
         self.policy = policy
         self.random = SplitMix64(seed: seed)
@@ -120,12 +122,15 @@ struct Balancer {
 ///
 /// Not for anything secret: it only spreads requests, and a fixed seed makes tests repeatable.
 struct SplitMix64: RandomNumberGenerator {
+    /// The generator's whole state: 64 bits, advanced by a constant per draw.
     private var state: UInt64
 
+    /// A generator whose draws are fixed by `seed`.
     init(seed: UInt64) {
         self.state = seed
     }
 
+    /// The next 64 random bits.
     mutating func next() -> UInt64 {
         self.state &+= 0x9E37_79B9_7F4A_7C15
         var z = self.state

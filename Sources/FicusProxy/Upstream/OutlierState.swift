@@ -28,9 +28,13 @@ struct OutlierState {
 
     /// An address taken out of rotation.
     struct Ejection: Equatable {
+        /// The upstream's name.
         var upstream: String
+        /// `host:port`.
         var address: String
+        /// The counter that reached its limit.
         var reason: Reason
+        /// When the address is back in rotation.
         var until: NIODeadline
         /// Times the address has now been ejected (after decay), which multiplied the base time.
         var times: Int
@@ -40,8 +44,11 @@ struct OutlierState {
 
     /// What is known of one address.
     struct AddressRecord: Equatable {
+        /// 5xx answers (and local failures) in a row.
         var consecutive5xx = 0
+        /// Gateway failures in a row.
         var consecutiveGatewayFailures = 0
+        /// Ejections so far, lowered by time healthy in rotation: what the next ejection's length multiplies.
         var timesEjected = 0
         /// Set while the address is out of rotation.
         var ejectedUntil: NIODeadline?
@@ -53,15 +60,22 @@ struct OutlierState {
 
     /// One address's state, for `/upstreams` and `ficus status`.
     struct AddressStatus: Equatable {
+        /// The upstream's name.
         var upstream: String
+        /// `host:port`.
         var address: String
         /// Nil while in rotation.
         var ejectedUntil: NIODeadline?
+        /// See `AddressRecord`.
         var timesEjected: Int
+        /// See `AddressRecord`.
         var consecutive5xx: Int
+        /// See `AddressRecord`.
         var consecutiveGatewayFailures: Int
     }
 
+    /// Every address with a record, by upstream and `host:port`; an address without one is in rotation with no
+    /// failures (successes of such addresses write nothing).
     private(set) var upstreams: [String: [String: AddressRecord]] = [:]
 
     /// Addresses out of rotation right now, over all upstreams (expired ejections are counted until swept).
@@ -212,6 +226,7 @@ struct OutlierState {
 ///
 /// Pure; `UpstreamHealth` holds it for the whole proxy.
 struct RetryAdmission {
+    /// Retries in flight by upstream; an upstream with none has no entry.
     private(set) var inFlight: [String: Int] = [:]
 
     /// Counts one more retry to `upstream` if fewer than `limit` are in flight; false: refused.

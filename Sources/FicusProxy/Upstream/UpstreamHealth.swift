@@ -12,19 +12,27 @@ import NIOCore
 /// touched only for upstreams that have an outlier policy (once when an address is picked, once per outcome) and for
 /// retries, so that upstreams without one pay nothing. Time is the caller's (the event loop's `now`).
 final class UpstreamHealth: Sendable {
+    /// Everything behind the lock, so that one acquisition answers one question.
     private struct State {
+        /// Counters and ejections per address.
         var outliers = OutlierState()
+        /// Retries in flight per upstream.
         var retries = RetryAdmission()
         /// Added to every `now` (tests move the ejection clock forward instead of sleeping).
         var skew: TimeAmount = .nanoseconds(0)
     }
 
+    /// The shared state; held only for map lookups and counter updates, never across I/O.
     private let state = NIOLockedValueBox(State())
+    /// Where ejections, the ejected gauge and `max_retries` overflows are counted.
     private let metrics: ProxyMetrics?
+    /// Where each ejection is logged (a warning: an address leaving rotation is worth a line).
     private let logger: Logger?
     /// `side` label of the log lines: `serving` or `shadow`.
     private let side: String
 
+    /// Creates an empty state (every address in rotation) for the serving side or, with `side: "shadow"`, the
+    /// shadow loop's pool.
     init(metrics: ProxyMetrics?, logger: Logger?, side: String = "serving") {
         self.metrics = metrics
         self.logger = logger
@@ -111,6 +119,7 @@ final class UpstreamHealth: Sendable {
         self.state.withLockedValue { $0.retries.inFlight[upstream] ?? 0 }
     }
 
+    /// Lowers the ejected gauge for addresses found back in rotation.
     private func returned(upstream: String, count: Int) {
         self.metrics?.ejectedAddresses(upstream: upstream, delta: -count, side: self.side)
     }
