@@ -546,7 +546,7 @@ struct ExchangeStateMachine {
     /// Whether a failed exchange may be sent again on a fresh connection (docs/PROXY.md): only on a reused
     /// connection found dead before any answer byte, once, when nothing of it was written or it is idempotent with
     /// no body streamed, and only with its whole body.
-    private func mayRetry(_ exchange: Exchange, _ failure: UpstreamFailure, sawResponseBytes: Bool) -> Bool {
+    func mayRetry(_ exchange: Exchange, _ failure: UpstreamFailure, sawResponseBytes: Bool) -> Bool {
         guard case .connected(reused: true) = exchange.upstream, !exchange.retried, !exchange.responseStarted else {
             return false
         }

@@ -676,12 +676,10 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
 
     func upstreamFailed(_ failure: UpstreamFailure) {
         let sawResponseBytes = self.exchange?.connection?.sawResponseBytes ?? false
-        // A reused connection found closed is the keep-alive race, not the address failing (it is re-sent).
-        let staleReuse: Bool
+        // A reused connection found closed is the keep-alive race, not the address failing.
+        var staleReuse = false
         if case .closedBeforeHead = failure, self.machine.exchange?.upstream == .connected(reused: true) {
             staleReuse = true
-        } else {
-            staleReuse = false
         }
         if !sawResponseBytes, !staleReuse {
             switch failure {
@@ -691,9 +689,10 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
                 break
             }
         }
-        if !(staleReuse && !sawResponseBytes) {
-            // Not the re-send after a stale connection (which asks at its lease): a fallback would send it again.
-            self.admitFallbackResend(neverReceived: self.machine.exchange?.headWriteFailed ?? false)
+        if let state = self.machine.exchange, !self.machine.mayRetry(state, failure, sawResponseBytes: sawResponseBytes)
+        {
+            // Not the re-send on a fresh connection (which asks at its lease): a fallback would send it again.
+            self.admitFallbackResend(neverReceived: state.headWriteFailed)
         }
         self.exchange?.connection = nil
         self.handle(.upstreamFailed(failure, sawResponseBytes: sawResponseBytes))
