@@ -103,6 +103,50 @@ struct ConfigurationValidator {
             }
             self.checkEndpoints(upstream.addresses, object: object, field: "addresses")
         }
+        if let outlier = upstream.outlier {
+            self.checkOutlier(outlier, object: object)
+        }
+        if let limits = upstream.limits {
+            let fields: [(String, Int?, ClosedRange<Int>)] = [
+                ("max_connections", limits.maxConnections, 1...UpstreamLimits.maximum),
+                ("max_pending", limits.maxPending, 0...UpstreamLimits.maximum),
+                ("max_requests", limits.maxRequests, 1...UpstreamLimits.maximum),
+                ("max_retries", limits.maxRetries, 0...UpstreamLimits.maximum),
+            ]
+            for (field, value, range) in fields {
+                if let value, !range.contains(value) {
+                    self.report(object, "limits \(field)", "\(value) is outside \(range.lowerBound)–\(range.upperBound)")
+                }
+            }
+        }
+    }
+
+    /// Counts from 0 (that trigger off) to 1,000, times within a day with the base no longer than the maximum, and a
+    /// percentage.
+    private mutating func checkOutlier(_ outlier: OutlierPolicy, object: String) {
+        for (field, value) in [
+            ("consecutive_5xx", outlier.consecutive5xx),
+            ("consecutive_gateway_failure", outlier.consecutiveGatewayFailure),
+        ] {
+            if let value, !(0...1000).contains(value) {
+                self.report(object, "outlier \(field)", "\(value) is outside 0–1000 (0 turns this trigger off)")
+            }
+        }
+        for (field, value) in [
+            ("base_ejection_time", outlier.baseEjectionTime), ("max_ejection_time", outlier.maxEjectionTime),
+        ] {
+            if let value, !(1...TimeSpan.maxMilliseconds).contains(value.milliseconds) {
+                self.report(object, "outlier \(field)", "\(value) is outside 1ms–24h")
+            }
+        }
+        if outlier.effectiveBaseEjectionTime > outlier.effectiveMaxEjectionTime {
+            self.report(
+                object, "outlier base_ejection_time",
+                "\(outlier.effectiveBaseEjectionTime) is longer than max_ejection_time \(outlier.effectiveMaxEjectionTime)")
+        }
+        if let percent = outlier.maxEjectionPercent, !(0...100).contains(percent) {
+            self.report(object, "outlier max_ejection_percent", "\(percent) is outside 0–100")
+        }
     }
 
     private mutating func checkEndpoints(_ endpoints: [Endpoint], object: String, field: String) {
@@ -112,6 +156,9 @@ struct ConfigurationValidator {
             }
             if !(1...65535).contains(endpoint.port) {
                 self.report(object, field, "port \(endpoint.port) of '\(endpoint.host)' is outside 1–65535")
+            }
+            if let weight = endpoint.weight, !(1...Endpoint.maxWeight).contains(weight) {
+                self.report(object, field, "weight \(weight) of '\(endpoint.address)' is outside 1–\(Endpoint.maxWeight)")
             }
         }
     }

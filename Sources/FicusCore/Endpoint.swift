@@ -13,18 +13,57 @@ public struct Endpoint: Sendable, Hashable {
     /// Range-checked by validation rather than by the type so that a bad stored value is reported, not dropped.
     public var port: Int
 
-    /// Creates an endpoint from a host and a port.
+    /// The address's share of its upstream's requests relative to the others' (`weight=3`), or nil for 1.
     ///
-    /// No checks: validation reports an empty host or a port out of range with the upstream that holds it.
-    public init(host: String, port: Int) {
+    /// Written after the address in the same text (`10.0.0.1:8080 weight=3`), so that address lists stay lists of
+    /// strings and every file written before weights existed stays valid.
+    public var weight: Int?
+
+    /// The largest weight an address may have.
+    ///
+    /// Envoy caps endpoint weights at 128 per locality for the same reason: a schedule stays short.
+    public static let maxWeight = 1000
+
+    /// Creates an endpoint from a host, a port and an optional weight.
+    ///
+    /// No checks: validation reports an empty host, a port or a weight out of range with the upstream that holds it.
+    public init(host: String, port: Int, weight: Int? = nil) {
         self.host = host
         self.port = port
+        self.weight = weight
     }
 
-    /// Parses `host:port`, `1.2.3.4:port` or `[v6 address]:port`.
+    /// `weight`, or 1 when it is not set.
     ///
-    /// An unbracketed IPv6 address is refused because its last group cannot be told apart from a port.
-    public init?(parsing text: String) {
+    /// What the balancers use.
+    public var effectiveWeight: Int { self.weight ?? 1 }
+
+    /// The address without its weight (`host:port`, IPv6 in brackets).
+    ///
+    /// The identity of an address for health and status: changing a weight does not reset its ejection state.
+    public var address: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+    }
+
+    /// Parses `host:port`, `1.2.3.4:port` or `[v6 address]:port`, optionally followed by ` weight=N`.
+    ///
+    /// An unbracketed IPv6 address is refused because its last group cannot be told apart from a port. The weight
+    /// must be plain digits (1 to 9 of them); its range is validation's to report.
+    public init?(parsing input: String) {
+        var text = input
+        var weight: Int?
+        if let space = input.firstIndex(of: " ") {
+            let options = input[input.index(after: space)...].split(separator: " ")
+            text = String(input[..<space])
+            guard options.count == 1, options[0].hasPrefix("weight=") else {
+                return nil
+            }
+            let digits = options[0].dropFirst("weight=".count)
+            guard !digits.isEmpty, digits.count <= 9, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
+                return nil
+            }
+            weight = Int(digits)
+        }
         let host: Substring
         let portText: Substring
         if text.hasPrefix("[") {
@@ -56,16 +95,17 @@ public struct Endpoint: Sendable, Hashable {
         else {
             return nil
         }
-        self.init(host: String(host), port: port)
+        self.init(host: String(host), port: port, weight: weight)
     }
 }
 
 extension Endpoint: CustomStringConvertible {
-    /// The endpoint as `host:port`, with brackets around an IPv6 host.
+    /// The endpoint as `host:port`, with brackets around an IPv6 host, and ` weight=N` when a weight is set.
     ///
     /// The same form `init?(parsing:)` reads, so configuration round-trips through text.
     public var description: String {
-        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+        guard let weight = self.weight else { return self.address }
+        return "\(self.address) weight=\(weight)"
     }
 }
 
@@ -73,9 +113,10 @@ extension Endpoint: Codable {
     private enum CodingKeys: String, CodingKey {
         case host
         case port
+        case weight
     }
 
-    /// Decodes `"host:port"` text, or an object with `host` and `port`.
+    /// Decodes `"host:port"` text (optionally with ` weight=N`), or an object with `host`, `port` and `weight`.
     ///
     /// Text is what people write in rule files; the object form is accepted so that either shape loads.
     public init(from decoder: any Decoder) throws {
@@ -83,7 +124,7 @@ extension Endpoint: Codable {
             guard let endpoint = Endpoint(parsing: text) else {
                 throw DecodingError.dataCorruptedError(
                     in: container,
-                    debugDescription: "invalid endpoint '\(text)', expected host:port"
+                    debugDescription: "invalid endpoint '\(text)', expected host:port or 'host:port weight=N'"
                 )
             }
             self = endpoint
@@ -92,7 +133,8 @@ extension Endpoint: Codable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
             host: try container.decode(String.self, forKey: .host),
-            port: try container.decode(Int.self, forKey: .port)
+            port: try container.decode(Int.self, forKey: .port),
+            weight: try container.decodeIfPresent(Int.self, forKey: .weight)
         )
     }
 

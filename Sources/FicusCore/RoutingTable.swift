@@ -106,6 +106,13 @@ public final class RoutingTable: Sendable {
         self.upstreamsByName[name]
     }
 
+    /// The configured upstreams, by name (preview names such as `orders@green` left out).
+    ///
+    /// What the admin listener's `/upstreams` lists, with each address's health.
+    public var upstreams: [Upstream] {
+        self.upstreamsByName.filter { !$0.key.contains("@") }.sorted { $0.key < $1.key }.map(\.value)
+    }
+
     /// Decides where `request` goes.
     ///
     /// Pure and allocation-free for host, path, method, flag, segment, percentage and text predicates; regex,

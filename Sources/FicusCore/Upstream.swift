@@ -19,6 +19,26 @@ public struct Upstream: Sendable, Equatable {
     /// With slots, a flip changes only `slots.active`, so traffic moves in one revision and moves back the same way.
     public var slots: BlueGreenSlots?
 
+    /// Passive health of the addresses (outlier ejection), or nil (the default) for none.
+    ///
+    /// Envoy's clusters have no outlier detection unless it is configured; neither do upstreams.
+    public var outlier: OutlierPolicy?
+
+    /// How a request picks an address, or nil for round robin.
+    ///
+    /// Kept optional so that stored snapshots from before load balancing decode and encode unchanged.
+    public var balance: BalancePolicy?
+
+    /// Circuit breakers, or nil for the defaults (the proxy's pool limits, 1,024 requests, 3 retries).
+    ///
+    /// Optional for the same reason as `balance`.
+    public var limits: UpstreamLimits?
+
+    /// `balance`, or round robin when it is not set.
+    ///
+    /// What the proxy's pools follow.
+    public var effectiveBalance: BalancePolicy { self.balance ?? .roundRobin }
+
     /// Creates a plain upstream serving `addresses`.
     ///
     /// The common case: one pool, no blue-green slots.
@@ -173,21 +193,29 @@ extension Upstream: Codable {
         case name
         case addresses
         case slots
+        case outlier
+        case balance
+        case limits
     }
 
-    /// Decodes `name` with either `addresses` or `slots`.
+    /// Decodes `name` with either `addresses` or `slots`, and the optional `outlier`, `balance` and `limits`.
     ///
-    /// `addresses` defaults to empty so that an upstream with slots needs no placeholder list.
+    /// `addresses` defaults to empty so that an upstream with slots needs no placeholder list; snapshots stored before
+    /// the resilience settings existed decode with none.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.name = try container.decode(String.self, forKey: .name)
         self.plainAddresses = try container.decodeIfPresent([Endpoint].self, forKey: .addresses) ?? []
         self.slots = try container.decodeIfPresent(BlueGreenSlots.self, forKey: .slots)
+        self.outlier = try container.decodeIfPresent(OutlierPolicy.self, forKey: .outlier)
+        self.balance = try container.decodeIfPresent(BalancePolicy.self, forKey: .balance)
+        self.limits = try container.decodeIfPresent(UpstreamLimits.self, forKey: .limits)
     }
 
-    /// Encodes `name` and either `slots` or `addresses`.
+    /// Encodes `name`, either `slots` or `addresses`, and the resilience settings that are set.
     ///
-    /// Only one of the two is written so that a stored snapshot shows which addresses actually serve.
+    /// Only one of the two is written so that a stored snapshot shows which addresses actually serve; unset settings
+    /// are left out, so an upstream without them encodes exactly as before they existed.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(self.name, forKey: .name)
@@ -196,5 +224,8 @@ extension Upstream: Codable {
         } else {
             try container.encode(self.plainAddresses, forKey: .addresses)
         }
+        try container.encodeIfPresent(self.outlier, forKey: .outlier)
+        try container.encodeIfPresent(self.balance, forKey: .balance)
+        try container.encodeIfPresent(self.limits, forKey: .limits)
     }
 }

@@ -84,6 +84,7 @@ public final class ProxyMetrics: Sendable {
     private let refusals = NIOLockedValueBox<[HTTPFramingError.Reason: Counter]>([:])
     private let open = NIOLockedValueBox<[String: Meter]>([:])
     private let idle = NIOLockedValueBox<[String: Meter]>([:])
+    private let ejectedMeters = NIOLockedValueBox<[String: Meter]>([:])
     private let inFlight: Meter
     private let shadow: CounterCache
     private let waitTimers = NIOLockedValueBox<[String: CoreMetrics.Timer]>([:])
@@ -226,6 +227,33 @@ public final class ProxyMetrics: Sendable {
     /// A recent copy of an answer stood in for a failure of `upstream` (`stale_if_error`).
     func staleAnswer(route: String, upstream: String) {
         self.shadowCounter("ficus_stale_answers_total", [("route", route), ("upstream", upstream)]).increment()
+    }
+
+    /// An address was taken out of rotation (`ficus_upstream_ejections_total{upstream,reason}`, or
+    /// `ficus_shadow_ejections_total` for the shadow side's own pool), and the gauge of ejected addresses rises.
+    func ejection(upstream: String, reason: String, side: String) {
+        let prefix = side == "shadow" ? "ficus_shadow" : "ficus_upstream"
+        self.shadowCounter("\(prefix)_ejections_total", [("upstream", upstream), ("reason", reason)]).increment()
+        self.ejectedAddresses(upstream: upstream, delta: 1, side: side)
+    }
+
+    /// Addresses out of rotation now (`ficus_upstream_ejected_addresses{upstream}`); it falls when an ejection
+    /// ends, as the next request to the upstream or the next `/upstreams` read notices.
+    func ejectedAddresses(upstream: String, delta: Int, side: String) {
+        let label = side == "shadow" ? "ficus_shadow_ejected_addresses" : "ficus_upstream_ejected_addresses"
+        let meter = self.ejectedMeters.withLockedValue { cache -> Meter in
+            if let cached = cache[label + "\u{0}" + upstream] { return cached }
+            let created = Meter(label: label, dimensions: [("upstream", upstream)], factory: self.factory)
+            cache[label + "\u{0}" + upstream] = created
+            return created
+        }
+        meter.increment(by: Double(delta))
+    }
+
+    /// A request was refused (or made to wait, for `max_connections`) by a circuit breaker of `upstream`:
+    /// `ficus_upstream_overflow_total{upstream,reason}`.
+    func overflow(upstream: String, reason: String) {
+        self.shadowCounter("ficus_upstream_overflow_total", [("upstream", upstream), ("reason", reason)]).increment()
     }
 
     /// A shadow copy was sent.

@@ -89,6 +89,14 @@ enum RulesSchema {
         "slots": .object([
             "blue": .value, "green": .value, "active": .value, "preview_segment": .value, "preview_token_sha256": .value,
         ]),
+        "outlier": .object([
+            "enabled": .value, "consecutive_5xx": .value, "consecutive_gateway_failure": .value,
+            "base_ejection_time": .value, "max_ejection_time": .value, "max_ejection_percent": .value,
+        ]),
+        "balance": .value,
+        "limits": .object([
+            "max_connections": .value, "max_pending": .value, "max_requests": .value, "max_retries": .value,
+        ]),
     ])
 
     static let document = Shape.object([

@@ -155,7 +155,8 @@ public final class FicusNode: Service, Sendable {
                     health: { [feed] in
                         Self.health(draining: proxy.isDraining, feed: feed, routing: routing, source: sourceName)
                     },
-                    metrics: { registry.emitToBuffer() }
+                    metrics: { registry.emitToBuffer() },
+                    upstreams: { proxy.upstreamStatesJSON() }
                 ),
                 group: group
             )

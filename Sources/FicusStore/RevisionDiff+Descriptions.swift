@@ -28,14 +28,22 @@ extension RevisionDiff {
         return rule.stickiness.map { "\(text) (sticky by \($0))" } ?? text
     }
 
-    /// An upstream's addresses, or its slots with the active one marked.
+    /// An upstream's addresses, or its slots with the active one marked, then its balancing, outlier ejection and
+    /// limits when set.
     ///
-    /// Shows which addresses serve, which is what a change to an upstream is about.
+    /// Shows which addresses serve, which is what a change to an upstream is mostly about; the settings follow so
+    /// that a change of them alone is visible too.
     static func describe(_ upstream: Upstream) -> String {
-        guard let slots = upstream.slots else {
-            return self.describe(upstream.addresses)
+        var text: String
+        if let slots = upstream.slots {
+            text = "blue \(self.describe(slots.blue)), green \(self.describe(slots.green)), active \(slots.active.rawValue)"
+        } else {
+            text = self.describe(upstream.addresses)
         }
-        return "blue \(self.describe(slots.blue)), green \(self.describe(slots.green)), active \(slots.active.rawValue)"
+        if let balance = upstream.balance { text += "; balance \(balance.rawValue)" }
+        if let outlier = upstream.outlier { text += "; outlier \(outlier.oneLine)" }
+        if let limits = upstream.limits { text += "; limits \(limits.oneLine())" }
+        return text
     }
 
     /// Addresses as `[host:port, host:port]`.

@@ -15,6 +15,8 @@ extension RevisionDiff {
             let object = "upstream \(after.name)"
             var changes: [Change] = []
             switch (before.slots, after.slots) {
+            case (nil, nil) where before.addresses == after.addresses:
+                break
             case (nil, nil):
                 changes.append(
                     Change(
@@ -46,6 +48,20 @@ extension RevisionDiff {
                     let detail = "preview segment \(name(beforeSlots.previewSegment)) → \(name(afterSlots.previewSegment))"
                     changes.append(Change(kind: .changed, object: object, detail: detail))
                 }
+            }
+            if before.balance != after.balance {
+                let detail = "balance \(before.effectiveBalance.rawValue) → \(after.effectiveBalance.rawValue)"
+                changes.append(Change(kind: .changed, object: object, detail: detail))
+            }
+            if before.outlier != after.outlier {
+                let text = { (policy: OutlierPolicy?) in policy?.oneLine ?? "off" }
+                let detail = "outlier \(text(before.outlier)) → \(text(after.outlier))"
+                changes.append(Change(kind: .changed, object: object, detail: detail))
+            }
+            if before.limits != after.limits {
+                let text = { (limits: UpstreamLimits?) in (limits ?? UpstreamLimits()).oneLine() }
+                let detail = "limits \(text(before.limits)) → \(text(after.limits))"
+                changes.append(Change(kind: .changed, object: object, detail: detail))
             }
             return changes.isEmpty ? [Change(kind: .changed, object: object)] : changes
         }

@@ -105,7 +105,8 @@ enum ArgumentText {
     static func endpoints(_ texts: [String], option: String) throws -> [Endpoint] {
         try texts.map { text in
             guard let endpoint = Endpoint(parsing: text) else {
-                throw CLIError.usage("\(option) '\(text)': expected HOST:PORT (IPv6 in brackets: [::1]:8080)")
+                throw CLIError.usage(
+                    "\(option) '\(text)': expected HOST:PORT or 'HOST:PORT weight=N' (IPv6 in brackets: [::1]:8080)")
             }
             return endpoint
         }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import FicusCore
+import FicusProxy
 import FicusStore
 import Foundation
+import NIOPosix
 
 /// `ficus status`: where traffic goes now, at a glance.
 struct StatusCommand: AsyncParsableCommand {
@@ -14,6 +16,14 @@ struct StatusCommand: AsyncParsableCommand {
         name: .customLong("seen-within"),
         help: ArgumentHelp("Proxies seen within this many seconds.", valueName: "seconds"))
     var seenWithin: Double = 30
+
+    @Option(
+        name: .customLong("admin"),
+        help: ArgumentHelp(
+            "A running proxy's admin listener: show each upstream address's state (in rotation, or ejected until "
+                + "when). Repeatable.",
+            valueName: "host:port"))
+    var admins: [String] = []
 
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
@@ -39,6 +49,8 @@ struct StatusCommand: AsyncParsableCommand {
         var killed: Bool
         var routes: [RouteState]
         var proxies: [ProxyState]
+        /// Address states read from `--admin` listeners, by listener.
+        var addresses: [String: [UpstreamAddressState]]?
     }
 
     /// One proxy's heartbeat, for `--json`.
@@ -78,6 +90,10 @@ struct StatusCommand: AsyncParsableCommand {
                     current: $0.revision == revision
                 )
             }
+            var addresses: [String: [UpstreamAddressState]] = [:]
+            for admin in self.admins {
+                addresses[admin] = try await StatusCommand.addressStates(admin)
+            }
             let status = Status(
                 revision: revision,
                 author: latest?.author,
@@ -85,7 +101,8 @@ struct StatusCommand: AsyncParsableCommand {
                 time: latest?.createdAt,
                 killed: configuration.killed,
                 routes: routes,
-                proxies: proxies
+                proxies: proxies,
+                addresses: self.admins.isEmpty ? nil : addresses
             )
             if self.output.json {
                 try Console.json(status)
@@ -130,8 +147,45 @@ struct StatusCommand: AsyncParsableCommand {
                 }
                 lines.append(proxyTable.rendered)
             }
+            for admin in self.admins {
+                lines.append("")
+                lines.append("upstream addresses seen by the proxy at \(admin):")
+                var table = TextTable("UPSTREAM", "ADDRESS", "WEIGHT", "STATE")
+                for state in addresses[admin] ?? [] {
+                    table.append([state.upstream, state.address, "\(state.weight)", StatusCommand.describe(state)])
+                }
+                lines.append(table.rendered)
+            }
             Console.out(lines.joined(separator: "\n"))
         }
+    }
+
+    /// The address states a proxy's admin listener at `admin` (`HOST:PORT`) reports on `/upstreams`.
+    static func addressStates(_ admin: String) async throws -> [UpstreamAddressState] {
+        guard let endpoint = Endpoint(parsing: admin), endpoint.weight == nil else {
+            throw CLIError.usage("--admin '\(admin)': expected HOST:PORT of a proxy's admin listener")
+        }
+        let client = AdminClient(host: endpoint.host, port: endpoint.port, group: MultiThreadedEventLoopGroup.singleton)
+        let (status, body) = try await client.get("/upstreams")
+        guard status == 200 else {
+            throw CLIError.failed("--admin \(admin): /upstreams answered \(status) (a proxy older than this CLI?)")
+        }
+        struct Body: Decodable { var addresses: [UpstreamAddressState] }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(Body.self, from: Data(body)).addresses
+    }
+
+    /// `in rotation`, `ejected until 12:00:31Z (28 s, 2nd time)` or `in rotation (no outlier ejection)`.
+    static func describe(_ state: UpstreamAddressState) -> String {
+        guard let until = state.ejectedUntil else {
+            return state.outlierDetection
+                ? "in rotation" + (state.consecutive5xx > 0 ? " (\(state.consecutive5xx) 5xx in a row)" : "")
+                : "in rotation (no outlier ejection)"
+        }
+        let left = max(0, Int(until.timeIntervalSinceNow.rounded(.up)))
+        let time = ISO8601DateFormatter().string(from: until)
+        return "ejected until \(time) (\(left) s left, ejected \(state.timesEjected)×)"
     }
 
     /// Where a route's traffic goes now, in words: `legacy (killed)`, `segment 'beta' → orders-v2; rest → legacy`.
@@ -304,6 +358,11 @@ struct ExplainCommand: AsyncParsableCommand {
         var retry: RetryPolicy?
         /// The matched route's `stale_if_error`, or nil.
         var staleIfError: String?
+        /// How the chosen upstream picks an address, ejects failing ones and limits what is in flight (defaults
+        /// filled in; `outlier` absent: no ejection).
+        var balance: String?
+        var outlier: OutlierPolicy?
+        var limits: UpstreamLimits?
         var steps: [String]
     }
 
@@ -337,6 +396,7 @@ struct ExplainCommand: AsyncParsableCommand {
             let facts = RequestFacts(
                 method: self.method.uppercased(), target: self.url, headers: headers, clientAddress: address)
             let explanation = table.explain(facts)
+            let chosen = stored.configuration.upstream(named: explanation.decision.upstream)
             if self.output.json {
                 let decision = explanation.decision
                 try Console.json(
@@ -356,6 +416,9 @@ struct ExplainCommand: AsyncParsableCommand {
                         rateLimit: Self.rateLimit(of: decision.route, in: stored.configuration),
                         retry: Self.retry(of: decision.route, in: stored.configuration),
                         staleIfError: Self.route(decision.route, in: stored.configuration)?.staleIfError,
+                        balance: chosen?.effectiveBalance.rawValue,
+                        outlier: chosen?.outlier.flatMap { $0.isEnabled ? $0.resolved : nil },
+                        limits: chosen.map { ($0.limits ?? UpstreamLimits()).resolved(poolConnections: 1024, poolPending: 1024) },
                         steps: explanation.description.split(separator: "\n").map(String.init)
                     )
                 )
@@ -384,6 +447,12 @@ struct ExplainCommand: AsyncParsableCommand {
                 Console.out("rate limit: \(limit.oneLine) (fleet-wide: each proxy enforces its share)")
             } else {
                 Console.out("rate limit: none")
+            }
+            if let chosen {
+                Console.out("upstream \(chosen.name):")
+                for line in UpstreamCommand.resilienceLines(chosen) {
+                    Console.out("  " + line)
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ struct UpstreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upstream",
         abstract: "Add, change, remove and list upstreams.",
-        subcommands: [Add.self, Update.self, Remove.self, List.self]
+        subcommands: [Add.self, Update.self, Remove.self, List.self, Show.self]
     )
 }
 
@@ -35,18 +35,21 @@ extension UpstreamCommand {
         @Option(help: "The slot that receives traffic (blue or green).")
         var active: BlueGreenSlots.Slot?
 
+        @OptionGroup(title: "Balancing, outlier ejection and limits") var resilience: UpstreamResilienceOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
 
         func run() async throws {
             try await ErrorReport.run {
-                let upstream = try UpstreamCommand.build(
+                var built = try UpstreamCommand.build(
                     name: self.name,
                     addresses: self.addresses,
                     blue: self.blue,
                     green: self.green,
                     active: self.active
                 )
+                try self.resilience.apply(to: &built)
+                let upstream = built
                 let store = try self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "upstream.add")) { configuration in
                     guard configuration.upstream(named: upstream.name) == nil else {
@@ -66,10 +69,11 @@ extension UpstreamCommand {
     struct Update: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "set",
-            abstract: "Replace an upstream's addresses, or its slots and active slot.",
+            abstract: "Replace an upstream's addresses, slots, balancing, outlier ejection or limits.",
             discussion: """
-                ADDR... replaces the addresses (of the active slot, for a blue-green upstream). --blue, --green and \
-                --active change the slots and turn a plain upstream into a blue-green one.
+                ADDR... replaces the addresses (of the active slot, for a blue-green upstream); 'HOST:PORT weight=N' \
+                gives an address a weight. --blue, --green and --active change the slots and turn a plain upstream \
+                into a blue-green one. --balance, --outlier... and --max-... change only what they name.
                 """
         )
 
@@ -93,6 +97,7 @@ extension UpstreamCommand {
             name: .customLong("no-slots"), help: "Drop the blue/green slots; the given addresses become the pool.")
         var noSlots = false
 
+        @OptionGroup(title: "Balancing, outlier ejection and limits") var resilience: UpstreamResilienceOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
 
@@ -104,8 +109,10 @@ extension UpstreamCommand {
                 let green = try ArgumentText.endpoints(self.green, option: "--green")
                 let active = self.active
                 let noSlots = self.noSlots
-                guard !addresses.isEmpty || !blue.isEmpty || !green.isEmpty || active != nil else {
-                    throw CLIError.usage("nothing to set: give addresses, --blue, --green or --active")
+                let resilience = self.resilience
+                guard !addresses.isEmpty || !blue.isEmpty || !green.isEmpty || active != nil || !resilience.isEmpty else {
+                    throw CLIError.usage(
+                        "nothing to set: give addresses, --blue, --green, --active, --balance, --outlier... or --max-...")
                 }
                 if noSlots, addresses.isEmpty {
                     throw CLIError.usage("--no-slots needs the addresses of the plain pool")
@@ -115,7 +122,11 @@ extension UpstreamCommand {
                     let index = try configuration.upstreamIndex(name)
                     var upstream = configuration.upstreams[index]
                     if noSlots {
+                        let kept = upstream
                         upstream = Upstream(name: name, addresses: addresses)
+                        upstream.outlier = kept.outlier
+                        upstream.balance = kept.balance
+                        upstream.limits = kept.limits
                     } else if !blue.isEmpty || !green.isEmpty || active != nil {
                         var slots =
                             upstream.slots
@@ -133,9 +144,10 @@ extension UpstreamCommand {
                         if !addresses.isEmpty {
                             upstream.addresses = addresses
                         }
-                    } else {
+                    } else if !addresses.isEmpty {
                         upstream.addresses = addresses
                     }
+                    try resilience.apply(to: &upstream)
                     configuration.upstreams[index] = upstream
                 }
             }

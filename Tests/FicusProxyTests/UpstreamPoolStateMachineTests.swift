@@ -49,13 +49,16 @@ struct PoolScript {
     var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
     var connects: [String: Machine.ConnectTarget] = [:]
     var connections: [String: FakePooledConnection] = [:]
+    /// The addresses out of rotation, as the proxy's health would report them at each lease.
+    var ejected: [String] = []
 
     init(
         addresses: [String] = ["10.0.0.1:8080"], maxConnections: Int = 8, maxPending: Int = 8,
-        backoff: ConnectBackoff? = nil
+        backoff: ConnectBackoff? = nil,
+        loops: Int = 1
     ) {
         self.machine = Machine(
-            limits: Machine.Limits(maxConnections: maxConnections, maxPending: maxPending, backoff: backoff))
+            limits: Machine.Limits(maxConnections: maxConnections, maxPending: maxPending, backoff: backoff, loops: loops))
         self.upstream = Upstream(name: "svc", addresses: addresses.map { Endpoint(parsing: $0)! })
     }
 
@@ -63,7 +66,8 @@ struct PoolScript {
     mutating func step(_ event: Event) -> String {
         switch event {
         case .lease(let requester, let fresh):
-            return self.describe(self.machine.leaseRequested(self.upstream, by: requester, fresh: fresh, now: self.now))
+            return self.describe(self.machine.leaseRequested(
+                    self.upstream, by: requester, fresh: fresh, now: self.now, ejected: self.ejected))
         case .connected(let requester, let name):
             let target = self.connects.removeValue(forKey: requester)!
             let connection = FakePooledConnection(name, upstream: target.upstream, endpoint: target.endpoint)
@@ -88,7 +92,7 @@ struct PoolScript {
             self.now = self.now + amount
             return ""
         case .readdress(let addresses):
-            self.upstream = Upstream(name: self.upstream.name, addresses: addresses.map { Endpoint(parsing: $0)! })
+            self.upstream.addresses = addresses.map { Endpoint(parsing: $0)! }
             return ""
         case .shutdown:
             return self.machine.shutdownStarted().map { "\($0.upstream): " + self.describe($0.action) }

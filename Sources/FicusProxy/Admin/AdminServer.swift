@@ -13,10 +13,18 @@ public final class AdminServer: Sendable {
         public var health: @Sendable () -> (status: Int, body: String)
         /// Prometheus text exposition for `GET /metrics`.
         public var metrics: @Sendable () -> [UInt8]
+        /// JSON body for `GET /upstreams`: each upstream address's state (in rotation, or ejected until when); nil:
+        /// no such path.
+        public var upstreams: (@Sendable () -> String)?
 
-        public init(health: @escaping @Sendable () -> (status: Int, body: String), metrics: @escaping @Sendable () -> [UInt8]) {
+        public init(
+            health: @escaping @Sendable () -> (status: Int, body: String),
+            metrics: @escaping @Sendable () -> [UInt8],
+            upstreams: (@Sendable () -> String)? = nil
+        ) {
             self.health = health
             self.metrics = metrics
+            self.upstreams = upstreams
         }
     }
 
@@ -153,8 +161,11 @@ final class AdminHandler: ChannelInboundHandler {
             self.write(status: status, contentType: "application/json", body: Array(body.utf8), context: context)
         case "/metrics":
             self.write(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: self.sources.metrics(), context: context)
+        case "/upstreams" where self.sources.upstreams != nil:
+            self.write(status: 200, contentType: "application/json", body: Array(self.sources.upstreams!().utf8), context: context)
         default:
-            self.write(status: 404, contentType: "application/json", body: Array("{\"error\":\"not_found\",\"paths\":[\"/healthz\",\"/metrics\"]}\n".utf8), context: context)
+            let paths = self.sources.upstreams == nil ? "\"/healthz\",\"/metrics\"" : "\"/healthz\",\"/metrics\",\"/upstreams\""
+            self.write(status: 404, contentType: "application/json", body: Array("{\"error\":\"not_found\",\"paths\":[\(paths)]}\n".utf8), context: context)
         }
     }
 

@@ -95,7 +95,7 @@ struct ExchangeStateMachine {
             case .connectFailed, .connectTimeout: self.onConnectFailure
             case .closedBeforeHead, .badResponse: self.onReset
             case .responseTimeout: self.statuses.contains(504)
-            case .poolExhausted, .closedAfterHead: false
+            case .poolExhausted, .overflow, .noHealthyAddress, .closedAfterHead: false
             }
         }
     }
@@ -117,6 +117,8 @@ struct ExchangeStateMachine {
         case timeout
         case badResponse = "bad_response"
         case status
+        /// Every address of the upstream was out of rotation (outlier ejection).
+        case noHealthyAddress = "no_healthy_address"
     }
 
     /// A JSON answer from Ficus itself.
@@ -388,6 +390,12 @@ struct ExchangeStateMachine {
         self.timeouts = timeouts
     }
 
+    /// The request in progress may not go to its fallback after all (its `max_retries` breaker refused the re-send):
+    /// a failure is then answered as without a fallback. Asked by the handler before an event that may fall back.
+    mutating func withdrawFallback() {
+        self.exchange?.fallback = nil
+    }
+
     /// The connection is open: the keep-alive deadline starts.
     mutating func start() -> Actions {
         var actions = Actions()
@@ -621,7 +629,7 @@ struct ExchangeStateMachine {
     /// Whether a failed exchange may be sent again on a fresh connection (docs/PROXY.md): only on a reused
     /// connection found dead before any answer byte, once, when nothing of it was written or it is idempotent with
     /// no body streamed, and only with its whole body.
-    private func mayRetry(_ exchange: Exchange, _ failure: UpstreamFailure, sawResponseBytes: Bool) -> Bool {
+    func mayRetry(_ exchange: Exchange, _ failure: UpstreamFailure, sawResponseBytes: Bool) -> Bool {
         guard case .connected(reused: true) = exchange.upstream, !exchange.retried, !exchange.responseStarted else {
             return false
         }
@@ -840,6 +848,14 @@ struct ExchangeStateMachine {
             answer = LocalAnswer(
                 status: 503, error: "upstream_overloaded",
                 detail: "\(upstream) has no free connection and its queue is full", retryAfter: true)
+        case .overflow(let limit):
+            answer = LocalAnswer(
+                status: 503, error: "upstream_overloaded", detail: "\(upstream) is at its \(limit.rawValue) limit",
+                retryAfter: true)
+        case .noHealthyAddress:
+            answer = LocalAnswer(
+                status: 503, error: "no_healthy_upstream",
+                detail: "every address of \(upstream) is out of rotation after failing", retryAfter: true)
         case .responseTimeout:
             answer = LocalAnswer(status: 504, error: "upstream_timeout", detail: "\(upstream) did not answer in time")
         case .closedBeforeHead:
@@ -894,7 +910,8 @@ struct ExchangeStateMachine {
         switch failure {
         case .connectFailed: .connectFailed
         case .connectTimeout: .connectTimeout
-        case .poolExhausted: .overloaded
+        case .poolExhausted, .overflow: .overloaded
+        case .noHealthyAddress: .noHealthyAddress
         case .closedBeforeHead, .closedAfterHead: .reset
         case .responseTimeout: .timeout
         case .badResponse: .badResponse
@@ -905,7 +922,7 @@ struct ExchangeStateMachine {
     static func status(_ failure: UpstreamFailure) -> Int {
         switch failure {
         case .connectFailed, .closedBeforeHead, .closedAfterHead, .badResponse: 502
-        case .connectTimeout, .poolExhausted: 503
+        case .connectTimeout, .poolExhausted, .overflow, .noHealthyAddress: 503
         case .responseTimeout: 504
         }
     }

@@ -58,6 +58,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         var table: RoutingTable?
         /// Header lines a local answer carries beyond its own (a 429's rate limit fields), or nil.
         var localFields: String?
+        /// Upstreams whose `max_retries` admitted a re-send of this request; released when the exchange finishes.
+        var retriesHeld: [String] = []
 
         init(methodString: String, path: String, requestFraming: HTTPBodyFraming, started: NIODeadline) {
             self.methodString = methodString
@@ -428,7 +430,15 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         case .clearDeadline:
             self.timer?.clear()
         case .leaseConnection(let fresh):
-            guard let upstream = self.exchange?.upstream else { return }
+            guard let exchange = self.exchange, let upstream = exchange.upstream else { return }
+            if fresh {
+                // A re-send on a fresh connection after a stale pooled one: the upstream's `max_retries` decides.
+                guard self.shared.health.beginRetry(upstream) else {
+                    self.connectionFailed(.overflow(.maxRetries))
+                    return
+                }
+                exchange.retriesHeld.append(upstream.name)
+            }
             self.pool.acquire(upstream, for: self, fresh: fresh)
         case .cancelLease:
             guard let upstream = self.exchange?.upstream else { return }
@@ -532,6 +542,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             if let upstream = exchange.budgetUpstream {
                 self.shared.retryBudget.requestFinished(upstream, heldRetry: exchange.holdsRetry)
             }
+            for upstream in exchange.retriesHeld { self.shared.health.endRetry(upstream: upstream) }
             if gone { exchange.status = 499 }  // nginx's 499: the client went away before its answer
             self.recorder.record(exchange, peer: self.clientAddressText)
         case .resumeParsing:
@@ -598,8 +609,17 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.shared.retryBudget.retryEnded(upstream)
             exchange.holdsRetry = false
         }
-        let granted = self.shared.retryBudget.tryAcquire(
+        var granted = self.shared.retryBudget.tryAcquire(
             upstream, percent: plan.budgetPercent, minConcurrent: plan.budgetMinConcurrent)
+        // The upstream's `max_retries` breaker has its say too (it counts its own overflow).
+        if granted, let target = exchange.upstream {
+            if self.shared.health.beginRetry(target) {
+                exchange.retriesHeld.append(target.name)
+            } else {
+                self.shared.retryBudget.retryEnded(upstream)
+                granted = false
+            }
+        }
         if granted {
             exchange.holdsRetry = true
             self.handle(.retryGranted(jitter: Double.random(in: 0..<1)))
@@ -640,6 +660,30 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             fallback: true
         )
         exchange.outboundHead = head
+    }
+
+    /// Before an event that may send a request which reached its upstream to the fallback (an answer status, a
+    /// failure after the request went out): the fallback's `max_retries` is asked first, and when it refuses the
+    /// machine is told the fallback is gone, so the client gets the answer it would have had without one (Envoy
+    /// returns the upstream's answer when a retry overflows). A request that never reached its upstream (refused,
+    /// timed out connecting, refused by a breaker, no address in rotation) goes to its fallback as a first attempt,
+    /// as a request sent straight to legacy is, and is not held back.
+    private func admitFallbackResend(neverReceived: Bool) {
+        guard let state = self.machine.exchange, let fallback = state.fallback,
+            ExchangeStateMachine.mayFallBack(state, neverReceived: neverReceived),
+            let exchange = self.exchange, let target = exchange.table?.upstream(named: fallback.upstream)
+        else { return }
+        if self.shared.health.beginRetry(target) {
+            exchange.retriesHeld.append(target.name)
+        } else {
+            self.machine.withdrawFallback()
+        }
+    }
+
+    /// Feeds the outcome of an exchange with the address `connection` goes to into the proxy's outlier state.
+    private func recordOutcome(_ outcome: OutlierState.Outcome, connection: UpstreamConnection?) {
+        guard let connection, let upstream = self.exchange?.upstream, upstream.outlier != nil else { return }
+        self.shared.health.record(outcome, upstream: upstream, endpoint: connection.endpoint, now: self.pool.eventLoop.now)
     }
 
     private func shadow(_ step: ExchangeStateMachine.ShadowStep) {
@@ -782,6 +826,10 @@ extension ProxyConnectionHandler: UpstreamConnectionRequester {
 
 extension ProxyConnectionHandler: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: HTTPHead) {
+        self.recordOutcome(.status(head.status), connection: self.exchange?.connection)
+        if let fallback = self.machine.exchange?.fallback, fallback.statuses.contains(head.status) {
+            self.admitFallbackResend(neverReceived: false)
+        }
         self.responseHead = head
         self.handle(.upstreamHead(head))
         self.responseHead = nil
@@ -801,6 +849,24 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
 
     func upstreamFailed(_ failure: UpstreamFailure) {
         let sawResponseBytes = self.exchange?.connection?.sawResponseBytes ?? false
+        // A reused connection found closed is the keep-alive race, not the address failing.
+        var staleReuse = false
+        if case .closedBeforeHead = failure, self.machine.exchange?.upstream == .connected(reused: true) {
+            staleReuse = true
+        }
+        if !sawResponseBytes, !staleReuse {
+            switch failure {
+            case .closedBeforeHead, .responseTimeout, .badResponse:
+                self.recordOutcome(.localFailure, connection: self.exchange?.connection)
+            default:
+                break
+            }
+        }
+        if let state = self.machine.exchange, !self.machine.mayRetry(state, failure, sawResponseBytes: sawResponseBytes)
+        {
+            // Not the re-send on a fresh connection (which asks at its lease): a fallback would send it again.
+            self.admitFallbackResend(neverReceived: state.headWriteFailed)
+        }
         self.exchange?.connection = nil
         self.handle(.upstreamFailed(failure, sawResponseBytes: sawResponseBytes))
         self.flushIfNeeded()

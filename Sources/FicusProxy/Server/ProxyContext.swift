@@ -18,6 +18,8 @@ final class ProxyContext: Sendable {
     let staleAnswers: StaleAnswers
     /// The proxy's rate limit buckets, shared by every event loop; used only by routes that have a limit.
     let rateLimiter: RateLimiter
+    /// Which addresses are out of rotation (shared by every loop's pool) and the retries in flight, per upstream.
+    let health: UpstreamHealth
 
     init(
         configuration: ProxyConfiguration,
@@ -27,8 +29,10 @@ final class ProxyContext: Sendable {
         shadow: ShadowDispatcher? = nil,
         accessLogSink: AccessLogSink? = nil,
         requestIDPrefix: String? = nil,
-        rateLimiter: RateLimiter = RateLimiter()
+        rateLimiter: RateLimiter = RateLimiter(),
+        health: UpstreamHealth? = nil
     ) {
+        self.health = health ?? UpstreamHealth(metrics: metrics, logger: logger)
         self.configuration = configuration
         self.routing = routing
         self.metrics = metrics

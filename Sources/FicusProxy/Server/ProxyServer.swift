@@ -1,4 +1,5 @@
 import FicusCore
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -35,7 +36,8 @@ final class LoopResources {
         configuration: ProxyConfiguration,
         loops: Int,
         metrics: ProxyMetrics?,
-        transport: UpstreamTransport = .sockets
+        transport: UpstreamTransport = .sockets,
+        health: UpstreamHealth? = nil
     ) {
         self.eventLoop = eventLoop
         self.pool = UpstreamPool(
@@ -43,7 +45,8 @@ final class LoopResources {
             configuration: configuration,
             loops: loops,
             metrics: metrics,
-            transport: transport
+            transport: transport,
+            health: health
         )
     }
 }
@@ -106,10 +109,12 @@ public final class ProxyServer: Sendable {
                 sink: shadowSink,
                 configuration: configuration,
                 metrics: metrics,
-                eventLoop: loops.next()
+                eventLoop: loops.next(),
+                logger: logger
             )
         }
         self.ownedShadowGroup = ownedShadowGroup
+        let health = UpstreamHealth(metrics: metrics, logger: logger)
         self.shared = ProxyContext(
             configuration: configuration,
             routing: routing,
@@ -117,14 +122,16 @@ public final class ProxyServer: Sendable {
             logger: logger,
             shadow: shadow,
             accessLogSink: accessLogSink,
-            rateLimiter: rateLimiter
+            rateLimiter: rateLimiter,
+            health: health
         )
         self.group = group
         let loops = Array(group.makeIterator())
         var resources: [ObjectIdentifier: UnsafeTransfer<LoopResources>] = [:]
         for loop in loops {
             resources[ObjectIdentifier(loop)] = UnsafeTransfer(
-                LoopResources(eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics)
+                LoopResources(
+                    eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics, health: health)
             )
         }
         self.loops = resources
@@ -194,6 +201,57 @@ public final class ProxyServer: Sendable {
                 channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
             }
         }
+    }
+
+    /// The health of every address of every configured upstream (in rotation unless ejected), for `/upstreams`,
+    /// `ficus status --admin` and tests.
+    public func upstreamStates() -> [UpstreamAddressState] {
+        let now = NIODeadline.now()
+        let wall = Date()
+        var records: [String: OutlierState.AddressStatus] = [:]
+        for status in self.shared.health.statuses(now: now) {
+            records[status.upstream + " " + status.address] = status
+        }
+        var result: [UpstreamAddressState] = []
+        for upstream in self.shared.routing.current.upstreams {
+            for endpoint in upstream.addresses {
+                let record = records[upstream.name + " " + endpoint.address]
+                result.append(
+                    UpstreamAddressState(
+                        upstream: upstream.name,
+                        address: endpoint.address,
+                        weight: endpoint.effectiveWeight,
+                        outlierDetection: upstream.outlier?.isEnabled == true,
+                        ejectedUntil: record?.ejectedUntil.map {
+                            wall.addingTimeInterval(Double(($0 - now).nanoseconds) / 1e9)
+                        },
+                        timesEjected: record?.timesEjected ?? 0,
+                        consecutive5xx: record?.consecutive5xx ?? 0,
+                        consecutiveGatewayFailures: record?.consecutiveGatewayFailures ?? 0
+                    )
+                )
+            }
+        }
+        return result
+    }
+
+    /// `upstreamStates()` as the JSON body of `/upstreams` (`{"upstreams":[...]}`, times in ISO 8601).
+    public func upstreamStatesJSON() -> String {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(["addresses": self.upstreamStates()]) else { return "{\"addresses\":[]}\n" }
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    /// Moves the ejection clock forward (tests: an ejection ends without sleeping through it).
+    func advanceHealthClock(by amount: TimeAmount) {
+        self.shared.health.advanceClock(by: amount)
+    }
+
+    /// Retries in flight to `upstream` (tests).
+    func retriesInFlight(_ upstream: String) -> Int {
+        self.shared.health.retriesInFlight(upstream)
     }
 
     /// The shadow side of this proxy, if it shadows (tests).

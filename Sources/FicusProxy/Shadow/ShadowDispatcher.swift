@@ -1,5 +1,6 @@
 import FicusCore
 import FicusDiff
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -143,7 +144,10 @@ final class ShadowDispatcher: Sendable {
 
     /// Sends copies from `eventLoop`, which must belong to a group given to shadow work alone: its thread is put in
     /// `SCHED_IDLE` (`yieldToClients`), which would starve a client loop sharing it.
-    init(sink: ShadowSink, configuration: ProxyConfiguration, metrics: ProxyMetrics?, eventLoop: EventLoop) {
+    init(
+        sink: ShadowSink, configuration: ProxyConfiguration, metrics: ProxyMetrics?, eventLoop: EventLoop,
+        logger: Logger? = nil
+    ) {
         self.eventLoop = eventLoop
         self.pool = NIOLoopBoundBox.makeBoxSendingValue(
             UpstreamPool(
@@ -154,7 +158,9 @@ final class ShadowDispatcher: Sendable {
                 backoff: ConnectBackoff(
                     initial: configuration.shadow.connectBackoff,
                     maximum: configuration.shadow.connectBackoffMaximum
-                )
+                ),
+                // The shadow side tracks its own ejections: copies never take an address out for clients.
+                health: UpstreamHealth(metrics: metrics, logger: logger, side: "shadow")
             ),
             as: UpstreamPool.self,
             eventLoop: eventLoop

@@ -5,7 +5,12 @@ import NIOCore
 enum UpstreamFailure: Error, CustomStringConvertible {
     case connectFailed(String)
     case connectTimeout
+    /// The upstream's connections and waiting requests are at their limits (`max_pending` overflow).
     case poolExhausted
+    /// Another circuit breaker of the upstream is full (`max_requests`, or `max_retries` for a re-send).
+    case overflow(UpstreamOverflow)
+    /// Every address of the upstream is out of rotation (ejected): nothing was tried.
+    case noHealthyAddress
     case closedBeforeHead
     case closedAfterHead
     case responseTimeout
@@ -17,12 +22,20 @@ enum UpstreamFailure: Error, CustomStringConvertible {
         case .connectFailed(let detail): "cannot connect: \(detail)"
         case .connectTimeout: "connecting timed out"
         case .poolExhausted: "no free connection and the queue is full"
+        case .overflow(let limit): "\(limit.rawValue) reached"
+        case .noHealthyAddress: "every address is out of rotation (ejected)"
         case .closedBeforeHead: "closed the connection before answering"
         case .closedAfterHead: "closed the connection part way through the answer"
         case .responseTimeout: "did not answer in time"
         case .badResponse(let error): "invalid response: \(error.detail)"
         }
     }
+}
+
+/// Which circuit breaker of an upstream refused a request at once (the `reason` of `ficus_upstream_overflow_total`).
+enum UpstreamOverflow: String, Sendable, Equatable {
+    case maxRequests = "max_requests"
+    case maxRetries = "max_retries"
 }
 
 /// The receiver of one upstream exchange's events (the client connection it serves).

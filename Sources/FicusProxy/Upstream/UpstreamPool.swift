@@ -49,6 +49,10 @@ final class UpstreamPool {
     private var machine: StateMachine
     private let timeouts: ProxyConfiguration.Timeouts
     private let transport: UpstreamTransport
+    /// Which addresses are out of rotation, shared with the proxy's other loops; nil: no ejection (harnesses).
+    let health: UpstreamHealth?
+    /// The last revision's version of each upstream with an outlier policy, to record connect failures against.
+    private var watched: [String: Upstream] = [:]
     /// Connects started, for tests that count attempts against an address that refuses them.
     private(set) var connectsStarted = 0
 
@@ -58,25 +62,44 @@ final class UpstreamPool {
         loops: Int,
         metrics: ProxyMetrics?,
         backoff: ConnectBackoff? = nil,
-        transport: UpstreamTransport = .sockets
+        transport: UpstreamTransport = .sockets,
+        health: UpstreamHealth? = nil
     ) {
         self.eventLoop = eventLoop
         self.transport = transport
+        self.health = health
         self.machine = StateMachine(
             limits: StateMachine.Limits(
                 maxConnections: max(1, (configuration.pool.maxConnectionsPerUpstream + loops - 1) / loops),
                 maxPending: max(0, (configuration.pool.maxPendingPerUpstream + loops - 1) / loops),
-                backoff: backoff
-            )
+                backoff: backoff,
+                loops: loops
+            ),
+            seed: UInt64.random(in: 1...UInt64.max)
         )
         self.timeouts = configuration.timeouts
         self.metrics = metrics
     }
 
     /// Hands `requester` a connection now, later (queued), or a failure; `fresh` refuses idle connections.
+    ///
+    /// An upstream with an outlier policy is picked from among its addresses in rotation (asked of `health`).
     func acquire(_ upstream: Upstream, for requester: UpstreamConnectionRequester, fresh: Bool = false) {
-        let action = self.machine.leaseRequested(upstream, by: requester, fresh: fresh, now: self.eventLoop.now)
+        let now = self.eventLoop.now
+        var ejected: [String] = []
+        if let health = self.health, upstream.outlier != nil {
+            ejected = health.ejected(upstream, now: now)
+            self.watched[upstream.name] = upstream
+        } else if !self.watched.isEmpty {
+            self.watched[upstream.name] = nil  // its policy was removed: connect failures are no longer counted
+        }
+        let action = self.machine.leaseRequested(upstream, by: requester, fresh: fresh, now: now, ejected: ejected)
         self.run(action, upstream: upstream.name)
+    }
+
+    /// This loop's requests in flight per address of `upstream` (tests).
+    func activeRequests(upstream: String) -> [String: Int] {
+        self.machine.activeRequests(upstream: upstream)
     }
 
     /// Withdraws a queued request (its client went away or its wait timed out).
@@ -108,6 +131,7 @@ final class UpstreamPool {
     private func run(_ action: StateMachine.Action, upstream: String) {
         if action.openDelta != 0 { self.metrics?.openConnections(upstream, delta: action.openDelta) }
         if action.idleDelta != 0 { self.metrics?.idleConnections(upstream, delta: action.idleDelta) }
+        if action.waitsAtConnectionLimit { self.metrics?.overflow(upstream: upstream, reason: "max_connections") }
         for connection in action.close {
             connection.close()
         }
@@ -119,6 +143,11 @@ final class UpstreamPool {
         case .connect(let target, let requester):
             self.connect(target, for: requester)
         case .fail(let requester, let failure):
+            switch failure {
+            case .poolExhausted: self.metrics?.overflow(upstream: upstream, reason: "max_pending")
+            case .overflow(let limit): self.metrics?.overflow(upstream: upstream, reason: limit.rawValue)
+            default: break
+            }
             requester.connectionFailed(failure)
         }
     }
@@ -181,7 +210,11 @@ final class UpstreamPool {
     private func connectFailed(
         _ target: StateMachine.ConnectTarget, for requester: UpstreamConnectionRequester, failure: UpstreamFailure
     ) {
-        let action = self.machine.connectFailed(target, for: requester, failure: failure, now: self.eventLoop.now)
+        let now = self.eventLoop.now
+        if let health = self.health, let upstream = self.watched[target.upstream] {
+            health.record(.localFailure, upstream: upstream, endpoint: target.endpoint, now: now)
+        }
+        let action = self.machine.connectFailed(target, for: requester, failure: failure, now: now)
         self.run(action, upstream: target.upstream)
     }
 }

@@ -15,9 +15,14 @@ extension UpstreamPoolStateMachine {
         var retryAt = NIODeadline.distantPast
         /// A connect is under way after a failure: the others wait for its outcome rather than pile on.
         var probing = false
+        /// Connections to the address open or being opened; those not idle carry a request (least request's count).
+        var open = 0
+        /// `host:port`, how ejection names the address.
+        let key: String
 
         init(_ endpoint: Endpoint) {
             self.endpoint = endpoint
+            self.key = endpoint.address
             self.socketAddress = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port)
         }
 
@@ -35,29 +40,82 @@ extension UpstreamPoolStateMachine {
         /// The configured addresses, kept as given so that an unchanged revision is recognised by one comparison.
         var endpoints: [Endpoint] = []
         var addresses: [AddressState] = []
-        /// The round robin's counter: one step per lease, as nginx and Envoy pick the address per request.
-        var next = 0
+        /// Picks the address of each request: round robin (one step per lease, as nginx and Envoy pick the address
+        /// per request) or least request.
+        var balancer: Balancer
+        /// Whether any address has a weight other than 1 (then round robin is nginx's smooth weighted one).
+        var weighted = false
         /// Connections open or being opened, to any address, current or not.
         var open = 0
+        /// Idle connections, over all addresses.
+        var idleCount = 0
         var waiters = CircularBuffer<Requester>()
+        /// The addresses out of rotation as of the last lease (`host:port`), skipped by every pick.
+        var ejected: [String] = []
 
-        init(name: String) {
+        init(name: String, seed: UInt64) {
             self.name = name
+            self.balancer = Balancer(policy: .roundRobin, seed: seed)
+        }
+
+        /// Requests this loop has in flight to the upstream: on a connection, being connected for, or waiting.
+        var requestsInFlight: Int { self.open - self.idleCount + self.waiters.count }
+
+        /// Whether the address at `index` may be picked: not ejected.
+        func inRotation(_ index: Int) -> Bool {
+            self.ejected.isEmpty || !self.ejected.contains(self.addresses[index].key)
+        }
+
+        /// The index of the address of `endpoint` (weights aside), if it is configured.
+        func index(of endpoint: Endpoint) -> Int? {
+            self.addresses.firstIndex { $0.endpoint.host == endpoint.host && $0.endpoint.port == endpoint.port }
+        }
+
+        /// The next address to use among those in rotation; with `connectableAt`, only those a connect may start to
+        /// at that time (after the back-off of failed connects).
+        mutating func pick(connectableAt now: NIODeadline? = nil, backoff: ConnectBackoff? = nil) -> Int? {
+            let addresses = self.addresses
+            let ejected = self.ejected
+            return self.balancer.pick(
+                count: addresses.count,
+                weighted: self.weighted,
+                weight: { addresses[$0].endpoint.effectiveWeight },
+                active: { addresses[$0].open - addresses[$0].idle.count },
+                eligible: { index in
+                    if !ejected.isEmpty, ejected.contains(addresses[index].key) { return false }
+                    guard let now else { return true }
+                    return addresses[index].mayConnect(now: now, backoff: backoff)
+                }
+            )
         }
 
         mutating func leaseRequested(
-            addresses: [Endpoint], by requester: Requester, fresh: Bool, now: NIODeadline, limits: Limits
+            _ upstream: Upstream, by requester: Requester, fresh: Bool, now: NIODeadline, limits: Limits,
+            ejected: [String]
         ) -> Action {
             var action = Action.none
+            let addresses = upstream.addresses
             if addresses != self.endpoints {
                 self.follow(addresses, action: &action)
             }
+            if upstream.effectiveBalance != self.balancer.policy {
+                self.balancer.policy = upstream.effectiveBalance
+                self.balancer.reset()
+            }
+            self.ejected = ejected
             guard !self.addresses.isEmpty else {
                 action.request = .fail(requester, .connectFailed("upstream '\(self.name)' has no addresses"))
                 return action
             }
-            var index = self.next % self.addresses.count
-            self.next &+= 1
+            let shares = limits.shares(for: upstream)
+            guard self.requestsInFlight < shares.maxRequests else {
+                action.request = .fail(requester, .overflow(.maxRequests))
+                return action
+            }
+            guard var index = self.pick() else {
+                action.request = .fail(requester, .noHealthyAddress)
+                return action
+            }
             if !fresh, let connection = self.popIdle(at: index, action: &action) {
                 action.request = .lease(connection, to: requester, reused: true)
                 return action
@@ -73,13 +131,14 @@ extension UpstreamPoolStateMachine {
                 }
                 index = other
             }
-            if self.open < limits.maxConnections {
+            if self.open < shares.maxConnections {
                 action.request = self.connect(to: index, for: requester, action: &action, backoff: limits.backoff)
             } else if !fresh, let connection = self.popAnyIdle(action: &action) {
                 // At the connection limit, an idle connection to another address beats waiting.
                 action.request = .lease(connection, to: requester, reused: true)
-            } else if self.waiters.count < limits.maxPending {
+            } else if self.waiters.count < shares.maxPending {
                 self.waiters.append(requester)
+                action.waitsAtConnectionLimit = true
             } else {
                 action.request = .fail(requester, .poolExhausted)
             }
@@ -90,17 +149,21 @@ extension UpstreamPoolStateMachine {
         /// closed; connections in flight finish where they are. Back-off starts afresh.
         private mutating func follow(_ endpoints: [Endpoint], action: inout Action) {
             var addresses = endpoints.map { AddressState($0) }
-            for old in self.addresses where !old.idle.isEmpty {
-                if let moved = endpoints.firstIndex(of: old.endpoint) {
+            for old in self.addresses {
+                // An address whose weight changed is the same address: its connections stay with it.
+                if let moved = endpoints.firstIndex(where: { $0.host == old.endpoint.host && $0.port == old.endpoint.port }) {
                     addresses[moved].idle.append(contentsOf: old.idle)
-                } else {
+                    addresses[moved].open += old.open
+                } else if !old.idle.isEmpty {
                     action.close.append(contentsOf: old.idle)
                     action.idleDelta -= old.idle.count
+                    self.idleCount -= old.idle.count
                 }
             }
             self.endpoints = endpoints
             self.addresses = addresses
-            self.next = 0
+            self.weighted = endpoints.contains { $0.effectiveWeight != 1 }
+            self.balancer.reset()
         }
 
         private mutating func connect(
@@ -110,6 +173,7 @@ extension UpstreamPoolStateMachine {
                 self.addresses[index].probing = true
             }
             self.open += 1
+            self.addresses[index].open += 1
             action.openDelta += 1
             let address = self.addresses[index]
             let target = ConnectTarget(
@@ -117,10 +181,14 @@ extension UpstreamPoolStateMachine {
             return .connect(target, for: requester)
         }
 
-        /// `preferred` if a connect to it may start now, else the first address that may, else nil.
+        /// `preferred` if a connect to it may start now, else the first address in rotation that may, else nil.
         private func addressToConnect(preferring preferred: Int, now: NIODeadline, backoff: ConnectBackoff?) -> Int? {
-            if self.addresses[preferred].mayConnect(now: now, backoff: backoff) { return preferred }
-            return self.addresses.indices.first { self.addresses[$0].mayConnect(now: now, backoff: backoff) }
+            if self.inRotation(preferred), self.addresses[preferred].mayConnect(now: now, backoff: backoff) {
+                return preferred
+            }
+            return self.addresses.indices.first {
+                self.inRotation($0) && self.addresses[$0].mayConnect(now: now, backoff: backoff)
+            }
         }
 
         /// Why a request fails without a connect: every address is pausing after failed connects.
@@ -139,6 +207,7 @@ extension UpstreamPoolStateMachine {
         private mutating func popIdle(at index: Int, action: inout Action) -> Connection? {
             while let connection = self.addresses[index].idle.popLast() {
                 action.idleDelta -= 1
+                self.idleCount -= 1
                 if connection.isUsable { return connection }
                 action.close.append(connection)
             }
@@ -146,21 +215,23 @@ extension UpstreamPoolStateMachine {
         }
 
         private mutating func popAnyIdle(action: inout Action) -> Connection? {
-            for index in self.addresses.indices {
+            for index in self.addresses.indices where self.inRotation(index) {
                 if let connection = self.popIdle(at: index, action: &action) { return connection }
             }
             return nil
         }
 
         mutating func connectSucceeded(_ endpoint: Endpoint) {
-            guard let index = self.endpoints.firstIndex(of: endpoint) else { return }
+            guard let index = self.index(of: endpoint) else { return }
             self.addresses[index].probing = false
             self.addresses[index].failures = 0
         }
 
         mutating func connectFailed(_ endpoint: Endpoint, now: NIODeadline, backoff: ConnectBackoff?) {
             self.open -= 1
-            guard let backoff, let index = self.endpoints.firstIndex(of: endpoint) else { return }
+            guard let index = self.index(of: endpoint) else { return }
+            self.addresses[index].open = max(0, self.addresses[index].open - 1)
+            guard let backoff else { return }
             self.addresses[index].probing = false
             self.addresses[index].failures += 1
             self.addresses[index].retryAt = now + backoff.delay(afterFailures: self.addresses[index].failures)
@@ -175,6 +246,7 @@ extension UpstreamPoolStateMachine {
                 return Action(request: .lease(connection, to: waiter, reused: true))
             }
             self.addresses[index].idle.append(connection)
+            self.idleCount += 1
             return Action(request: .none, idleDelta: 1)
         }
 
@@ -182,20 +254,21 @@ extension UpstreamPoolStateMachine {
         mutating func connectionClosed(_ connection: Connection, now: NIODeadline, limits: Limits) -> Action {
             var action = Action(request: .none, openDelta: -1)
             self.open -= 1
-            if let address = self.endpoints.firstIndex(of: connection.endpoint),
-                let index = self.addresses[address].idle.firstIndex(where: { $0 === connection })
-            {
-                self.addresses[address].idle.remove(at: index)
-                action.idleDelta = -1
+            if let address = self.index(of: connection.endpoint) {
+                self.addresses[address].open = max(0, self.addresses[address].open - 1)
+                if let index = self.addresses[address].idle.firstIndex(where: { $0 === connection }) {
+                    self.addresses[address].idle.remove(at: index)
+                    self.idleCount -= 1
+                    action.idleDelta = -1
+                }
             }
             guard let waiter = self.waiters.popFirst() else { return action }
             if self.addresses.isEmpty {
                 action.request = .fail(waiter, .connectFailed("upstream '\(self.name)' has no addresses"))
-            } else if let index = self.addressToConnect(
-                preferring: self.next % self.addresses.count, now: now, backoff: limits.backoff)
-            {
-                self.next &+= 1
+            } else if let index = self.pick(connectableAt: now, backoff: limits.backoff) {
                 action.request = self.connect(to: index, for: waiter, action: &action, backoff: limits.backoff)
+            } else if self.addresses.indices.allSatisfy({ !self.inRotation($0) }) {
+                action.request = .fail(waiter, .noHealthyAddress)
             } else {
                 action.request = .fail(waiter, .connectFailed(self.notTried(now: now)))
             }
@@ -213,6 +286,7 @@ extension UpstreamPoolStateMachine {
                 closed.append(contentsOf: self.addresses[index].idle)
                 self.addresses[index].idle.removeAll()
             }
+            self.idleCount = 0
             return closed
         }
     }

@@ -44,6 +44,22 @@ struct UpstreamPoolStateMachine<Connection: PooledConnection, Requester> {
         var maxPending: Int
         /// The pause after failed connects to an address; nil (client loops) means every request gets its attempt.
         var backoff: ConnectBackoff?
+        /// The event loops the proxy's limits are shared among: an upstream's own `limits` are divided by it, rounded
+        /// up, as the pool limits are.
+        var loops = 1
+
+        /// This loop's share of an upstream's circuit breakers: its own `limits` where set, else the pool's.
+        func shares(for upstream: Upstream) -> (maxConnections: Int, maxPending: Int, maxRequests: Int) {
+            let loops = max(1, self.loops)
+            guard let own = upstream.limits else {
+                return (self.maxConnections, self.maxPending, (UpstreamLimits.defaultMaxRequests + loops - 1) / loops)
+            }
+            return (
+                own.maxConnections.map { max(1, ($0 + loops - 1) / loops) } ?? self.maxConnections,
+                own.maxPending.map { max(0, ($0 + loops - 1) / loops) } ?? self.maxPending,
+                max(1, ((own.maxRequests ?? UpstreamLimits.defaultMaxRequests) + loops - 1) / loops)
+            )
+        }
     }
 
     /// What the shell does after an event, in this order: adjust the gauges, close `close`, then `request`.
@@ -57,6 +73,8 @@ struct UpstreamPoolStateMachine<Connection: PooledConnection, Requester> {
         /// Changes of the gauges of the event's upstream (`ficus_upstream_connections_open` / `_idle`).
         var openDelta = 0
         var idleDelta = 0
+        /// The request waits because the upstream is at its connection limit (`max_connections` overflow, counted).
+        var waitsAtConnectionLimit = false
 
         static var none: Action { Action(request: .none) }
     }
@@ -81,21 +99,35 @@ struct UpstreamPoolStateMachine<Connection: PooledConnection, Requester> {
 
     let limits: Limits
     private var upstreams: [String: UpstreamState] = [:]
+    /// Seeds each upstream's balancer (least request draws at random); fixed in tests, random per loop otherwise.
+    private let seed: UInt64
 
-    init(limits: Limits) {
+    init(limits: Limits, seed: UInt64 = 0x5EED) {
         self.limits = limits
+        self.seed = seed
     }
 
     // MARK: Events
 
     /// A requester wants a connection to `upstream` (as configured in the current revision); `fresh` refuses idle
-    /// ones (a re-send after a reused connection was found dead).
+    /// ones (a re-send after a reused connection was found dead). `ejected` names the addresses (`host:port`) out of
+    /// rotation now, which no pick may choose: when that is all of them the request fails with `noHealthyAddress`.
     mutating func leaseRequested(
-        _ upstream: Upstream, by requester: Requester, fresh: Bool = false, now: NIODeadline
+        _ upstream: Upstream, by requester: Requester, fresh: Bool = false, now: NIODeadline, ejected: [String] = []
     ) -> Action {
         let limits = self.limits
-        return self.upstreams[upstream.name, default: UpstreamState(name: upstream.name)]
-            .leaseRequested(addresses: upstream.addresses, by: requester, fresh: fresh, now: now, limits: limits)
+        let seed = self.seed
+        return self.upstreams[upstream.name, default: UpstreamState(name: upstream.name, seed: seed)]
+            .leaseRequested(upstream, by: requester, fresh: fresh, now: now, limits: limits, ejected: ejected)
+    }
+
+    /// Requests this loop has in flight to `upstream` per address (`host:port`), for least request's tests and
+    /// `/upstreams`.
+    func activeRequests(upstream: String) -> [String: Int] {
+        guard let state = self.upstreams[upstream] else { return [:] }
+        var result: [String: Int] = [:]
+        for address in state.addresses { result[address.key] = address.open - address.idle.count }
+        return result
     }
 
     /// A connect that `.connect` started succeeded: the connection goes to the requester it was opened for.

@@ -1,0 +1,197 @@
+import FicusCore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The health of a proxy's upstream addresses and its retries in flight, shared by all of its event loops.
+///
+/// Pools are per event loop, but an address that failed on one loop must be out of rotation on all of them, and
+/// `max_retries` is one number for the proxy: so one object per proxy (and another for the shadow side, whose
+/// copies must never eject an address for clients) holds `OutlierState` and `RetryAdmission` behind a lock. It is
+/// touched only for upstreams that have an outlier policy (once when an address is picked, once per outcome) and for
+/// retries, so that upstreams without one pay nothing. Time is the caller's (the event loop's `now`).
+final class UpstreamHealth: Sendable {
+    /// Everything behind the lock, so that one acquisition answers one question.
+    private struct State {
+        /// Counters and ejections per address.
+        var outliers = OutlierState()
+        /// Retries in flight per upstream.
+        var retries = RetryAdmission()
+        /// Added to every `now` (tests move the ejection clock forward instead of sleeping).
+        var skew: TimeAmount = .nanoseconds(0)
+    }
+
+    /// The shared state; held only for map lookups and counter updates, never across I/O.
+    private let state = NIOLockedValueBox(State())
+    /// Where ejections, the ejected gauge and `max_retries` overflows are counted.
+    private let metrics: ProxyMetrics?
+    /// Where each ejection is logged (a warning: an address leaving rotation is worth a line).
+    private let logger: Logger?
+    /// `side` label of the log lines: `serving` or `shadow`.
+    private let side: String
+
+    /// Creates an empty state (every address in rotation) for the serving side or, with `side: "shadow"`, the
+    /// shadow loop's pool.
+    init(metrics: ProxyMetrics?, logger: Logger?, side: String = "serving") {
+        self.metrics = metrics
+        self.logger = logger
+        self.side = side
+    }
+
+    /// The addresses of `upstream` out of rotation at `now`; empty (without a lock) when it has no outlier policy.
+    func ejected(_ upstream: Upstream, now: NIODeadline) -> [String] {
+        guard upstream.outlier?.isEnabled == true else { return [] }
+        let (ejected, returned) = self.state.withLockedValue { state -> ([String], Int) in
+            guard state.outliers.ejectedCount > 0 else { return ([], 0) }
+            let now = now + state.skew
+            let returned = state.outliers.sweep(upstream: upstream.name, now: now)
+            return (state.outliers.ejected(upstream: upstream.name, now: now), returned)
+        }
+        if returned > 0 { self.returned(upstream: upstream.name, count: returned) }
+        return ejected
+    }
+
+    /// Records the outcome of an exchange with `endpoint` of `upstream`, ejecting the address when that was one
+    /// failure too many; nothing without an outlier policy.
+    func record(_ outcome: OutlierState.Outcome, upstream: Upstream, endpoint: Endpoint, now: NIODeadline) {
+        guard let policy = upstream.outlier, policy.isEnabled else { return }
+        let count = upstream.addresses.count
+        let (ejection, returned) = self.state.withLockedValue { state -> (OutlierState.Ejection?, Int) in
+            let now = now + state.skew
+            let returned = state.outliers.sweep(upstream: upstream.name, now: now)
+            let ejection = state.outliers.record(
+                outcome, upstream: upstream.name, address: endpoint.address, addressCount: count, policy: policy,
+                now: now)
+            return (ejection, returned)
+        }
+        if returned > 0 { self.returned(upstream: upstream.name, count: returned) }
+        guard let ejection else { return }
+        self.metrics?.ejection(upstream: ejection.upstream, reason: ejection.reason.rawValue, side: self.side)
+        self.logger?.warning(
+            "address ejected",
+            metadata: [
+                "upstream": "\(ejection.upstream)", "address": "\(ejection.address)",
+                "reason": "\(ejection.reason.rawValue)", "times": "\(ejection.times)",
+                "for_ms": "\(ejection.lengthMilliseconds)", "side": "\(self.side)",
+            ]
+        )
+    }
+
+    /// Every address with a record and its state, swept at `now` (for `/upstreams`).
+    func statuses(now: NIODeadline) -> [OutlierState.AddressStatus] {
+        let (statuses, returned) = self.state.withLockedValue { state in
+            let returned = state.outliers.sweepAll(now: now + state.skew)
+            let statuses = state.outliers.statuses().map { status -> OutlierState.AddressStatus in
+                var shifted = status
+                shifted.ejectedUntil = status.ejectedUntil.map { $0 - state.skew }
+                return shifted
+            }
+            return (statuses, returned)
+        }
+        for (upstream, count) in returned { self.returned(upstream: upstream, count: count) }
+        return statuses
+    }
+
+    /// Counts a re-send, fallback or retry to `upstream` if its `max_retries` allows one more in flight; false:
+    /// refused, counted as `max_retries` overflow. Every true must be matched by `endRetry`.
+    ///
+    /// The question the exchange asks before it sends a request that already reached an upstream again.
+    func beginRetry(_ upstream: Upstream) -> Bool {
+        let limit = upstream.limits?.maxRetries ?? UpstreamLimits.defaultMaxRetries
+        let admitted = self.state.withLockedValue { $0.retries.begin(upstream: upstream.name, limit: limit) }
+        if !admitted { self.metrics?.overflow(upstream: upstream.name, reason: "max_retries") }
+        return admitted
+    }
+
+    /// A retry admitted by `beginRetry` is over (its exchange finished, however).
+    func endRetry(upstream: String) {
+        self.state.withLockedValue { $0.retries.end(upstream: upstream) }
+    }
+
+    /// Moves this object's clock forward by `amount` (tests: an ejection ends without waiting for it).
+    func advanceClock(by amount: TimeAmount) {
+        self.state.withLockedValue { $0.skew = $0.skew + amount }
+    }
+
+    /// Retries in flight to `upstream` (tests).
+    func retriesInFlight(_ upstream: String) -> Int {
+        self.state.withLockedValue { $0.retries.inFlight[upstream] ?? 0 }
+    }
+
+    /// Lowers the ejected gauge for addresses found back in rotation.
+    private func returned(upstream: String, count: Int) {
+        self.metrics?.ejectedAddresses(upstream: upstream, delta: -count, side: self.side)
+    }
+}
+
+/// One upstream address's health as a running proxy sees it, for the admin listener's `/upstreams`.
+///
+/// Every configured address is listed; those that never failed are in rotation with zero counts.
+public struct UpstreamAddressState: Sendable, Codable, Equatable {
+    /// Creates a state; see the properties.
+    ///
+    /// Built by `ProxyServer.upstreamStates()`, decoded by `ficus status --admin`.
+    public init(
+        upstream: String, address: String, weight: Int, outlierDetection: Bool, ejectedUntil: Date?,
+        timesEjected: Int, consecutive5xx: Int, consecutiveGatewayFailures: Int
+    ) {
+        self.upstream = upstream
+        self.address = address
+        self.weight = weight
+        self.outlierDetection = outlierDetection
+        self.ejectedUntil = ejectedUntil
+        self.timesEjected = timesEjected
+        self.consecutive5xx = consecutive5xx
+        self.consecutiveGatewayFailures = consecutiveGatewayFailures
+    }
+
+    /// Whether requests may go to the address now.
+    ///
+    /// The one thing `ficus status` shows first.
+    public var inRotation: Bool { self.ejectedUntil == nil }
+
+    /// The upstream's name.
+    ///
+    /// Shadow-side state is not included: it never changes what clients get.
+    public var upstream: String
+    /// `host:port`.
+    ///
+    /// Weights are not part of an address's identity.
+    public var address: String
+    /// The address's weight (1 unless configured).
+    ///
+    /// Shown beside the state so that a skewed split is explained at a glance.
+    public var weight: Int
+    /// Whether the upstream has outlier ejection on.
+    ///
+    /// Without it an address is always in rotation.
+    public var outlierDetection: Bool
+    /// When the ejection ends, or nil while the address is in rotation.
+    ///
+    /// Wall-clock time, converted from the proxy's monotonic clock when asked.
+    public var ejectedUntil: Date?
+    /// How many times the address has been ejected (what the next ejection's length is multiplied by, before decay).
+    ///
+    /// Shows a flapping address.
+    public var timesEjected: Int
+    /// Answers with a 5xx status (and local failures) in a row.
+    ///
+    /// How close the address is to `consecutive_5xx`.
+    public var consecutive5xx: Int
+    /// Gateway failures in a row.
+    ///
+    /// How close the address is to `consecutive_gateway_failure`.
+    public var consecutiveGatewayFailures: Int
+
+    private enum CodingKeys: String, CodingKey {
+        case upstream
+        case address
+        case weight
+        case outlierDetection = "outlier_detection"
+        case ejectedUntil = "ejected_until"
+        case timesEjected = "times_ejected"
+        case consecutive5xx = "consecutive_5xx"
+        case consecutiveGatewayFailures = "consecutive_gateway_failures"
+    }
+}
