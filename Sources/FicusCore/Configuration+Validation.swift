@@ -103,6 +103,11 @@ struct ConfigurationValidator {
             }
             self.checkEndpoints(upstream.addresses, object: object, field: "addresses")
         }
+        if let check = upstream.healthCheck {
+            for problem in check.problems {
+                self.report(object, "health_check." + problem.field, problem.message)
+            }
+        }
         if let outlier = upstream.outlier {
             self.checkOutlier(outlier, object: object)
         }

@@ -8,6 +8,13 @@ public enum DurationText {
 
     /// Milliseconds in `text`, or nil when it is malformed, not positive, or over 24 h.
     public static func milliseconds(_ text: String) -> Int? {
+        guard let total = self.parse(text), total >= 1, total <= Self.maxMilliseconds else { return nil }
+        return total
+    }
+
+    /// Milliseconds in `text` (`250ms`, `30s`, `5m`, `1h`, or a bare number of seconds), zero included; nil when
+    /// malformed. At most nine digits, so that the multiplication by the unit never overflows.
+    public static func parse(_ text: String) -> Int? {
         let units: [(String, Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
         var digits = Substring(text)
         var scale = 1000
@@ -21,9 +28,7 @@ public enum DurationText {
         else {
             return nil
         }
-        let total = value * scale  // at most 999,999,999 × 3,600,000: far inside Int64
-        guard total >= 1, total <= Self.maxMilliseconds else { return nil }
-        return total
+        return value * scale  // at most 999,999,999 × 3,600,000: far inside Int64
     }
 }
 

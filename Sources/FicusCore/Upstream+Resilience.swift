@@ -1,7 +1,8 @@
 /// A length of time in a configuration, kept in milliseconds and written as text (`30s`, `500ms`, `5m`).
 ///
 /// Rules files are read by people: `base_ejection_time: 30s` says what it means, where a bare number would need its
-/// unit in the key. A bare integer is still read, as milliseconds, so that generated files need no formatting.
+/// unit in the key. A bare integer is still read, as seconds (as every duration in rules files), so that generated
+/// files need no formatting.
 public struct TimeSpan: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The span in milliseconds; validation keeps it within `0...maxMilliseconds`.
     ///
@@ -27,27 +28,11 @@ public struct TimeSpan: Sendable, Hashable, Comparable, CustomStringConvertible 
         TimeSpan(milliseconds: seconds * 1000)
     }
 
-    /// Parses `250ms`, `30s`, `5m`, `1h` or plain digits (milliseconds); nil for anything else.
-    ///
-    /// At most nine digits, so that the multiplication by the unit can never overflow.
+    /// Parses `250ms`, `30s`, `5m`, `1h` or plain digits (seconds, as every duration in rules files and the CLI);
+    /// nil for anything else (`DurationText.parse`).
     public init?(parsing text: String) {
-        let units: [(String, Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-        var digits = Substring(text)
-        var unit = 1
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            let candidate = text.dropLast(suffix.count)
-            if !candidate.isEmpty, candidate.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
-                digits = candidate
-                unit = factor
-                break
-            }
-        }
-        guard !digits.isEmpty, digits.count <= 9, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-            let value = Int(digits)
-        else {
-            return nil
-        }
-        self.init(milliseconds: value * unit)
+        guard let milliseconds = DurationText.parse(text) else { return nil }
+        self.init(milliseconds: milliseconds)
     }
 
     /// The span in the largest unit that divides it (`30s`, `1500ms`).
@@ -69,13 +54,15 @@ public struct TimeSpan: Sendable, Hashable, Comparable, CustomStringConvertible 
 }
 
 extension TimeSpan: Codable {
-    /// Decodes `"30s"`-style text or an integer number of milliseconds.
+    /// Decodes `"30s"`-style text or an integer number of seconds.
     ///
     /// Both shapes load so that hand-written and generated files work alike.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        if let milliseconds = try? container.decode(Int.self) {
-            self.init(milliseconds: milliseconds)
+        if let seconds = try? container.decode(Int.self) {
+            let (milliseconds, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+            // Out of range stays out of range (validation names it), never a trap.
+            self.init(milliseconds: overflow ? Int.max : milliseconds)
             return
         }
         let text = try container.decode(String.self)

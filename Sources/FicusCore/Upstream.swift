@@ -34,6 +34,11 @@ public struct Upstream: Sendable, Equatable {
     /// Optional for the same reason as `balance`.
     public var limits: UpstreamLimits?
 
+    /// Active health checks of the addresses, or nil (the default) for none.
+    ///
+    /// An address failing them is out of rotation as an ejected one is (docs/PROXY.md, "Active health checks").
+    public var healthCheck: HealthCheckPolicy?
+
     /// `balance`, or round robin when it is not set.
     ///
     /// What the proxy's pools follow.
@@ -196,6 +201,7 @@ extension Upstream: Codable {
         case outlier
         case balance
         case limits
+        case healthCheck = "health_check"
     }
 
     /// Decodes `name` with either `addresses` or `slots`, and the optional `outlier`, `balance` and `limits`.
@@ -210,6 +216,7 @@ extension Upstream: Codable {
         self.outlier = try container.decodeIfPresent(OutlierPolicy.self, forKey: .outlier)
         self.balance = try container.decodeIfPresent(BalancePolicy.self, forKey: .balance)
         self.limits = try container.decodeIfPresent(UpstreamLimits.self, forKey: .limits)
+        self.healthCheck = try container.decodeIfPresent(HealthCheckPolicy.self, forKey: .healthCheck)
     }
 
     /// Encodes `name`, either `slots` or `addresses`, and the resilience settings that are set.
@@ -227,5 +234,6 @@ extension Upstream: Codable {
         try container.encodeIfPresent(self.outlier, forKey: .outlier)
         try container.encodeIfPresent(self.balance, forKey: .balance)
         try container.encodeIfPresent(self.limits, forKey: .limits)
+        try container.encodeIfPresent(self.healthCheck, forKey: .healthCheck)
     }
 }

@@ -224,6 +224,16 @@ public final class ProxyMetrics: Sendable {
         self.shadowCounter("ficus_rate_limited_total", [("route", route), ("mode", mode)]).increment()
     }
 
+    /// An active health check of `upstream` finished (`result`: `ok` or `failed`).
+    func healthCheck(upstream: String, result: String) {
+        self.shadowCounter("ficus_health_checks_total", [("upstream", upstream), ("result", result)]).increment()
+    }
+
+    /// Addresses of `upstream` failing their health checks now (`ficus_upstream_unhealthy_addresses{upstream}`).
+    func unhealthyAddresses(upstream: String, delta: Int) {
+        self.ejectedAddresses(upstream: upstream, delta: delta, side: "unhealthy")
+    }
+
     /// A recent copy of an answer stood in for a failure of `upstream` (`stale_if_error`).
     func staleAnswer(route: String, upstream: String) {
         self.shadowCounter("ficus_stale_answers_total", [("route", route), ("upstream", upstream)]).increment()
@@ -240,7 +250,12 @@ public final class ProxyMetrics: Sendable {
     /// Addresses out of rotation now (`ficus_upstream_ejected_addresses{upstream}`); it falls when an ejection
     /// ends, as the next request to the upstream or the next `/upstreams` read notices.
     func ejectedAddresses(upstream: String, delta: Int, side: String) {
-        let label = side == "shadow" ? "ficus_shadow_ejected_addresses" : "ficus_upstream_ejected_addresses"
+        let label =
+            switch side {
+            case "shadow": "ficus_shadow_ejected_addresses"
+            case "unhealthy": "ficus_upstream_unhealthy_addresses"
+            default: "ficus_upstream_ejected_addresses"
+            }
         let meter = self.ejectedMeters.withLockedValue { cache -> Meter in
             if let cached = cache[label + "\u{0}" + upstream] { return cached }
             let created = Meter(label: label, dimensions: [("upstream", upstream)], factory: self.factory)

@@ -97,6 +97,10 @@ enum RulesSchema {
         "limits": .object([
             "max_connections": .value, "max_pending": .value, "max_requests": .value, "max_retries": .value,
         ]),
+        "health_check": .object([
+            "path": .value, "interval": .value, "timeout": .value, "healthy": .value, "unhealthy": .value,
+            "expect": .value,
+        ]),
     ])
 
     static let document = Shape.object([

@@ -178,6 +178,10 @@ struct StatusCommand: AsyncParsableCommand {
 
     /// `in rotation`, `ejected until 12:00:31Z (28 s, 2nd time)` or `in rotation (no outlier ejection)`.
     static func describe(_ state: UpstreamAddressState) -> String {
+        if state.healthCheck == "unhealthy" {
+            return "unhealthy (failing its health check)"
+                + (state.ejectedUntil.map { ", and ejected until " + ISO8601DateFormatter().string(from: $0) } ?? "")
+        }
         guard let until = state.ejectedUntil else {
             return state.outlierDetection
                 ? "in rotation" + (state.consecutive5xx > 0 ? " (\(state.consecutive5xx) 5xx in a row)" : "")
@@ -363,6 +367,8 @@ struct ExplainCommand: AsyncParsableCommand {
         var balance: String?
         var outlier: OutlierPolicy?
         var limits: UpstreamLimits?
+        /// The chosen upstream's active health check with its defaults filled in, or nil.
+        var healthCheck: HealthCheckPolicy?
         var steps: [String]
     }
 
@@ -419,6 +425,7 @@ struct ExplainCommand: AsyncParsableCommand {
                         balance: chosen?.effectiveBalance.rawValue,
                         outlier: chosen?.outlier.flatMap { $0.isEnabled ? $0.resolved : nil },
                         limits: chosen.map { ($0.limits ?? UpstreamLimits()).resolved(poolConnections: 1024, poolPending: 1024) },
+                        healthCheck: chosen?.healthCheck?.resolved,
                         steps: explanation.description.split(separator: "\n").map(String.init)
                     )
                 )

@@ -69,6 +69,43 @@ struct UpstreamResilienceOptions: ParsableArguments {
         help: ArgumentHelp("Re-sends, fallbacks and retries in flight to the upstream (default 3).", valueName: "n"))
     var maxRetries: Int?
 
+    /// `--health-check PATH`: active health checks with the defaults for what is not given.
+    @Option(
+        name: .customLong("health-check"),
+        help: ArgumentHelp("Check each address with GET PATH (every 10s by default); failing ones leave rotation.",
+            valueName: "path"))
+    var healthCheck: String?
+
+    /// `--health-check-interval`.
+    @Option(
+        name: .customLong("health-check-interval"),
+        help: ArgumentHelp("Time between two checks of an address (default 10s).", valueName: "time"))
+    var healthCheckInterval: String?
+
+    /// `--health-check-timeout`.
+    @Option(
+        name: .customLong("health-check-timeout"),
+        help: ArgumentHelp("How long one check may take, connect included (default 1s).", valueName: "time"))
+    var healthCheckTimeout: String?
+
+    /// `--healthy`.
+    @Option(help: ArgumentHelp("Good checks in a row that bring an address back (default 2).", valueName: "n"))
+    var healthy: Int?
+
+    /// `--unhealthy`.
+    @Option(help: ArgumentHelp("Failed checks in a row that take an address out (default 3).", valueName: "n"))
+    var unhealthy: Int?
+
+    /// `--health-check-expect`.
+    @Option(
+        name: .customLong("health-check-expect"),
+        help: ArgumentHelp("Statuses that count as good (default 200-399).", valueName: "200-399"))
+    var healthCheckExpect: String?
+
+    /// `--no-health-check`.
+    @ArgumentParser.Flag(name: .customLong("no-health-check"), help: "Stop checking the upstream's addresses.")
+    var noHealthCheck = false
+
     /// `--default-limits`.
     @ArgumentParser.Flag(
         name: .customLong("default-limits"), help: "Drop the upstream's own limits: the defaults apply again.")
@@ -79,7 +116,13 @@ struct UpstreamResilienceOptions: ParsableArguments {
         self.outlier == nil && self.consecutive5xx == nil && self.consecutiveGatewayFailure == nil
             && self.baseEjectionTime == nil && self.maxEjectionTime == nil && self.maxEjectionPercent == nil
             && self.balance == nil && self.maxConnections == nil && self.maxPending == nil && self.maxRequests == nil
-            && self.maxRetries == nil && !self.defaultLimits
+            && self.maxRetries == nil && !self.defaultLimits && !self.healthCheckGiven && !self.noHealthCheck
+    }
+
+    /// Whether any health check option was given.
+    var healthCheckGiven: Bool {
+        self.healthCheck != nil || self.healthCheckInterval != nil || self.healthCheckTimeout != nil
+            || self.healthy != nil || self.unhealthy != nil || self.healthCheckExpect != nil
     }
 
     /// Applies the options to `upstream`: given values replace, others stay; an outlier number turns ejection on
@@ -120,6 +163,37 @@ struct UpstreamResilienceOptions: ParsableArguments {
         if let value = self.maxRequests { limits.maxRequests = value }
         if let value = self.maxRetries { limits.maxRetries = value }
         upstream.limits = limits.isEmpty ? nil : limits
+        try self.applyHealthCheck(to: &upstream)
+    }
+
+    /// Sets, changes or removes the upstream's active health check; the numbers change an existing check, or need
+    /// `--health-check PATH`.
+    private func applyHealthCheck(to upstream: inout Upstream) throws {
+        if self.noHealthCheck {
+            guard !self.healthCheckGiven else {
+                throw CLIError.usage("give --no-health-check or health check options, not both")
+            }
+            upstream.healthCheck = nil
+            return
+        }
+        guard self.healthCheckGiven else { return }
+        guard var check = self.healthCheck.map({ HealthCheckPolicy(path: $0) }) ?? upstream.healthCheck else {
+            throw CLIError.usage("health check options need a check: give --health-check PATH too")
+        }
+        if let path = self.healthCheck, upstream.healthCheck != nil {
+            check = upstream.healthCheck!
+            check.path = path
+        }
+        if let text = self.healthCheckInterval {
+            check.interval = try Self.time(text, option: "--health-check-interval")
+        }
+        if let text = self.healthCheckTimeout {
+            check.timeout = try Self.time(text, option: "--health-check-timeout")
+        }
+        if let value = self.healthy { check.healthy = value }
+        if let value = self.unhealthy { check.unhealthy = value }
+        if let text = self.healthCheckExpect { check.expect = text }
+        upstream.healthCheck = check
     }
 
     /// `text` as a time span, or a usage error naming `option`.
@@ -183,6 +257,7 @@ extension UpstreamCommand {
             "balance    \(upstream.effectiveBalance.rawValue)\(weighted)",
             "outlier    " + (upstream.outlier.map { $0.oneLine } ?? "off (no outlier ejection)"),
             "limits     " + (upstream.limits ?? UpstreamLimits()).oneLine(poolConnections: 1024, poolPending: 1024),
+            "health     " + (upstream.healthCheck.map { $0.oneLine } ?? "no active checks"),
         ]
     }
 }

@@ -9,6 +9,39 @@ extension CLITests {
     /// 7): `upstream set`, `upstream show`, `explain`, export and apply, `status --admin` against a running proxy, and
     /// bad values refused with where they are and changing nothing.
     @Suite struct UpstreamResilience {
+        /// Active health checks: `upstream set --health-check`, `show`, `explain --json`, export, bad values refused
+        /// with the field named, and `--no-health-check`.
+        @Test func healthChecks() throws {
+            let sandbox = try Sandbox()
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "legacy", "127.0.0.1:8081")
+            try sandbox.ok("route", "add", "orders", "--prefix", "/orders", "--to", "legacy")
+            #expect(try sandbox.ok("upstream", "show", "legacy").stdout.contains("health     no active checks"))
+            try sandbox.ok("upstream", "set", "legacy", "--health-check", "/healthz", "--unhealthy", "2")
+            #expect(
+                try sandbox.ok("upstream", "show", "legacy").stdout.contains(
+                    "health     GET /healthz every 10s, timeout 1s, 2 up, 2 down, expect 200-399"))
+            try sandbox.ok("upstream", "set", "legacy", "--health-check-interval", "5s", "--health-check-expect", "200")
+            let json = try sandbox.ok("explain", "GET", "/orders/1", "--json").stdout
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            let check = try #require(object["healthCheck"] as? [String: Any])
+            #expect(check["path"] as? String == "/healthz" && check["interval"] as? String == "5s")
+            #expect(check["unhealthy"] as? Int == 2 && check["expect"] as? String == "200")
+            let exported = try sandbox.ok("export").stdout
+            #expect(exported.contains("health_check:") && exported.contains("path: /healthz"), "\(exported)")
+
+            let before = try sandbox.snapshot()
+            let bad = try sandbox.ficus("upstream", "set", "legacy", "--health-check", "healthz", "--healthy", "0")
+            #expect(bad.status == 3, "\(bad)")
+            #expect(bad.stderr.contains("upstream 'legacy': health_check.path: 'healthz' must start with '/'"), "\(bad)")
+            #expect(bad.stderr.contains("health_check.healthy: must be from 1 to 100, got 0"), "\(bad)")
+            let orphan = try sandbox.ficus("upstream", "set", "legacy", "--no-health-check", "--healthy", "1")
+            #expect(orphan.status != 0 && orphan.stderr.contains("--no-health-check or health check options"))
+            #expect(try sandbox.snapshot() == before)
+            try sandbox.ok("upstream", "set", "legacy", "--no-health-check")
+            #expect(try sandbox.ok("upstream", "show", "legacy").stdout.contains("health     no active checks"))
+        }
+
         @Test func setShowExplainExportAndApply() throws {
             let sandbox = try Sandbox()
             try sandbox.ok("init")

@@ -29,7 +29,7 @@ struct UpstreamResilienceModelTests {
         #expect(TimeSpan(parsing: "30s")?.milliseconds == 30_000)
         #expect(TimeSpan(parsing: "5m")?.milliseconds == 300_000)
         #expect(TimeSpan(parsing: "1h")?.milliseconds == 3_600_000)
-        #expect(TimeSpan(parsing: "1500")?.milliseconds == 1500)
+        #expect(TimeSpan(parsing: "15")?.milliseconds == 15_000, "a bare number is seconds, as in every duration")
         for bad in ["", "s", "1.5s", "-1s", "10 s", "9999999999s", "1d"] {
             #expect(TimeSpan(parsing: bad) == nil, "\(bad)")
         }

@@ -96,9 +96,12 @@ struct ProxyRateLimitTests {
             for limited in [answers[3], post, after] {
                 #expect(limited.status == 429)
                 #expect(limited.reason == "Too Many Requests")
-                #expect(limited.header("retry-after") == "1200", "a third of an hour for the next token")
+                // A third of an hour for the next token, less the seconds this test took to get here (a loaded
+                // machine may take a few): the value counts down, never up.
+                let wait = Int(limited.header("retry-after") ?? "") ?? -1
+                #expect((1140...1200).contains(wait), "retry-after \(wait)")
                 #expect(limited.header("ratelimit-policy") == "\"orders\";q=3;w=3600")
-                #expect(limited.header("ratelimit") == "\"orders\";r=0;t=1200")
+                #expect(limited.header("ratelimit") == "\"orders\";r=0;t=\(wait)")
                 #expect(limited.bodyString.contains("\"error\":\"rate_limited\""), "\(limited.bodyString)")
                 #expect(!limited.bodyString.contains("backend"), "no upstream was involved")
             }

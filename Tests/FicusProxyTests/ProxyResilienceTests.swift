@@ -252,7 +252,9 @@ struct ProxyResilienceTests {
                 try await group.waitForAll()
             }
             #expect(slow.received.count + fast.received.count == 40)
-            #expect(slow.received.count <= 8, "slow got \(slow.received.count) of 40")
+            // Round robin gives it 20; how far below that least request gets depends on how fast the fast address
+            // answers on this machine (a tie goes either way), so the bound leaves room for a loaded machine.
+            #expect(slow.received.count <= 14, "slow got \(slow.received.count) of 40")
         }
     }
 

@@ -59,6 +59,8 @@ public final class ProxyServer: Sendable {
     private let ownedShadowGroup: MultiThreadedEventLoopGroup?
     private let loops: [ObjectIdentifier: UnsafeTransfer<LoopResources>]
     private let state = NIOLockedValueBox(ServerState())
+    /// Runs the upstreams' active health checks on the first event loop.
+    private let healthChecker: HealthChecker
 
     struct ServerState {
         var channel: Channel?
@@ -127,6 +129,8 @@ public final class ProxyServer: Sendable {
         )
         self.group = group
         let loops = Array(group.makeIterator())
+        self.healthChecker = HealthChecker(
+            eventLoop: group.next(), routing: routing, health: health, metrics: metrics, logger: logger)
         var resources: [ObjectIdentifier: UnsafeTransfer<LoopResources>] = [:]
         for loop in loops {
             resources[ObjectIdentifier(loop)] = UnsafeTransfer(
@@ -158,6 +162,7 @@ public final class ProxyServer: Sendable {
                 self.initializeChild(channel)
             }
         let channel = try await bootstrap.bind(host: configuration.listenHost, port: configuration.listenPort).get()
+        self.healthChecker.start()
         self.state.withLockedValue { $0.channel = channel }
     }
 
@@ -212,6 +217,7 @@ public final class ProxyServer: Sendable {
         for status in self.shared.health.statuses(now: now) {
             records[status.upstream + " " + status.address] = status
         }
+        let unhealthy = self.shared.health.unhealthyAddresses()
         var result: [UpstreamAddressState] = []
         for upstream in self.shared.routing.current.upstreams {
             for endpoint in upstream.addresses {
@@ -227,7 +233,9 @@ public final class ProxyServer: Sendable {
                         },
                         timesEjected: record?.timesEjected ?? 0,
                         consecutive5xx: record?.consecutive5xx ?? 0,
-                        consecutiveGatewayFailures: record?.consecutiveGatewayFailures ?? 0
+                        consecutiveGatewayFailures: record?.consecutiveGatewayFailures ?? 0,
+                        healthCheck: upstream.healthCheck == nil
+                            ? nil : unhealthy[upstream.name]?.contains(endpoint.address) == true ? "unhealthy" : "healthy"
                     )
                 )
             }
@@ -276,6 +284,7 @@ public final class ProxyServer: Sendable {
             return state.channel
         }
         try? await listener?.close()
+        self.healthChecker.stop()
         let children = self.state.withLockedValue { Array($0.children.values) }
         for child in children {
             child.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())

@@ -20,6 +20,8 @@ final class UpstreamHealth: Sendable {
         var retries = RetryAdmission()
         /// Added to every `now` (tests move the ejection clock forward instead of sleeping).
         var skew: TimeAmount = .nanoseconds(0)
+        /// Addresses that failed their active health checks, by upstream (`HealthChecker`).
+        var unhealthy: [String: Set<String>] = [:]
     }
 
     /// The shared state; held only for map lookups and counter updates, never across I/O.
@@ -39,14 +41,22 @@ final class UpstreamHealth: Sendable {
         self.side = side
     }
 
-    /// The addresses of `upstream` out of rotation at `now`; empty (without a lock) when it has no outlier policy.
+    /// Whether `upstream` has anything that takes addresses out of rotation (ejection or health checks).
+    static func watches(_ upstream: Upstream) -> Bool {
+        upstream.outlier?.isEnabled == true || upstream.healthCheck != nil
+    }
+
+    /// The addresses of `upstream` out of rotation at `now`, ejected or failing their health checks; empty (without
+    /// a lock) when it has neither an outlier policy nor a health check.
     func ejected(_ upstream: Upstream, now: NIODeadline) -> [String] {
-        guard upstream.outlier?.isEnabled == true else { return [] }
+        guard Self.watches(upstream) else { return [] }
         let (ejected, returned) = self.state.withLockedValue { state -> ([String], Int) in
-            guard state.outliers.ejectedCount > 0 else { return ([], 0) }
+            let unhealthy = state.unhealthy[upstream.name].map(Array.init) ?? []
+            guard state.outliers.ejectedCount > 0 else { return (unhealthy, 0) }
             let now = now + state.skew
             let returned = state.outliers.sweep(upstream: upstream.name, now: now)
-            return (state.outliers.ejected(upstream: upstream.name, now: now), returned)
+            let ejected = state.outliers.ejected(upstream: upstream.name, now: now)
+            return (unhealthy.isEmpty ? ejected : Array(Set(ejected).union(unhealthy)), returned)
         }
         if returned > 0 { self.returned(upstream: upstream.name, count: returned) }
         return ejected
@@ -76,6 +86,23 @@ final class UpstreamHealth: Sendable {
                 "for_ms": "\(ejection.lengthMilliseconds)", "side": "\(self.side)",
             ]
         )
+    }
+
+    /// Takes `address` of `upstream` out of rotation (`healthy: false`) or brings it back, as its active health
+    /// checks say; the gauge of unhealthy addresses follows.
+    func setHealthChecked(upstream: String, address: String, healthy: Bool) {
+        let changed = self.state.withLockedValue { state -> Bool in
+            var set = state.unhealthy[upstream] ?? []
+            let changed = healthy ? set.remove(address) != nil : set.insert(address).inserted
+            state.unhealthy[upstream] = set.isEmpty ? nil : set
+            return changed
+        }
+        if changed { self.metrics?.unhealthyAddresses(upstream: upstream, delta: healthy ? -1 : 1) }
+    }
+
+    /// The addresses failing their health checks, by upstream (for `/upstreams`).
+    func unhealthyAddresses() -> [String: Set<String>] {
+        self.state.withLockedValue { $0.unhealthy }
     }
 
     /// Every address with a record and its state, swept at `now` (for `/upstreams`).
@@ -134,8 +161,9 @@ public struct UpstreamAddressState: Sendable, Codable, Equatable {
     /// Built by `ProxyServer.upstreamStates()`, decoded by `ficus status --admin`.
     public init(
         upstream: String, address: String, weight: Int, outlierDetection: Bool, ejectedUntil: Date?,
-        timesEjected: Int, consecutive5xx: Int, consecutiveGatewayFailures: Int
+        timesEjected: Int, consecutive5xx: Int, consecutiveGatewayFailures: Int, healthCheck: String? = nil
     ) {
+        self.healthCheck = healthCheck
         self.upstream = upstream
         self.address = address
         self.weight = weight
@@ -149,7 +177,7 @@ public struct UpstreamAddressState: Sendable, Codable, Equatable {
     /// Whether requests may go to the address now.
     ///
     /// The one thing `ficus status` shows first.
-    public var inRotation: Bool { self.ejectedUntil == nil }
+    public var inRotation: Bool { self.ejectedUntil == nil && self.healthCheck != "unhealthy" }
 
     /// The upstream's name.
     ///
@@ -179,6 +207,10 @@ public struct UpstreamAddressState: Sendable, Codable, Equatable {
     ///
     /// How close the address is to `consecutive_5xx`.
     public var consecutive5xx: Int
+    /// `healthy` or `unhealthy` as the upstream's active health checks say, or nil when it has none.
+    ///
+    /// An unhealthy address is out of rotation until its checks pass again.
+    public var healthCheck: String?
     /// Gateway failures in a row.
     ///
     /// How close the address is to `consecutive_gateway_failure`.
@@ -193,5 +225,6 @@ public struct UpstreamAddressState: Sendable, Codable, Equatable {
         case timesEjected = "times_ejected"
         case consecutive5xx = "consecutive_5xx"
         case consecutiveGatewayFailures = "consecutive_gateway_failures"
+        case healthCheck = "health_check"
     }
 }

@@ -87,7 +87,7 @@ final class UpstreamPool {
     func acquire(_ upstream: Upstream, for requester: UpstreamConnectionRequester, fresh: Bool = false) {
         let now = self.eventLoop.now
         var ejected: [String] = []
-        if let health = self.health, upstream.outlier != nil {
+        if let health = self.health, UpstreamHealth.watches(upstream) {
             ejected = health.ejected(upstream, now: now)
             self.watched[upstream.name] = upstream
         } else if !self.watched.isEmpty {

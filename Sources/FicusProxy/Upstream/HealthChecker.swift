@@ -1,0 +1,161 @@
+import FicusCore
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Runs the active health checks of a proxy's upstreams on one event loop: the NIO shell of `HealthCheckState`.
+///
+/// Every 100 ms it asks the state which addresses are due (following the routing table as revisions change), sends
+/// each a `GET PATH HTTP/1.1` on a connection of its own (`Connection: close`, so a check never holds a pooled
+/// connection), reads the status line within the timeout, and reports the outcome. Transitions take an address out
+/// of rotation or bring it back in `UpstreamHealth`, which the pools consult as they do for ejections.
+final class HealthChecker: Sendable {
+    private let eventLoop: EventLoop
+    private let routing: RoutingState
+    private let health: UpstreamHealth
+    private let metrics: ProxyMetrics?
+    private let logger: Logger
+    /// The state and the repeating task, confined to `eventLoop`.
+    private let box: NIOLoopBoundBox<Running>
+
+    private final class Running {
+        var state = HealthCheckState()
+        var task: RepeatedTask?
+        var stopped = false
+    }
+
+    init(eventLoop: EventLoop, routing: RoutingState, health: UpstreamHealth, metrics: ProxyMetrics?, logger: Logger) {
+        self.eventLoop = eventLoop
+        self.routing = routing
+        self.health = health
+        self.metrics = metrics
+        self.logger = logger
+        self.box = NIOLoopBoundBox.makeBoxSendingValue(Running(), eventLoop: eventLoop)
+    }
+
+    /// Starts checking; the first checks of every address run at once.
+    func start() {
+        self.eventLoop.execute {
+            let running = self.box.value
+            guard !running.stopped, running.task == nil else { return }
+            running.task = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(100)) { _ in
+                self.tick()
+            }
+        }
+    }
+
+    /// Stops checking (shutdown); checks under way finish on their own.
+    func stop() {
+        self.eventLoop.execute {
+            let running = self.box.value
+            running.stopped = true
+            running.task?.cancel()
+            running.task = nil
+        }
+    }
+
+    private func tick() {
+        let running = self.box.value
+        guard !running.stopped else { return }
+        let (probes, forgotten) = running.state.due(upstreams: self.routing.current.upstreams, now: self.eventLoop.now)
+        for target in forgotten {
+            self.health.setHealthChecked(upstream: target.upstream, address: target.address, healthy: true)
+        }
+        for probe in probes {
+            self.run(probe)
+        }
+    }
+
+    private func run(_ probe: HealthCheckState.Probe) {
+        let promise = self.eventLoop.makePromise(of: Int.self)
+        let request = "GET \(probe.path) HTTP/1.1\r\nHost: \(probe.host)\r\nUser-Agent: ficus-health-check\r\n"
+            + "Connection: close\r\n\r\n"
+        let connected: EventLoopFuture<Channel>
+        let bootstrap = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(probe.timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(request: request, status: promise))
+                }
+            }
+        if let address = try? SocketAddress(ipAddress: probe.endpoint.host, port: probe.endpoint.port) {
+            connected = bootstrap.connect(to: address)
+        } else {
+            connected = bootstrap.connect(host: probe.endpoint.host, port: probe.endpoint.port)
+        }
+        connected.whenFailure { promise.fail($0) }
+        let deadline = self.eventLoop.scheduleTask(in: probe.timeout) {
+            promise.fail(ChannelError.connectTimeout(probe.timeout))
+        }
+        promise.futureResult.whenComplete { result in
+            deadline.cancel()
+            connected.whenSuccess { $0.close(promise: nil) }
+            let status = try? result.get()
+            let ok = status.map { HealthCheckState.isExpected($0, probe.expect) } ?? false
+            self.finished(probe, ok: ok, detail: status.map { "status \($0)" } ?? "\(result)")
+        }
+    }
+
+    private func finished(_ probe: HealthCheckState.Probe, ok: Bool, detail: String) {
+        let running = self.box.value
+        self.metrics?.healthCheck(upstream: probe.target.upstream, result: ok ? "ok" : "failed")
+        guard let transition = running.state.finished(probe.target, ok: ok) else { return }
+        let healthy = transition == .healthy(probe.target)
+        self.health.setHealthChecked(upstream: probe.target.upstream, address: probe.target.address, healthy: healthy)
+        self.logger.warning(
+            healthy ? "address healthy again" : "address unhealthy",
+            metadata: [
+                "upstream": "\(probe.target.upstream)", "address": "\(probe.target.address)",
+                "check": "GET \(probe.path)", "last": "\(detail)",
+            ]
+        )
+    }
+}
+
+/// Sends one health check request and reads the status of its answer, then closes.
+private final class HealthProbeHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let request: String
+    private let status: EventLoopPromise<Int>
+    private var received = ByteBuffer()
+
+    init(request: String, status: EventLoopPromise<Int>) {
+        self.request = request
+        self.status = status
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: self.request)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var part = self.unwrapInboundIn(data)
+        // The status line is all that is read; a few hundred bytes bound it.
+        if self.received.readableBytes < 512 { self.received.writeBuffer(&part) }
+        let bytes = self.received.readableBytesView
+        guard let end = bytes.firstIndex(of: UInt8(ascii: "\n")) ?? (bytes.count >= 512 ? bytes.endIndex : nil) else {
+            return
+        }
+        let line = String(decoding: bytes[bytes.startIndex..<end], as: UTF8.self)
+        let parts = line.split(separator: " ", maxSplits: 2)
+        if parts.count >= 2, parts[0].hasPrefix("HTTP/1."), parts[1].count == 3, let code = Int(parts[1]) {
+            self.status.succeed(code)
+        } else {
+            self.status.fail(HTTPFramingError(.badStartLine, "not an HTTP/1 status line"))
+        }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.status.fail(ChannelError.eof)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        self.status.fail(error)
+        context.close(promise: nil)
+    }
+}
