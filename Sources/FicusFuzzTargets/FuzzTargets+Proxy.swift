@@ -1,3 +1,4 @@
+import FicusCore
 import FicusProxy
 
 extension FuzzTargets {
@@ -12,10 +13,18 @@ extension FuzzTargets {
         return limits
     }()
 
-    /// One harness for every run: the routing table and the connection's shared context are built once.
+    /// One harness for every run: the routing table and the connection's shared context are built once. Its one
+    /// catch-all route retries (once, on connect failures, resets and 502-504) and answers failed GETs from its
+    /// recent answers (`stale_if_error`), so that the fuzzer drives those paths of the exchange machine too.
     static let harness: EmbeddedProxyHarness = {
         do {
-            return try EmbeddedProxyHarness()
+            var routing = Configuration.catchAll(
+                upstreams: [Upstream(name: "upstream", addresses: [Endpoint(host: "127.0.0.1", port: 8080)])],
+                defaultUpstream: "upstream"
+            )
+            routing.routes[0].retry = RetryPolicy(attempts: 1)
+            routing.routes[0].staleIfError = "60s"
+            return try EmbeddedProxyHarness(routing: routing)
         } catch {
             fatalError("the proxy harness cannot be built: \(error)")
         }
@@ -27,7 +36,7 @@ extension FuzzTargets {
     /// answer. Invariants: everything the client receives is well-framed HTTP/1.1 (truncated only when the
     /// connection is closed), one final answer at most per request (and one for a refusal); a refused first request
     /// gets exactly one answer, with `connection: close`, the connection closed and nothing sent upstream; and what
-    /// the upstream receives parses as requests (never more than the client's, counting one retry each).
+    /// the upstream receives parses as requests (never more than the client's, counting a re-send and a retry each).
     public static func proxyExchange(_ data: [UInt8]) {
         var input = FuzzInput(data)
         let seed = input.byte()
@@ -86,7 +95,7 @@ extension FuzzTargets {
             forwarded += sent.messages.count
         }
         invariant(
-            forwarded <= 2 * requests.messages.count,
+            forwarded <= 3 * requests.messages.count,
             "\(forwarded) requests forwarded for \(requests.messages.count) received"
         )
     }

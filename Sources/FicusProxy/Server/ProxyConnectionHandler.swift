@@ -622,7 +622,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         }
         if granted {
             exchange.holdsRetry = true
-            self.handle(.retryGranted(jitter: Double.random(in: 0..<1)))
+            self.handle(.retryGranted(jitter: self.shared.retryJitter()))
         } else {
             self.shared.metrics?.retryRefused(route: exchange.route, upstream: upstream)
             self.handle(.retryRefused)

@@ -16,6 +16,8 @@ final class ProxyContext: Sendable {
     let retryBudget = RetryBudget()
     /// Recent answers of routes with `stale_if_error`, shared by the proxy's event loops.
     let staleAnswers: StaleAnswers
+    /// The fraction (0 ..< 1) of a retry's back-off ceiling to wait: random (full jitter); a harness fixes it.
+    let retryJitter: @Sendable () -> Double
     /// The proxy's rate limit buckets, shared by every event loop; used only by routes that have a limit.
     let rateLimiter: RateLimiter
     /// Which addresses are out of rotation (shared by every loop's pool) and the retries in flight, per upstream.
@@ -30,8 +32,10 @@ final class ProxyContext: Sendable {
         accessLogSink: AccessLogSink? = nil,
         requestIDPrefix: String? = nil,
         rateLimiter: RateLimiter = RateLimiter(),
-        health: UpstreamHealth? = nil
+        health: UpstreamHealth? = nil,
+        retryJitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) {
+        self.retryJitter = retryJitter
         self.health = health ?? UpstreamHealth(metrics: metrics, logger: logger)
         self.configuration = configuration
         self.routing = routing

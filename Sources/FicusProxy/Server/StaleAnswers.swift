@@ -156,6 +156,11 @@ final class StaleAnswers: Sendable {
         return answer
     }
 
+    /// Forgets every answer (a harness starts each run from nothing).
+    func removeAll() {
+        self.state.withLockedValue { $0 = State() }
+    }
+
     /// Bytes and answers held, for tests and metrics.
     var usage: (bytes: Int, answers: Int) {
         self.state.withLockedValue { ($0.bytes, $0.answers.count) }

@@ -50,8 +50,9 @@ public final class EmbeddedProxyHarness: Sendable {
             routing: RoutingState(try RoutingTable(configuration: self.routing, revision: 1)),
             metrics: nil,
             logger: Logger(label: "ficus.harness", factory: { _ in SwiftLogNoOpLogHandler() }),
-            // The same bytes in, the same bytes out: request ids are numbered, not random.
-            requestIDPrefix: "0000000000000000"
+            // The same bytes in, the same bytes out: request ids are numbered, not random, and retries do not wait.
+            requestIDPrefix: "0000000000000000",
+            retryJitter: { 0 }
         )
         self.clientAddress = try SocketAddress(ipAddress: "192.0.2.10", port: 40000)
     }
@@ -66,6 +67,8 @@ public final class EmbeddedProxyHarness: Sendable {
         let loop = EmbeddedEventLoop()
         defer { try? loop.syncShutdownGracefully() }
         let shared = self.shared
+        // Every run starts without answers kept from the last one (`stale_if_error`).
+        shared.staleAnswers.removeAll()
         let upstreams = UpstreamChannels()
         let resources = LoopResources(
             eventLoop: loop,
