@@ -52,6 +52,13 @@ extension CLITests {
             return await waitForServedRevision(revision, adminPort: server.adminPort, group: group)
         }
 
+        /// Waits until `server` serves the store's newest revision (the one a controller's abort or a flip wrote).
+        static func waitForNewestRevision(_ sandbox: Sandbox, _ server: Server, group: any EventLoopGroup) async -> Bool {
+            let status = await Self.ficus(sandbox, "status", "--json")
+            let object = try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            return await Self.waitForRevision(object?["revision"] as? Int, server, group: group)
+        }
+
         /// Waits up to 5 s for the proxy to answer with legacy.
         static func waitUntilServing(_ server: Server, group: any EventLoopGroup) async -> Bool {
             let deadline = ContinuousClock.now + .seconds(5)
@@ -242,8 +249,8 @@ extension CLITests {
             #expect(status["step"] as? Int == 1, "\(status)")
             // About 5% (one in 20) of what reached the new side; the exact share depends on where the window cut.
             #expect((status["reason"] as? String)?.contains("error rate") == true, "\(status)")
-            // Within a moment of the abort, every user is back on legacy.
-            try await Task.sleep(for: .milliseconds(300))
+            // As soon as the proxy serves the abort's revision, every user is back on legacy.
+            #expect(await Self.waitForNewestRevision(sandbox, server, group: group))
             running.withLockedValue { $0 = false }
             _ = await load.value
             let afterRunning = NIOLockedValueBox(true)
@@ -320,7 +327,7 @@ extension CLITests {
             // The flip's own revision dropped the canary's rule; the proxy serves legacy to every user.
             let exported = await Self.ficus(sandbox, "export")
             #expect(!exported.stdout.contains("canary-orders"), "\(exported)")
-            try await Task.sleep(for: .milliseconds(300))
+            #expect(await Self.waitForNewestRevision(sandbox, server, group: group))
             for user in 0..<20 {
                 let response = try await HTTPTestClient.get(
                     port: server.port,

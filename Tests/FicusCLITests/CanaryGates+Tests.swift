@@ -90,7 +90,7 @@ extension CLITests.Canary {
             let exported = await CLITests.Canary.ficus(sandbox, "export")
             #expect(exported.stdout.contains("default: legacy"), "\(exported)")
             #expect(!exported.stdout.contains("canary-orders"), "\(exported)")
-            try await Task.sleep(for: .milliseconds(300))
+            #expect(await CLITests.Canary.waitForNewestRevision(sandbox, server, group: group))
             for user in 0..<20 {
                 let response = try await HTTPTestClient.get(
                     port: server.port,
