@@ -151,7 +151,7 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
         let queue = self.pool
         let value = try await queue.write(body)
         let busyTimeout = Int(self.busyTimeout * 1000)
-        _ = try? await queue.writeWithoutTransaction { db in
+        _ = try? queue.writeWithoutTransaction { db in
             // The checkpoint waits for readers on older snapshots; a tenth of a second at most, so that a slow
             // reader never makes a commit slow.
             try db.execute(sql: "PRAGMA busy_timeout = 100")

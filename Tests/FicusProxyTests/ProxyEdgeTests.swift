@@ -53,7 +53,7 @@ struct ProxyEdgeTests {
         )
         let harness = try await ProxyHarness.start(configuration: configuration)
         let client = try await harness.client()
-        for (target, forwarded) in [
+        for (target, _) in [
             ("/orders/../admin", "/admin"), ("/orders/%2e%2e/admin?x=1", "/admin?x=1"), ("/orders/./a/../b", "/orders/b"),
         ] {
             try await client.send("GET \(target) HTTP/1.1\r\nHost: a\r\n\r\n")

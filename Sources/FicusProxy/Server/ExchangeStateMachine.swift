@@ -527,7 +527,7 @@ struct ExchangeStateMachine {
     }
 
     private mutating func requestBody(_ body: ByteBuffer, _ actions: inout Actions) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         // The answer is already given: the rest of the body is dropped.
         if exchange.local || exchange.responseComplete { return }
         actions.append(.shadow(.requestBody(body)))
@@ -551,7 +551,7 @@ struct ExchangeStateMachine {
     }
 
     private mutating func requestEnd(_ trailers: HTTPTrailers?, _ actions: inout Actions) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         exchange.request = .ended(trailers)
         actions.append(.shadow(.requestComplete))
         if exchange.isConnected, !exchange.responseComplete, !exchange.local {
@@ -570,7 +570,7 @@ struct ExchangeStateMachine {
     /// request cut short by its client (`.truncated`) gets no answer.
     private mutating func refuse(_ error: HTTPFramingError, _ actions: inout Actions) {
         guard self.phase != .closing, self.phase != .closed else { return }
-        if var exchange = self.exchange {
+        if let exchange = self.exchange {
             if exchange.isConnected { actions.append(.abortUpstream) }
             if exchange.isWaiting { actions.append(.cancelLease) }
             exchange.upstream = .none
@@ -585,7 +585,7 @@ struct ExchangeStateMachine {
         } else {
             self.phase = .exchange
             self.exchangesBegun += 1
-            var refused = Exchange(method: .other, framing: .none, clientMinorVersion: 1, keepAlive: false)
+            let refused = Exchange(method: .other, framing: .none, clientMinorVersion: 1, keepAlive: false)
             refused.request = .ended(nil)
             self.exchange = refused
             actions.append(.clearDeadline)
@@ -600,7 +600,7 @@ struct ExchangeStateMachine {
     // MARK: The upstream connection
 
     private mutating func connectionReady(reused: Bool, _ actions: inout Actions) {
-        guard self.phase == .exchange, var exchange = self.exchange, exchange.isWaiting else {
+        guard self.phase == .exchange, let exchange = self.exchange, exchange.isWaiting else {
             // The client went away (or was answered) while the connection was being set up.
             actions.append(.releaseConnection)
             return
@@ -641,7 +641,7 @@ struct ExchangeStateMachine {
     }
 
     private mutating func upstreamFailed(_ failure: UpstreamFailure, sawResponseBytes: Bool, _ actions: inout Actions) {
-        guard var exchange = self.exchange, exchange.isConnected else { return }
+        guard let exchange = self.exchange, exchange.isConnected else { return }
         if self.mayRetry(exchange, failure, sawResponseBytes: sawResponseBytes) {
             exchange.retried = true
             exchange.upstream = .waiting(fresh: true)
@@ -824,15 +824,15 @@ struct ExchangeStateMachine {
     /// Answers a request whose upstream failed before any of its answer reached the client. The body names the
     /// upstream and what went wrong, never its addresses or the socket's error (the handler's `LocalResponse`).
     private mutating func answerFailure(_ failure: UpstreamFailure, _ actions: inout Actions) {
+        // Here a second time (the cache had no copy), the failure was reported when the cache was asked.
+        let reported = self.exchange?.staleAsked == true
         if case .closedAfterHead = failure {} else if self.asksForStale() {
             self.exchange?.pendingStale = .failure(failure, neverReceived: false)
             actions.append(.reportUpstreamFailure(failure))
             actions.append(.requestStale(status: Self.status(failure)))
             return
         }
-        if self.exchange?.pendingStale == nil, self.exchange?.staleAsked == true {
-            // The failure was reported when the cache was asked.
-        } else {
+        if !reported {
             actions.append(.reportUpstreamFailure(failure))
         }
         let upstream = "upstream '\(self.exchange?.upstreamName ?? "")'"
@@ -944,7 +944,7 @@ struct ExchangeStateMachine {
 
     /// The attempt's answer head, not retried: to the fallback if its status says so, else to the client.
     private mutating func answerHeadWithoutRetry(_ head: HTTPHead, _ actions: inout Actions) {
-        guard var exchange = self.exchange, exchange.isConnected, !exchange.responseStarted else { return }
+        guard let exchange = self.exchange, exchange.isConnected, !exchange.responseStarted else { return }
         if let fallback = exchange.fallback, fallback.statuses.contains(head.status),
             Self.mayFallBack(exchange, neverReceived: false)
         {
@@ -972,7 +972,7 @@ struct ExchangeStateMachine {
     }
 
     private mutating func upstreamEnd(_ trailers: HTTPTrailers?, _ actions: inout Actions) {
-        guard var exchange = self.exchange, case .streaming(let framing) = exchange.response else { return }
+        guard let exchange = self.exchange, case .streaming(let framing) = exchange.response else { return }
         actions.append(.answerEnd(trailers, framing))
         exchange.response = .complete
         exchange.upstream = .none
@@ -984,7 +984,7 @@ struct ExchangeStateMachine {
 
     /// Answers the current request from Ficus itself.
     private mutating func answerLocally(_ answer: LocalAnswer, _ actions: inout Actions) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         guard !exchange.responseStarted else {
             // Part of another answer is already on the wire: a second one would corrupt the stream.
             self.close(&actions)
@@ -1043,7 +1043,7 @@ struct ExchangeStateMachine {
             // The head did not arrive in time: an exchange of its own, answered 408.
             self.phase = .exchange
             self.exchangesBegun += 1
-            var late = Exchange(method: .other, framing: .none, clientMinorVersion: 1, keepAlive: false)
+            let late = Exchange(method: .other, framing: .none, clientMinorVersion: 1, keepAlive: false)
             late.request = .ended(nil)
             self.exchange = late
             self.answerLocally(
@@ -1051,7 +1051,7 @@ struct ExchangeStateMachine {
                 &actions)
             actions.append(.flushClient)
         case .exchange:
-            guard var exchange = self.exchange else { return }
+            guard let exchange = self.exchange else { return }
             if case .backingOff = exchange.upstream {
                 // The retry's back-off is over: the request goes to the pool again.
                 exchange.upstream = .waiting(fresh: false)
@@ -1077,7 +1077,7 @@ struct ExchangeStateMachine {
     /// close. Before any answer, a client that stopped sending its body gets 408 and an upstream that stopped taking
     /// it 504; once an answer has started, the client sees the connection close before its end.
     private mutating func streamStalled(upstreamWritable: Bool, _ actions: inout Actions) {
-        guard var exchange = self.exchange else { return }
+        guard let exchange = self.exchange else { return }
         let upstreamStalled = !upstreamWritable
         actions.append(
             .reportStall(
