@@ -141,7 +141,9 @@ struct ProxyRetryTests {
     /// flight (or 3), so 50 simultaneous requests make at most 13 retries, not 50; the rest are refused and counted.
     @Test func theBudgetCapsRetriesUnderATotalOutage() async throws {
         let failing = try await TestUpstream.start(
-            .slow(delay: .milliseconds(300), then: .fixed(status: 503, headers: [], body: Array("down".utf8))),
+            // Slow enough that all fifty requests are in flight before the first answer, however slow the machine
+            // (ThreadSanitizer): the budget bounds retries against the requests in flight.
+            .slow(delay: .seconds(2), then: .fixed(status: 503, headers: [], body: Array("down".utf8))),
             group: testGroup)
         let policy = RetryPolicy(on: [.status(503)], attempts: 1, backoffBase: "1ms", backoffMax: "2ms")
         let requests = 50

@@ -51,7 +51,8 @@ struct ProxyStaleTests {
             let stale = try await client.request(path: "/orders/1?x=1")
             #expect(stale.status == 200 && stale.bodyString == "fresh")
             #expect(stale.header("x-ficus-stale") == "1")
-            #expect(stale.header("age") == "0")
+            // Whole seconds since the copy arrived: 0 on a quick machine, a few under ThreadSanitizer.
+            #expect((0...30).contains(Int(stale.header("age") ?? "") ?? -1), "\(stale.header("age") ?? "none")")
             #expect(stale.header("etag") == "\"v1\"" && stale.header("content-type") == "text/plain")
             let other = try await client.request(path: "/orders/2")
             #expect(other.status == 503 && other.bodyString == "down", "no copy of another URL")
