@@ -22,7 +22,9 @@ final class RecordingShadowSink: ShadowRecordSink {
         self.records.withLockedValue { $0.append(contentsOf: records) }
     }
 
-    func wait(for count: Int, timeout: Duration = .seconds(5)) async throws -> [ShadowRecord] {
+    /// Returns as soon as `count` records are in; the timeout only bounds a failing test (a loaded machine may take
+    /// seconds to compare a copy).
+    func wait(for count: Int, timeout: Duration = .seconds(30)) async throws -> [ShadowRecord] {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let current = self.records.withLockedValue { $0 }
