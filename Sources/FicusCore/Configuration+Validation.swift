@@ -103,6 +103,24 @@ struct ConfigurationValidator {
             }
             self.checkEndpoints(upstream.addresses, object: object, field: "addresses")
         }
+        self.checkUpstreamTLS(upstream, object: object)
+    }
+
+    /// A client certificate without its key (or the reverse) could only fail at the first connection; an empty
+    /// path is never a file.
+    private mutating func checkUpstreamTLS(_ upstream: Upstream, object: String) {
+        let paths = [
+            ("ca_file", upstream.caFile), ("client_cert", upstream.clientCert), ("client_key", upstream.clientKey),
+        ]
+        for (field, path) in paths {
+            if let path, path.isEmpty {
+                self.report(object, field, "must not be empty (leave it out instead)")
+            }
+        }
+        if (upstream.clientCert == nil) != (upstream.clientKey == nil) {
+            let field = upstream.clientCert == nil ? "client_key" : "client_cert"
+            self.report(object, field, "client_cert and client_key go together")
+        }
     }
 
     private mutating func checkEndpoints(_ endpoints: [Endpoint], object: String, field: String) {
@@ -360,7 +378,7 @@ struct ConfigurationValidator {
             if name.isEmpty {
                 self.report(object, field, "\(attribute) has an empty name")
             }
-        case .clientIP:
+        case .clientIP, .clientCertSubject:
             break
         }
     }

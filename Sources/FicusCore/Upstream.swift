@@ -19,6 +19,19 @@ public struct Upstream: Sendable, Equatable {
     /// With slots, a flip changes only `slots.active`, so traffic moves in one revision and moves back the same way.
     public var slots: BlueGreenSlots?
 
+    /// A PEM file of CA certificates that this upstream's `https://` addresses must present a chain to; nil (the
+    /// default) trusts the system's roots.
+    ///
+    /// A path, not the certificates: the proxy reads it where it runs, as it reads its own certificate files.
+    public var caFile: String?
+
+    /// The client certificate (PEM chain) presented to this upstream's `https://` addresses (mutual TLS); nil (the
+    /// default) presents none. Needs `clientKey`.
+    public var clientCert: String?
+
+    /// The private key (PEM) of `clientCert`; nil (the default) without mutual TLS.
+    public var clientKey: String?
+
     /// Creates a plain upstream serving `addresses`.
     ///
     /// The common case: one pool, no blue-green slots.
@@ -173,6 +186,9 @@ extension Upstream: Codable {
         case name
         case addresses
         case slots
+        case caFile = "ca_file"
+        case clientCert = "client_cert"
+        case clientKey = "client_key"
     }
 
     /// Decodes `name` with either `addresses` or `slots`.
@@ -183,6 +199,9 @@ extension Upstream: Codable {
         self.name = try container.decode(String.self, forKey: .name)
         self.plainAddresses = try container.decodeIfPresent([Endpoint].self, forKey: .addresses) ?? []
         self.slots = try container.decodeIfPresent(BlueGreenSlots.self, forKey: .slots)
+        self.caFile = try container.decodeIfPresent(String.self, forKey: .caFile)
+        self.clientCert = try container.decodeIfPresent(String.self, forKey: .clientCert)
+        self.clientKey = try container.decodeIfPresent(String.self, forKey: .clientKey)
     }
 
     /// Encodes `name` and either `slots` or `addresses`.
@@ -196,5 +215,9 @@ extension Upstream: Codable {
         } else {
             try container.encode(self.plainAddresses, forKey: .addresses)
         }
+        // Written only when set, so that a snapshot without TLS settings encodes (and hashes) as it always did.
+        try container.encodeIfPresent(self.caFile, forKey: .caFile)
+        try container.encodeIfPresent(self.clientCert, forKey: .clientCert)
+        try container.encodeIfPresent(self.clientKey, forKey: .clientKey)
     }
 }

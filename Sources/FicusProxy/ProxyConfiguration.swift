@@ -9,6 +9,8 @@ public struct ProxyConfiguration: Sendable {
     /// Address the proxy listens on.
     public var listenHost = "127.0.0.1"
     public var listenPort = 8080
+    /// TLS on the listener (`--tls-cert`, `--tls-key`, `--tls-client-ca`); nil (the default) serves plain HTTP.
+    public var tls: ServerTLSConfiguration?
     /// Event-loop threads (0: one per core).
     public var threads = 0
     public var limits = HTTPLimits()

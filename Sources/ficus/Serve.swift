@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// `ficus serve`: run the proxy.
 struct Serve: AsyncParsableCommand {
@@ -134,7 +135,30 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Client keep-alive idle timeout in milliseconds.")
     var idleTimeout: Int64 = 60000
 
+    @Option(
+        name: .customLong("tls-cert"),
+        help: "Serve HTTPS with this certificate chain (PEM, leaf first); re-read on change and on SIGHUP."
+    )
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The private key of --tls-cert (PEM).")
+    var tlsKey: String?
+
+    @Option(
+        name: .customLong("tls-client-ca"),
+        help: "Demand client certificates issued by these CAs (PEM); rules see the subject as client_cert_subject."
+    )
+    var tlsClientCA: String?
+
     func validate() throws {
+        if (self.tlsCert == nil) != (self.tlsKey == nil) {
+            throw ArgumentParser.ValidationError("--tls-cert and --tls-key go together: give both or neither")
+        }
+        if self.tlsClientCA != nil, self.tlsCert == nil {
+            throw ArgumentParser.ValidationError(
+                "--tls-client-ca needs --tls-cert and --tls-key: it verifies TLS clients"
+            )
+        }
         guard Endpoint(parsing: self.listen) != nil else {
             throw ArgumentParser.ValidationError("--listen '\(self.listen)': expected HOST:PORT")
         }
@@ -289,6 +313,16 @@ struct Serve: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
+        // SIGHUP re-reads the certificate files at once (they are also checked every few seconds).
+        let reloads: Task<Void, Never>? =
+            self.tlsCert == nil
+            ? nil
+            : Task {
+                for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                    node.reloadCertificates()
+                }
+            }
+        defer { reloads?.cancel() }
         try await serviceGroup.run()
     }
 
@@ -298,6 +332,13 @@ struct Serve: AsyncParsableCommand {
         let listen = Endpoint(parsing: self.listen)!
         configuration.proxy.listenHost = listen.host
         configuration.proxy.listenPort = listen.port
+        if let certificate = self.tlsCert, let key = self.tlsKey {
+            configuration.proxy.tls = ServerTLSConfiguration(
+                certificatePath: certificate,
+                keyPath: key,
+                clientCAPath: self.tlsClientCA
+            )
+        }
         configuration.proxy.threads = self.threads ?? 0
         configuration.proxy.trustedProxies = self.trustedProxy.compactMap(CIDR.init)
         configuration.proxy.untrustedFields = self.untrustedField.map { $0.lowercased() }

@@ -35,18 +35,21 @@ extension UpstreamCommand {
         @Option(help: "The slot that receives traffic (blue or green).")
         var active: BlueGreenSlots.Slot?
 
+        @OptionGroup var tls: UpstreamTLSOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
 
         func run() async throws {
             try await ErrorReport.run {
-                let upstream = try UpstreamCommand.build(
+                var built = try UpstreamCommand.build(
                     name: self.name,
                     addresses: self.addresses,
                     blue: self.blue,
                     green: self.green,
                     active: self.active
                 )
+                self.tls.apply(to: &built)
+                let upstream = built
                 let store = try self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "upstream.add")) { configuration in
                     guard configuration.upstream(named: upstream.name) == nil else {
@@ -93,6 +96,7 @@ extension UpstreamCommand {
             name: .customLong("no-slots"), help: "Drop the blue/green slots; the given addresses become the pool.")
         var noSlots = false
 
+        @OptionGroup var tls: UpstreamTLSOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
 
@@ -104,8 +108,12 @@ extension UpstreamCommand {
                 let green = try ArgumentText.endpoints(self.green, option: "--green")
                 let active = self.active
                 let noSlots = self.noSlots
-                guard !addresses.isEmpty || !blue.isEmpty || !green.isEmpty || active != nil else {
-                    throw CLIError.usage("nothing to set: give addresses, --blue, --green or --active")
+                let tls = self.tls
+                guard !addresses.isEmpty || !blue.isEmpty || !green.isEmpty || active != nil || !tls.isEmpty else {
+                    throw CLIError.usage(
+                        "nothing to set: give addresses, --blue, --green, --active, --ca-file, --client-cert or "
+                            + "--client-key"
+                    )
                 }
                 if noSlots, addresses.isEmpty {
                     throw CLIError.usage("--no-slots needs the addresses of the plain pool")
@@ -115,7 +123,8 @@ extension UpstreamCommand {
                     let index = try configuration.upstreamIndex(name)
                     var upstream = configuration.upstreams[index]
                     if noSlots {
-                        upstream = Upstream(name: name, addresses: addresses)
+                        upstream.slots = nil
+                        upstream.addresses = addresses
                     } else if !blue.isEmpty || !green.isEmpty || active != nil {
                         var slots =
                             upstream.slots
@@ -133,9 +142,10 @@ extension UpstreamCommand {
                         if !addresses.isEmpty {
                             upstream.addresses = addresses
                         }
-                    } else {
+                    } else if !addresses.isEmpty {
                         upstream.addresses = addresses
                     }
+                    tls.apply(to: &upstream)
                     configuration.upstreams[index] = upstream
                 }
             }
@@ -189,7 +199,7 @@ extension UpstreamCommand {
                     try Console.json(configuration.upstreams)
                     return
                 }
-                var table = TextTable("NAME", "ADDRESSES", "SLOTS")
+                var table = TextTable("NAME", "ADDRESSES", "SLOTS", "TLS")
                 for upstream in configuration.upstreams {
                     var slots = "-"
                     if let value = upstream.slots {
@@ -197,7 +207,9 @@ extension UpstreamCommand {
                             "active \(value.active.rawValue); blue \(UpstreamCommand.list(value.blue)); "
                             + "green \(UpstreamCommand.list(value.green))"
                     }
-                    table.append([upstream.name, UpstreamCommand.list(upstream.addresses), slots])
+                    table.append(
+                        [upstream.name, UpstreamCommand.list(upstream.addresses), slots, UpstreamCommand.tls(upstream)]
+                    )
                 }
                 Console.out(table.rendered)
             }
@@ -231,7 +243,48 @@ extension UpstreamCommand {
         return Upstream(name: name, slots: BlueGreenSlots(blue: blue, green: green, active: activeSlot))
     }
 
+    /// The TLS files of an upstream as `upstream list` shows them: `ca=FILE cert=FILE key=FILE`, or `-`.
+    static func tls(_ upstream: Upstream) -> String {
+        let parts = [("ca", upstream.caFile), ("cert", upstream.clientCert), ("key", upstream.clientKey)]
+            .compactMap { name, value in value.map { "\(name)=\($0)" } }
+        return parts.isEmpty ? "-" : parts.joined(separator: " ")
+    }
+
     static func list(_ endpoints: [Endpoint]) -> String {
         endpoints.isEmpty ? "-" : endpoints.map(\.description).joined(separator: ",")
+    }
+}
+
+/// The TLS files of an upstream's `https://` addresses, for `upstream add` and `upstream set`.
+struct UpstreamTLSOptions: ParsableArguments {
+    @Option(
+        name: .customLong("ca-file"),
+        help: ArgumentHelp(
+            "CA certificates (PEM) its https:// addresses must chain to; default: the system's roots.",
+            valueName: "file"
+        )
+    )
+    var caFile: String?
+
+    @Option(
+        name: .customLong("client-cert"),
+        help: ArgumentHelp(
+            "Client certificate (PEM) presented to its https:// addresses (mutual TLS).",
+            valueName: "file"
+        )
+    )
+    var clientCert: String?
+
+    @Option(name: .customLong("client-key"), help: ArgumentHelp("The key (PEM) of --client-cert.", valueName: "file"))
+    var clientKey: String?
+
+    /// Whether no TLS option was given.
+    var isEmpty: Bool { self.caFile == nil && self.clientCert == nil && self.clientKey == nil }
+
+    /// Sets the given files on `upstream`; an empty value (`--ca-file ''`) removes the setting.
+    func apply(to upstream: inout Upstream) {
+        if let caFile = self.caFile { upstream.caFile = caFile.isEmpty ? nil : caFile }
+        if let clientCert = self.clientCert { upstream.clientCert = clientCert.isEmpty ? nil : clientCert }
+        if let clientKey = self.clientKey { upstream.clientKey = clientKey.isEmpty ? nil : clientKey }
     }
 }

@@ -16,6 +16,8 @@ enum HeaderHygiene {
         /// Further fields (lower-cased) that an untrusted peer may not send, beyond the fixed set
         /// (`ProxyConfiguration.untrustedFields`).
         var untrustedFields: [String] = []
+        /// Whether the client connection is TLS: `X-Forwarded-Proto: https` instead of `http`.
+        var secure = false
     }
 
     /// What to change in a forwarded request beyond hygiene (the route's rewrite).
@@ -196,6 +198,8 @@ enum HeaderHygiene {
         out.writeStaticString("\r\nx-forwarded-proto: ")
         if let forwardedProto {
             Self.copyValue(head, forwardedProto, into: &out)
+        } else if client.secure {
+            out.writeStaticString("https")
         } else {
             out.writeStaticString("http")
         }

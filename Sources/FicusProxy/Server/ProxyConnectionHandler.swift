@@ -3,6 +3,8 @@ import FicusDiff
 import Foundation
 import Logging
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 /// Serves one client connection: parses requests, routes them, and streams them to and from upstreams.
 ///
@@ -84,6 +86,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private var clientTrusted = false
     /// What the forwarded heads record of the peer; the same for every request of the connection.
     private(set) var clientFacts = HeaderHygiene.ClientFacts(address: "-", trusted: false)
+    /// The verified client certificate's subject (RFC 4514), on a TLS connection that asked for one.
+    private(set) var clientCertificateSubject: String?
     /// Where this connection's request ids come from (random per connection, numbered per request).
     private var requestIDs: RequestIDs
 
@@ -132,7 +136,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.clientFacts = HeaderHygiene.ClientFacts(
             address: self.clientAddressText,
             trusted: self.clientTrusted,
-            untrustedFields: self.shared.configuration.untrustedFields
+            untrustedFields: self.shared.configuration.untrustedFields,
+            secure: self.shared.configuration.tls != nil
         )
         self.run(self.machine.start())
     }
@@ -178,6 +183,14 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.handle(.quiesce)
         case ChannelEvent.inputClosed:
             self.handle(.clientInputClosed)
+        case let tlsEvent as TLSUserEvent:
+            if case .handshakeCompleted = tlsEvent {
+                // A client certificate, if one was asked for, has been verified by now: its subject is what rules
+                // see.
+                self.clientCertificateSubject =
+                    try? context.pipeline.syncOperations.nioSSL_peerCertificate()?.subjectText
+            }
+            context.fireUserInboundEventTriggered(event)
         default:
             context.fireUserInboundEventTriggered(event)
         }
@@ -242,7 +255,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 clientText = resolved.description
             }
         }
-        let view = RequestView(head: head, clientAddress: clientAddress)
+        let view = RequestView(
+            head: head,
+            clientAddress: clientAddress,
+            clientCertificateSubject: self.clientCertificateSubject
+        )
         let exchange = Exchange(
             methodString: head.methodString,
             path: self.shared.configuration.accessLog ? head.target : "",

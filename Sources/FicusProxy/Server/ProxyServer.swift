@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// The routing table in force, swapped atomically when a new revision arrives.
 ///
@@ -62,6 +63,8 @@ public final class ProxyServer: Sendable {
         var phase = Phase.serving
         var children: [ObjectIdentifier: Channel] = [:]
         var drained: [CheckedContinuation<Void, Never>] = []
+        /// The listener's TLS context holder, when the listener speaks TLS (made by `start`).
+        var tls: ServerTLSContext?
     }
 
     /// Where the server is in its life; decides what happens to a connection whose initializer runs now.
@@ -139,8 +142,15 @@ public final class ProxyServer: Sendable {
     }
 
     /// Binds the listener and starts accepting connections.
+    ///
+    /// With `configuration.tls`, the certificate and key are read first: files that cannot be used throw
+    /// `TLSFileError` before anything listens.
     public func start() async throws {
         let configuration = self.shared.configuration
+        if let tls = configuration.tls {
+            let context = try ServerTLSContext(configuration: tls)
+            self.state.withLockedValue { $0.tls = context }
+        }
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -164,13 +174,14 @@ public final class ProxyServer: Sendable {
         }
         let id = ObjectIdentifier(channel)
         let limit = self.shared.configuration.maxConnections
-        let admitted = self.state.withLockedValue { state -> (Phase, Bool) in
-            guard state.phase != .stopped else { return (state.phase, false) }
-            guard state.children.count < limit else { return (state.phase, false) }
+        let admitted = self.state.withLockedValue { state -> (Phase, Bool, NIOSSLContext?) in
+            guard state.phase != .stopped else { return (state.phase, false, nil) }
+            guard state.children.count < limit else { return (state.phase, false, nil) }
             state.children[id] = channel
-            return (state.phase, true)
+            return (state.phase, true, state.tls?.current)
         }
         let phase = admitted.0
+        let tls = admitted.2
         guard phase != .stopped else { return channel.close() }
         guard admitted.1 else {
             // Over the connection limit: closed at once, unanswered (an answer would cost what the limit protects).
@@ -187,6 +198,10 @@ public final class ProxyServer: Sendable {
             for waiter in waiters { waiter.resume() }
         }
         return channel.eventLoop.makeCompletedFuture {
+            if let tls {
+                // The context in force when the connection was accepted: a later reload leaves this one alone.
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+            }
             try channel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: self.shared, resources: resources.value))
             if phase == .draining {
                 // Accepted by the kernel before the listener closed, initialized after the drain began: it missed
@@ -194,6 +209,16 @@ public final class ProxyServer: Sendable {
                 channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
             }
         }
+    }
+
+    /// Re-reads the listener's certificate files and uses them for new connections if they changed (or `force`).
+    ///
+    /// Returns whether the context was replaced (false without TLS). Blocking file I/O: call it off the event
+    /// loops. Throws `TLSFileError` when the new files cannot be used; the context in force then stays.
+    @discardableResult
+    public func reloadTLS(force: Bool = false) throws -> Bool {
+        guard let tls = self.state.withLockedValue({ $0.tls }) else { return false }
+        return try tls.reload(force: force)
     }
 
     /// The shadow side of this proxy, if it shadows (tests).

@@ -1,0 +1,93 @@
+import FicusTesting
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension CLITests {
+    /// `ficus serve --tls-cert/--tls-key` and `https://` upstreams, end to end through the executable.
+    @Suite(.serialized) struct TLSServe {
+        /// GETs `/` over TLS with `context` until the answer is 200, for up to 10 s; false if it never is.
+        static func servedOverTLS(port: Int, context: NIOSSLContext, group: any EventLoopGroup) async -> Bool {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                if let client = try? await RawClient.connect(
+                    port: port, group: group, tls: context, serverHostname: "localhost"
+                ) {
+                    let status = try? await client.request(path: "/", timeout: .seconds(2)).status
+                    client.close()
+                    if status == 200 { return true }
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return false
+        }
+
+        @Test func servesHTTPSToAnHTTPSUpstreamAndReloadsOnSIGHUP() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let sandbox = try Sandbox()
+            let authority = try TestCertificateAuthority()
+            let serverFiles = try authority.issue(commonName: "localhost")
+                .write(to: sandbox.directory, name: "listener")
+            let caPath = try sandbox.write("ca.pem", authority.certificatePEM)
+            let upstream = try await TestUpstream.start(
+                .echo,
+                group: group,
+                tls: try authority.issue(commonName: "backend").serverContext()
+            )
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "backend", "https://127.0.0.1:\(upstream.port)", "--ca-file", caPath)
+            try sandbox.ok("route", "add", "all", "--prefix", "/", "--to", "backend")
+            let listed = try sandbox.ok("upstream", "list")
+            #expect(listed.stdout.contains("https://127.0.0.1:\(upstream.port)"))
+            #expect(listed.stdout.contains("ca=\(caPath)"))
+
+            let server = try AgainstServe.Server(
+                store: sandbox.store,
+                directory: sandbox.directory,
+                extraArguments: ["--tls-cert", serverFiles.certificate, "--tls-key", serverFiles.key]
+            )
+            defer { server.stop() }
+            let trusting = try TestTLS.clientContext(trusting: authority.certificatePEM)
+            #expect(await Self.servedOverTLS(port: server.port, context: trusting, group: group))
+            let received = try await upstream.waitForRequests(1, timeout: .seconds(5))
+            #expect(received[0].header("x-forwarded-proto") == "https")
+
+            // A renewal from another CA, then SIGHUP: new connections get the new certificate.
+            let renewed = try TestCertificateAuthority(name: "Renewed CA")
+            try renewed.issue(commonName: "localhost").write(to: sandbox.directory, name: "listener")
+            kill(server.process.processIdentifier, SIGHUP)
+            let trustingRenewed = try TestTLS.clientContext(trusting: renewed.certificatePEM)
+            #expect(await Self.servedOverTLS(port: server.port, context: trustingRenewed, group: group))
+            #expect(server.process.isRunning)
+
+            server.stop()
+            try await upstream.shutdown()
+            try await group.shutdownGracefully()
+        }
+
+        @Test func tlsOptionsAreCheckedTogether() throws {
+            let sandbox = try Sandbox()
+            let base = ["serve", "--upstream", "a=127.0.0.1:1", "--default", "a"]
+            let onlyCert = try sandbox.bare(base + ["--tls-cert", "x"])
+            #expect(onlyCert.status != 0)
+            #expect(onlyCert.stderr.contains("--tls-cert and --tls-key go together"))
+            let onlyCA = try sandbox.bare(base + ["--tls-client-ca", "x"])
+            #expect(onlyCA.status != 0)
+            #expect(onlyCA.stderr.contains("--tls-client-ca needs --tls-cert"))
+            let missing = try sandbox.bare(
+                base + [
+                    "--listen", "127.0.0.1:\(try freePort())", "--admin", "127.0.0.1:\(try freePort())",
+                    "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key",
+                ]
+            )
+            #expect(missing.status != 0)
+            #expect(missing.stderr.contains("/nonexistent.pem"))
+        }
+    }
+}
