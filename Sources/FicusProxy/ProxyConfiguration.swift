@@ -16,6 +16,8 @@ public struct ProxyConfiguration: Sendable {
     public var limits = HTTPLimits()
     public var timeouts = Timeouts()
     public var pool = PoolLimits()
+    /// WebSocket tunnels: idle timeout and how many may be open.
+    public var tunnels = TunnelLimits()
     /// Peers that are proxies of the operator's: their `X-Forwarded-*` fields are kept and extended, and the client
     /// behind them is the right-most untrusted `X-Forwarded-For` address (`ClientAddress`).
     public var trustedProxies: [CIDR] = []
@@ -57,6 +59,19 @@ public struct ProxyConfiguration: Sendable {
         public var clientIdle: TimeAmount = .seconds(60)
         /// Pooled upstream connection with no request in progress.
         public var upstreamIdle: TimeAmount = .seconds(60)
+
+        public init() {}
+    }
+
+    /// Bounds on WebSocket tunnels (docs/PROXY.md, WebSocket).
+    public struct TunnelLimits: Sendable {
+        /// A tunnel in which no byte moved either way for this long is closed (`--tunnel-idle-timeout`). Longer
+        /// than the client idle timeout: WebSocket applications ping every 20–60 s, and nginx users raise its 60 s
+        /// `proxy_read_timeout` for them.
+        public var idleTimeout: TimeAmount = .seconds(300)
+        /// Tunnels open at once (`--max-tunnels`); a handshake beyond it is answered 503 before reaching an
+        /// upstream. Checked when the handshake arrives, so racing handshakes may pass it by a few.
+        public var maxActive = 10_000
 
         public init() {}
     }

@@ -158,6 +158,42 @@ public final class RawClient: Sendable {
         }
     }
 
+    /// Reads exactly `count` bytes, waiting up to `timeout` in all; throws when the peer closes first or time runs
+    /// out.
+    ///
+    /// For tunnels, whose bytes are not HTTP: the test decodes them itself.
+    public func read(exactly count: Int, timeout: TimeAmount = .seconds(5)) async throws -> [UInt8] {
+        let deadline = NIODeadline.now() + timeout
+        var collected: [UInt8] = []
+        collected.reserveCapacity(count)
+        while true {
+            let (taken, snapshot) = self.stream.inspect { bytes, _ in
+                let take = min(bytes.count, count - collected.count)
+                return (take, Array(bytes.prefix(take)))
+            }
+            collected += taken
+            if collected.count == count { return collected }
+            if snapshot.closed {
+                throw FicusTestingError(.closedMidResponse, "peer closed after \(collected.count) of \(count) bytes")
+            }
+            let changed = await self.stream.waitForChange(
+                after: snapshot.version,
+                deadline: deadline,
+                on: self.channel.eventLoop
+            )
+            if !changed {
+                throw FicusTestingError(.timedOut, "\(collected.count) of \(count) bytes within the time allowed")
+            }
+        }
+    }
+
+    /// Stops (false) or resumes (true) reading from the socket: a client that stops reading makes the kernel's
+    /// buffers fill up, which is how tests play a slow reader.
+    public func setReading(_ reading: Bool) async throws {
+        try await self.channel.setOption(.autoRead, value: reading).get()
+        if reading { self.channel.read() }
+    }
+
     /// Whether the peer closes the connection within `timeout`; bytes received meanwhile stay unread.
     ///
     /// Refusals must close the connection, and that is what these tests assert.

@@ -150,6 +150,15 @@ struct Serve: AsyncParsableCommand {
     )
     var tlsClientCA: String?
 
+    @Option(
+        name: .customLong("tunnel-idle-timeout"),
+        help: "Seconds a WebSocket tunnel may carry no byte either way before it is closed."
+    )
+    var tunnelIdleTimeout: Int = 300
+
+    @Option(name: .customLong("max-tunnels"), help: "WebSocket tunnels open at once; a handshake beyond it gets 503.")
+    var maxTunnels: Int = 10_000
+
     func validate() throws {
         if (self.tlsCert == nil) != (self.tlsKey == nil) {
             throw ArgumentParser.ValidationError("--tls-cert and --tls-key go together: give both or neither")
@@ -201,6 +210,8 @@ struct Serve: AsyncParsableCommand {
         ] {
             try Self.check(name, value, 1...86_400_000)
         }
+        try Self.check("--tunnel-idle-timeout", Int64(self.tunnelIdleTimeout), 1...86_400)
+        try Self.check("--max-tunnels", Int64(self.maxTunnels), 0...10_000_000)
         try Self.check("--poll-interval", Int64(self.pollInterval), 1...60_000)
         try Self.check("--heartbeat-interval", Int64(self.heartbeatInterval), 1...3600)
         try Self.check("--window-interval", Int64(self.windowInterval), 1...3600)
@@ -356,6 +367,8 @@ struct Serve: AsyncParsableCommand {
         configuration.proxy.timeouts.responseHead = .milliseconds(self.responseTimeout)
         configuration.proxy.timeouts.clientHeader = .milliseconds(self.headerTimeout)
         configuration.proxy.timeouts.clientIdle = .milliseconds(self.idleTimeout)
+        configuration.proxy.tunnels.idleTimeout = .seconds(Int64(self.tunnelIdleTimeout))
+        configuration.proxy.tunnels.maxActive = self.maxTunnels
         let admin = Endpoint(parsing: self.admin)!
         configuration.admin = FicusNode.Configuration.Admin(host: admin.host, port: admin.port)
         configuration.storeFeed.pollInterval = .milliseconds(self.pollInterval)
