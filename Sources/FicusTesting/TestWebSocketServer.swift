@@ -3,6 +3,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A WebSocket frame as tests write and read them (RFC 6455 5.2), without extensions.
 public struct WebSocketFrame: Sendable, Equatable {
@@ -132,8 +133,12 @@ public final class TestWebSocketServer: Sendable {
         self.state = state
     }
 
-    /// Starts a server on 127.0.0.1 with an ephemeral port.
-    public static func start(_ behavior: Behavior, group: any EventLoopGroup) async throws -> TestWebSocketServer {
+    /// Starts a server on 127.0.0.1 with an ephemeral port; with `tls`, over TLS (`wss` behind `https://`).
+    public static func start(
+        _ behavior: Behavior,
+        group: any EventLoopGroup,
+        tls: NIOSSLContext? = nil
+    ) async throws -> TestWebSocketServer {
         let state = State()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -142,6 +147,9 @@ public final class TestWebSocketServer: Sendable {
                 state.values.withLockedValue { $0.open += 1 }
                 channel.closeFuture.whenComplete { _ in state.values.withLockedValue { $0.open -= 1 } }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         WebSocketServerHandler(behavior: behavior, state: state)
                     )

@@ -5,6 +5,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import Prometheus
+import NIOSSL
 import Testing
 
 /// WebSocket handshakes through a real proxy, and the byte tunnels they become.
@@ -257,5 +258,45 @@ struct ProxyWebSocketTests {
             }
             #expect(server.handshakes.isEmpty)
         }
+    }
+
+    @Test func tunnelsRunOverTLSOnBothSides() async throws {
+        let authority = try TestCertificateAuthority()
+        let directory = try TestTLS.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let listener = try authority.issue(commonName: "localhost").write(to: directory, name: "listener")
+        let caPath = directory.appendingPathComponent("ca.pem").path
+        try Data(authority.certificatePEM.utf8).write(to: URL(fileURLWithPath: caPath))
+        let server = try await TestWebSocketServer.start(
+            .echo, group: testGroup, tls: try authority.issue(commonName: "live").serverContext())
+        var upstream = Upstream(name: "live", addresses: [Endpoint(parsing: "https://\(server.address)")!])
+        upstream.caFile = caPath
+        let harness = try await ProxyHarness.start(
+            configuration: .catchAll(upstreams: [upstream], defaultUpstream: "live"),
+            configure: {
+                $0.tls = ServerTLSConfiguration(certificatePath: listener.certificate, keyPath: listener.key)
+            }
+        )
+        do {
+            let client = try await RawClient.connect(
+                port: harness.port,
+                group: testGroup,
+                tls: try TestTLS.clientContext(trusting: authority.certificatePEM),
+                serverHostname: "localhost"
+            )
+            defer { client.close() }
+            try await client.send(WebSocketFrame.handshake(path: "/wss"))
+            #expect(try await Self.readHead(client).hasPrefix("HTTP/1.1 101 "))
+            let message = WebSocketFrame(opcode: WebSocketFrame.binary, payload: TestUpstream.patternBytes(count: 70_000))
+            try await client.send(message.encoded(masked: true))
+            #expect(try await Self.readFrame(client) == message)
+            #expect(server.handshakeField(0, "x-forwarded-proto") == "https")
+        } catch {
+            await harness.stop()
+            try? await server.shutdown()
+            throw error
+        }
+        await harness.stop()
+        try? await server.shutdown()
     }
 }
