@@ -16,6 +16,8 @@ public struct ProxyConfiguration: Sendable {
     public var limits = HTTPLimits()
     public var timeouts = Timeouts()
     public var pool = PoolLimits()
+    /// HTTP/2 from clients (over TLS, by ALPN): whether it is offered, and its limits.
+    public var http2 = HTTP2Limits()
     /// WebSocket tunnels: idle timeout and how many may be open.
     public var tunnels = TunnelLimits()
     /// Peers that are proxies of the operator's: their `X-Forwarded-*` fields are kept and extended, and the client
@@ -59,6 +61,23 @@ public struct ProxyConfiguration: Sendable {
         public var clientIdle: TimeAmount = .seconds(60)
         /// Pooled upstream connection with no request in progress.
         public var upstreamIdle: TimeAmount = .seconds(60)
+
+        public init() {}
+    }
+
+    /// HTTP/2 from clients (docs/PROXY.md, HTTP/2): offered by ALPN on a TLS listener, each stream served like an
+    /// HTTP/1.1 request and sent to upstreams over the HTTP/1.1 pools.
+    public struct HTTP2Limits: Sendable {
+        /// Whether ALPN offers `h2` (with `tls` only; plain-text h2c is never served).
+        public var enabled = true
+        /// Streams a client may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+        public var maxConcurrentStreams = 100
+        /// The largest decoded header list a client may send (`SETTINGS_MAX_HEADER_LIST_SIZE`), in bytes.
+        public var maxHeaderListSize = 16 * 1024
+        /// Streams a client may reset within `resetWindow` before the connection is closed (the 2023 "rapid reset"
+        /// attack, CVE-2023-44487, opens and cancels streams faster than a server can serve them).
+        public var maxResets = 200
+        public var resetWindow: TimeAmount = .seconds(30)
 
         public init() {}
     }

@@ -287,7 +287,8 @@ struct ProxyWebSocketTests {
             defer { client.close() }
             try await client.send(WebSocketFrame.handshake(path: "/wss"))
             #expect(try await Self.readHead(client).hasPrefix("HTTP/1.1 101 "))
-            let message = WebSocketFrame(opcode: WebSocketFrame.binary, payload: TestUpstream.patternBytes(count: 70_000))
+            let message = WebSocketFrame(
+                opcode: WebSocketFrame.binary, payload: TestUpstream.patternBytes(count: 70_000))
             try await client.send(message.encoded(masked: true))
             #expect(try await Self.readFrame(client) == message)
             #expect(server.handshakeField(0, "x-forwarded-proto") == "https")

@@ -100,7 +100,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// Request bodies up to this size are kept for a re-send on a fresh connection; a longer one is not re-sent.
     static let retainLimit = ExchangeStateMachine.retainLimit
 
-    init(shared: ProxyContext, resources: LoopResources) {
+    /// A handler for one client connection, or one HTTP/2 stream; `clientCertificateSubject` is the verified client
+    /// certificate's subject when the handler joins a connection whose handshake is already done (ALPN, HTTP/2).
+    init(shared: ProxyContext, resources: LoopResources, clientCertificateSubject: String? = nil) {
+        self.clientCertificateSubject = clientCertificateSubject
         self.shared = shared
         self.resources = resources
         self.pool = resources.pool

@@ -51,7 +51,7 @@ final class LoopResources {
 
 /// The proxy listener: accepts client connections and gives each event loop its own upstream pool.
 public final class ProxyServer: Sendable {
-    private let shared: ProxyContext
+    let shared: ProxyContext
     private let group: EventLoopGroup
     /// The shadow loop's group when this server created it (no `shadowGroup` was given): shut down with the server.
     private let ownedShadowGroup: MultiThreadedEventLoopGroup?
@@ -147,7 +147,8 @@ public final class ProxyServer: Sendable {
     /// `TLSFileError` before anything listens.
     public func start() async throws {
         let configuration = self.shared.configuration
-        if let tls = configuration.tls {
+        if var tls = configuration.tls {
+            tls.applicationProtocols = configuration.http2.enabled ? ["h2", "http/1.1"] : ["http/1.1"]
             let context = try ServerTLSContext(configuration: tls)
             self.state.withLockedValue { $0.tls = context }
         }
@@ -202,7 +203,14 @@ public final class ProxyServer: Sendable {
                 // The context in force when the connection was accepted: a later reload leaves this one alone.
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
             }
-            try channel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: self.shared, resources: resources.value))
+            if tls != nil, self.shared.configuration.http2.enabled {
+                // HTTP/1.1 or HTTP/2 by ALPN, once the handshake is done (`ProxyServer+HTTP2.swift`).
+                try channel.pipeline.syncOperations.addHandler(self.protocolNegotiation(resources: resources))
+            } else {
+                try channel.pipeline.syncOperations.addHandler(
+                    ProxyConnectionHandler(shared: self.shared, resources: resources.value)
+                )
+            }
             if phase == .draining {
                 // Accepted by the kernel before the listener closed, initialized after the drain began: it missed
                 // the drain's signal, so it gets it now.

@@ -14,6 +14,8 @@ public struct ServerTLSConfiguration: Sendable, Equatable {
     public var keyPath: String
     /// A PEM file of CA certificates; when set, every client must present a certificate that chains to one of them.
     public var clientCAPath: String?
+    /// The protocols ALPN offers, most preferred first; `ProxyServer` puts `h2` first when HTTP/2 is enabled.
+    public var applicationProtocols = ["http/1.1"]
 
     /// Creates a listener TLS configuration; nothing is read until a `ServerTLSContext` is made from it.
     public init(certificatePath: String, keyPath: String, clientCAPath: String? = nil) {
@@ -91,7 +93,7 @@ public final class ServerTLSContext: Sendable {
         }
     }
 
-    /// A server context from the files' bytes: TLS 1.2 at least, ALPN `http/1.1`, client certificates demanded
+    /// A server context from the files' bytes: TLS 1.2 at least, ALPN as configured, client certificates demanded
     /// and verified against the client CA when there is one.
     private static func context(
         _ configuration: ServerTLSConfiguration,
@@ -109,7 +111,7 @@ public final class ServerTLSContext: Sendable {
             privateKey: .privateKey(key)
         )
         tls.minimumTLSVersion = .tlsv12
-        tls.applicationProtocols = ["http/1.1"]
+        tls.applicationProtocols = configuration.applicationProtocols
         if let caPath = configuration.clientCAPath {
             // Client certificates are checked against the CA, not against a host name: clients have none to match.
             tls.certificateVerification = .noHostnameVerification
