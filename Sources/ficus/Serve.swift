@@ -151,6 +151,12 @@ struct Serve: AsyncParsableCommand {
     var tlsClientCA: String?
 
     @Option(
+        name: .customLong("http2"),
+        help: "With --tls-cert: offer HTTP/2 to clients by ALPN (on or off); HTTP/1.1 is always offered."
+    )
+    var http2 = "on"
+
+    @Option(
         name: .customLong("tunnel-idle-timeout"),
         help: "Seconds a WebSocket tunnel may carry no byte either way before it is closed."
     )
@@ -179,6 +185,9 @@ struct Serve: AsyncParsableCommand {
         }
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ArgumentParser.ValidationError("--log-level '\(self.logLevel)': expected trace, debug, info, notice, warning, error or critical")
+        }
+        guard self.http2 == "on" || self.http2 == "off" else {
+            throw ArgumentParser.ValidationError("--http2 '\(self.http2)': expected on or off")
         }
         guard self.accessLog == "on" || self.accessLog == "off" else {
             throw ArgumentParser.ValidationError("--access-log '\(self.accessLog)': expected on or off")
@@ -368,6 +377,7 @@ struct Serve: AsyncParsableCommand {
         configuration.proxy.timeouts.clientHeader = .milliseconds(self.headerTimeout)
         configuration.proxy.timeouts.clientIdle = .milliseconds(self.idleTimeout)
         configuration.proxy.tunnels.idleTimeout = .seconds(Int64(self.tunnelIdleTimeout))
+        configuration.proxy.http2.enabled = self.http2 == "on"
         configuration.proxy.tunnels.maxActive = self.maxTunnels
         let admin = Endpoint(parsing: self.admin)!
         configuration.admin = FicusNode.Configuration.Admin(host: admin.host, port: admin.port)

@@ -71,6 +71,50 @@ extension CLITests {
             try await group.shutdownGracefully()
         }
 
+        @Test func curlSpeaksHTTP2ToServe() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let sandbox = try Sandbox()
+            let authority = try TestCertificateAuthority()
+            let files = try authority.issue(commonName: "localhost").write(to: sandbox.directory, name: "listener")
+            let caPath = try sandbox.write("ca.pem", authority.certificatePEM)
+            let upstream = try await TestUpstream.start(.echo, group: group)
+            let port = try freePort()
+            let process = Process()
+            process.executableURL = FicusProcess.binary
+            process.arguments = [
+                "serve", "--upstream", "backend=\(upstream.address)", "--default", "backend",
+                "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(try freePort())", "--threads", "1",
+                "--access-log", "off", "--tls-cert", files.certificate, "--tls-key", files.key,
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            defer {
+                if process.isRunning { process.terminate() }
+                process.waitUntilExit()
+            }
+            // curl retries until the listener is up, then prints the protocol it used and the answer's header.
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            curl.arguments = [
+                "--silent", "--show-error", "--http2", "--cacert", caPath, "--retry", "20", "--retry-connrefused",
+                "--retry-delay", "0", "--max-time", "20", "--include", "--write-out", "\\nversion=%{http_version}",
+                "https://localhost:\(port)/h2/path?x=1",
+            ]
+            let output = Pipe()
+            curl.standardOutput = output
+            curl.standardError = FileHandle.nullDevice
+            try curl.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            curl.waitUntilExit()
+            let text = String(decoding: data, as: UTF8.self)
+            #expect(curl.terminationStatus == 0, "\(text)")
+            #expect(text.contains("version=2"), "\(text)")
+            #expect(text.lowercased().contains("x-echo-uri: /h2/path?x=1"), "\(text)")
+            try await upstream.shutdown()
+            try await group.shutdownGracefully()
+        }
+
         @Test func tlsOptionsAreCheckedTogether() throws {
             let sandbox = try Sandbox()
             let base = ["serve", "--upstream", "a=127.0.0.1:1", "--default", "a"]

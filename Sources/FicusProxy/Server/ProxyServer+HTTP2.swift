@@ -69,7 +69,11 @@ extension ProxyServer {
             streamChannel.eventLoop.makeCompletedFuture {
                 try streamChannel.pipeline.syncOperations.addHandler(HTTP2StreamBridge())
                 try streamChannel.pipeline.syncOperations.addHandler(
-                    ProxyConnectionHandler(shared: shared, resources: resources.value, clientCertificateSubject: subject)
+                    ProxyConnectionHandler(
+                        shared: shared,
+                        resources: resources.value,
+                        clientCertificateSubject: subject
+                    )
                 )
             }
         }
