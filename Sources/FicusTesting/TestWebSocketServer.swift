@@ -105,8 +105,8 @@ public final class TestWebSocketServer: Sendable {
         case greet(String)
         /// Answers the handshake with `status` and `body` (an upgrade refused).
         case refuse(status: Int, body: String)
-        /// Answers 101, then writes `bytes` of pattern bytes (`TestUpstream.patternByte`) as raw tunnel data as fast
-        /// as they are taken.
+        /// Answers 101, then writes `bytes` as raw tunnel data as fast as they are taken: 64 KiB chunks whose byte `i`
+        /// is `firehoseByte(at:)`, one buffer written again and again (cheap, so that the test measures the proxy).
         case firehose(bytes: Int)
     }
 
@@ -192,6 +192,11 @@ public final class TestWebSocketServer: Sendable {
         }
     }
 
+    /// Byte `index` of a firehose's stream.
+    public static func firehoseByte(at index: Int) -> UInt8 {
+        UInt8(truncatingIfNeeded: (index % 65_536) % 251)
+    }
+
     /// The bytes a firehose has written once they stop growing for `quiet` (or when `timeout` passes).
     ///
     /// A measurement, not a synchronisation: a reader that stopped reading must stop the firehose at what the
@@ -225,6 +230,7 @@ final class WebSocketServerHandler: ChannelInboundHandler {
     private var upgraded = false
     private var remaining = 0
     private var written = 0
+    private lazy var chunk = ByteBuffer(bytes: (0..<65_536).map { TestWebSocketServer.firehoseByte(at: $0) })
 
     init(behavior: TestWebSocketServer.Behavior, state: TestWebSocketServer.State) {
         self.behavior = behavior
@@ -306,12 +312,12 @@ final class WebSocketServerHandler: ChannelInboundHandler {
     private func pump(context: ChannelHandlerContext) {
         while self.remaining > 0, context.channel.isWritable {
             let count = min(self.remaining, 64 * 1024)
-            let bytes = TestUpstream.patternBytes(count: count, from: self.written)
+            let bytes = self.chunk.getSlice(at: self.chunk.readerIndex, length: count) ?? self.chunk
             self.written += count
             self.remaining -= count
             let written = self.written
             self.state.values.withLockedValue { $0.written = written }
-            context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(bytes), promise: nil)
         }
         if self.remaining > 0 {
             let written = self.written

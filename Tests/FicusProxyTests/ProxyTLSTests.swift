@@ -234,3 +234,24 @@ struct ProxyTLSTests {
         )
     }
 }
+
+/// A client that opens a TLS connection and never finishes its handshake is not kept.
+@Suite("TLS handshake deadline", .serialized)
+struct ProxyTLSHandshakeDeadlineTests {
+    @Test func aHandshakeThatNeverEndsIsClosedAtTheHeadDeadline() async throws {
+        let files = try ProxyTLSTests.ListenerFiles()
+        defer { try? FileManager.default.removeItem(at: files.directory) }
+        try await ProxyHarness.with(
+            .echo,
+            configure: {
+                $0.tls = files.configuration()
+                $0.timeouts.clientHeader = .milliseconds(200)
+            }
+        ) { harness, _ in
+            // A plain TCP connection that sends nothing: no ClientHello, no handshake.
+            let client = try await harness.client()
+            defer { client.close() }
+            #expect(await client.isClosed(within: .seconds(5)))
+        }
+    }
+}

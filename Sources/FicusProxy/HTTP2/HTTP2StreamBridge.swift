@@ -28,6 +28,9 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
     private var responseParser = HTTP1Parser(kind: .response, limits: .response)
     private var responseBytes = ByteBuffer()
     private var responseEnded = false
+    /// Promises of writes that made no frame (an empty write before a close), completed at the next flush: the
+    /// handler closes the stream when one completes, which must not overtake the frames written before it.
+    private var waitingForFlush: [EventLoopPromise<Void>] = []
 
     // MARK: The request, HTTP/2 to HTTP/1.1
 
@@ -181,13 +184,26 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
         }
         self.responseBytes.discardReadBytes()
         guard let last = frames.popLast() else {
-            promise?.succeed()
+            if let promise { self.waitingForFlush.append(promise) }
             return
         }
         for frame in frames {
             context.write(self.wrapOutboundOut(frame), promise: nil)
         }
         context.write(self.wrapOutboundOut(last), promise: promise)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        context.flush()
+        let waiting = self.waitingForFlush
+        self.waitingForFlush.removeAll()
+        for promise in waiting { promise.succeed() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        let waiting = self.waitingForFlush
+        self.waitingForFlush.removeAll()
+        for promise in waiting { promise.fail(ChannelError.ioOnClosedChannel) }
     }
 
     /// The answer's fields as HTTP/2 headers: `:status`, names in lower case, connection-specific fields left out.

@@ -202,6 +202,9 @@ public final class ProxyServer: Sendable {
             if let tls {
                 // The context in force when the connection was accepted: a later reload leaves this one alone.
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                try channel.pipeline.syncOperations.addHandler(
+                    TLSHandshakeDeadline(timeout: self.shared.configuration.timeouts.clientHeader)
+                )
             }
             if tls != nil, self.shared.configuration.http2.enabled {
                 // HTTP/1.1 or HTTP/2 by ALPN, once the handshake is done (`ProxyServer+HTTP2.swift`).
