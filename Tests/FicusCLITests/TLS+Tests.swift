@@ -135,3 +135,39 @@ extension CLITests {
         }
     }
 }
+
+extension CLITests.TLSServe {
+    @Test func explainTakesAClientCertificateSubject() throws {
+        let sandbox = try Sandbox()
+        let rules = try sandbox.write(
+            "rules.yaml",
+            """
+            upstreams:
+              - name: legacy
+                addresses: ["127.0.0.1:9001"]
+              - name: partners
+                addresses: ["https://partners.internal:8443"]
+                ca_file: /etc/ficus/ca.pem
+            routes:
+              - name: api
+                legacy: legacy
+                rules:
+                  - name: partner
+                    condition:
+                      match: {attribute: client_cert_subject, op: prefix, values: ["CN=partner-"]}
+                    upstream: partners
+            """
+        )
+        try sandbox.ok("init", "--from", rules)
+        let partner = try sandbox.ok(
+            "explain", "GET", "/orders", "--client-cert-subject", "CN=partner-7,O=Example", "--json")
+        let partnerJSON = try #require(try decodeJSON(partner.stdout) as? [String: Any])
+        #expect(partnerJSON["upstream"] as? String == "partners")
+        let anyone = try sandbox.ok("explain", "GET", "/orders", "--json")
+        let anyoneJSON = try #require(try decodeJSON(anyone.stdout) as? [String: Any])
+        #expect(anyoneJSON["upstream"] as? String == "legacy")
+        let exported = try sandbox.ok("export")
+        #expect(exported.stdout.contains("ca_file"))
+        #expect(exported.stdout.contains("https://partners.internal:8443"))
+    }
+}
