@@ -56,7 +56,8 @@ struct HTTP2StreamBridgeTests {
         try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true)))
         _ = try Self.inboundText(channel)
         // The answer arrives in pieces, as the handler writes it.
-        try channel.writeOutbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"))
+        try channel.writeOutbound(
+            ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"))
         try channel.writeOutbound(ByteBuffer(string: "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
         var frames: [HTTP2Frame.FramePayload] = []
         while let frame = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) { frames.append(frame) }
