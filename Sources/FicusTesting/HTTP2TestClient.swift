@@ -40,26 +40,29 @@ public final class HTTP2TestClient: Sendable {
         configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(authorityPEM.utf8)))
         configuration.applicationProtocols = ["h2"]
         let context = try NIOSSLContext(configuration: configuration)
+        // The HTTP/2 handler must be in place before the handshake ends: the server's SETTINGS may come right after.
+        let made = NIOLockedValueBox<NIOLoopBound<NIOHTTP2Handler.StreamMultiplexer>?>(nil)
         let channel = try await ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         NIOSSLClientHandler(context: context, serverHostname: serverHostname)
                     )
+                    let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                        mode: .client,
+                        connectionConfiguration: .init(),
+                        streamConfiguration: .init()
+                    ) { stream in
+                        stream.eventLoop.makeSucceededVoidFuture()
+                    }
+                    made.withLockedValue { $0 = NIOLoopBound(multiplexer, eventLoop: channel.eventLoop) }
                 }
             }
             .connect(host: "127.0.0.1", port: port)
             .get()
-        let multiplexer = try await channel.eventLoop.submit {
-            let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                mode: .client,
-                connectionConfiguration: .init(),
-                streamConfiguration: .init()
-            ) { stream in
-                stream.eventLoop.makeSucceededVoidFuture()
-            }
-            return NIOLoopBound(multiplexer, eventLoop: channel.eventLoop)
-        }.get()
+        guard let multiplexer = made.withLockedValue({ $0 }) else {
+            throw FicusTestingError(.shutDown, "the HTTP/2 client pipeline was not set up")
+        }
         return HTTP2TestClient(channel: channel, multiplexer: multiplexer)
     }
 
