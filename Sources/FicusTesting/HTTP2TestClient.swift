@@ -9,8 +9,11 @@ import NIOSSL
 public final class HTTP2TestClient: Sendable {
     /// One answer on a stream.
     public struct Response: Sendable {
+        /// The `:status`.
         public var status: Int
+        /// The other fields, in order.
         public var headers: [(String, String)]
+        /// The DATA frames' bytes.
         public var body: [UInt8]
 
         /// The first value of `name`.
@@ -18,6 +21,7 @@ public final class HTTP2TestClient: Sendable {
             self.headers.first { $0.0 == name.lowercased() }?.1
         }
 
+        /// The body as UTF-8 text.
         public var bodyString: String { String(decoding: self.body, as: UTF8.self) }
     }
 

@@ -13,10 +13,14 @@ public struct WebSocketFrame: Sendable, Equatable {
     public static let binary: UInt8 = 0x2
     public static let close: UInt8 = 0x8
 
+    /// The last frame of its message.
     public var fin: Bool
+    /// The frame's opcode (`text`, `binary`, `continuation`, `close`, ...).
     public var opcode: UInt8
+    /// The unmasked payload.
     public var payload: [UInt8]
 
+    /// A frame; a whole message by default.
     public init(fin: Bool = true, opcode: UInt8, payload: [UInt8]) {
         self.fin = fin
         self.opcode = opcode
@@ -123,6 +127,7 @@ public final class TestWebSocketServer: Sendable {
         let values = NIOLockedValueBox(Values())
     }
 
+    /// The port the server listens on.
     public let port: Int
     private let channel: any Channel
     private let state: State

@@ -102,8 +102,11 @@ final class TLSHandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Why a TLS handshake with an upstream failed.
     struct HandshakeFailed: Error, CustomStringConvertible {
+        /// The address whose handshake failed.
         var endpoint: Endpoint
+        /// BoringSSL's or NIO's reason.
         var detail: String
+        /// What the log and the connect failure say.
         var description: String { "TLS handshake with \(self.endpoint) failed: \(self.detail)" }
     }
 
@@ -116,6 +119,7 @@ final class TLSHandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
     /// Completed when the handshake is done; failed with `HandshakeFailed` or `ChannelError.connectTimeout`.
     var handshake: EventLoopFuture<Void> { self.promise.futureResult }
 
+    /// A waiter for a connection to `endpoint`, giving up after `timeout` from the TCP connection.
     init(eventLoop: EventLoop, endpoint: Endpoint, timeout: TimeAmount) {
         self.promise = eventLoop.makePromise(of: Void.self)
         self.endpoint = endpoint

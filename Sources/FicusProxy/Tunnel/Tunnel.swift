@@ -12,8 +12,10 @@ final class TunnelCounter: Sendable {
     /// Tunnels open now.
     var active: Int { self.count.withLockedValue { $0 } }
 
+    /// A tunnel opened.
     func started() { self.count.withLockedValue { $0 += 1 } }
 
+    /// A tunnel ended.
     func ended() { self.count.withLockedValue { $0 -= 1 } }
 }
 
@@ -181,6 +183,7 @@ final class TunnelGlue: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    /// Which connection this half reads from.
     let side: TunnelStateMachine.Side
     /// The other half; nil once the tunnel has ended.
     var partner: TunnelGlue?
@@ -255,6 +258,7 @@ final class TunnelGlue: ChannelDuplexHandler, RemovableChannelHandler {
         self.context?.write(self.wrapOutboundOut(bytes), promise: nil)
     }
 
+    /// Flushes what `write` queued.
     func flush() {
         self.context?.flush()
     }

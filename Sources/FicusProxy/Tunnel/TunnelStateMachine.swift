@@ -31,8 +31,11 @@ struct TunnelStateMachine {
         case end(EndReason)
     }
 
+    /// How long the tunnel may carry no byte before it ends.
     let idleTimeout: TimeAmount
+    /// When the tunnel started.
     let started: NIODeadline
+    /// When a byte last moved, either way.
     private(set) var lastActivity: NIODeadline
     /// Bytes read from the client (and written to the upstream), and the other way.
     private(set) var bytesFromClient: Int64 = 0
@@ -42,6 +45,7 @@ struct TunnelStateMachine {
     /// Graceful shutdown has begun: a close from now on is the drain's.
     private(set) var draining = false
 
+    /// A tunnel starting `now`.
     init(idleTimeout: TimeAmount, now: NIODeadline) {
         self.idleTimeout = idleTimeout
         self.started = now

@@ -4,7 +4,9 @@ import NIOSSL
 
 /// The TLS handlers of one new connection to an `https://` address.
 struct TLSClientSetup {
+    /// The TLS session, with SNI and the host name to check.
     let handler: NIOSSLClientHandler
+    /// Holds the connection back from the pool until the handshake is done.
     let waiter: TLSHandshakeWaiter
 
     /// Puts the TLS handler and the handshake waiter first in `channel`'s pipeline.
