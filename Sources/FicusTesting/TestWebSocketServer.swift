@@ -171,7 +171,8 @@ public final class TestWebSocketServer: Sendable {
     /// `127.0.0.1:PORT`, for a proxy configuration.
     public var address: String { "127.0.0.1:\(self.port)" }
 
-    /// The header fields of every handshake received, in order.
+    /// The header fields of every handshake received, in order (a request without `Upgrade: websocket` is answered
+    /// 200 `plain` and not recorded).
     public var handshakes: [[(String, String)]] { self.state.values.withLockedValue { $0.handshakes } }
 
     /// Connections open now.
@@ -270,6 +271,12 @@ final class WebSocketServerHandler: ChannelInboundHandler {
         let fields = lines.compactMap { line -> (String, String)? in
             guard let colon = line.firstIndex(of: ":") else { return nil }
             return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+        guard fields.contains(where: { $0.0.lowercased() == "upgrade" && $0.1.lowercased() == "websocket" }) else {
+            // Not a handshake: a plain answer, and the connection stays HTTP.
+            let plain = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nplain"
+            context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: plain)), promise: nil)
+            return
         }
         self.state.values.withLockedValue { $0.handshakes.append(fields) }
         let key = fields.first { $0.0.lowercased() == "sec-websocket-key" }?.1 ?? ""
