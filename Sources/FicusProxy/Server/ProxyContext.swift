@@ -16,6 +16,8 @@ final class ProxyContext: Sendable {
     let retryBudget = RetryBudget()
     /// The proxy's rate limit buckets, shared by every event loop; used only by routes that have a limit.
     let rateLimiter: RateLimiter
+    /// Client TLS contexts for `https://` upstreams, shared by every event loop's pool.
+    let upstreamTLS = UpstreamTLSContexts()
     /// The WebSocket tunnels open, shared by every event loop.
     let tunnels = TunnelCounter()
 

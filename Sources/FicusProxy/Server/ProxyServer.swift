@@ -126,9 +126,10 @@ public final class ProxyServer: Sendable {
         let loops = Array(group.makeIterator())
         var resources: [ObjectIdentifier: UnsafeTransfer<LoopResources>] = [:]
         for loop in loops {
-            resources[ObjectIdentifier(loop)] = UnsafeTransfer(
-                LoopResources(eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics)
-            )
+            let loopResources = LoopResources(
+                eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics)
+            loopResources.pool.tlsContexts = self.shared.upstreamTLS
+            resources[ObjectIdentifier(loop)] = UnsafeTransfer(loopResources)
         }
         self.loops = resources
     }
@@ -147,6 +148,13 @@ public final class ProxyServer: Sendable {
     /// `TLSFileError` before anything listens.
     public func start() async throws {
         let configuration = self.shared.configuration
+        // Contexts for the https:// upstreams of the starting configuration, built here rather than on a loop.
+        for (upstream, error) in self.shared.upstreamTLS.prepare(self.shared.routing.current.configuration.upstreams) {
+            self.shared.logger.warning(
+                "TLS settings of an upstream cannot be used yet; its connections will fail until they can",
+                metadata: ["upstream": "\(upstream)", "error": "\(error)"]
+            )
+        }
         if var tls = configuration.tls {
             tls.applicationProtocols = configuration.http2.enabled ? ["h2", "http/1.1"] : ["http/1.1"]
             let context = try ServerTLSContext(configuration: tls)

@@ -1,5 +1,6 @@
 import FicusCore
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import NIOTLS
@@ -30,20 +31,38 @@ struct UpstreamTLSSettings: Hashable, Sendable {
     var isCustom: Bool { self.caFile != nil || self.clientCert != nil || self.clientKey != nil }
 }
 
-/// Client TLS contexts for the `https://` addresses of upstreams, built once per distinct settings.
+/// Client TLS contexts for the `https://` addresses of upstreams, built once per distinct settings and shared by
+/// the proxy's event loops.
 ///
-/// Loop-confined, like the pool that owns it. Building a context reads its files (and the system's roots), a short
-/// blocking read that happens at the first TLS connect with those settings, never again: a context is kept for the
-/// pool's life. A context that cannot be built is not kept, so a fixed file is picked up at the next connect.
-final class UpstreamTLSContexts {
-    private var contexts: [UpstreamTLSSettings: NIOSSLContext] = [:]
+/// Building a context reads its files (and the system's roots): `ProxyServer.start` builds those of the starting
+/// configuration before it listens, off the event loops; settings that first appear in a later revision are built at
+/// their first TLS connect (a short blocking read, once). A context is kept for the proxy's life; one that cannot be
+/// built is not kept, so a fixed file is picked up at the next connect.
+final class UpstreamTLSContexts: Sendable {
+    private let contexts = NIOLockedValueBox<[UpstreamTLSSettings: NIOSSLContext]>([:])
 
     /// The context for `settings`, built now if it is the first.
     func context(for settings: UpstreamTLSSettings) throws -> NIOSSLContext {
-        if let context = self.contexts[settings] { return context }
+        if let context = self.contexts.withLockedValue({ $0[settings] }) { return context }
         let context = try Self.makeContext(settings)
-        self.contexts[settings] = context
+        self.contexts.withLockedValue { $0[settings] = context }
         return context
+    }
+
+    /// Builds the contexts of every upstream of `upstreams` that has an `https://` address; returns the errors of
+    /// those that cannot be built (they are tried again at their first connect).
+    func prepare(_ upstreams: [Upstream]) -> [(String, Error)] {
+        var failures: [(String, Error)] = []
+        for upstream in upstreams {
+            let addresses = upstream.addresses + (upstream.slots.map { $0.blue + $0.green } ?? [])
+            guard addresses.contains(where: \.tls) else { continue }
+            do {
+                _ = try self.context(for: UpstreamTLSSettings(upstream))
+            } catch {
+                failures.append((upstream.name, error))
+            }
+        }
+        return failures
     }
 
     /// Full verification (chain and host name) against `ca_file` or the system's roots, TLS 1.2 at least, ALPN

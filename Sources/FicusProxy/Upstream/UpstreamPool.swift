@@ -51,9 +51,9 @@ final class UpstreamPool {
     private let transport: UpstreamTransport
     /// Connects started, for tests that count attempts against an address that refuses them.
     private(set) var connectsStarted = 0
-    /// TLS for `https://` addresses (`UpstreamPool+TLS.swift`): contexts, and the settings of upstreams that have
-    /// their own.
-    let tlsContexts = UpstreamTLSContexts()
+    /// TLS for `https://` addresses (`UpstreamPool+TLS.swift`): contexts (the proxy's loops share theirs), and the
+    /// settings of upstreams that have their own.
+    var tlsContexts = UpstreamTLSContexts()
     var tlsSettings: [String: UpstreamTLSSettings] = [:]
 
     init(
