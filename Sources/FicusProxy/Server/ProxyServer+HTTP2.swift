@@ -9,8 +9,12 @@ extension ProxyServer {
     /// `http/1.1` or no choice.
     func protocolNegotiation(resources: UnsafeTransfer<LoopResources>) -> ApplicationProtocolNegotiationHandler {
         let shared = self.shared
-        return ApplicationProtocolNegotiationHandler { result, channel in
+        return ApplicationProtocolNegotiationHandler { [self] result, channel in
             channel.eventLoop.makeCompletedFuture {
+                // A drain that began during the handshake was signalled before these handlers existed.
+                defer {
+                    if self.isDraining { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+                }
                 let subject = try? channel.pipeline.syncOperations.nioSSL_peerCertificate()?.subjectText
                 switch result {
                 case .negotiated("h2"):
