@@ -24,12 +24,22 @@ public enum Attribute: Sendable, Hashable {
     /// Which of the two is the proxy's decision; the routing table only sees `RoutableRequest.clientAddress`.
     case clientIP
 
-    /// Parses `header:NAME`, `cookie:NAME`, `query:NAME` or `client_ip`.
+    /// The subject (RFC 4514 text, `CN=alice,O=Example`) of the client certificate verified on a TLS connection
+    /// (`ficus serve --tls-client-ca`); absent on plain connections and when no certificate was asked for.
+    ///
+    /// Only the handshake sets it, so a client cannot claim one the way it could write a header.
+    case clientCertSubject
+
+    /// Parses `header:NAME`, `cookie:NAME`, `query:NAME`, `client_ip` or `client_cert_subject`.
     ///
     /// The kind is case-insensitive; the name must not be empty.
     public init?(_ text: String) {
         if text.lowercased() == "client_ip" {
             self = .clientIP
+            return
+        }
+        if text.lowercased() == "client_cert_subject" {
+            self = .clientCertSubject
             return
         }
         guard let colon = text.firstIndex(of: ":") else {
@@ -66,6 +76,8 @@ extension Attribute: CustomStringConvertible {
             return "query:\(name)"
         case .clientIP:
             return "client_ip"
+        case .clientCertSubject:
+            return "client_cert_subject"
         }
     }
 }
@@ -81,7 +93,8 @@ extension Attribute: Codable {
             throw DecodingError.dataCorruptedError(
                 in: container,
                 debugDescription:
-                    "invalid attribute '\(text)', expected header:NAME, cookie:NAME, query:NAME or client_ip"
+                    "invalid attribute '\(text)', expected header:NAME, cookie:NAME, query:NAME, client_ip or "
+                    + "client_cert_subject"
             )
         }
         self = attribute

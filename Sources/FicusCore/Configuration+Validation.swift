@@ -124,6 +124,7 @@ struct ConfigurationValidator {
                 }
             }
         }
+        self.checkUpstreamTLS(upstream, object: object)
     }
 
     /// Counts from 0 (that trigger off) to 1,000, times within a day with the base no longer than the maximum, and a
@@ -151,6 +152,23 @@ struct ConfigurationValidator {
         }
         if let percent = outlier.maxEjectionPercent, !(0...100).contains(percent) {
             self.report(object, "outlier max_ejection_percent", "\(percent) is outside 0–100")
+        }
+    }
+
+    /// A client certificate without its key (or the reverse) could only fail at the first connection; an empty
+    /// path is never a file.
+    private mutating func checkUpstreamTLS(_ upstream: Upstream, object: String) {
+        let paths = [
+            ("ca_file", upstream.caFile), ("client_cert", upstream.clientCert), ("client_key", upstream.clientKey),
+        ]
+        for (field, path) in paths {
+            if let path, path.isEmpty {
+                self.report(object, field, "must not be empty (leave it out instead)")
+            }
+        }
+        if (upstream.clientCert == nil) != (upstream.clientKey == nil) {
+            let field = upstream.clientCert == nil ? "client_key" : "client_cert"
+            self.report(object, field, "client_cert and client_key go together")
         }
     }
 
@@ -415,7 +433,7 @@ struct ConfigurationValidator {
             if name.isEmpty {
                 self.report(object, field, "\(attribute) has an empty name")
             }
-        case .clientIP:
+        case .clientIP, .clientCertSubject:
             break
         }
     }

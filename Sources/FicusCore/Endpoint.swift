@@ -1,4 +1,4 @@
-/// One address of an upstream: a host name or IP address and a TCP port.
+/// One address of an upstream: a host name or IP address and a TCP port, spoken to in plain HTTP or over TLS.
 ///
 /// Kept as text plus port rather than a resolved socket address because name resolution is I/O and belongs to the
 /// proxy; the model only has to be stored, validated and shown.
@@ -12,6 +12,12 @@ public struct Endpoint: Sendable, Hashable {
     ///
     /// Range-checked by validation rather than by the type so that a bad stored value is reported, not dropped.
     public var port: Int
+
+    /// Whether the upstream is spoken to over TLS (`https://host:port`); false (plain HTTP) by default.
+    ///
+    /// Part of the address rather than of the upstream, as in a URL: a pool can move from plain to TLS one address
+    /// at a time, and pooled connections are never shared between the two.
+    public var tls: Bool
 
     /// The address's share of its upstream's requests relative to the others' (`weight=3`), or nil for 1.
     ///
@@ -27,10 +33,11 @@ public struct Endpoint: Sendable, Hashable {
     /// Creates an endpoint from a host, a port and an optional weight.
     ///
     /// No checks: validation reports an empty host, a port or a weight out of range with the upstream that holds it.
-    public init(host: String, port: Int, weight: Int? = nil) {
+    public init(host: String, port: Int, weight: Int? = nil, tls: Bool = false) {
         self.host = host
         self.port = port
         self.weight = weight
+        self.tls = tls
     }
 
     /// `weight`, or 1 when it is not set.
@@ -38,20 +45,24 @@ public struct Endpoint: Sendable, Hashable {
     /// What the balancers use.
     public var effectiveWeight: Int { self.weight ?? 1 }
 
-    /// The address without its weight (`host:port`, IPv6 in brackets).
+    /// The address without its weight (`host:port`, IPv6 in brackets, `https://` before it with TLS).
     ///
     /// The identity of an address for health and status: changing a weight does not reset its ejection state.
     public var address: String {
-        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+        let address = self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+        return self.tls ? "https://" + address : address
     }
 
-    /// Parses `host:port`, `1.2.3.4:port` or `[v6 address]:port`, optionally followed by ` weight=N`.
+    /// Parses `host:port`, `1.2.3.4:port` or `[v6 address]:port`, each optionally after `https://` (TLS) and
+    /// followed by ` weight=N`.
     ///
-    /// An unbracketed IPv6 address is refused because its last group cannot be told apart from a port. The weight
+    /// An unbracketed IPv6 address is refused because its last group cannot be told apart from a port. The port is
+    /// never implied, not even 443 after `https://`: every address in a configuration says where it goes. The weight
     /// must be plain digits (1 to 9 of them); its range is validation's to report.
     public init?(parsing input: String) {
         var text = input
         var weight: Int?
+        var tls = false
         if let space = input.firstIndex(of: " ") {
             let options = input[input.index(after: space)...].split(separator: " ")
             text = String(input[..<space])
@@ -63,6 +74,10 @@ public struct Endpoint: Sendable, Hashable {
                 return nil
             }
             weight = Int(digits)
+        }
+        if text.hasPrefix("https://") {
+            text = String(text.dropFirst("https://".count))
+            tls = true
         }
         let host: Substring
         let portText: Substring
@@ -95,14 +110,16 @@ public struct Endpoint: Sendable, Hashable {
         else {
             return nil
         }
-        self.init(host: String(host), port: port, weight: weight)
+        self.init(host: String(host), port: port, weight: weight, tls: tls)
     }
 }
 
 extension Endpoint: CustomStringConvertible {
-    /// The endpoint as `host:port`, with brackets around an IPv6 host, and ` weight=N` when a weight is set.
+    /// The endpoint as `host:port`, with brackets around an IPv6 host, `https://` before it with TLS, and ` weight=N`
+    /// when a weight is set.
     ///
-    /// The same form `init?(parsing:)` reads, so configuration round-trips through text.
+    /// The same form `init?(parsing:)` reads, so configuration round-trips through text; a plain address is written
+    /// exactly as before TLS and weights existed, so stored snapshots do not change.
     public var description: String {
         guard let weight = self.weight else { return self.address }
         return "\(self.address) weight=\(weight)"
@@ -114,9 +131,11 @@ extension Endpoint: Codable {
         case host
         case port
         case weight
+        case tls
     }
 
-    /// Decodes `"host:port"` text (optionally with ` weight=N`), or an object with `host`, `port` and `weight`.
+    /// Decodes `"host:port"` text (optionally `https://` before it and ` weight=N` after it), or an object with
+    /// `host`, `port`, `weight` and `tls`.
     ///
     /// Text is what people write in rule files; the object form is accepted so that either shape loads.
     public init(from decoder: any Decoder) throws {
@@ -124,7 +143,7 @@ extension Endpoint: Codable {
             guard let endpoint = Endpoint(parsing: text) else {
                 throw DecodingError.dataCorruptedError(
                     in: container,
-                    debugDescription: "invalid endpoint '\(text)', expected host:port or 'host:port weight=N'"
+                    debugDescription: "invalid endpoint '\(text)', expected host:port, https://host:port, or either with ' weight=N'"
                 )
             }
             self = endpoint
@@ -134,7 +153,8 @@ extension Endpoint: Codable {
         self.init(
             host: try container.decode(String.self, forKey: .host),
             port: try container.decode(Int.self, forKey: .port),
-            weight: try container.decodeIfPresent(Int.self, forKey: .weight)
+            weight: try container.decodeIfPresent(Int.self, forKey: .weight),
+            tls: try container.decodeIfPresent(Bool.self, forKey: .tls) ?? false
         )
     }
 

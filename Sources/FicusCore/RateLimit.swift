@@ -211,6 +211,7 @@ public final class RateLimitPolicy: Sendable, Equatable, CustomStringConvertible
             case .cookie(let name): value = request.cookie(name)
             case .query(let name): value = Self.queryValue(request.query, name)
             case .clientIP: value = nil
+            case .clientCertSubject: value = request.clientCertificateSubject
             }
             if let value, !value.isEmpty {
                 hasher.combine(1 as UInt8)

@@ -30,6 +30,10 @@ public struct RequestFacts: RoutableRequest, Sendable, Equatable {
     /// The client's address, or nil.
     public var clientAddress: IPAddress?
 
+    /// The verified client certificate's subject (RFC 4514 text), or nil (the default): what `client_cert_subject`
+    /// predicates test.
+    public var clientCertificateSubject: String?
+
     /// Creates facts from their parts.
     ///
     /// For callers that already split the request; see `init(method:target:headers:clientAddress:)` otherwise.

@@ -30,4 +30,12 @@ public protocol RoutableRequest {
 
     /// The client's address: the TCP peer, or the address a trusted proxy reported; nil when unknown.
     var clientAddress: IPAddress? { get }
+
+    /// The subject of the client certificate verified on the connection (RFC 4514 text); nil when none was.
+    var clientCertificateSubject: String? { get }
+}
+
+extension RoutableRequest {
+    /// No client certificate: requests that do not come over a verified TLS connection have none.
+    public var clientCertificateSubject: String? { nil }
 }

@@ -173,6 +173,8 @@ struct RoutingTableCompiler {
             return AttributeCode(kind: .query, name: self.parts.text(name.utf8))
         case .clientIP:
             return AttributeCode(kind: .clientIP, name: 0)
+        case .clientCertSubject:
+            return AttributeCode(kind: .clientCertSubject, name: 0)
         }
     }
 

@@ -150,6 +150,11 @@ struct Evaluation {
                 let count = address.writeText(into: buffer)
                 return body(UnsafeBufferPointer(rebasing: buffer[..<count]))
             }
+        case .clientCertSubject:
+            guard var subject = request.clientCertificateSubject else {
+                return body(nil)
+            }
+            return subject.withUTF8 { body($0) }
         }
     }
 

@@ -71,7 +71,16 @@ public final class RoutingTable: Sendable {
         for upstream in configuration.upstreams {
             guard let slots = upstream.slots, !slots[slots.idle].isEmpty else { continue }
             let name = Upstream.previewName(upstream.name, slot: slots.idle)
-            upstreams[name] = Upstream(name: name, addresses: slots[slots.idle])
+            var preview = Upstream(name: name, addresses: slots[slots.idle])
+            // The idle slot is the same service, spoken to with the same TLS settings.
+            preview.caFile = upstream.caFile
+            preview.clientCert = upstream.clientCert
+            preview.clientKey = upstream.clientKey
+            // ... and balanced, ejected and limited as the upstream is (health checks are the configured upstream's).
+            preview.balance = upstream.balance
+            preview.outlier = upstream.outlier
+            preview.limits = upstream.limits
+            upstreams[name] = preview
             previews[upstream.name] = CompiledPreview(
                 slot: slots.idle,
                 name: name,
@@ -210,6 +219,7 @@ public final class RoutingTable: Sendable {
         case .header(let name)?: key = request.header(name.lowercased())
         case .cookie(let name)?: key = request.cookie(name)
         case .query(let name)?: key = Self.queryValue(request.query, name)
+        case .clientCertSubject?: key = request.clientCertificateSubject
         default: key = nil
         }
         guard let value = key ?? request.clientAddress?.unmapped.description else { return }

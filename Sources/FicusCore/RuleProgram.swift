@@ -237,6 +237,7 @@ struct AttributeCode: Sendable {
         case cookie
         case query
         case clientIP
+        case clientCertSubject
     }
 
     let kind: Kind

@@ -43,6 +43,18 @@ public struct Upstream: Sendable, Equatable {
     ///
     /// What the proxy's pools follow.
     public var effectiveBalance: BalancePolicy { self.balance ?? .roundRobin }
+    /// A PEM file of CA certificates that this upstream's `https://` addresses must present a chain to; nil (the
+    /// default) trusts the system's roots.
+    ///
+    /// A path, not the certificates: the proxy reads it where it runs, as it reads its own certificate files.
+    public var caFile: String?
+
+    /// The client certificate (PEM chain) presented to this upstream's `https://` addresses (mutual TLS); nil (the
+    /// default) presents none. Needs `clientKey`.
+    public var clientCert: String?
+
+    /// The private key (PEM) of `clientCert`; nil (the default) without mutual TLS.
+    public var clientKey: String?
 
     /// Creates a plain upstream serving `addresses`.
     ///
@@ -202,6 +214,9 @@ extension Upstream: Codable {
         case balance
         case limits
         case healthCheck = "health_check"
+        case caFile = "ca_file"
+        case clientCert = "client_cert"
+        case clientKey = "client_key"
     }
 
     /// Decodes `name` with either `addresses` or `slots`, and the optional `outlier`, `balance` and `limits`.
@@ -217,6 +232,9 @@ extension Upstream: Codable {
         self.balance = try container.decodeIfPresent(BalancePolicy.self, forKey: .balance)
         self.limits = try container.decodeIfPresent(UpstreamLimits.self, forKey: .limits)
         self.healthCheck = try container.decodeIfPresent(HealthCheckPolicy.self, forKey: .healthCheck)
+        self.caFile = try container.decodeIfPresent(String.self, forKey: .caFile)
+        self.clientCert = try container.decodeIfPresent(String.self, forKey: .clientCert)
+        self.clientKey = try container.decodeIfPresent(String.self, forKey: .clientKey)
     }
 
     /// Encodes `name`, either `slots` or `addresses`, and the resilience settings that are set.
@@ -235,5 +253,9 @@ extension Upstream: Codable {
         try container.encodeIfPresent(self.balance, forKey: .balance)
         try container.encodeIfPresent(self.limits, forKey: .limits)
         try container.encodeIfPresent(self.healthCheck, forKey: .healthCheck)
+        // Written only when set, so that a snapshot without TLS settings encodes (and hashes) as it always did.
+        try container.encodeIfPresent(self.caFile, forKey: .caFile)
+        try container.encodeIfPresent(self.clientCert, forKey: .clientCert)
+        try container.encodeIfPresent(self.clientKey, forKey: .clientKey)
     }
 }

@@ -9,11 +9,17 @@ public struct ProxyConfiguration: Sendable {
     /// Address the proxy listens on.
     public var listenHost = "127.0.0.1"
     public var listenPort = 8080
+    /// TLS on the listener (`--tls-cert`, `--tls-key`, `--tls-client-ca`); nil (the default) serves plain HTTP.
+    public var tls: ServerTLSConfiguration?
     /// Event-loop threads (0: one per core).
     public var threads = 0
     public var limits = HTTPLimits()
     public var timeouts = Timeouts()
     public var pool = PoolLimits()
+    /// HTTP/2 from clients (over TLS, by ALPN): whether it is offered, and its limits.
+    public var http2 = HTTP2Limits()
+    /// WebSocket tunnels: idle timeout and how many may be open.
+    public var tunnels = TunnelLimits()
     /// Peers that are proxies of the operator's: their `X-Forwarded-*` fields are kept and extended, and the client
     /// behind them is the right-most untrusted `X-Forwarded-For` address (`ClientAddress`).
     public var trustedProxies: [CIDR] = []
@@ -67,6 +73,36 @@ public struct ProxyConfiguration: Sendable {
         public var clientIdle: TimeAmount = .seconds(60)
         /// Pooled upstream connection with no request in progress.
         public var upstreamIdle: TimeAmount = .seconds(60)
+
+        public init() {}
+    }
+
+    /// HTTP/2 from clients (docs/PROXY.md, HTTP/2): offered by ALPN on a TLS listener, each stream served like an
+    /// HTTP/1.1 request and sent to upstreams over the HTTP/1.1 pools.
+    public struct HTTP2Limits: Sendable {
+        /// Whether ALPN offers `h2` (with `tls` only; plain-text h2c is never served).
+        public var enabled = true
+        /// Streams a client may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+        public var maxConcurrentStreams = 100
+        /// The largest decoded header list a client may send (`SETTINGS_MAX_HEADER_LIST_SIZE`), in bytes.
+        public var maxHeaderListSize = 16 * 1024
+        /// Streams a client may reset within `resetWindow` before the connection is closed (the 2023 "rapid reset"
+        /// attack, CVE-2023-44487, opens and cancels streams faster than a server can serve them).
+        public var maxResets = 200
+        public var resetWindow: TimeAmount = .seconds(30)
+
+        public init() {}
+    }
+
+    /// Bounds on WebSocket tunnels (docs/PROXY.md, WebSocket).
+    public struct TunnelLimits: Sendable {
+        /// A tunnel in which no byte moved either way for this long is closed (`--tunnel-idle-timeout`). Longer
+        /// than the client idle timeout: WebSocket applications ping every 20–60 s, and nginx users raise its 60 s
+        /// `proxy_read_timeout` for them.
+        public var idleTimeout: TimeAmount = .seconds(300)
+        /// Tunnels open at once (`--max-tunnels`); a handshake beyond it is answered 503 before reaching an
+        /// upstream. Checked when the handshake arrives, so racing handshakes may pass it by a few.
+        public var maxActive = 10_000
 
         public init() {}
     }

@@ -85,6 +85,8 @@ public final class ProxyMetrics: Sendable {
     private let open = NIOLockedValueBox<[String: Meter]>([:])
     private let idle = NIOLockedValueBox<[String: Meter]>([:])
     private let ejectedMeters = NIOLockedValueBox<[String: Meter]>([:])
+    /// `ficus_tunnels_active{route,upstream}`, keyed by route and upstream.
+    private let tunnelMeters = NIOLockedValueBox<[String: Meter]>([:])
     private let inFlight: Meter
     private let shadow: CounterCache
     private let waitTimers = NIOLockedValueBox<[String: CoreMetrics.Timer]>([:])
@@ -290,6 +292,22 @@ public final class ProxyMetrics: Sendable {
 
     func inFlight(delta: Int) {
         if delta > 0 { self.inFlight.increment(by: Double(delta)) } else { self.inFlight.decrement(by: Double(-delta)) }
+    }
+
+    /// A WebSocket tunnel of `route` to `upstream` opened (1) or ended (-1).
+    func tunnels(route: String, upstream: String, delta: Int) {
+        let meter = self.tunnelMeters.withLockedValue { meters -> Meter in
+            let key = route + "\u{0}" + upstream
+            if let existing = meters[key] { return existing }
+            let created = Meter(
+                label: "ficus_tunnels_active",
+                dimensions: [("route", route), ("upstream", upstream)],
+                factory: self.factory
+            )
+            meters[key] = created
+            return created
+        }
+        meter.increment(by: Double(delta))
     }
 
     func openConnections(_ upstream: String, delta: Int) {

@@ -86,6 +86,9 @@ enum RulesSchema {
     static let upstream = Shape.object([
         "name": .value,
         "addresses": .value,
+        "ca_file": .value,
+        "client_cert": .value,
+        "client_key": .value,
         "slots": .object([
             "blue": .value, "green": .value, "active": .value, "preview_segment": .value, "preview_token_sha256": .value,
         ]),

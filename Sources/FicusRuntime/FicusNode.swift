@@ -171,6 +171,16 @@ public final class FicusNode: Service, Sendable {
             logger: logger
         )
         services.append(ProxyService(proxy: proxy, admin: admin, logger: logger, onStarted: started))
+        if proxyConfiguration.tls != nil {
+            services.append(
+                CertificateWatch(
+                    proxy: proxy,
+                    interval: configuration.certificateReloadInterval,
+                    clock: clock,
+                    logger: logger
+                )
+            )
+        }
         self.configuration = configuration
         self.routing = routing
         self.registry = registry
@@ -179,6 +189,15 @@ public final class FicusNode: Service, Sendable {
         self.services = services
         self.logger = logger
         self.ownedGroups = ownedGroups
+    }
+
+    /// Re-reads the listener's certificate files now (SIGHUP); new connections use them, open ones keep theirs.
+    ///
+    /// Returns whether the context was replaced; a failure is logged and leaves the certificate in force. `force`
+    /// rebuilds the context even when the files did not change.
+    @discardableResult
+    public func reloadCertificates(force: Bool = true) -> Bool {
+        CertificateWatch.reload(self.proxy, force: force, logger: self.logger)
     }
 
     /// The address the proxy is bound to, once it listens.

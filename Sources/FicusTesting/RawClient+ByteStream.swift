@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOTLS
 import NIOPosix
 
 /// The bytes a raw client has received and not yet consumed, with the tasks waiting for more.
@@ -102,9 +103,36 @@ final class RawClientHandler: ChannelInboundHandler {
 
     private let stream: RawByteStream
     private var sawReset = false
+    /// Whether the connection runs TLS, so that `handshake` must complete.
+    private let tls: Bool
+    private var handshakePromise: EventLoopPromise<Void>?
+    /// Completed when the TLS handshake is done, failed when it fails; nil without TLS.
+    private(set) var handshake: EventLoopFuture<Void>?
 
-    init(stream: RawByteStream) {
+    init(stream: RawByteStream, tls: Bool = false) {
         self.stream = stream
+        self.tls = tls
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard self.tls else { return }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        self.handshakePromise = promise
+        self.handshake = promise.futureResult
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // A connect that failed never made the channel active: the handshake will not come.
+        self.handshakePromise?.fail(ChannelError.eof)
+        self.handshakePromise = nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            self.handshakePromise?.succeed()
+            self.handshakePromise = nil
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -115,10 +143,14 @@ final class RawClientHandler: ChannelInboundHandler {
         if let error = error as? IOError, error.errnoCode == ECONNRESET {
             self.sawReset = true
         }
+        self.handshakePromise?.fail(error)
+        self.handshakePromise = nil
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.handshakePromise?.fail(ChannelError.eof)
+        self.handshakePromise = nil
         self.stream.markClosed(reset: self.sawReset)
         context.fireChannelInactive()
     }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A plain TCP client that sends exact bytes and reads responses with its own strict parser.
 ///
@@ -17,10 +18,15 @@ public final class RawClient: Sendable {
     /// Connects to `host:port` (loopback by default) with Nagle disabled.
     ///
     /// Nagle would merge or delay small writes and hide how the peer handles bytes that arrive in pieces.
+    ///
+    /// With `tls`, the bytes go through a TLS session (`serverHostname` is sent as SNI and checked against the
+    /// server's certificate); `connect` returns once the handshake is done, and throws if it fails.
     public static func connect(
         host: String = "127.0.0.1",
         port: Int,
-        group: any EventLoopGroup
+        group: any EventLoopGroup,
+        tls: NIOSSLContext? = nil,
+        serverHostname: String? = nil
     ) async throws -> RawClient {
         let stream = RawByteStream()
         let channel = try await ClientBootstrap(group: group)
@@ -28,12 +34,35 @@ public final class RawClient: Sendable {
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RawClientHandler(stream: stream))
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls, serverHostname: serverHostname)
+                        )
+                    }
+                    try channel.pipeline.syncOperations.addHandler(RawClientHandler(stream: stream, tls: tls != nil))
                 }
             }
             .connect(host: host, port: port)
             .get()
-        return RawClient(channel: channel, stream: stream)
+        let client = RawClient(channel: channel, stream: stream)
+        if tls != nil {
+            do {
+                try await client.handshakeDone()
+            } catch {
+                try? await channel.close()
+                throw error
+            }
+        }
+        return client
+    }
+
+    /// Waits for the TLS handshake of a connection made with `tls`.
+    private func handshakeDone() async throws {
+        let channel = self.channel
+        let handshake = try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: RawClientHandler.self).handshake
+        }.get()
+        try await handshake?.get()
     }
 
     /// The local port of the connection, as the peer sees it in its address.
@@ -127,6 +156,42 @@ public final class RawClient: Sendable {
                 return collected
             }
         }
+    }
+
+    /// Reads exactly `count` bytes, waiting up to `timeout` in all; throws when the peer closes first or time runs
+    /// out.
+    ///
+    /// For tunnels, whose bytes are not HTTP: the test decodes them itself.
+    public func read(exactly count: Int, timeout: TimeAmount = .seconds(5)) async throws -> [UInt8] {
+        let deadline = NIODeadline.now() + timeout
+        var collected: [UInt8] = []
+        collected.reserveCapacity(count)
+        while true {
+            let (taken, snapshot) = self.stream.inspect { bytes, _ in
+                let take = min(bytes.count, count - collected.count)
+                return (take, Array(bytes.prefix(take)))
+            }
+            collected += taken
+            if collected.count == count { return collected }
+            if snapshot.closed {
+                throw FicusTestingError(.closedMidResponse, "peer closed after \(collected.count) of \(count) bytes")
+            }
+            let changed = await self.stream.waitForChange(
+                after: snapshot.version,
+                deadline: deadline,
+                on: self.channel.eventLoop
+            )
+            if !changed {
+                throw FicusTestingError(.timedOut, "\(collected.count) of \(count) bytes within the time allowed")
+            }
+        }
+    }
+
+    /// Stops (false) or resumes (true) reading from the socket: a client that stops reading makes the kernel's
+    /// buffers fill up, which is how tests play a slow reader.
+    public func setReading(_ reading: Bool) async throws {
+        try await self.channel.setOption(.autoRead, value: reading).get()
+        if reading { self.channel.read() }
     }
 
     /// Whether the peer closes the connection within `timeout`; bytes received meanwhile stay unread.

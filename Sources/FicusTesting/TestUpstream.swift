@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A loopback HTTP/1.1 server that records exactly what it received and answers with a chosen `Behavior`.
 ///
@@ -24,8 +25,14 @@ public final class TestUpstream: Sendable {
 
     /// Starts a server on 127.0.0.1 with an ephemeral port, or on `port` (an upstream that comes back where it was).
     ///
-    /// Port 0 lets many tests run side by side without clashing.
-    public static func start(_ behavior: Behavior, group: any EventLoopGroup, port: Int = 0) async throws -> TestUpstream {
+    /// Port 0 lets many tests run side by side without clashing. With `tls`, the server speaks HTTPS (an upstream
+    /// behind `https://` addresses), presenting that context's certificate.
+    public static func start(
+        _ behavior: Behavior,
+        group: any EventLoopGroup,
+        port: Int = 0,
+        tls: NIOSSLContext? = nil
+    ) async throws -> TestUpstream {
         let recorder = UpstreamRecorder(behavior: behavior)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -40,6 +47,9 @@ public final class TestUpstream: Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
+                    if let tls {
+                        try operations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
                     let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)
                     try operations.addHandler(ByteToMessageHandler(decoder))
                     try operations.addHandler(UpstreamConnectionHandler(recorder: recorder, connectionID: id))

@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// `ficus serve`: run the proxy.
 struct Serve: AsyncParsableCommand {
@@ -140,7 +141,45 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Client keep-alive idle timeout in milliseconds.")
     var idleTimeout: Int64 = 60000
 
+    @Option(
+        name: .customLong("tls-cert"),
+        help: "Serve HTTPS with this certificate chain (PEM, leaf first); re-read on change and on SIGHUP."
+    )
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The private key of --tls-cert (PEM).")
+    var tlsKey: String?
+
+    @Option(
+        name: .customLong("tls-client-ca"),
+        help: "Demand client certificates issued by these CAs (PEM); rules see the subject as client_cert_subject."
+    )
+    var tlsClientCA: String?
+
+    @Option(
+        name: .customLong("http2"),
+        help: "With --tls-cert: offer HTTP/2 to clients by ALPN (on or off); HTTP/1.1 is always offered."
+    )
+    var http2 = "on"
+
+    @Option(
+        name: .customLong("tunnel-idle-timeout"),
+        help: "Seconds a WebSocket tunnel may carry no byte either way before it is closed."
+    )
+    var tunnelIdleTimeout: Int = 300
+
+    @Option(name: .customLong("max-tunnels"), help: "WebSocket tunnels open at once; a handshake beyond it gets 503.")
+    var maxTunnels: Int = 10_000
+
     func validate() throws {
+        if (self.tlsCert == nil) != (self.tlsKey == nil) {
+            throw ArgumentParser.ValidationError("--tls-cert and --tls-key go together: give both or neither")
+        }
+        if self.tlsClientCA != nil, self.tlsCert == nil {
+            throw ArgumentParser.ValidationError(
+                "--tls-client-ca needs --tls-cert and --tls-key: it verifies TLS clients"
+            )
+        }
         guard Endpoint(parsing: self.listen) != nil else {
             throw ArgumentParser.ValidationError("--listen '\(self.listen)': expected HOST:PORT")
         }
@@ -152,6 +191,9 @@ struct Serve: AsyncParsableCommand {
         }
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ArgumentParser.ValidationError("--log-level '\(self.logLevel)': expected trace, debug, info, notice, warning, error or critical")
+        }
+        guard self.http2 == "on" || self.http2 == "off" else {
+            throw ArgumentParser.ValidationError("--http2 '\(self.http2)': expected on or off")
         }
         guard self.accessLog == "on" || self.accessLog == "off" else {
             throw ArgumentParser.ValidationError("--access-log '\(self.accessLog)': expected on or off")
@@ -187,6 +229,8 @@ struct Serve: AsyncParsableCommand {
         ] {
             try Self.check(name, value, 1...86_400_000)
         }
+        try Self.check("--tunnel-idle-timeout", Int64(self.tunnelIdleTimeout), 1...86_400)
+        try Self.check("--max-tunnels", Int64(self.maxTunnels), 0...10_000_000)
         try Self.check("--poll-interval", Int64(self.pollInterval), 1...60_000)
         try Self.check("--heartbeat-interval", Int64(self.heartbeatInterval), 1...3600)
         try Self.check("--window-interval", Int64(self.windowInterval), 1...3600)
@@ -299,6 +343,16 @@ struct Serve: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
+        // SIGHUP re-reads the certificate files at once (they are also checked every few seconds).
+        let reloads: Task<Void, Never>? =
+            self.tlsCert == nil
+            ? nil
+            : Task {
+                for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                    node.reloadCertificates()
+                }
+            }
+        defer { reloads?.cancel() }
         try await serviceGroup.run()
     }
 
@@ -308,6 +362,13 @@ struct Serve: AsyncParsableCommand {
         let listen = Endpoint(parsing: self.listen)!
         configuration.proxy.listenHost = listen.host
         configuration.proxy.listenPort = listen.port
+        if let certificate = self.tlsCert, let key = self.tlsKey {
+            configuration.proxy.tls = ServerTLSConfiguration(
+                certificatePath: certificate,
+                keyPath: key,
+                clientCAPath: self.tlsClientCA
+            )
+        }
         configuration.proxy.threads = self.threads ?? 0
         configuration.proxy.trustedProxies = self.trustedProxy.compactMap(CIDR.init)
         configuration.proxy.untrustedFields = self.untrustedField.map { $0.lowercased() }
@@ -326,6 +387,9 @@ struct Serve: AsyncParsableCommand {
         configuration.proxy.timeouts.responseHead = .milliseconds(self.responseTimeout)
         configuration.proxy.timeouts.clientHeader = .milliseconds(self.headerTimeout)
         configuration.proxy.timeouts.clientIdle = .milliseconds(self.idleTimeout)
+        configuration.proxy.tunnels.idleTimeout = .seconds(Int64(self.tunnelIdleTimeout))
+        configuration.proxy.http2.enabled = self.http2 == "on"
+        configuration.proxy.tunnels.maxActive = self.maxTunnels
         let admin = Endpoint(parsing: self.admin)!
         configuration.admin = FicusNode.Configuration.Admin(host: admin.host, port: admin.port)
         configuration.storeFeed.pollInterval = .milliseconds(self.pollInterval)

@@ -335,6 +335,13 @@ struct ExplainCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The client address.", valueName: "addr"))
     var ip: String?
 
+    @Option(
+        name: .customLong("client-cert-subject"),
+        help: ArgumentHelp(
+            "The subject of a verified client certificate (client_cert_subject).", valueName: "'CN=...,O=...'")
+    )
+    var clientCertSubject: String?
+
     @Option(help: ArgumentHelp("Explain against this revision (default: the newest).", valueName: "n"))
     var revision: Int?
 
@@ -399,8 +406,9 @@ struct ExplainCommand: AsyncParsableCommand {
                 stored = try await store.requireLatest()
             }
             let table = try RoutingTable(configuration: stored.configuration, revision: stored.number)
-            let facts = RequestFacts(
+            var facts = RequestFacts(
                 method: self.method.uppercased(), target: self.url, headers: headers, clientAddress: address)
+            facts.clientCertificateSubject = self.clientCertSubject
             let explanation = table.explain(facts)
             let chosen = stored.configuration.upstream(named: explanation.decision.upstream)
             if self.output.json {

@@ -36,6 +36,7 @@ extension UpstreamCommand {
         var active: BlueGreenSlots.Slot?
 
         @OptionGroup(title: "Balancing, outlier ejection and limits") var resilience: UpstreamResilienceOptions
+        @OptionGroup var tls: UpstreamTLSOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
 
@@ -49,6 +50,7 @@ extension UpstreamCommand {
                     active: self.active
                 )
                 try self.resilience.apply(to: &built)
+                self.tls.apply(to: &built)
                 let upstream = built
                 let store = try self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "upstream.add")) { configuration in
@@ -98,6 +100,7 @@ extension UpstreamCommand {
         var noSlots = false
 
         @OptionGroup(title: "Balancing, outlier ejection and limits") var resilience: UpstreamResilienceOptions
+        @OptionGroup var tls: UpstreamTLSOptions
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var change: ChangeOptions
 
@@ -110,9 +113,14 @@ extension UpstreamCommand {
                 let active = self.active
                 let noSlots = self.noSlots
                 let resilience = self.resilience
-                guard !addresses.isEmpty || !blue.isEmpty || !green.isEmpty || active != nil || !resilience.isEmpty else {
+                let tls = self.tls
+                guard
+                    !addresses.isEmpty || !blue.isEmpty || !green.isEmpty || active != nil || !resilience.isEmpty
+                        || !tls.isEmpty
+                else {
                     throw CLIError.usage(
-                        "nothing to set: give addresses, --blue, --green, --active, --balance, --outlier... or --max-...")
+                        "nothing to set: give addresses, --blue, --green, --active, --balance, --outlier..., --max-..., "
+                            + "--health-check..., --ca-file, --client-cert or --client-key")
                 }
                 if noSlots, addresses.isEmpty {
                     throw CLIError.usage("--no-slots needs the addresses of the plain pool")
@@ -122,11 +130,8 @@ extension UpstreamCommand {
                     let index = try configuration.upstreamIndex(name)
                     var upstream = configuration.upstreams[index]
                     if noSlots {
-                        let kept = upstream
-                        upstream = Upstream(name: name, addresses: addresses)
-                        upstream.outlier = kept.outlier
-                        upstream.balance = kept.balance
-                        upstream.limits = kept.limits
+                        upstream.slots = nil
+                        upstream.addresses = addresses
                     } else if !blue.isEmpty || !green.isEmpty || active != nil {
                         var slots =
                             upstream.slots
@@ -148,6 +153,7 @@ extension UpstreamCommand {
                         upstream.addresses = addresses
                     }
                     try resilience.apply(to: &upstream)
+                    tls.apply(to: &upstream)
                     configuration.upstreams[index] = upstream
                 }
             }
@@ -201,7 +207,7 @@ extension UpstreamCommand {
                     try Console.json(configuration.upstreams)
                     return
                 }
-                var table = TextTable("NAME", "ADDRESSES", "SLOTS")
+                var table = TextTable("NAME", "ADDRESSES", "SLOTS", "TLS")
                 for upstream in configuration.upstreams {
                     var slots = "-"
                     if let value = upstream.slots {
@@ -209,7 +215,9 @@ extension UpstreamCommand {
                             "active \(value.active.rawValue); blue \(UpstreamCommand.list(value.blue)); "
                             + "green \(UpstreamCommand.list(value.green))"
                     }
-                    table.append([upstream.name, UpstreamCommand.list(upstream.addresses), slots])
+                    table.append(
+                        [upstream.name, UpstreamCommand.list(upstream.addresses), slots, UpstreamCommand.tls(upstream)]
+                    )
                 }
                 Console.out(table.rendered)
             }
@@ -243,7 +251,48 @@ extension UpstreamCommand {
         return Upstream(name: name, slots: BlueGreenSlots(blue: blue, green: green, active: activeSlot))
     }
 
+    /// The TLS files of an upstream as `upstream list` shows them: `ca=FILE cert=FILE key=FILE`, or `-`.
+    static func tls(_ upstream: Upstream) -> String {
+        let parts = [("ca", upstream.caFile), ("cert", upstream.clientCert), ("key", upstream.clientKey)]
+            .compactMap { name, value in value.map { "\(name)=\($0)" } }
+        return parts.isEmpty ? "-" : parts.joined(separator: " ")
+    }
+
     static func list(_ endpoints: [Endpoint]) -> String {
         endpoints.isEmpty ? "-" : endpoints.map(\.description).joined(separator: ",")
+    }
+}
+
+/// The TLS files of an upstream's `https://` addresses, for `upstream add` and `upstream set`.
+struct UpstreamTLSOptions: ParsableArguments {
+    @Option(
+        name: .customLong("ca-file"),
+        help: ArgumentHelp(
+            "CA certificates (PEM) its https:// addresses must chain to; default: the system's roots.",
+            valueName: "file"
+        )
+    )
+    var caFile: String?
+
+    @Option(
+        name: .customLong("client-cert"),
+        help: ArgumentHelp(
+            "Client certificate (PEM) presented to its https:// addresses (mutual TLS).",
+            valueName: "file"
+        )
+    )
+    var clientCert: String?
+
+    @Option(name: .customLong("client-key"), help: ArgumentHelp("The key (PEM) of --client-cert.", valueName: "file"))
+    var clientKey: String?
+
+    /// Whether no TLS option was given.
+    var isEmpty: Bool { self.caFile == nil && self.clientCert == nil && self.clientKey == nil }
+
+    /// Sets the given files on `upstream`; an empty value (`--ca-file ''`) removes the setting.
+    func apply(to upstream: inout Upstream) {
+        if let caFile = self.caFile { upstream.caFile = caFile.isEmpty ? nil : caFile }
+        if let clientCert = self.clientCert { upstream.clientCert = clientCert.isEmpty ? nil : clientCert }
+        if let clientKey = self.clientKey { upstream.clientKey = clientKey.isEmpty ? nil : clientKey }
     }
 }

@@ -48,6 +48,7 @@ extension ExchangeStateMachine.Action {
         case .resumeParsing: "resume parsing"
         case .closeAfterFlush: "close after flush"
         case .close: "close"
+        case .startTunnel: "start tunnel"
         }
     }
 }

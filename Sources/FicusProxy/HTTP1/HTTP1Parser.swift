@@ -618,12 +618,18 @@ public struct HTTP1Parser: Sendable {
             throw HTTPFramingError(.missingHost, "an HTTP/1.1 request without Host")
         }
         try Self.validateAbsoluteForm(head)
+        var webSocket = false
         for index in found.upgrade {
             // `Upgrade: h2c` is only an offer: it is ignored and answered in HTTP/1.1 (RFC 9110 7.8), and the field
-            // is removed as hop-by-hop. Any other protocol is refused until Ficus can tunnel it.
+            // is removed as hop-by-hop. `websocket` is tunnelled (docs/PROXY.md, WebSocket); any other protocol is
+            // refused.
             var other: (Int, Int)?
             forEachToken(head, head.fields[index]) { start, end in
-                if other == nil && !tokenEquals(head, start, end, "h2c") { other = (start, end) }
+                if tokenEquals(head, start, end, "websocket") {
+                    webSocket = true
+                } else if other == nil && !tokenEquals(head, start, end, "h2c") {
+                    other = (start, end)
+                }
             }
             if let other {
                 throw HTTPFramingError(
@@ -631,6 +637,9 @@ public struct HTTP1Parser: Sendable {
                     "upgrading to '\(head.string(other.0..<other.1))' is not supported; send plain HTTP/1.1"
                 )
             }
+        }
+        if webSocket {
+            try Self.checkWebSocketUpgrade(&head, found)
         }
         for index in found.expect where head.versionMinor == 1 {
             let value = head.value(index)
@@ -662,6 +671,27 @@ public struct HTTP1Parser: Sendable {
             framing = .none
         }
         head.framing = framing
+    }
+
+    /// Accepts a WebSocket opening handshake only in the shape RFC 6455 4.1 gives it: a GET in HTTP/1.1, without a
+    /// body, whose `Connection` names `upgrade` (without it, `Upgrade` is not a request to switch at all).
+    private static func checkWebSocketUpgrade(
+        _ head: inout HTTPHead,
+        _ found: FramingFields
+    ) throws(HTTPFramingError) {
+        var connectionUpgrade = false
+        for index in found.connection {
+            forEachToken(head, head.fields[index]) { start, end in
+                if tokenEquals(head, start, end, "upgrade") { connectionUpgrade = true }
+            }
+        }
+        guard head.method == .get, head.versionMinor == 1, head.framing == .none, connectionUpgrade else {
+            throw HTTPFramingError(
+                .upgradeUnsupported,
+                "a WebSocket upgrade is an HTTP/1.1 GET without a body, with Connection: upgrade"
+            )
+        }
+        head.upgradeWebSocket = true
     }
 
     private static func applyConnection(_ head: inout HTTPHead, _ found: FramingFields) throws(HTTPFramingError) {

@@ -60,6 +60,9 @@ public struct HTTPHead: Sendable {
     public var connectionClose = false
     public var connectionKeepAlive = false
     public var expectsContinue = false
+    /// A WebSocket opening handshake (RFC 6455 4.1): a bodiless HTTP/1.1 GET with `Upgrade: websocket` and
+    /// `Connection: upgrade`; forwarded with its upgrade fields, and tunnelled once the upstream answers 101.
+    public var upgradeWebSocket = false
     public var hostIndex: Int?
 
     init(bytes: ByteBuffer, fields: [HTTPFieldRange], versionMinor: UInt8) {

@@ -16,6 +16,8 @@ enum HeaderHygiene {
         /// Further fields (lower-cased) that an untrusted peer may not send, beyond the fixed set
         /// (`ProxyConfiguration.untrustedFields`).
         var untrustedFields: [String] = []
+        /// Whether the client connection is TLS: `X-Forwarded-Proto: https` instead of `http`.
+        var secure = false
     }
 
     /// What to change in a forwarded request beyond hygiene (the route's rewrite).
@@ -178,6 +180,11 @@ enum HeaderHygiene {
                 out.writeStaticString("\r\n")
             }
         }
+        if head.upgradeWebSocket && !shadowCopy {
+            // The upgrade fields are hop-by-hop and were removed above; a WebSocket handshake asks the next hop again
+            // (RFC 6455 4.1). Its Sec-WebSocket-* fields are end to end and were copied.
+            out.writeStaticString("connection: upgrade\r\nupgrade: websocket\r\n")
+        }
         if fallback {
             // Only on the upstream request: the fallback upstream can tell it is answering for another.
             out.writeStaticString("x-ficus-fallback: 1\r\n")
@@ -196,6 +203,8 @@ enum HeaderHygiene {
         out.writeStaticString("\r\nx-forwarded-proto: ")
         if let forwardedProto {
             Self.copyValue(head, forwardedProto, into: &out)
+        } else if client.secure {
+            out.writeStaticString("https")
         } else {
             out.writeStaticString("http")
         }
@@ -287,6 +296,28 @@ enum HeaderHygiene {
             out.writeStaticString("connection: keep-alive\r\n")
         }
         out.writeStaticString("\r\n")
+    }
+
+    /// Writes the `101 Switching Protocols` answer to a WebSocket handshake: the upstream's fields minus hop-by-hop
+    /// ones, then the upgrade fields again for this hop. Nothing follows it but the tunnel's bytes.
+    static func writeUpgradeResponseHead(_ head: HTTPHead, into out: inout ByteBuffer) {
+        out.writeStaticString("HTTP/1.1 101 ")
+        if head.reasonRange.isEmpty {
+            out.writeStaticString("Switching Protocols")
+        } else {
+            Self.copy(head, head.reasonRange, into: &out)
+        }
+        out.writeStaticString("\r\n")
+        let named = Self.connectionNamedFields(head)
+        for index in head.fields.indices {
+            if Self.isResponseHopByHop(head, index) || named.contains(where: { Self.nameMatches(head, index, $0) }) {
+                continue
+            }
+            let field = head.fields[index]
+            if field.nameEnd - field.nameStart == 14 && head.fieldNameIs(index, "content-length") { continue }
+            Self.copyField(head, index, into: &out)
+        }
+        out.writeStaticString("connection: upgrade\r\nupgrade: websocket\r\n\r\n")
     }
 
     /// Writes trailer fields, minus the framing and routing fields that must never appear there.

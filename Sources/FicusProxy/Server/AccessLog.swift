@@ -46,6 +46,16 @@ struct AccessLogEntry {
     var retries = 0
     /// The answer was a recent copy standing in for a failure (`stale_if_error`); the field only when true.
     var stale = false
+    /// For the line of a WebSocket tunnel (written when it ends): bytes each way and why it ended.
+    var tunnel: TunnelFacts? = nil
+
+    /// What a tunnel's line adds: `bytes_in` (from the client), `bytes_out` (from the upstream, after the 101) and
+    /// `tunnel_end`.
+    struct TunnelFacts {
+        var bytesFromClient: Int64
+        var bytesFromUpstream: Int64
+        var end: String
+    }
 
     /// Appends the line (with its newline) to `out`: formatted by hand into one buffer, with no dictionary, no
     /// `JSONSerialization` and no intermediate strings beyond the numbers.
@@ -56,6 +66,12 @@ struct AccessLogEntry {
         case .json:
             out.writeStaticString("{\"bytes\":")
             Self.writeDecimal(self.bytes, into: &out)
+            if let tunnel = self.tunnel {
+                out.writeStaticString(",\"bytes_in\":")
+                Self.writeDecimal(tunnel.bytesFromClient, into: &out)
+                out.writeStaticString(",\"bytes_out\":")
+                Self.writeDecimal(tunnel.bytesFromUpstream, into: &out)
+            }
             out.writeStaticString(",\"client\":")
             Self.writeJSONString(self.client, into: &out)
             out.writeStaticString(",\"duration_ms\":")
@@ -66,7 +82,8 @@ struct AccessLogEntry {
             }
             out.writeStaticString(",\"level\":\"info\",\"logger\":")
             Self.writeJSONString(settings.label, into: &out)
-            out.writeStaticString(",\"message\":\"request\",\"method\":")
+            out.writeStaticString(self.tunnel == nil ? ",\"message\":\"request\"" : ",\"message\":\"tunnel\"")
+            out.writeStaticString(",\"method\":")
             Self.writeJSONString(self.method, into: &out)
             out.writeStaticString(",\"path\":")
             Self.writeJSONString(path, into: &out)
@@ -85,15 +102,26 @@ struct AccessLogEntry {
             Self.writeDecimal(Int64(self.status), into: &out)
             out.writeStaticString(",\"time\":\"")
             Self.writeTime(self.time, into: &out)
-            out.writeStaticString("\",\"upstream\":")
+            out.writeStaticString("\"")
+            if let tunnel = self.tunnel {
+                out.writeStaticString(",\"tunnel_end\":")
+                Self.writeJSONString(tunnel.end, into: &out)
+            }
+            out.writeStaticString(",\"upstream\":")
             Self.writeJSONString(self.upstream, into: &out)
             out.writeStaticString("}\n")
         case .text:
             Self.writeTime(self.time, into: &out)
             out.writeStaticString(" info ")
             out.writeString(settings.label)
-            out.writeStaticString(": request bytes=")
+            out.writeStaticString(self.tunnel == nil ? ": request bytes=" : ": tunnel bytes=")
             Self.writeDecimal(self.bytes, into: &out)
+            if let tunnel = self.tunnel {
+                out.writeStaticString(" bytes_in=")
+                Self.writeDecimal(tunnel.bytesFromClient, into: &out)
+                out.writeStaticString(" bytes_out=")
+                Self.writeDecimal(tunnel.bytesFromUpstream, into: &out)
+            }
             out.writeStaticString(" client=")
             Self.writeText(self.client, into: &out)
             out.writeStaticString(" duration_ms=")
@@ -119,6 +147,10 @@ struct AccessLogEntry {
             }
             out.writeStaticString(" status=")
             Self.writeDecimal(Int64(self.status), into: &out)
+            if let tunnel = self.tunnel {
+                out.writeStaticString(" tunnel_end=")
+                Self.writeText(tunnel.end, into: &out)
+            }
             out.writeStaticString(" upstream=")
             Self.writeText(self.upstream, into: &out)
             out.writeStaticString("\n")

@@ -26,6 +26,16 @@ struct ExchangeRecorder {
             .record(status: status, duration: duration, stickyHash: exchange.stickyHash)
     }
 
+    /// Counts a WebSocket handshake the upstream accepted: a request with status 101 (its duration up to the `101`),
+    /// no longer in flight. Its access log line is the tunnel's, written when the tunnel ends.
+    mutating func recordTunnelStarted(_ exchange: ProxyConnectionHandler.Exchange) {
+        self.shared.metrics?.inFlight(delta: -1)
+        guard let metrics = self.shared.metrics else { return }
+        let duration = NIODeadline.now() - exchange.started
+        metrics.requestMetrics(route: exchange.route, upstream: exchange.upstreamName, status: 101)
+            .record(status: 101, duration: duration, stickyHash: exchange.stickyHash)
+    }
+
     /// Counts `exchange` and writes its access log line; `peer` names the client when the exchange has none.
     mutating func record(_ exchange: ProxyConnectionHandler.Exchange, peer: String) {
         self.shared.metrics?.inFlight(delta: -1)

@@ -22,6 +22,9 @@ struct ExchangeStateMachine {
         /// The last bytes are being flushed; the connection closes next.
         case closing
         case closed
+        /// The upstream accepted a WebSocket handshake: the connection is a byte tunnel now (`Tunnel`), and this
+        /// machine is done with it.
+        case tunnel
     }
 
     /// The request side of an exchange.
@@ -137,6 +140,8 @@ struct ExchangeStateMachine {
         var expectsContinue: Bool
         var clientMinorVersion: UInt8
         var target: Target
+        /// A WebSocket handshake (`HTTPHead.upgradeWebSocket`): a `101` answer turns the connection into a tunnel.
+        var upgrade = false
     }
 
     /// The request in progress.
@@ -176,6 +181,8 @@ struct ExchangeStateMachine {
         var response: ResponsePhase = .notStarted
         /// The answer is Ficus's own (nothing more of the request is forwarded).
         var local = false
+        /// A WebSocket handshake, which a `101` answer ends by becoming a tunnel.
+        var upgrade = false
         var connectTimeout: TimeAmount = .seconds(5)
         var responseTimeout: TimeAmount = .seconds(30)
         var retried = false
@@ -267,6 +274,8 @@ struct ExchangeStateMachine {
         case upstreamEnd(HTTPTrailers?)
         /// The upstream connection failed; `sawResponseBytes`: it had sent something of an answer.
         case upstreamFailed(UpstreamFailure, sawResponseBytes: Bool)
+        /// The upstream answered a WebSocket handshake with `101`.
+        case upstreamUpgraded
     }
 
     /// Something for the handler to do.
@@ -323,6 +332,8 @@ struct ExchangeStateMachine {
         case resumeParsing
         case closeAfterFlush
         case close
+        /// Write the `101` the event brought and turn both connections into a tunnel (the machine is done).
+        case startTunnel
     }
 
     /// The actions of one event, in order, held inline: handling a body chunk allocates nothing.
@@ -407,7 +418,7 @@ struct ExchangeStateMachine {
     /// request (bytes a client pipelines wait, unparsed, until its answer is complete).
     var acceptsInput: Bool {
         switch self.phase {
-        case .closing, .closed: return false
+        case .closing, .closed, .tunnel: return false
         case .exchange: return !(self.exchange?.requestEnded ?? false)
         case .idle, .readingHead: return true
         }
@@ -439,7 +450,7 @@ struct ExchangeStateMachine {
                 self.close(&actions)
             case .exchange where !(self.exchange?.requestEnded ?? true):
                 self.refuse(HTTPFramingError(.truncated, "the client closed its side in the middle of a request"), &actions)
-            case .exchange, .closing, .closed:
+            case .exchange, .closing, .closed, .tunnel:
                 break
             }
         case .clientWritabilityChanged(let writable):
@@ -488,6 +499,17 @@ struct ExchangeStateMachine {
             self.upstreamEnd(trailers, &actions)
         case .upstreamFailed(let failure, let sawResponseBytes):
             self.upstreamFailed(failure, sawResponseBytes: sawResponseBytes, &actions)
+        case .upstreamUpgraded:
+            // Only a handshake whose request has ended and that has no answer yet can switch; anything else leaves
+            // the machine as it was (the shell then closes the upgraded connection).
+            guard self.phase == .exchange, let exchange = self.exchange, exchange.upgrade, exchange.isConnected,
+                exchange.requestEnded, !exchange.responseStarted
+            else { break }
+            self.phase = .tunnel
+            exchange.upstream = .none
+            exchange.response = .complete
+            actions.append(.clearDeadline)
+            actions.append(.startTunnel)
         }
         return actions
     }
@@ -504,6 +526,7 @@ struct ExchangeStateMachine {
             clientMinorVersion: start.clientMinorVersion,
             keepAlive: start.wantsKeepAlive && !self.draining
         )
+        exchange.upgrade = start.upgrade
         actions.append(.clearDeadline)
         switch start.target {
         case .local(let answer):
@@ -1067,7 +1090,7 @@ struct ExchangeStateMachine {
             } else if exchange.isConnected {
                 self.streamStalled(upstreamWritable: upstreamWritable, &actions)
             }
-        case .closing, .closed:
+        case .closing, .closed, .tunnel:
             break
         }
     }

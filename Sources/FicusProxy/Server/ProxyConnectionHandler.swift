@@ -3,6 +3,8 @@ import FicusDiff
 import Foundation
 import Logging
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 /// Serves one client connection: parses requests, routes them, and streams them to and from upstreams.
 ///
@@ -10,7 +12,7 @@ import NIOCore
 /// events, and its actions are carried out in one `run(_:)`. Requests on a connection are handled one at a time;
 /// bytes a client pipelines behind a request wait, unparsed, until its response is complete, so answers go out in
 /// order and nothing behind a refused request is ever read.
-final class ProxyConnectionHandler: ChannelDuplexHandler {
+final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -89,11 +91,15 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     private var headBuffer = ByteBuffer()
     /// The answer head being handled (actions name it rather than carry it, so that they stay small).
     private var responseHead: HTTPHead?
+    /// Bytes the upstream sent after its `101`, while the tunnel is being set up.
+    private var upgradeLeftover: ByteBuffer?
     private var clientAddress: IPAddress?
     private var clientAddressText = "-"
     private var clientTrusted = false
     /// What the forwarded heads record of the peer; the same for every request of the connection.
     private(set) var clientFacts = HeaderHygiene.ClientFacts(address: "-", trusted: false)
+    /// The verified client certificate's subject (RFC 4514), on a TLS connection that asked for one.
+    private(set) var clientCertificateSubject: String?
     /// Where this connection's request ids come from (random per connection, numbered per request).
     private var requestIDs: RequestIDs
 
@@ -104,7 +110,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
     /// Request bodies up to this size are kept for a re-send on a fresh connection; a longer one is not re-sent.
     static let retainLimit = ExchangeStateMachine.retainLimit
 
-    init(shared: ProxyContext, resources: LoopResources) {
+    /// A handler for one client connection, or one HTTP/2 stream; `clientCertificateSubject` is the verified client
+    /// certificate's subject when the handler joins a connection whose handshake is already done (ALPN, HTTP/2).
+    init(shared: ProxyContext, resources: LoopResources, clientCertificateSubject: String? = nil) {
+        self.clientCertificateSubject = clientCertificateSubject
         self.shared = shared
         self.resources = resources
         self.pool = resources.pool
@@ -142,7 +151,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         self.clientFacts = HeaderHygiene.ClientFacts(
             address: self.clientAddressText,
             trusted: self.clientTrusted,
-            untrustedFields: self.shared.configuration.untrustedFields
+            untrustedFields: self.shared.configuration.untrustedFields,
+            secure: self.shared.configuration.tls != nil
         )
         self.run(self.machine.start())
     }
@@ -188,6 +198,14 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.handle(.quiesce)
         case ChannelEvent.inputClosed:
             self.handle(.clientInputClosed)
+        case let tlsEvent as TLSUserEvent:
+            if case .handshakeCompleted = tlsEvent {
+                // A client certificate, if one was asked for, has been verified by now: its subject is what rules
+                // see.
+                self.clientCertificateSubject =
+                    try? context.pipeline.syncOperations.nioSSL_peerCertificate()?.subjectText
+            }
+            context.fireUserInboundEventTriggered(event)
         default:
             context.fireUserInboundEventTriggered(event)
         }
@@ -252,7 +270,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
                 clientText = resolved.description
             }
         }
-        let view = RequestView(head: head, clientAddress: clientAddress)
+        let view = RequestView(
+            head: head,
+            clientAddress: clientAddress,
+            clientCertificateSubject: self.clientCertificateSubject
+        )
         let exchange = Exchange(
             methodString: head.methodString,
             path: self.shared.configuration.accessLog ? head.target : "",
@@ -268,7 +290,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             wantsKeepAlive: head.wantsKeepAlive,
             expectsContinue: head.expectsContinue,
             clientMinorVersion: head.versionMinor,
-            target: .local(.init(status: 404, error: "no_route", detail: "no route matches \(view.method) \(view.path)"))
+            target: .local(
+                .init(status: 404, error: "no_route", detail: "no route matches \(view.method) \(view.path)")),
+            upgrade: head.upgradeWebSocket
         )
         let decision = table.decide(view)
         guard let route = decision.route else {
@@ -295,6 +319,19 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             return
         }
         exchange.upstream = upstream
+        if head.upgradeWebSocket, self.shared.tunnels.active >= self.shared.configuration.tunnels.maxActive {
+            let limit = self.shared.configuration.tunnels.maxActive
+            start.target = .local(
+                .init(
+                    status: 503,
+                    error: "too_many_tunnels",
+                    detail: "\(limit) WebSocket tunnels are open; try again later",
+                    retryAfter: true
+                )
+            )
+            self.handle(.requestHead(start))
+            return
+        }
         var connectTimeout = self.shared.configuration.timeouts.connect
         var responseTimeout = self.shared.configuration.timeouts.responseHead
         if let override = decision.timeouts.responseHeaderMilliseconds {
@@ -316,7 +353,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             requestID: exchange.requestID
         )
         exchange.outboundHead = self.headBuffer
-        if let shadowName = decision.shadow, shadowName != decision.upstream, let dispatcher = self.shared.shadow {
+        // A WebSocket handshake is never shadowed: a copy would open a second session on the other side.
+        if let shadowName = decision.shadow, shadowName != decision.upstream, !head.upgradeWebSocket,
+            let dispatcher = self.shared.shadow
+        {
             exchange.shadow = self.shadowRecorder(
                 view: view,
                 route: route,
@@ -551,6 +591,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
             self.closeAfterFlush()
         case .close:
             self.close()
+        case .startTunnel:
+            self.startTunnel()
         }
     }
 
@@ -596,6 +638,78 @@ final class ProxyConnectionHandler: ChannelDuplexHandler {
         let response = answer.response(now: .now(), keepAlive: keepAlive, clientMinorVersion: minor)
         exchange.responseBytes = Int64(response.readableBytes)
         self.output.write(response, to: self.context)
+    }
+
+    /// Answers the client with the upstream's `101` and turns both connections into a tunnel: the upstream connection
+    /// leaves its pool, this handler leaves the client's pipeline, and `Tunnel`'s glue takes over both, with the bytes
+    /// either side sent early passed on first.
+    private func startTunnel() {
+        guard let context = self.context, let exchange = self.exchange, let connection = exchange.connection,
+            let head = self.responseHead
+        else {
+            self.exchange?.connection?.close()
+            self.close()
+            return
+        }
+        var answer = ByteBuffer()
+        HeaderHygiene.writeUpgradeResponseHead(head, into: &answer)
+        exchange.status = 101
+        exchange.responseBytes += Int64(answer.readableBytes)
+        self.output.write(answer, to: context)
+        if let leftover = self.upgradeLeftover {
+            exchange.responseBytes += Int64(leftover.readableBytes)
+            self.output.write(leftover, to: context)
+            self.upgradeLeftover = nil
+        }
+        guard let upstreamChannel = connection.detachForTunnel() else {
+            self.close()
+            return
+        }
+        exchange.connection = nil
+        self.exchange = nil
+        // The exchange ends here as far as the budgets are concerned (a tunnel is never retried).
+        if let upstream = exchange.budgetUpstream {
+            self.shared.retryBudget.requestFinished(upstream, heldRetry: exchange.holdsRetry)
+        }
+        for upstream in exchange.retriesHeld { self.shared.health.endRetry(upstream: upstream) }
+        self.recorder.recordTunnelStarted(exchange)
+        let tunnel = Tunnel(
+            shared: self.shared,
+            record: Tunnel.Record(
+                route: exchange.route,
+                upstream: exchange.upstreamName,
+                method: exchange.methodString,
+                path: exchange.path,
+                client: exchange.client == "-" ? self.clientAddressText : exchange.client,
+                requestID: exchange.requestID,
+                started: exchange.started,
+                bytesToClient: exchange.responseBytes
+            ),
+            client: context.channel,
+            upstream: upstreamChannel
+        )
+        // The tunnel is counted before its 101 leaves.
+        self.output.flush(to: context)
+        guard let clientGlue = tunnel.clientGlue, let upstreamGlue = tunnel.upstreamGlue else { return }
+        let pending = self.inbound
+        self.inbound = nil
+        self.timer?.cancel()
+        do {
+            try upstreamChannel.pipeline.syncOperations.addHandler(upstreamGlue)
+            try context.pipeline.syncOperations.addHandler(clientGlue)
+        } catch {
+            tunnel.closed(.client)
+            return
+        }
+        // Bytes the client sent behind its handshake (its first frames) go first.
+        if let pending, pending.readableBytes > 0 {
+            tunnel.bytesRead(pending.readableBytes, from: .client)
+            upstreamGlue.write(pending)
+            upstreamGlue.flush()
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        clientGlue.startReading()
+        upstreamGlue.startReading()
     }
 
     /// Asks the retry budget of the exchange's upstream for the retry the machine wants, and tells the machine.
@@ -814,6 +928,7 @@ extension ProxyConnectionHandler: UpstreamConnectionRequester {
             method: self.machine.exchange?.method ?? .other,
             responseTimeout: self.machine.exchange?.responseTimeout ?? self.shared.configuration.timeouts.responseHead
         )
+        connection.expectsUpgrade = self.machine.exchange?.upgrade ?? false
         self.handle(.connectionReady(reused: reused))
         self.flushIfNeeded()
     }
@@ -874,5 +989,18 @@ extension ProxyConnectionHandler: UpstreamExchangeDelegate {
 
     func upstreamWritabilityChanged(_ writable: Bool) {
         self.updateReadPausing()
+    }
+
+    func upstreamUpgraded(_ head: HTTPHead, leftover: ByteBuffer?) {
+        let connection = self.exchange?.connection
+        self.responseHead = head
+        self.upgradeLeftover = leftover
+        self.handle(.upstreamUpgraded)
+        self.responseHead = nil
+        self.upgradeLeftover = nil
+        if self.machine.phase != .tunnel {
+            // The machine did not want the switch (the exchange was over): the upgraded connection is nobody's.
+            connection?.close()
+        }
     }
 }

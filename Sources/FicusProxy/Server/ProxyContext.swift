@@ -22,6 +22,10 @@ final class ProxyContext: Sendable {
     let rateLimiter: RateLimiter
     /// Which addresses are out of rotation (shared by every loop's pool) and the retries in flight, per upstream.
     let health: UpstreamHealth
+    /// Client TLS contexts for `https://` upstreams, shared by every event loop's pool.
+    let upstreamTLS = UpstreamTLSContexts()
+    /// The WebSocket tunnels open, shared by every event loop.
+    let tunnels = TunnelCounter()
 
     init(
         configuration: ProxyConfiguration,

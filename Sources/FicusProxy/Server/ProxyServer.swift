@@ -4,6 +4,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// The routing table in force, swapped atomically when a new revision arrives.
 ///
@@ -53,7 +54,7 @@ final class LoopResources {
 
 /// The proxy listener: accepts client connections and gives each event loop its own upstream pool.
 public final class ProxyServer: Sendable {
-    private let shared: ProxyContext
+    let shared: ProxyContext
     private let group: EventLoopGroup
     /// The shadow loop's group when this server created it (no `shadowGroup` was given): shut down with the server.
     private let ownedShadowGroup: MultiThreadedEventLoopGroup?
@@ -67,6 +68,8 @@ public final class ProxyServer: Sendable {
         var phase = Phase.serving
         var children: [ObjectIdentifier: Channel] = [:]
         var drained: [CheckedContinuation<Void, Never>] = []
+        /// The listener's TLS context holder, when the listener speaks TLS (made by `start`).
+        var tls: ServerTLSContext?
     }
 
     /// Where the server is in its life; decides what happens to a connection whose initializer runs now.
@@ -133,10 +136,10 @@ public final class ProxyServer: Sendable {
             eventLoop: group.next(), routing: routing, health: health, metrics: metrics, logger: logger)
         var resources: [ObjectIdentifier: UnsafeTransfer<LoopResources>] = [:]
         for loop in loops {
-            resources[ObjectIdentifier(loop)] = UnsafeTransfer(
-                LoopResources(
-                    eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics, health: health)
-            )
+            let loopResources = LoopResources(
+                eventLoop: loop, configuration: configuration, loops: loops.count, metrics: metrics, health: health)
+            loopResources.pool.tlsContexts = self.shared.upstreamTLS
+            resources[ObjectIdentifier(loop)] = UnsafeTransfer(loopResources)
         }
         self.loops = resources
     }
@@ -150,8 +153,23 @@ public final class ProxyServer: Sendable {
     }
 
     /// Binds the listener and starts accepting connections.
+    ///
+    /// With `configuration.tls`, the certificate and key are read first: files that cannot be used throw
+    /// `TLSFileError` before anything listens.
     public func start() async throws {
         let configuration = self.shared.configuration
+        // Contexts for the https:// upstreams of the starting configuration, built here rather than on a loop.
+        for (upstream, error) in self.shared.upstreamTLS.prepare(self.shared.routing.current.configuration.upstreams) {
+            self.shared.logger.warning(
+                "TLS settings of an upstream cannot be used yet; its connections will fail until they can",
+                metadata: ["upstream": "\(upstream)", "error": "\(error)"]
+            )
+        }
+        if var tls = configuration.tls {
+            tls.applicationProtocols = configuration.http2.enabled ? ["h2", "http/1.1"] : ["http/1.1"]
+            let context = try ServerTLSContext(configuration: tls)
+            self.state.withLockedValue { $0.tls = context }
+        }
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -176,13 +194,14 @@ public final class ProxyServer: Sendable {
         }
         let id = ObjectIdentifier(channel)
         let limit = self.shared.configuration.maxConnections
-        let admitted = self.state.withLockedValue { state -> (Phase, Bool) in
-            guard state.phase != .stopped else { return (state.phase, false) }
-            guard state.children.count < limit else { return (state.phase, false) }
+        let admitted = self.state.withLockedValue { state -> (Phase, Bool, NIOSSLContext?) in
+            guard state.phase != .stopped else { return (state.phase, false, nil) }
+            guard state.children.count < limit else { return (state.phase, false, nil) }
             state.children[id] = channel
-            return (state.phase, true)
+            return (state.phase, true, state.tls?.current)
         }
         let phase = admitted.0
+        let tls = admitted.2
         guard phase != .stopped else { return channel.close() }
         guard admitted.1 else {
             // Over the connection limit: closed at once, unanswered (an answer would cost what the limit protects).
@@ -199,7 +218,21 @@ public final class ProxyServer: Sendable {
             for waiter in waiters { waiter.resume() }
         }
         return channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ProxyConnectionHandler(shared: self.shared, resources: resources.value))
+            if let tls {
+                // The context in force when the connection was accepted: a later reload leaves this one alone.
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                try channel.pipeline.syncOperations.addHandler(
+                    TLSHandshakeDeadline(timeout: self.shared.configuration.timeouts.clientHeader)
+                )
+            }
+            if tls != nil, self.shared.configuration.http2.enabled {
+                // HTTP/1.1 or HTTP/2 by ALPN, once the handshake is done (`ProxyServer+HTTP2.swift`).
+                try channel.pipeline.syncOperations.addHandler(self.protocolNegotiation(resources: resources))
+            } else {
+                try channel.pipeline.syncOperations.addHandler(
+                    ProxyConnectionHandler(shared: self.shared, resources: resources.value)
+                )
+            }
             if phase == .draining {
                 // Accepted by the kernel before the listener closed, initialized after the drain began: it missed
                 // the drain's signal, so it gets it now.
@@ -260,6 +293,16 @@ public final class ProxyServer: Sendable {
     /// Retries in flight to `upstream` (tests).
     func retriesInFlight(_ upstream: String) -> Int {
         self.shared.health.retriesInFlight(upstream)
+    }
+
+    /// Re-reads the listener's certificate files and uses them for new connections if they changed (or `force`).
+    ///
+    /// Returns whether the context was replaced (false without TLS). Blocking file I/O: call it off the event
+    /// loops. Throws `TLSFileError` when the new files cannot be used; the context in force then stays.
+    @discardableResult
+    public func reloadTLS(force: Bool = false) throws -> Bool {
+        guard let tls = self.state.withLockedValue({ $0.tls }) else { return false }
+        return try tls.reload(force: force)
     }
 
     /// The shadow side of this proxy, if it shadows (tests).

@@ -5,15 +5,18 @@ import NIOCore
 struct RequestView: RoutableRequest, Sendable {
     let head: HTTPHead
     let clientAddress: IPAddress?
+    /// The verified client certificate's subject on a TLS connection that asked for one.
+    let clientCertificateSubject: String?
     private let pathRange: Range<Int>
     private let queryRange: Range<Int>?
     private let authority: Range<Int>?
     /// The path with dot-segments removed (`PathNormalization`), when that differs from the path received.
     let normalizedPath: String?
 
-    init(head: HTTPHead, clientAddress: IPAddress?) {
+    init(head: HTTPHead, clientAddress: IPAddress?, clientCertificateSubject: String? = nil) {
         self.head = head
         self.clientAddress = clientAddress
+        self.clientCertificateSubject = clientCertificateSubject
         let (target, authority) = HeaderHygiene.originForm(head)
         self.authority = authority
         let (question, mayNeedWork) = head.bytes.withUnsafeReadableBytes { raw -> (Int?, Bool) in
@@ -45,6 +48,7 @@ struct RequestView: RoutableRequest, Sendable {
     private init(_ other: RequestView, head: HTTPHead) {
         self.head = head
         self.clientAddress = other.clientAddress
+        self.clientCertificateSubject = other.clientCertificateSubject
         self.pathRange = other.pathRange
         self.queryRange = other.queryRange
         self.authority = other.authority

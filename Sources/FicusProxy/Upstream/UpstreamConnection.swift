@@ -46,13 +46,23 @@ protocol UpstreamExchangeDelegate: AnyObject {
     func upstreamReadComplete()
     func upstreamFailed(_ failure: UpstreamFailure)
     func upstreamWritabilityChanged(_ writable: Bool)
+    /// The upstream switched protocols (`101`) for a request that asked to (`expectsUpgrade`); `leftover` holds the
+    /// bytes that came after the head. The connection has left HTTP: `detachForTunnel` hands its channel over.
+    func upstreamUpgraded(_ head: HTTPHead, leftover: ByteBuffer?)
+}
+
+extension UpstreamExchangeDelegate {
+    /// Exchanges that never ask for an upgrade (shadow copies) are never told of one.
+    func upstreamUpgraded(_ head: HTTPHead, leftover: ByteBuffer?) {
+        self.upstreamFailed(.badResponse(HTTPFramingError(.badStatus, "unexpected 101")))
+    }
 }
 
 /// One keep-alive connection to an upstream address, parsing responses and handing them to the current exchange.
 ///
 /// Loop-confined: it lives on the event loop of the client connections it serves, so handing events across is a
 /// method call, never a thread hop.
-final class UpstreamConnection: ChannelDuplexHandler {
+final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -61,6 +71,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
         case connecting
         case idle
         case active
+        /// The upstream answered `101` to an upgrade: the connection is a tunnel's, never the pool's again.
+        case upgraded
         case closed
     }
 
@@ -81,6 +93,9 @@ final class UpstreamConnection: ChannelDuplexHandler {
     private var timer: DeadlineTimer?
     private var responseTimeout: TimeAmount = .seconds(30)
     private let idleTimeout: TimeAmount
+    /// The current exchange is a WebSocket handshake: a `101` answer hands the connection to a tunnel instead of
+    /// failing it. Set after `begin`, for that exchange only.
+    var expectsUpgrade = false
 
     init(upstream: String, endpoint: Endpoint, idleTimeout: TimeAmount) {
         self.upstream = upstream
@@ -113,6 +128,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
         self.responseHeadReceived = false
         self.pendingInterim = false
         self.requestFullySent = false
+        self.expectsUpgrade = false
         self.parser.expectResponse(to: method)
         self.responseTimeout = responseTimeout
         // The response timeout counts from the end of the request (`requestComplete`): a slow upload to a healthy
@@ -231,7 +247,16 @@ final class UpstreamConnection: ChannelDuplexHandler {
             case .head(let head):
                 if head.status < 200 {
                     // Informational answers are not forwarded (Ficus answers 100-continue itself); 101 means an
-                    // upgrade Ficus never asked for.
+                    // upgrade Ficus never asked for, unless the exchange is a WebSocket handshake.
+                    if head.status == 101, self.expectsUpgrade {
+                        self.state = .upgraded
+                        self.timer?.cancel()
+                        let leftover = self.inbound
+                        self.inbound = nil
+                        self.delegate = nil
+                        delegate.upstreamUpgraded(head, leftover: leftover)
+                        return
+                    }
                     if head.status == 101 {
                         self.delegate = nil
                         self.close()
@@ -303,8 +328,21 @@ final class UpstreamConnection: ChannelDuplexHandler {
             delegate.upstreamFailed(.responseTimeout)
         case .idle:
             self.close()
-        case .connecting, .closed:
+        case .connecting, .upgraded, .closed:
             break
         }
+    }
+
+    /// Takes the connection out of HTTP after a `101`: leaves the pool's books (as a closed connection would) and
+    /// removes this handler from the channel, which the caller then owns (and closes). Nil when not upgraded.
+    func detachForTunnel() -> Channel? {
+        guard self.state == .upgraded, let context = self.context else { return nil }
+        let channel = context.channel
+        self.state = .closed
+        self.timer?.cancel()
+        self.pool?.connectionClosed(self)
+        self.pool = nil
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        return channel
     }
 }

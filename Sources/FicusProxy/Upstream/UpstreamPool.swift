@@ -47,7 +47,7 @@ final class UpstreamPool {
     let eventLoop: EventLoop
     let metrics: ProxyMetrics?
     private var machine: StateMachine
-    private let timeouts: ProxyConfiguration.Timeouts
+    let timeouts: ProxyConfiguration.Timeouts
     private let transport: UpstreamTransport
     /// Which addresses are out of rotation, shared with the proxy's other loops; nil: no ejection (harnesses).
     let health: UpstreamHealth?
@@ -55,6 +55,10 @@ final class UpstreamPool {
     private var watched: [String: Upstream] = [:]
     /// Connects started, for tests that count attempts against an address that refuses them.
     private(set) var connectsStarted = 0
+    /// TLS for `https://` addresses (`UpstreamPool+TLS.swift`): contexts (the proxy's loops share theirs), and the
+    /// settings of upstreams that have their own.
+    var tlsContexts = UpstreamTLSContexts()
+    var tlsSettings: [String: UpstreamTLSSettings] = [:]
 
     init(
         eventLoop: EventLoop,
@@ -85,6 +89,7 @@ final class UpstreamPool {
     ///
     /// An upstream with an outlier policy is picked from among its addresses in rotation (asked of `health`).
     func acquire(_ upstream: Upstream, for requester: UpstreamConnectionRequester, fresh: Bool = false) {
+        self.noteTLSSettings(upstream)
         let now = self.eventLoop.now
         var ejected: [String] = []
         if let health = self.health, UpstreamHealth.watches(upstream) {
@@ -164,12 +169,22 @@ final class UpstreamPool {
         switch self.transport {
         case .sockets:
             let handler = UnsafeTransfer(connection)
+            let tls: UnsafeTransfer<TLSClientSetup>?
+            do {
+                tls = try self.tlsSetup(for: target).map { UnsafeTransfer($0) }
+            } catch {
+                self.connectFailed(target, for: requester, failure: .connectFailed(String(describing: error)))
+                return
+            }
             let bootstrap = ClientBootstrap(group: self.eventLoop)
                 .connectTimeout(self.timeouts.connect)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.autoRead, value: true)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try tls.value.addHandlers(to: channel)
+                        }
                         try channel.pipeline.syncOperations.addHandler(handler.value)
                     }
                 }
@@ -177,10 +192,17 @@ final class UpstreamPool {
             // libdispatch thread and race it through Happy Eyeballs at every new connection (a third of the shadow
             // loop's time with a dead shadow upstream, where every copy connects). Host names still resolve per
             // connect.
+            let socket: EventLoopFuture<Channel>
             if let address = target.socketAddress {
-                connected = bootstrap.connect(to: address)
+                socket = bootstrap.connect(to: address)
             } else {
-                connected = bootstrap.connect(host: target.endpoint.host, port: target.endpoint.port)
+                socket = bootstrap.connect(host: target.endpoint.host, port: target.endpoint.port)
+            }
+            // A TLS connection is ready once its handshake is done, not when its socket is.
+            if let tls {
+                connected = socket.flatMap { channel in tls.value.waiter.handshake.map { channel } }
+            } else {
+                connected = socket
             }
         case .connector(let connect):
             connected = connect(

@@ -56,7 +56,12 @@ enum FramingCases {
         .init("more than 100 fields", "GET / HTTP/1.1\r\nHost: a\r\n" + (0..<101).map { "X-F\($0): v\r\n" }.joined() + "\r\n", 431),
         .init("chunked body over the limit", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nA00001\r\n", 413),
         .init("CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405),
-        .init("Upgrade: websocket", "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 501),
+        .init("Upgrade: TLS/1.0", "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: TLS/1.0\r\n\r\n", 501),
+        .init(
+            "Upgrade: websocket without Connection: upgrade",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
+            501
+        ),
         .init("unknown expectation", "POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\nContent-Length: 1\r\n\r\nx", 417),
     ]
 }

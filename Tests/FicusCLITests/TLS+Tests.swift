@@ -1,0 +1,173 @@
+import FicusTesting
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension CLITests {
+    /// `ficus serve --tls-cert/--tls-key` and `https://` upstreams, end to end through the executable.
+    @Suite(.serialized) struct TLSServe {
+        /// GETs `/` over TLS with `context` until the answer is 200, for up to 10 s; false if it never is.
+        static func servedOverTLS(port: Int, context: NIOSSLContext, group: any EventLoopGroup) async -> Bool {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                if let client = try? await RawClient.connect(
+                    port: port, group: group, tls: context, serverHostname: "localhost"
+                ) {
+                    let status = try? await client.request(path: "/", timeout: .seconds(2)).status
+                    client.close()
+                    if status == 200 { return true }
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return false
+        }
+
+        @Test func servesHTTPSToAnHTTPSUpstreamAndReloadsOnSIGHUP() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let sandbox = try Sandbox()
+            let authority = try TestCertificateAuthority()
+            let serverFiles = try authority.issue(commonName: "localhost")
+                .write(to: sandbox.directory, name: "listener")
+            let caPath = try sandbox.write("ca.pem", authority.certificatePEM)
+            let upstream = try await TestUpstream.start(
+                .echo,
+                group: group,
+                tls: try authority.issue(commonName: "backend").serverContext()
+            )
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "backend", "https://127.0.0.1:\(upstream.port)", "--ca-file", caPath)
+            try sandbox.ok("route", "add", "all", "--prefix", "/", "--to", "backend")
+            let listed = try sandbox.ok("upstream", "list")
+            #expect(listed.stdout.contains("https://127.0.0.1:\(upstream.port)"))
+            #expect(listed.stdout.contains("ca=\(caPath)"))
+
+            let server = try AgainstServe.Server(
+                store: sandbox.store,
+                directory: sandbox.directory,
+                extraArguments: ["--tls-cert", serverFiles.certificate, "--tls-key", serverFiles.key]
+            )
+            defer { server.stop() }
+            let trusting = try TestTLS.clientContext(trusting: authority.certificatePEM)
+            #expect(await Self.servedOverTLS(port: server.port, context: trusting, group: group))
+            let received = try await upstream.waitForRequests(1, timeout: .seconds(5))
+            #expect(received[0].header("x-forwarded-proto") == "https")
+
+            // A renewal from another CA, then SIGHUP: new connections get the new certificate.
+            let renewed = try TestCertificateAuthority(name: "Renewed CA")
+            try renewed.issue(commonName: "localhost").write(to: sandbox.directory, name: "listener")
+            kill(server.process.processIdentifier, SIGHUP)
+            let trustingRenewed = try TestTLS.clientContext(trusting: renewed.certificatePEM)
+            #expect(await Self.servedOverTLS(port: server.port, context: trustingRenewed, group: group))
+            #expect(server.process.isRunning)
+
+            server.stop()
+            try await upstream.shutdown()
+            try await group.shutdownGracefully()
+        }
+
+        @Test func curlSpeaksHTTP2ToServe() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let sandbox = try Sandbox()
+            let authority = try TestCertificateAuthority()
+            let files = try authority.issue(commonName: "localhost").write(to: sandbox.directory, name: "listener")
+            let caPath = try sandbox.write("ca.pem", authority.certificatePEM)
+            let upstream = try await TestUpstream.start(.echo, group: group)
+            let port = try freePort()
+            let process = Process()
+            process.executableURL = FicusProcess.binary
+            process.arguments = [
+                "serve", "--upstream", "backend=\(upstream.address)", "--default", "backend",
+                "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(try freePort())", "--threads", "1",
+                "--access-log", "off", "--tls-cert", files.certificate, "--tls-key", files.key,
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            defer {
+                if process.isRunning { process.terminate() }
+                process.waitUntilExit()
+            }
+            // curl retries until the listener is up, then prints the protocol it used and the answer's header.
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            curl.arguments = [
+                "--silent", "--show-error", "--http2", "--cacert", caPath, "--retry", "20", "--retry-connrefused",
+                "--retry-delay", "0", "--max-time", "20", "--include", "--write-out", "\\nversion=%{http_version}",
+                "https://localhost:\(port)/h2/path?x=1",
+            ]
+            let output = Pipe()
+            curl.standardOutput = output
+            curl.standardError = FileHandle.nullDevice
+            try curl.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            curl.waitUntilExit()
+            let text = String(decoding: data, as: UTF8.self)
+            #expect(curl.terminationStatus == 0, "\(text)")
+            #expect(text.contains("version=2"), "\(text)")
+            #expect(text.lowercased().contains("x-echo-uri: /h2/path?x=1"), "\(text)")
+            try await upstream.shutdown()
+            try await group.shutdownGracefully()
+        }
+
+        @Test func tlsOptionsAreCheckedTogether() throws {
+            let sandbox = try Sandbox()
+            let base = ["serve", "--upstream", "a=127.0.0.1:1", "--default", "a"]
+            let onlyCert = try sandbox.bare(base + ["--tls-cert", "x"])
+            #expect(onlyCert.status != 0)
+            #expect(onlyCert.stderr.contains("--tls-cert and --tls-key go together"))
+            let onlyCA = try sandbox.bare(base + ["--tls-client-ca", "x"])
+            #expect(onlyCA.status != 0)
+            #expect(onlyCA.stderr.contains("--tls-client-ca needs --tls-cert"))
+            let missing = try sandbox.bare(
+                base + [
+                    "--listen", "127.0.0.1:\(try freePort())", "--admin", "127.0.0.1:\(try freePort())",
+                    "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key",
+                ]
+            )
+            #expect(missing.status != 0)
+            #expect(missing.stderr.contains("/nonexistent.pem"))
+        }
+    }
+}
+
+extension CLITests.TLSServe {
+    @Test func explainTakesAClientCertificateSubject() throws {
+        let sandbox = try Sandbox()
+        let rules = try sandbox.write(
+            "rules.yaml",
+            """
+            upstreams:
+              - name: legacy
+                addresses: ["127.0.0.1:9001"]
+              - name: partners
+                addresses: ["https://partners.internal:8443"]
+                ca_file: /etc/ficus/ca.pem
+            routes:
+              - name: api
+                legacy: legacy
+                rules:
+                  - name: partner
+                    condition:
+                      match: {attribute: client_cert_subject, op: prefix, values: ["CN=partner-"]}
+                    upstream: partners
+            """
+        )
+        try sandbox.ok("init", "--from", rules)
+        let partner = try sandbox.ok(
+            "explain", "GET", "/orders", "--client-cert-subject", "CN=partner-7,O=Example", "--json")
+        let partnerJSON = try #require(try decodeJSON(partner.stdout) as? [String: Any])
+        #expect(partnerJSON["upstream"] as? String == "partners")
+        let anyone = try sandbox.ok("explain", "GET", "/orders", "--json")
+        let anyoneJSON = try #require(try decodeJSON(anyone.stdout) as? [String: Any])
+        #expect(anyoneJSON["upstream"] as? String == "legacy")
+        let exported = try sandbox.ok("export")
+        #expect(exported.stdout.contains("ca_file"))
+        #expect(exported.stdout.contains("https://partners.internal:8443"))
+    }
+}
