@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Ficus benchmark: direct-to-backend vs nginx reverse proxy vs Ficus.
+# Optional targets: Ficus served from a store with every resilience feature
+# configured but idle (ficus-features, ficus-features-nostale) and the same
+# store with none (ficus-store), to price the features against plain ficus.
 #
 # This is a benchmark, not a test: it never fails on slow numbers, only on
 # broken setup.  See docs/BENCHMARKS.md for the method and the knobs.
@@ -7,6 +10,7 @@
 #   scripts/bench.sh                      # full run (10s per measurement)
 #   DURATION=5s SKIP_BUILD=1 scripts/bench.sh
 #   ROUNDS=3 MARKDOWN=1 scripts/bench.sh > bench.out
+#   TARGETS="ficus ficus-store ficus-features ficus-features-nostale" SKIP_BUILD=1 scripts/bench.sh
 #
 # Everything listens on 127.0.0.1 only.  Every process started here is killed
 # on exit and the temp dir is removed.
@@ -22,7 +26,7 @@ DURATION=${DURATION:-10s}          # wrk -d per measurement
 ROUNDS=${ROUNDS:-1}                # repeat the whole matrix; tables show medians
 CONNS=${CONNS:-"32 256"}           # wrk -c values
 BODIES=${BODIES:-"small 64k"}      # small = tiny `return 200` body, 64k = 65536-byte file
-TARGETS=${TARGETS:-"direct nginx ficus"}
+TARGETS=${TARGETS:-"direct nginx ficus"}  # also: ficus-store ficus-features ficus-features-nostale
 WARMUP=${WARMUP:-2s}               # per-target warm-up before measuring (0 = none)
 PAUSE=${PAUSE:-1}                  # seconds of quiet between measurements
 IDLE_CONNS=${IDLE_CONNS:-1000}     # idle keep-alive clients for the RSS test (0 = skip)
@@ -288,7 +292,15 @@ fi
 
 # ---------------------------------------------------------------- Ficus
 FICUS_STATUS="not requested"
-if [[ " $TARGETS " == *" ficus "* ]]; then
+STORE_TARGETS=()  # ficus-store, ficus-features, ficus-features-nostale: served from a store, see below
+for t in $TARGETS; do
+    case "$t" in
+        direct|nginx|ficus) ;;
+        ficus-store|ficus-features|ficus-features-nostale) STORE_TARGETS+=("$t") ;;
+        *) die "unknown target '$t' (direct nginx ficus ficus-store ficus-features ficus-features-nostale)" ;;
+    esac
+done
+if [[ " $TARGETS " == *" ficus "* ]] || [ "${#STORE_TARGETS[@]}" -gt 0 ]; then
     FICUS_STATUS=""
     if [ -z "$FICUS_BIN" ]; then
         if ! command -v swift >/dev/null; then
@@ -312,6 +324,12 @@ if [[ " $TARGETS " == *" ficus "* ]]; then
     if [ -z "$FICUS_STATUS" ] && [ ! -x "$FICUS_BIN" ]; then
         FICUS_STATUS="binary $FICUS_BIN missing"
     fi
+    # The store targets exist to be compared with ficus: without a binary there is nothing to compare.
+    [ "${#STORE_TARGETS[@]}" -gt 0 ] && [ -n "$FICUS_STATUS" ] \
+        && die "${STORE_TARGETS[*]} requested but Ficus is not available: $FICUS_STATUS"
+    if [ -z "$FICUS_STATUS" ] && [[ " $TARGETS " != *" ficus "* ]]; then
+        FICUS_STATUS="not requested"
+    fi
     if [ -z "$FICUS_STATUS" ]; then
         log "Ficus on 127.0.0.1:$FICUS_PORT (admin $FICUS_ADMIN_PORT): $FICUS_BIN"
         $PIN_PROXY "$FICUS_BIN" serve \
@@ -333,12 +351,87 @@ if [[ " $TARGETS " == *" ficus "* ]]; then
             kill -TERM "$FPID" 2>/dev/null || true
         fi
     fi
-    if [ -n "$FICUS_STATUS" ]; then
+    if [ "$FICUS_STATUS" = "not requested" ]; then
+        :
+    elif [ -n "$FICUS_STATUS" ]; then
         log "SKIPPING Ficus: $FICUS_STATUS -- measuring direct and nginx only"
     else
         FICUS_STATUS="measured"
     fi
 fi
+
+# ---------------------------------------------------------------- Ficus from a store
+# The same binary and flags as the ficus target (--threads 1, the same logs), but its configuration comes from a
+# store written by `ficus init` + `ficus apply` of a rules file: one catch-all route, as `--upstream --default`
+# makes. ficus-store has nothing else (the control: what serving from a store costs by itself); ficus-features has
+# every resilience feature of issue 17 configured and idle (the backend never fails, the limits are far above the
+# load); ficus-features-nostale is the same without stale_if_error, which copies every 200 answer to a GET.
+# Any of them that cannot be set up or answers wrongly stops the run: they are only ever asked for on purpose.
+store_rules() {  # store_rules <target> -> a rules file on stdout
+    local t=$1 addr="127.0.0.1:$BACKEND_PORT" name
+    if [ "$t" = ficus-store ]; then
+        cat <<EOF
+upstreams:
+  - name: backend
+    addresses: [$addr]
+routes:
+  - name: default
+    legacy: backend
+    default: backend
+EOF
+        return 0
+    fi
+    # Two upstreams at the same address, so that the route has a legacy side to fall back to (fallback is on by
+    # default when default and legacy differ); both carry every upstream feature.
+    echo "upstreams:"
+    for name in backend legacy; do
+        cat <<EOF
+  - name: $name
+    addresses: [$addr]
+    balance: least_request
+    outlier: {}
+    limits: {max_requests: 100000, max_pending: 100000, max_connections: 100000}
+    health_check: {path: /small, interval: 10s}
+EOF
+    done
+    cat <<EOF
+routes:
+  - name: default
+    legacy: legacy
+    default: backend
+    fallback: legacy
+    retry: {attempts: 1}
+    rate_limit: {requests: 1000000000, per: 1s, burst: 1000000000}
+EOF
+    [ "$t" = ficus-features ] && echo "    stale_if_error: 60s"
+    return 0
+}
+for t in "${STORE_TARGETS[@]}"; do
+    d=$TMP/$t
+    mkdir -p "$d"
+    store_rules "$t" > "$d/rules.yaml"
+    "$FICUS_BIN" validate "$d/rules.yaml" >"$d/setup.log" 2>&1 \
+        || { cat "$d/rules.yaml" "$d/setup.log" >&2; die "$t: ficus validate refused its rules file"; }
+    { "$FICUS_BIN" init --store "$d/ficus.sqlite" --author bench --reason "scripts/bench.sh $t" \
+        && "$FICUS_BIN" apply --store "$d/ficus.sqlite" --author bench --reason "scripts/bench.sh $t" \
+            "$d/rules.yaml"; } >>"$d/setup.log" 2>&1 \
+        || { cat "$d/setup.log" >&2; die "$t: ficus init/apply failed"; }
+    read -r port admin_port < <(free_ports 2)
+    log "$t on 127.0.0.1:$port (admin $admin_port) from $d/ficus.sqlite"
+    $PIN_PROXY "$FICUS_BIN" serve \
+        --store "$d/ficus.sqlite" \
+        --listen "127.0.0.1:$port" \
+        --admin "127.0.0.1:$admin_port" \
+        --threads 1 \
+        --access-log "$LOGS" \
+        --log-level "$( [ "$LOGS" = on ] && echo info || echo warning )" \
+        >"$d/ficus.log" 2>&1 &
+    spid=$!
+    PIDS+=("$spid")
+    wait_http "http://127.0.0.1:$admin_port/healthz" "$FICUS_START_TIMEOUT" "$spid" \
+        || { tail -n 20 "$d/ficus.log" >&2; die "$t: failed to start (no /healthz on the admin port)"; }
+    PORT[$t]=$port; PID[$t]=$spid
+done
 
 RUN_TARGETS=()
 for t in $TARGETS; do
@@ -485,6 +578,11 @@ for round in $(seq "$ROUNDS"); do
                 [ -n "${PID[ficus]:-}" ] && ! kill -0 "${PID[ficus]}" 2>/dev/null && {
                     log "Ficus exited during the run:"; tail -n 20 "$TMP/ficus.log" | sed 's/^/    /' >&2
                     die "Ficus died"; }
+                for st in "${STORE_TARGETS[@]}"; do
+                    kill -0 "${PID[$st]}" 2>/dev/null || {
+                        log "$st exited during the run:"; tail -n 20 "$TMP/$st/ficus.log" | sed 's/^/    /' >&2
+                        die "$st died"; }
+                done
                 sleep "$PAUSE"
             done
         done

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Render scripts/bench.sh results: a table, Ficus/nginx ratios, optional markdown.
 
+With the store targets (ficus-store, ficus-features, ficus-features-nostale) a
+further table compares each with plain ficus (and the feature targets with
+ficus-store) in the same run: CPU/request, req/s and p99 ratios.
+
 usage: report.py RESULTS_TSV IDLE_TSV [--markdown] [--header TEXT]
                  [--ficus-status TEXT]
 
@@ -20,8 +24,12 @@ import csv
 import statistics
 import sys
 
-TARGETS = ["direct", "nginx", "ficus"]
-TEXT_COLS = ("scenario", "target")
+TARGETS = ["direct", "nginx", "ficus", "ficus-store", "ficus-features", "ficus-features-nostale"]
+# (target, baseline) pairs of the features table, shown when both were measured
+FEATURE_PAIRS = [("ficus-features", "ficus"), ("ficus-features-nostale", "ficus"), ("ficus-store", "ficus"),
+                 ("ficus-features", "ficus-store"), ("ficus-features-nostale", "ficus-store")]
+FEATURES_TARGET = 1.03  # issue 17: CPU per request with every feature idle at most 3% above none configured
+TEXT_COLS = ("scenario", "target", "comparison")
 
 
 def load(path):
@@ -117,6 +125,29 @@ def ratio_table(summary):
     return cols, lines
 
 
+def short(target):
+    return "ficus" if target == "ficus" else target[len("ficus-"):]
+
+
+def features_table(summary):
+    cols = ["scenario", "comparison", "CPU/req ratio", "CPU/req Δ µs", "req/s ratio", "p99 ratio",
+            f"CPU ≤ {FEATURES_TARGET:.2f}×"]
+    lines = []
+    for conns, body in scenarios(summary):
+        for target, base in FEATURE_PAIRS:
+            a = summary.get((conns, body, target))
+            b = summary.get((conns, body, base))
+            if a is None or b is None:
+                continue
+            cpu = ratio(a["cpu"], b["cpu"])
+            delta = None if a["cpu"] is None or b["cpu"] is None else a["cpu"] - b["cpu"]
+            lines.append([f"{conns}c {body}", f"{short(target)} ÷ {short(base)}", fmt(cpu, ".3f"),
+                          fmt(delta, "+.1f"), fmt(ratio(a["rps"], b["rps"]), ".3f"),
+                          fmt(ratio(a["p99"], b["p99"]), ".2f"),
+                          "-" if cpu is None else ("yes" if cpu <= FEATURES_TARGET else "no")])
+    return cols, lines
+
+
 def idle_table(idle, pending=False):
     cols = ["target", "idle conns", "failed", "RSS before MiB", "RSS with idle MiB",
             "KiB per conn"]
@@ -174,6 +205,10 @@ def main():
                + ("" if have_ficus else " -- Ficus not measured"
                   + (f": {ficus_status}" if pending else "")),
                ratio_table(summary))]
+    feature_cols, feature_lines = features_table(summary)
+    if feature_lines:
+        tables.append(("Resilience features configured but idle against plain ficus, same run"
+                       " (CPU and p99: lower is better; req/s: higher is better)", (feature_cols, feature_lines)))
     if idle:
         tables.append(("RSS with idle keep-alive client connections", idle_table(idle, pending)))
 
