@@ -127,6 +127,28 @@ struct ProxyStaleTests {
         try await upstream.shutdown()
     }
 
+    /// A copy keeps the answer's own fields and drops framing, hop-by-hop fields (also those its `Connection` names,
+    /// with or without spaces and tabs around them) and `Age`; `Vary` names and `Cache-Control` directives are
+    /// trimmed the same way.
+    @Test func aCopyKeepsTheEndToEndFields() throws {
+        let head = try HTTP1Parser.parseResponseHead(
+            ByteBuffer(
+                string: "HTTP/1.1 200 OK\r\nConnection: keep-alive,\t X-Hop \r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
+                    + "Content-Length: 2\r\nAge: 3\r\nETag: \"a\"\r\nVary:  Accept-Encoding ,\tX-User\r\n\r\n"),
+            limits: .response, method: .get)
+        #expect(StaleAnswer.keptFields(head).map { "\($0.0): \($0.1)" } == [
+            "ETag: \"a\"", "Vary: Accept-Encoding ,\tX-User",
+        ])
+        #expect(StaleAnswer.varyNames(head) == ["accept-encoding", "x-user"])
+        #expect(StaleAnswer.trimmedOWS(" \t a b\t ") == "a b")
+        #expect(StaleAnswer.trimmedOWS(" \t ") == "")
+        let noStore = try HTTP1Parser.parseResponseHead(
+            ByteBuffer(string: "HTTP/1.1 200 OK\r\nCache-Control: max-age=5,\tno-store \r\nContent-Length: 0\r\n\r\n"),
+            limits: .response, method: .get)
+        #expect(!StaleAnswer.mayKeep(noStore))
+        #expect(StaleAnswer.mayKeep(head))
+    }
+
     /// The cache is bounded in bytes: the least recently used answers go first; a body over the entry limit is
     /// never kept.
     @Test func theCacheIsBoundedInBytes() {
