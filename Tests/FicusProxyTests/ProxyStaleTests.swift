@@ -149,6 +149,18 @@ struct ProxyStaleTests {
         #expect(StaleAnswer.mayKeep(head))
     }
 
+    /// A copy younger than a second is fresh: the next answer is not copied over it (unless its request varies).
+    @Test func aFreshCopyIsNotReplaced() {
+        let cache = StaleAnswers(limits: .init(maxBytes: 1000, maxEntryBytes: 300))
+        let now = NIODeadline.now()
+        cache.store(
+            "k", StaleAnswer(reason: "OK", fields: [], body: ByteBuffer(), stored: now, vary: [("accept-language", "en")]))
+        #expect(cache.hasFreshCopy("k", now: now + .milliseconds(500), value: { _ in "en" }))
+        #expect(!cache.hasFreshCopy("k", now: now + .milliseconds(500), value: { _ in "fr" }), "another variant")
+        #expect(!cache.hasFreshCopy("k", now: now + .seconds(2), value: { _ in "en" }), "a second old: refreshed")
+        #expect(!cache.hasFreshCopy("other", now: now, value: { _ in nil }))
+    }
+
     /// The cache is bounded in bytes: the least recently used answers go first; a body over the entry limit is
     /// never kept.
     @Test func theCacheIsBoundedInBytes() {

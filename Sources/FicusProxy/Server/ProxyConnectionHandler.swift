@@ -597,8 +597,11 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     /// Starts copying an answer for `stale_if_error` when it may be kept (`StaleAnswer.mayKeep`).
+    /// A copy younger than a second is not replaced (`StaleAnswers.refreshAfter`).
     private func startStaleCapture(_ head: HTTPHead, _ exchange: Exchange) {
-        guard StaleAnswer.mayKeep(head), let view = exchange.view else { return }
+        guard StaleAnswer.mayKeep(head), let view = exchange.view, let key = exchange.staleKey,
+            !self.shared.staleAnswers.hasFreshCopy(key, now: .now(), value: { view.header($0) })
+        else { return }
         let vary = StaleAnswer.varyNames(head).map { ($0, view.header($0)) }
         exchange.staleCapture = StaleCapture(
             answer: StaleAnswer(

@@ -158,6 +158,18 @@ final class StaleAnswers: Sendable {
         }
     }
 
+    /// How long a kept copy is fresh enough not to be replaced: under load the same URLs are answered thousands of
+    /// times a second, and copying each answer over an identical copy was most of `stale_if_error`'s cost.
+    static let refreshAfter = TimeAmount.seconds(1)
+
+    /// Whether `key` has a copy younger than `refreshAfter` that was kept for the same values of its `Vary` fields
+    /// (`value(name)`): then the answer streaming now need not be copied.
+    func hasFreshCopy(_ key: String, now: NIODeadline, value: (String) -> String?) -> Bool {
+        guard let answer = self.state.withLockedValue({ $0.answers.peek(key) }) else { return false }
+        guard now - answer.stored < Self.refreshAfter else { return false }
+        return answer.vary.allSatisfy { name, kept in value(name) == kept }
+    }
+
     /// The answer kept under `key` if it arrived at most `maxAge` before `now` and the request's values of its
     /// `Vary` fields (`value(name)`) are the ones it was kept for.
     func lookup(

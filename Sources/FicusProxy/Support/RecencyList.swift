@@ -52,6 +52,11 @@ struct RecencyList<Key: Hashable, Value> {
         return body(&self.slots[slot].value!)
     }
 
+    /// `key`'s value without making it recently used, or nil.
+    func peek(_ key: Key) -> Value? {
+        self.index[key].flatMap { self.slots[$0].value }
+    }
+
     /// `key`'s value, which becomes the most recently used, or nil.
     mutating func value(_ key: Key) -> Value? {
         self.withValue(key) { $0 }
