@@ -3,6 +3,20 @@
 /// Query predicates read one parameter per evaluation; scanning the raw bytes avoids parsing the whole query into a
 /// dictionary on every request.
 enum QueryString {
+    /// The percent-decoded value of the first parameter named `name` in `query` as text, or nil (no query, or no such
+    /// parameter): for the few uses that need the value itself (sticky keys, rate limit keys), not a comparison.
+    static func value(named name: String, in query: String?) -> String? {
+        guard var query else { return nil }
+        var name = name
+        return query.withUTF8 { raw in
+            name.withUTF8 { key in
+                Self.withValue(named: key, in: raw) { value in
+                    value.map { String(decoding: $0, as: UTF8.self) }
+                }
+            }
+        }
+    }
+
     /// Calls `body` with the percent-decoded value of the first parameter named `name`, or with nil.
     ///
     /// Names are compared after percent-decoding (`+` is a space); a parameter without `=` has an empty value.

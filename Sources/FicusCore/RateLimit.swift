@@ -209,7 +209,7 @@ public final class RateLimitPolicy: Sendable, Equatable, CustomStringConvertible
             switch attribute {
             case .header(let name): value = request.header(name.lowercased())
             case .cookie(let name): value = request.cookie(name)
-            case .query(let name): value = Self.queryValue(request.query, name)
+            case .query(let name): value = QueryString.value(named: name, in: request.query)
             case .clientIP: value = nil
             case .clientCertSubject: value = request.clientCertificateSubject
             }
@@ -228,19 +228,6 @@ public final class RateLimitPolicy: Sendable, Equatable, CustomStringConvertible
         hasher.combine(2 as UInt8)
         if let address = request.clientAddress?.unmapped {
             hasher.combine(address)
-        }
-    }
-
-    /// The percent-decoded value of the first query parameter named `name`, or nil.
-    private static func queryValue(_ query: String?, _ name: String) -> String? {
-        guard var query else { return nil }
-        var name = name
-        return query.withUTF8 { raw in
-            name.withUTF8 { key in
-                QueryString.withValue(named: key, in: raw) { value in
-                    value.map { String(decoding: $0, as: UTF8.self) }
-                }
-            }
         }
     }
 

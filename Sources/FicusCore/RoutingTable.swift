@@ -218,7 +218,7 @@ public final class RoutingTable: Sendable {
         switch shadow.policy.stickiness ?? self.configuration.identity {
         case .header(let name)?: key = request.header(name.lowercased())
         case .cookie(let name)?: key = request.cookie(name)
-        case .query(let name)?: key = Self.queryValue(request.query, name)
+        case .query(let name)?: key = QueryString.value(named: name, in: request.query)
         case .clientCertSubject?: key = request.clientCertificateSubject
         default: key = nil
         }
@@ -232,18 +232,6 @@ public final class RoutingTable: Sendable {
     private static func offerNoise(_ decision: inout Decision, _ policy: ShadowPolicy) {
         decision.noise = policy.secondary ?? decision.upstream
         decision.noisePercent = policy.noisePercent
-    }
-
-    private static func queryValue(_ query: String?, _ name: String) -> String? {
-        guard var query else { return nil }
-        var name = name
-        return query.withUTF8 { raw in
-            name.withUTF8 { key in
-                QueryString.withValue(named: key, in: raw) { value in
-                    value.map { String(decoding: $0, as: UTF8.self) }
-                }
-            }
-        }
     }
 
     /// Decides where `request` goes and records every step of the decision.

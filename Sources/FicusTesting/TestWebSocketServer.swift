@@ -109,8 +109,9 @@ public final class TestWebSocketServer: Sendable {
         case greet(String)
         /// Answers the handshake with `status` and `body` (an upgrade refused).
         case refuse(status: Int, body: String)
-        /// Answers 101, then writes `bytes` as raw tunnel data as fast as they are taken: 64 KiB chunks whose byte `i`
-        /// is `firehoseByte(at:)`, one buffer written again and again (cheap, so that the test measures the proxy).
+        /// Answers 101, then, once the client's first frame arrives (so that a test can stop reading before anything
+        /// flows), writes `bytes` as raw tunnel data as fast as they are taken: 64 KiB chunks whose byte `i` is
+        /// `firehoseByte(at:)`, one buffer written again and again (cheap, so that the test measures the proxy).
         case firehose(bytes: Int)
     }
 
@@ -236,6 +237,8 @@ final class WebSocketServerHandler: ChannelInboundHandler {
     private var upgraded = false
     private var remaining = 0
     private var written = 0
+    /// The client's first frame has arrived: the firehose writes.
+    private var firehoseStarted = false
     private lazy var chunk = ByteBuffer(bytes: (0..<65_536).map { TestWebSocketServer.firehoseByte(at: $0) })
 
     init(behavior: TestWebSocketServer.Behavior, state: TestWebSocketServer.State) {
@@ -300,7 +303,6 @@ final class WebSocketServerHandler: ChannelInboundHandler {
         context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(bytes: answer)), promise: nil)
         if case .firehose(let bytes) = self.behavior {
             self.remaining = bytes
-            self.pump(context: context)
         }
     }
 
@@ -316,6 +318,11 @@ final class WebSocketServerHandler: ChannelInboundHandler {
                 }
             }
             return
+        }
+        // The firehose starts at the client's first frame, and whatever the client sends is dropped.
+        if !self.firehoseStarted, WebSocketFrame.decode(self.buffer[...]) != nil {
+            self.firehoseStarted = true
+            self.pump(context: context)
         }
         self.buffer.removeAll()
     }

@@ -161,6 +161,8 @@ struct ProxyWebSocketTests {
             let head = try await Self.readHead(client)
             #expect(head.hasPrefix("HTTP/1.1 101 "))
             try await client.setReading(false)
+            // Only now does the firehose start: nothing flows while the client still reads.
+            try await client.send(WebSocketFrame(opcode: WebSocketFrame.text, payload: Array("go".utf8)).encoded(masked: true))
             _ = await server.firehoseBlocked()
             // With reads following writability, what left the server is bounded by the socket buffers on the way.
             let written = await server.writtenWhenSettled(quiet: .milliseconds(300), timeout: .seconds(20))
