@@ -800,7 +800,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// Feeds the outcome of an exchange with the address `connection` goes to into the proxy's outlier state.
     private func recordOutcome(_ outcome: OutlierState.Outcome, connection: UpstreamConnection?) {
         guard let connection, let upstream = self.exchange?.upstream, upstream.outlier != nil else { return }
-        self.shared.health.record(outcome, upstream: upstream, endpoint: connection.endpoint, now: self.pool.eventLoop.now)
+        self.shared.health.record(outcome, upstream: upstream, address: connection.address, now: self.pool.eventLoop.now)
     }
 
     private func shadow(_ step: ExchangeStateMachine.ShadowStep) {

@@ -112,7 +112,7 @@ extension ShadowExchange: UpstreamConnectionRequester {
 extension ShadowExchange: UpstreamExchangeDelegate {
     func upstreamResponseHead(_ head: HTTPHead) {
         if let health = self.pool.health, let connection = self.connection {
-            health.record(.status(head.status), upstream: self.upstream, endpoint: connection.endpoint, now: self.pool.eventLoop.now)
+            health.record(.status(head.status), upstream: self.upstream, address: connection.address, now: self.pool.eventLoop.now)
         }
         self.capture.head(head)
     }
@@ -131,7 +131,7 @@ extension ShadowExchange: UpstreamExchangeDelegate {
 
     func upstreamFailed(_ failure: UpstreamFailure) {
         if let health = self.pool.health, let connection = self.connection, !connection.sawResponseBytes {
-            health.record(.localFailure, upstream: self.upstream, endpoint: connection.endpoint, now: self.pool.eventLoop.now)
+            health.record(.localFailure, upstream: self.upstream, address: connection.address, now: self.pool.eventLoop.now)
         }
         self.connection = nil
         self.finish(.failed(failure.description))

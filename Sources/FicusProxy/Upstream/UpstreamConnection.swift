@@ -78,6 +78,8 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     let upstream: String
     let endpoint: Endpoint
+    /// `endpoint.address`, built once: outlier detection names the address with every answer.
+    let address: String
     private(set) var state: State = .connecting
     private(set) var context: ChannelHandlerContext?
     /// Strong: pools live as long as their server, and a weak reference would slow down every retain and release
@@ -100,6 +102,7 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     init(upstream: String, endpoint: Endpoint, idleTimeout: TimeAmount) {
         self.upstream = upstream
         self.endpoint = endpoint
+        self.address = endpoint.address
         self.idleTimeout = idleTimeout
     }
 

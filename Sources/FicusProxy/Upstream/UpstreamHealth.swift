@@ -62,16 +62,17 @@ final class UpstreamHealth: Sendable {
         return ejected
     }
 
-    /// Records the outcome of an exchange with `endpoint` of `upstream`, ejecting the address when that was one
-    /// failure too many; nothing without an outlier policy.
-    func record(_ outcome: OutlierState.Outcome, upstream: Upstream, endpoint: Endpoint, now: NIODeadline) {
+    /// Records the outcome of an exchange with `address` (`Endpoint.address`) of `upstream`, ejecting the address when
+    /// that was one failure too many; nothing without an outlier policy. The address text is the caller's, built once
+    /// per connection rather than once per answer (it was 2 % of a loaded proxy's CPU).
+    func record(_ outcome: OutlierState.Outcome, upstream: Upstream, address: String, now: NIODeadline) {
         guard let policy = upstream.outlier, policy.isEnabled else { return }
         let count = upstream.addresses.count
         let (ejection, returned) = self.state.withLockedValue { state -> (OutlierState.Ejection?, Int) in
             let now = now + state.skew
             let returned = state.outliers.sweep(upstream: upstream.name, now: now)
             let ejection = state.outliers.record(
-                outcome, upstream: upstream.name, address: endpoint.address, addressCount: count, policy: policy,
+                outcome, upstream: upstream.name, address: address, addressCount: count, policy: policy,
                 now: now)
             return (ejection, returned)
         }

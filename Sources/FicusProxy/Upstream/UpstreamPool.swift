@@ -234,7 +234,7 @@ final class UpstreamPool {
     ) {
         let now = self.eventLoop.now
         if let health = self.health, let upstream = self.watched[target.upstream] {
-            health.record(.localFailure, upstream: upstream, endpoint: target.endpoint, now: now)
+            health.record(.localFailure, upstream: upstream, address: target.endpoint.address, now: now)
         }
         let action = self.machine.connectFailed(target, for: requester, failure: failure, now: now)
         self.run(action, upstream: target.upstream)
