@@ -43,14 +43,7 @@ wait "$load"
 cat "$work/wrk.txt"
 
 failed=0
-if grep -q "Non-2xx" "$work/wrk.txt"; then
-    echo "FAIL: non-2xx answers during the switches"
-    failed=1
-fi
-if grep -q "Socket errors" "$work/wrk.txt"; then
-    echo "FAIL: socket errors (connect, read, write or timeout) during the switches"
-    failed=1
-fi
+wrk_failures "$work/wrk.txt" "during the switches" || failed=1
 bodies=$(grep "^bodies:" "$work/wrk.txt" || true)
 blue=$(echo "$bodies" | grep -oE "blue=[0-9]+" | cut -d= -f2)
 green=$(echo "$bodies" | grep -oE "green=[0-9]+" | cut -d= -f2)

@@ -46,14 +46,7 @@ fallbacks=$(echo "$metrics" | grep '^ficus_fallbacks_total{' || true)
 echo "$fallbacks"
 
 failed=0
-if grep -q "Non-2xx" "$work/wrk.txt"; then
-    echo "FAIL: non-2xx answers after the new service died"
-    failed=1
-fi
-if grep -q "Socket errors" "$work/wrk.txt"; then
-    echo "FAIL: socket errors (connect, read, write or timeout) after the new service died"
-    failed=1
-fi
+wrk_failures "$work/wrk.txt" "after the new service died" || failed=1
 bodies=$(grep "^bodies:" "$work/wrk.txt" || true)
 new=$(echo "$bodies" | grep -oE "new=[0-9]+" | cut -d= -f2)
 legacy=$(echo "$bodies" | grep -oE "legacy=[0-9]+" | cut -d= -f2)

@@ -29,3 +29,18 @@ wait_admin() {
     done
     return 1
 }
+
+# Prints a FAIL line for each kind of failed request in wrk's output $1 (non-2xx answers, socket errors), the words
+# $2 saying when; returns 1 if there was any.
+wrk_failures() {
+    local found=0
+    if grep -q "Non-2xx" "$1"; then
+        echo "FAIL: non-2xx answers $2"
+        found=1
+    fi
+    if grep -q "Socket errors" "$1"; then
+        echo "FAIL: socket errors (connect, read, write or timeout) $2"
+        found=1
+    fi
+    return "$found"
+}
