@@ -49,8 +49,14 @@ public struct Endpoint: Sendable, Hashable {
     ///
     /// The identity of an address for health and status: changing a weight does not reset its ejection state.
     public var address: String {
-        let address = self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
-        return self.tls ? "https://" + address : address
+        self.tls ? "https://" + self.hostAndPort : self.hostAndPort
+    }
+
+    /// `host:port` (IPv6 in brackets) without the scheme: what a `Host` field names.
+    ///
+    /// Health checks send it as their `Host`, over TLS or not.
+    public var hostAndPort: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
     }
 
     /// Parses `host:port`, `1.2.3.4:port` or `[v6 address]:port`, each optionally after `https://` (TLS) and

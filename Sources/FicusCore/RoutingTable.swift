@@ -76,10 +76,13 @@ public final class RoutingTable: Sendable {
             preview.caFile = upstream.caFile
             preview.clientCert = upstream.clientCert
             preview.clientKey = upstream.clientKey
-            // ... and balanced, ejected and limited as the upstream is (health checks are the configured upstream's).
+            // ... and balanced, ejected, limited and health-checked as the upstream is. The checks of both slots run
+            // under the configured upstream's name (`Upstream.configuredName`): the preview skips an idle address
+            // that fails them, and a flip finds the new active slot's health already known.
             preview.balance = upstream.balance
             preview.outlier = upstream.outlier
             preview.limits = upstream.limits
+            preview.healthCheck = upstream.healthCheck
             upstreams[name] = preview
             previews[upstream.name] = CompiledPreview(
                 slot: slots.idle,

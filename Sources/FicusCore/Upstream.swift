@@ -82,6 +82,27 @@ public struct Upstream: Sendable, Equatable {
         "\(upstream)@\(slot.rawValue)"
     }
 
+    /// The configured upstream a name stands for: `orders` for the preview name `orders@green`, the name itself
+    /// otherwise.
+    ///
+    /// Health checks probe both slots under the configured name, so a preview and, after a flip, the active slot
+    /// find the same record of an address.
+    public static func configuredName(_ name: String) -> String {
+        guard let at = name.firstIndex(of: "@") else { return name }
+        return String(name[..<at])
+    }
+
+    /// Every address of both slots (the active slot's first), or the pool's addresses without slots.
+    ///
+    /// What active health checks probe: an idle slot is checked too, so that a preview or a flip never sends to a
+    /// dead address unknowingly.
+    public var addressesOfEverySlot: [Endpoint] {
+        guard let slots = self.slots else { return self.plainAddresses }
+        let active = slots.activeAddresses
+        var seen = Set(active.map(\.address))
+        return active + slots[slots.idle].filter { seen.insert($0.address).inserted }
+    }
+
     /// The addresses that receive traffic: the active slot's with blue-green slots, otherwise the pool's.
     ///
     /// The proxy reads only this; setting it on an upstream with slots replaces the active slot's addresses.

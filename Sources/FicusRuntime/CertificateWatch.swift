@@ -2,11 +2,13 @@ import FicusProxy
 import Logging
 import ServiceLifecycle
 
-/// Re-reads the listener's certificate files on a timer, so that a renewed certificate is served without a restart.
+/// Re-reads the proxy's TLS files on a timer — the listener's certificate and the upstreams' `ca_file`,
+/// `client_cert` and `client_key` — so that renewed certificates are used without a restart.
 ///
 /// The files' contents are compared, so a timer that finds nothing new swaps nothing; new connections handshake with
-/// the new context and connections already open keep theirs. SIGHUP (`ficus serve`) asks for a reload at once through
-/// `FicusNode.reloadCertificates()`. A reload that fails is logged and the certificate in force keeps serving.
+/// the new context and connections already open (pooled upstream connections included) keep theirs. SIGHUP (`ficus
+/// serve`) asks for a reload at once through `FicusNode.reloadCertificates()`. A reload that fails is logged with the
+/// file and the context in force keeps serving (docs/PROXY.md, "TLS termination" and "TLS to upstreams").
 struct CertificateWatch: Service {
     let proxy: ProxyServer
     let interval: Duration
@@ -26,21 +28,34 @@ struct CertificateWatch: Service {
         }
     }
 
-    /// Reloads the proxy's certificate files and logs what happened; returns whether the context was replaced.
+    /// Reloads the proxy's TLS files and logs what happened; returns whether any context was replaced.
     @discardableResult
     static func reload(_ proxy: ProxyServer, force: Bool, logger: Logger) -> Bool {
+        var replaced = false
         do {
-            let replaced = try proxy.reloadTLS(force: force)
-            if replaced {
+            if try proxy.reloadTLS(force: force) {
                 logger.notice("TLS certificate reloaded: new connections use it")
+                replaced = true
             }
-            return replaced
         } catch {
             logger.error(
                 "TLS certificate reload failed: the certificate in force keeps serving",
                 metadata: ["error": "\(error)"]
             )
-            return false
         }
+        let upstreams = proxy.reloadUpstreamTLS(force: force)
+        for files in upstreams.replaced {
+            logger.notice(
+                "upstream TLS files reloaded: new upstream connections use them",
+                metadata: ["files": "\(files.joined(separator: ", "))"]
+            )
+        }
+        for failure in upstreams.failures {
+            logger.error(
+                "upstream TLS file cannot be used: the last good one stays in force",
+                metadata: ["file": "\(failure.file)", "error": "\(failure.reason)"]
+            )
+        }
+        return replaced || !upstreams.replaced.isEmpty
     }
 }

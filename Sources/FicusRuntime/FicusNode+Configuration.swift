@@ -24,8 +24,8 @@ extension FicusNode {
         public var windows = Windows()
         /// Whether, and how, this node drives the store's canaries (with a store only).
         public var canary = Canary()
-        /// How often the listener's certificate files are checked for a change (with `proxy.tls` only); SIGHUP
-        /// checks at once.
+        /// How often the TLS files are checked for a change: the listener's (with `proxy.tls`) and those the
+        /// `https://` upstreams name (`ca_file`, `client_cert`, `client_key`); SIGHUP checks at once.
         public var certificateReloadInterval: Duration = .seconds(5)
         /// Where access log lines go as bytes (the executable's log writer); nil: through the logger, slower.
         public var accessLogSink: AccessLogSink?

@@ -171,16 +171,16 @@ public final class FicusNode: Service, Sendable {
             logger: logger
         )
         services.append(ProxyService(proxy: proxy, admin: admin, logger: logger, onStarted: started))
-        if proxyConfiguration.tls != nil {
-            services.append(
-                CertificateWatch(
-                    proxy: proxy,
-                    interval: configuration.certificateReloadInterval,
-                    clock: clock,
-                    logger: logger
-                )
+        // Always: `https://` upstreams may name files (`ca_file`, `client_cert`, `client_key`) in any revision; with
+        // none in use a check reads nothing.
+        services.append(
+            CertificateWatch(
+                proxy: proxy,
+                interval: configuration.certificateReloadInterval,
+                clock: clock,
+                logger: logger
             )
-        }
+        )
         self.configuration = configuration
         self.routing = routing
         self.registry = registry
@@ -191,10 +191,11 @@ public final class FicusNode: Service, Sendable {
         self.ownedGroups = ownedGroups
     }
 
-    /// Re-reads the listener's certificate files now (SIGHUP); new connections use them, open ones keep theirs.
+    /// Re-reads the listener's certificate files and the upstreams' TLS files now (SIGHUP); new connections use
+    /// them, open ones keep theirs.
     ///
-    /// Returns whether the context was replaced; a failure is logged and leaves the certificate in force. `force`
-    /// rebuilds the context even when the files did not change.
+    /// Returns whether a context was replaced; a failure is logged and leaves the context in force. `force`
+    /// rebuilds the contexts even when the files did not change.
     @discardableResult
     public func reloadCertificates(force: Bool = true) -> Bool {
         CertificateWatch.reload(self.proxy, force: force, logger: self.logger)

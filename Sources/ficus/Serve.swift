@@ -343,16 +343,14 @@ struct Serve: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
-        // SIGHUP re-reads the certificate files at once (they are also checked every few seconds).
-        let reloads: Task<Void, Never>? =
-            self.tlsCert == nil
-            ? nil
-            : Task {
-                for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                    node.reloadCertificates()
-                }
+        // SIGHUP re-reads the TLS files at once, the listener's and the upstreams' (they are also checked every few
+        // seconds); trapped with or without `--tls-cert`, since `https://` upstreams may name files of their own.
+        let reloads = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                node.reloadCertificates()
             }
-        defer { reloads?.cancel() }
+        }
+        defer { reloads.cancel() }
         try await serviceGroup.run()
     }
 

@@ -179,7 +179,7 @@ struct StatusCommand: AsyncParsableCommand {
     /// `in rotation`, `ejected until 12:00:31Z (28 s, 2nd time)` or `in rotation (no outlier ejection)`.
     static func describe(_ state: UpstreamAddressState) -> String {
         if state.healthCheck == "unhealthy" {
-            return "unhealthy (failing its health check)"
+            return "unhealthy (failing its health check" + (state.healthCheckFailure.map { ": " + $0 } ?? "") + ")"
                 + (state.ejectedUntil.map { ", and ejected until " + ISO8601DateFormatter().string(from: $0) } ?? "")
         }
         guard let until = state.ejectedUntil else {

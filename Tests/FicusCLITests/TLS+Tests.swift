@@ -71,6 +71,58 @@ extension CLITests {
             try await group.shutdownGracefully()
         }
 
+        /// GETs `/` on the plain listener of `server` until the status is `expected`, for up to 15 s (the TLS files
+        /// are checked every 5 s); the last status seen.
+        static func waitForStatus(
+            _ expected: Int, server: AgainstServe.Server, group: any EventLoopGroup
+        ) async -> Int {
+            let deadline = ContinuousClock.now + .seconds(15)
+            var last = 0
+            while ContinuousClock.now < deadline {
+                let response = try? await HTTPTestClient.get(
+                    port: server.port, path: "/", group: group, timeout: .seconds(2))
+                last = response?.status ?? 0
+                if last == expected { return last }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+            return last
+        }
+
+        @Test func serveReloadsAnUpstreamsCAFileWithoutARestart() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let sandbox = try Sandbox()
+            let authority = try TestCertificateAuthority()
+            let caPath = try sandbox.write("ca.pem", try TestCertificateAuthority(name: "Other CA").certificatePEM)
+            let upstream = try await TestUpstream.start(
+                .fixed(status: 200, headers: [], body: Array("tls".utf8)),
+                group: group,
+                tls: try authority.issue(commonName: "backend").serverContext()
+            )
+            try sandbox.ok("init")
+            try sandbox.ok("upstream", "add", "backend", "https://127.0.0.1:\(upstream.port)", "--ca-file", caPath)
+            try sandbox.ok("route", "add", "all", "--prefix", "/", "--to", "backend")
+            // A plain listener: the watch of upstream TLS files runs without --tls-cert.
+            let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
+            defer { server.stop() }
+            #expect(await Self.waitForStatus(502, server: server, group: group) == 502, "another CA's file")
+
+            // The right CA is written: the periodic check picks it up, no signal, no restart.
+            _ = try sandbox.write("ca.pem", authority.certificatePEM)
+            #expect(await Self.waitForStatus(200, server: server, group: group) == 200)
+
+            // A broken file and SIGHUP: the proxy keeps running with the last good CA.
+            _ = try sandbox.write("ca.pem", "not a certificate\n")
+            kill(server.process.processIdentifier, SIGHUP)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(server.process.isRunning)
+            let fresh = try await HTTPTestClient.get(port: server.port, path: "/", group: group, timeout: .seconds(2))
+            #expect(fresh.status == 200 && fresh.bodyString == "tls")
+
+            server.stop()
+            try await upstream.shutdown()
+            try await group.shutdownGracefully()
+        }
+
         @Test func curlSpeaksHTTP2ToServe() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let sandbox = try Sandbox()

@@ -87,10 +87,15 @@ struct ProtocolsModelTests {
             )
         )
         upstream.caFile = "/ca.pem"
+        upstream.healthCheck = HealthCheckPolicy(path: "/healthz")
         let table = try RoutingTable(
             configuration: .catchAll(upstreams: [upstream], defaultUpstream: "orders"),
             revision: 1
         )
         #expect(table.upstream(named: "orders@green")?.caFile == "/ca.pem")
+        // The idle slot is health-checked as the upstream is, under the upstream's name.
+        #expect(table.upstream(named: "orders@green")?.healthCheck == HealthCheckPolicy(path: "/healthz"))
+        #expect(Upstream.configuredName("orders@green") == "orders" && Upstream.configuredName("orders") == "orders")
+        #expect(upstream.addressesOfEverySlot.map(\.host) == ["blue", "green"])
     }
 }

@@ -76,4 +76,28 @@ struct HealthCheckStateTests {
             path: "healthz", interval: TimeSpan(milliseconds: 10), timeout: .seconds(90), healthy: 0, expect: "ok")
         #expect(policy.problems.map(\.field) == ["path", "interval", "timeout", "healthy", "expect"])
     }
+
+    @Test func bothSlotsAreCheckedUnderTheUpstreamsNameWithItsTLSSettings() {
+        var state = HealthCheckState()
+        var upstream = Upstream(
+            name: "orders",
+            slots: BlueGreenSlots(
+                blue: [Endpoint(parsing: "10.0.0.1:80")!],
+                green: [Endpoint(parsing: "https://api.internal:8443")!, Endpoint(parsing: "10.0.0.1:80")!],
+                active: .blue))
+        upstream.healthCheck = HealthCheckPolicy(path: "/healthz", interval: .seconds(10))
+        upstream.caFile = "/etc/ficus/ca.pem"
+        let probes = state.due(upstreams: [upstream], now: Self.start).probes
+        #expect(
+            probes.map(\.target) == [
+                .init(upstream: "orders", address: "10.0.0.1:80"),
+                .init(upstream: "orders", address: "https://api.internal:8443"),
+            ], "the idle slot too, an address in both slots once")
+        #expect(probes.map(\.host) == ["10.0.0.1:80", "api.internal:8443"], "Host without the scheme")
+        #expect(probes.allSatisfy { $0.tls.caFile == "/etc/ficus/ca.pem" })
+        // A flip changes nothing: no address is forgotten, none is due before its interval.
+        upstream.slots?.active = .green
+        let flipped = state.due(upstreams: [upstream], now: Self.start + .seconds(1))
+        #expect(flipped.probes.isEmpty && flipped.forgotten.isEmpty)
+    }
 }

@@ -3,6 +3,7 @@ import FicusTesting
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import Testing
 
 @testable import FicusProxy
@@ -11,12 +12,13 @@ import Testing
 /// comes back when they pass; all out → 503 naming the upstream.
 @Suite("Active health checks through a real proxy", .serialized)
 struct ProxyHealthCheckTests {
-    /// An upstream that answers `name` to requests and `health` (a status, changeable) to `/healthz`.
+    /// An upstream that answers `name` to requests and `health` (a status, changeable) to `/healthz`; over TLS with
+    /// `tls`.
     final class Backend: Sendable {
         let upstream: TestUpstream
         let health: NIOLockedValueBox<Int>
 
-        init(_ name: String) async throws {
+        init(_ name: String, tls: NIOSSLContext? = nil) async throws {
             let health = NIOLockedValueBox(200)
             self.health = health
             self.upstream = try await TestUpstream.start(
@@ -25,8 +27,31 @@ struct ProxyHealthCheckTests {
                         ? .init(status: health.withLockedValue { $0 }, body: "health")
                         : .init(status: 200, body: name)
                 },
-                group: testGroup)
+                group: testGroup,
+                tls: tls)
         }
+
+        /// The health checks it received.
+        var checks: [TestUpstream.RecordedRequest] {
+            self.upstream.received.filter { $0.header("user-agent") == "ficus-health-check" }
+        }
+    }
+
+    /// Starts a proxy serving `configuration`, runs `body`, then stops the proxy and `backends` whatever happens.
+    static func with(
+        _ configuration: Configuration, backends: [Backend], _ body: (ProxyHarness) async throws -> Void
+    ) async throws {
+        let harness = try await ProxyHarness.start(configuration: configuration)
+        let result: Result<Void, any Error>
+        do {
+            try await body(harness)
+            result = .success(())
+        } catch {
+            result = .failure(error)
+        }
+        await harness.stop()
+        for backend in backends { try? await backend.upstream.shutdown() }
+        try result.get()
     }
 
     /// Polls `condition` every 20 ms for up to 10 s (the checks run every 100 ms).
@@ -47,8 +72,7 @@ struct ProxyHealthCheckTests {
             path: "/healthz", interval: TimeSpan(milliseconds: 100), healthy: 1, unhealthy: 2)
         let configuration = Configuration(
             upstreams: [upstream], routes: [Route(name: "orders", path: "/", legacy: "orders")])
-        let harness = try await ProxyHarness.start(configuration: configuration)
-        do {
+        try await Self.with(configuration, backends: [good, bad]) { harness in
             bad.health.withLockedValue { $0 = 503 }
             #expect(
                 try await Self.eventually {
@@ -75,13 +99,51 @@ struct ProxyHealthCheckTests {
                 })
             #expect(try await client.request(path: "/o/y").bodyString == "bad", "back in rotation")
             client.close()
-            #expect(bad.upstream.received.contains { $0.header("user-agent") == "ficus-health-check" })
-        } catch {
-            await harness.stop()
-            throw error
+            #expect(!bad.checks.isEmpty)
         }
-        await harness.stop()
-        try await good.upstream.shutdown()
-        try await bad.upstream.shutdown()
+    }
+
+    /// The idle slot of a blue-green upstream is checked too (as the upstream's), so neither a preview nor a flip
+    /// sends to a dead slot; `/upstreams` lists it under its preview name.
+    @Test func theIdleSlotIsCheckedSoPreviewsAndFlipsSkipADeadOne() async throws {
+        let blue = try await Backend("blue")
+        let green = try await Backend("green")
+        green.health.withLockedValue { $0 = 503 }
+        let token = PreviewToken.generate()
+        var upstream = Upstream(
+            name: "orders",
+            slots: BlueGreenSlots(
+                blue: [Endpoint(parsing: blue.upstream.address)!], green: [Endpoint(parsing: green.upstream.address)!],
+                active: .blue, previewTokenSHA256: PreviewToken.digest(of: token)))
+        upstream.healthCheck = HealthCheckPolicy(
+            path: "/healthz", interval: TimeSpan(milliseconds: 100), healthy: 1, unhealthy: 1)
+        let configuration = Configuration(
+            upstreams: [upstream], routes: [Route(name: "orders", path: "/", legacy: "orders")])
+        try await Self.with(configuration, backends: [blue, green]) { harness in
+            let greenState = { harness.proxy.upstreamStates().first { $0.address == green.upstream.address } }
+            #expect(try await Self.eventually { greenState()?.healthCheck == "unhealthy" })
+            #expect(greenState()?.upstream == "orders@green")
+            #expect(greenState()?.healthCheckFailure == "GET /healthz: status 503")
+            let client = try await harness.client()
+            let preview = [("X-Ficus-Preview", "green; token=\(token)")]
+            #expect(try await client.request(path: "/p", headers: preview).status == 503, "the dead idle slot")
+            #expect(try await client.request(path: "/a").bodyString == "blue")
+
+            // A flip to the dead slot finds its health already known: no request reaches it.
+            var flipped = configuration
+            flipped.upstreams[0].slots?.active = .green
+            harness.routing.replace(with: try RoutingTable(configuration: flipped, revision: 2))
+            #expect(try await client.request(path: "/b").status == 503)
+            #expect(!green.upstream.received.contains { $0.uri == "/b" || $0.uri == "/p" })
+            let blueState = harness.proxy.upstreamStates().first { $0.address == blue.upstream.address }
+            #expect(blueState?.upstream == "orders@blue", "the idle slot now")
+
+            green.health.withLockedValue { $0 = 200 }
+            #expect(try await Self.eventually { greenState()?.inRotation == true })
+            #expect(try await client.request(path: "/c").bodyString == "green")
+            let previewBlue = [("X-Ficus-Preview", "blue; token=\(token)")]
+            #expect(try await client.request(path: "/d", headers: previewBlue).bodyString == "blue")
+            client.close()
+        }
     }
 }

@@ -48,8 +48,8 @@ import Testing
         #expect(node.sourceName == temporary.store.path)
         #expect(node.routing.current.revision == 1)
         try await RuntimeFixtures.running(node) {
-            // The heartbeat, the metric windows and the canary controller each wait on the clock.
-            try await clock.waitForSleepers(3)
+            // The heartbeat, the metric windows, the canary controller and the TLS file watch each wait on the clock.
+            try await clock.waitForSleepers(4)
             #expect(try await RuntimeFixtures.eventually { node.proxyAddress != nil && node.adminAddress != nil })
             let proxies = try await temporary.store.proxies(seenWithin: 60)
             #expect(proxies.map(\.listen) == ["127.0.0.1:0"])

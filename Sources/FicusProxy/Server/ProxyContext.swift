@@ -22,8 +22,9 @@ final class ProxyContext: Sendable {
     let rateLimiter: RateLimiter
     /// Which addresses are out of rotation (shared by every loop's pool) and the retries in flight, per upstream.
     let health: UpstreamHealth
-    /// Client TLS contexts for `https://` upstreams, shared by every event loop's pool.
-    let upstreamTLS = UpstreamTLSContexts()
+    /// Client TLS contexts for `https://` upstreams, shared by every event loop's pool, the shadow loop's and the
+    /// health checks.
+    let upstreamTLS: UpstreamTLSContexts
     /// The WebSocket tunnels open, shared by every event loop.
     let tunnels = TunnelCounter()
 
@@ -37,9 +38,11 @@ final class ProxyContext: Sendable {
         requestIDPrefix: String? = nil,
         rateLimiter: RateLimiter = RateLimiter(),
         health: UpstreamHealth? = nil,
+        upstreamTLS: UpstreamTLSContexts = UpstreamTLSContexts(),
         retryJitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) {
         self.retryJitter = retryJitter
+        self.upstreamTLS = upstreamTLS
         self.health = health ?? UpstreamHealth(metrics: metrics, logger: logger)
         self.configuration = configuration
         self.routing = routing

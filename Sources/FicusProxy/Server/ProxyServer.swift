@@ -101,6 +101,8 @@ public final class ProxyServer: Sendable {
     ) {
         var shadow: ShadowDispatcher?
         var ownedShadowGroup: MultiThreadedEventLoopGroup?
+        // One set of client TLS contexts for requests, shadow copies and health checks (issue 19: the same settings).
+        let upstreamTLS = UpstreamTLSContexts()
         if let shadowSink {
             let loops: EventLoopGroup
             if let shadowGroup {
@@ -115,7 +117,8 @@ public final class ProxyServer: Sendable {
                 configuration: configuration,
                 metrics: metrics,
                 eventLoop: loops.next(),
-                logger: logger
+                logger: logger,
+                tlsContexts: upstreamTLS
             )
         }
         self.ownedShadowGroup = ownedShadowGroup
@@ -128,12 +131,14 @@ public final class ProxyServer: Sendable {
             shadow: shadow,
             accessLogSink: accessLogSink,
             rateLimiter: rateLimiter,
-            health: health
+            health: health,
+            upstreamTLS: upstreamTLS
         )
         self.group = group
         let loops = Array(group.makeIterator())
         self.healthChecker = HealthChecker(
-            eventLoop: group.next(), routing: routing, health: health, metrics: metrics, logger: logger)
+            eventLoop: group.next(), routing: routing, health: health, tlsContexts: upstreamTLS, metrics: metrics,
+            logger: logger)
         var resources: [ObjectIdentifier: UnsafeTransfer<LoopResources>] = [:]
         for loop in loops {
             let loopResources = LoopResources(
@@ -243,6 +248,9 @@ public final class ProxyServer: Sendable {
 
     /// The health of every address of every configured upstream (in rotation unless ejected), for `/upstreams`,
     /// `ficus status --admin` and tests.
+    ///
+    /// The idle slot of a blue-green upstream follows under its preview name (`orders@green`): its addresses are
+    /// health-checked too, and previews are ejected under that name.
     public func upstreamStates() -> [UpstreamAddressState] {
         let now = NIODeadline.now()
         let wall = Date()
@@ -253,24 +261,31 @@ public final class ProxyServer: Sendable {
         let unhealthy = self.shared.health.unhealthyAddresses()
         var result: [UpstreamAddressState] = []
         for upstream in self.shared.routing.current.upstreams {
-            for endpoint in upstream.addresses {
-                let record = records[upstream.name + " " + endpoint.address]
-                result.append(
-                    UpstreamAddressState(
-                        upstream: upstream.name,
-                        address: endpoint.address,
-                        weight: endpoint.effectiveWeight,
-                        outlierDetection: upstream.outlier?.isEnabled == true,
-                        ejectedUntil: record?.ejectedUntil.map {
-                            wall.addingTimeInterval(Double(($0 - now).nanoseconds) / 1e9)
-                        },
-                        timesEjected: record?.timesEjected ?? 0,
-                        consecutive5xx: record?.consecutive5xx ?? 0,
-                        consecutiveGatewayFailures: record?.consecutiveGatewayFailures ?? 0,
-                        healthCheck: upstream.healthCheck == nil
-                            ? nil : unhealthy[upstream.name]?.contains(endpoint.address) == true ? "unhealthy" : "healthy"
+            var listed: [(name: String, addresses: [Endpoint])] = [(upstream.name, upstream.addresses)]
+            if let slots = upstream.slots, !slots[slots.idle].isEmpty {
+                listed.append((Upstream.previewName(upstream.name, slot: slots.idle), slots[slots.idle]))
+            }
+            for (name, addresses) in listed {
+                for endpoint in addresses {
+                    let record = records[name + " " + endpoint.address]
+                    let failure = unhealthy[upstream.name]?[endpoint.address]
+                    result.append(
+                        UpstreamAddressState(
+                            upstream: name,
+                            address: endpoint.address,
+                            weight: endpoint.effectiveWeight,
+                            outlierDetection: upstream.outlier?.isEnabled == true,
+                            ejectedUntil: record?.ejectedUntil.map {
+                                wall.addingTimeInterval(Double(($0 - now).nanoseconds) / 1e9)
+                            },
+                            timesEjected: record?.timesEjected ?? 0,
+                            consecutive5xx: record?.consecutive5xx ?? 0,
+                            consecutiveGatewayFailures: record?.consecutiveGatewayFailures ?? 0,
+                            healthCheck: upstream.healthCheck == nil ? nil : failure == nil ? "healthy" : "unhealthy",
+                            healthCheckFailure: upstream.healthCheck == nil ? nil : failure
+                        )
                     )
-                )
+                }
             }
         }
         return result
@@ -303,6 +318,17 @@ public final class ProxyServer: Sendable {
     public func reloadTLS(force: Bool = false) throws -> Bool {
         guard let tls = self.state.withLockedValue({ $0.tls }) else { return false }
         return try tls.reload(force: force)
+    }
+
+    /// Re-reads the upstreams' `ca_file`, `client_cert` and `client_key` of every client TLS context in use and
+    /// swaps in new contexts for those whose files changed (or all, with `force`).
+    ///
+    /// New connections of the request pools, the shadow pool and the health checks use the new files; pooled
+    /// connections keep theirs. A file that cannot be used is in `failures` and its context stays in force. Blocking
+    /// file I/O: call it off the event loops.
+    public func reloadUpstreamTLS(force: Bool = false) -> UpstreamTLSReload {
+        let reload = self.shared.upstreamTLS.reload(force: force)
+        return UpstreamTLSReload(replaced: reload.replaced.map(\.files), failures: reload.failures)
     }
 
     /// The shadow side of this proxy, if it shadows (tests).
@@ -364,4 +390,12 @@ public final class ProxyServer: Sendable {
         await self.shared.shadow?.shutdown()
         try? await self.ownedShadowGroup?.shutdownGracefully()
     }
+}
+
+/// What `ProxyServer.reloadUpstreamTLS` did.
+public struct UpstreamTLSReload: Sendable, Equatable {
+    /// The files of each context replaced (`ca_file`, `client_cert`, `client_key`, those set).
+    public var replaced: [[String]]
+    /// The files that could not be used, each with its reason; the context in force stays for them.
+    public var failures: [TLSFileError]
 }

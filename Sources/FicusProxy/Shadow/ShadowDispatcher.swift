@@ -144,24 +144,29 @@ final class ShadowDispatcher: Sendable {
 
     /// Sends copies from `eventLoop`, which must belong to a group given to shadow work alone: its thread is put in
     /// `SCHED_IDLE` (`yieldToClients`), which would starve a client loop sharing it.
+    ///
+    /// `tlsContexts` are the proxy's client TLS contexts, so that copies to `https://` upstreams are verified with
+    /// the same (and the same reloaded) files as client requests.
     init(
         sink: ShadowSink, configuration: ProxyConfiguration, metrics: ProxyMetrics?, eventLoop: EventLoop,
-        logger: Logger? = nil
+        logger: Logger? = nil, tlsContexts: UpstreamTLSContexts = UpstreamTLSContexts()
     ) {
         self.eventLoop = eventLoop
-        self.pool = NIOLoopBoundBox.makeBoxSendingValue(
-            UpstreamPool(
-                eventLoop: eventLoop,
-                configuration: configuration,
-                loops: 1,
-                metrics: nil,
-                backoff: ConnectBackoff(
-                    initial: configuration.shadow.connectBackoff,
-                    maximum: configuration.shadow.connectBackoffMaximum
-                ),
-                // The shadow side tracks its own ejections: copies never take an address out for clients.
-                health: UpstreamHealth(metrics: metrics, logger: logger, side: "shadow")
+        let pool = UpstreamPool(
+            eventLoop: eventLoop,
+            configuration: configuration,
+            loops: 1,
+            metrics: nil,
+            backoff: ConnectBackoff(
+                initial: configuration.shadow.connectBackoff,
+                maximum: configuration.shadow.connectBackoffMaximum
             ),
+            // The shadow side tracks its own ejections: copies never take an address out for clients.
+            health: UpstreamHealth(metrics: metrics, logger: logger, side: "shadow")
+        )
+        pool.tlsContexts = tlsContexts
+        self.pool = NIOLoopBoundBox.makeBoxSendingValue(
+            pool,
             as: UpstreamPool.self,
             eventLoop: eventLoop
         )

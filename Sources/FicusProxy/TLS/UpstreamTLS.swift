@@ -29,23 +29,50 @@ struct UpstreamTLSSettings: Hashable, Sendable {
 
     /// Whether the settings differ from the default (system roots, no client certificate).
     var isCustom: Bool { self.caFile != nil || self.clientCert != nil || self.clientKey != nil }
+
+    /// The files these settings name, in the order `ca_file`, `client_cert`, `client_key` (each once).
+    var files: [String] {
+        var files: [String] = []
+        for file in [self.caFile, self.clientCert, self.clientKey].compactMap({ $0 }) where !files.contains(file) {
+            files.append(file)
+        }
+        return files
+    }
 }
 
 /// Client TLS contexts for the `https://` addresses of upstreams, built once per distinct settings and shared by
-/// the proxy's event loops.
+/// the proxy's event loops, its shadow loop and its health checks.
 ///
 /// Building a context reads its files (and the system's roots): `ProxyServer.start` builds those of the starting
 /// configuration before it listens, off the event loops; settings that first appear in a later revision are built at
-/// their first TLS connect (a short blocking read, once). A context is kept for the proxy's life; one that cannot be
-/// built is not kept, so a fixed file is picked up at the next connect.
+/// their first TLS connect (a short blocking read, once). One that cannot be built is not kept, so a fixed file is
+/// picked up at the next connect. `reload` re-reads the files of every context kept and swaps in a new context when
+/// their contents changed (docs/PROXY.md, "TLS to upstreams"): connections open keep the context they were made with.
 final class UpstreamTLSContexts: Sendable {
-    private let contexts = NIOLockedValueBox<[UpstreamTLSSettings: NIOSSLContext]>([:])
+    /// A context and the file contents it was made from (to tell a change from a touch).
+    private struct Loaded {
+        var context: NIOSSLContext
+        var contents: [[UInt8]]
+        /// The last reload's failure, reported once rather than at every check until the files change.
+        var failure: TLSFileError?
+    }
+
+    private let contexts = NIOLockedValueBox<[UpstreamTLSSettings: Loaded]>([:])
+
+    /// What one `reload` did.
+    struct Reload: Sendable {
+        /// The settings whose context was replaced.
+        var replaced: [UpstreamTLSSettings] = []
+        /// The files that could not be used; their settings keep the last good context.
+        var failures: [TLSFileError] = []
+    }
 
     /// The context for `settings`, built now if it is the first.
     func context(for settings: UpstreamTLSSettings) throws -> NIOSSLContext {
-        if let context = self.contexts.withLockedValue({ $0[settings] }) { return context }
-        let context = try Self.makeContext(settings)
-        self.contexts.withLockedValue { $0[settings] = context }
+        if let loaded = self.contexts.withLockedValue({ $0[settings] }) { return loaded.context }
+        let contents = try Self.contents(of: settings)
+        let context = try Self.makeContext(settings, contents)
+        self.contexts.withLockedValue { $0[settings] = Loaded(context: context, contents: contents) }
         return context
     }
 
@@ -65,23 +92,71 @@ final class UpstreamTLSContexts: Sendable {
         return failures
     }
 
+    /// Re-reads the files of every context kept and replaces those whose contents changed (all of them with
+    /// `force`); a file that cannot be read or used leaves its context in force and is reported (once, until the
+    /// failure changes or `force` asks again).
+    ///
+    /// Blocking file I/O: call it off the event loops. Connects that race a reload get the old or the new context,
+    /// each whole.
+    func reload(force: Bool = false) -> Reload {
+        var result = Reload()
+        let kept = self.contexts.withLockedValue { $0 }
+        for (settings, loaded) in kept where settings.isCustom {
+            let failure: TLSFileError
+            do {
+                let contents = try Self.contents(of: settings)
+                if !force, contents == loaded.contents { continue }
+                let context = try Self.makeContext(settings, contents)
+                self.contexts.withLockedValue { $0[settings] = Loaded(context: context, contents: contents) }
+                result.replaced.append(settings)
+                continue
+            } catch let error as TLSFileError {
+                failure = error
+            } catch {
+                failure = TLSFileError(file: settings.files.joined(separator: ", "), reason: "\(error)")
+            }
+            if !force, loaded.failure == failure { continue }
+            self.contexts.withLockedValue { $0[settings]?.failure = failure }
+            result.failures.append(failure)
+        }
+        return result
+    }
+
+    /// The TLS handlers of a new connection to `endpoint` with `settings`: SNI and the host name to check, and a
+    /// waiter that fails the connection if its handshake is not done within `timeout`.
+    func clientSetup(
+        for settings: UpstreamTLSSettings, endpoint: Endpoint, eventLoop: EventLoop, timeout: TimeAmount
+    ) throws -> TLSClientSetup {
+        TLSClientSetup(
+            handler: try NIOSSLClientHandler(
+                context: try self.context(for: settings),
+                serverHostname: Self.serverHostname(endpoint)
+            ),
+            waiter: TLSHandshakeWaiter(eventLoop: eventLoop, endpoint: endpoint, timeout: timeout)
+        )
+    }
+
+    /// The contents of `settings`' files, in the order of `UpstreamTLSSettings.files`.
+    private static func contents(of settings: UpstreamTLSSettings) throws -> [[UInt8]] {
+        try settings.files.map { try Self.read($0) }
+    }
+
     /// Full verification (chain and host name) against `ca_file` or the system's roots, TLS 1.2 at least, ALPN
     /// `http/1.1` (the pools speak HTTP/1.1 only), the client certificate when there is one.
-    static func makeContext(_ settings: UpstreamTLSSettings) throws -> NIOSSLContext {
+    private static func makeContext(_ settings: UpstreamTLSSettings, _ contents: [[UInt8]]) throws -> NIOSSLContext {
+        let files = Dictionary(uniqueKeysWithValues: zip(settings.files, contents))
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         tls.certificateVerification = .fullVerification
         tls.applicationProtocols = ["http/1.1"]
         if let caFile = settings.caFile {
-            tls.trustRoots = .certificates(try ServerTLSContext.certificates(Self.read(caFile), file: caFile))
+            tls.trustRoots = .certificates(try ServerTLSContext.certificates(files[caFile] ?? [], file: caFile))
         }
         if let certificateFile = settings.clientCert, let keyFile = settings.clientKey {
-            tls.certificateChain = try ServerTLSContext.certificates(Self.read(certificateFile), file: certificateFile)
-                .map { .certificate($0) }
+            let chain = try ServerTLSContext.certificates(files[certificateFile] ?? [], file: certificateFile)
+            tls.certificateChain = chain.map { .certificate($0) }
             do {
-                tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Self.read(keyFile), format: .pem))
-            } catch let error as TLSFileError {
-                throw error
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: files[keyFile] ?? [], format: .pem))
             } catch {
                 throw TLSFileError(file: keyFile, reason: "holds no PEM private key (\(error))")
             }
@@ -90,9 +165,9 @@ final class UpstreamTLSContexts: Sendable {
             return try NIOSSLContext(configuration: tls)
         } catch {
             throw TLSFileError(
-                file: [settings.caFile, settings.clientCert, settings.clientKey].compactMap { $0 }
-                    .joined(separator: ", "),
+                file: settings.files.joined(separator: ", "),
                 reason: "cannot make a TLS client context (\(error))"
+                    + (settings.clientCert == nil ? "" : "; is the key the certificate's?")
             )
         }
     }

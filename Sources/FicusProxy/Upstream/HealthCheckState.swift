@@ -6,7 +6,8 @@ import NIOCore
 ///
 /// `HealthChecker` runs the probes and reports their outcome here; tests drive it with a manual clock. An address is
 /// healthy until `unhealthy` checks in a row failed, then unhealthy until `healthy` checks in a row succeeded
-/// (Envoy's thresholds). A new address is checked at once and counts as healthy meanwhile.
+/// (Envoy's thresholds). A new address is checked at once and counts as healthy meanwhile. Both slots of a blue-green
+/// upstream are checked, under the upstream's name.
 struct HealthCheckState {
     /// One address of one upstream.
     struct Target: Hashable, Sendable {
@@ -24,6 +25,8 @@ struct HealthCheckState {
         var host: String
         var timeout: TimeAmount
         var expect: [ClosedRange<Int>]
+        /// The upstream's TLS files, used when `endpoint` is `https://` (the same as its request pools').
+        var tls: UpstreamTLSSettings
     }
 
     /// A change of an address's health.
@@ -56,7 +59,10 @@ struct HealthCheckState {
         for upstream in upstreams {
             guard let policy = upstream.healthCheck, let expect = policy.expectedStatuses else { continue }
             let interval = TimeAmount.milliseconds(Int64(policy.effectiveInterval.milliseconds))
-            for endpoint in upstream.addresses {
+            let tls = UpstreamTLSSettings(upstream)
+            // Both slots of a blue-green upstream, under its name: the idle slot's health is known before a preview
+            // or a flip sends to it.
+            for endpoint in upstream.addressesOfEverySlot {
                 let target = Target(upstream: upstream.name, address: endpoint.address)
                 seen.insert(target)
                 var record =
@@ -72,8 +78,9 @@ struct HealthCheckState {
                     record.nextDue = now + interval
                     probes.append(
                         Probe(
-                            target: target, endpoint: endpoint, path: policy.path, host: endpoint.address,
-                            timeout: .milliseconds(Int64(policy.effectiveTimeout.milliseconds)), expect: expect))
+                            target: target, endpoint: endpoint, path: policy.path, host: endpoint.hostAndPort,
+                            timeout: .milliseconds(Int64(policy.effectiveTimeout.milliseconds)), expect: expect,
+                            tls: tls))
                 }
                 self.records[target] = record
             }
@@ -108,6 +115,11 @@ struct HealthCheckState {
         }
         self.records[target] = record
         return transition
+    }
+
+    /// Whether `target` is out of rotation by its checks now (false when it is not checked).
+    func isUnhealthy(_ target: Target) -> Bool {
+        self.records[target]?.healthy == false
     }
 
     /// Whether `status` is one of `expect`.

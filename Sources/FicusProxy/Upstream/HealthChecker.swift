@@ -8,11 +8,14 @@ import NIOPosix
 /// Every 100 ms it asks the state which addresses are due (following the routing table as revisions change), sends
 /// each a `GET PATH HTTP/1.1` on a connection of its own (`Connection: close`, so a check never holds a pooled
 /// connection), reads the status line within the timeout, and reports the outcome. Transitions take an address out
-/// of rotation or bring it back in `UpstreamHealth`, which the pools consult as they do for ejections.
+/// of rotation or bring it back in `UpstreamHealth`, which the pools consult as they do for ejections. An `https://`
+/// address is checked over TLS with its upstream's context from `tlsContexts`, the one its requests use (issue 19:
+/// the same verification, SNI and client certificate), so a certificate its requests would refuse fails its checks.
 final class HealthChecker: Sendable {
     private let eventLoop: EventLoop
     private let routing: RoutingState
     private let health: UpstreamHealth
+    private let tlsContexts: UpstreamTLSContexts
     private let metrics: ProxyMetrics?
     private let logger: Logger
     /// The state and the repeating task, confined to `eventLoop`.
@@ -24,10 +27,14 @@ final class HealthChecker: Sendable {
         var stopped = false
     }
 
-    init(eventLoop: EventLoop, routing: RoutingState, health: UpstreamHealth, metrics: ProxyMetrics?, logger: Logger) {
+    init(
+        eventLoop: EventLoop, routing: RoutingState, health: UpstreamHealth, tlsContexts: UpstreamTLSContexts,
+        metrics: ProxyMetrics?, logger: Logger
+    ) {
         self.eventLoop = eventLoop
         self.routing = routing
         self.health = health
+        self.tlsContexts = tlsContexts
         self.metrics = metrics
         self.logger = logger
         self.box = NIOLoopBoundBox.makeBoxSendingValue(Running(), eventLoop: eventLoop)
@@ -70,12 +77,30 @@ final class HealthChecker: Sendable {
         let promise = self.eventLoop.makePromise(of: Int.self)
         let request = "GET \(probe.path) HTTP/1.1\r\nHost: \(probe.host)\r\nUser-Agent: ficus-health-check\r\n"
             + "Connection: close\r\n\r\n"
+        let tls: UnsafeTransfer<TLSClientSetup>?
+        do {
+            tls = try probe.endpoint.tls
+                ? UnsafeTransfer(
+                    self.tlsContexts.clientSetup(
+                        for: probe.tls, endpoint: probe.endpoint, eventLoop: self.eventLoop, timeout: probe.timeout))
+                : nil
+        } catch {
+            // The upstream's TLS files cannot be used: its requests fail the same way, and so does the check.
+            self.finished(probe, ok: false, detail: String(describing: error))
+            return
+        }
+        // A refused certificate fails the check with the waiter's reason ("TLS handshake with ... failed: ...").
+        tls?.value.waiter.handshake.whenFailure { promise.fail($0) }
         let connected: EventLoopFuture<Channel>
         let bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(probe.timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(request: request, status: promise))
+                    if let tls {
+                        try tls.value.addHandlers(to: channel)
+                    }
+                    let handler = HealthProbeHandler(request: request, status: promise)
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
         if let address = try? SocketAddress(ipAddress: probe.endpoint.host, port: probe.endpoint.port) {
@@ -90,23 +115,38 @@ final class HealthChecker: Sendable {
         promise.futureResult.whenComplete { result in
             deadline.cancel()
             connected.whenSuccess { $0.close(promise: nil) }
-            let status = try? result.get()
-            let ok = status.map { HealthCheckState.isExpected($0, probe.expect) } ?? false
-            self.finished(probe, ok: ok, detail: status.map { "status \($0)" } ?? "\(result)")
+            switch result {
+            case .success(let status):
+                self.finished(probe, ok: HealthCheckState.isExpected(status, probe.expect), detail: "status \(status)")
+            case .failure(let error):
+                self.finished(probe, ok: false, detail: String(describing: error))
+            }
         }
     }
 
     private func finished(_ probe: HealthCheckState.Probe, ok: Bool, detail: String) {
         let running = self.box.value
         self.metrics?.healthCheck(upstream: probe.target.upstream, result: ok ? "ok" : "failed")
-        guard let transition = running.state.finished(probe.target, ok: ok) else { return }
+        let transition = running.state.finished(probe.target, ok: ok)
+        let check = "GET \(probe.path)"
+        guard let transition else {
+            if !ok, running.state.isUnhealthy(probe.target) {
+                // Still out: `/upstreams` shows the latest reason, which may not be the one that took it out.
+                self.health.setHealthChecked(
+                    upstream: probe.target.upstream, address: probe.target.address, healthy: false,
+                    failure: "\(check): \(detail)")
+            }
+            return
+        }
         let healthy = transition == .healthy(probe.target)
-        self.health.setHealthChecked(upstream: probe.target.upstream, address: probe.target.address, healthy: healthy)
+        self.health.setHealthChecked(
+            upstream: probe.target.upstream, address: probe.target.address, healthy: healthy,
+            failure: healthy ? nil : "\(check): \(detail)")
         self.logger.warning(
             healthy ? "address healthy again" : "address unhealthy",
             metadata: [
                 "upstream": "\(probe.target.upstream)", "address": "\(probe.target.address)",
-                "check": "GET \(probe.path)", "last": "\(detail)",
+                "check": "\(check)", "last": "\(detail)",
             ]
         )
     }

@@ -20,8 +20,8 @@ final class UpstreamHealth: Sendable {
         var retries = RetryAdmission()
         /// Added to every `now` (tests move the ejection clock forward instead of sleeping).
         var skew: TimeAmount = .nanoseconds(0)
-        /// Addresses that failed their active health checks, by upstream (`HealthChecker`).
-        var unhealthy: [String: Set<String>] = [:]
+        /// Addresses that failed their active health checks, by upstream (`HealthChecker`), with the last failure.
+        var unhealthy: [String: [String: String]] = [:]
     }
 
     /// The shared state; held only for map lookups and counter updates, never across I/O.
@@ -48,10 +48,13 @@ final class UpstreamHealth: Sendable {
 
     /// The addresses of `upstream` out of rotation at `now`, ejected or failing their health checks; empty (without
     /// a lock) when it has neither an outlier policy nor a health check.
+    ///
+    /// A preview (`orders@green`) finds its health checks under the configured upstream's name, where both slots
+    /// are checked.
     func ejected(_ upstream: Upstream, now: NIODeadline) -> [String] {
         guard Self.watches(upstream) else { return [] }
         let (ejected, returned) = self.state.withLockedValue { state -> ([String], Int) in
-            let unhealthy = state.unhealthy[upstream.name].map(Array.init) ?? []
+            let unhealthy = state.unhealthy[Upstream.configuredName(upstream.name)].map { Array($0.keys) } ?? []
             guard state.outliers.ejectedCount > 0 else { return (unhealthy, 0) }
             let now = now + state.skew
             let returned = state.outliers.sweep(upstream: upstream.name, now: now)
@@ -89,20 +92,25 @@ final class UpstreamHealth: Sendable {
         )
     }
 
-    /// Takes `address` of `upstream` out of rotation (`healthy: false`) or brings it back, as its active health
-    /// checks say; the gauge of unhealthy addresses follows.
-    func setHealthChecked(upstream: String, address: String, healthy: Bool) {
+    /// Takes `address` of `upstream` out of rotation (`healthy: false`, with the `failure` that says why) or brings
+    /// it back, as its active health checks say; the gauge of unhealthy addresses follows.
+    func setHealthChecked(upstream: String, address: String, healthy: Bool, failure: String? = nil) {
         let changed = self.state.withLockedValue { state -> Bool in
-            var set = state.unhealthy[upstream] ?? []
-            let changed = healthy ? set.remove(address) != nil : set.insert(address).inserted
-            state.unhealthy[upstream] = set.isEmpty ? nil : set
+            var addresses = state.unhealthy[upstream] ?? [:]
+            let changed: Bool
+            if healthy {
+                changed = addresses.removeValue(forKey: address) != nil
+            } else {
+                changed = addresses.updateValue(failure ?? "failing its health check", forKey: address) == nil
+            }
+            state.unhealthy[upstream] = addresses.isEmpty ? nil : addresses
             return changed
         }
         if changed { self.metrics?.unhealthyAddresses(upstream: upstream, delta: healthy ? -1 : 1) }
     }
 
-    /// The addresses failing their health checks, by upstream (for `/upstreams`).
-    func unhealthyAddresses() -> [String: Set<String>] {
+    /// The addresses failing their health checks with their last failure, by upstream (for `/upstreams`).
+    func unhealthyAddresses() -> [String: [String: String]] {
         self.state.withLockedValue { $0.unhealthy }
     }
 
@@ -162,9 +170,11 @@ public struct UpstreamAddressState: Sendable, Codable, Equatable {
     /// Built by `ProxyServer.upstreamStates()`, decoded by `ficus status --admin`.
     public init(
         upstream: String, address: String, weight: Int, outlierDetection: Bool, ejectedUntil: Date?,
-        timesEjected: Int, consecutive5xx: Int, consecutiveGatewayFailures: Int, healthCheck: String? = nil
+        timesEjected: Int, consecutive5xx: Int, consecutiveGatewayFailures: Int, healthCheck: String? = nil,
+        healthCheckFailure: String? = nil
     ) {
         self.healthCheck = healthCheck
+        self.healthCheckFailure = healthCheckFailure
         self.upstream = upstream
         self.address = address
         self.weight = weight
@@ -212,6 +222,12 @@ public struct UpstreamAddressState: Sendable, Codable, Equatable {
     ///
     /// An unhealthy address is out of rotation until its checks pass again.
     public var healthCheck: String?
+    /// Why the last check of an unhealthy address failed (`GET /healthz: status 503`, a refused TLS certificate),
+    /// or nil while it is healthy.
+    ///
+    /// What an operator needs first when an address is out: a wrong certificate and a dead process look alike
+    /// otherwise.
+    public var healthCheckFailure: String?
     /// Gateway failures in a row.
     ///
     /// How close the address is to `consecutive_gateway_failure`.
@@ -227,5 +243,6 @@ public struct UpstreamAddressState: Sendable, Codable, Equatable {
         case consecutive5xx = "consecutive_5xx"
         case consecutiveGatewayFailures = "consecutive_gateway_failures"
         case healthCheck = "health_check"
+        case healthCheckFailure = "health_check_failure"
     }
 }

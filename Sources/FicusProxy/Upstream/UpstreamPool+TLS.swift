@@ -33,17 +33,11 @@ extension UpstreamPool {
     /// cannot be used (the connect then fails with the file and the reason).
     func tlsSetup(for target: StateMachine.ConnectTarget) throws -> TLSClientSetup? {
         guard target.endpoint.tls else { return nil }
-        let context = try self.tlsContexts.context(for: self.tlsSettings[target.upstream] ?? UpstreamTLSSettings())
-        return TLSClientSetup(
-            handler: try NIOSSLClientHandler(
-                context: context,
-                serverHostname: UpstreamTLSContexts.serverHostname(target.endpoint)
-            ),
-            waiter: TLSHandshakeWaiter(
-                eventLoop: self.eventLoop,
-                endpoint: target.endpoint,
-                timeout: self.timeouts.connect
-            )
+        return try self.tlsContexts.clientSetup(
+            for: self.tlsSettings[target.upstream] ?? UpstreamTLSSettings(),
+            endpoint: target.endpoint,
+            eventLoop: self.eventLoop,
+            timeout: self.timeouts.connect
         )
     }
 }
