@@ -1,5 +1,6 @@
 import FicusCore
 import FicusTesting
+import Foundation
 import NIOCore
 import Testing
 
@@ -90,6 +91,43 @@ struct ProxyEdgeTests {
         client.close()
         await harness.stop()
         try await upstream.shutdown()
+    }
+
+    /// An h2c offer with a body, on a plain listener and on a TLS one whose client chose HTTP/1.1 by ALPN (HTTP/2
+    /// on): answered in HTTP/1.1 without a 101, the body forwarded, no upgrade field forwarded or answered, and the
+    /// connection goes on in HTTP/1.1 (docs/PROXY.md, WebSocket: "`Upgrade: h2c` is ignored").
+    @Test(arguments: [false, true])
+    func h2cUpgradeWithABodyIsAnsweredInHTTP11OnTheSameConnection(tls: Bool) async throws {
+        let files = try ProxyTLSTests.ListenerFiles()
+        defer { try? FileManager.default.removeItem(at: files.directory) }
+        let configure: (inout ProxyConfiguration) -> Void = { if tls { $0.tls = files.configuration() } }
+        try await ProxyHarness.with(.echo, configure: configure) { harness, upstream in
+            let client =
+                tls
+                ? try await RawClient.connect(
+                    port: harness.port, group: testGroup, tls: try files.client(), serverHostname: "localhost")
+                : try await harness.client()
+            defer { client.close() }
+            try await client.send(
+                "POST /h2c HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                    + "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello"
+            )
+            let response = try #require(try await client.readResponse())
+            #expect(response.status == 200 && response.version == "HTTP/1.1", "\(response.status) \(response.version)")
+            #expect(response.bodyString == "hello")
+            #expect(response.header("upgrade") == nil)
+            #expect(response.header("connection")?.lowercased().contains("upgrade") != true)
+            let received = try await upstream.waitForRequests(1, timeout: .seconds(2))[0]
+            #expect(received.method == "POST" && received.body == Array("hello".utf8))
+            #expect(received.header("upgrade") == nil)
+            #expect(received.header("http2-settings") == nil)
+            let connection = received.headers("connection").joined(separator: ",").lowercased()
+            #expect(!connection.contains("upgrade") && !connection.contains("http2-settings"), "\(connection)")
+            // The connection is still HTTP/1.1: the next request on it is answered as one.
+            let next = try await client.request(path: "/next")
+            #expect(next.status == 200 && next.version == "HTTP/1.1")
+            #expect(upstream.received.map(\.uri) == ["/h2c", "/next"])
+        }
     }
 
     /// An absolute-form target's authority is checked like a Host field.
