@@ -71,16 +71,13 @@ extension CLITests {
             try await group.shutdownGracefully()
         }
 
-        /// GETs `/` on the plain listener of `server` until the status is `expected`, for up to 15 s (the TLS files
-        /// are checked every 5 s); the last status seen.
-        static func waitForStatus(
-            _ expected: Int, server: AgainstServe.Server, group: any EventLoopGroup
-        ) async -> Int {
+        /// GETs `/` on `port` until the status is `expected`, for up to 15 s (the TLS files are checked every 5 s);
+        /// the last status seen.
+        static func waitForStatus(_ expected: Int, port: Int, group: any EventLoopGroup) async -> Int {
             let deadline = ContinuousClock.now + .seconds(15)
             var last = 0
             while ContinuousClock.now < deadline {
-                let response = try? await HTTPTestClient.get(
-                    port: server.port, path: "/", group: group, timeout: .seconds(2))
+                let response = try? await HTTPTestClient.get(port: port, path: "/", group: group, timeout: .seconds(2))
                 last = response?.status ?? 0
                 if last == expected { return last }
                 try? await Task.sleep(for: .milliseconds(100))
@@ -88,7 +85,7 @@ extension CLITests {
             return last
         }
 
-        @Test func serveReloadsAnUpstreamsCAFileWithoutARestart() async throws {
+        @Test func serveChecksAnHTTPSUpstreamOverTLSAndReloadsItsCAFileWithoutARestart() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let sandbox = try Sandbox()
             let authority = try TestCertificateAuthority()
@@ -98,27 +95,36 @@ extension CLITests {
                 group: group,
                 tls: try authority.issue(commonName: "backend").serverContext()
             )
+            let address = "https://127.0.0.1:\(upstream.port)"
             try sandbox.ok("init")
-            try sandbox.ok("upstream", "add", "backend", "https://127.0.0.1:\(upstream.port)", "--ca-file", caPath)
+            try sandbox.ok("upstream", "add", "backend", address, "--ca-file", caPath)
+            try sandbox.ok(
+                "upstream", "set", "backend", "--health-check", "/healthz", "--health-check-interval", "200ms",
+                "--healthy", "1", "--unhealthy", "1")
             try sandbox.ok("route", "add", "all", "--prefix", "/", "--to", "backend")
-            // A plain listener: the watch of upstream TLS files runs without --tls-cert.
-            let server = try AgainstServe.Server(store: sandbox.store, directory: sandbox.directory)
+            // A plain listener: the upstream TLS files are watched without --tls-cert.
+            let server = try ServeLogging.Server(["--store", sandbox.store], directory: sandbox.directory)
             defer { server.stop() }
-            #expect(await Self.waitForStatus(502, server: server, group: group) == 502, "another CA's file")
+            // Another CA's file: the checks fail over TLS, and the address is out of rotation.
+            #expect(await Self.waitForStatus(503, port: server.port, group: group) == 503)
 
             // The right CA is written: the periodic check picks it up, no signal, no restart.
             _ = try sandbox.write("ca.pem", authority.certificatePEM)
-            #expect(await Self.waitForStatus(200, server: server, group: group) == 200)
+            #expect(await Self.waitForStatus(200, port: server.port, group: group) == 200)
 
             // A broken file and SIGHUP: the proxy keeps running with the last good CA.
             _ = try sandbox.write("ca.pem", "not a certificate\n")
             kill(server.process.processIdentifier, SIGHUP)
-            try await Task.sleep(for: .milliseconds(300))
+            try await Task.sleep(for: .milliseconds(500))
             #expect(server.process.isRunning)
             let fresh = try await HTTPTestClient.get(port: server.port, path: "/", group: group, timeout: .seconds(2))
             #expect(fresh.status == 200 && fresh.bodyString == "tls")
+            #expect(upstream.received.contains { $0.uri == "/healthz" }, "checks pass over TLS")
 
-            server.stop()
+            let log = server.stop()
+            #expect(log.contains("address unhealthy") && log.contains("TLS handshake with \(address) failed"), "\(log)")
+            #expect(log.contains("upstream TLS files reloaded"), "\(log)")
+            #expect(log.contains("upstream TLS file cannot be used") && log.contains(caPath), "\(log)")
             try await upstream.shutdown()
             try await group.shutdownGracefully()
         }
