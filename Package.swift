@@ -150,6 +150,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // SIGHUP: re-read the listener's certificate files.
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                // `bluegreen check` of `https://` slots, verified as the proxy's requests are.
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

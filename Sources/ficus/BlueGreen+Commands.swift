@@ -1,10 +1,12 @@
 import ArgumentParser
 import FicusCore
+import FicusProxy
 import FicusRollout
 import FicusRuntime
 import FicusStore
 import Foundation
 import NIOPosix
+import NIOSSL
 
 /// `ficus bluegreen`: deploy to an upstream's idle slot, check it, and switch traffic to it in one revision.
 ///
@@ -124,8 +126,14 @@ extension BlueGreenCommand {
                 if addresses.isEmpty {
                     failure = "slot '\(slot.rawValue)' has no addresses"
                 } else {
+                    // `https://` slots are checked with the upstream's TLS files, as the proxy's requests would be.
+                    let upstream =
+                        configuration.upstreams.first { $0.name == self.upstream }
+                        ?? Upstream(name: self.upstream, addresses: [])
+                    let tls = addresses.contains(where: \.tls)
+                        ? Swift.Result { try UpstreamTLSClient.context(for: upstream) } : nil
                     probes = await BlueGreenWiring.probe(
-                        addresses, paths: paths, host: host, timeout: .seconds(self.timeout))
+                        addresses, paths: paths, host: host, timeout: .seconds(self.timeout), tls: tls)
                     failure = probes.first { !$0.passed }.map(\.summary)
                 }
                 try await BlueGreenWiring.apply(
@@ -386,8 +394,12 @@ extension BlueGreenWiring {
     }
 
     /// GETs every path on every address, one connection per probe (so a slot that answers only its first request
-    /// on a connection still fails), with `host` as the Host field (each address's own when nil).
-    static func probe(_ addresses: [Endpoint], paths: [String], host: String?, timeout: Duration) async -> [Probe] {
+    /// on a connection still fails), with `host` as the Host field (each address's own `host:port` when nil);
+    /// `https://` addresses over TLS with `tls`, the upstream's client context (or why it cannot be made).
+    static func probe(
+        _ addresses: [Endpoint], paths: [String], host: String?, timeout: Duration,
+        tls: Result<NIOSSLContext, any Error>? = nil
+    ) async -> [Probe] {
         var probes: [Probe] = []
         for address in addresses {
             for path in paths {
@@ -396,12 +408,15 @@ extension BlueGreenWiring {
                     group: MultiThreadedEventLoopGroup.singleton,
                     host: address.host
                 )
-                client.hostHeader = host ?? address.description
+                client.hostHeader = host ?? address.hostAndPort
                 client.userAgent = "ficus/\(Ficus.version)"
                 let started = ContinuousClock.now
                 var probe = Probe(
                     address: address.description, path: path, host: client.hostHeader, milliseconds: 0, passed: false)
                 do {
+                    if address.tls, let tls {
+                        client.tls = (try tls.get(), UpstreamTLSClient.serverHostname(address))
+                    }
                     let response = try await client.get(path, timeout: timeout)
                     probe.status = response.status
                     probe.passed = (200..<300).contains(response.status)

@@ -2,6 +2,7 @@ import FicusProxy
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A minimal HTTP/1.1 client for the demo's own requests: one connection per request, parsed by the proxy's parser.
 ///
@@ -23,6 +24,8 @@ struct DemoClient: Sendable {
     var hostHeader = "ficus-demo"
     /// The User-Agent sent, so that a service's logs tell Ficus's own requests apart.
     var userAgent = "ficus-demo"
+    /// TLS for an `https://` slot address (`bluegreen check`), with the name sent as SNI and checked; nil: plain.
+    var tls: (context: NIOSSLContext, serverHostname: String?)?
 
     /// Sends `GET path` to the proxy and reads the whole answer, failing after `timeout`.
     func get(_ path: String, timeout: Duration = .seconds(5)) async throws -> Response {
@@ -40,9 +43,13 @@ struct DemoClient: Sendable {
     private func exchange(_ path: String) async throws -> Response {
         let channel = try await ClientBootstrap(group: self.group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connect(host: self.host, port: self.port) { channel in
+            .connect(host: self.host, port: self.port) { [tls] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverHostname))
+                    }
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
         return try await channel.executeThenClose { inbound, outbound in

@@ -65,6 +65,37 @@ extension CLITests {
             try await group.shutdownGracefully()
         }
 
+        /// `bluegreen check` of an `https://` slot speaks TLS with the upstream's `ca_file`, so it passes or fails
+        /// where the proxy's requests would.
+        @Test func checkSpeaksTLSToAnHTTPSSlotWithTheUpstreamsFiles() async throws {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let authority = try TestCertificateAuthority()
+            let blue = try await Self.service("blue", group: group)
+            let green = try await TestUpstream.start(
+                .fixed(status: 200, headers: [], body: Array("ok".utf8)),
+                group: group,
+                tls: try authority.issue(commonName: "green").serverContext()
+            )
+            let sandbox = try Self.sandbox(blue: blue)
+            let other = try sandbox.write("other.pem", try TestCertificateAuthority(name: "Other CA").certificatePEM)
+            try sandbox.ok("upstream", "set", "orders", "--ca-file", other)
+            try sandbox.ok("bluegreen", "deploy", "orders", "--slot", "green", "https://127.0.0.1:\(green.port)")
+            let refused = try sandbox.ficus(["bluegreen", "check", "orders", "--json"])
+            #expect(refused.status == 1, "\(refused)")
+            #expect(green.received.isEmpty, "nothing is sent to a certificate that fails verification")
+
+            let ca = try sandbox.write("ca.pem", authority.certificatePEM)
+            try sandbox.ok("upstream", "set", "orders", "--ca-file", ca)
+            let passed = try sandbox.ok("bluegreen", "check", "orders", "--json")
+            let json = try #require(try decodeJSON(passed.stdout) as? [String: Any])
+            #expect(json["passed"] as? Bool == true, "\(passed)")
+            #expect(green.received.map(\.uri) == ["/healthz"])
+            #expect(green.received.first?.header("host") == "127.0.0.1:\(green.port)", "host:port, no scheme")
+            try await blue.shutdown()
+            try await green.shutdown()
+            try await group.shutdownGracefully()
+        }
+
         @Test func deployCheckSwitchAndBackChangeWhatClientsSee() async throws {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let blue = try await Self.service("blue", group: group)

@@ -186,6 +186,24 @@ final class UpstreamTLSContexts: Sendable {
     }
 }
 
+/// The client TLS of an upstream for a tool that speaks to its addresses outside a proxy (`ficus bluegreen check`).
+///
+/// The same verification, SNI and client certificate as the proxy's pools, so that a check from the command line
+/// passes or fails where the proxy's requests would.
+public enum UpstreamTLSClient {
+    /// A context for `upstream`'s `https://` addresses, made from its `ca_file`, `client_cert` and `client_key` (or
+    /// the system's roots); throws `TLSFileError` naming a file that cannot be used. Reads files: not on an event
+    /// loop.
+    public static func context(for upstream: Upstream) throws -> NIOSSLContext {
+        try UpstreamTLSContexts().context(for: UpstreamTLSSettings(upstream))
+    }
+
+    /// The name to send as SNI and check against `endpoint`'s certificate; nil for an IP literal.
+    public static func serverHostname(_ endpoint: Endpoint) -> String? {
+        UpstreamTLSContexts.serverHostname(endpoint)
+    }
+}
+
 /// Holds a new upstream connection back from its pool until its TLS handshake is done.
 ///
 /// Sits between the TLS handler and `UpstreamConnection`, and removes itself once the handshake completes: a
