@@ -120,6 +120,19 @@ struct ProxyUpstreamTLSHealthTests {
         }
     }
 
+    @Test func aRefusedConnectIsTheReasonOfAnHTTPSAddressWithNothingListening() async throws {
+        let fixture = try Fixture()
+        defer { fixture.remove() }
+        let backend = try await fixture.backend("gone")
+        let (upstream, address) = fixture.upstream(backend)
+        try await backend.upstream.shutdown()
+        try await Self.with(upstream, backend) { harness async throws in
+            #expect(try await Self.turns("unhealthy", harness, address))
+            let failure = Self.state(harness, address)?.healthCheckFailure ?? ""
+            #expect(failure.contains("onnection refused") && !failure.contains("TLS handshake"), "\(failure)")
+        }
+    }
+
     @Test func checksPresentTheClientCertificateAnUpstreamDemands() async throws {
         let fixture = try Fixture()
         defer { fixture.remove() }
