@@ -215,6 +215,13 @@ struct ProxyUpstreamTLSHealthTests {
             #expect(harness.proxy.reloadUpstreamTLS().failures.first?.reason == "cannot be read")
             #expect(try await client.request(path: "/still").status == 200)
             #expect(backend.upstream.received.map(\.uri) == ["/after", "/pooled", "/last-good", "/still"])
+
+            // A revision that no longer names the file: its context is dropped, and the missing file is no error.
+            var plain = upstream
+            plain.caFile = nil
+            let configuration = Configuration.catchAll(upstreams: [plain], defaultUpstream: "orders")
+            harness.routing.replace(with: try RoutingTable(configuration: configuration, revision: 2))
+            #expect(harness.proxy.reloadUpstreamTLS(force: true) == UpstreamTLSReload(replaced: [], failures: []))
         }
     }
 

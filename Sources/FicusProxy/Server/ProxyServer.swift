@@ -327,7 +327,8 @@ public final class ProxyServer: Sendable {
     /// connections keep theirs. A file that cannot be used is in `failures` and its context stays in force. Blocking
     /// file I/O: call it off the event loops.
     public func reloadUpstreamTLS(force: Bool = false) -> UpstreamTLSReload {
-        let reload = self.shared.upstreamTLS.reload(force: force)
+        let inUse = UpstreamTLSContexts.settings(of: self.shared.routing.current.configuration.upstreams)
+        let reload = self.shared.upstreamTLS.reload(force: force, inUse: inUse)
         return UpstreamTLSReload(replaced: reload.replaced.map(\.files), failures: reload.failures)
     }
 

@@ -76,13 +76,17 @@ final class UpstreamTLSContexts: Sendable {
         return context
     }
 
+    /// The settings of every upstream of `upstreams` that has an `https://` address (in either slot).
+    static func settings(of upstreams: [Upstream]) -> Set<UpstreamTLSSettings> {
+        Set(upstreams.filter { $0.addressesOfEverySlot.contains(where: \.tls) }.map(UpstreamTLSSettings.init))
+    }
+
     /// Builds the contexts of every upstream of `upstreams` that has an `https://` address; returns the errors of
     /// those that cannot be built (they are tried again at their first connect).
     func prepare(_ upstreams: [Upstream]) -> [(String, Error)] {
         var failures: [(String, Error)] = []
         for upstream in upstreams {
-            let addresses = upstream.addresses + (upstream.slots.map { $0.blue + $0.green } ?? [])
-            guard addresses.contains(where: \.tls) else { continue }
+            guard upstream.addressesOfEverySlot.contains(where: \.tls) else { continue }
             do {
                 _ = try self.context(for: UpstreamTLSSettings(upstream))
             } catch {
@@ -96,11 +100,16 @@ final class UpstreamTLSContexts: Sendable {
     /// `force`); a file that cannot be read or used leaves its context in force and is reported (once, until the
     /// failure changes or `force` asks again).
     ///
-    /// Blocking file I/O: call it off the event loops. Connects that race a reload get the old or the new context,
-    /// each whole.
-    func reload(force: Bool = false) -> Reload {
+    /// Contexts whose settings are not in `inUse` (no upstream of the configuration in force names those files any
+    /// more) are dropped rather than read: a file deleted with its upstream is no error, and a revision that names
+    /// the files again builds their context at its first connect. Blocking file I/O: call it off the event loops.
+    /// Connects that race a reload get the old or the new context, each whole.
+    func reload(force: Bool = false, inUse: Set<UpstreamTLSSettings>) -> Reload {
         var result = Reload()
-        let kept = self.contexts.withLockedValue { $0 }
+        let kept = self.contexts.withLockedValue { contexts in
+            contexts = contexts.filter { inUse.contains($0.key) }
+            return contexts
+        }
         for (settings, loaded) in kept where settings.isCustom {
             let failure: TLSFileError
             do {
