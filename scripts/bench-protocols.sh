@@ -520,7 +520,7 @@ if [ -n "$PERF_SCENARIO" ] && [ -n "${PID[ficus]:-}" ]; then
           perf report -i "$TMP/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none 2>/dev/null
           echo "## with children"
           perf report -i "$TMP/perf.data" --stdio --children --sort symbol --percent-limit 3 -g none 2>/dev/null
-        } > "$PERF_OUT" || true
+        } | sed 's/ \{3,\}/  /g; s/ *$//' > "$PERF_OUT" || true  # perf pads its columns very wide
         log "perf report written to $PERF_OUT"
     fi
 fi
