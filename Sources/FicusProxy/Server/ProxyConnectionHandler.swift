@@ -522,8 +522,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             if let exchange = self.exchange, exchange.staleKey != nil { self.startStaleCapture(head, exchange) }
         case .answerBody(let body, let framing):
             self.answerBody(body, framing: framing)
-            if let exchange = self.exchange, exchange.staleCapture != nil, exchange.staleCapture?.append(body) == false {
-                exchange.staleCapture = nil  // over the entry limit: not kept
+            if let capture = self.exchange?.staleCapture, !capture.append(body) {
+                self.exchange?.staleCapture = nil  // over the entry limit: not kept
             }
         case .answerEnd(let trailers, let framing):
             self.output.writeEnd(trailers, framing: framing)
@@ -599,8 +599,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// Starts copying an answer for `stale_if_error` when it may be kept (`StaleAnswer.mayKeep`).
     /// A copy younger than a second is not replaced (`StaleAnswers.refreshAfter`).
     private func startStaleCapture(_ head: HTTPHead, _ exchange: Exchange) {
-        guard StaleAnswer.mayKeep(head), let view = exchange.view, let key = exchange.staleKey,
-            !self.shared.staleAnswers.hasFreshCopy(key, now: .now(), value: { view.header($0) })
+        // The fresh-copy question first: under load it is the usual answer, and cheaper than reading the fields.
+        guard let view = exchange.view, let key = exchange.staleKey,
+            !self.shared.staleAnswers.hasFreshCopy(key, now: .now(), value: { view.header($0) }),
+            StaleAnswer.mayKeep(head)
         else { return }
         let vary = StaleAnswer.varyNames(head).map { ($0, view.header($0)) }
         exchange.staleCapture = StaleCapture(

@@ -181,6 +181,12 @@ public final class ProxyServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // A client connection keeps its last read buffer between requests (NIO's pooled receive buffer), so its
+            // first size is what an idle keep-alive connection holds: 1 KiB (nginx's `client_header_buffer_size`)
+            // rather than NIO's 2 KiB. It still doubles on full reads for long heads and bodies (docs/BENCHMARKS.md,
+            // "RSS per idle connection").
+            .childChannelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536))
             .childChannelInitializer { channel in
                 self.initializeChild(channel)
             }

@@ -57,6 +57,12 @@ struct RecencyList<Key: Hashable, Value> {
         self.index[key].flatMap { self.slots[$0].value }
     }
 
+    /// Runs `body` on `key`'s value in place, without making it recently used; nil (and `body` not run) without one.
+    func withPeek<T>(_ key: Key, _ body: (borrowing Value) -> T) -> T? {
+        guard let slot = self.index[key], self.slots[slot].value != nil else { return nil }
+        return body(self.slots[slot].value!)
+    }
+
     /// `key`'s value, which becomes the most recently used, or nil.
     mutating func value(_ key: Key) -> Value? {
         self.withValue(key) { $0 }

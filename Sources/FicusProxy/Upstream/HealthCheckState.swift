@@ -53,6 +53,10 @@ struct HealthCheckState {
     /// The checks due at `now` among the addresses of `upstreams` that have a health check; addresses no longer
     /// configured (or no longer checked) are forgotten, and the transitions that forgetting makes (an unhealthy
     /// address that is gone is no longer out of rotation) are returned with them.
+    /// The soonest `nextDue` of any address after the last `due`: before it, with the same upstreams, `due` finds
+    /// nothing (a check that finishes does not move its address's `nextDue`, set when it was sent). Nil: none.
+    private(set) var earliestDue: NIODeadline?
+
     mutating func due(upstreams: [Upstream], now: NIODeadline) -> (probes: [Probe], forgotten: [Target]) {
         var probes: [Probe] = []
         var seen = Set<Target>()
@@ -90,6 +94,7 @@ struct HealthCheckState {
             self.records[target] = nil
             if !record.healthy { forgotten.append(target) }
         }
+        self.earliestDue = self.records.values.lazy.map(\.nextDue).min()
         return (probes, forgotten)
     }
 

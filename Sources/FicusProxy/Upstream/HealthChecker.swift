@@ -23,6 +23,9 @@ final class HealthChecker: Sendable {
 
     private final class Running {
         var state = HealthCheckState()
+        /// The table the last `due` was asked with; while it is in force and `state.earliestDue` is ahead, a tick
+        /// has nothing to do (and skips sorting the table's upstreams and hashing every address ten times a second).
+        var table: RoutingTable?
         var task: RepeatedTask?
         var stopped = false
     }
@@ -64,7 +67,11 @@ final class HealthChecker: Sendable {
     private func tick() {
         let running = self.box.value
         guard !running.stopped else { return }
-        let (probes, forgotten) = running.state.due(upstreams: self.routing.current.upstreams, now: self.eventLoop.now)
+        let table = self.routing.current
+        let now = self.eventLoop.now
+        if running.table === table, running.state.earliestDue.map({ now < $0 }) ?? true { return }  // nil: none checked
+        running.table = table
+        let (probes, forgotten) = running.state.due(upstreams: table.upstreams, now: now)
         for target in forgotten {
             self.health.setHealthChecked(upstream: target.upstream, address: target.address, healthy: true)
         }

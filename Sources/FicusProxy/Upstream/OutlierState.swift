@@ -81,6 +81,26 @@ struct OutlierState {
     /// Addresses out of rotation right now, over all upstreams (expired ejections are counted until swept).
     private(set) var ejectedCount = 0
 
+    /// Addresses whose next success would change their record: a failure counter above zero, or on probation. While
+    /// it and `ejectedCount` are zero, a success changes nothing (`isSettled`), which lets `UpstreamHealth` skip its
+    /// lock for the answers of a healthy upstream.
+    private(set) var countingCount = 0
+
+    /// Whether no address is out of rotation and a success would change no record.
+    var isSettled: Bool { self.ejectedCount == 0 && self.countingCount == 0 }
+
+    /// Whether a success would change `record` (see `countingCount`).
+    private static func counts(_ record: AddressRecord?) -> Bool {
+        guard let record else { return false }
+        return record.consecutive5xx > 0 || record.consecutiveGatewayFailures > 0 || record.probation
+    }
+
+    /// Writes `record` over `old` (what was there), keeping `countingCount`.
+    private mutating func put(_ record: AddressRecord, upstream: String, address: String, over old: AddressRecord?) {
+        self.countingCount += (Self.counts(record) ? 1 : 0) - (Self.counts(old) ? 1 : 0)
+        self.upstreams[upstream, default: [:]][address] = record
+    }
+
     /// Records `outcome` of an exchange with `address` of `upstream` (which has `addressCount` addresses) under
     /// `policy`; returns the ejection it caused, if any.
     ///
@@ -95,7 +115,8 @@ struct OutlierState {
     ) -> Ejection? {
         guard policy.isEnabled else { return nil }
         self.sweep(upstream: upstream, now: now)
-        var record = self.upstreams[upstream]?[address] ?? AddressRecord()
+        let old = self.upstreams[upstream]?[address]
+        var record = old ?? AddressRecord()
         guard record.ejectedUntil == nil else { return nil }
         let failed: Bool
         let gateway: Bool
@@ -115,7 +136,7 @@ struct OutlierState {
             record.consecutive5xx = 0
             record.consecutiveGatewayFailures = 0
             record.probation = false
-            self.upstreams[upstream, default: [:]][address] = record
+            self.put(record, upstream: upstream, address: address, over: old)
             return nil
         }
         record.consecutive5xx += 1
@@ -129,7 +150,7 @@ struct OutlierState {
             reason = .consecutive5xx
         }
         guard let reason, self.mayEject(upstream: upstream, addressCount: addressCount, policy: policy) else {
-            self.upstreams[upstream, default: [:]][address] = record
+            self.put(record, upstream: upstream, address: address, over: old)
             return nil
         }
         let base = Int64(policy.effectiveBaseEjectionTime.milliseconds)
@@ -148,7 +169,7 @@ struct OutlierState {
         record.consecutive5xx = 0
         record.consecutiveGatewayFailures = 0
         record.probation = false
-        self.upstreams[upstream, default: [:]][address] = record
+        self.put(record, upstream: upstream, address: address, over: old)
         self.ejectedCount += 1
         return Ejection(upstream: upstream, address: address, reason: reason, until: now + .milliseconds(length), times: times,
             lengthMilliseconds: length)
@@ -174,6 +195,7 @@ struct OutlierState {
             updated.returnedAt = now
             updated.probation = true
             records[address] = updated
+            if !Self.counts(record) { self.countingCount += 1 }  // back on probation
             returned += 1
         }
         guard returned > 0 else { return 0 }

@@ -11,6 +11,17 @@ struct RetryBudgetCounts: Equatable {
     /// Requests among them that hold a retry (from its grant until the request finishes).
     var retrying = 0
 
+    /// A request finished; `heldRetry`: its last retry still held a slot.
+    mutating func finish(heldRetry: Bool) {
+        self.active = max(0, self.active - 1)
+        if heldRetry { self.retryEnded() }
+    }
+
+    /// A retry's slot is given back.
+    mutating func retryEnded() {
+        self.retrying = max(0, self.retrying - 1)
+    }
+
     /// Whether one more request may start retrying.
     func allows(percent: Int, minConcurrent: Int) -> Bool {
         let share = self.active * percent / 100
@@ -30,6 +41,9 @@ final class RetryBudget: Sendable {
     init() {}
 
     /// A request of a route with a retry policy started towards `upstream`.
+    ///
+    /// An upstream's entry stays when its counts fall to zero (one per upstream name ever retried towards, a few
+    /// dozen bytes each): removing it and inserting it again hashed the name twice more per request.
     func requestStarted(_ upstream: String) {
         self.counts.withLockedValue { $0[upstream, default: RetryBudgetCounts()].active += 1 }
     }
@@ -37,24 +51,15 @@ final class RetryBudget: Sendable {
     /// The request finished; `heldRetry`: its last retry still held a slot.
     func requestFinished(_ upstream: String, heldRetry: Bool) {
         self.counts.withLockedValue { counts in
-            guard var entry = counts[upstream] else { return }
-            entry.active = max(0, entry.active - 1)
-            if heldRetry { entry.retrying = max(0, entry.retrying - 1) }
-            Self.store(entry, upstream, in: &counts)
+            counts[upstream]?.finish(heldRetry: heldRetry)
         }
     }
 
     /// A retry's attempt ended without finishing its request (it failed and another retry is asked for).
     func retryEnded(_ upstream: String) {
         self.counts.withLockedValue { counts in
-            guard var entry = counts[upstream] else { return }
-            entry.retrying = max(0, entry.retrying - 1)
-            Self.store(entry, upstream, in: &counts)
+            counts[upstream]?.retryEnded()
         }
-    }
-
-    private static func store(_ entry: RetryBudgetCounts, _ upstream: String, in counts: inout [String: RetryBudgetCounts]) {
-        counts[upstream] = entry.active == 0 && entry.retrying == 0 ? nil : entry
     }
 
     /// Takes a retry slot for a request to `upstream` if the budget allows one.

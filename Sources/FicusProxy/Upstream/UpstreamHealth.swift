@@ -1,3 +1,4 @@
+import Atomics
 import FicusCore
 import Foundation
 import Logging
@@ -26,6 +27,13 @@ final class UpstreamHealth: Sendable {
 
     /// The shared state; held only for map lookups and counter updates, never across I/O.
     private let state = NIOLockedValueBox(State())
+    /// No address out of rotation (no ejection, no failed health check): `ejected` answers without the lock.
+    /// Written under the lock after every change, read without it; a reader that races a change sees the state just
+    /// before it, as it would had it taken the lock a moment earlier.
+    private let nothingOut = ManagedAtomic(true)
+    /// `OutlierState.isSettled`: a success changes nothing, so `record` returns without the lock. A healthy
+    /// upstream's answers, the common case, then cost two atomic loads instead of two locked map lookups.
+    private let settled = ManagedAtomic(true)
     /// Where ejections, the ejected gauge and `max_retries` overflows are counted.
     private let metrics: ProxyMetrics?
     /// Where each ejection is logged (a warning: an address leaving rotation is worth a line).
@@ -52,13 +60,14 @@ final class UpstreamHealth: Sendable {
     /// A preview (`orders@green`) finds its health checks under the configured upstream's name, where both slots
     /// are checked.
     func ejected(_ upstream: Upstream, now: NIODeadline) -> [String] {
-        guard Self.watches(upstream) else { return [] }
+        guard Self.watches(upstream), !self.nothingOut.load(ordering: .relaxed) else { return [] }
         let (ejected, returned) = self.state.withLockedValue { state -> ([String], Int) in
             let unhealthy = state.unhealthy[Upstream.configuredName(upstream.name)].map { Array($0.keys) } ?? []
             guard state.outliers.ejectedCount > 0 else { return (unhealthy, 0) }
             let now = now + state.skew
             let returned = state.outliers.sweep(upstream: upstream.name, now: now)
             let ejected = state.outliers.ejected(upstream: upstream.name, now: now)
+            if returned > 0 { self.publish(state) }
             return (unhealthy.isEmpty ? ejected : Array(Set(ejected).union(unhealthy)), returned)
         }
         if returned > 0 { self.returned(upstream: upstream.name, count: returned) }
@@ -70,6 +79,7 @@ final class UpstreamHealth: Sendable {
     /// per connection rather than once per answer (it was 2 % of a loaded proxy's CPU).
     func record(_ outcome: OutlierState.Outcome, upstream: Upstream, address: String, now: NIODeadline) {
         guard let policy = upstream.outlier, policy.isEnabled else { return }
+        if case .status(let status) = outcome, status < 500, self.settled.load(ordering: .relaxed) { return }
         let count = upstream.addresses.count
         let (ejection, returned) = self.state.withLockedValue { state -> (OutlierState.Ejection?, Int) in
             let now = now + state.skew
@@ -77,6 +87,7 @@ final class UpstreamHealth: Sendable {
             let ejection = state.outliers.record(
                 outcome, upstream: upstream.name, address: address, addressCount: count, policy: policy,
                 now: now)
+            self.publish(state)
             return (ejection, returned)
         }
         if returned > 0 { self.returned(upstream: upstream.name, count: returned) }
@@ -104,6 +115,7 @@ final class UpstreamHealth: Sendable {
                 changed = addresses.updateValue(failure ?? "failing its health check", forKey: address) == nil
             }
             state.unhealthy[upstream] = addresses.isEmpty ? nil : addresses
+            self.publish(state)
             return changed
         }
         if changed { self.metrics?.unhealthyAddresses(upstream: upstream, delta: healthy ? -1 : 1) }
@@ -118,6 +130,7 @@ final class UpstreamHealth: Sendable {
     func statuses(now: NIODeadline) -> [OutlierState.AddressStatus] {
         let (statuses, returned) = self.state.withLockedValue { state in
             let returned = state.outliers.sweepAll(now: now + state.skew)
+            self.publish(state)
             let statuses = state.outliers.statuses().map { status -> OutlierState.AddressStatus in
                 var shifted = status
                 shifted.ejectedUntil = status.ejectedUntil.map { $0 - state.skew }
@@ -153,6 +166,12 @@ final class UpstreamHealth: Sendable {
     /// Retries in flight to `upstream` (tests).
     func retriesInFlight(_ upstream: String) -> Int {
         self.state.withLockedValue { $0.retries.inFlight[upstream] ?? 0 }
+    }
+
+    /// Publishes the lock-free summaries of `state`; called under the lock after every change.
+    private func publish(_ state: State) {
+        self.nothingOut.store(state.outliers.ejectedCount == 0 && state.unhealthy.isEmpty, ordering: .relaxed)
+        self.settled.store(state.outliers.isSettled, ordering: .relaxed)
     }
 
     /// Lowers the ejected gauge for addresses found back in rotation.
