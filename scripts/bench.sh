@@ -11,6 +11,7 @@
 #   DURATION=5s SKIP_BUILD=1 scripts/bench.sh
 #   ROUNDS=3 MARKDOWN=1 scripts/bench.sh > bench.out
 #   TARGETS="ficus ficus-store ficus-features ficus-features-nostale" SKIP_BUILD=1 scripts/bench.sh
+#   TARGETS="nginx ficus ficus-before" FICUS_BEFORE_BIN=/path/to/old/ficus SKIP_BUILD=1 scripts/bench.sh
 #
 # Everything listens on 127.0.0.1 only.  Every process started here is killed
 # on exit and the temp dir is removed.
@@ -26,7 +27,8 @@ DURATION=${DURATION:-10s}          # wrk -d per measurement
 ROUNDS=${ROUNDS:-1}                # repeat the whole matrix; tables show medians
 CONNS=${CONNS:-"32 256"}           # wrk -c values
 BODIES=${BODIES:-"small 64k"}      # small = tiny `return 200` body, 64k = 65536-byte file
-TARGETS=${TARGETS:-"direct nginx ficus"}  # also: ficus-store ficus-features ficus-features-nostale
+TARGETS=${TARGETS:-"direct nginx ficus"}  # also: ficus-store ficus-features ficus-features-nostale ficus-before
+                                   # ficus-log
 WARMUP=${WARMUP:-2s}               # per-target warm-up before measuring (0 = none)
 PAUSE=${PAUSE:-1}                  # seconds of quiet between measurements
 IDLE_CONNS=${IDLE_CONNS:-1000}     # idle keep-alive clients for the RSS test (0 = skip)
@@ -36,6 +38,7 @@ BACKEND_CPUS=${BACKEND_CPUS:-1}    # with TASKSET=1: backend nginx
 WRK_CPUS=${WRK_CPUS:-1}            # with TASKSET=1: wrk and the idle-connection client
 SKIP_BUILD=${SKIP_BUILD:-0}        # 1 = do not run `swift build -c release`
 FICUS_BIN=${FICUS_BIN:-}           # explicit Ficus binary (implies no build)
+FICUS_BEFORE_BIN=${FICUS_BEFORE_BIN:-}  # ficus-before: an earlier build, served exactly as the ficus target
 FICUS_START_TIMEOUT=${FICUS_START_TIMEOUT:-15}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
 LOGS=${LOGS:-off}                  # on = access logs on both proxies: nginx to a file (buffer=64k), Ficus its
@@ -296,8 +299,10 @@ STORE_TARGETS=()  # ficus-store, ficus-features, ficus-features-nostale: served 
 for t in $TARGETS; do
     case "$t" in
         direct|nginx|ficus) ;;
+        ficus-before) [ -x "$FICUS_BEFORE_BIN" ] || die "ficus-before needs FICUS_BEFORE_BIN (an executable ficus)" ;;
+        ficus-log) ;;
         ficus-store|ficus-features|ficus-features-nostale) STORE_TARGETS+=("$t") ;;
-        *) die "unknown target '$t' (direct nginx ficus ficus-store ficus-features ficus-features-nostale)" ;;
+        *) die "unknown target '$t' (direct nginx ficus ficus-before ficus-log ficus-store ficus-features ficus-features-nostale)" ;;
     esac
 done
 if [[ " $TARGETS " == *" ficus "* ]] || [ "${#STORE_TARGETS[@]}" -gt 0 ]; then
@@ -360,6 +365,42 @@ if [[ " $TARGETS " == *" ficus "* ]] || [ "${#STORE_TARGETS[@]}" -gt 0 ]; then
     fi
 fi
 
+# ---------------------------------------------------------------- the ficus target's twins
+# ficus-before: another build (FICUS_BEFORE_BIN, e.g. the commit before a change) with the ficus target's flags, so
+# that a before/after table comes from one run on the same machine state. ficus-log: the ficus target's binary and
+# flags but with its default access log on (text, to a file), whatever LOGS says, so that one LOGS=off run prices
+# the log per request against the ficus target beside it. Optional like the store targets: asked for on purpose, so
+# a failure to start stops the run.
+# start_ficus_target TARGET BIN LOGS CONFIG...: a `BIN serve` with the ficus target's flags (--threads 1, LOGS) and
+# CONFIG (--upstream/--default or --store), its output in $TMP/TARGET/ficus.log; dies unless /healthz answers.
+start_ficus_target() {
+    local t=$1 bin=$2 logs=$3 port admin_port spid
+    shift 3
+    read -r port admin_port < <(free_ports 2)
+    log "$t on 127.0.0.1:$port (admin $admin_port): $bin $*, access log $logs"
+    $PIN_PROXY "$bin" serve "$@" \
+        --listen "127.0.0.1:$port" \
+        --admin "127.0.0.1:$admin_port" \
+        --threads 1 \
+        --access-log "$logs" \
+        --log-level "$( [ "$logs" = on ] && echo info || echo warning )" \
+        >"$TMP/$t/ficus.log" 2>&1 &
+    spid=$!
+    PIDS+=("$spid")
+    wait_http "http://127.0.0.1:$admin_port/healthz" "$FICUS_START_TIMEOUT" "$spid" \
+        || { tail -n 20 "$TMP/$t/ficus.log" >&2; die "$t: failed to start (no /healthz on the admin port)"; }
+    PORT[$t]=$port; PID[$t]=$spid
+}
+for t in ficus-before ficus-log; do
+    [[ " $TARGETS " == *" $t "* ]] || continue
+    bin=$FICUS_BIN; logs=$LOGS
+    [ "$t" = ficus-before ] && bin=$FICUS_BEFORE_BIN
+    [ "$t" = ficus-log ] && logs=on
+    [ -x "$bin" ] || die "$t: no Ficus binary to run (FICUS_BIN, or FICUS_BEFORE_BIN for ficus-before)"
+    mkdir -p "$TMP/$t"
+    start_ficus_target "$t" "$bin" "$logs" --upstream "backend=127.0.0.1:$BACKEND_PORT" --default backend
+done
+
 # ---------------------------------------------------------------- Ficus from a store
 # The same binary and flags as the ficus target (--threads 1, the same logs), but its configuration comes from a
 # store written by `ficus init` + `ficus apply` of a rules file: one catch-all route, as `--upstream --default`
@@ -416,22 +457,10 @@ for t in "${STORE_TARGETS[@]}"; do
         && "$FICUS_BIN" apply --store "$d/ficus.sqlite" --author bench --reason "scripts/bench.sh $t" \
             "$d/rules.yaml"; } >>"$d/setup.log" 2>&1 \
         || { cat "$d/setup.log" >&2; die "$t: ficus init/apply failed"; }
-    read -r port admin_port < <(free_ports 2)
-    log "$t on 127.0.0.1:$port (admin $admin_port) from $d/ficus.sqlite"
-    $PIN_PROXY "$FICUS_BIN" serve \
-        --store "$d/ficus.sqlite" \
-        --listen "127.0.0.1:$port" \
-        --admin "127.0.0.1:$admin_port" \
-        --threads 1 \
-        --access-log "$LOGS" \
-        --log-level "$( [ "$LOGS" = on ] && echo info || echo warning )" \
-        >"$d/ficus.log" 2>&1 &
-    spid=$!
-    PIDS+=("$spid")
-    wait_http "http://127.0.0.1:$admin_port/healthz" "$FICUS_START_TIMEOUT" "$spid" \
-        || { tail -n 20 "$d/ficus.log" >&2; die "$t: failed to start (no /healthz on the admin port)"; }
-    PORT[$t]=$port; PID[$t]=$spid
+    start_ficus_target "$t" "$FICUS_BIN" "$LOGS" --store "$d/ficus.sqlite"
 done
+# The twins are watched for an early exit like the store targets (their logs are in $TMP/TARGET too).
+for t in ficus-before ficus-log; do [ -n "${PID[$t]:-}" ] && STORE_TARGETS+=("$t"); done
 
 RUN_TARGETS=()
 for t in $TARGETS; do

@@ -24,7 +24,7 @@ import csv
 import statistics
 import sys
 
-TARGETS = ["direct", "nginx", "ficus", "ficus-store", "ficus-features", "ficus-features-nostale"]
+TARGETS = ["direct", "nginx", "ficus-before", "ficus", "ficus-log", "ficus-store", "ficus-features", "ficus-features-nostale"]
 # (target, baseline) pairs of the features table, shown when both were measured
 FEATURE_PAIRS = [("ficus-features", "ficus"), ("ficus-features-nostale", "ficus"), ("ficus-store", "ficus"),
                  ("ficus-features", "ficus-store"), ("ficus-features-nostale", "ficus-store")]
@@ -125,6 +125,41 @@ def ratio_table(summary):
     return cols, lines
 
 
+def before_after_table(summary):
+    """ficus-before (an earlier build) and ficus, each against nginx and against each other, same run."""
+    cols = ["scenario", "CPU/req before÷nginx", "CPU/req after÷nginx", "req/s before÷nginx", "req/s after÷nginx",
+            "CPU/req after÷before", "req/s after÷before"]
+    lines = []
+    for conns, body in scenarios(summary):
+        before = summary.get((conns, body, "ficus-before"))
+        after = summary.get((conns, body, "ficus"))
+        n = summary.get((conns, body, "nginx"))
+        if before is None or after is None:
+            continue
+        get = lambda x, k: None if x is None else x[k]
+        lines.append([f"{conns}c {body}",
+                      fmt(ratio(before["cpu"], get(n, "cpu")), ".2f"), fmt(ratio(after["cpu"], get(n, "cpu")), ".2f"),
+                      fmt(ratio(before["rps"], get(n, "rps")), ".2f"), fmt(ratio(after["rps"], get(n, "rps")), ".2f"),
+                      fmt(ratio(after["cpu"], before["cpu"]), ".3f"), fmt(ratio(after["rps"], before["rps"]), ".3f")])
+    return cols, lines
+
+
+def log_table(summary):
+    """What the access log costs a request: ficus-log (the ficus target with its log on) against ficus, same run."""
+    cols = ["scenario", "CPU/req ficus µs", "CPU/req ficus-log µs", "log µs/req", "req/s ficus-log÷ficus",
+            "log ≤ 2 µs"]
+    lines = []
+    for conns, body in scenarios(summary):
+        plain_ = summary.get((conns, body, "ficus"))
+        logged = summary.get((conns, body, "ficus-log"))
+        if plain_ is None or logged is None or plain_["cpu"] is None or logged["cpu"] is None:
+            continue
+        delta = logged["cpu"] - plain_["cpu"]
+        lines.append([f"{conns}c {body}", fmt(plain_["cpu"], ".1f"), fmt(logged["cpu"], ".1f"), fmt(delta, "+.2f"),
+                      fmt(ratio(logged["rps"], plain_["rps"]), ".3f"), "yes" if delta <= 2 else "no"])
+    return cols, lines
+
+
 def short(target):
     return "ficus" if target == "ficus" else target[len("ficus-"):]
 
@@ -209,6 +244,13 @@ def main():
     if feature_lines:
         tables.append(("Resilience features configured but idle against plain ficus, same run"
                        " (CPU and p99: lower is better; req/s: higher is better)", (feature_cols, feature_lines)))
+    before_cols, before_lines = before_after_table(summary)
+    if before_lines:
+        tables.append(("Before (ficus-before) and after (ficus), same run (CPU: lower is better; req/s: higher is"
+                       " better)", (before_cols, before_lines)))
+    log_cols, log_lines = log_table(summary)
+    if log_lines:
+        tables.append(("Access log cost: ficus-log (log on) against ficus, same run", (log_cols, log_lines)))
     if idle:
         tables.append(("RSS with idle keep-alive client connections", idle_table(idle, pending)))
 
