@@ -201,11 +201,11 @@ struct InitCommand: AsyncParsableCommand {
                 files = loaded
             }
             let path = self.storeOptions.shown
-            let existed: Bool
+            // An SQLite file is created here or was there; a PostgreSQL schema is created or checked by the open.
+            var empty = "store '\(path)' is ready (empty schema)"
             if case .sqlite(let file) = try StoreLocation(parsing: self.storeOptions.path) {
-                existed = FileManager.default.fileExists(atPath: file)
-            } else {
-                existed = true
+                let existed = FileManager.default.fileExists(atPath: file)
+                empty = existed ? "store '\(path)' exists and is empty" : "created store '\(path)' (empty)"
             }
             let store = try await self.storeOptions.open(creating: true)
             let latest = try await store.latest()
@@ -214,7 +214,7 @@ struct InitCommand: AsyncParsableCommand {
                     Console.err("store '\(path)' already exists")
                     Console.out("revision \(latest.number)")
                 } else {
-                    Console.err(existed ? "store '\(path)' exists and is empty" : "created store '\(path)' (empty)")
+                    Console.err(empty)
                     Console.out("revision 0")
                 }
                 return
