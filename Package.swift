@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         // Already in the graph through swift-nio; named for the data path's lock-free flags (UpstreamHealth).
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Crypto: SHA-256 of blue-green preview tokens (only their digests are stored).
@@ -60,6 +61,12 @@ let package = Package(
                 "FicusCore",
                 "FicusDiff",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The fleet store (docs/FLEET.md): several proxies and CLIs on one PostgreSQL.
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(

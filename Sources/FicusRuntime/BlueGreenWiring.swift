@@ -26,7 +26,7 @@ public enum BlueGreenWiring {
     /// refuses a plain upstream.
     public static func load(
         upstream name: String,
-        store: SQLiteConfigurationStore,
+        store: any ConfigurationStore & BlueGreenStore,
         creating: BlueGreenSlots.Slot?
     ) async throws -> (revision: Int, state: BlueGreenState, version: Int) {
         let latest = try await store.latest()
@@ -64,7 +64,7 @@ public enum BlueGreenWiring {
     /// change, an audit line for a check; a refusal throws `Refused` and changes nothing.
     public static func apply(
         upstream name: String,
-        store: SQLiteConfigurationStore,
+        store: any ConfigurationStore & BlueGreenStore,
         author: ChangeAuthor,
         creatingSlotsFor idle: BlueGreenSlots.Slot?,
         makeEvent: (BlueGreenState) -> BlueGreenEvent

@@ -104,9 +104,9 @@ extension FicusNode {
 
     /// Where the rules come from.
     public enum Source: Sendable {
-        /// A store: its newest revision is served and every new one followed; shadow records, metric windows and
-        /// canaries live there too.
-        case store(SQLiteConfigurationStore)
+        /// A store (SQLite or PostgreSQL, see `StoreFactory`): its newest revision is served and every new one
+        /// followed; shadow records, metric windows and canaries live there too where the store keeps telemetry.
+        case store(any StoreBackend)
         /// A fixed configuration held in memory (no store: nothing is followed, shadowed or stored).
         case inMemory(FicusCore.Configuration)
     }

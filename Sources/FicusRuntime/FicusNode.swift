@@ -59,7 +59,7 @@ public final class FicusNode: Service, Sendable {
         var services: [any Service] = []
         switch source {
         case .store(let store):
-            let path = store.path
+            let path = store.location
             let table: RoutingTable
             if let latest = try await store.latest() {
                 table = try RoutingTable(configuration: latest.configuration, revision: latest.number)
@@ -87,6 +87,14 @@ public final class FicusNode: Service, Sendable {
             )
             feed = storeFeed
             services.append(storeFeed)
+            guard store.storesTelemetry else {
+                // Shadow records and metric windows would be refused on every write, and canary gates read them.
+                logger.warning(
+                    "this store keeps no telemetry yet: no shadow comparison, metric windows or canary driving here",
+                    metadata: ["store": "\(path)"]
+                )
+                break
+            }
             let windowFailures = WindowFailures()
             let shadow = Self.shadowFeed(
                 store: store,
@@ -228,7 +236,7 @@ public final class FicusNode: Service, Sendable {
 
     /// The comparer and the feed that runs it and stores the metric windows.
     private static func shadowFeed(
-        store: SQLiteConfigurationStore,
+        store: any StoreBackend,
         feed: StoreFeed,
         metrics: ProxyMetrics,
         factory: MetricsFactory,

@@ -32,6 +32,9 @@ public final class StoreFeed: Service, Sendable {
     /// The listen address the heartbeat names (`configuration.advertisedListen`, which the node always sets).
     let listen: String
     private let revisionGauge: Gauge
+    /// `ficus_store_up`: 1 while the store delivers revisions, 0 from a failure (unreachable, unreadable) until the
+    /// next revision loads.
+    private let storeUp: Gauge
     private let errors: Counter
     /// Telemetry the store dropped, by kind (`records`, `windows`, `batches`), as counters.
     private let telemetryDropped: [String: Counter]
@@ -65,6 +68,8 @@ public final class StoreFeed: Service, Sendable {
         self.listen = configuration.advertisedListen ?? ""
         self.proxyID = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
         self.revisionGauge = Gauge(label: "ficus_config_revision", factory: metrics)
+        self.storeUp = Gauge(label: "ficus_store_up", factory: metrics)
+        self.storeUp.record(1)
         self.errors = Counter(label: "ficus_config_errors_total", factory: metrics)
         var dropped: [String: Counter] = [:]
         for kind in ["records", "windows", "batches"] {
@@ -119,6 +124,7 @@ public final class StoreFeed: Service, Sendable {
                     )
                 }
             case .failed(let message):
+                self.storeUp.record(0)
                 self.failed(message)
             }
         }
@@ -147,6 +153,7 @@ public final class StoreFeed: Service, Sendable {
     /// `degraded` means "serving an older revision than the store holds, or blind to the store"; a revision loaded
     /// after the error ends both.
     private func recovered() {
+        self.storeUp.record(1)
         self.health.withLockedValue { health in
             health.lastError = nil
         }

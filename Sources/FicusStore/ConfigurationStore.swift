@@ -144,6 +144,11 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     ///
     /// Buckets hash the rule's name, so a new rule under a retired name would inherit the old rule's users.
     case ruleNameRetired(name: String, route: String, revision: Int)
+    /// The store's server cannot be reached (a PostgreSQL store that is down, refuses or times out); nothing was
+    /// written. `store` is the URL without its password.
+    case unreachable(store: String, detail: String)
+    /// The backend does not offer this operation yet (telemetry on the PostgreSQL store); nothing was stored.
+    case unsupported(String)
 
     public var description: String {
         switch self {
@@ -159,14 +164,18 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .ruleNameRetired(let name, let route, let revision):
             return "rule name '\(name)' was used before (route '\(route)', revision \(revision)) and is retired: "
                 + "rule names are never reused, pick another"
+        case .unreachable(let store, let detail):
+            return "store '\(store)' cannot be reached: \(detail); nothing was changed"
+        case .unsupported(let what):
+            return "\(what) is not supported on the PostgreSQL store yet"
         }
     }
 }
 
 /// Where configuration revisions live; the proxy's wiring and the CLI use only this protocol.
 ///
-/// SQLite implements it today; a PostgreSQL implementation for fleets of proxies will follow, so nothing here may
-/// assume one process or one machine.
+/// SQLite and PostgreSQL (fleet mode, docs/FLEET.md) implement it, so nothing here may assume one process or one
+/// machine.
 public protocol ConfigurationStore: Sendable {
     /// The newest revision, or nil when the store is empty.
     func latest() async throws -> StoredRevision?

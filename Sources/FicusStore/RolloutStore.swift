@@ -144,6 +144,27 @@ public struct CanaryOverrideHook: Sendable {
     }
 }
 
+extension CanaryOverrideHook {
+    /// Runs `apply` on each of `rows` (the active canaries of `routes`, read in the operator's transaction); an error
+    /// of the hook passes unchanged (wrapped in `ChangeFailed` until the store unwraps it).
+    ///
+    /// Shared by both backends, so an override means the same on SQLite and PostgreSQL.
+    func outcomes(
+        for rows: [CanaryRow],
+        configuration: inout FicusCore.Configuration
+    ) throws -> [(CanaryRow, CanaryOverrideOutcome)] {
+        var outcomes: [(CanaryRow, CanaryOverrideOutcome)] = []
+        for row in rows where self.routes?.contains(row.route) ?? true {
+            do {
+                outcomes.append((row, try self.apply(row, &configuration)))
+            } catch {
+                throw ChangeFailed(error: error)
+            }
+        }
+        return outcomes
+    }
+}
+
 /// A canary's row changed since it was read, or a canary is already running where a new one was to start.
 ///
 /// The caller reloads and handles its event again on the fresh state, or reports the conflict.
@@ -164,6 +185,23 @@ public struct CanaryConflict: Error, Sendable, Equatable, CustomStringConvertibl
     public init(route: String, detail: String) {
         self.route = route
         self.detail = detail
+    }
+
+    /// Throws the conflict unless a write expecting `expectVersion` may replace `stored`: the version it read, or
+    /// (nil: a start) no active canary on the route.
+    ///
+    /// The compare-and-swap of `RolloutStore.writeCanary`, the same on every backend.
+    static func check(route: String, stored: CanaryRow?, expectVersion: Int?) throws {
+        if let expectVersion {
+            guard let stored, stored.version == expectVersion else {
+                throw CanaryConflict(
+                    route: route,
+                    detail: "changed meanwhile (version \(stored?.version ?? 0), expected \(expectVersion))"
+                )
+            }
+        } else if let stored, stored.active {
+            throw CanaryConflict(route: route, detail: "a canary is already running on this route")
+        }
     }
 
     /// `canary 'orders' changed meanwhile: ...`.

@@ -126,29 +126,24 @@ extension SQLiteConfigurationStore {
         author: ChangeAuthor,
         summary: String?
     ) throws -> StoredRevision {
-        let snapshot = try Self.encodeSnapshot(configuration)
-        let stored = try Self.decodeSnapshot(snapshot, revision: number, path: self.path)
-        let errors = stored.validate()
-        guard errors.isEmpty else {
-            throw ConfigurationInvalid(errors: errors)
-        }
-        let diff = RevisionDiff(from: previous, to: stored)
-        guard !diff.isEmpty else {
-            throw StoreError.noChange
-        }
-        let detail = ((summary.map { [$0] } ?? []) + diff.lines).joined(separator: "\n")
-        let summary = summary ?? diff.summary()
+        let draft = try RevisionDraft(
+            configuration,
+            number: number,
+            previous: previous,
+            summary: summary,
+            location: self.path
+        )
         try db.execute(
             sql: """
                 INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
-                number, author.author, author.reason, self.now(), summary, try Self.encodeNames(diff.routesChanged),
-                snapshot,
+                number, author.author, author.reason, self.now(), draft.summary,
+                try Self.encodeNames(draft.routesChanged), draft.snapshot,
             ]
         )
-        try Self.recordRuleNames(db, stored, revision: number)
+        try Self.recordRuleNames(db, draft.configuration, revision: number)
         let createdAt = try Date.fetchOne(
             db,
             sql: "SELECT created_at FROM revisions WHERE number = ?",
@@ -157,7 +152,7 @@ extension SQLiteConfigurationStore {
         try db.execute(
             sql: "INSERT INTO audit (revision, time, author, reason, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
             arguments: [
-                number, createdAt, author.author, author.reason, author.action, detail,
+                number, createdAt, author.author, author.reason, author.action, draft.detail,
             ]
         )
         return StoredRevision(
@@ -165,8 +160,8 @@ extension SQLiteConfigurationStore {
             author: author.author,
             reason: author.reason,
             createdAt: createdAt ?? self.now(),
-            summary: summary,
-            configuration: stored
+            summary: draft.summary,
+            configuration: draft.configuration
         )
     }
 }

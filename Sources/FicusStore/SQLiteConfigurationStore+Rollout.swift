@@ -59,16 +59,7 @@ extension SQLiteConfigurationStore: RolloutStore {
         try await self.perform {
             try await self.write { db in
                 let stored = try Self.fetchCanary(db, route: row.route)
-                if let expectVersion {
-                    guard let stored, stored.version == expectVersion else {
-                        throw CanaryConflict(
-                            route: row.route,
-                            detail: "changed meanwhile (version \(stored?.version ?? 0), expected \(expectVersion))"
-                        )
-                    }
-                } else if let stored, stored.active {
-                    throw CanaryConflict(route: row.route, detail: "a canary is already running on this route")
-                }
+                try CanaryConflict.check(route: row.route, stored: stored, expectVersion: expectVersion)
                 var revision: StoredRevision?
                 if let change {
                     revision = try self.commitInTransaction(db, author, restoredFrom: nil, change: change)
@@ -240,16 +231,7 @@ extension SQLiteConfigurationStore: RolloutStore {
     ) throws -> [(CanaryRow, CanaryOverrideOutcome)] {
         let rows = try Row.fetchAll(db, sql: "SELECT * FROM canary WHERE active = 1 ORDER BY route")
             .map(Self.canaryRow)
-            .filter { hook.routes?.contains($0.route) ?? true }
-        var outcomes: [(CanaryRow, CanaryOverrideOutcome)] = []
-        for row in rows {
-            do {
-                outcomes.append((row, try hook.apply(row, &configuration)))
-            } catch {
-                throw ChangeFailed(error: error)
-            }
-        }
-        return outcomes
+        return try hook.outcomes(for: rows, configuration: &configuration)
     }
 
     /// Stores the overridden canaries' states and their audit lines, tied to the operator's revision.

@@ -115,7 +115,7 @@ extension BlueGreenCommand {
                 if let host = self.host, host.isEmpty || host.contains(where: { $0.isWhitespace || $0 == "/" }) {
                     throw CLIError.usage("--host '\(host)': not a host name")
                 }
-                let store = try self.storeOptions.openRollout()
+                let store = try await self.storeOptions.open()
                 let (_, state, _) = try await BlueGreenWiring.load(upstream: self.upstream, store: store, creating: nil)
                 let configuration = try await store.latest()?.configuration ?? Configuration()
                 let host = self.host ?? BlueGreenWiring.usualHost(of: self.upstream, in: configuration)
@@ -245,7 +245,7 @@ extension BlueGreenCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let name = self.upstream
                 let segmentChange: String?? = self.off ? .some(nil) : self.segment.map { .some($0) }
                 let token = self.token ? PreviewToken.generate() : nil
@@ -292,7 +292,7 @@ extension BlueGreenCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.openRollout()
+                let store = try await self.storeOptions.open()
                 let (_, state, _) = try await BlueGreenWiring.load(upstream: self.upstream, store: store, creating: nil)
                 if self.output.json {
                     var object: [String: Any] = [
@@ -350,7 +350,7 @@ extension BlueGreenWiring {
         quiet: Bool = false,
         makeEvent: (BlueGreenState) -> BlueGreenEvent
     ) async throws {
-        let store = try storeOptions.openRollout()
+        let store = try await storeOptions.open()
         let outcome = try await Self.apply(
             upstream: name,
             store: store,

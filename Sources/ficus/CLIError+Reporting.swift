@@ -61,6 +61,9 @@ enum ErrorReport {
         case let error as ConfigurationInvalid:
             let messages = error.errors.map(\.description)
             return ("error: \(CLIError.invalidConfiguration(messages))", ExitStatus.invalid)
+        case let error as StoreLocationError:
+            // A --store or FICUS_STORE that names no store is a usage error; the text shown has no password.
+            return ("error: \(error)", ExitStatus.usage)
         case let error as StoreError:
             if case .ruleNameRetired = error {
                 return ("error: \(error)", ExitStatus.invalid)

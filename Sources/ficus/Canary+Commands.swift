@@ -87,7 +87,7 @@ struct CanaryCommand: AsyncParsableCommand {
                 guard let onFail = CanaryFailureAction(rawValue: self.onFail) else {
                     throw CLIError.usage("--on-fail '\(self.onFail)': expected abort or pause")
                 }
-                let store = try self.storeOptions.openRollout()
+                let store = try await self.storeOptions.open()
                 let latest = try await store.requireLatest()
                 let shadowed = latest.configuration.routes.first { $0.name == self.route }?.shadow != nil
                 let maxDiffRate: Double?
@@ -197,7 +197,7 @@ struct CanaryCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.openRollout()
+                let store = try await self.storeOptions.open()
                 while true {
                     guard let row = try await store.canary(route: self.route) else {
                         throw CLIError.failed("route '\(self.route)' has no canary: start one with 'ficus canary start'")
@@ -312,7 +312,7 @@ enum CanaryArguments {
         _ event: @escaping @Sendable (Date) -> CanaryEvent
     ) async throws {
         try await ErrorReport.run {
-            let store = try storeOptions.openRollout()
+            let store = try await storeOptions.open()
             let wiring = CanaryWiring(store: store, author: change.changeAuthor(action: action).author)
             try self.report(try await wiring.apply(route: route, action: action, event))
         }
@@ -381,18 +381,5 @@ enum CanaryArguments {
             throw CLIError.usage("\(option) '\(text)': expected a duration like 90s, 2m or 1m30s")
         }
         return total
-    }
-}
-
-extension StoreOptions {
-    /// Opens the store as the SQLite store, which is a configuration, shadow and rollout store at once.
-    ///
-    /// Canary commands write a revision and the canary's row in one transaction, so they need all three.
-    func openRollout() throws -> SQLiteConfigurationStore {
-        let path = self.path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw CLIError.storeMissing(path: path)
-        }
-        return try SQLiteConfigurationStore(path: path)
     }
 }

@@ -64,7 +64,7 @@ extension CanaryWiring {
     }
 }
 
-extension SQLiteConfigurationStore {
+extension StoreBackend {
     /// `commitPrinting`, with the active canaries of `routes` (nil: all) aborted by `command` in the same transaction.
     ///
     /// For `ficus flip` and `ficus kill`: the canary's rule goes with the operator's revision, see

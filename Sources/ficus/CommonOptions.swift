@@ -3,30 +3,54 @@ import FicusCore
 import FicusStore
 import Foundation
 
-/// `--store PATH`, shared by every command that reads or writes the store.
+/// `--store PATH|postgres://…`, shared by every command that reads or writes the store.
 ///
 /// The CLI is the only place that reads the environment: `FICUS_STORE` is resolved here and nowhere else.
 struct StoreOptions: ParsableArguments {
     @Option(
         name: .long,
-        help: ArgumentHelp("The store file (default: $FICUS_STORE, else ./ficus.sqlite).", valueName: "path"))
+        help: ArgumentHelp(
+            "The store: an SQLite file (PATH or sqlite:PATH) or postgres://USER@HOST:PORT/DB?sslmode=… "
+                + "(default: $FICUS_STORE, else ./ficus.sqlite).",
+            valueName: "store"
+        )
+    )
     var store: String?
 
-    /// The store path after the option, the environment and the default.
+    /// The store text after the option, the environment and the default.
     var path: String {
-        self.store ?? ProcessInfo.processInfo.environment["FICUS_STORE"] ?? "./ficus.sqlite"
+        Self.text(option: self.store)
     }
 
-    /// Opens the store; only `ficus init` may create the file.
+    /// `option`, else `FICUS_STORE`, else `./ficus.sqlite`; shared with `ficus serve`, whose option is its own.
+    static func text(option: String?) -> String {
+        option ?? ProcessInfo.processInfo.environment["FICUS_STORE"] ?? "./ficus.sqlite"
+    }
+
+    /// The store as messages may name it: the path, or the URL without its password.
+    var shown: String {
+        (try? StoreLocation(parsing: self.path).description) ?? PostgresStoreURL.redacting(self.path)
+    }
+
+    /// Opens the store; only `ficus init` may create it (the SQLite file, or the schema in a PostgreSQL database).
     ///
     /// A mistyped `--store` must fail loudly instead of silently creating an empty store that every later command
     /// would then read.
-    func open(creating: Bool = false) throws -> any ConfigurationStore {
-        let path = self.path
-        if !creating, !FileManager.default.fileExists(atPath: path) {
+    func open(creating: Bool = false) async throws -> any StoreBackend {
+        try await Self.open(self.path, creating: creating)
+    }
+
+    /// Opens the store `text` names (see `open(creating:)`), with `telemetry` limits for an SQLite store.
+    static func open(
+        _ text: String,
+        creating: Bool,
+        telemetry: TelemetryLimits = TelemetryLimits()
+    ) async throws -> any StoreBackend {
+        let location = try StoreLocation(parsing: text)
+        if case .sqlite(let path) = location, !creating, !FileManager.default.fileExists(atPath: path) {
             throw CLIError.storeMissing(path: path)
         }
-        return try SQLiteConfigurationStore(path: path)
+        return try await StoreFactory.open(location, creating: creating, telemetry: telemetry)
     }
 }
 

@@ -43,7 +43,7 @@ struct ApplyCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await ErrorReport.run {
-            let store = try self.storeOptions.open()
+            let store = try await self.storeOptions.open()
             let files = try RulesFiles.load(self.paths)
             if !self.merge {
                 try files.validate(files.standalone)
@@ -158,7 +158,7 @@ struct ExportCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await ErrorReport.run {
-            let store = try self.storeOptions.open()
+            let store = try await self.storeOptions.open()
             let stored: StoredRevision
             if let number = self.revision {
                 stored = try await store.revision(number)
@@ -200,16 +200,21 @@ struct InitCommand: AsyncParsableCommand {
                 try loaded.validate(loaded.standalone)
                 files = loaded
             }
-            let path = self.storeOptions.path
-            let existed = FileManager.default.fileExists(atPath: path)
-            let store = try self.storeOptions.open(creating: true)
+            let path = self.storeOptions.shown
+            // An SQLite file is created here or was there; a PostgreSQL schema is created or checked by the open.
+            var empty = "store '\(path)' is ready (empty schema)"
+            if case .sqlite(let file) = try StoreLocation(parsing: self.storeOptions.path) {
+                let existed = FileManager.default.fileExists(atPath: file)
+                empty = existed ? "store '\(path)' exists and is empty" : "created store '\(path)' (empty)"
+            }
+            let store = try await self.storeOptions.open(creating: true)
             let latest = try await store.latest()
             guard let files else {
                 if let latest {
                     Console.err("store '\(path)' already exists")
                     Console.out("revision \(latest.number)")
                 } else {
-                    Console.err(existed ? "store '\(path)' exists and is empty" : "created store '\(path)' (empty)")
+                    Console.err(empty)
                     Console.out("revision 0")
                 }
                 return

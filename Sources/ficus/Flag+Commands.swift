@@ -15,7 +15,7 @@ struct FlagCommand: AsyncParsableCommand {
     /// Creating on first use lets an operator prepare a kill switch before the rules that name it.
     static func set(_ name: String, enabled: Bool, store: StoreOptions, change: ChangeOptions) async throws {
         try await ErrorReport.run {
-            let opened = try store.open()
+            let opened = try await store.open()
             let action = enabled ? "flag.on" : "flag.off"
             try await opened.commitPrinting(change.changeAuthor(action: action)) { configuration in
                 if let index = configuration.flags.firstIndex(where: { $0.name == name }) {
@@ -79,7 +79,7 @@ extension FlagCommand {
         func run() async throws {
             try await ErrorReport.run {
                 let name = self.name
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "flag.rm")) { configuration in
                     configuration.flags.remove(at: try configuration.flagIndex(name))
                 }
@@ -96,7 +96,7 @@ extension FlagCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let (configuration, _) = try await store.latestConfiguration()
                 if self.output.json {
                     try Console.json(configuration.flags)

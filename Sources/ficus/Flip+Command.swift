@@ -35,7 +35,7 @@ struct FlipCommand: AsyncParsableCommand {
             let routeName = self.route
             let target = self.to
             let back = self.back
-            let store = try self.storeOptions.openRollout()
+            let store = try await self.storeOptions.open()
             // A running canary on the route ends with this revision (its rule goes), so no controller fights the flip.
             try await store.commitPrinting(
                 self.change.changeAuthor(action: "flip"),
@@ -86,7 +86,7 @@ struct KillCommand: AsyncParsableCommand {
 
     static func setKilled(_ killed: Bool, store: StoreOptions, change: ChangeOptions) async throws {
         try await ErrorReport.run {
-            let opened = try store.openRollout()
+            let opened = try await store.open()
             let author = change.changeAuthor(action: killed ? "kill" : "unkill")
             guard killed else {
                 try await opened.commitPrinting(author) { configuration in
@@ -140,7 +140,7 @@ struct RollbackCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await ErrorReport.run {
-            let store = try self.storeOptions.openRollout()
+            let store = try await self.storeOptions.open()
             let latest = try await store.requireLatest()
             let target = self.to ?? latest.number - 1
             guard target >= 1 else {

@@ -32,7 +32,7 @@ extension IdentityCommand {
         func run() async throws {
             try await ErrorReport.run {
                 let attribute = try ArgumentText.attribute(self.attribute, option: "identity")
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "identity.set")) { configuration in
                     configuration.identity = attribute
                 }
@@ -50,7 +50,7 @@ extension IdentityCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "identity.clear")) { configuration in
                     configuration.identity = nil
                 }
@@ -67,7 +67,7 @@ extension IdentityCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let configuration = try await store.latest()?.configuration ?? Configuration()
                 Console.out(configuration.identity?.description ?? "client_ip (the default)")
             }

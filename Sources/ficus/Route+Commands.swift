@@ -327,7 +327,7 @@ extension RouteCommand {
                 var route = Route(name: self.name, legacy: self.legacy ?? self.to, defaultUpstream: self.to)
                 try self.shape.apply(to: &route)
                 let newRoute = route
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "route.add")) { configuration in
                     guard !configuration.routes.contains(where: { $0.name == newRoute.name }) else {
                         throw CLIError.alreadyExists(kind: "route", name: newRoute.name, hint: "use 'ficus route set'")
@@ -417,7 +417,7 @@ extension RouteCommand {
                     throw CLIError.usage("give --methods or --any-method, not both")
                 }
                 _ = try shape.pathPattern()
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "route.set")) { configuration in
                     let index = try configuration.routeIndex(name)
                     var route = configuration.routes[index]
@@ -476,7 +476,7 @@ extension RouteCommand {
         func run() async throws {
             try await ErrorReport.run {
                 let name = self.name
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "route.rm")) { configuration in
                     configuration.routes.remove(at: try configuration.routeIndex(name))
                 }
@@ -493,7 +493,7 @@ extension RouteCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let (configuration, _) = try await store.latestConfiguration()
                 if self.output.json {
                     try Console.json(configuration.routes)
@@ -525,7 +525,7 @@ extension RouteCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let (configuration, _) = try await store.latestConfiguration()
                 let route = configuration.routes[try configuration.routeIndex(self.name)]
                 if self.output.json {

@@ -95,7 +95,7 @@ extension RuleCommand {
                 let upstream = self.to
                 let explicitName = self.name
                 let position = self.at
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 // Names of removed rules stay taken: buckets hash the name, so reusing one would reshuffle the
                 // old rule's users. An explicit retired name is left to the store, which refuses it.
                 let everUsed = try await store.ruleNamesEverUsed()
@@ -207,7 +207,7 @@ extension RuleCommand {
             try await ErrorReport.run {
                 let routeName = self.route
                 let reference = self.rule
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "rule.rm")) { configuration in
                     let index = try configuration.routeIndex(routeName)
                     let ruleIndex = try configuration.routes[index].ruleIndex(reference)
@@ -242,7 +242,7 @@ extension RuleCommand {
                 let routeName = self.route
                 let reference = self.rule
                 let position = self.position
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "rule.move")) { configuration in
                     let index = try configuration.routeIndex(routeName)
                     var rules = configuration.routes[index].rules

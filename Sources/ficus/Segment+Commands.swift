@@ -59,7 +59,7 @@ extension SegmentCommand {
             try await ErrorReport.run {
                 let segment = Segment(name: self.name, constraints: try self.constraints())
                 let replace = self.replace
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "segment.add")) { configuration in
                     if let index = configuration.segments.firstIndex(where: { $0.name == segment.name }) {
                         guard replace else {
@@ -125,7 +125,7 @@ extension SegmentCommand {
         func run() async throws {
             try await ErrorReport.run {
                 let name = self.name
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "segment.rm")) { configuration in
                     configuration.segments.remove(at: try configuration.segmentIndex(name))
                 }
@@ -142,7 +142,7 @@ extension SegmentCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let (configuration, _) = try await store.latestConfiguration()
                 if self.output.json {
                     try Console.json(configuration.segments)
@@ -172,7 +172,7 @@ extension SegmentCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let (configuration, _) = try await store.latestConfiguration()
                 let segment = configuration.segments[try configuration.segmentIndex(self.name)]
                 if self.output.json {

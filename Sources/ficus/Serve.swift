@@ -33,7 +33,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("default"), help: "The upstream that serves every request (with --upstream).")
     var defaultUpstream: String?
 
-    @Option(help: "The rule store (SQLite file), used without --upstream. Default: $FICUS_STORE or ./ficus.sqlite.")
+    @Option(
+        help: """
+            The rule store, used without --upstream: an SQLite file or postgres://USER@HOST:PORT/DB?sslmode=… \
+            Default: $FICUS_STORE or ./ficus.sqlite.
+            """
+    )
     var store: String?
 
     @ArgumentParser.Flag(
@@ -315,16 +320,13 @@ struct Serve: AsyncParsableCommand {
         defer { LogWriter.standardError.flush() }
         let source: FicusNode.Source
         if self.upstream.isEmpty {
-            let path = self.store ?? ProcessInfo.processInfo.environment["FICUS_STORE"] ?? "./ficus.sqlite"
+            let text = StoreOptions.text(option: self.store)
             // Like every other command, serve never creates a store unless asked: a mistyped --store would otherwise
             // serve an empty configuration (404 for everything) from a new file.
-            var opened: SQLiteConfigurationStore?
+            var opened: (any StoreBackend)?
             try await ErrorReport.run {
-                if !self.initStore, !FileManager.default.fileExists(atPath: path) {
-                    throw CLIError.storeMissing(path: path)
-                }
                 let limits = TelemetryLimits(maxBytes: ByteSize.parse(self.telemetryMaxSize) ?? (1 << 30))
-                opened = try SQLiteConfigurationStore(path: path, telemetry: limits)
+                opened = try await StoreOptions.open(text, creating: self.initStore, telemetry: limits)
             }
             source = .store(opened!)
         } else {

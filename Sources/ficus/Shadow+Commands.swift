@@ -206,7 +206,7 @@ extension ShadowCommand {
             try await ErrorReport.run {
                 let change = try self.parsedChange()
                 let name = self.route
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let author = self.change.changeAuthor(action: change.off ? "shadow.off" : "shadow.set")
                 try await store.commitPrinting(author) { configuration in
                     let index = try configuration.routeIndex(name)
@@ -242,7 +242,7 @@ extension ShadowCommand {
             try await ErrorReport.run {
                 let paths = try self.paths.map { try ShadowText.ignorePath($0) }
                 let name = self.route
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "shadow.ignore")) { configuration in
                     try configuration.editShadow(of: name) { policy in
                         for path in paths where !policy.ignorePaths.contains(path) {
@@ -275,7 +275,7 @@ extension ShadowCommand {
             try await ErrorReport.run {
                 let paths = self.paths
                 let name = self.route
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "shadow.unignore")) { configuration in
                     try configuration.editShadow(of: name) { policy in
                         let known = policy.ignorePaths
@@ -329,7 +329,7 @@ extension ShadowCommand {
                     self.remove ? self.path : try self.path.map { try ShadowText.jsonPath($0, option: "--path") }
                 let remove = self.remove
                 let name = self.route
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let action = remove ? "shadow.sensitive.rm" : "shadow.sensitive"
                 try await store.commitPrinting(self.change.changeAuthor(action: action)) { configuration in
                     try configuration.editShadow(of: name) { policy in
@@ -389,7 +389,7 @@ extension ShadowCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let (configuration, _) = try await store.latestConfiguration()
                 let route = configuration.routes[try configuration.routeIndex(self.route)]
                 if self.output.json {

@@ -65,7 +65,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await ErrorReport.run {
-            let store = try self.storeOptions.open()
+            let store = try await self.storeOptions.open()
             let latest = try await store.latest()
             let configuration = latest?.configuration ?? Configuration()
             let revision = latest?.number ?? 0
@@ -244,7 +244,7 @@ struct HistoryCommand: AsyncParsableCommand {
             if let limit = self.limit, limit < 1 {
                 throw CLIError.usage("--limit \(limit): must be at least 1")
             }
-            let store = try self.storeOptions.open()
+            let store = try await self.storeOptions.open()
             let entries = try await store.history(limit: self.limit, route: self.route).map {
                 Entry(
                     revision: $0.number,
@@ -290,7 +290,7 @@ struct DiffCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await ErrorReport.run {
-            let store = try self.storeOptions.open()
+            let store = try await self.storeOptions.open()
             let old = try await store.revision(self.from)
             let new = try await store.revision(self.to)
             let changes = RevisionDiff(from: old.configuration, to: new.configuration)
@@ -398,7 +398,7 @@ struct ExplainCommand: AsyncParsableCommand {
                 }
                 address = parsed
             }
-            let store = try self.storeOptions.open()
+            let store = try await self.storeOptions.open()
             let stored: StoredRevision
             if let number = self.revision {
                 stored = try await store.revision(number)

@@ -52,7 +52,7 @@ extension UpstreamCommand {
                 try self.resilience.apply(to: &built)
                 self.tls.apply(to: &built)
                 let upstream = built
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "upstream.add")) { configuration in
                     guard configuration.upstream(named: upstream.name) == nil else {
                         throw CLIError.alreadyExists(
@@ -125,7 +125,7 @@ extension UpstreamCommand {
                 if noSlots, addresses.isEmpty {
                     throw CLIError.usage("--no-slots needs the addresses of the plain pool")
                 }
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "upstream.set")) { configuration in
                     let index = try configuration.upstreamIndex(name)
                     var upstream = configuration.upstreams[index]
@@ -176,7 +176,7 @@ extension UpstreamCommand {
         func run() async throws {
             try await ErrorReport.run {
                 let name = self.name
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "upstream.rm")) { configuration in
                     let index = try configuration.upstreamIndex(name)
                     let references = configuration.references(toUpstream: name)
@@ -201,7 +201,7 @@ extension UpstreamCommand {
 
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let (configuration, _) = try await store.latestConfiguration()
                 if self.output.json {
                     try Console.json(configuration.upstreams)

@@ -225,7 +225,7 @@ extension UpstreamCommand {
         /// Prints the upstream from the newest revision.
         func run() async throws {
             try await ErrorReport.run {
-                let store = try self.storeOptions.open()
+                let store = try await self.storeOptions.open()
                 let (configuration, _) = try await store.latestConfiguration()
                 let upstream = configuration.upstreams[try configuration.upstreamIndex(self.name)]
                 if self.output.json {

@@ -28,14 +28,7 @@ extension CLITests {
             }
 
             // The proxy notices, says so on /healthz and /metrics, and keeps serving the last good revision.
-            var health = ""
-            let deadline = ContinuousClock.now + .seconds(5)
-            while ContinuousClock.now < deadline {
-                health = (try? await HTTPTestClient.get(port: server.adminPort, path: "/healthz", group: group))?
-                    .bodyString ?? ""
-                if health.contains("degraded") { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            let health = await waitForHealth("degraded", adminPort: server.adminPort, group: group)
             #expect(health.contains("\"status\":\"degraded\""), "\(health)")
             #expect(health.contains("\"revision\":\(revision)"))
             #expect(health.contains("last_error"))

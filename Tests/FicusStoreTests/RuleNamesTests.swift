@@ -19,96 +19,98 @@ extension StoreFixtures {
 
 @Suite("Rule names are never reused")
 struct RuleNamesTests {
-    /// A store at revision 3: `orders-canary` added to `orders` in revision 2 and removed in revision 3.
-    static func storeWithRetiredCanary(_ file: TemporaryStoreFile) async throws -> SQLiteConfigurationStore {
-        let store = try await StoreFixtures.store(file)
+    /// Takes a seeded store to revision 3: `orders-canary` added to `orders` in revision 2 and removed in revision 3.
+    static func retireCanary(_ store: any ConfigurationStore) async throws {
         try await store.commit(StoreFixtures.author("rule.add"), expectRevision: 1) { configuration in
             configuration.routes[0].rules.append(StoreFixtures.canary("orders-canary"))
         }
         try await store.commit(StoreFixtures.author("rule.rm"), expectRevision: 2) { configuration in
             configuration.routes[0].rules.removeAll()
         }
-        return store
     }
 
-    @Test("a retired name is refused, naming its first use, and nothing is written")
-    func retiredNameIsRefused() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await Self.storeWithRetiredCanary(file)
-        let auditBefore = try await store.audit(limit: nil)
-        await #expect(throws: StoreError.ruleNameRetired(name: "orders-canary", route: "orders", revision: 2)) {
-            try await store.commit(StoreFixtures.author("rule.add"), expectRevision: nil) { configuration in
-                configuration.routes[1].rules.append(StoreFixtures.canary("orders-canary", percent: 50))
+    @Test("a retired name is refused, naming its first use, and nothing is written", arguments: StoreFixtures.backends)
+    func retiredNameIsRefused(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            try await Self.retireCanary(store)
+            let auditBefore = try await store.audit(limit: nil)
+            await #expect(throws: StoreError.ruleNameRetired(name: "orders-canary", route: "orders", revision: 2)) {
+                try await store.commit(StoreFixtures.author("rule.add"), expectRevision: nil) { configuration in
+                    configuration.routes[1].rules.append(StoreFixtures.canary("orders-canary", percent: 50))
+                }
             }
+            #expect(try await store.latest()?.number == 3)
+            #expect(try await store.history(limit: nil, route: nil).count == 3)
+            #expect(try await store.audit(limit: nil) == auditBefore)
+            let message = StoreError.ruleNameRetired(name: "orders-canary", route: "orders", revision: 12).description
+            #expect(
+                message == "rule name 'orders-canary' was used before (route 'orders', revision 12) and is retired: "
+                    + "rule names are never reused, pick another"
+            )
         }
-        #expect(try await store.latest()?.number == 3)
-        #expect(try await store.history(limit: nil, route: nil).count == 3)
-        #expect(try await store.audit(limit: nil) == auditBefore)
-        let message = StoreError.ruleNameRetired(name: "orders-canary", route: "orders", revision: 12).description
-        #expect(
-            message == "rule name 'orders-canary' was used before (route 'orders', revision 12) and is retired: "
-                + "rule names are never reused, pick another"
-        )
     }
 
-    @Test("names still in the configuration may move and change; new names are recorded with their first use")
-    func liveNamesMayMove() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file)
-        try await store.commit(StoreFixtures.author("rule.add"), expectRevision: 1) { configuration in
-            configuration.routes[0].rules.append(StoreFixtures.canary("canary"))
-        }
-        let moved = try await store.commit(StoreFixtures.author("rule.move"), expectRevision: 2) { configuration in
-            configuration.routes[0].rules.removeAll()
-            configuration.routes[1].rules.append(StoreFixtures.canary("canary", percent: 20))
-            configuration.routes[1].rules.append(StoreFixtures.canary("users-canary"))
-        }
-        #expect(moved.number == 3)
-        #expect(try await store.ruleNamesEverUsed() == ["canary", "users-canary"])
-    }
-
-    @Test("rolling back to a revision with a retired name restores it")
-    func rollbackRestoresRetiredNames() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await Self.storeWithRetiredCanary(file)
-        let restored = try await store.rollback(to: 2, StoreFixtures.author("rollback"))
-        #expect(restored.number == 4)
-        #expect(restored.configuration.routes[0].rules == [StoreFixtures.canary("orders-canary")])
-        #expect(try await store.ruleNamesEverUsed() == ["orders-canary"])
-    }
-
-    @Test("a commit allowing names from an earlier revision restores its rules as they were, and only those")
-    func partialRollbackRestoresExactRules() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await Self.storeWithRetiredCanary(file)
-        let author = StoreFixtures.author("rollback.route")
-        await #expect(throws: StoreError.ruleNameRetired(name: "orders-canary", route: "orders", revision: 2)) {
-            try await store.commit(author, expectRevision: 3, allowingRuleNamesFrom: 2) { configuration in
-                configuration.routes[0].rules.append(StoreFixtures.canary("orders-canary", percent: 90))
+    @Test("names still in the configuration may move and change; new names are recorded with their first use", arguments: StoreFixtures.backends)
+    func liveNamesMayMove(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            try await store.commit(StoreFixtures.author("rule.add"), expectRevision: 1) { configuration in
+                configuration.routes[0].rules.append(StoreFixtures.canary("canary"))
             }
-        }
-        await #expect(throws: StoreError.noSuchRevision(9)) {
-            try await store.commit(author, expectRevision: 3, allowingRuleNamesFrom: 9) { configuration in
-                configuration.routes[0].rules.append(StoreFixtures.canary("orders-canary"))
+            let moved = try await store.commit(StoreFixtures.author("rule.move"), expectRevision: 2) { configuration in
+                configuration.routes[0].rules.removeAll()
+                configuration.routes[1].rules.append(StoreFixtures.canary("canary", percent: 20))
+                configuration.routes[1].rules.append(StoreFixtures.canary("users-canary"))
             }
+            #expect(moved.number == 3)
+            #expect(try await store.ruleNamesEverUsed() == ["canary", "users-canary"])
         }
-        #expect(try await store.latest()?.number == 3)
-        let old = try await store.revision(2).configuration.routes[0]
-        let restored = try await store.commit(author, expectRevision: 3, allowingRuleNamesFrom: 2) { configuration in
-            configuration.routes[0] = old
-        }
-        #expect(restored.number == 4)
-        #expect(restored.configuration.routes[0] == old)
     }
 
-    @Test("the record of names is append-only")
-    func recordIsAppendOnly() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await Self.storeWithRetiredCanary(file)
-        await #expect(throws: (any Error).self) {
-            try await store.unsafeExecute("DELETE FROM rule_names")
+    @Test("rolling back to a revision with a retired name restores it", arguments: StoreFixtures.backends)
+    func rollbackRestoresRetiredNames(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            try await Self.retireCanary(store)
+            let restored = try await store.rollback(to: 2, StoreFixtures.author("rollback"))
+            #expect(restored.number == 4)
+            #expect(restored.configuration.routes[0].rules == [StoreFixtures.canary("orders-canary")])
+            #expect(try await store.ruleNamesEverUsed() == ["orders-canary"])
         }
-        #expect(try await store.ruleNamesEverUsed() == ["orders-canary"])
+    }
+
+    @Test("a commit allowing names from an earlier revision restores its rules as they were, and only those", arguments: StoreFixtures.backends)
+    func partialRollbackRestoresExactRules(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            try await Self.retireCanary(store)
+            let author = StoreFixtures.author("rollback.route")
+            await #expect(throws: StoreError.ruleNameRetired(name: "orders-canary", route: "orders", revision: 2)) {
+                try await store.commit(author, expectRevision: 3, allowingRuleNamesFrom: 2) { configuration in
+                    configuration.routes[0].rules.append(StoreFixtures.canary("orders-canary", percent: 90))
+                }
+            }
+            await #expect(throws: StoreError.noSuchRevision(9)) {
+                try await store.commit(author, expectRevision: 3, allowingRuleNamesFrom: 9) { configuration in
+                    configuration.routes[0].rules.append(StoreFixtures.canary("orders-canary"))
+                }
+            }
+            #expect(try await store.latest()?.number == 3)
+            let old = try await store.revision(2).configuration.routes[0]
+            let restored = try await store.commit(author, expectRevision: 3, allowingRuleNamesFrom: 2) { configuration in
+                configuration.routes[0] = old
+            }
+            #expect(restored.number == 4)
+            #expect(restored.configuration.routes[0] == old)
+        }
+    }
+
+    @Test("the record of names is append-only", arguments: StoreFixtures.backends)
+    func recordIsAppendOnly(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            try await Self.retireCanary(store)
+            await #expect(throws: (any Error).self) {
+                try await store.unsafeExecute("DELETE FROM rule_names")
+            }
+            #expect(try await store.ruleNamesEverUsed() == ["orders-canary"])
+        }
     }
 
     @Test("migrating a store made with the v2 schema records every name of its history")

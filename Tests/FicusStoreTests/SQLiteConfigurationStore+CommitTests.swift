@@ -34,120 +34,121 @@ struct SQLiteConfigurationStoreCommitTests {
         #expect(audit.first?.detail.contains("+ route orders: /orders → legacy") == true)
     }
 
-    @Test("an invalid result throws every validation error and writes nothing")
-    func invalidChangeWritesNothing() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file)
-        let latestBefore = try await store.latest()
-        let auditBefore = try await store.audit(limit: nil)
-        let error = await #expect(throws: ConfigurationInvalid.self) {
-            try await store.commit(StoreFixtures.author(), expectRevision: 1) { configuration in
-                configuration.routes[0].defaultUpstream = "nowhere"
-                configuration.routes[1].rules.append(
-                    Rule(name: "beta", condition: .flag("beta"), upstream: "orders-v2")
-                )
+    @Test("an invalid result throws every validation error and writes nothing", arguments: StoreFixtures.backends)
+    func invalidChangeWritesNothing(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            let latestBefore = try await store.latest()
+            let auditBefore = try await store.audit(limit: nil)
+            let error = await #expect(throws: ConfigurationInvalid.self) {
+                try await store.commit(StoreFixtures.author(), expectRevision: 1) { configuration in
+                    configuration.routes[0].defaultUpstream = "nowhere"
+                    configuration.routes[1].rules.append(
+                        Rule(name: "beta", condition: .flag("beta"), upstream: "orders-v2")
+                    )
+                }
             }
+            #expect((error?.errors.count ?? 0) >= 2)
+            #expect(error?.description.contains("route 'orders'") == true)
+            #expect(error?.description.contains("nowhere") == true)
+            #expect(try await store.history(limit: nil, route: nil).count == 1)
+            #expect(try await store.latest() == latestBefore)
+            #expect(try await store.audit(limit: nil) == auditBefore)
         }
-        #expect((error?.errors.count ?? 0) >= 2)
-        #expect(error?.description.contains("route 'orders'") == true)
-        #expect(error?.description.contains("nowhere") == true)
-        #expect(try await store.history(limit: nil, route: nil).count == 1)
-        #expect(try await store.latest() == latestBefore)
-        #expect(try await store.audit(limit: nil) == auditBefore)
     }
 
-    @Test("an error thrown by the change comes out unchanged and writes nothing")
-    func closureErrorPropagates() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file)
-        await #expect(throws: ClosureFailed(reason: "no route 'payments'")) {
-            try await store.commit(StoreFixtures.author(), expectRevision: nil) { configuration in
-                configuration.flags.append(Flag(name: "half-done"))
-                throw ClosureFailed(reason: "no route 'payments'")
+    @Test("an error thrown by the change comes out unchanged and writes nothing", arguments: StoreFixtures.backends)
+    func closureErrorPropagates(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            await #expect(throws: ClosureFailed(reason: "no route 'payments'")) {
+                try await store.commit(StoreFixtures.author(), expectRevision: nil) { configuration in
+                    configuration.flags.append(Flag(name: "half-done"))
+                    throw ClosureFailed(reason: "no route 'payments'")
+                }
             }
+            let latest = try await store.latest()
+            #expect(latest?.number == 1)
+            #expect(latest?.configuration.flags.isEmpty == true)
+            #expect(try await store.audit(limit: nil).count == 1)
         }
-        #expect(try await store.latest()?.number == 1)
-        #expect(try await store.latest()?.configuration.flags.isEmpty == true)
-        #expect(try await store.audit(limit: nil).count == 1)
     }
 
-    @Test("expectRevision must match the newest revision, 0 meaning an empty store")
-    func expectRevision() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file, seeded: false)
-        await #expect(throws: StoreError.revisionMismatch(expected: 3, actual: 0)) {
-            try await store.commit(StoreFixtures.author(), expectRevision: 3) { configuration in
+    @Test("expectRevision must match the newest revision, 0 meaning an empty store", arguments: StoreFixtures.backends)
+    func expectRevision(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: false) { store in
+            await #expect(throws: StoreError.revisionMismatch(expected: 3, actual: 0)) {
+                try await store.commit(StoreFixtures.author(), expectRevision: 3) { configuration in
+                    configuration = StoreFixtures.configuration()
+                }
+            }
+            try await store.commit(StoreFixtures.author(), expectRevision: 0) { configuration in
                 configuration = StoreFixtures.configuration()
             }
-        }
-        try await store.commit(StoreFixtures.author(), expectRevision: 0) { configuration in
-            configuration = StoreFixtures.configuration()
-        }
-        await #expect(throws: StoreError.revisionMismatch(expected: 0, actual: 1)) {
-            try await store.commit(StoreFixtures.author(), expectRevision: 0) { configuration in
+            await #expect(throws: StoreError.revisionMismatch(expected: 0, actual: 1)) {
+                try await store.commit(StoreFixtures.author(), expectRevision: 0) { configuration in
+                    configuration.killed = true
+                }
+            }
+            let second = try await store.commit(StoreFixtures.author(), expectRevision: 1) { configuration in
                 configuration.killed = true
             }
+            #expect(second.number == 2)
+            #expect(second.summary == "~ killed: off → on")
         }
-        let second = try await store.commit(StoreFixtures.author(), expectRevision: 1) { configuration in
-            configuration.killed = true
-        }
-        #expect(second.number == 2)
-        #expect(second.summary == "~ killed: off → on")
     }
 
-    @Test("a change that changes nothing writes no revision")
-    func noChange() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file, seeded: false)
-        await #expect(throws: StoreError.noChange) {
-            try await store.commit(StoreFixtures.author(), expectRevision: nil) { _ in }
-        }
-        try await store.commit(StoreFixtures.author(), expectRevision: nil) { configuration in
-            configuration = StoreFixtures.configuration()
-        }
-        await #expect(throws: StoreError.noChange) {
-            try await store.commit(StoreFixtures.author(), expectRevision: nil) { configuration in
-                configuration.routes[0].defaultUpstream = "orders-v2"
-                configuration.routes[0].defaultUpstream = "legacy"
+    @Test("a change that changes nothing writes no revision", arguments: StoreFixtures.backends)
+    func noChange(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: false) { store in
+            await #expect(throws: StoreError.noChange) {
+                try await store.commit(StoreFixtures.author(), expectRevision: nil) { _ in }
             }
+            try await store.commit(StoreFixtures.author(), expectRevision: nil) { configuration in
+                configuration = StoreFixtures.configuration()
+            }
+            await #expect(throws: StoreError.noChange) {
+                try await store.commit(StoreFixtures.author(), expectRevision: nil) { configuration in
+                    configuration.routes[0].defaultUpstream = "orders-v2"
+                    configuration.routes[0].defaultUpstream = "legacy"
+                }
+            }
+            #expect(try await store.history(limit: nil, route: nil).count == 1)
+            #expect(try await store.audit(limit: nil).count == 1)
         }
-        #expect(try await store.history(limit: nil, route: nil).count == 1)
-        #expect(try await store.audit(limit: nil).count == 1)
     }
 
-    @Test("rollback writes a new revision equal to an earlier one")
-    func rollback() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file)
-        try await store.commit(StoreFixtures.author("flip"), expectRevision: 1) { configuration in
-            configuration.routes[0].defaultUpstream = "orders-v2"
-        }
-        try await store.commit(StoreFixtures.author("flag.add"), expectRevision: 2) { configuration in
-            configuration.flags.append(Flag(name: "beta", enabled: true))
-        }
-        let rolledBack = try await store.rollback(to: 1, StoreFixtures.author("rollback", reason: "5xx on orders-v2"))
-        #expect(rolledBack.number == 4)
-        #expect(rolledBack.summary == "rollback to 1")
-        #expect(rolledBack.configuration == (try await store.revision(1)).configuration)
-        #expect(try await store.latest() == rolledBack)
-        let history = try await store.history(limit: nil, route: nil)
-        #expect(history.map(\.number) == [4, 3, 2, 1])
-        #expect(history.first?.routesChanged == ["orders"])
-        let audit = try #require(try await store.audit(limit: 1).first)
-        #expect(audit.action == "rollback")
-        #expect(audit.revision == 4)
-        #expect(audit.reason == "5xx on orders-v2")
-        #expect(audit.detail.split(separator: "\n") == [
-            "rollback to 1", "~ route orders: default orders-v2 → legacy", "- flag beta",
-        ])
-        await #expect(throws: StoreError.noChange) {
-            try await store.rollback(to: 1, StoreFixtures.author("rollback"))
-        }
-        await #expect(throws: StoreError.noSuchRevision(99)) {
-            try await store.rollback(to: 99, StoreFixtures.author("rollback"))
-        }
-        await #expect(throws: StoreError.noSuchRevision(0)) {
-            try await store.revision(0)
+    @Test("rollback writes a new revision equal to an earlier one", arguments: StoreFixtures.backends)
+    func rollback(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            try await store.commit(StoreFixtures.author("flip"), expectRevision: 1) { configuration in
+                configuration.routes[0].defaultUpstream = "orders-v2"
+            }
+            try await store.commit(StoreFixtures.author("flag.add"), expectRevision: 2) { configuration in
+                configuration.flags.append(Flag(name: "beta", enabled: true))
+            }
+            let rolledBack = try await store.rollback(to: 1, StoreFixtures.author("rollback", reason: "5xx on orders-v2"))
+            #expect(rolledBack.number == 4)
+            #expect(rolledBack.summary == "rollback to 1")
+            #expect(rolledBack.configuration == (try await store.revision(1)).configuration)
+            #expect(try await store.latest() == rolledBack)
+            let history = try await store.history(limit: nil, route: nil)
+            #expect(history.map(\.number) == [4, 3, 2, 1])
+            #expect(history.first?.routesChanged == ["orders"])
+            let audit = try #require(try await store.audit(limit: 1).first)
+            #expect(audit.action == "rollback")
+            #expect(audit.revision == 4)
+            #expect(audit.reason == "5xx on orders-v2")
+            #expect(audit.detail.split(separator: "\n") == [
+                "rollback to 1", "~ route orders: default orders-v2 → legacy", "- flag beta",
+            ])
+            await #expect(throws: StoreError.noChange) {
+                try await store.rollback(to: 1, StoreFixtures.author("rollback"))
+            }
+            await #expect(throws: StoreError.noSuchRevision(99)) {
+                try await store.rollback(to: 99, StoreFixtures.author("rollback"))
+            }
+            await #expect(throws: StoreError.noSuchRevision(0)) {
+                try await store.revision(0)
+            }
         }
     }
 
@@ -170,61 +171,62 @@ struct SQLiteConfigurationStoreCommitTests {
         #expect(try await store.latest()?.configuration == StoreFixtures.configuration())
     }
 
-    @Test("history lists newest first, filtered by route and limited")
-    func historyFilters() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file)
-        try await store.commit(StoreFixtures.author("flip"), expectRevision: nil) { configuration in
-            configuration.routes[0].defaultUpstream = "orders-v2"
+    @Test("history lists newest first, filtered by route and limited", arguments: StoreFixtures.backends)
+    func historyFilters(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            try await store.commit(StoreFixtures.author("flip"), expectRevision: nil) { configuration in
+                configuration.routes[0].defaultUpstream = "orders-v2"
+            }
+            try await store.commit(StoreFixtures.author("rule.add"), expectRevision: nil) { configuration in
+                configuration.routes[1].rules.append(
+                    Rule(name: "users-canary", condition: .percentage(10), upstream: "orders-v2")
+                )
+            }
+            try await store.commit(StoreFixtures.author("flag.add"), expectRevision: nil) { configuration in
+                configuration.flags.append(Flag(name: "beta"))
+            }
+            #expect(try await store.history(limit: nil, route: nil).map(\.number) == [4, 3, 2, 1])
+            #expect(try await store.history(limit: nil, route: "orders").map(\.number) == [2, 1])
+            #expect(try await store.history(limit: nil, route: "users").map(\.number) == [3, 1])
+            #expect(try await store.history(limit: nil, route: "payments").isEmpty)
+            #expect(try await store.history(limit: 2, route: nil).map(\.number) == [4, 3])
+            #expect(try await store.history(limit: 1, route: "orders").map(\.number) == [2])
+            let third = try #require(try await store.history(limit: nil, route: "users").first)
+            #expect(third.routesChanged == ["users"])
+            #expect(third.summary == "+ rule users-canary in route users: percentage 10 → orders-v2")
         }
-        try await store.commit(StoreFixtures.author("rule.add"), expectRevision: nil) { configuration in
-            configuration.routes[1].rules.append(
-                Rule(name: "users-canary", condition: .percentage(10), upstream: "orders-v2")
-            )
-        }
-        try await store.commit(StoreFixtures.author("flag.add"), expectRevision: nil) { configuration in
-            configuration.flags.append(Flag(name: "beta"))
-        }
-        #expect(try await store.history(limit: nil, route: nil).map(\.number) == [4, 3, 2, 1])
-        #expect(try await store.history(limit: nil, route: "orders").map(\.number) == [2, 1])
-        #expect(try await store.history(limit: nil, route: "users").map(\.number) == [3, 1])
-        #expect(try await store.history(limit: nil, route: "payments").isEmpty)
-        #expect(try await store.history(limit: 2, route: nil).map(\.number) == [4, 3])
-        #expect(try await store.history(limit: 1, route: "orders").map(\.number) == [2])
-        let third = try #require(try await store.history(limit: nil, route: "users").first)
-        #expect(third.routesChanged == ["users"])
-        #expect(third.summary == "+ rule users-canary in route users: percentage 10 → orders-v2")
     }
 
-    @Test("audit entries are appended, newest first, and may name an existing revision")
-    func auditLog() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file)
-        try await store.appendAudit(StoreFixtures.author("canary.step"), revision: 1, detail: "orders-v2 at 10%")
-        try await store.appendAudit(StoreFixtures.author("canary.abort"), revision: nil, detail: "p99 over budget")
-        await #expect(throws: StoreError.noSuchRevision(42)) {
-            try await store.appendAudit(StoreFixtures.author("canary.step"), revision: 42, detail: "")
+    @Test("audit entries are appended, newest first, and may name an existing revision", arguments: StoreFixtures.backends)
+    func auditLog(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            try await store.appendAudit(StoreFixtures.author("canary.step"), revision: 1, detail: "orders-v2 at 10%")
+            try await store.appendAudit(StoreFixtures.author("canary.abort"), revision: nil, detail: "p99 over budget")
+            await #expect(throws: StoreError.noSuchRevision(42)) {
+                try await store.appendAudit(StoreFixtures.author("canary.step"), revision: 42, detail: "")
+            }
+            let audit = try await store.audit(limit: nil)
+            #expect(audit.map(\.action) == ["canary.abort", "canary.step", "init"])
+            #expect(audit.map(\.revision) == [nil, 1, 1])
+            #expect(audit[0].detail == "p99 over budget")
+            #expect(audit[0].id > audit[1].id)
+            #expect(try await store.audit(limit: 1).map(\.action) == ["canary.abort"])
         }
-        let audit = try await store.audit(limit: nil)
-        #expect(audit.map(\.action) == ["canary.abort", "canary.step", "init"])
-        #expect(audit.map(\.revision) == [nil, 1, 1])
-        #expect(audit[0].detail == "p99 over budget")
-        #expect(audit[0].id > audit[1].id)
-        #expect(try await store.audit(limit: 1).map(\.action) == ["canary.abort"])
     }
 
-    @Test("revisions and the audit log cannot be rewritten, even with SQL")
-    func appendOnly() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try await StoreFixtures.store(file)
-        await #expect(throws: StoreError.self) {
-            try await store.unsafeExecute("UPDATE revisions SET author = 'someone else'")
+    @Test("revisions and the audit log cannot be rewritten, even with SQL", arguments: StoreFixtures.backends)
+    func appendOnly(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: true) { store in
+            await #expect(throws: StoreError.self) {
+                try await store.unsafeExecute("UPDATE revisions SET author = 'someone else'")
+            }
+            await #expect(throws: StoreError.self) {
+                try await store.unsafeExecute("DELETE FROM audit")
+            }
+            let latest = try await store.latest()
+            #expect(latest?.author == "tester")
+            #expect(try await store.audit(limit: nil).count == 1)
         }
-        await #expect(throws: StoreError.self) {
-            try await store.unsafeExecute("DELETE FROM audit")
-        }
-        #expect(try await store.latest()?.author == "tester")
-        #expect(try await store.audit(limit: nil).count == 1)
     }
 
     @Test("heartbeats are upserted and listed when seen within the window")

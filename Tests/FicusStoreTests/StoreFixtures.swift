@@ -46,11 +46,7 @@ enum StoreFixtures {
         now: @escaping @Sendable () -> Date = { Date() }
     ) async throws -> SQLiteConfigurationStore {
         let store = try SQLiteConfigurationStore(path: file.path, now: now)
-        if seeded {
-            try await store.commit(self.author("init"), expectRevision: 0) { configuration in
-                configuration = Self.configuration()
-            }
-        }
+        try await Self.seed(store, seeded)
         return store
     }
 }

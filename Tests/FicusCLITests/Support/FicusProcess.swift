@@ -60,10 +60,11 @@ enum FicusProcess {
     static func run(
         _ arguments: [String],
         in directory: URL,
-        environment: [String: String] = [:]
+        environment: [String: String] = [:],
+        executable: URL? = nil
     ) throws -> FicusResult {
         let process = Process()
-        process.executableURL = self.binary
+        process.executableURL = executable ?? self.binary
         process.arguments = arguments
         process.currentDirectoryURL = directory
         var base = ["USER": "tester", "PATH": "/usr/bin:/bin", "HOME": directory.path]

@@ -1,0 +1,183 @@
+import Foundation
+import PostgresNIO
+
+extension PostgresConfigurationStore {
+    /// A named, versioned step of the PostgreSQL schema; shipped migrations are never edited (DESIGN.md, rule 10).
+    struct Migration {
+        var version: Int
+        var name: String
+        /// One statement each: the extended query protocol PostgresNIO speaks takes one statement per query.
+        var statements: [String]
+    }
+
+    /// Every migration this binary knows, oldest first.
+    ///
+    /// Version 1 holds what the SQLite store has after its own migrations "v1" to "v5" (revisions, audit, proxies,
+    /// rule names, canaries and leases, blue-green), without telemetry, which the PostgreSQL store does not keep yet.
+    static let migrations: [Migration] = [
+        Migration(
+            version: 1,
+            name: "v1-fleet",
+            statements: [
+                """
+                CREATE FUNCTION ficus_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    RAISE EXCEPTION 'ficus: % of % refused: this table is append-only', TG_OP, TG_TABLE_NAME
+                        USING ERRCODE = 'restrict_violation';
+                END
+                $$
+                """,
+                """
+                CREATE TABLE revisions (
+                    number BIGINT PRIMARY KEY CHECK (number > 0),
+                    author TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    created_at TIMESTAMPTZ NOT NULL,
+                    summary TEXT NOT NULL,
+                    routes_changed TEXT[] NOT NULL,
+                    snapshot TEXT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE audit (
+                    id BIGSERIAL PRIMARY KEY,
+                    revision BIGINT REFERENCES revisions (number),
+                    time TIMESTAMPTZ NOT NULL,
+                    author TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    detail TEXT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE rule_names (
+                    name TEXT PRIMARY KEY,
+                    route TEXT NOT NULL,
+                    first_revision BIGINT NOT NULL REFERENCES revisions (number)
+                )
+                """,
+                """
+                CREATE TRIGGER revisions_append_only BEFORE UPDATE OR DELETE ON revisions
+                    FOR EACH ROW EXECUTE FUNCTION ficus_refuse_change()
+                """,
+                """
+                CREATE TRIGGER revisions_never_truncated BEFORE TRUNCATE ON revisions
+                    FOR EACH STATEMENT EXECUTE FUNCTION ficus_refuse_change()
+                """,
+                """
+                CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+                    FOR EACH ROW EXECUTE FUNCTION ficus_refuse_change()
+                """,
+                """
+                CREATE TRIGGER audit_never_truncated BEFORE TRUNCATE ON audit
+                    FOR EACH STATEMENT EXECUTE FUNCTION ficus_refuse_change()
+                """,
+                """
+                CREATE TRIGGER rule_names_are_kept BEFORE UPDATE OR DELETE ON rule_names
+                    FOR EACH ROW EXECUTE FUNCTION ficus_refuse_change()
+                """,
+                """
+                CREATE TRIGGER rule_names_never_truncated BEFORE TRUNCATE ON rule_names
+                    FOR EACH STATEMENT EXECUTE FUNCTION ficus_refuse_change()
+                """,
+                """
+                CREATE TABLE proxies (
+                    id TEXT PRIMARY KEY,
+                    listen TEXT NOT NULL,
+                    revision BIGINT NOT NULL,
+                    started_at TIMESTAMPTZ NOT NULL,
+                    last_seen TIMESTAMPTZ NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE canary (
+                    route TEXT PRIMARY KEY,
+                    state_json TEXT NOT NULL CHECK (state_json::jsonb IS NOT NULL),
+                    active BOOLEAN NOT NULL,
+                    rule_name TEXT NOT NULL,
+                    stickiness TEXT,
+                    version BIGINT NOT NULL,
+                    updated_at TIMESTAMPTZ NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE canary_lease (
+                    route TEXT PRIMARY KEY,
+                    holder TEXT NOT NULL,
+                    expires_at TIMESTAMPTZ NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE bluegreen (
+                    upstream TEXT PRIMARY KEY,
+                    state_json TEXT NOT NULL CHECK (state_json::jsonb IS NOT NULL),
+                    version BIGINT NOT NULL,
+                    updated_at TIMESTAMPTZ NOT NULL
+                )
+                """,
+            ]
+        )
+    ]
+
+    /// The newest schema version this binary knows.
+    static var knownVersion: Int { Self.migrations.last?.version ?? 0 }
+
+    /// Checks the schema and, when `creating` or when it is older than this binary, brings it up to date, in one
+    /// transaction under the write lock (two `ficus init` at once apply each migration once).
+    ///
+    /// Refuses a database without a Ficus schema unless `creating`, and any schema newer than this binary knows.
+    func migrate(creating: Bool) async throws {
+        try await self.write { session in
+            let exists = try await session.row("SELECT to_regclass('ficus_schema') IS NOT NULL AS present")
+            let present = try exists?["present"].decode(Bool.self) ?? false
+            guard present || creating else {
+                throw StoreError.unreadable(
+                    path: self.url.description,
+                    detail: "the database has no Ficus schema: run 'ficus init --store \(self.url)' first"
+                )
+            }
+            if !present {
+                try await session.execute(
+                    """
+                    CREATE TABLE ficus_schema (
+                        version INTEGER PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        applied_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+                    )
+                    """
+                )
+            }
+            let row = try await session.row("SELECT COALESCE(MAX(version), 0) AS version FROM ficus_schema")
+            let version = try row?["version"].decode(Int.self) ?? 0
+            guard version <= Self.knownVersion else {
+                throw StoreError.unreadable(
+                    path: self.url.description,
+                    detail: "its schema is version \(version), newer than this ficus knows (\(Self.knownVersion)): "
+                        + "upgrade ficus; nothing was written"
+                )
+            }
+            for migration in Self.migrations where migration.version > version {
+                for statement in migration.statements {
+                    try await session.execute(PostgresQuery(unsafeSQL: statement))
+                }
+                try await session.execute(
+                    "INSERT INTO ficus_schema (version, name) VALUES (\(migration.version), \(migration.name))"
+                )
+            }
+        }
+    }
+
+    /// The schema version the database holds (0 without a Ficus schema).
+    public func schemaVersion() async throws -> Int {
+        try await self.perform { session in
+            let row = try await session.row(
+                "SELECT CASE WHEN to_regclass('ficus_schema') IS NULL THEN 0 ELSE 1 END AS present"
+            )
+            guard try row?["present"].decode(Int.self) == 1 else {
+                return 0
+            }
+            return try await session.row("SELECT COALESCE(MAX(version), 0) AS version FROM ficus_schema")?["version"]
+                .decode(Int.self) ?? 0
+        }
+    }
+}
