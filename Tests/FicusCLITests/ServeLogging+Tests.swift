@@ -46,6 +46,18 @@ extension CLITests {
                 return (try? String(contentsOf: self.stderrURL, encoding: .utf8)) ?? ""
             }
 
+            /// Waits until what the server wrote to standard error so far contains `text`, for up to `seconds`.
+            func waitForLog(_ text: String, seconds: Int = 10) async -> Bool {
+                let deadline = ContinuousClock.now + .seconds(seconds)
+                while ContinuousClock.now < deadline {
+                    if let log = try? String(contentsOf: self.stderrURL, encoding: .utf8), log.contains(text) {
+                        return true
+                    }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                return false
+            }
+
             /// GETs `/ready` until it is answered 200, for up to 10 s.
             func waitUntilServing(group: any EventLoopGroup) async -> Bool {
                 let deadline = ContinuousClock.now + .seconds(10)

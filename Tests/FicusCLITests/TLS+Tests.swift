@@ -115,7 +115,7 @@ extension CLITests {
             // A broken file and SIGHUP: the proxy keeps running with the last good CA.
             _ = try sandbox.write("ca.pem", "not a certificate\n")
             kill(server.process.processIdentifier, SIGHUP)
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await server.waitForLog("upstream TLS file cannot be used"), "the broken file is reported")
             #expect(server.process.isRunning)
             let fresh = try await HTTPTestClient.get(port: server.port, path: "/", group: group, timeout: .seconds(2))
             #expect(fresh.status == 200 && fresh.bodyString == "tls")
