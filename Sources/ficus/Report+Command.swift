@@ -81,9 +81,8 @@ struct ReportCommand: AsyncParsableCommand {
             guard (0...1_000_000).contains(self.noiseFloor) else {
                 throw CLIError.usage("--noise-floor must be 0 to 1000000, not \(self.noiseFloor)")
             }
-            guard let store = try await self.storeOptions.open() as? any ConfigurationStore & ShadowStore else {
-                throw CLIError.failed("the store at '\(self.storeOptions.shown)' holds no shadow data")
-            }
+            // Every backend is a `ShadowStore`; one without telemetry (PostgreSQL, for now) says so when asked.
+            let store: any ConfigurationStore & ShadowStore = try await self.storeOptions.open()
             let options = ReportOptions(
                 route: self.route, from: from, to: to, minRequests: self.minRequests, noiseFloor: self.noiseFloor)
             var canaries: [String: RouteCanary] = [:]
