@@ -21,7 +21,7 @@ extension CLITests {
                 self.port = try freePort()
                 let adminPort = try freePort()
                 self.stderrURL = directory.appendingPathComponent("serve-\(UUID().uuidString).err")
-                FileManager.default.createFile(atPath: self.stderrURL.path, contents: nil)
+                _ = FileManager.default.createFile(atPath: self.stderrURL.path, contents: nil)
                 self.stderr = try FileHandle(forWritingTo: self.stderrURL)
                 self.process.executableURL = FicusProcess.binary
                 self.process.arguments =

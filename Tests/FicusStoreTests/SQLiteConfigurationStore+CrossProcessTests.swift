@@ -27,7 +27,7 @@ struct ProbeProcess {
 
     /// Starts the probe with `arguments`.
     init(_ arguments: [String]) throws {
-        self.process.executableURL = try #require(Self.executable)
+        self.process.executableURL = Self.executable
         self.process.arguments = arguments
         self.process.standardOutput = self.output
         try self.process.run()
