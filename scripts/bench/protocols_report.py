@@ -16,7 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import fmt, markdown, med, num, plain, ratio  # noqa: E402
+from report import fmt, med, num, print_tables, ratio  # noqa: E402
 
 TARGETS = ["nginx", "ficus"]
 SCENARIOS = ["tls-32c", "tls-256c", "tls-resume", "tls-new", "h2-c1-m100", "h2-c8-m32", "ws-stream", "ws-pingpong"]
@@ -93,16 +93,7 @@ def main():
     tables = [("Throughput, latency, CPU per unit" + (f" (median of {rounds} rounds)" if rounds > 1 else ""),
                main_table(summary)),
               ("Ficus ÷ nginx (CPU and p99: lower is better; rate: higher is better)", ratio_table(summary))]
-    for title, (cols, lines) in tables:
-        print(f"\n== {title}")
-        print(plain(cols, lines))
-    if want_md:
-        print("\n<!-- markdown for docs/BENCHMARKS.md -->")
-        if header:
-            print(header)
-        for title, (cols, lines) in tables:
-            print(f"\n**{title}**\n")
-            print(markdown(cols, lines))
+    print_tables(tables, want_md, header)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,20 @@ def markdown(cols, lines):
     return "\n".join(out)
 
 
+def print_tables(tables, want_md, header):
+    """Prints (title, (cols, lines)) tables as text, then, with want_md, as markdown under header for the docs."""
+    for title, (cols, lines) in tables:
+        print(f"\n== {title}")
+        print(plain(cols, lines))
+    if want_md:
+        print("\n<!-- markdown for docs/BENCHMARKS.md -->")
+        if header:
+            print(header)
+        for title, (cols, lines) in tables:
+            print(f"\n**{title}**\n")
+            print(markdown(cols, lines))
+
+
 def main():
     args = sys.argv[1:]
     want_md = "--markdown" in args
@@ -254,17 +268,7 @@ def main():
     if idle:
         tables.append(("RSS with idle keep-alive client connections", idle_table(idle, pending)))
 
-    for title, (cols, lines) in tables:
-        print(f"\n== {title}")
-        print(plain(cols, lines))
-
-    if want_md:
-        print("\n<!-- markdown for docs/BENCHMARKS.md -->")
-        if header:
-            print(header)
-        for title, (cols, lines) in tables:
-            print(f"\n**{title}**\n")
-            print(markdown(cols, lines))
+    print_tables(tables, want_md, header)
 
 
 if __name__ == "__main__":
