@@ -241,3 +241,16 @@ public protocol ConfigurationStore: Sendable {
     /// newest revision when there is one. Ends when the consuming task is cancelled.
     func watch(pollInterval: TimeInterval) -> AsyncStream<StoreEvent>
 }
+
+extension ConfigurationStore {
+    /// The plain commit of every backend: `commit(_:expectRevision:allowingRuleNamesFrom:change:)` allowing no
+    /// retired rule names back.
+    @discardableResult
+    public func commit(
+        _ author: ChangeAuthor,
+        expectRevision: Int?,
+        change: @Sendable (inout Configuration) throws -> Void
+    ) async throws -> StoredRevision {
+        try await self.commit(author, expectRevision: expectRevision, allowingRuleNamesFrom: nil, change: change)
+    }
+}

@@ -45,15 +45,6 @@ extension PostgresConfigurationStore: ConfigurationStore {
     public func commit(
         _ author: ChangeAuthor,
         expectRevision: Int?,
-        change: @Sendable (inout FicusCore.Configuration) throws -> Void
-    ) async throws -> StoredRevision {
-        try await self.commit(author, expectRevision: expectRevision, allowingRuleNamesFrom: nil, change: change)
-    }
-
-    @discardableResult
-    public func commit(
-        _ author: ChangeAuthor,
-        expectRevision: Int?,
         allowingRuleNamesFrom restoredFrom: Int?,
         change: @Sendable (inout FicusCore.Configuration) throws -> Void
     ) async throws -> StoredRevision {
