@@ -58,6 +58,9 @@ extension FicusNode {
             /// How recent a proxy's heartbeat must be for it to count as alive when rate limits are divided among
             /// the fleet; nil: three heartbeat intervals (one lost beat does not raise the others' shares).
             public var liveWithin: Duration?
+            /// Where the node keeps the last configuration it served, written after every revision and read at start
+            /// when the store cannot be (docs/FLEET.md, "Starting without the store"); nil keeps none.
+            public var cache: ServedConfigurationCache?
 
             /// `liveWithin`, or its default.
             public var liveProxyWindow: Duration { self.liveWithin ?? self.heartbeatInterval * 3 }

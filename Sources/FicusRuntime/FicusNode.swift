@@ -60,8 +60,9 @@ public final class FicusNode: Service, Sendable {
         switch source {
         case .store(let store):
             let path = store.location
+            let start = try await Self.startingRevision(store: store, cache: configuration.storeFeed.cache, logger: logger)
             let table: RoutingTable
-            if let latest = try await store.latest() {
+            if let latest = start.revision {
                 table = try RoutingTable(configuration: latest.configuration, revision: latest.number)
             } else {
                 logger.warning(
@@ -85,6 +86,11 @@ public final class FicusNode: Service, Sendable {
                 metrics: factory,
                 rateLimiter: rateLimiter
             )
+            if let problem = start.storeProblem {
+                storeFeed.startedFromCache(problem)
+            } else if let latest = start.revision {
+                storeFeed.cacheServed(latest)
+            }
             feed = storeFeed
             services.append(storeFeed)
             guard store.storesTelemetry else {
@@ -234,6 +240,40 @@ public final class FicusNode: Service, Sendable {
         }
     }
 
+    /// The revision a node starts with: the store's newest, or, when the store cannot be read, the one in `cache`
+    /// (with what is wrong with the store). Throws the store's error, and what is wrong with the cache, when neither
+    /// can be read.
+    static func startingRevision(
+        store: any ConfigurationStore,
+        cache: ServedConfigurationCache?,
+        logger: Logger
+    ) async throws -> (revision: StoredRevision?, storeProblem: String?) {
+        do {
+            return (try await store.latest(), nil)
+        } catch {
+            guard let cache, let location = (store as? any StoreBackend)?.location else {
+                throw error
+            }
+            let entry: ServedConfigurationCache.Entry
+            do {
+                entry = try cache.read(store: location)
+            } catch let cacheError {
+                throw NodeStartError(store: "\(error)", cache: "\(cacheError)")
+            }
+            let problem =
+                "\(error); serving revision \(entry.revision.number) from the configuration cache '\(cache.path)' "
+                + "(cached \(entry.cachedAt.ISO8601Format())) until the store can be read"
+            logger.warning(
+                "starting from the configuration cache: the store cannot be read",
+                metadata: [
+                    "store": "\(location)", "error": "\(error)", "cache": "\(cache.path)",
+                    "revision": "\(entry.revision.number)", "cached_at": "\(entry.cachedAt.ISO8601Format())",
+                ]
+            )
+            return (entry.revision, problem)
+        }
+    }
+
     /// The comparer and the feed that runs it and stores the metric windows.
     private static func shadowFeed(
         store: any StoreBackend,
@@ -311,5 +351,17 @@ public final class FicusNode: Service, Sendable {
             }
             logger.notice("ficus serving", metadata: metadata)
         }
+    }
+}
+
+/// Neither the store nor the configuration cache could give a node its first revision: it does not start.
+public struct NodeStartError: Error, Sendable, CustomStringConvertible {
+    /// Why the store could not be read.
+    public var store: String
+    /// Why the cache could not be served.
+    public var cache: String
+
+    public var description: String {
+        "\(self.store); and there is no configuration to start from: \(self.cache)"
     }
 }

@@ -41,6 +41,11 @@ public final class StoreFeed: Service, Sendable {
     /// The store's drop counts last exported, so that the counters advance by the difference.
     private let exportedDrops = NIOLockedValueBox(TelemetryDrops())
     private let health = NIOLockedValueBox(Health())
+    /// Set while the node serves a revision from its configuration cache: the store's first revision is then served
+    /// even when its number is the cached one (the store may have been restored to other content since).
+    private let servingCache = NIOLockedValueBox(false)
+    /// The last failure to write the configuration cache, logged once until a write succeeds.
+    private let cacheFailure = NIOLockedValueBox<String?>(nil)
     /// Canary and blue-green gauges, refreshed with every revision and every heartbeat.
     private let rollouts: RolloutGauges
     /// Told after every heartbeat how many proxies are alive, so that each enforces its share of the fleet's rate
@@ -102,7 +107,8 @@ public final class StoreFeed: Service, Sendable {
         for await event in self.store.watch(pollInterval: self.configuration.pollInterval.seconds) {
             switch event {
             case .revision(let revision):
-                guard revision.number != self.routing.current.revision else {
+                let fromCache = self.servingCache.withLockedValue { $0 }
+                guard revision.number != self.routing.current.revision || fromCache else {
                     self.recovered()
                     continue
                 }
@@ -141,10 +147,47 @@ public final class StoreFeed: Service, Sendable {
                 routes: Set(revision.configuration.routes.filter { $0.rateLimit != nil }.map(\.name)))
             self.revisionGauge.record(revision.number)
             self.rollouts.update(configuration: revision.configuration)
+            self.servingCache.withLockedValue { $0 = false }
             self.recovered()
             announce()
+            self.cacheServed(revision)
         } catch {
             self.failed("revision \(revision.number) cannot be served: \(error)")
+        }
+    }
+
+    /// Marks the node as serving its configuration cache because the store cannot be read (`problem` says why):
+    /// `/healthz` says `degraded` with it and `ficus_store_up` is 0 until the store delivers a revision.
+    public func startedFromCache(_ problem: String) {
+        self.servingCache.withLockedValue { $0 = true }
+        self.storeUp.record(0)
+        self.health.withLockedValue { health in
+            health.lastError = problem
+            health.lastErrorAt = self.clock.now
+        }
+    }
+
+    /// Writes `revision` to the configuration cache, if the node keeps one; a failure is logged (once until a write
+    /// succeeds) and changes nothing else: serving does not depend on the cache.
+    public func cacheServed(_ revision: StoredRevision) {
+        guard let cache = self.configuration.cache, let location = (self.store as? any StoreBackend)?.location else {
+            return
+        }
+        do {
+            try cache.write(revision, store: location, now: self.clock.now)
+            self.cacheFailure.withLockedValue { $0 = nil }
+        } catch {
+            let message = "\(error)"
+            let isNew = self.cacheFailure.withLockedValue { last in
+                defer { last = message }
+                return last != message
+            }
+            if isNew {
+                self.logger.warning(
+                    "the configuration cache cannot be written; a restart without the store would not find this revision",
+                    metadata: ["error": "\(message)", "revision": "\(revision.number)"]
+                )
+            }
         }
     }
 

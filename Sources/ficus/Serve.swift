@@ -48,6 +48,16 @@ struct Serve: AsyncParsableCommand {
     var initStore = false
 
     @Option(
+        name: .customLong("config-cache"),
+        help: """
+            File keeping the last configuration served, read at start when the store cannot be (then served until \
+            the store returns), or 'off'. Default: beside an SQLite store (STORE.served.json); \
+            ./ficus-served-DB-HOST-PORT.json for PostgreSQL.
+            """
+    )
+    var configCache: String?
+
+    @Option(
         name: .customLong("telemetry-max-size"),
         help: "Largest size of the telemetry file beside the store (shadow records, metric windows): bytes or 1GiB."
     )
@@ -203,6 +213,12 @@ struct Serve: AsyncParsableCommand {
         guard self.accessLog == "on" || self.accessLog == "off" else {
             throw ArgumentParser.ValidationError("--access-log '\(self.accessLog)': expected on or off")
         }
+        if !self.upstream.isEmpty && self.configCache != nil {
+            throw ArgumentParser.ValidationError("--config-cache and --upstream exclude each other: --upstream serves from memory")
+        }
+        if let cache = self.configCache, cache.isEmpty {
+            throw ArgumentParser.ValidationError("--config-cache '': give a file path or 'off'")
+        }
         if !self.upstream.isEmpty && self.store != nil {
             throw ArgumentParser.ValidationError("--store and --upstream exclude each other: --upstream serves from memory")
         }
@@ -326,7 +342,20 @@ struct Serve: AsyncParsableCommand {
             var opened: (any StoreBackend)?
             try await ErrorReport.run {
                 let limits = TelemetryLimits(maxBytes: ByteSize.parse(self.telemetryMaxSize) ?? (1 << 30))
-                opened = try await StoreOptions.open(text, creating: self.initStore, telemetry: limits)
+                let creating = self.initStore
+                do {
+                    opened = try await StoreOptions.open(text, creating: creating, telemetry: limits)
+                } catch where self.cache(for: text) != nil && Self.isUnavailable(error) {
+                    // Started from the configuration cache (FicusNode reads it); the store is opened when it can be.
+                    let location = try StoreLocation(parsing: text)
+                    opened = DeferredStore(
+                        location: location.description,
+                        storesTelemetry: { if case .sqlite = location { true } else { false } }(),
+                        failure: error
+                    ) {
+                        try await StoreOptions.open(text, creating: creating, telemetry: limits)
+                    }
+                }
             }
             source = .store(opened!)
         } else {
@@ -334,12 +363,15 @@ struct Serve: AsyncParsableCommand {
                 Configuration.catchAll(upstreams: try self.inMemoryUpstreams(), defaultUpstream: self.defaultUpstream!)
             )
         }
-        let node = try await FicusNode(
-            configuration: self.nodeConfiguration(),
-            source: source,
-            registry: registry,
-            logger: logger
-        )
+        var configuration = self.nodeConfiguration()
+        if self.upstream.isEmpty {
+            configuration.storeFeed.cache = self.cache(for: StoreOptions.text(option: self.store))
+        }
+        var built: FicusNode?
+        try await ErrorReport.run {
+            built = try await FicusNode(configuration: configuration, source: source, registry: registry, logger: logger)
+        }
+        let node = built!
         let serviceGroup = ServiceGroup(
             services: [node],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -354,6 +386,35 @@ struct Serve: AsyncParsableCommand {
         }
         defer { reloads.cancel() }
         try await serviceGroup.run()
+    }
+
+    /// The configuration cache for the store `text` names: `--config-cache`, or its default; nil with `off`.
+    func cache(for text: String) -> ServedConfigurationCache? {
+        if let path = self.configCache {
+            return path == "off" ? nil : ServedConfigurationCache(path: path)
+        }
+        guard let location = try? StoreLocation(parsing: text) else {
+            return nil
+        }
+        return ServedConfigurationCache(path: ServedConfigurationCache.defaultPath(for: location))
+    }
+
+    /// Whether `error` says the store cannot be opened now (missing, unreadable, unreachable), as opposed to a
+    /// mistake in `--store` or a schema this binary cannot serve.
+    static func isUnavailable(_ error: any Error) -> Bool {
+        switch error {
+        case CLIError.storeMissing:
+            return true
+        case let error as StoreError:
+            switch error {
+            case .unreachable, .unreadable, .busy:
+                return true
+            default:
+                return false
+            }
+        default:
+            return false
+        }
     }
 
     /// The node's configuration from the options (validated by `validate`).
