@@ -7,6 +7,9 @@
 #   postgres-test-cluster.sh resume DIR         start it again on the same port
 #   postgres-test-cluster.sh stop DIR           stop the server and remove DIR
 #
+# For `start`, FICUS_PG_TLS_CERT and FICUS_PG_TLS_KEY (PEM files) turn TLS on with that certificate, and
+# FICUS_PG_PASSWORD makes TCP connections authenticate with that password (SCRAM) instead of trust.
+#
 # PostgreSQL refuses to run as root: as root the server runs as the `postgres` user, which then owns DIR.
 set -euo pipefail
 
@@ -43,8 +46,11 @@ start_server() {
         fi
     done
     # -k DIR: the Unix socket lives in the cluster's own directory, not /var/run/postgresql.
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
+    local options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    if [ -f "$dir/server.crt" ]; then
+        options="$options -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+    fi
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o "$options" start >/dev/null
 }
 
 command=${1:-}
@@ -61,10 +67,24 @@ start)
         chown postgres "$dir"
     fi
     echo "${3:-$(free_port)}" >"$dir/port"
-    as_owner "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 || {
+    auth=(-A trust)
+    if [ -n "${FICUS_PG_PASSWORD:-}" ]; then
+        printf '%s\n' "$FICUS_PG_PASSWORD" >"$dir/password"
+        auth=(--auth-local=trust --auth-host=scram-sha-256 --pwfile="$dir/password")
+    fi
+    if [ -n "${FICUS_PG_TLS_CERT:-}" ]; then
+        cp "$FICUS_PG_TLS_CERT" "$dir/server.crt"
+        cp "$FICUS_PG_TLS_KEY" "$dir/server.key"
+        chmod 0600 "$dir/server.key"
+    fi
+    if [ "$(id -u)" -eq 0 ]; then
+        chown -R postgres "$dir"
+    fi
+    as_owner "$bin/initdb" -D "$dir/data" "${auth[@]}" -U postgres --no-sync >"$dir/initdb.log" 2>&1 || {
         cat "$dir/initdb.log" >&2
         exit 1
     }
+    rm -f "$dir/password"
     start_server "$dir"
     echo "postgres://postgres@127.0.0.1:$(cat "$dir/port")/postgres?sslmode=disable"
     ;;

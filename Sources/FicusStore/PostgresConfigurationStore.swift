@@ -80,7 +80,7 @@ public final class PostgresConfigurationStore: Sendable {
     /// The PostgresNIO settings for `url`: host, port, user, password, database and TLS after `sslmode`.
     ///
     /// `prefer` and `require` encrypt without checking the server's certificate (as libpq does); `verify-full`
-    /// checks the chain against the system's roots and the host name.
+    /// checks the chain against the system's roots, or only those of `sslrootcert`, and the host name.
     static func connectionConfiguration(
         _ url: PostgresStoreURL,
         connectTimeout: TimeAmount
@@ -95,7 +95,19 @@ public final class PostgresConfigurationStore: Sendable {
             let context = try NIOSSLContext(configuration: settings)
             tls = url.sslMode == .prefer ? .prefer(context) : .require(context)
         case .verifyFull:
-            tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            var settings = TLSConfiguration.makeClientConfiguration()
+            if let root = url.sslRootCert {
+                // Only these roots: a private CA is what sslrootcert is for.
+                do {
+                    settings.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(root))
+                } catch {
+                    throw StoreLocationError(
+                        text: url.description,
+                        problem: "sslrootcert '\(root)' cannot be read as PEM certificates (\(error))"
+                    )
+                }
+            }
+            tls = .require(try NIOSSLContext(configuration: settings))
         }
         var configuration = PostgresConnection.Configuration(
             host: url.host,
@@ -106,9 +118,8 @@ public final class PostgresConfigurationStore: Sendable {
             tls: tls
         )
         configuration.options.connectTimeout = connectTimeout
-        if url.sslMode == .verifyFull {
-            configuration.options.tlsServerName = url.host
-        }
+        // No explicit TLS server name: PostgresNIO sends the host as SNI and NIOSSL checks the certificate against it,
+        // or, for an IP address (never valid in SNI), against the address connected to.
         return configuration
     }
 
@@ -170,6 +181,20 @@ public final class PostgresConfigurationStore: Sendable {
                 default:
                     return StoreError.unreadable(path: location, detail: "\(message) (SQLSTATE \(state))")
                 }
+            }
+            if error.code == .authMechanismRequiresPassword {
+                return StoreError.unreachable(
+                    store: location,
+                    detail: "the server asks for a password and none was given: put it in the URL, PGPASSWORD or a "
+                        + "password file (passfile=, PGPASSFILE, ~/.pgpass)"
+                )
+            }
+            if let underlying = error.underlying, underlying is NIOSSLError || underlying is NIOSSLExtraError {
+                return StoreError.unreachable(
+                    store: location,
+                    detail: "TLS with the server failed (\(underlying)); with sslmode=verify-full its certificate must "
+                        + "come from a trusted CA (sslrootcert=PATH names a private one) and name the URL's host"
+                )
             }
             let cause = error.underlying.map { "\($0)" } ?? "\(error.code)"
             return StoreError.unreachable(store: location, detail: "\(cause); check that PostgreSQL runs there")

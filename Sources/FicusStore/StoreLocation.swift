@@ -63,6 +63,10 @@ public struct PostgresStoreURL: Sendable, Equatable, CustomStringConvertible {
     public var port: Int
     public var database: String
     public var sslMode: SSLMode
+    /// `sslrootcert=PATH`: the CA certificates (PEM) that `verify-full` trusts instead of the system's roots.
+    public var sslRootCert: String?
+    /// `passfile=PATH`: the password file to look the password up in (libpq's `.pgpass` format).
+    public var passFile: String?
 
     /// Parses the URL; the error names the part that is wrong (user, host, port, database, parameter).
     public init(parsing text: String) throws {
@@ -132,10 +136,18 @@ public struct PostgresStoreURL: Sendable, Equatable, CustomStringConvertible {
             throw fail("the host is missing: expected …@HOST:PORT/DATABASE")
         }
         var sslMode = SSLMode.prefer
+        var sslRootCert: String?
+        var passFile: String?
+        var seen: Set<String> = []
         for parameter in query.split(separator: "&") where !parameter.isEmpty {
             let pair = parameter.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let name = String(pair[0])
-            let value = pair.count > 1 ? String(pair[1]) : ""
+            guard let value = (pair.count > 1 ? String(pair[1]) : "").removingPercentEncoding else {
+                throw fail("the value of '\(name)' is not valid percent-encoding")
+            }
+            guard seen.insert(name).inserted else {
+                throw fail("parameter '\(name)' is given twice")
+            }
             switch name {
             case "sslmode":
                 guard let mode = SSLMode(rawValue: value) else {
@@ -143,9 +155,17 @@ public struct PostgresStoreURL: Sendable, Equatable, CustomStringConvertible {
                     throw fail("sslmode '\(value)' is not supported (use one of: \(known))")
                 }
                 sslMode = mode
+            case "sslrootcert", "passfile":
+                guard !value.isEmpty else {
+                    throw fail("\(name) needs a file path")
+                }
+                if name == "sslrootcert" { sslRootCert = value } else { passFile = value }
             default:
-                throw fail("unknown parameter '\(name)' (only sslmode is supported)")
+                throw fail("unknown parameter '\(name)' (supported: sslmode, sslrootcert, passfile)")
             }
+        }
+        if sslRootCert != nil, sslMode != .verifyFull {
+            throw fail("sslrootcert is only used with sslmode=verify-full (sslmode is \(sslMode.rawValue))")
         }
         self.user = user
         self.password = password
@@ -153,6 +173,8 @@ public struct PostgresStoreURL: Sendable, Equatable, CustomStringConvertible {
         self.port = port
         self.database = database
         self.sslMode = sslMode
+        self.sslRootCert = sslRootCert
+        self.passFile = passFile
     }
 
     public init(
@@ -175,7 +197,14 @@ public struct PostgresStoreURL: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         let host = self.host.contains(":") ? "[\(self.host)]" : self.host
         let password = self.password == nil ? "" : ":***"
-        return "postgres://\(self.user)\(password)@\(host):\(self.port)/\(self.database)?sslmode=\(self.sslMode.rawValue)"
+        var text = "postgres://\(self.user)\(password)@\(host):\(self.port)/\(self.database)?sslmode=\(self.sslMode.rawValue)"
+        if let root = self.sslRootCert {
+            text += "&sslrootcert=\(root)"
+        }
+        if let file = self.passFile {
+            text += "&passfile=\(file)"
+        }
+        return text
     }
 
     /// The same URL naming another database on the same server (tests create and drop databases of their own).

@@ -46,9 +46,13 @@ struct StoreOptions: ParsableArguments {
         creating: Bool,
         telemetry: TelemetryLimits = TelemetryLimits()
     ) async throws -> any StoreBackend {
-        let location = try StoreLocation(parsing: text)
+        var location = try StoreLocation(parsing: text)
         if case .sqlite(let path) = location, !creating, !FileManager.default.fileExists(atPath: path) {
             throw CLIError.storeMissing(path: path)
+        }
+        if case .postgres(let url) = location {
+            // PGPASSWORD and the password file, as libpq reads them (docs/FLEET.md, "Credentials").
+            location = .postgres(try url.resolvingPassword(environment: ProcessInfo.processInfo.environment))
         }
         return try await StoreFactory.open(location, creating: creating, telemetry: telemetry)
     }

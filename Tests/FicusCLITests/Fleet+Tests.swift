@@ -45,8 +45,8 @@ enum FleetPostgres {
 
     /// Runs `scripts/postgres-test-cluster.sh COMMAND DIR`.
     @discardableResult
-    static func cluster(_ command: String, _ directory: String) throws -> String {
-        let result = try self.run("/bin/bash", [self.script, command, directory])
+    static func cluster(_ command: String, _ directory: String, environment: [String: String] = [:]) throws -> String {
+        let result = try self.run("/bin/bash", [self.script, command, directory], environment: environment)
         guard result.status == 0 else {
             throw FleetTestFailure("postgres-test-cluster.sh \(command): \(result)")
         }
@@ -55,7 +55,11 @@ enum FleetPostgres {
 
     /// Runs a tool (psql, the cluster script) as `FicusProcess` runs ficus, with the sbin directories on the PATH
     /// (`runuser`).
-    private static func run(_ executable: String, _ arguments: [String]) throws -> FicusResult {
+    private static func run(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String] = [:]
+    ) throws -> FicusResult {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("ficus-tool-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -63,7 +67,7 @@ enum FleetPostgres {
         return try FicusProcess.run(
             arguments,
             in: directory,
-            environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"],
+            environment: environment.merging(["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]) { _, path in path },
             executable: URL(fileURLWithPath: executable)
         )
     }
