@@ -255,6 +255,16 @@ public final class DeferredStore: StoreBackend {
         )
     }
 
+    // MARK: HistoryStore
+
+    public func exportHistory() async throws -> StoreHistory {
+        try await self.current().exportHistory()
+    }
+
+    public func importHistory(_ history: StoreHistory) async throws {
+        try await self.current().importHistory(history)
+    }
+
     // MARK: ShadowStore
 
     public func appendShadowRecords(_ records: [ShadowRecord], retention: ShadowRetention) async throws {

@@ -16,19 +16,22 @@ extension PostgresConfigurationStore {
 
     public func audit(limit: Int?) async throws -> [AuditEntry] {
         try await self.perform { session in
-            try await session.rows("SELECT * FROM audit ORDER BY id DESC LIMIT \(limit.map { max(0, $0) })").map {
-                row in
-                AuditEntry(
-                    id: try row["id"].decode(Int.self),
-                    revision: try row["revision"].decode(Int?.self),
-                    time: try row["time"].decode(Date.self),
-                    author: try row["author"].decode(String.self),
-                    reason: try row["reason"].decode(String.self),
-                    action: try row["action"].decode(String.self),
-                    detail: try row["detail"].decode(String.self)
-                )
-            }
+            try await session.rows("SELECT * FROM audit ORDER BY id DESC LIMIT \(limit.map { max(0, $0) })")
+                .map(Self.auditEntry)
         }
+    }
+
+    /// An `audit` row.
+    static func auditEntry(_ row: PostgresRandomAccessRow) throws -> AuditEntry {
+        AuditEntry(
+            id: try row["id"].decode(Int.self),
+            revision: try row["revision"].decode(Int?.self),
+            time: try row["time"].decode(Date.self),
+            author: try row["author"].decode(String.self),
+            reason: try row["reason"].decode(String.self),
+            action: try row["action"].decode(String.self),
+            detail: try row["detail"].decode(String.self)
+        )
     }
 
     /// Records the proxy with `last_seen` on the database's clock, so that "seen within" never depends on how well

@@ -30,7 +30,7 @@ public protocol BlueGreenStore: Sendable {
 /// A whole store: revisions, rollouts, blue-green state and telemetry, whichever backend holds them.
 ///
 /// What `StoreFactory.open` returns, so that the CLI and the runtime never name a backend (docs/FLEET.md).
-public protocol StoreBackend: ConfigurationStore, RolloutStore, ShadowStore, BlueGreenStore {
+public protocol StoreBackend: ConfigurationStore, RolloutStore, ShadowStore, BlueGreenStore, HistoryStore {
     /// The store as it may be printed and logged: a file path, or a PostgreSQL URL without its password.
     var location: String { get }
 

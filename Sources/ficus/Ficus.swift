@@ -37,6 +37,7 @@ struct Ficus: AsyncParsableCommand {
             ValidateCommand.self,
             Demo.self,
             ReportCommand.self,
+            StoreCommand.self,
         ]
     )
 

@@ -1,0 +1,99 @@
+import FicusCore
+import Foundation
+import GRDB
+
+extension SQLiteConfigurationStore: HistoryStore {
+    public func exportHistory() async throws -> StoreHistory {
+        try await self.perform {
+            try await self.pool.read { db in
+                var history = StoreHistory()
+                history.revisions = try Row.fetchAll(db, sql: "SELECT * FROM revisions ORDER BY number").map { row in
+                    let summary = Self.revisionSummary(row)
+                    return StoreHistory.Revision(
+                        number: summary.number,
+                        author: summary.author,
+                        reason: summary.reason,
+                        createdAt: summary.createdAt,
+                        summary: summary.summary,
+                        routesChanged: summary.routesChanged,
+                        snapshot: row["snapshot"]
+                    )
+                }
+                history.audit = try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id").map(Self.auditEntry)
+                history.ruleNames = try Row.fetchAll(db, sql: "SELECT * FROM rule_names ORDER BY name").map { row in
+                    StoreHistory.RuleName(name: row["name"], route: row["route"], firstRevision: row["first_revision"])
+                }
+                history.canaries = try Row.fetchAll(db, sql: "SELECT * FROM canary ORDER BY route").map(Self.canaryRow)
+                history.blueGreen = try Row.fetchAll(db, sql: "SELECT * FROM bluegreen ORDER BY upstream").map { row in
+                    let state: String = row["state_json"]
+                    return StoreHistory.BlueGreen(
+                        upstream: row["upstream"],
+                        stateJSON: Data(state.utf8),
+                        version: row["version"],
+                        updatedAt: row["updated_at"]
+                    )
+                }
+                return history
+            }
+        }
+    }
+
+    public func importHistory(_ history: StoreHistory) async throws {
+        try history.check()
+        let path = self.path
+        try await self.perform {
+            try await self.write { db in
+            let revisions = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM revisions") ?? 0
+            let audit = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit") ?? 0
+            guard revisions == 0, audit == 0 else {
+                throw StoreError.rejected(
+                    "store '\(path)' is not empty (\(revisions) revisions, \(audit) audit entries): a copy goes into a "
+                        + "new store only")
+            }
+            for revision in history.revisions {
+                try db.execute(
+                    sql: """
+                        INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        revision.number, revision.author, revision.reason, revision.createdAt, revision.summary,
+                        try Self.encodeNames(revision.routesChanged), revision.snapshot,
+                    ]
+                )
+            }
+            for entry in history.audit {
+                try db.execute(
+                    sql: """
+                        INSERT INTO audit (id, revision, time, author, reason, action, detail)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        entry.id, entry.revision, entry.time, entry.author, entry.reason, entry.action, entry.detail,
+                    ]
+                )
+            }
+            for name in history.ruleNames {
+                try db.execute(
+                    sql: "INSERT INTO rule_names (name, route, first_revision) VALUES (?, ?, ?)",
+                    arguments: [name.name, name.route, name.firstRevision]
+                )
+            }
+            try db.execute(sql: "DELETE FROM canary")
+            for canary in history.canaries {
+                try Self.saveCanary(db, canary)
+            }
+            try db.execute(sql: "DELETE FROM bluegreen")
+            for state in history.blueGreen {
+                try db.execute(
+                    sql: "INSERT INTO bluegreen (upstream, state_json, version, updated_at) VALUES (?, ?, ?, ?)",
+                    arguments: [
+                        state.upstream, String(decoding: state.stateJSON, as: UTF8.self), state.version,
+                        state.updatedAt,
+                    ]
+                )
+            }
+            }
+        }
+    }
+}
