@@ -22,6 +22,10 @@ final class CanaryController: Service, Sendable {
     let clock: any NodeClock
     /// This proxy's failed metric-window writes (`WindowFailures`), read at every evaluation.
     let windowFailures: WindowFailures
+    /// The store's changes (the store feed's), waited on between passes; nil: a pass every `pollInterval`.
+    let changes: ChangeSignal?
+    /// With `changes`: the longest wait between passes.
+    let safetyNet: Duration
 
     init(
         store: any RolloutStore & ShadowStore & ConfigurationStore,
@@ -30,8 +34,11 @@ final class CanaryController: Service, Sendable {
         windows: FicusNode.Configuration.Windows,
         clock: any NodeClock,
         windowFailures: WindowFailures = WindowFailures(),
+        changes: ChangeSignal? = nil,
         logger: Logger
     ) {
+        self.changes = changes
+        self.safetyNet = configuration.safetyNet
         self.store = store
         self.holder = holder
         self.leaseTTL = configuration.leaseTTL.seconds
@@ -55,6 +62,8 @@ final class CanaryController: Service, Sendable {
         var lease: CanaryLeaseRow?
         var nextLeaseCheck = Date.distantPast
         var pendingEvaluation: (version: Int, from: Date, to: Date)?
+        /// When the held canary next needs a look: its running step due, or its pending evaluation's windows landed.
+        var nextDue: Date?
         /// `windowFailures.total` at the previous evaluation: failures since then belong to the step being judged.
         var windowFailuresSeen = 0
     }
@@ -63,6 +72,7 @@ final class CanaryController: Service, Sendable {
         let memory = await cancelWhenGracefulShutdown { () async -> [String: RouteMemory] in
             var memory: [String: RouteMemory] = [:]
             while !Task.isCancelled {
+                let seen = self.changes?.generation ?? 0
                 do {
                     try await self.pass(&memory)
                 } catch is CancellationError {
@@ -70,12 +80,44 @@ final class CanaryController: Service, Sendable {
                 } catch {
                     self.logger.warning("canary controller pass failed", metadata: ["error": "\(error)"])
                 }
-                try? await self.clock.sleep(for: self.pollInterval)
+                guard let changes = self.changes else {
+                    try? await self.clock.sleep(for: self.pollInterval)
+                    continue
+                }
+                await self.wait(for: changes, past: seen, until: Self.deadline(memory))
             }
             return memory
         }
         for (route, remembered) in memory where remembered.lease != nil {
             try? await self.store.releaseCanaryLease(route: route, holder: self.holder)
+        }
+    }
+
+    /// The earliest moment a pass has something to do without being told of a change: a lease to renew or check,
+    /// a held step due, an evaluation whose windows have landed.
+    static func deadline(_ memory: [String: RouteMemory]) -> Date? {
+        memory.values.flatMap { [$0.nextLeaseCheck, $0.nextDue].compactMap { $0 } }.min()
+    }
+
+    /// Waits until the store changes after generation `seen`, `deadline` passes (at least 0.1 s), or `safetyNet` has
+    /// gone by, whichever comes first.
+    private func wait(for changes: ChangeSignal, past seen: UInt64, until deadline: Date?) async {
+        var wait = self.safetyNet
+        if let deadline {
+            // Never less than a tenth of a second: a deadline already past (a step the pass just moved on, a write
+            // that lost a race) is looked at again soon, without a busy loop on the store.
+            wait = min(wait, .interval(max(0.1, deadline.timeIntervalSince(self.clock.now))))
+        }
+        let pause = wait
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await self.clock.sleep(for: pause)
+            }
+            group.addTask {
+                await changes.wait(past: seen)
+            }
+            await group.next()
+            group.cancelAll()
         }
     }
 
@@ -94,8 +136,10 @@ final class CanaryController: Service, Sendable {
         for row in rows {
             var remembered = memory[row.route] ?? RouteMemory()
             try await self.decideLease(route: row.route, &remembered)
+            remembered.nextDue = nil
             if remembered.lease != nil {
                 try await self.drive(row, &remembered)
+                remembered.nextDue = try? self.nextDue(row, remembered)
             }
             memory[row.route] = remembered
         }
@@ -137,6 +181,22 @@ final class CanaryController: Service, Sendable {
             remembered.lease = nil
             remembered.pendingEvaluation = nil
         }
+    }
+
+    /// When a held canary next needs a tick: when its pending evaluation's windows have landed, else when its running
+    /// step is due (nil while paused or finished: an operator's command arrives as a change).
+    ///
+    /// Read from the row as stored before this pass's event; a step the pass moved on is due later, so the wait it
+    /// gives is at most early, never late.
+    private func nextDue(_ row: CanaryRow, _ remembered: RouteMemory) throws -> Date? {
+        let state = try CanaryState(jsonData: row.stateJSON)
+        if let pending = remembered.pendingEvaluation {
+            return pending.to.addingTimeInterval(self.evaluationDelay(for: state.spec))
+        }
+        if case .running(let progress) = state.phase {
+            return progress.dueAt
+        }
+        return nil
     }
 
     /// Sends a tick, or the evaluation asked for once its windows have landed.

@@ -98,8 +98,12 @@ extension FicusNode {
             /// How long a lease lasts unless renewed; another node takes a canary over once it lapses. Renewed every
             /// third of it.
             public var leaseTTL: Duration = .seconds(15)
-            /// How often the controller looks at the active canaries.
+            /// How often the controller looks at the active canaries when nothing tells it of changes (a node
+            /// without a store feed, tests); a node with one waits for the store's changes and its own deadlines.
             public var pollInterval: Duration = .milliseconds(250)
+            /// With the store's changes to wait on: the longest the controller goes without looking, as a safety net
+            /// for a change it was not told of.
+            public var safetyNet: Duration = .seconds(5)
 
             public init() {}
         }

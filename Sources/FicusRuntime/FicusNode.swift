@@ -123,6 +123,7 @@ public final class FicusNode: Service, Sendable {
                         windows: configuration.windows,
                         clock: clock,
                         windowFailures: windowFailures,
+                        changes: storeFeed.changes,
                         logger: logger
                     )
                 )

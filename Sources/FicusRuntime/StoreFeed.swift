@@ -44,6 +44,8 @@ public final class StoreFeed: Service, Sendable {
     /// Set while the node serves a revision from its configuration cache: the store's first revision is then served
     /// even when its number is the cached one (the store may have been restored to other content since).
     private let servingCache = NIOLockedValueBox(false)
+    /// Fired for every revision and every other change the store's watch reports (the canary controller waits on it).
+    public let changes = ChangeSignal()
     /// The last failure to write the configuration cache, logged once until a write succeeds.
     private let cacheFailure = NIOLockedValueBox<String?>(nil)
     /// Canary and blue-green gauges, refreshed with every revision and every heartbeat.
@@ -109,7 +111,9 @@ public final class StoreFeed: Service, Sendable {
             case .revision(let revision):
                 let fromCache = self.servingCache.withLockedValue { $0 }
                 guard revision.number != self.routing.current.revision || fromCache else {
+                    // The same revision again (a reconnection): rollout rows may have changed meanwhile.
                     self.recovered()
+                    self.changes.fire()
                     continue
                 }
                 self.serve(revision) {
@@ -132,7 +136,13 @@ public final class StoreFeed: Service, Sendable {
             case .failed(let message):
                 self.storeUp.record(0)
                 self.failed(message)
+            case .changed:
+                break
             }
+            if case .failed = event {
+                continue
+            }
+            self.changes.fire()
         }
     }
 

@@ -120,6 +120,10 @@ public enum StoreEvent: Sendable {
     case replaced(StoredRevision, detail: String)
     /// The store could not be read or a revision could not be loaded; the last good revision stays in force.
     case failed(String)
+    /// Something other than a revision was committed (a canary, blue-green or lease row, a heartbeat): what the canary
+    /// controller wakes on instead of polling. SQLite reports a change of `PRAGMA data_version` that brought no new
+    /// revision; PostgreSQL a `NOTIFY` that names no revision.
+    case changed
 }
 
 /// Errors a store reports, each with a message a person can act on.

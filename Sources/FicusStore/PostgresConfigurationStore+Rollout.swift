@@ -36,6 +36,7 @@ extension PostgresConfigurationStore: RolloutStore, BlueGreenStore {
             var written = row
             written.version = (stored?.version ?? 0) + 1
             written.updatedAt = try await self.saveCanary(session, written)
+            try await self.notifyRollout(session)
             return (written, revision)
         }
     }
@@ -147,7 +148,14 @@ extension PostgresConfigurationStore: RolloutStore, BlueGreenStore {
     public func releaseCanaryLease(route: String, holder: String) async throws {
         try await self.perform { session in
             try await session.execute("DELETE FROM canary_lease WHERE route = \(route) AND holder = \(holder)")
+            // Another proxy takes the canary over now rather than at its next lease check.
+            try await self.notifyRollout(session)
         }
+    }
+
+    /// `NOTIFY` of a rollout write (delivered at commit; at once outside a transaction).
+    func notifyRollout(_ session: PostgresSession) async throws {
+        try await session.execute("SELECT pg_notify(\(Self.channel), \(Self.rolloutPayload))")
     }
 
     public func blueGreen(upstream: String) async throws -> BlueGreenRow? {
@@ -194,6 +202,7 @@ extension PostgresConfigurationStore: RolloutStore, BlueGreenStore {
                     state_json = excluded.state_json, version = excluded.version, updated_at = excluded.updated_at
                 """
             )
+            try await self.notifyRollout(session)
             return revision
         }
     }

@@ -80,8 +80,12 @@ struct PostgresRevisionWatch {
             let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             let checked = try await withThrowingTaskGroup(of: Int?.self) { group in
                 group.addTask {
-                    for try await _ in notifications {
-                        wake.yield()
+                    for try await notification in notifications {
+                        if notification.payload == PostgresConfigurationStore.rolloutPayload {
+                            self.continuation.yield(.changed)
+                        } else {
+                            wake.yield()
+                        }
                     }
                     throw StoreError.unreachable(store: location, detail: "the server closed the connection")
                 }

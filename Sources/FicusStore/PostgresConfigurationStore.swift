@@ -29,8 +29,12 @@ public final class PostgresConfigurationStore: Sendable {
     /// moved onto this host's clock, and a compare-and-swap of that row compares the database's own value.
     let leaseReads = NIOLockedValueBox<[String: (shown: CanaryLeaseRow, stored: Date)]>([:])
 
-    /// The channel commits notify and proxies listen on; the payload is the revision number.
+    /// The channel commits notify and proxies listen on; the payload is the revision number, or `rolloutPayload`.
     static let channel = "ficus_revisions"
+
+    /// The payload of a notification sent by a canary, blue-green or lease write that made no revision, so that canary
+    /// controllers wake at once (`StoreEvent.changed`) without polling.
+    static let rolloutPayload = "rollout"
 
     /// The key of the advisory lock that serialises writes (`pg_advisory_xact_lock`): "ficus" in ASCII.
     static let writeLock: Int64 = 0x66_6963_7573

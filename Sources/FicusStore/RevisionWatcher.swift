@@ -243,9 +243,14 @@ struct RevisionWatcher: Sendable {
             // Nothing new was read: a failure reported earlier still stands and is not reported again.
             break
         case .checked(let dataVersion):
+            // Not after a (re)open, whose first poll always checks: only a commit seen between two polls is news.
+            let changed = state.dataVersion != nil && state.dataVersion != dataVersion
             state.dataVersion = dataVersion
             state.reportedFailure = nil
             state.replacement = nil
+            if changed {
+                continuation.yield(.changed)
+            }
         case .newer(let dataVersion, let revision):
             state.dataVersion = dataVersion
             state.reportedRevision = revision.number
