@@ -73,14 +73,17 @@ final class CanaryController: Service, Sendable {
             var memory: [String: RouteMemory] = [:]
             while !Task.isCancelled {
                 let seen = self.changes?.generation ?? 0
+                var failed = false
                 do {
                     try await self.pass(&memory)
                 } catch is CancellationError {
                     break
                 } catch {
+                    failed = true
                     self.logger.warning("canary controller pass failed", metadata: ["error": "\(error)"])
                 }
-                guard let changes = self.changes else {
+                // After a failure (the store unreachable) the next look is a poll interval away, whatever is due.
+                guard let changes = self.changes, !failed else {
                     try? await self.clock.sleep(for: self.pollInterval)
                     continue
                 }

@@ -43,6 +43,15 @@ enum FleetPostgres {
         }
     }
 
+    /// The rows of a one-column query, as text.
+    static func query(_ database: String, _ sql: String) throws -> [String] {
+        let result = try self.run("/usr/bin/psql", [database, "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        guard result.status == 0 else {
+            throw FleetTestFailure("psql \(sql): \(result)")
+        }
+        return result.stdout.split(separator: "\n").map(String.init)
+    }
+
     /// Runs `scripts/postgres-test-cluster.sh COMMAND DIR`.
     @discardableResult
     static func cluster(_ command: String, _ directory: String, environment: [String: String] = [:]) throws -> String {
