@@ -167,7 +167,8 @@ extension PostgresConfigurationStore: ShadowStore, StoreBackend {
             )
             SELECT id, time, route, endpoint, method, target, serving_upstream, shadow_upstream,
                 serving_status, CASE WHEN has_shadow_status THEN shadow_status END, serving_latency_us,
-                CASE WHEN has_shadow_latency THEN shadow_latency_us END, CASE WHEN has_shadow_error THEN shadow_error END,
+                CASE WHEN has_shadow_latency THEN shadow_latency_us END,
+                CASE WHEN has_shadow_error THEN shadow_error END,
                 differences, CASE WHEN has_noise THEN noise_differences END, request_headers, request_body,
                 serving_headers, serving_body, serving_truncated, shadow_headers, shadow_body, shadow_truncated,
                 CASE WHEN has_request_id THEN request_id END
@@ -282,12 +283,15 @@ extension PostgresConfigurationStore: ShadowStore, StoreBackend {
                     \(minutes.map(\.differing))::bigint[], \(minutes.map(\.errors))::bigint[],
                     \(minutes.map(\.noiseSamples))::bigint[],
                     \(minutes.map(\.serving.count))::bigint[], \(minutes.map(\.serving.sum))::bigint[],
-                    \(minutes.map { $0.serving.minimum ?? 0 })::bigint[], \(minutes.map { $0.serving.maximum ?? 0 })::bigint[],
+                    \(minutes.map { $0.serving.minimum ?? 0 })::bigint[],
+                    \(minutes.map { $0.serving.maximum ?? 0 })::bigint[],
                     \(minutes.map(\.shadow.count))::bigint[], \(minutes.map(\.shadow.sum))::bigint[],
-                    \(minutes.map { $0.shadow.minimum ?? 0 })::bigint[], \(minutes.map { $0.shadow.maximum ?? 0 })::bigint[]
+                    \(minutes.map { $0.shadow.minimum ?? 0 })::bigint[],
+                    \(minutes.map { $0.shadow.maximum ?? 0 })::bigint[]
                 ) AS a(
                     bucket, route, endpoint, compared, identical, differing, errors, noise_samples,
-                    serving_count, serving_sum, serving_min, serving_max, shadow_count, shadow_sum, shadow_min, shadow_max
+                    serving_count, serving_sum, serving_min, serving_max,
+                    shadow_count, shadow_sum, shadow_min, shadow_max
                 )
                 ON CONFLICT (bucket, route, endpoint) DO UPDATE SET
                     compared = m.compared + excluded.compared,
@@ -307,7 +311,9 @@ extension PostgresConfigurationStore: ShadowStore, StoreBackend {
             )
         }
         let statuses = aggregates.statuses.sorted {
-            Self.less($0.key.endpoint, $1.key.endpoint, then: ($0.key.serving, $0.key.shadow) < ($1.key.serving, $1.key.shadow))
+            Self.less(
+                $0.key.endpoint, $1.key.endpoint,
+                then: ($0.key.serving, $0.key.shadow) < ($1.key.serving, $1.key.shadow))
         }
         if !statuses.isEmpty {
             let keys = statuses.map(\.key)
@@ -529,9 +535,10 @@ extension PostgresConfigurationStore: ShadowStore, StoreBackend {
         return try await self.perform { session in
             var sizes: [String: Int] = [:]
             for table in tables {
-                sizes[table] = try await session.row(
-                    PostgresQuery(unsafeSQL: "SELECT COUNT(*) AS count FROM \(table)")
-                )?["count"].decode(Int.self) ?? 0
+                sizes[table] =
+                    try await session.row(
+                        PostgresQuery(unsafeSQL: "SELECT COUNT(*) AS count FROM \(table)")
+                    )?["count"].decode(Int.self) ?? 0
             }
             return sizes
         }

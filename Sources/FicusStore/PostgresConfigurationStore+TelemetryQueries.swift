@@ -25,13 +25,15 @@ extension PostgresConfigurationStore {
     ) async throws -> [ShadowTimelinePoint] {
         let range = ShadowBucketRange(from: from, to: to)
         return try await self.perform { session in
-            var timeline = ShadowTimelineBuilder(range: range, bucketSeconds: bucketSeconds, withNoise: thresholds != nil)
+            var timeline = ShadowTimelineBuilder(
+                range: range, bucketSeconds: bucketSeconds, withNoise: thresholds != nil)
             let rows = try await session.rows(
                 """
                 SELECT bucket, SUM(compared)::bigint AS compared, SUM(differing)::bigint AS differing,
                     SUM(errors)::bigint AS errors
                 FROM shadow_minutes
-                WHERE bucket >= \(range.lower) AND bucket < \(range.upper) AND (\(route)::text IS NULL OR route = \(route))
+                WHERE bucket >= \(range.lower) AND bucket < \(range.upper)
+                    AND (\(route)::text IS NULL OR route = \(route))
                 GROUP BY bucket
                 """
             )
@@ -131,13 +133,15 @@ extension PostgresConfigurationStore {
             return try await session.rows(
                 """
                 SELECT \(unescaped: keys), \(unescaped: totals) FROM \(unescaped: table)
-                WHERE bucket >= \(range.lower) AND bucket < \(range.upper) AND (\(route)::text IS NULL OR route = \(route))
+                WHERE bucket >= \(range.lower) AND bucket < \(range.upper)
+                    AND (\(route)::text IS NULL OR route = \(route))
                 GROUP BY \(unescaped: keys)
                 """
             )
         }
         func id(_ row: PostgresRandomAccessRow) throws -> ShadowEndpointID {
-            ShadowEndpointID(route: try row["route"].decode(String.self), endpoint: try row["endpoint"].decode(String.self))
+            ShadowEndpointID(
+                route: try row["route"].decode(String.self), endpoint: try row["endpoint"].decode(String.self))
         }
         var rows = ShadowSummaryRows()
         rows.statuses = try await grouped("shadow_status_minutes", ["serving_status", "shadow_status"], ["count"]).map {

@@ -22,7 +22,8 @@ extension SQLiteConfigurationStore {
         let range = ShadowBucketRange(from: from, to: to)
         return try await self.perform {
             try await self.readTelemetry { db in
-                var timeline = ShadowTimelineBuilder(range: range, bucketSeconds: bucketSeconds, withNoise: thresholds != nil)
+                var timeline = ShadowTimelineBuilder(
+                    range: range, bucketSeconds: bucketSeconds, withNoise: thresholds != nil)
                 let rows = try Row.fetchAll(
                     db,
                     sql: """
@@ -33,7 +34,9 @@ extension SQLiteConfigurationStore {
                     arguments: range.arguments(route: route)
                 )
                 for row in rows {
-                    timeline.add(minute: row["bucket"], compared: row["compared"], differing: row["differing"], errors: row["errors"])
+                    timeline.add(
+                        minute: row["bucket"], compared: row["compared"], differing: row["differing"],
+                        errors: row["errors"])
                 }
                 if let thresholds {
                     let summaries = try Self.fetchEndpointSummaries(db, route: route, range: range)
@@ -124,7 +127,9 @@ extension SQLiteConfigurationStore {
                 """,
             arguments: arguments
         ).map { row in
-            .init(id: ShadowEndpointID(row), serving: row["serving_status"], shadow: row["shadow_status"], count: row["count"])
+            .init(
+                id: ShadowEndpointID(row), serving: row["serving_status"], shadow: row["shadow_status"],
+                count: row["count"])
         }
         rows.latencies = try Row.fetchAll(
             db,
@@ -146,7 +151,9 @@ extension SQLiteConfigurationStore {
                 """,
             arguments: arguments
         ).map { row in
-            .init(id: ShadowEndpointID(row), path: row["field_path"], kind: row["kind"], raw: row["raw"], noise: row["noise"])
+            .init(
+                id: ShadowEndpointID(row), path: row["field_path"], kind: row["kind"], raw: row["raw"],
+                noise: row["noise"])
         }
         rows.drops = try Row.fetchAll(
             db,

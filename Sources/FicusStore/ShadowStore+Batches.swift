@@ -87,7 +87,8 @@ struct EncodedShadowRecord: Sendable {
     /// Roughly the bytes the row takes in a store: bodies, JSON columns and a little for the rest.
     var estimatedBytes: Int64 {
         let bodies = self.record.requestBody.count + self.record.servingBody.count + self.record.shadowBody.count
-        let json = self.differences.utf8.count + (self.noiseDifferences?.utf8.count ?? 0)
+        let json =
+            self.differences.utf8.count + (self.noiseDifferences?.utf8.count ?? 0)
             + self.requestHeaders.utf8.count + self.servingHeaders.utf8.count + self.shadowHeaders.utf8.count
         return Int64(bodies + json + self.record.target.utf8.count + 256)
     }
@@ -126,7 +127,9 @@ struct EncodedShadowRecord: Sendable {
         let decoder = JSONDecoder()
         var record = plain
         record.differences = try decoder.decode([Difference].self, from: Data(differences.utf8))
-        record.noiseDifferences = try noiseDifferences.map { try decoder.decode([Difference].self, from: Data($0.utf8)) }
+        record.noiseDifferences = try noiseDifferences.map {
+            try decoder.decode([Difference].self, from: Data($0.utf8))
+        }
         record.requestHeaders = try decoder.decode([ShadowRecord.Field].self, from: Data(requestHeaders.utf8))
         record.servingHeaders = try decoder.decode([ShadowRecord.Field].self, from: Data(servingHeaders.utf8))
         record.shadowHeaders = try decoder.decode([ShadowRecord.Field].self, from: Data(shadowHeaders.utf8))

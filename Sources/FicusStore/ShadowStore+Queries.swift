@@ -119,7 +119,8 @@ struct ShadowSummaryRows: Sendable {
     func summaries() -> [ShadowEndpointSummary] {
         var statuses: [ShadowEndpointID: [ShadowStatusCount]] = [:]
         for row in self.statuses {
-            let cell = ShadowStatusCount(serving: row.serving, shadow: row.shadow == 0 ? nil : row.shadow, count: row.count)
+            let cell = ShadowStatusCount(
+                serving: row.serving, shadow: row.shadow == 0 ? nil : row.shadow, count: row.count)
             statuses[row.id, default: []].append(cell)
         }
         var histograms: [ShadowEndpointID: [String: LatencyHistogram]] = [:]
@@ -216,7 +217,9 @@ struct ShadowSummaryRows: Sendable {
     }
 
     /// Mean and percentiles of the copies' wait inside Ficus, from its histogram rows.
-    private static func waitPercentiles(_ wait: (histogram: LatencyHistogram, count: Int, sum: Int)) -> LatencyPercentiles {
+    private static func waitPercentiles(_ wait: (histogram: LatencyHistogram, count: Int, sum: Int))
+        -> LatencyPercentiles
+    {
         Self.percentiles(wait.histogram, count: wait.count, sum: wait.sum, minimum: nil, maximum: nil)
     }
 
@@ -426,7 +429,8 @@ extension LatencyHistogram {
     /// merge into the union of the bounds.
     static func add(_ window: MetricWindow, to histogram: inout LatencyHistogram) {
         let counts = window.latencyBucketCounts
-        let finite = counts.count > window.latencyBucketBounds.count
+        let finite =
+            counts.count > window.latencyBucketBounds.count
             ? window.latencyBucketBounds
             : Array(window.latencyBucketBounds.dropLast())
         for (index, count) in counts.enumerated() {

@@ -38,8 +38,8 @@ public struct TelemetryBufferLimits: Sendable, Equatable {
 /// The telemetry a store could not write yet, oldest first, within `TelemetryBufferLimits`, and what it dropped.
 ///
 /// Each kind has a queue of its own: a write takes the whole queue of its kind together with its new batch
-/// (`take…`), and puts back what it could not write (`keep…`); a write that fails for good counts what it carried as
-/// dropped (`drop`). Everything happens under one lock and never waits for the store.
+/// (`take…`), and puts back what it could not write (`keep…`); a write that fails for good counts what it carried
+/// as dropped (`drop`). Everything happens under one lock and never waits for the store.
 final class TelemetryBuffer: Sendable {
     private struct State {
         var records: [ShadowRecord] = []

@@ -44,7 +44,8 @@ struct PostgresTelemetryBufferTests {
 
     /// A differing record (so that it is stored as a sample) `seconds` after the fixtures' start.
     static func record(_ seconds: Int) -> ShadowRecord {
-        ShadowFixtures.record(at: Double(seconds), target: "/orders/\(seconds)", differences: [ShadowFixtures.typeChanged])
+        ShadowFixtures.record(
+            at: Double(seconds), target: "/orders/\(seconds)", differences: [ShadowFixtures.typeChanged])
     }
 
     static func window(_ seconds: Int64) -> MetricWindow {
@@ -58,7 +59,9 @@ struct PostgresTelemetryBufferTests {
             reason: reason, sent: false, count: count)
     }
 
-    @Test("while PostgreSQL is away telemetry is kept, the oldest beyond the bound dropped and counted, the rest written once it is back")
+    @Test(
+        "while PostgreSQL is away telemetry is kept, the oldest beyond the bound dropped, the rest written once back"
+    )
     func keptWhileAwayWrittenWhenBack() async throws {
         // A cluster of its own: pausing the shared one would fail every other PostgreSQL test.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ficus-pg-\(UUID().uuidString)")

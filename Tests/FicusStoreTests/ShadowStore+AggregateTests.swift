@@ -6,7 +6,9 @@ import Testing
 
 @Suite("Shadow store: aggregates")
 struct ShadowStoreAggregateTests {
-    @Test("batches add up per endpoint: totals, status matrix, field raw and noise counts, latencies", arguments: StoreFixtures.backends)
+    @Test(
+        "batches add up per endpoint: totals, status matrix, field raw and noise counts, latencies",
+        arguments: StoreFixtures.backends)
     func endpointTotals(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             let item = { (index: Int) in Difference(path: "$.items[\(index)].price", kind: .typeChanged) }
@@ -15,12 +17,14 @@ struct ShadowStoreAggregateTests {
                 ShadowFixtures.record(at: 1),
                 ShadowFixtures.record(at: 2, differences: [ShadowFixtures.typeChanged]),
                 // Three elements with the same field differ: one request, counted once for the field.
-                ShadowFixtures.record(at: 3, differences: [item(0), item(1), item(2)], noise: [ShadowFixtures.requestID]),
+                ShadowFixtures.record(
+                    at: 3, differences: [item(0), item(1), item(2)], noise: [ShadowFixtures.requestID]),
                 ShadowFixtures.record(at: 4, shadowError: "connection refused", noise: []),
             ])
             try await store.appendShadowRecords([
                 ShadowFixtures.record(at: 61, shadowStatus: 500, differences: [status, ShadowFixtures.typeChanged]),
-                ShadowFixtures.record(at: 62, differences: [ShadowFixtures.requestID], noise: [ShadowFixtures.requestID]),
+                ShadowFixtures.record(
+                    at: 62, differences: [ShadowFixtures.requestID], noise: [ShadowFixtures.requestID]),
                 ShadowFixtures.record(at: 63, route: "users", endpoint: "GET /users"),
             ])
 
@@ -110,13 +114,16 @@ struct ShadowStoreAggregateTests {
         }
     }
 
-    @Test("the timeline has one point per bucket, empty buckets included, and after-noise counts on request", arguments: StoreFixtures.backends)
+    @Test(
+        "the timeline has one point per bucket, empty buckets included, and after-noise counts on request",
+        arguments: StoreFixtures.backends)
     func timeline(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             try await store.appendShadowRecords([
                 ShadowFixtures.record(at: 5),
                 ShadowFixtures.record(at: 10, differences: [ShadowFixtures.typeChanged]),
-                ShadowFixtures.record(at: 70, differences: [ShadowFixtures.requestID], noise: [ShadowFixtures.requestID]),
+                ShadowFixtures.record(
+                    at: 70, differences: [ShadowFixtures.requestID], noise: [ShadowFixtures.requestID]),
                 ShadowFixtures.record(at: 80, shadowError: "reset"),
                 ShadowFixtures.record(at: 190, differences: [ShadowFixtures.typeChanged]),
             ])

@@ -28,14 +28,19 @@ struct ShadowStoreCoverageTests {
     func eligibleIsComparedPlusErrorsPlusDropped(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             try await store.appendShadowRecords(
-                [ShadowFixtures.record(), ShadowFixtures.record(at: 1), ShadowFixtures.record(at: 2, shadowError: "timeout")])
+                [
+                    ShadowFixtures.record(), ShadowFixtures.record(at: 1),
+                    ShadowFixtures.record(at: 2, shadowError: "timeout"),
+                ])
             try await store.appendShadowDrops([
                 Self.drop(reason: "capacity", count: 5), Self.drop(reason: "memory", sent: true, count: 2),
             ])
             // A second proxy, the same minute and reason.
             try await store.appendShadowDrops([Self.drop(reason: "capacity", count: 3)])
             // Another endpoint whose every copy was dropped: no comparison minute, and it must still show.
-            try await store.appendShadowDrops([Self.drop(endpoint: "POST /orders", reason: "request_body_too_large", count: 4)])
+            try await store.appendShadowDrops([
+                Self.drop(endpoint: "POST /orders", reason: "request_body_too_large", count: 4)
+            ])
 
             let summaries = try await store.shadowEndpoints(route: "orders", from: nil, to: nil)
             #expect(summaries.map(\.endpoint) == [ShadowFixtures.endpoint, "POST /orders"])
@@ -75,7 +80,9 @@ struct ShadowStoreCoverageTests {
     func badDropCountsAreRefusedAndChangeNothing(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             var negative = Self.drop(reason: "capacity", count: -1)
-            await #expect(throws: StoreError.self) { try await store.appendShadowDrops([Self.drop(reason: "x", count: 1), negative]) }
+            await #expect(throws: StoreError.self) {
+                try await store.appendShadowDrops([Self.drop(reason: "x", count: 1), negative])
+            }
             negative.count = 1
             negative.minute += 7
             await #expect(throws: StoreError.self) { try await store.appendShadowDrops([negative]) }
@@ -117,7 +124,9 @@ struct ShadowStoreCoverageTests {
         try await backend.withShadowStore { store in
             var record = ShadowFixtures.record(differences: [ShadowFixtures.typeChanged])
             record.requestID = "9f86d081884c7d65-1"
-            try await store.appendShadowRecords([record, ShadowFixtures.record(at: 1, differences: [ShadowFixtures.typeChanged])])
+            try await store.appendShadowRecords([
+                record, ShadowFixtures.record(at: 1, differences: [ShadowFixtures.typeChanged]),
+            ])
             let stored = try await ShadowFixtures.stored(store)
             #expect(stored.map(\.requestID) == [nil, "9f86d081884c7d65-1"])
         }

@@ -44,11 +44,14 @@ struct ShadowStoreDiffRateTests {
         return records
     }
 
-    @Test("fields differing as often against the shadow as between serving answers are noise; a type change is not", arguments: StoreFixtures.backends)
+    @Test(
+        "fields differing as often against the shadow as between serving answers are noise; a type change is not",
+        arguments: StoreFixtures.backends)
     func noiseFiltering(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             try await store.appendShadowRecords(Self.traffic())
-            let rate = try await store.shadowDiffRate(route: "orders", from: nil, to: nil, thresholds: NoiseThresholds())
+            let rate = try await store.shadowDiffRate(
+                route: "orders", from: nil, to: nil, thresholds: NoiseThresholds())
             #expect(rate.compared == 110)
             #expect(rate.differing == 101)
             // Each of the five type changes also has the noisy fields: requests count once.
@@ -70,7 +73,9 @@ struct ShadowStoreDiffRateTests {
         }
     }
 
-    @Test("the rate follows the thresholds, the route and the time range, and survives record retention", arguments: StoreFixtures.backends)
+    @Test(
+        "the rate follows the thresholds, the route and the time range, and survives record retention",
+        arguments: StoreFixtures.backends)
     func filters(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             try await store.appendShadowRecords(Self.traffic(), retention: ShadowRetention(maxRecords: 1))
@@ -114,7 +119,8 @@ struct ShadowStoreDiffRateTests {
                     ShadowFixtures.record(at: Double(index), differences: index < 2 ? [ShadowFixtures.requestID] : [])
                 }
             )
-            let rate = try await store.shadowDiffRate(route: "orders", from: nil, to: nil, thresholds: NoiseThresholds())
+            let rate = try await store.shadowDiffRate(
+                route: "orders", from: nil, to: nil, thresholds: NoiseThresholds())
             #expect(rate.compared == 20)
             #expect(rate.differingAfterNoise == 2)
         }

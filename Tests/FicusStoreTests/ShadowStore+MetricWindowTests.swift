@@ -32,10 +32,13 @@ struct ShadowStoreMetricWindowTests {
         )
     }
 
-    @Test("windows from two proxies add up per upstream, with the p99 of the merged histograms", arguments: StoreFixtures.backends)
+    @Test(
+        "windows from two proxies add up per upstream, with the p99 of the merged histograms",
+        arguments: StoreFixtures.backends)
     func twoProxiesAddUp(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
-            let first = Self.window(proxy: "p1", upstream: "legacy", requests: 90, serverErrors: 1, counts: [80, 9, 1, 0])
+            let first = Self.window(
+                proxy: "p1", upstream: "legacy", requests: 90, serverErrors: 1, counts: [80, 9, 1, 0])
             // The other convention of `MetricWindow`: as many counts as bounds, the last bound standing for +inf.
             let second = Self.window(
                 at: 10,
@@ -52,8 +55,10 @@ struct ShadowStoreMetricWindowTests {
             ])
             try await store.appendMetricWindows([
                 second,
-                Self.window(at: 10, proxy: "p2", upstream: "orders-v2", requests: 5, serverErrors: 0, counts: [0, 0, 4, 1]),
-                Self.window(proxy: "p2", route: "users", upstream: "a", requests: 7, serverErrors: 7, counts: [7, 0, 0, 0]),
+                Self.window(
+                    at: 10, proxy: "p2", upstream: "orders-v2", requests: 5, serverErrors: 0, counts: [0, 0, 4, 1]),
+                Self.window(
+                    proxy: "p2", route: "users", upstream: "a", requests: 7, serverErrors: 7, counts: [7, 0, 0, 0]),
             ])
             // A proxy that retries a batch replaces its windows instead of counting them twice.
             try await store.appendMetricWindows([first])
@@ -92,13 +97,16 @@ struct ShadowStoreMetricWindowTests {
             clock.advance(by: 7 * 86_400 + 1)
             let week: Int64 = 7 * 86_400
             try await store.appendMetricWindows([
-                Self.window(at: week, proxy: "p1", upstream: "legacy", requests: 2, serverErrors: 0, counts: [2, 0, 0, 0])
+                Self.window(
+                    at: week, proxy: "p1", upstream: "legacy", requests: 2, serverErrors: 0, counts: [2, 0, 0, 0])
             ])
             #expect(try await store.metricWindows(route: nil, from: nil, to: nil).map(\.requests) == [2])
         }
     }
 
-    @Test("a window whose counts do not fit its bounds is refused and nothing of the batch is written", arguments: StoreFixtures.backends)
+    @Test(
+        "a window whose counts do not fit its bounds is refused and nothing of the batch is written",
+        arguments: StoreFixtures.backends)
     func refusesMismatchedCounts(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             let good = Self.window(proxy: "p1", upstream: "legacy", requests: 1, serverErrors: 0, counts: [1, 0, 0, 0])

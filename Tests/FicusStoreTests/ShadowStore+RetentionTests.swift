@@ -6,7 +6,9 @@ import Testing
 
 @Suite("Shadow store: retention")
 struct ShadowStoreRetentionTests {
-    @Test("at most maxRecords records are kept, the newest; aggregates still count every record", arguments: StoreFixtures.backends)
+    @Test(
+        "at most maxRecords records are kept, the newest; aggregates still count every record",
+        arguments: StoreFixtures.backends)
     func byCount(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             let retention = ShadowRetention(maxRecords: 5)
@@ -44,7 +46,9 @@ struct ShadowStoreRetentionTests {
         }
     }
 
-    @Test("identical comparisons are counted in the aggregates but not kept as records", arguments: StoreFixtures.backends)
+    @Test(
+        "identical comparisons are counted in the aggregates but not kept as records", arguments: StoreFixtures.backends
+    )
     func identicalAreCountedNotKept(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             try await store.appendShadowRecords(
@@ -64,7 +68,9 @@ struct ShadowStoreRetentionTests {
         }
     }
 
-    @Test("records older than maxRecordAge and aggregates older than maxAggregateAge are deleted by the next batch", arguments: StoreFixtures.backends)
+    @Test(
+        "records older than maxRecordAge and aggregates older than maxAggregateAge are deleted by the next batch",
+        arguments: StoreFixtures.backends)
     func byAge(backend: StoreFixtures.Backend) async throws {
         let clock = TestClock(ShadowFixtures.start)
         try await backend.withShadowStore(clock: clock) { store in
@@ -75,18 +81,21 @@ struct ShadowStoreRetentionTests {
             )
             clock.advance(by: 1_800)
             try await store.appendShadowRecords(
-                [ShadowFixtures.record(at: 1_800, target: "/half", noise: [ShadowFixtures.requestID])], retention: retention)
+                [ShadowFixtures.record(at: 1_800, target: "/half", noise: [ShadowFixtures.requestID])],
+                retention: retention)
             #expect(try await ShadowFixtures.stored(store).map(\.target) == ["/half", "/old"])
 
             clock.advance(by: 1_801)
             try await store.appendShadowRecords(
-                [ShadowFixtures.record(at: 3_601, target: "/new", noise: [ShadowFixtures.requestID])], retention: retention)
+                [ShadowFixtures.record(at: 3_601, target: "/new", noise: [ShadowFixtures.requestID])],
+                retention: retention)
             #expect(try await ShadowFixtures.stored(store).map(\.target) == ["/new", "/half"])
             #expect(try await store.shadowEndpoints(route: nil, from: nil, to: nil).first?.compared == 3)
 
             clock.advance(by: 86_400 - 3_601 + 1)
             try await store.appendShadowRecords(
-                [ShadowFixtures.record(at: 86_401, target: "/later", noise: [ShadowFixtures.requestID])], retention: retention)
+                [ShadowFixtures.record(at: 86_401, target: "/later", noise: [ShadowFixtures.requestID])],
+                retention: retention)
             let summary = try await store.shadowEndpoints(route: nil, from: nil, to: nil)
             // The first minute (the typeChanged record) is gone; the minutes of /half and /new stay until they age too.
             // (Those three carry only a noise difference, so that they are kept as records at all.)
@@ -94,7 +103,8 @@ struct ShadowStoreRetentionTests {
             #expect(summary.first?.fields.map(\.path) == ["$.requestId"])
             #expect(summary.first?.fields.first?.raw == 0)
             #expect(try await ShadowFixtures.stored(store).map(\.target) == ["/later"])
-            // Every aggregate table lost the first minute: three minutes are left, with the noise field and no signature.
+            // Every aggregate table lost the first minute: three minutes are left, with the noise field and no
+            // signature.
             let sizes = try await store.shadowTableSizes()
             #expect(sizes["shadow_minutes"] == 3)
             #expect(sizes["shadow_status_minutes"] == 3)

@@ -97,11 +97,15 @@ struct ShadowStoreTests {
         }
     }
 
-    @Test("a record comes back exactly as stored, binary and empty bodies and noise differences included", arguments: StoreFixtures.backends)
+    @Test(
+        "a record comes back exactly as stored, binary and empty bodies and noise differences included",
+        arguments: StoreFixtures.backends)
     func roundTrip(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             var record = ShadowFixtures.record(
-                differences: [ShadowFixtures.typeChanged, Difference(path: "header:etag", kind: .header, serving: "1")],
+                differences: [
+                    ShadowFixtures.typeChanged, Difference(path: "header:etag", kind: .header, serving: "1"),
+                ],
                 noise: []
             )
             record.requestBody = [0, 255, 13, 10, 0]
@@ -115,13 +119,16 @@ struct ShadowStoreTests {
         }
     }
 
-    @Test("samples are the newest records with the field, matched by generalised path and kind", arguments: StoreFixtures.backends)
+    @Test(
+        "samples are the newest records with the field, matched by generalised path and kind",
+        arguments: StoreFixtures.backends)
     func samples(backend: StoreFixtures.Backend) async throws {
         try await backend.withShadowStore { store in
             let sku = { (index: Int) in Difference(path: "$.items[\(index)].sku", kind: .valueChanged) }
             var records: [ShadowRecord] = []
             for second in 0..<8 {
-                let differences = second.isMultiple(of: 2) ? [sku(second), sku(second + 1)] : [ShadowFixtures.typeChanged]
+                let differences =
+                    second.isMultiple(of: 2) ? [sku(second), sku(second + 1)] : [ShadowFixtures.typeChanged]
                 records.append(
                     ShadowFixtures.record(at: Double(second), target: "/orders/\(second)", differences: differences)
                 )
