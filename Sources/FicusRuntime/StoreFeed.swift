@@ -243,7 +243,7 @@ public final class StoreFeed: Service, Sendable {
         }
         if let batches = deltas["batches"], batches > 0 {
             self.logger.warning(
-                "telemetry dropped: the telemetry file could not be written; configuration is unaffected",
+                "telemetry dropped: the store could not take it; configuration is unaffected",
                 metadata: ["batches": "\(batches)", "error": "\(drops.lastError ?? "")"]
             )
         }

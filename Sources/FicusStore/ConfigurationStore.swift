@@ -151,8 +151,6 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The store's server cannot be reached (a PostgreSQL store that is down, refuses or times out); nothing was
     /// written. `store` is the URL without its password.
     case unreachable(store: String, detail: String)
-    /// The backend does not offer this operation yet (telemetry on the PostgreSQL store); nothing was stored.
-    case unsupported(String)
 
     public var description: String {
         switch self {
@@ -170,8 +168,6 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
                 + "rule names are never reused, pick another"
         case .unreachable(let store, let detail):
             return "store '\(store)' cannot be reached: \(detail); nothing was changed"
-        case .unsupported(let what):
-            return "\(what) is not supported on the PostgreSQL store yet"
         }
     }
 }

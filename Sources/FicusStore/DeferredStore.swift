@@ -23,7 +23,7 @@ public final class DeferredStore: StoreBackend {
     let longestPause: Duration
 
     /// A store at `location` (as it may be printed) opened by `opener`, which already failed with `failure`;
-    /// `storesTelemetry` is what the opened store will say (SQLite: true).
+    /// `storesTelemetry` is what the opened store will say (SQLite and PostgreSQL: true).
     public init(
         location: String,
         storesTelemetry: Bool,

@@ -13,7 +13,8 @@ extension PostgresConfigurationStore {
     /// Every migration this binary knows, oldest first.
     ///
     /// Version 1 holds what the SQLite store has after its own migrations "v1" to "v5" (revisions, audit, proxies,
-    /// rule names, canaries and leases, blue-green), without telemetry, which the PostgreSQL store does not keep yet.
+    /// rule names, canaries and leases, blue-green); version 2 adds telemetry, the tables of the SQLite telemetry
+    /// file after its migrations "t1" to "t3" (`SQLiteConfigurationStore.telemetryMigrator`).
     static let migrations: [Migration] = [
         Migration(
             version: 1,
@@ -116,7 +117,157 @@ extension PostgresConfigurationStore {
                 )
                 """,
             ]
+        ),
+        Migration(version: 2, name: "v2-telemetry", statements: PostgresConfigurationStore.telemetryTables),
+    ]
+
+    /// The statements of migration 2, `v2-telemetry`: shadow records with their fields, the per-minute aggregates
+    /// and metric windows, with the columns and keys of the SQLite telemetry file.
+    ///
+    /// Times are integers as there (records and windows in microseconds, aggregate buckets in seconds since 1970),
+    /// so that both backends bucket and filter alike. JSON columns are TEXT without a check: only Ficus writes them,
+    /// and `jsonb` refuses the `\u0000` escape a response body may hold.
+    static let telemetryTables: [String] = [
+        """
+        CREATE TABLE shadow_records (
+            id BIGSERIAL PRIMARY KEY,
+            time BIGINT NOT NULL,
+            route TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            method TEXT NOT NULL,
+            target TEXT NOT NULL,
+            serving_upstream TEXT NOT NULL,
+            shadow_upstream TEXT NOT NULL,
+            serving_status INTEGER NOT NULL,
+            shadow_status INTEGER,
+            serving_latency_us BIGINT NOT NULL,
+            shadow_latency_us BIGINT,
+            shadow_error TEXT,
+            differences TEXT NOT NULL,
+            noise_differences TEXT,
+            request_headers TEXT NOT NULL,
+            request_body BYTEA NOT NULL,
+            serving_headers TEXT NOT NULL,
+            serving_body BYTEA NOT NULL,
+            serving_truncated BOOLEAN NOT NULL,
+            shadow_headers TEXT NOT NULL,
+            shadow_body BYTEA NOT NULL,
+            shadow_truncated BOOLEAN NOT NULL,
+            request_id TEXT
         )
+        """,
+        "CREATE INDEX shadow_records_time ON shadow_records (time)",
+        "CREATE INDEX shadow_records_endpoint ON shadow_records (route, endpoint, time)",
+        """
+        CREATE TABLE shadow_record_fields (
+            record BIGINT NOT NULL REFERENCES shadow_records (id) ON DELETE CASCADE,
+            field_path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            PRIMARY KEY (record, field_path, kind)
+        )
+        """,
+        """
+        CREATE TABLE shadow_minutes (
+            bucket BIGINT NOT NULL,
+            route TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            compared BIGINT NOT NULL,
+            identical BIGINT NOT NULL,
+            differing BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            noise_samples BIGINT NOT NULL,
+            serving_latency_count BIGINT NOT NULL,
+            serving_latency_sum BIGINT NOT NULL,
+            serving_latency_min BIGINT,
+            serving_latency_max BIGINT,
+            shadow_latency_count BIGINT NOT NULL,
+            shadow_latency_sum BIGINT NOT NULL,
+            shadow_latency_min BIGINT,
+            shadow_latency_max BIGINT,
+            PRIMARY KEY (bucket, route, endpoint)
+        )
+        """,
+        """
+        CREATE TABLE shadow_status_minutes (
+            bucket BIGINT NOT NULL,
+            route TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            serving_status INTEGER NOT NULL,
+            shadow_status INTEGER NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (bucket, route, endpoint, serving_status, shadow_status)
+        )
+        """,
+        """
+        CREATE TABLE shadow_latency_minutes (
+            bucket BIGINT NOT NULL,
+            route TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('serving', 'shadow')),
+            le BIGINT NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (bucket, route, endpoint, side, le)
+        )
+        """,
+        """
+        CREATE TABLE shadow_field_minutes (
+            bucket BIGINT NOT NULL,
+            route TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            field_path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            raw BIGINT NOT NULL,
+            noise BIGINT NOT NULL,
+            PRIMARY KEY (bucket, route, endpoint, field_path, kind)
+        )
+        """,
+        """
+        CREATE TABLE shadow_signature_minutes (
+            bucket BIGINT NOT NULL,
+            route TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (bucket, route, endpoint, signature)
+        )
+        """,
+        """
+        CREATE TABLE shadow_drop_minutes (
+            bucket BIGINT NOT NULL,
+            route TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            sent BOOLEAN NOT NULL,
+            count BIGINT NOT NULL CHECK (count >= 0),
+            PRIMARY KEY (bucket, route, endpoint, reason, sent)
+        )
+        """,
+        """
+        CREATE TABLE shadow_wait_minutes (
+            bucket BIGINT NOT NULL,
+            route TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            le BIGINT NOT NULL,
+            count BIGINT NOT NULL,
+            sum BIGINT NOT NULL,
+            PRIMARY KEY (bucket, route, endpoint, le)
+        )
+        """,
+        """
+        CREATE TABLE metric_windows (
+            start BIGINT NOT NULL,
+            route TEXT NOT NULL,
+            upstream TEXT NOT NULL,
+            proxy TEXT NOT NULL,
+            duration_ms BIGINT NOT NULL,
+            requests BIGINT NOT NULL,
+            server_errors BIGINT NOT NULL,
+            latency_bounds TEXT NOT NULL,
+            latency_counts TEXT NOT NULL,
+            identity_hashes TEXT,
+            PRIMARY KEY (start, route, upstream, proxy)
+        )
+        """,
     ]
 
     /// The newest schema version this binary knows.

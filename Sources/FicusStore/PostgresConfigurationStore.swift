@@ -44,10 +44,27 @@ public final class PostgresConfigurationStore: Sendable {
     /// One second by default; tests make it long to show that a revision arrived by notification.
     let safetyNet: Duration
 
-    init(url: PostgresStoreURL, logger: Logger, connectTimeout: TimeAmount, safetyNet: Duration) throws {
+    /// Telemetry the database could not take yet, within its bounds, and what was dropped beyond them.
+    let telemetryBuffer: TelemetryBuffer
+
+    /// The clock telemetry retention counts from; nil (outside tests) for the database's own (`clock_timestamp()`).
+    ///
+    /// Injected so that tests can age their records without waiting a week, as they do on SQLite.
+    let now: (@Sendable () -> Date)?
+
+    init(
+        url: PostgresStoreURL,
+        logger: Logger,
+        connectTimeout: TimeAmount,
+        safetyNet: Duration,
+        telemetryBuffer: TelemetryBufferLimits = TelemetryBufferLimits(),
+        now: (@Sendable () -> Date)? = nil
+    ) throws {
         self.url = url
         self.logger = logger
         self.safetyNet = safetyNet
+        self.telemetryBuffer = TelemetryBuffer(limits: telemetryBuffer)
+        self.now = now
         self.pool = PostgresConnectionPool(
             configuration: try Self.connectionConfiguration(url, connectTimeout: connectTimeout),
             location: url.description,
@@ -59,18 +76,24 @@ public final class PostgresConfigurationStore: Sendable {
     /// otherwise a database without a Ficus schema is refused with the command that creates one.
     ///
     /// A schema newer than this binary knows is always refused (`StoreError.unreadable`), before anything is written.
+    /// `telemetryBuffer` bounds the telemetry kept in memory while the database cannot take it; `now` replaces the
+    /// database's clock for telemetry retention (tests only).
     public static func open(
         _ url: PostgresStoreURL,
         creating: Bool,
         connectTimeout: TimeAmount = .seconds(5),
         safetyNet: Duration = .seconds(1),
+        telemetryBuffer: TelemetryBufferLimits = TelemetryBufferLimits(),
+        now: (@Sendable () -> Date)? = nil,
         logger: Logger = Logger(label: "ficus.store.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
     ) async throws -> PostgresConfigurationStore {
         let store = try PostgresConfigurationStore(
             url: url,
             logger: logger,
             connectTimeout: connectTimeout,
-            safetyNet: safetyNet
+            safetyNet: safetyNet,
+            telemetryBuffer: telemetryBuffer,
+            now: now
         )
         do {
             try await store.migrate(creating: creating)
@@ -253,8 +276,9 @@ struct PostgresSession {
 /// a proxy must keep serving, so this connects on demand (with PostgresNIO's connect timeout) and reports the failure
 /// to the caller. Connections are not kept between operations: a `PostgresConnection` must be closed, and the close
 /// awaited, before it is released, which a store dropped at the end of a command (or a proxy's exit) cannot promise.
-/// A store's operations are few (a commit, a heartbeat every few seconds, a canary step); the proxy's hot path never
-/// touches the store, and its watcher keeps one connection of its own.
+/// A store's operations are few (a commit, a heartbeat every few seconds, a canary step, a telemetry batch every
+/// fraction of a second while shadowing); the proxy's hot path never touches the store, and its watcher keeps one
+/// connection of its own.
 final class PostgresConnectionPool: Sendable {
     let configuration: PostgresConnection.Configuration
     let location: String

@@ -20,10 +20,10 @@ extension SQLiteConfigurationStore {
         thresholds: NoiseThresholds?
     ) async throws -> [ShadowTimelinePoint] {
         let range = ShadowBucketRange(from: from, to: to)
-        let size = Int64(max(1, (bucketSeconds + 59) / 60) * 60)
         return try await self.perform {
             try await self.readTelemetry { db in
-                var points: [Int64: ShadowTimelinePoint] = [:]
+                var timeline = ShadowTimelineBuilder(
+                    range: range, bucketSeconds: bucketSeconds, withNoise: thresholds != nil)
                 let rows = try Row.fetchAll(
                     db,
                     sql: """
@@ -34,23 +34,19 @@ extension SQLiteConfigurationStore {
                     arguments: range.arguments(route: route)
                 )
                 for row in rows {
-                    let start = Self.floor(row["bucket"], size) * size
-                    var point = points[start] ?? Self.emptyPoint(start, withNoise: thresholds != nil)
-                    point.compared += row["compared"] as Int
-                    point.differing += row["differing"] as Int
-                    point.errors += row["errors"] as Int
-                    points[start] = point
+                    timeline.add(
+                        minute: row["bucket"], compared: row["compared"], differing: row["differing"],
+                        errors: row["errors"])
                 }
                 if let thresholds {
                     let summaries = try Self.fetchEndpointSummaries(db, route: route, range: range)
-                    let flagged = Self.regressionFields(summaries, thresholds: thresholds)
-                    try Self.forEachRegressingSignature(db, route: route, range: range, flagged: flagged) {
+                    let regressions = ShadowRegressions(summaries, thresholds: thresholds)
+                    try Self.forEachRegressingSignature(db, route: route, range: range, regressions: regressions) {
                         bucket, _, count in
-                        let start = Self.floor(bucket, size) * size
-                        points[start]?.differingAfterNoise? += count
+                        timeline.addAfterNoise(minute: bucket, count: count)
                     }
                 }
-                return Self.timeline(points, range: range, size: size, withNoise: thresholds != nil)
+                return timeline.timeline()
             }
         }
     }
@@ -100,35 +96,20 @@ extension SQLiteConfigurationStore {
         return try await self.perform {
             try await self.readTelemetry { db in
                 let summaries = try Self.fetchEndpointSummaries(db, route: route, range: range)
-                let flagged = Self.regressionFields(summaries, thresholds: thresholds)
+                let regressions = ShadowRegressions(summaries, thresholds: thresholds)
                 var afterNoise: [ShadowEndpointID: Int] = [:]
-                try Self.forEachRegressingSignature(db, route: route, range: range, flagged: flagged) {
+                try Self.forEachRegressingSignature(db, route: route, range: range, regressions: regressions) {
                     _, endpoint, count in
                     afterNoise[endpoint, default: 0] += count
                 }
-                let endpoints = summaries.map { summary in
-                    ShadowEndpointDiffRate(
-                        route: summary.route,
-                        endpoint: summary.endpoint,
-                        compared: summary.compared,
-                        differing: summary.differing,
-                        differingAfterNoise: afterNoise[ShadowEndpointID(summary), default: 0],
-                        regressions: summary.regressions(thresholds: thresholds)
-                    )
-                }
-                return ShadowDiffRate(
-                    compared: endpoints.reduce(0) { $0 + $1.compared },
-                    differing: endpoints.reduce(0) { $0 + $1.differing },
-                    differingAfterNoise: endpoints.reduce(0) { $0 + $1.differingAfterNoise },
-                    endpoints: endpoints
-                )
+                return ShadowDiffRate(summaries: summaries, afterNoise: afterNoise, thresholds: thresholds)
             }
         }
     }
 
     /// Every endpoint's summary over `range`, sorted by route and endpoint.
     ///
-    /// Four grouped scans of the minute tables, keyed by minute first, so a short range reads few rows.
+    /// Six grouped scans of the minute tables, keyed by minute first, so a short range reads few rows.
     static func fetchEndpointSummaries(
         _ db: Database,
         route: String?,
@@ -136,8 +117,8 @@ extension SQLiteConfigurationStore {
     ) throws -> [ShadowEndpointSummary] {
         let arguments = range.arguments(route: route)
         let filter = ShadowBucketRange.filter
-        var statuses: [ShadowEndpointID: [ShadowStatusCount]] = [:]
-        let statusRows = try Row.fetchAll(
+        var rows = ShadowSummaryRows()
+        rows.statuses = try Row.fetchAll(
             db,
             sql: """
                 SELECT route, endpoint, serving_status, shadow_status, SUM(count) AS count
@@ -145,18 +126,12 @@ extension SQLiteConfigurationStore {
                 GROUP BY route, endpoint, serving_status, shadow_status
                 """,
             arguments: arguments
-        )
-        for row in statusRows {
-            let shadow: Int = row["shadow_status"]
-            let cell = ShadowStatusCount(
-                serving: row["serving_status"],
-                shadow: shadow == 0 ? nil : shadow,
-                count: row["count"]
-            )
-            statuses[ShadowEndpointID(row), default: []].append(cell)
+        ).map { row in
+            .init(
+                id: ShadowEndpointID(row), serving: row["serving_status"], shadow: row["shadow_status"],
+                count: row["count"])
         }
-        var histograms: [ShadowEndpointID: [String: LatencyHistogram]] = [:]
-        let latencyRows = try Row.fetchAll(
+        rows.latencies = try Row.fetchAll(
             db,
             sql: """
                 SELECT route, endpoint, side, le, SUM(count) AS count
@@ -164,16 +139,10 @@ extension SQLiteConfigurationStore {
                 GROUP BY route, endpoint, side, le
                 """,
             arguments: arguments
-        )
-        for row in latencyRows {
-            let side: String = row["side"]
-            histograms[ShadowEndpointID(row), default: [:]][
-                side,
-                default: LatencyHistogram(bounds: LatencyHistogram.shadowBounds)
-            ].add(bound: row["le"], count: row["count"])
+        ).map { row in
+            .init(id: ShadowEndpointID(row), side: row["side"], bound: row["le"], count: row["count"])
         }
-        var fields: [ShadowEndpointID: [ShadowFieldSummary]] = [:]
-        let fieldRows = try Row.fetchAll(
+        rows.fields = try Row.fetchAll(
             db,
             sql: """
                 SELECT route, endpoint, field_path, kind, SUM(raw) AS raw, SUM(noise) AS noise
@@ -181,18 +150,12 @@ extension SQLiteConfigurationStore {
                 GROUP BY route, endpoint, field_path, kind
                 """,
             arguments: arguments
-        )
-        for row in fieldRows {
-            // A kind written by a newer Ficus is skipped rather than failing the whole report.
-            guard let kind = DifferenceKind(rawValue: row["kind"]) else {
-                continue
-            }
-            fields[ShadowEndpointID(row), default: []].append(
-                ShadowFieldSummary(path: row["field_path"], kind: kind, raw: row["raw"], noise: row["noise"])
-            )
+        ).map { row in
+            .init(
+                id: ShadowEndpointID(row), path: row["field_path"], kind: row["kind"], raw: row["raw"],
+                noise: row["noise"])
         }
-        var dropped: [ShadowEndpointID: [ShadowDropSummary]] = [:]
-        let dropRows = try Row.fetchAll(
+        rows.drops = try Row.fetchAll(
             db,
             sql: """
                 SELECT route, endpoint, reason, sent, SUM(count) AS count
@@ -200,14 +163,10 @@ extension SQLiteConfigurationStore {
                 GROUP BY route, endpoint, reason, sent
                 """,
             arguments: arguments
-        )
-        for row in dropRows {
-            dropped[ShadowEndpointID(row), default: []].append(
-                ShadowDropSummary(reason: row["reason"], sent: row["sent"], count: row["count"])
-            )
+        ).map { row in
+            .init(id: ShadowEndpointID(row), reason: row["reason"], sent: row["sent"], count: row["count"])
         }
-        var waits: [ShadowEndpointID: (histogram: LatencyHistogram, count: Int, sum: Int)] = [:]
-        let waitRows = try Row.fetchAll(
+        rows.waits = try Row.fetchAll(
             db,
             sql: """
                 SELECT route, endpoint, le, SUM(count) AS count, SUM(sum) AS sum
@@ -215,16 +174,10 @@ extension SQLiteConfigurationStore {
                 GROUP BY route, endpoint, le
                 """,
             arguments: arguments
-        )
-        for row in waitRows {
-            let id = ShadowEndpointID(row)
-            var wait = waits[id] ?? (LatencyHistogram(bounds: LatencyHistogram.shadowBounds), 0, 0)
-            wait.histogram.add(bound: row["le"], count: row["count"])
-            wait.count += row["count"] as Int
-            wait.sum += row["sum"] as Int
-            waits[id] = wait
+        ).map { row in
+            .init(id: ShadowEndpointID(row), bound: row["le"], count: row["count"], sum: row["sum"])
         }
-        let totals = try Row.fetchAll(
+        rows.totals = try Row.fetchAll(
             db,
             sql: """
                 SELECT route, endpoint,
@@ -236,133 +189,41 @@ extension SQLiteConfigurationStore {
                     MIN(shadow_latency_min) AS shadow_min, MAX(shadow_latency_max) AS shadow_max
                 FROM shadow_minutes WHERE \(filter)
                 GROUP BY route, endpoint
-                ORDER BY route, endpoint
                 """,
             arguments: arguments
-        )
-        var summaries = totals.map { row in
-            let id = ShadowEndpointID(row)
-            let shadowCount: Int = row["shadow_count"]
-            return ShadowEndpointSummary(
-                route: id.route,
-                endpoint: id.endpoint,
+        ).map { row in
+            .init(
+                id: ShadowEndpointID(row),
                 compared: row["compared"],
                 identical: row["identical"],
                 differing: row["differing"],
                 errors: row["errors"],
                 noiseSamples: row["noise_samples"],
-                statuses: (statuses[id] ?? []).sorted {
-                    ($1.count, $0.serving, $0.shadow ?? 0) < ($0.count, $1.serving, $1.shadow ?? 0)
-                },
-                servingLatency: Self.percentiles(
-                    histograms[id]?["serving"],
-                    count: row["serving_count"],
-                    sum: row["serving_sum"],
-                    minimum: row["serving_min"],
-                    maximum: row["serving_max"]
-                ),
-                shadowLatency: shadowCount == 0
-                    ? nil
-                    : Self.percentiles(
-                        histograms[id]?["shadow"],
-                        count: shadowCount,
-                        sum: row["shadow_sum"],
-                        minimum: row["shadow_min"],
-                        maximum: row["shadow_max"]
-                    ),
-                fields: (fields[id] ?? []).sorted {
-                    ($1.raw, $1.noise, $0.path, $0.kind.rawValue) < ($0.raw, $0.noise, $1.path, $1.kind.rawValue)
-                },
-                dropped: Self.sorted(dropped[id]),
-                shadowWait: waits[id].map(Self.waitPercentiles)
+                servingCount: row["serving_count"],
+                servingSum: row["serving_sum"],
+                servingMin: row["serving_min"],
+                servingMax: row["serving_max"],
+                shadowCount: row["shadow_count"],
+                shadowSum: row["shadow_sum"],
+                shadowMin: row["shadow_min"],
+                shadowMax: row["shadow_max"]
             )
         }
-        // An endpoint whose every copy was dropped has no comparison minute, and is exactly what coverage must show.
-        let compared = Set(summaries.map(ShadowEndpointID.init))
-        for (id, drops) in dropped where !compared.contains(id) {
-            summaries.append(
-                ShadowEndpointSummary(
-                    route: id.route,
-                    endpoint: id.endpoint,
-                    compared: 0,
-                    identical: 0,
-                    differing: 0,
-                    errors: 0,
-                    noiseSamples: 0,
-                    statuses: [],
-                    servingLatency: Self.percentiles(nil, count: 0, sum: 0, minimum: nil, maximum: nil),
-                    shadowLatency: nil,
-                    fields: [],
-                    dropped: Self.sorted(drops),
-                    shadowWait: waits[id].map(Self.waitPercentiles)
-                )
-            )
-        }
-        return summaries.sorted { ($0.route, $0.endpoint) < ($1.route, $1.endpoint) }
-    }
-
-    /// Drops most first, then by reason.
-    private static func sorted(_ drops: [ShadowDropSummary]?) -> [ShadowDropSummary] {
-        (drops ?? []).sorted { ($1.count, $0.reason, $0.sent ? 1 : 0) < ($0.count, $1.reason, $1.sent ? 1 : 0) }
-    }
-
-    /// Mean and percentiles of the copies' wait inside Ficus, from its histogram rows.
-    private static func waitPercentiles(_ wait: (histogram: LatencyHistogram, count: Int, sum: Int)) -> LatencyPercentiles {
-        Self.percentiles(wait.histogram, count: wait.count, sum: wait.sum, minimum: nil, maximum: nil)
-    }
-
-    /// Mean and percentiles of one side.
-    ///
-    /// The count and sum come from `shadow_minutes` (exact), the percentiles from the histogram rows.
-    static func percentiles(
-        _ histogram: LatencyHistogram?,
-        count: Int,
-        sum: Int,
-        minimum: Int?,
-        maximum: Int?
-    ) -> LatencyPercentiles {
-        var histogram = histogram ?? LatencyHistogram(bounds: LatencyHistogram.shadowBounds)
-        histogram.observe(minimum: minimum, maximum: maximum)
-        return LatencyPercentiles(
-            count: count,
-            meanMicroseconds: count == 0 ? 0 : Int((Double(sum) / Double(count)).rounded()),
-            p50Microseconds: histogram.percentile(0.50),
-            p95Microseconds: histogram.percentile(0.95),
-            p99Microseconds: histogram.percentile(0.99)
-        )
-    }
-
-    /// The fields each endpoint reports as regressions.
-    ///
-    /// Decided once per query over the whole range, as a report would, and then applied to requests.
-    static func regressionFields(
-        _ summaries: [ShadowEndpointSummary],
-        thresholds: NoiseThresholds
-    ) -> [ShadowEndpointID: Set<ShadowField>] {
-        var flagged: [ShadowEndpointID: Set<ShadowField>] = [:]
-        for summary in summaries {
-            let fields = summary.regressions(thresholds: thresholds).map { ShadowField(path: $0.path, kind: $0.kind) }
-            if !fields.isEmpty {
-                flagged[ShadowEndpointID(summary)] = Set(fields)
-            }
-        }
-        return flagged
+        return rows.summaries()
     }
 
     /// Calls `body` with the minute, endpoint and request count of every stored signature in `range` that contains
-    /// a flagged field of its endpoint.
+    /// a regression field of its endpoint (see `ShadowRegressions`).
     ///
-    /// Signatures are the sets of fields differing requests differ at, so a request counts once however many of its
-    /// fields are regressions; counting from the aggregates rather than from the records keeps the rate exact
-    /// however many records retention has dropped.
+    /// A cursor, so that a long range never holds every signature row in memory.
     static func forEachRegressingSignature(
         _ db: Database,
         route: String?,
         range: ShadowBucketRange,
-        flagged: [ShadowEndpointID: Set<ShadowField>],
+        regressions: ShadowRegressions,
         _ body: (Int64, ShadowEndpointID, Int) -> Void
     ) throws {
-        guard !flagged.isEmpty else {
+        guard !regressions.isEmpty else {
             return
         }
         let rows = try Row.fetchCursor(
@@ -373,72 +234,17 @@ extension SQLiteConfigurationStore {
         )
         while let row = try rows.next() {
             let endpoint = ShadowEndpointID(row)
-            guard let fields = flagged[endpoint] else {
-                continue
-            }
-            if ShadowField.fields(ofSignature: row["signature"]).contains(where: fields.contains) {
+            if regressions.regresses(row["signature"], of: endpoint) {
                 body(row["bucket"], endpoint, row["count"])
             }
         }
     }
 
-    /// An empty timeline point.
-    ///
-    /// `differingAfterNoise` is 0 rather than nil when thresholds were given, so that adding to it works.
-    static func emptyPoint(_ start: Int64, withNoise: Bool) -> ShadowTimelinePoint {
-        ShadowTimelinePoint(
-            start: Date(timeIntervalSince1970: TimeInterval(start)),
-            compared: 0,
-            differing: 0,
-            differingAfterNoise: withNoise ? 0 : nil,
-            errors: 0
-        )
-    }
-
-    /// The timeline's points from the range's start (or the first point) to its end (or the last point), with
-    /// empty buckets filled in.
-    ///
-    /// At most `maxTimelinePoints`: leading empty buckets go first (a range from the distant past), then the oldest.
-    static func timeline(
-        _ points: [Int64: ShadowTimelinePoint],
-        range: ShadowBucketRange,
-        size: Int64,
-        withNoise: Bool
-    ) -> [ShadowTimelinePoint] {
-        let starts = points.keys.sorted()
-        guard let first = range.from.map({ Self.floor($0, size) * size }) ?? starts.first,
-            let end = range.to ?? starts.last.map({ $0 + size })
-        else {
-            return []
-        }
-        let limit = Int64(Self.maxTimelinePoints)
-        var start = first
-        if (end - start + size - 1) / size > limit, let data = starts.first, data > start {
-            start = data
-        }
-        if (end - start + size - 1) / size > limit {
-            start = Self.floor(end - 1, size) * size - (limit - 1) * size
-        }
-        return stride(from: start, to: end, by: Int(size)).map { bucket in
-            points[bucket] ?? Self.emptyPoint(bucket, withNoise: withNoise)
-        }
-    }
-
-    /// The most points a timeline returns.
-    ///
-    /// A chart has no use for more, and an open range must not allocate millions of empty points.
-    static let maxTimelinePoints = 10_000
-
     /// A `shadow_records` row as a `ShadowRecord`.
     ///
     /// The inverse of `insert(_:_:)`; a row that cannot be decoded is a damaged store and fails the query.
     static func shadowRecord(_ row: Row) throws -> ShadowRecord {
-        let decoder = JSONDecoder()
-        func decode<Value: Decodable>(_ type: Value.Type, _ column: String) throws -> Value {
-            try decoder.decode(type, from: Data((row[column] as String).utf8))
-        }
-        let noise: String? = row["noise_differences"]
-        return ShadowRecord(
+        let plain = ShadowRecord(
             timestamp: row["time"],
             route: row["route"],
             endpoint: row["endpoint"],
@@ -451,17 +257,25 @@ extension SQLiteConfigurationStore {
             servingLatencyMicroseconds: row["serving_latency_us"],
             shadowLatencyMicroseconds: row["shadow_latency_us"],
             shadowError: row["shadow_error"],
-            differences: try decode([Difference].self, "differences"),
-            noiseDifferences: try noise.map { try decoder.decode([Difference].self, from: Data($0.utf8)) },
-            requestHeaders: try decode([ShadowRecord.Field].self, "request_headers"),
+            differences: [],
+            noiseDifferences: nil,
+            requestHeaders: [],
             requestBody: Self.bytes(row["request_body"]),
-            servingHeaders: try decode([ShadowRecord.Field].self, "serving_headers"),
+            servingHeaders: [],
             servingBody: Self.bytes(row["serving_body"]),
             servingTruncated: row["serving_truncated"],
-            shadowHeaders: try decode([ShadowRecord.Field].self, "shadow_headers"),
+            shadowHeaders: [],
             shadowBody: Self.bytes(row["shadow_body"]),
             shadowTruncated: row["shadow_truncated"],
             requestID: row["request_id"]
+        )
+        return try EncodedShadowRecord.decode(
+            plain,
+            differences: row["differences"],
+            noiseDifferences: row["noise_differences"],
+            requestHeaders: row["request_headers"],
+            servingHeaders: row["serving_headers"],
+            shadowHeaders: row["shadow_headers"]
         )
     }
 
@@ -473,39 +287,14 @@ extension SQLiteConfigurationStore {
     }
 }
 
-/// An endpoint's identity in the aggregates: route and endpoint.
-///
-/// Two routes may share an endpoint name ("GET /health"), so the route is part of the key.
-struct ShadowEndpointID: Sendable, Hashable {
-    var route: String
-    var endpoint: String
-
+extension ShadowEndpointID {
+    /// The endpoint of a row with `route` and `endpoint` columns.
     init(_ row: Row) {
-        self.route = row["route"]
-        self.endpoint = row["endpoint"]
-    }
-
-    init(_ summary: ShadowEndpointSummary) {
-        self.route = summary.route
-        self.endpoint = summary.endpoint
+        self.init(route: row["route"], endpoint: row["endpoint"])
     }
 }
 
-/// The minutes a query covers: buckets whose start is in [`from` rounded down to its minute, `to`).
-///
-/// A minute that overlaps the range counts whole, since the aggregates cannot be split; a canary gate over the last
-/// two minutes therefore reads up to three minutes of traffic.
-struct ShadowBucketRange: Sendable {
-    /// The first minute, in seconds since 1970; nil for no lower bound.
-    var from: Int64?
-    /// The exclusive upper bound, in seconds since 1970; nil for none.
-    var to: Int64?
-
-    init(from: Date?, to: Date?) {
-        self.from = from.map { SQLiteConfigurationStore.floor(SQLiteConfigurationStore.seconds($0), 60) * 60 }
-        self.to = to.map { Int64($0.timeIntervalSince1970.rounded(.up)) }
-    }
-
+extension ShadowBucketRange {
     /// The WHERE clause of a range query on a minute table, with `:lower`, `:upper` and `:route`.
     ///
     /// One text for every table, so every query filters the same way.
@@ -515,6 +304,6 @@ struct ShadowBucketRange: Sendable {
     ///
     /// Open bounds become the extreme integers, which keeps one statement text per query (cached by SQLite).
     func arguments(route: String?) -> StatementArguments {
-        ["lower": self.from ?? Int64.min, "upper": self.to ?? Int64.max, "route": route]
+        ["lower": self.lower, "upper": self.upper, "route": route]
     }
 }

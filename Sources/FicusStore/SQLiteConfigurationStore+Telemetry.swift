@@ -48,11 +48,12 @@ public struct TelemetryLimits: Sendable, Equatable {
 
 /// What telemetry a store could not keep since it was opened.
 ///
-/// Telemetry is written when the telemetry file can take it and dropped otherwise (full disk, size bound that
-/// retention cannot meet, a lock held too long, a damaged file): a proxy never waits for it, and a configuration
-/// write never depends on it.
+/// Telemetry is written when the store can take it and dropped otherwise: on SQLite when the telemetry file cannot
+/// (full disk, size bound that retention cannot meet, a lock held too long, a damaged file), on PostgreSQL when the
+/// server refuses a batch or is away for longer than `TelemetryBufferLimits` holds. A proxy never waits for it, and a
+/// configuration write never depends on it.
 public struct TelemetryDrops: Sendable, Equatable {
-    /// Batches not stored.
+    /// Batches not stored, whole or in part (a PostgreSQL write after which buffered telemetry had to go counts one).
     public var batches = 0
     /// Shadow records in those batches.
     public var records = 0
@@ -414,7 +415,7 @@ extension SQLiteConfigurationStore {
         }
         var oldest = Int64.max
         var newest = Int64.min
-        for table in Self.shadowAggregateTables {
+        for table in Telemetry.aggregateTables {
             let row = try Row.fetchOne(db, sql: "SELECT MIN(bucket) AS low, MAX(bucket) AS high FROM \(table)")
             if let low: Int64 = row?["low"], let high: Int64 = row?["high"] {
                 oldest = min(oldest, low)
@@ -424,14 +425,14 @@ extension SQLiteConfigurationStore {
         if let row = try Row.fetchOne(db, sql: "SELECT MIN(start) AS low, MAX(start) AS high FROM metric_windows"),
             let low: Int64 = row["low"], let high: Int64 = row["high"]
         {
-            oldest = min(oldest, Self.floor(low, 1_000_000))
-            newest = max(newest, Self.floor(high, 1_000_000))
+            oldest = min(oldest, Telemetry.floor(low, 1_000_000))
+            newest = max(newest, Telemetry.floor(high, 1_000_000))
         }
         guard oldest <= newest else {
             return false
         }
         let cutoff = oldest + max(60, (newest - oldest) / 8)
-        for table in Self.shadowAggregateTables {
+        for table in Telemetry.aggregateTables {
             try db.execute(sql: "DELETE FROM \(table) WHERE bucket < ?", arguments: [cutoff])
         }
         try db.execute(sql: "DELETE FROM metric_windows WHERE start < ?", arguments: [cutoff * 1_000_000])

@@ -21,7 +21,7 @@ extension SQLiteConfigurationStore {
                 try? db.execute(sql: "DETACH DATABASE legacy")
             }
             try db.inTransaction(.immediate) {
-                for table in Self.shadowAggregateTables + ["metric_windows"] {
+                for table in Telemetry.aggregateTables + ["metric_windows"] {
                     guard let columns = try Self.legacyColumns(of: table, db) else { continue }
                     try db.execute(
                         sql: "INSERT OR IGNORE INTO main.\(table) (\(columns)) SELECT \(columns) FROM legacy.\(table)")

@@ -3,13 +3,14 @@ import Foundation
 
 /// Where compared shadow requests and proxies' metric windows live, with the aggregates reports and gates read.
 ///
-/// SQLite implements it today; a PostgreSQL implementation for fleets of proxies will follow, so nothing here may
-/// assume one process or one machine: every count is kept as a sum that another writer can add to.
+/// SQLite (a telemetry file beside the store) and PostgreSQL (tables shared by a fleet of proxies) implement it, so
+/// nothing here may assume one process or one machine: every count is kept as a sum that another writer can add to.
 public protocol ShadowStore: Sendable {
     /// Stores `records` and adds them to the per-minute aggregates in one transaction, then applies `retention`.
     ///
     /// Batches keep the write lock short and rare; a batch is all or nothing, so aggregates never disagree with a
-    /// half-written batch. Aggregates count every record, also those the record retention drops at once.
+    /// half-written batch. Aggregates count every record, also those the record retention drops at once. A backend
+    /// that keeps a batch it could not write for a later retry (PostgreSQL) returns: the records are not lost yet.
     func appendShadowRecords(_ records: [ShadowRecord], retention: ShadowRetention) async throws
 
     /// Per-endpoint totals, status matrix, latency percentiles and field counts over minutes that overlap
@@ -70,7 +71,8 @@ public protocol ShadowStore: Sendable {
     /// Stores proxies' metric windows and applies `retention`; a window sent again (same start, proxy, route and
     /// upstream) replaces the first copy.
     ///
-    /// A proxy that retries a batch after a busy store must not count its traffic twice.
+    /// A proxy that retries a batch after a busy store must not count its traffic twice. A backend that keeps a batch
+    /// it could not write for a later retry (PostgreSQL) throws all the same: the windows are late.
     func appendMetricWindows(_ windows: [MetricWindow], retention: ShadowRetention) async throws
 
     /// The stored windows that start in [`from`, `to`), oldest first, one per proxy.

@@ -34,8 +34,8 @@ public protocol StoreBackend: ConfigurationStore, RolloutStore, ShadowStore, Blu
     /// The store as it may be printed and logged: a file path, or a PostgreSQL URL without its password.
     var location: String { get }
 
-    /// Whether shadow records and metric windows can be stored; false where the backend refuses them (the PostgreSQL
-    /// store, for now), so that a proxy does not compare or drive canaries only to have every write refused.
+    /// Whether shadow records and metric windows can be stored (both backends do); a backend that refused them would
+    /// say false, so that a proxy does not compare or drive canaries only to have every write refused.
     var storesTelemetry: Bool { get }
 
     /// Closes the store's connections; the store must not be used afterwards.

@@ -81,7 +81,7 @@ struct ReportCommand: AsyncParsableCommand {
             guard (0...1_000_000).contains(self.noiseFloor) else {
                 throw CLIError.usage("--noise-floor must be 0 to 1000000, not \(self.noiseFloor)")
             }
-            // Every backend is a `ShadowStore`; one without telemetry (PostgreSQL, for now) says so when asked.
+            // Every backend is a `ShadowStore` (SQLite's telemetry file, PostgreSQL's telemetry tables).
             let store: any ConfigurationStore & ShadowStore = try await self.storeOptions.open()
             let options = ReportOptions(
                 route: self.route, from: from, to: to, minRequests: self.minRequests, noiseFloor: self.noiseFloor)

@@ -59,7 +59,7 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         name: .customLong("telemetry-max-size"),
-        help: "Largest size of the telemetry file beside the store (shadow records, metric windows): bytes or 1GiB."
+        help: "Largest size of the telemetry file beside an SQLite store (shadow records, metric windows): bytes or 1GiB."
     )
     var telemetryMaxSize = "1GiB"
 
@@ -350,7 +350,7 @@ struct Serve: AsyncParsableCommand {
                     let location = try StoreLocation(parsing: text)
                     opened = DeferredStore(
                         location: location.description,
-                        storesTelemetry: { if case .sqlite = location { true } else { false } }(),
+                        storesTelemetry: true,
                         failure: error
                     ) {
                         try await StoreOptions.open(text, creating: creating, telemetry: limits)

@@ -168,6 +168,49 @@ extension CLITests {
             try await proxy.stop()
         }
 
+        /// Telemetry on PostgreSQL: a proxy compares shadow copies and writes metric windows there, and a report from
+        /// another process (another host, in a fleet) reads them.
+        @Test func aServeOnPostgresStoresShadowComparisonsThatAReportFromAnotherProcessReads() async throws {
+            let database = try FleetPostgres.createDatabase()
+            defer { FleetPostgres.drop(database) }
+            let proxy = try await FleetProxy.start(database: database, extraArguments: ["--window-interval", "1"])
+            let (group, sandbox, server) = (proxy.group, proxy.sandbox, proxy.server)
+            defer { server.stop() }
+            let shadow = try sandbox.ficus(
+                ["shadow", "orders", "--to", "orders-v2", "--percent", "100", "--noise-percent", "0"], store: database)
+            let revision = try #require(shadow.revision, "\(shadow)")
+            #expect(await AgainstServe.waitForRevision(revision, server: server, group: group))
+            for index in 0..<20 {
+                let response = try await HTTPTestClient.get(port: server.port, path: "/orders/\(index)", group: group)
+                #expect(response.bodyString == "legacy")
+            }
+
+            var report: [String: Any] = [:]
+            var endpoint: [String: Any] = [:]
+            let deadline = ContinuousClock.now + .seconds(15)
+            while ContinuousClock.now < deadline {
+                let result = try sandbox.ficus(["report", "--format", "json", "--route", "orders"], store: database)
+                #expect(result.status == 0 || result.status == 4 || result.status == 5, "\(result)")
+                report = (try? decodeJSON(result.stdout)) as? [String: Any] ?? [:]
+                endpoint = (report["endpoints"] as? [[String: Any]])?.first ?? [:]
+                let observed = ((report["routes"] as? [[String: Any]])?.first?["observed"] as? [[String: Any]]) ?? []
+                let requests = observed.reduce(0) { $0 + ($1["requests"] as? Int ?? 0) }
+                if endpoint["compared"] as? Int == 20, requests >= 20 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(endpoint["endpoint"] as? String == "GET /orders/{id}", "\(report)")
+            #expect(endpoint["compared"] as? Int == 20, "\(endpoint)")
+            #expect(endpoint["differing"] as? Int == 20, "legacy and modern answer differently: \(endpoint)")
+            let observed = ((report["routes"] as? [[String: Any]])?.first?["observed"] as? [[String: Any]]) ?? []
+            #expect(observed.first?["upstream"] as? String == "legacy", "\(observed)")
+            #expect(observed.first?["requests"] as? Int ?? 0 >= 20, "metric windows from the proxy: \(observed)")
+            let text = try sandbox.ficus(["report", "--route", "orders"], store: database)
+            #expect(text.stdout.contains("GET /orders/{id}"), "\(text)")
+            #expect(!text.stderr.contains("not supported"), "\(text)")
+
+            try await proxy.stop()
+        }
+
         @Test func aPostgresOutageKeepsServingAndCatchesUpAfterwards() async throws {
             // A cluster of its own: stopping the shared one would fail every other PostgreSQL test.
             let directory = FileManager.default.temporaryDirectory
@@ -223,9 +266,9 @@ struct FleetProxy {
     let sandbox: Sandbox
     let server: CLITests.AgainstServe.Server
 
-    /// Seeds `database` (`init`, both upstreams, the route) from CLI processes and starts the proxy on it, once it
-    /// answers from legacy.
-    static func start(database: String) async throws -> FleetProxy {
+    /// Seeds `database` (`init`, both upstreams, the route) from CLI processes and starts the proxy on it (with
+    /// `extraArguments` for `ficus serve`), once it answers from legacy.
+    static func start(database: String, extraArguments: [String] = []) async throws -> FleetProxy {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let legacy = try await TestUpstream.start(
             .fixed(status: 200, headers: [], body: Array("legacy".utf8)), group: group)
@@ -239,7 +282,8 @@ struct FleetProxy {
             let result = try sandbox.ficus(arguments, store: database)
             #expect(result.status == 0, "\(arguments): \(result)")
         }
-        let server = try CLITests.AgainstServe.Server(store: database, directory: sandbox.directory)
+        let server = try CLITests.AgainstServe.Server(
+            store: database, directory: sandbox.directory, extraArguments: extraArguments)
         let proxy = FleetProxy(group: group, legacy: legacy, modern: modern, sandbox: sandbox, server: server)
         let first = await CLITests.AgainstServe.waitFor("legacy", path: "/orders/1", server: server, group: group)
         #expect(first == "legacy")

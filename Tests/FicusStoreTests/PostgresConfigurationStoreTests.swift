@@ -80,7 +80,7 @@ struct StoreLocationTests {
     .enabled(if: PostgresTesting.enabled, "needs FICUS_TEST_POSTGRES (a PostgreSQL server)")
 )
 struct PostgresConfigurationStoreTests {
-    @Test("a database without the schema is refused unless creating; ficus_schema records version 1")
+    @Test("a database without the schema is refused unless creating; ficus_schema records every version")
     func schemaIsCreatedOnlyWhenAsked() async throws {
         try await PostgresTesting.withDatabase { url in
             let error = await #expect(throws: StoreError.self) {
@@ -92,7 +92,7 @@ struct PostgresConfigurationStoreTests {
             await store.close()
             // Opening again, creating or not, changes nothing.
             let again = try await PostgresConfigurationStore.open(url, creating: true)
-            #expect(try await again.schemaVersion() == 1)
+            #expect(try await again.schemaVersion() == 2)
             await again.close()
         }
     }
@@ -108,7 +108,7 @@ struct PostgresConfigurationStoreTests {
                     _ = try await PostgresConfigurationStore.open(url, creating: creating)
                 }
                 #expect(
-                    error?.description.contains("its schema is version 99, newer than this ficus knows (1)") == true,
+                    error?.description.contains("its schema is version 99, newer than this ficus knows (2)") == true,
                     "\(String(describing: error))"
                 )
             }

@@ -287,7 +287,7 @@ struct SQLiteConfigurationStoreTelemetryTests {
             try old.inDatabase { db in
                 try db.execute(sql: "ATTACH DATABASE ? AS scratch", arguments: [writer.telemetryPath])
                 for table in ["shadow_records", "shadow_record_fields", "metric_windows"]
-                    + SQLiteConfigurationStore.shadowAggregateTables
+                    + Telemetry.aggregateTables
                 {
                     // The old schema's columns: later telemetry migrations added tables and columns it never had.
                     let columns = try Row.fetchAll(db, sql: "PRAGMA main.table_info(\(table))")

@@ -44,79 +44,85 @@ struct ShadowStoreDiffRateTests {
         return records
     }
 
-    @Test("fields differing as often against the shadow as between serving answers are noise; a type change is not")
-    func noiseFiltering() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try ShadowFixtures.store(file)
-        try await store.appendShadowRecords(Self.traffic())
-        let rate = try await store.shadowDiffRate(route: "orders", from: nil, to: nil, thresholds: NoiseThresholds())
-        #expect(rate.compared == 110)
-        #expect(rate.differing == 101)
-        // Each of the five type changes also has the noisy fields: requests count once.
-        #expect(rate.differingAfterNoise == 6)
-        #expect(abs(rate.rate - 6.0 / 110.0) < 1e-12)
-        #expect(rate.endpoints.map(\.endpoint) == ["GET /orders", "GET /orders/{id}"])
-        #expect(rate.endpoints.map(\.differingAfterNoise) == [1, 5])
-        #expect(rate.endpoints.map { $0.regressions.map(\.path) } == [["$.total"], ["$.amount"]])
+    @Test(
+        "fields differing as often against the shadow as between serving answers are noise; a type change is not",
+        arguments: StoreFixtures.backends)
+    func noiseFiltering(backend: StoreFixtures.Backend) async throws {
+        try await backend.withShadowStore { store in
+            try await store.appendShadowRecords(Self.traffic())
+            let rate = try await store.shadowDiffRate(
+                route: "orders", from: nil, to: nil, thresholds: NoiseThresholds())
+            #expect(rate.compared == 110)
+            #expect(rate.differing == 101)
+            // Each of the five type changes also has the noisy fields: requests count once.
+            #expect(rate.differingAfterNoise == 6)
+            #expect(abs(rate.rate - 6.0 / 110.0) < 1e-12)
+            #expect(rate.endpoints.map(\.endpoint) == ["GET /orders", "GET /orders/{id}"])
+            #expect(rate.endpoints.map(\.differingAfterNoise) == [1, 5])
+            #expect(rate.endpoints.map { $0.regressions.map(\.path) } == [["$.total"], ["$.amount"]])
 
-        let summaries = try await store.shadowEndpoints(route: "orders", from: nil, to: nil)
-        let summary = try #require(summaries.first { $0.endpoint == ShadowFixtures.endpoint })
-        let requestID = try #require(summary.fields.first { $0.path == "$.requestId" })
-        #expect(requestID.raw == 100)
-        #expect(requestID.noise == 10)
-        #expect(summary.counts(for: requestID) == FieldCounts(raw: 100, noise: 100))
-        let generatedAt = try #require(summary.fields.first { $0.path == "$.meta.generatedAt" })
-        #expect(summary.counts(for: generatedAt) == FieldCounts(raw: 50, noise: 50))
-        #expect(!summary.isRegression(generatedAt, thresholds: NoiseThresholds()))
+            let summaries = try await store.shadowEndpoints(route: "orders", from: nil, to: nil)
+            let summary = try #require(summaries.first { $0.endpoint == ShadowFixtures.endpoint })
+            let requestID = try #require(summary.fields.first { $0.path == "$.requestId" })
+            #expect(requestID.raw == 100)
+            #expect(requestID.noise == 10)
+            #expect(summary.counts(for: requestID) == FieldCounts(raw: 100, noise: 100))
+            let generatedAt = try #require(summary.fields.first { $0.path == "$.meta.generatedAt" })
+            #expect(summary.counts(for: generatedAt) == FieldCounts(raw: 50, noise: 50))
+            #expect(!summary.isRegression(generatedAt, thresholds: NoiseThresholds()))
+        }
     }
 
-    @Test("the rate follows the thresholds, the route and the time range, and survives record retention")
-    func filters() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try ShadowFixtures.store(file)
-        try await store.appendShadowRecords(Self.traffic(), retention: ShadowRetention(maxRecords: 1))
-        let kept = try await store.shadowDiffRate(route: nil, from: nil, to: nil, thresholds: NoiseThresholds())
-        #expect(kept.compared == 110)
-        #expect(kept.differingAfterNoise == 6)
+    @Test(
+        "the rate follows the thresholds, the route and the time range, and survives record retention",
+        arguments: StoreFixtures.backends)
+    func filters(backend: StoreFixtures.Backend) async throws {
+        try await backend.withShadowStore { store in
+            try await store.appendShadowRecords(Self.traffic(), retention: ShadowRetention(maxRecords: 1))
+            let kept = try await store.shadowDiffRate(route: nil, from: nil, to: nil, thresholds: NoiseThresholds())
+            #expect(kept.compared == 110)
+            #expect(kept.differingAfterNoise == 6)
 
-        // 5 of 100 is below an absolute threshold of 10%; 1 of 10 is not above it.
-        let strict = try await store.shadowDiffRate(
-            route: "orders",
-            from: nil,
-            to: nil,
-            thresholds: NoiseThresholds(relative: 0.2, absolute: 0.1)
-        )
-        #expect(strict.differingAfterNoise == 0)
-        #expect(strict.differing == 101)
+            // 5 of 100 is below an absolute threshold of 10%; 1 of 10 is not above it.
+            let strict = try await store.shadowDiffRate(
+                route: "orders",
+                from: nil,
+                to: nil,
+                thresholds: NoiseThresholds(relative: 0.2, absolute: 0.1)
+            )
+            #expect(strict.differingAfterNoise == 0)
+            #expect(strict.differing == 101)
 
-        let otherRoute = try await store.shadowDiffRate(
-            route: "users",
-            from: nil,
-            to: nil,
-            thresholds: NoiseThresholds()
-        )
-        #expect(otherRoute == ShadowDiffRate(compared: 0, differing: 0, differingAfterNoise: 0, endpoints: []))
-        #expect(otherRoute.rate == 0)
-        let later = try await store.shadowDiffRate(
-            route: "orders",
-            from: ShadowFixtures.start.addingTimeInterval(60),
-            to: nil,
-            thresholds: NoiseThresholds()
-        )
-        #expect(later.compared == 0)
+            let otherRoute = try await store.shadowDiffRate(
+                route: "users",
+                from: nil,
+                to: nil,
+                thresholds: NoiseThresholds()
+            )
+            #expect(otherRoute == ShadowDiffRate(compared: 0, differing: 0, differingAfterNoise: 0, endpoints: []))
+            #expect(otherRoute.rate == 0)
+            let later = try await store.shadowDiffRate(
+                route: "orders",
+                from: ShadowFixtures.start.addingTimeInterval(60),
+                to: nil,
+                thresholds: NoiseThresholds()
+            )
+            #expect(later.compared == 0)
+        }
     }
 
-    @Test("without noise samples every field that passes the thresholds counts")
-    func withoutNoiseSamples() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try ShadowFixtures.store(file)
-        try await store.appendShadowRecords(
-            (0..<20).map { index in
-                ShadowFixtures.record(at: Double(index), differences: index < 2 ? [ShadowFixtures.requestID] : [])
-            }
-        )
-        let rate = try await store.shadowDiffRate(route: "orders", from: nil, to: nil, thresholds: NoiseThresholds())
-        #expect(rate.compared == 20)
-        #expect(rate.differingAfterNoise == 2)
+    @Test("without noise samples every field that passes the thresholds counts", arguments: StoreFixtures.backends)
+    func withoutNoiseSamples(backend: StoreFixtures.Backend) async throws {
+        try await backend.withShadowStore { store in
+            try await store.appendShadowRecords(
+                (0..<20).map { index in
+                    ShadowFixtures.record(at: Double(index), differences: index < 2 ? [ShadowFixtures.requestID] : [])
+                }
+            )
+            let rate = try await store.shadowDiffRate(
+                route: "orders", from: nil, to: nil, thresholds: NoiseThresholds())
+            #expect(rate.compared == 20)
+            #expect(rate.differingAfterNoise == 2)
+        }
     }
 }

@@ -28,7 +28,7 @@ enum ShadowFixtures {
         noise: [Difference]? = nil
     ) -> ShadowRecord {
         ShadowRecord(
-            timestamp: SQLiteConfigurationStore.microseconds(Self.start.addingTimeInterval(seconds)),
+            timestamp: Telemetry.microseconds(Self.start.addingTimeInterval(seconds)),
             route: route,
             endpoint: endpoint,
             method: String(endpoint.prefix { $0 != " " }),
@@ -68,7 +68,7 @@ enum ShadowFixtures {
 
     /// Every stored record of `endpoint`, newest first.
     static func stored(
-        _ store: SQLiteConfigurationStore,
+        _ store: any ShadowStore,
         route: String = "orders",
         endpoint: String = Self.endpoint
     ) async throws -> [ShadowRecord] {
@@ -78,84 +78,101 @@ enum ShadowFixtures {
 
 @Suite("Shadow store: records and samples")
 struct ShadowStoreTests {
-    @Test("a new store has the shadow migration after the configuration ones")
+    @Test("a new SQLite store has the shadow migration after the configuration ones")
     func migration() async throws {
         let file = try TemporaryStoreFile()
         let store = try ShadowFixtures.store(file)
         #expect(try await store.appliedMigrations() == StoreFixtures.migrations)
-        #expect(try await store.shadowEndpoints(route: nil, from: nil, to: nil).isEmpty)
-        #expect(try await ShadowFixtures.stored(store).isEmpty)
     }
 
-    @Test("a record comes back exactly as stored, binary and empty bodies and noise differences included")
-    func roundTrip() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try ShadowFixtures.store(file)
-        var record = ShadowFixtures.record(
-            differences: [ShadowFixtures.typeChanged, Difference(path: "header:etag", kind: .header, serving: "1")],
-            noise: []
-        )
-        record.requestBody = [0, 255, 13, 10, 0]
-        record.shadowBody = []
-        record.shadowTruncated = true
-        record.requestHeaders.append(ShadowRecord.Field(name: "Authorization", value: "[redacted]"))
-        var failed = ShadowFixtures.record(at: 1, shadowError: "timed out after 5 s")
-        failed.servingBody = []
-        try await store.appendShadowRecords([record, failed])
-        #expect(try await ShadowFixtures.stored(store) == [failed, record])
-    }
-
-    @Test("samples are the newest records with the field, matched by generalised path and kind")
-    func samples() async throws {
-        let file = try TemporaryStoreFile()
-        let store = try ShadowFixtures.store(file)
-        let sku = { (index: Int) in Difference(path: "$.items[\(index)].sku", kind: .valueChanged) }
-        var records: [ShadowRecord] = []
-        for second in 0..<8 {
-            let differences = second.isMultiple(of: 2) ? [sku(second), sku(second + 1)] : [ShadowFixtures.typeChanged]
-            records.append(
-                ShadowFixtures.record(at: Double(second), target: "/orders/\(second)", differences: differences)
-            )
+    @Test("a new store has no shadow data", arguments: StoreFixtures.backends)
+    func empty(backend: StoreFixtures.Backend) async throws {
+        try await backend.withShadowStore { store in
+            let endpoints = try await store.shadowEndpoints(route: nil, from: nil, to: nil)
+            #expect(endpoints.isEmpty)
+            #expect(try await store.metricWindows(route: nil, from: nil, to: nil).isEmpty)
+            #expect(try await ShadowFixtures.stored(store).isEmpty)
+            #expect(try await store.trafficSummary(route: "orders", from: nil, to: nil).isEmpty)
+            #expect(store.telemetryDrops == TelemetryDrops())
         }
-        records.append(ShadowFixtures.record(at: 9, endpoint: "GET /users/{id}", differences: [sku(0)]))
-        records.append(ShadowFixtures.record(at: 10, route: "users", differences: [sku(0)]))
-        // Stored out of time order: samples are ordered by time, not by insertion.
-        try await store.appendShadowRecords(Array(records[4...]))
-        try await store.appendShadowRecords(Array(records[..<4]))
+    }
 
-        let newest = try await store.shadowSamples(
-            route: "orders",
-            endpoint: ShadowFixtures.endpoint,
-            path: "$.items[*].sku",
-            kind: .valueChanged
-        )
-        #expect(newest.map(\.target) == ["/orders/6", "/orders/4", "/orders/2", "/orders/0"])
-        let two = try await store.shadowSamples(
-            route: "orders",
-            endpoint: ShadowFixtures.endpoint,
-            path: "$.amount",
-            kind: .typeChanged,
-            limit: 2
-        )
-        #expect(two.map(\.target) == ["/orders/7", "/orders/5"])
-        let wrongKind = try await store.shadowSamples(
-            route: "orders",
-            endpoint: ShadowFixtures.endpoint,
-            path: "$.amount",
-            kind: .valueChanged
-        )
-        #expect(wrongKind.isEmpty)
-        let anyPath = try await store.shadowSamples(
-            route: "orders",
-            endpoint: ShadowFixtures.endpoint,
-            path: nil,
-            kind: .typeChanged,
-            limit: 10
-        )
-        #expect(anyPath.count == 4)
-        let all = try await ShadowFixtures.stored(store)
-        #expect(all.map(\.target) == (0..<8).reversed().map { "/orders/\($0)" })
-        #expect(try await ShadowFixtures.stored(store, route: "users").count == 1)
-        #expect(try await ShadowFixtures.stored(store, endpoint: "GET /users/{id}").count == 1)
+    @Test(
+        "a record comes back exactly as stored, binary and empty bodies and noise differences included",
+        arguments: StoreFixtures.backends)
+    func roundTrip(backend: StoreFixtures.Backend) async throws {
+        try await backend.withShadowStore { store in
+            var record = ShadowFixtures.record(
+                differences: [
+                    ShadowFixtures.typeChanged, Difference(path: "header:etag", kind: .header, serving: "1"),
+                ],
+                noise: []
+            )
+            record.requestBody = [0, 255, 13, 10, 0]
+            record.shadowBody = []
+            record.shadowTruncated = true
+            record.requestHeaders.append(ShadowRecord.Field(name: "Authorization", value: "[redacted]"))
+            var failed = ShadowFixtures.record(at: 1, shadowError: "timed out after 5 s")
+            failed.servingBody = []
+            try await store.appendShadowRecords([record, failed])
+            #expect(try await ShadowFixtures.stored(store) == [failed, record])
+        }
+    }
+
+    @Test(
+        "samples are the newest records with the field, matched by generalised path and kind",
+        arguments: StoreFixtures.backends)
+    func samples(backend: StoreFixtures.Backend) async throws {
+        try await backend.withShadowStore { store in
+            let sku = { (index: Int) in Difference(path: "$.items[\(index)].sku", kind: .valueChanged) }
+            var records: [ShadowRecord] = []
+            for second in 0..<8 {
+                let differences =
+                    second.isMultiple(of: 2) ? [sku(second), sku(second + 1)] : [ShadowFixtures.typeChanged]
+                records.append(
+                    ShadowFixtures.record(at: Double(second), target: "/orders/\(second)", differences: differences)
+                )
+            }
+            records.append(ShadowFixtures.record(at: 9, endpoint: "GET /users/{id}", differences: [sku(0)]))
+            records.append(ShadowFixtures.record(at: 10, route: "users", differences: [sku(0)]))
+            // Stored out of time order: samples are ordered by time, not by insertion.
+            try await store.appendShadowRecords(Array(records[4...]))
+            try await store.appendShadowRecords(Array(records[..<4]))
+
+            let newest = try await store.shadowSamples(
+                route: "orders",
+                endpoint: ShadowFixtures.endpoint,
+                path: "$.items[*].sku",
+                kind: .valueChanged
+            )
+            #expect(newest.map(\.target) == ["/orders/6", "/orders/4", "/orders/2", "/orders/0"])
+            let two = try await store.shadowSamples(
+                route: "orders",
+                endpoint: ShadowFixtures.endpoint,
+                path: "$.amount",
+                kind: .typeChanged,
+                limit: 2
+            )
+            #expect(two.map(\.target) == ["/orders/7", "/orders/5"])
+            let wrongKind = try await store.shadowSamples(
+                route: "orders",
+                endpoint: ShadowFixtures.endpoint,
+                path: "$.amount",
+                kind: .valueChanged
+            )
+            #expect(wrongKind.isEmpty)
+            let anyPath = try await store.shadowSamples(
+                route: "orders",
+                endpoint: ShadowFixtures.endpoint,
+                path: nil,
+                kind: .typeChanged,
+                limit: 10
+            )
+            #expect(anyPath.count == 4)
+            let all = try await ShadowFixtures.stored(store)
+            #expect(all.map(\.target) == (0..<8).reversed().map { "/orders/\($0)" })
+            #expect(try await ShadowFixtures.stored(store, route: "users").count == 1)
+            #expect(try await ShadowFixtures.stored(store, endpoint: "GET /users/{id}").count == 1)
+        }
     }
 }

@@ -116,3 +116,39 @@ extension StoreFixtures {
         }
     }
 }
+
+/// A store the telemetry tests can count rows of (both stores have `shadowTableSizes`).
+protocol TelemetryTestStore: StoreBackend {
+    func shadowTableSizes() async throws -> [String: Int]
+}
+
+extension SQLiteConfigurationStore: TelemetryTestStore {}
+extension PostgresConfigurationStore: TelemetryTestStore {}
+
+extension StoreFixtures.Backend {
+    /// Runs `body` on a new, empty store of this backend whose telemetry retention counts from `clock` (by default
+    /// a test clock at the fixtures' start, so that retention keeps their records), and removes the store afterwards.
+    ///
+    /// The shadow store tests run on both backends through this: the same calls must give the same results.
+    func withShadowStore(
+        clock: TestClock = TestClock(ShadowFixtures.start),
+        _ body: (any TelemetryTestStore) async throws -> Void
+    ) async throws {
+        switch self {
+        case .sqlite:
+            let file = try TemporaryStoreFile()
+            try await body(try ShadowFixtures.store(file, clock: clock))
+        case .postgres:
+            try await PostgresTesting.withDatabase { url in
+                let store = try await PostgresConfigurationStore.open(url, creating: true, now: { clock.now })
+                do {
+                    try await body(store)
+                    await store.close()
+                } catch {
+                    await store.close()
+                    throw error
+                }
+            }
+        }
+    }
+}
