@@ -166,7 +166,7 @@ let package = Package(
         .testTarget(name: "FicusCoreTests", dependencies: ["FicusCore"]),
         .testTarget(name: "FicusRulesTests", dependencies: ["FicusCore", "FicusRules"]),
         .testTarget(name: "FicusFuzzTargetsTests", dependencies: ["FicusFuzzTargets"]),
-        .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusStore"]),
+        .executableTarget(name: "ficus-store-probe", dependencies: ["FicusCore", "FicusDiff", "FicusStore"]),
         .testTarget(
             name: "FicusStoreTests",
             dependencies: [

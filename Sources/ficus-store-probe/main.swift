@@ -7,7 +7,13 @@
 //                                                 "committed NAME" or "busy NAME" per attempt
 //   ficus-store-probe watch PATH REVISION SECONDS prints "seen N" and exits 0 once revision N >= REVISION is
 //                                                 reported, or exits 1 after SECONDS
+//   ficus-store-probe telemetry STORE BATCHES SIZE
+//                                                 writes BATCHES batches of SIZE shadow records (half of them
+//                                                 differing, as samples) to STORE (a path or postgres://…) the way a
+//                                                 proxy's comparer does, and prints the records per second it took
+//                                                 (docs/BENCHMARKS.md, "Fleet")
 import FicusCore
+import FicusDiff
 import FicusStore
 import Foundation
 
@@ -18,7 +24,8 @@ func emit(_ line: String) {
 
 /// Prints the usage to standard error and exits 2.
 func usage() -> Never {
-    let text = "usage: ficus-store-probe commit PATH PREFIX COUNT | watch PATH REVISION SECONDS\n"
+    let text =
+        "usage: ficus-store-probe commit PATH PREFIX COUNT | watch PATH REVISION SECONDS | telemetry STORE BATCHES SIZE\n"
     FileHandle.standardError.write(Data(text.utf8))
     exit(2)
 }
@@ -26,6 +33,43 @@ func usage() -> Never {
 let arguments = CommandLine.arguments
 guard arguments.count == 5 || arguments.count == 6 else {
     usage()
+}
+if arguments[1] == "telemetry" {
+    guard let batches = Int(arguments[3]), let size = Int(arguments[4]), batches > 0, size > 0 else {
+        usage()
+    }
+    do {
+        let store = try await StoreFactory.open(try StoreLocation(parsing: arguments[2]), creating: true)
+        let difference = Difference(path: "$.amount", kind: .typeChanged, serving: "100", shadow: "\"100\"")
+        let started = Date()
+        for batch in 0..<batches {
+            let records = (0..<size).map { index in
+                let endpoint = "GET /orders/{id}/item\(index % 20)"
+                return ShadowRecord(
+                    timestamp: Int64(Date().timeIntervalSince1970 * 1_000_000), route: "orders", endpoint: endpoint,
+                    method: "GET", target: "/orders/\(batch)/item\(index % 20)", servingUpstream: "legacy",
+                    shadowUpstream: "orders-v2", servingStatus: 200, shadowStatus: 200,
+                    servingLatencyMicroseconds: 900 + index, shadowLatencyMicroseconds: 1_100 + index, shadowError: nil,
+                    differences: index % 2 == 0 ? [difference] : [], noiseDifferences: nil,
+                    requestHeaders: [ShadowRecord.Field(name: "Accept", value: "application/json")], requestBody: [],
+                    servingHeaders: [ShadowRecord.Field(name: "Content-Type", value: "application/json")],
+                    servingBody: Array(#"{"id":7,"amount":100}"#.utf8), servingTruncated: false,
+                    shadowHeaders: [ShadowRecord.Field(name: "Content-Type", value: "application/json")],
+                    shadowBody: Array(#"{"id":7,"amount":"100"}"#.utf8), shadowTruncated: false)
+            }
+            try await store.appendShadowRecords(records)
+        }
+        let seconds = Date().timeIntervalSince(started)
+        let drops = store.telemetryDrops
+        emit(
+            "records \(batches * size) seconds \(String(format: "%.3f", seconds)) per_second "
+                + "\(Int(Double(batches * size) / seconds)) dropped \(drops.records)")
+        await store.close()
+        exit(drops.records == 0 ? 0 : 1)
+    } catch {
+        FileHandle.standardError.write(Data("ficus-store-probe: \(error)\n".utf8))
+        exit(3)
+    }
 }
 do {
     let store = try SQLiteConfigurationStore(path: arguments[2])
