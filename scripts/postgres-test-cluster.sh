@@ -46,7 +46,9 @@ start_server() {
         fi
     done
     # -k DIR: the Unix socket lives in the cluster's own directory, not /var/run/postgresql.
+    # track_commit_timestamp: the fleet benchmark measures from the commit itself (pg_xact_commit_timestamp).
     local options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    options="$options -c track_commit_timestamp=on"
     if [ -f "$dir/server.crt" ]; then
         options="$options -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
     fi

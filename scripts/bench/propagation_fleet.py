@@ -4,9 +4,9 @@ from it, and how long the commit itself takes.
 
 Starts a throwaway PostgreSQL cluster (scripts/postgres-test-cluster.sh), two loopback backends answering "a" and
 "b", a store with one route, and three `ficus serve --store postgres://...` on it, each watched by a client thread
-sending keep-alive GETs back to back. FLIPS times, a separate `ficus flip` process moves the route to the other
-backend. Per flip and proxy, the latency is the time from the commit (the revision's created_at, the database's
-clock_timestamp() inside the committing transaction) to the first answer from the new backend; the commit latency is
+sending keep-alive GETs a millisecond apart. FLIPS times, a separate `ficus flip` process moves the route to the other
+backend. Per flip and proxy, the latency is the time from the commit (the revision row's commit timestamp,
+pg_xact_commit_timestamp, which the test cluster tracks) to the first answer from the new backend; the commit latency is
 the `ficus flip` process's wall time (process start, connection, transaction, exit).
 Usage: propagation_fleet.py FICUS_BINARY [FLIPS]   (loopback only; bounded: FLIPS flips, 10 s per flip at most)
 """
@@ -37,7 +37,8 @@ try:
 
     def committed_at():
         out = subprocess.run(
-            ["psql", store, "-Atc", "SELECT extract(epoch FROM created_at) FROM revisions ORDER BY number DESC LIMIT 1"],
+            ["psql", store, "-Atc", "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM revisions "
+             "ORDER BY number DESC LIMIT 1"],
             check=True, capture_output=True, text=True).stdout
         return float(out.strip())
 
@@ -54,7 +55,8 @@ try:
              "--admin", "127.0.0.1:%d" % admin_port, "--threads", "1", "--access-log", "off", "--log-level", "warning",
              "--drain-timeout", "1", "--config-cache", os.path.join(work, "cache-%d.json" % index)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        watchers.append(Watcher(proxy_port))
+        # A request every millisecond per proxy: three clients back to back would saturate two cores.
+        watchers.append(Watcher(proxy_port, pause=0.001))
     for watcher in watchers:
         watcher.wait_for(b"a", 1)
 

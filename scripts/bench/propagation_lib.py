@@ -34,10 +34,15 @@ def backend(body):
 
 
 class Watcher:
-    """Sends keep-alive GETs to one proxy back to back and records when each new body is first seen."""
+    """Sends keep-alive GETs to one proxy and records when each new body is first seen.
 
-    def __init__(self, port):
+    `pause` seconds between requests (0: back to back) bounds the resolution and the CPU the client takes: several
+    watchers sending back to back would keep a 2-core machine busy and measure its scheduler instead.
+    """
+
+    def __init__(self, port, pause=0.0):
         self.port = port
+        self.pause = pause
         self.body = None
         self.changed_at = {}
         self.stop = threading.Event()
@@ -67,6 +72,8 @@ class Watcher:
             if body != self.body:
                 self.body = body
                 self.changed_at.setdefault(body, []).append(now)
+            if self.pause:
+                time.sleep(self.pause)
 
     def seen(self, body):
         """How many times the answer changed to `body` so far."""
