@@ -21,7 +21,7 @@ from propagation_lib import Watcher, backend, free_port, summary
 
 FICUS = sys.argv[1]
 FLIPS = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-PROXIES = 3
+PROXIES = int(os.environ.get("PROXIES", "3"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLUSTER = os.path.join(HERE, "..", "postgres-test-cluster.sh")
 
