@@ -33,9 +33,21 @@ extension CLITests {
                 try self.process.run()
             }
 
+            /// SIGTERM, then waits for the exit; a proxy still running 30 s later (its drain timeout is 1 s) is a
+            /// failure of the test, and is killed so that the run goes on instead of hanging.
             func stop() {
+                guard self.process.isRunning else {
+                    self.process.waitUntilExit()
+                    return
+                }
+                self.process.terminate()
+                let deadline = ContinuousClock.now + .seconds(30)
+                while self.process.isRunning, ContinuousClock.now < deadline {
+                    Thread.sleep(forTimeInterval: 0.01)
+                }
                 if self.process.isRunning {
-                    self.process.terminate()
+                    Issue.record("ficus serve (pid \(self.process.processIdentifier)) did not exit within 30 s of SIGTERM")
+                    kill(self.process.processIdentifier, SIGKILL)
                 }
                 self.process.waitUntilExit()
             }
