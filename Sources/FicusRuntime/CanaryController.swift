@@ -71,11 +71,12 @@ final class CanaryController: Service, Sendable {
     public func run() async throws {
         let memory = await cancelWhenGracefulShutdown { () async -> [String: RouteMemory] in
             var memory: [String: RouteMemory] = [:]
+            var toldOfChange = false
             while !Task.isCancelled {
                 let seen = self.changes?.generation ?? 0
                 var failed = false
                 do {
-                    try await self.pass(&memory)
+                    try await self.pass(&memory, toldOfChange: toldOfChange)
                 } catch is CancellationError {
                     break
                 } catch {
@@ -88,6 +89,7 @@ final class CanaryController: Service, Sendable {
                     continue
                 }
                 await self.wait(for: changes, past: seen, until: Self.deadline(memory))
+                toldOfChange = changes.generation != seen
             }
             return memory
         }
@@ -127,7 +129,11 @@ final class CanaryController: Service, Sendable {
     /// One look at every active canary: keep or take its lease, then drive it if held.
     ///
     /// Leases of canaries that finished are released at once.
-    private func pass(_ memory: inout [String: RouteMemory]) async throws {
+    ///
+    /// `toldOfChange`: the store changed since the last pass. A proxy that stands by then reads each lease at once,
+    /// so that a lease released by a proxy that stopped is taken over now rather than at the next lease check; a
+    /// holder keeps its schedule (its own renewal is a change too, and would renew again at every poll).
+    private func pass(_ memory: inout [String: RouteMemory], toldOfChange: Bool = false) async throws {
         let rows = try await self.store.canaries(activeOnly: true)
         let active = Set(rows.map(\.route))
         for route in memory.keys where !active.contains(route) {
@@ -138,6 +144,9 @@ final class CanaryController: Service, Sendable {
         }
         for row in rows {
             var remembered = memory[row.route] ?? RouteMemory()
+            if toldOfChange, remembered.lease == nil {
+                remembered.nextLeaseCheck = .distantPast
+            }
             try await self.decideLease(route: row.route, &remembered)
             remembered.nextDue = nil
             if remembered.lease != nil {
