@@ -58,7 +58,8 @@ public final class PostgresConfigurationStore: Sendable {
         connectTimeout: TimeAmount,
         safetyNet: Duration,
         telemetryBuffer: TelemetryBufferLimits = TelemetryBufferLimits(),
-        now: (@Sendable () -> Date)? = nil
+        now: (@Sendable () -> Date)? = nil,
+        keepConnections: Int = 0
     ) throws {
         self.url = url
         self.logger = logger
@@ -68,7 +69,8 @@ public final class PostgresConfigurationStore: Sendable {
         self.pool = PostgresConnectionPool(
             configuration: try Self.connectionConfiguration(url, connectTimeout: connectTimeout),
             location: url.description,
-            logger: logger
+            logger: logger,
+            keepIdle: keepConnections
         )
     }
 
@@ -77,7 +79,9 @@ public final class PostgresConfigurationStore: Sendable {
     ///
     /// A schema newer than this binary knows is always refused (`StoreError.unreadable`), before anything is written.
     /// `telemetryBuffer` bounds the telemetry kept in memory while the database cannot take it; `now` replaces the
-    /// database's clock for telemetry retention (tests only).
+    /// database's clock for telemetry retention (tests only). `keepConnections` idle connections are kept for the
+    /// next operations (`ficus serve`, which closes the store when it stops); 0 closes each after its operation (a
+    /// command, which ends without closing).
     public static func open(
         _ url: PostgresStoreURL,
         creating: Bool,
@@ -85,6 +89,7 @@ public final class PostgresConfigurationStore: Sendable {
         safetyNet: Duration = .seconds(1),
         telemetryBuffer: TelemetryBufferLimits = TelemetryBufferLimits(),
         now: (@Sendable () -> Date)? = nil,
+        keepConnections: Int = 0,
         logger: Logger = Logger(label: "ficus.store.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
     ) async throws -> PostgresConfigurationStore {
         let store = try PostgresConfigurationStore(
@@ -93,7 +98,8 @@ public final class PostgresConfigurationStore: Sendable {
             connectTimeout: connectTimeout,
             safetyNet: safetyNet,
             telemetryBuffer: telemetryBuffer,
-            now: now
+            now: now,
+            keepConnections: keepConnections
         )
         do {
             try await store.migrate(creating: creating)
@@ -270,27 +276,36 @@ struct PostgresSession {
     }
 }
 
-/// The connections of one store instance: one per operation, closed when it ends.
+/// The connections of one store instance: a new one per operation, or one kept idle from an earlier operation.
 ///
 /// PostgresNIO's `PostgresClient` waits for the server when it is down; a CLI command must fail at once instead, and
 /// a proxy must keep serving, so this connects on demand (with PostgresNIO's connect timeout) and reports the failure
-/// to the caller. Connections are not kept between operations: a `PostgresConnection` must be closed, and the close
-/// awaited, before it is released, which a store dropped at the end of a command (or a proxy's exit) cannot promise.
-/// A store's operations are few (a commit, a heartbeat every few seconds, a canary step, a telemetry batch every
-/// fraction of a second while shadowing); the proxy's hot path never touches the store, and its watcher keeps one
-/// connection of its own.
+/// to the caller. A `PostgresConnection` must be closed, and the close awaited, before it is released, which a store
+/// dropped at the end of a command cannot promise: with `keepIdle` 0 (commands) every connection is closed when its
+/// operation ends. A long-lived process (`ficus serve`: heartbeats, canary passes, a telemetry batch every fraction
+/// of a second while shadowing) keeps up to `keepIdle` idle connections and calls `close()` when it stops, so that
+/// an operation does not pay a connection setup and PostgreSQL a backend start. A kept connection the server has
+/// closed meanwhile (a restart) fails the one operation that finds it, and is dropped; the next one connects anew.
+/// The proxy's hot path never touches the store, and its watcher keeps one connection of its own.
 final class PostgresConnectionPool: Sendable {
     let configuration: PostgresConnection.Configuration
     let location: String
     let logger: Logger
+    /// How many idle connections are kept for later operations.
+    let keepIdle: Int
     /// The id of the next connection, for PostgresNIO's logs.
     private let nextID = NIOLockedValueBox(1)
+    private let idle = NIOLockedValueBox<(connections: [PostgresConnection], closed: Bool)>(([], false))
 
-    init(configuration: PostgresConnection.Configuration, location: String, logger: Logger) {
+    init(configuration: PostgresConnection.Configuration, location: String, logger: Logger, keepIdle: Int = 0) {
         self.configuration = configuration
         self.location = location
         self.logger = logger
+        self.keepIdle = keepIdle
     }
+
+    /// Connections opened so far (tests: how many operations reused one).
+    var opened: Int { self.nextID.withLockedValue { $0 - 1 } }
 
     /// A new connection; the caller closes it.
     func connect() async throws -> PostgresConnection {
@@ -301,12 +316,18 @@ final class PostgresConnectionPool: Sendable {
         return try await PostgresConnection.connect(configuration: self.configuration, id: id, logger: self.logger)
     }
 
-    /// Runs `body` on a new connection and closes it, whatever `body` does.
+    /// Runs `body` on a kept connection or a new one; afterwards keeps the connection (within `keepIdle`) or closes
+    /// it. A connection whose operation failed is always closed: its state (a transaction, the server's) is unknown.
     func withConnection<Value: Sendable>(_ body: (PostgresConnection) async throws -> Value) async throws -> Value {
-        let connection = try await self.connect()
+        let connection: PostgresConnection
+        if let kept = self.takeIdle() {
+            connection = kept
+        } else {
+            connection = try await self.connect()
+        }
         do {
             let value = try await body(connection)
-            try? await connection.close()
+            await self.giveBack(connection)
             return value
         } catch {
             try? await connection.close()
@@ -314,6 +335,40 @@ final class PostgresConnectionPool: Sendable {
         }
     }
 
-    /// Nothing to close: no connection outlives its operation.
-    func close() async {}
+    /// The newest kept connection that is still open; closed ones (the server went away) are dropped.
+    private func takeIdle() -> PostgresConnection? {
+        self.idle.withLockedValue { idle in
+            while let connection = idle.connections.popLast() {
+                if !connection.isClosed {
+                    return connection
+                }
+            }
+            return nil
+        }
+    }
+
+    private func giveBack(_ connection: PostgresConnection) async {
+        let kept = self.idle.withLockedValue { idle -> Bool in
+            guard !idle.closed, !connection.isClosed, idle.connections.count < self.keepIdle else {
+                return false
+            }
+            idle.connections.append(connection)
+            return true
+        }
+        if !kept {
+            try? await connection.close()
+        }
+    }
+
+    /// Closes the kept connections; later operations close theirs when they end.
+    func close() async {
+        let connections = self.idle.withLockedValue { idle -> [PostgresConnection] in
+            idle.closed = true
+            defer { idle.connections.removeAll() }
+            return idle.connections
+        }
+        for connection in connections {
+            try? await connection.close()
+        }
+    }
 }

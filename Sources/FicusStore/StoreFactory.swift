@@ -11,10 +11,13 @@ public enum StoreFactory {
     ///
     /// An SQLite store that does not exist throws `StoreError.unreadable` here; the CLI checks first to say which
     /// command creates it. A PostgreSQL server that cannot be reached throws `StoreError.unreachable` at once.
+    /// `keepConnections` idle PostgreSQL connections are kept between operations, for a process that closes the store
+    /// when it stops (`ficus serve`); commands keep none.
     public static func open(
         _ location: StoreLocation,
         creating: Bool,
         telemetry: TelemetryLimits = TelemetryLimits(),
+        keepConnections: Int = 0,
         logger: Logger = Logger(label: "ficus.store", factory: { _ in SwiftLogNoOpLogHandler() })
     ) async throws -> any StoreBackend {
         switch location {
@@ -24,7 +27,8 @@ public enum StoreFactory {
             }
             return try SQLiteConfigurationStore(path: path, telemetry: telemetry)
         case .postgres(let url):
-            return try await PostgresConfigurationStore.open(url, creating: creating, logger: logger)
+            return try await PostgresConfigurationStore.open(
+                url, creating: creating, keepConnections: keepConnections, logger: logger)
         }
     }
 }

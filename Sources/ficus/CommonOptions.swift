@@ -40,11 +40,13 @@ struct StoreOptions: ParsableArguments {
         try await Self.open(self.path, creating: creating)
     }
 
-    /// Opens the store `text` names (see `open(creating:)`), with `telemetry` limits for an SQLite store.
+    /// Opens the store `text` names (see `open(creating:)`), with `telemetry` limits for an SQLite store and
+    /// `keepConnections` idle PostgreSQL connections kept between operations (`ficus serve`, which closes the store).
     static func open(
         _ text: String,
         creating: Bool,
-        telemetry: TelemetryLimits = TelemetryLimits()
+        telemetry: TelemetryLimits = TelemetryLimits(),
+        keepConnections: Int = 0
     ) async throws -> any StoreBackend {
         var location = try StoreLocation(parsing: text)
         if case .sqlite(let path) = location, !creating, !FileManager.default.fileExists(atPath: path) {
@@ -54,7 +56,8 @@ struct StoreOptions: ParsableArguments {
             // PGPASSWORD and the password file, as libpq reads them (docs/FLEET.md, "Credentials").
             location = .postgres(try url.resolvingPassword(environment: ProcessInfo.processInfo.environment))
         }
-        return try await StoreFactory.open(location, creating: creating, telemetry: telemetry)
+        return try await StoreFactory.open(
+            location, creating: creating, telemetry: telemetry, keepConnections: keepConnections)
     }
 }
 

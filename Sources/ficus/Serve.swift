@@ -344,7 +344,8 @@ struct Serve: AsyncParsableCommand {
                 let limits = TelemetryLimits(maxBytes: ByteSize.parse(self.telemetryMaxSize) ?? (1 << 30))
                 let creating = self.initStore
                 do {
-                    opened = try await StoreOptions.open(text, creating: creating, telemetry: limits)
+                    opened = try await StoreOptions.open(
+                        text, creating: creating, telemetry: limits, keepConnections: Self.keptConnections)
                 } catch where self.cache(for: text) != nil && Self.isUnavailable(error) {
                     // Started from the configuration cache (FicusNode reads it); the store is opened when it can be.
                     let location = try StoreLocation(parsing: text)
@@ -353,7 +354,8 @@ struct Serve: AsyncParsableCommand {
                         storesTelemetry: true,
                         failure: error
                     ) {
-                        try await StoreOptions.open(text, creating: creating, telemetry: limits)
+                        try await StoreOptions.open(
+                            text, creating: creating, telemetry: limits, keepConnections: Self.keptConnections)
                     }
                 }
             }
@@ -368,8 +370,14 @@ struct Serve: AsyncParsableCommand {
             configuration.storeFeed.cache = self.cache(for: StoreOptions.text(option: self.store))
         }
         var built: FicusNode?
-        try await ErrorReport.run {
-            built = try await FicusNode(configuration: configuration, source: source, registry: registry, logger: logger)
+        do {
+            try await ErrorReport.run {
+                built = try await FicusNode(
+                    configuration: configuration, source: source, registry: registry, logger: logger)
+            }
+        } catch {
+            await Self.close(source)
+            throw error
         }
         let node = built!
         let serviceGroup = ServiceGroup(
@@ -385,7 +393,24 @@ struct Serve: AsyncParsableCommand {
             }
         }
         defer { reloads.cancel() }
-        try await serviceGroup.run()
+        do {
+            try await serviceGroup.run()
+        } catch {
+            await Self.close(source)
+            throw error
+        }
+        await Self.close(source)
+    }
+
+    /// Idle PostgreSQL connections a proxy keeps between its store operations (heartbeats, canary passes, telemetry
+    /// batches), so that each does not start a connection and a server backend.
+    static let keptConnections = 2
+
+    /// Closes the store of `source` once the node has stopped: its kept connections must be closed before release.
+    private static func close(_ source: FicusNode.Source) async {
+        if case .store(let store) = source {
+            await store.close()
+        }
     }
 
     /// The configuration cache for the store `text` names: `--config-cache`, or its default; nil with `off`.

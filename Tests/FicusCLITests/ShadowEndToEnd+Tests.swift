@@ -107,23 +107,37 @@ extension CLITests {
             defer { server.stop() }
             let twenty = String(repeating: "x", count: 20)
             #expect(await AgainstServe.waitFor(twenty, path: "/orders/small/0", server: server, group: group) == twenty)
+            /// The report's endpoints once `done` holds for them, or the last read after 10 s.
+            func endpointsOnce(_ done: ([String: [String: Any]]) -> Bool) async throws -> [String: [String: Any]] {
+                var endpoints: [String: [String: Any]] = [:]
+                let deadline = ContinuousClock.now + .seconds(10)
+                while ContinuousClock.now < deadline {
+                    let report = try sandbox.ficus(["report", "--format", "json", "--route", "orders"])
+                    let items = ((try? decodeJSON(report.stdout)) as? [String: Any])?["endpoints"] as? [[String: Any]] ?? []
+                    endpoints = Dictionary(
+                        items.map { ($0["endpoint"] as? String ?? "", $0) }, uniquingKeysWith: { a, _ in a })
+                    if done(endpoints) { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                return endpoints
+            }
+            func eligible(_ endpoints: [String: [String: Any]], _ name: String) -> Int {
+                (endpoints[name]?["coverage"] as? [String: Any])?["eligible"] as? Int ?? 0
+            }
+            // The small answers first, all stored before any big one is sent: a big answer's capture holds the whole
+            // --shadow-memory budget while it grows, and a small copy answered meanwhile would be dropped for memory
+            // (rightly, but then the small endpoint would not show what fits).
             let client = try await RawClient.connect(port: server.port, group: group)
             for index in 0..<12 {
                 #expect(try await client.request(path: "/orders/small/\(index)").status == 200)
+            }
+            _ = try await endpointsOnce { eligible($0, "GET /orders/small/{id}") >= 12 }
+            for index in 0..<12 {
                 #expect(try await client.request(path: "/orders/big/\(index)").status == 200)
             }
             client.close()
-
-            var endpoints: [String: [String: Any]] = [:]
-            let deadline = ContinuousClock.now + .seconds(10)
-            while ContinuousClock.now < deadline {
-                let report = try sandbox.ficus(["report", "--format", "json", "--route", "orders"])
-                let items = ((try? decodeJSON(report.stdout)) as? [String: Any])?["endpoints"] as? [[String: Any]] ?? []
-                endpoints = Dictionary(items.map { ($0["endpoint"] as? String ?? "", $0) }, uniquingKeysWith: { a, _ in a })
-                let small = endpoints["GET /orders/small/{id}"]?["coverage"] as? [String: Any]
-                let big = endpoints["GET /orders/big/{id}"]?["coverage"] as? [String: Any]
-                if (small?["eligible"] as? Int ?? 0) >= 12, (big?["eligible"] as? Int ?? 0) >= 12 { break }
-                try await Task.sleep(for: .milliseconds(200))
+            let endpoints = try await endpointsOnce {
+                eligible($0, "GET /orders/small/{id}") >= 12 && eligible($0, "GET /orders/big/{id}") >= 12
             }
             for (name, endpoint) in endpoints {
                 let coverage = try #require(endpoint["coverage"] as? [String: Any])

@@ -198,3 +198,37 @@ struct PostgresConfigurationStoreTests {
         }
     }
 }
+
+/// `ficus serve` keeps idle PostgreSQL connections between its store operations; commands keep none.
+@Suite(
+    "PostgreSQL connection reuse",
+    .enabled(if: PostgresTesting.enabled, "needs FICUS_TEST_POSTGRES (a PostgreSQL server)")
+)
+struct PostgresConnectionReuseTests {
+    static func beat(_ store: PostgresConfigurationStore, _ count: Int) async throws {
+        for _ in 0..<count {
+            try await store.heartbeat(
+                ProxyHeartbeat(id: "p", listen: "127.0.0.1:1", revision: 0, startedAt: Date(), lastSeen: Date()))
+        }
+    }
+
+    @Test func aKeptConnectionServesTheNextOperationsAndCloseEndsIt() async throws {
+        try await PostgresTesting.withDatabase { url in
+            let kept = try await PostgresConfigurationStore.open(url, creating: true, keepConnections: 2)
+            let before = kept.pool.opened
+            try await Self.beat(kept, 10)
+            #expect(kept.pool.opened == before, "ten heartbeats opened \(kept.pool.opened - before) connections")
+            // A failed operation closes its connection; the next one connects anew and works.
+            await #expect(throws: (any Error).self) { try await kept.unsafeExecute("SELECT * FROM no_such_table") }
+            try await Self.beat(kept, 1)
+            #expect(kept.pool.opened == before + 1)
+            await kept.close()
+
+            let plain = try await PostgresConfigurationStore.open(url, creating: false)
+            let plainBefore = plain.pool.opened
+            try await Self.beat(plain, 3)
+            #expect(plain.pool.opened == plainBefore + 3)
+            await plain.close()
+        }
+    }
+}
