@@ -11,14 +11,7 @@ extension PostgresConfigurationStore: HistoryStore {
                 var history = StoreHistory()
                 history.revisions = try await session.rows("SELECT * FROM revisions ORDER BY number").map { row in
                     StoreHistory.Revision(
-                        number: try row["number"].decode(Int.self),
-                        author: try row["author"].decode(String.self),
-                        reason: try row["reason"].decode(String.self),
-                        createdAt: try row["created_at"].decode(Date.self),
-                        summary: try row["summary"].decode(String.self),
-                        routesChanged: try row["routes_changed"].decode([String].self),
-                        snapshot: try row["snapshot"].decode(String.self)
-                    )
+                        summary: try Self.revisionSummary(row), snapshot: try row["snapshot"].decode(String.self))
                 }
                 history.audit = try await session.rows("SELECT * FROM audit ORDER BY id").map(Self.auditEntry)
                 history.ruleNames = try await session.rows("SELECT * FROM rule_names ORDER BY name").map { row in
@@ -62,11 +55,12 @@ extension PostgresConfigurationStore: HistoryStore {
                         + "into a new store only")
             }
             for revision in history.revisions {
+                let summary = revision.summary
                 try await session.execute(
                     """
                     INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
-                    VALUES (\(revision.number), \(revision.author), \(revision.reason), \(revision.createdAt),
-                        \(revision.summary), \(revision.routesChanged), \(revision.snapshot))
+                    VALUES (\(summary.number), \(summary.author), \(summary.reason), \(summary.createdAt),
+                        \(summary.summary), \(summary.routesChanged), \(revision.snapshot))
                     """
                 )
             }

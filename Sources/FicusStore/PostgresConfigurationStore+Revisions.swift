@@ -28,17 +28,20 @@ extension PostgresConfigurationStore: ConfigurationStore {
                 LIMIT \(limit.map { max(0, $0) })
                 """
             )
-            return try rows.map { row in
-                RevisionSummary(
-                    number: try row["number"].decode(Int.self),
-                    author: try row["author"].decode(String.self),
-                    reason: try row["reason"].decode(String.self),
-                    createdAt: try row["created_at"].decode(Date.self),
-                    summary: try row["summary"].decode(String.self),
-                    routesChanged: try row["routes_changed"].decode([String].self)
-                )
-            }
+            return try rows.map(Self.revisionSummary)
         }
+    }
+
+    /// A `revisions` row without its snapshot, for history listings and `exportHistory`.
+    static func revisionSummary(_ row: PostgresRandomAccessRow) throws -> RevisionSummary {
+        RevisionSummary(
+            number: try row["number"].decode(Int.self),
+            author: try row["author"].decode(String.self),
+            reason: try row["reason"].decode(String.self),
+            createdAt: try row["created_at"].decode(Date.self),
+            summary: try row["summary"].decode(String.self),
+            routesChanged: try row["routes_changed"].decode([String].self)
+        )
     }
 
     @discardableResult

@@ -8,16 +8,7 @@ extension SQLiteConfigurationStore: HistoryStore {
             try await self.pool.read { db in
                 var history = StoreHistory()
                 history.revisions = try Row.fetchAll(db, sql: "SELECT * FROM revisions ORDER BY number").map { row in
-                    let summary = Self.revisionSummary(row)
-                    return StoreHistory.Revision(
-                        number: summary.number,
-                        author: summary.author,
-                        reason: summary.reason,
-                        createdAt: summary.createdAt,
-                        summary: summary.summary,
-                        routesChanged: summary.routesChanged,
-                        snapshot: row["snapshot"]
-                    )
+                    StoreHistory.Revision(summary: Self.revisionSummary(row), snapshot: row["snapshot"])
                 }
                 history.audit = try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id").map(Self.auditEntry)
                 history.ruleNames = try Row.fetchAll(db, sql: "SELECT * FROM rule_names ORDER BY name").map { row in
@@ -51,14 +42,15 @@ extension SQLiteConfigurationStore: HistoryStore {
                         + "new store only")
             }
             for revision in history.revisions {
+                let summary = revision.summary
                 try db.execute(
                     sql: """
                         INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
                         VALUES (?, ?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
-                        revision.number, revision.author, revision.reason, revision.createdAt, revision.summary,
-                        try Self.encodeNames(revision.routesChanged), revision.snapshot,
+                        summary.number, summary.author, summary.reason, summary.createdAt, summary.summary,
+                        try Self.encodeNames(summary.routesChanged), revision.snapshot,
                     ]
                 )
             }

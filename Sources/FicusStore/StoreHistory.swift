@@ -8,28 +8,17 @@ import Foundation
 /// Heartbeats and canary leases are left out: they describe running proxies, which re-create them within seconds.
 /// Telemetry (shadow records, metric windows) is left out too: it is bounded and ages out by design.
 public struct StoreHistory: Sendable, Equatable {
-    /// One `revisions` row, its snapshot the JSON text exactly as stored.
+    /// One `revisions` row: what history lists, and the snapshot's JSON text exactly as stored.
     public struct Revision: Sendable, Equatable {
-        public var number: Int
-        public var author: String
-        public var reason: String
-        public var createdAt: Date
-        public var summary: String
-        public var routesChanged: [String]
+        public var summary: RevisionSummary
         public var snapshot: String
 
-        public init(
-            number: Int, author: String, reason: String, createdAt: Date, summary: String, routesChanged: [String],
-            snapshot: String
-        ) {
-            self.number = number
-            self.author = author
-            self.reason = reason
-            self.createdAt = createdAt
+        public init(summary: RevisionSummary, snapshot: String) {
             self.summary = summary
-            self.routesChanged = routesChanged
             self.snapshot = snapshot
         }
+
+        public var number: Int { self.summary.number }
     }
 
     /// One `rule_names` row: a rule name, its route and the revision that first used it.

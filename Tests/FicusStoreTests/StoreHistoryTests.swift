@@ -37,7 +37,7 @@ struct StoreHistoryTests {
             Date(timeIntervalSince1970: (date.timeIntervalSince1970 * 1000).rounded(.down) / 1000)
         }
         var copy = history
-        copy.revisions = copy.revisions.map { var r = $0; r.createdAt = cut(r.createdAt); return r }
+        copy.revisions = copy.revisions.map { var r = $0; r.summary.createdAt = cut(r.summary.createdAt); return r }
         copy.audit = copy.audit.map { var a = $0; a.time = cut(a.time); return a }
         copy.canaries = copy.canaries.map { var c = $0; c.updatedAt = cut(c.updatedAt); return c }
         copy.blueGreen = copy.blueGreen.map { var b = $0; b.updatedAt = cut(b.updatedAt); return b }
