@@ -60,6 +60,8 @@ let package = Package(
             dependencies: [
                 "FicusCore",
                 "FicusDiff",
+                // SHA-256 content addresses of configuration objects.
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // The fleet store (docs/FLEET.md): several proxies and CLIs on one PostgreSQL.
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -9,9 +9,13 @@ extension PostgresConfigurationStore: HistoryStore {
             try await session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             do {
                 var history = StoreHistory()
-                history.revisions = try await session.rows("SELECT * FROM revisions ORDER BY number").map { row in
-                    StoreHistory.Revision(
-                        summary: try Self.revisionSummary(row), snapshot: try row["snapshot"].decode(String.self))
+                for row in try await session.rows("SELECT * FROM revisions ORDER BY number") {
+                    let summary = try Self.revisionSummary(row)
+                    guard let resolved = try await self.fetchResolved(session, number: summary.number) else {
+                        throw StoreError.noSuchRevision(summary.number)
+                    }
+                    history.revisions.append(
+                        StoreHistory.Revision(summary: summary, configuration: resolved.revision.configuration))
                 }
                 history.audit = try await session.rows("SELECT * FROM audit ORDER BY id").map(Self.auditEntry)
                 history.ruleNames = try await session.rows("SELECT * FROM rule_names ORDER BY name").map { row in
@@ -54,15 +58,21 @@ extension PostgresConfigurationStore: HistoryStore {
                     "store '\(location)' is not empty (\(revisions) revisions, \(audit) audit entries): a copy goes "
                         + "into a new store only")
             }
+            var previous: ResolvedRevision?
             for revision in history.revisions {
                 let summary = revision.summary
+                let draft = try RevisionDraft(revision.configuration, previous: previous, summary: nil, checked: false)
+                let stored = try await Self.storeObjects(session, draft, number: summary.number, previous: previous)
                 try await session.execute(
                     """
-                    INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
+                    INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, checkpoint,
+                        layout)
                     VALUES (\(summary.number), \(summary.author), \(summary.reason), \(summary.createdAt),
-                        \(summary.summary), \(summary.routesChanged), \(revision.snapshot))
+                        \(summary.summary), \(summary.routesChanged), \(stored.layout.checkpoint),
+                        \(stored.layout.json))
                     """
                 )
+                previous = ResolvedRevision(copied: summary, draft: draft, stored: stored, previous: previous)
             }
             for entry in history.audit {
                 try await session.execute(

@@ -83,35 +83,18 @@ extension PostgresConfigurationStore: ConfigurationStore {
 
     /// The newest revision, or nil when there is none; in the caller's transaction when it has one.
     func fetchLatest(_ session: PostgresSession) async throws -> StoredRevision? {
-        try await session.row("SELECT * FROM revisions ORDER BY number DESC LIMIT 1").map(self.storedRevision)
+        try await self.fetchResolved(session, number: nil)?.revision
     }
 
     /// Revision `number`, or nil.
     func fetchRevision(_ session: PostgresSession, number: Int) async throws -> StoredRevision? {
-        try await session.row("SELECT * FROM revisions WHERE number = \(number)").map(self.storedRevision)
+        try await self.fetchResolved(session, number: number)?.revision
     }
 
     /// The newest revision number, 0 for an empty store.
     func latestNumber(_ session: PostgresSession) async throws -> Int {
         try await session.row("SELECT COALESCE(MAX(number), 0) AS number FROM revisions")?["number"].decode(Int.self)
             ?? 0
-    }
-
-    /// A `revisions` row as a `StoredRevision`; a snapshot that cannot be decoded names its revision.
-    func storedRevision(_ row: PostgresRandomAccessRow) throws -> StoredRevision {
-        let number = try row["number"].decode(Int.self)
-        return StoredRevision(
-            number: number,
-            author: try row["author"].decode(String.self),
-            reason: try row["reason"].decode(String.self),
-            createdAt: try row["created_at"].decode(Date.self),
-            summary: try row["summary"].decode(String.self),
-            configuration: try SQLiteConfigurationStore.decodeSnapshot(
-                try row["snapshot"].decode(String.self),
-                revision: number,
-                path: self.url.description
-            )
-        )
     }
 
     /// Applies `change` to the newest configuration and writes it as the next revision, inside the caller's write
@@ -124,8 +107,8 @@ extension PostgresConfigurationStore: ConfigurationStore {
         restoredFrom: Int?,
         _ change: (inout FicusCore.Configuration) throws -> Void
     ) async throws -> StoredRevision? {
-        let previous = try await self.fetchLatest(session)
-        let before = previous?.configuration ?? FicusCore.Configuration()
+        let previous = try await self.fetchResolved(session, number: nil)
+        let before = previous?.revision.configuration ?? FicusCore.Configuration()
         var configuration = before
         do {
             try change(&configuration)
@@ -137,8 +120,8 @@ extension PostgresConfigurationStore: ConfigurationStore {
             return try await self.insertRevision(
                 session,
                 configuration,
-                number: (previous?.number ?? 0) + 1,
-                previous: before,
+                number: (previous?.revision.number ?? 0) + 1,
+                previous: previous,
                 author: author,
                 summary: nil
             )
@@ -159,19 +142,19 @@ extension PostgresConfigurationStore: ConfigurationStore {
             throw StoreError.noSuchRevision(number)
         }
         let newest = try await self.latestNumber(session)
-        let previous = try? await self.fetchLatest(session)
+        let previous = try? await self.fetchResolved(session, number: nil)
         return try await self.insertRevision(
             session,
             target.configuration,
             number: newest + 1,
-            previous: previous?.configuration ?? FicusCore.Configuration(),
+            previous: previous ?? nil,
             author: author,
             summary: "rollback to \(number)"
         )
     }
 
-    /// Validates `configuration` and writes it as revision `number` with its rule names, its audit entry and the
-    /// notification every watching proxy receives when the transaction commits.
+    /// Validates `configuration` and writes it as revision `number` (its new object versions and its layout) with its
+    /// rule names, its audit entry and the notification every watching proxy receives when the transaction commits.
     ///
     /// Times are the database's (`clock_timestamp()`, read after the write lock was taken, so they grow with the
     /// numbers); `NOTIFY` is delivered only on COMMIT, so no proxy hears of a revision that was rolled back.
@@ -179,27 +162,23 @@ extension PostgresConfigurationStore: ConfigurationStore {
         _ session: PostgresSession,
         _ configuration: FicusCore.Configuration,
         number: Int,
-        previous: FicusCore.Configuration,
+        previous: ResolvedRevision?,
         author: ChangeAuthor,
         summary: String?
     ) async throws -> StoredRevision {
-        let draft = try RevisionDraft(
-            configuration,
-            number: number,
-            previous: previous,
-            summary: summary,
-            location: self.url.description
-        )
+        let draft = try RevisionDraft(configuration, previous: previous, summary: summary)
+        let stored = try await Self.storeObjects(session, draft, number: number, previous: previous)
         let inserted = try await session.row(
             """
-            INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
+            INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, checkpoint, layout)
             VALUES (\(number), \(author.author), \(author.reason), clock_timestamp(), \(draft.summary),
-                \(draft.routesChanged), \(draft.snapshot))
+                \(draft.routesChanged), \(stored.layout.checkpoint), \(stored.layout.json))
             RETURNING created_at
             """
         )
         let createdAt = try inserted?["created_at"].decode(Date.self) ?? Date()
-        let rules = draft.configuration.routes.flatMap { route in route.rules.map { (route.name, $0.name) } }
+        // Only routes with a new version can bring a rule name not recorded yet.
+        let rules = draft.newRoutes.flatMap { route in route.rules.map { (route.name, $0.name) } }
         if !rules.isEmpty {
             try await session.execute(
                 """

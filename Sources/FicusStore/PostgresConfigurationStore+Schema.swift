@@ -8,6 +8,10 @@ extension PostgresConfigurationStore {
         var name: String
         /// One statement each: the extended query protocol PostgresNIO speaks takes one statement per query.
         var statements: [String]
+        /// Rows converted by code after `statements` (with the store's location for errors), in the same transaction.
+        var convert: (@Sendable (PostgresSession, String) async throws -> Void)? = nil
+        /// Statements run after `convert`.
+        var finish: [String] = []
     }
 
     /// Every migration this binary knows, oldest first.
@@ -119,6 +123,16 @@ extension PostgresConfigurationStore {
             ]
         ),
         Migration(version: 2, name: "v2-telemetry", statements: PostgresConfigurationStore.telemetryTables),
+        // Revisions as lists of content-addressed object versions; see PostgresConfigurationStore+Objects.swift.
+        Migration(
+            version: 3,
+            name: "v3-objects",
+            statements: PostgresConfigurationStore.objectTables,
+            convert: { session, location in
+                try await PostgresConfigurationStore.convertSnapshots(session, location: location)
+            },
+            finish: PostgresConfigurationStore.objectTablesFinish
+        ),
     ]
 
     /// The statements of migration 2, `v2-telemetry`: shadow records with their fields, the per-minute aggregates
@@ -277,7 +291,8 @@ extension PostgresConfigurationStore {
     /// transaction under the write lock (two `ficus init` at once apply each migration once).
     ///
     /// Refuses a database without a Ficus schema unless `creating`, and any schema newer than this binary knows.
-    func migrate(creating: Bool) async throws {
+    /// `last` stops at an older version, for tests of a later migration on history written by an older Ficus.
+    func migrate(creating: Bool, upTo last: Int = PostgresConfigurationStore.knownVersion) async throws {
         try await self.write { session in
             let exists = try await session.row("SELECT to_regclass('ficus_schema') IS NOT NULL AS present")
             let present = try exists?["present"].decode(Bool.self) ?? false
@@ -307,8 +322,12 @@ extension PostgresConfigurationStore {
                         + "upgrade ficus; nothing was written"
                 )
             }
-            for migration in Self.migrations where migration.version > version {
+            for migration in Self.migrations where migration.version > version && migration.version <= last {
                 for statement in migration.statements {
+                    try await session.execute(PostgresQuery(unsafeSQL: statement))
+                }
+                try await migration.convert?(session, self.url.description)
+                for statement in migration.finish {
                     try await session.execute(PostgresQuery(unsafeSQL: statement))
                 }
                 try await session.execute(

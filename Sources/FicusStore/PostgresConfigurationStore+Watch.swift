@@ -127,6 +127,10 @@ struct PostgresRevisionWatch {
             return delivered
         }
         do {
+            if let delivered, newest < delivered {
+                // Restored from a backup: its object ids may mean other versions than the ones cached.
+                self.store.objects.clear()
+            }
             guard let revision = try await self.store.fetchRevision(session, number: newest) else {
                 return delivered
             }

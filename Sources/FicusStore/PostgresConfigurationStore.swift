@@ -47,6 +47,10 @@ public final class PostgresConfigurationStore: Sendable {
     /// Telemetry the database could not take yet, within its bounds, and what was dropped beyond them.
     let telemetryBuffer: TelemetryBuffer
 
+    /// The object versions decoded so far (commands, canary passes and the watcher share them), so that applying a
+    /// revision decodes only what it changed.
+    let objects = ObjectCache()
+
     /// The clock telemetry retention counts from; nil (outside tests) for the database's own (`clock_timestamp()`).
     ///
     /// Injected so that tests can age their records without waiting a week, as they do on SQLite.

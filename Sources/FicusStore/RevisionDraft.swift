@@ -1,15 +1,87 @@
 import FicusCore
 import Foundation
 
-/// A configuration about to become revision `number`: encoded, read back, validated and compared with the previous
-/// one, before either backend writes a row.
+/// A revision as read for a commit: the revision, the ids of its object versions (parallel to
+/// `revision.configuration.objects`) and its checkpoint's whole list.
+struct ResolvedRevision: Sendable {
+    var revision: StoredRevision
+    var ids: [Int]
+    var checkpoint: (number: Int, ids: [Int])
+
+    /// Assembles the revision whose whole list is `list` from the cache and the versions just `fetched` (those
+    /// `cache.missing(list)` named).
+    ///
+    /// The list is put in kind order (settings, upstreams, segments, flags, routes), stable within each kind, so that
+    /// `ids` runs parallel to the assembled configuration's objects. Throws when an id has no version (a damaged store).
+    static func assemble(
+        _ list: [Int],
+        fetched: [StoredObject],
+        cache: ObjectCache
+    ) throws -> (configuration: FicusCore.Configuration, ids: [Int]) {
+        guard let objects = cache.assemble(list, adding: fetched) else {
+            let known = Set(fetched.map(\.id))
+            let lost = list.filter { cache.object($0) == nil && !known.contains($0) }
+            throw ObjectMissing(ids: lost)
+        }
+        let order = Dictionary(
+            uniqueKeysWithValues: ConfigurationObject.Kind.allCases.enumerated().map { ($1, $0) }
+        )
+        let sorted = zip(list, objects).enumerated().sorted { left, right in
+            let l = order[left.element.1.key.kind] ?? 0
+            let r = order[right.element.1.key.kind] ?? 0
+            return l != r ? l < r : left.offset < right.offset
+        }
+        return (FicusCore.Configuration(objects: sorted.map(\.element.1)), sorted.map(\.element.0))
+    }
+
+    /// Object ids a revision names that the store does not hold.
+    struct ObjectMissing: Error, CustomStringConvertible {
+        var ids: [Int]
+        var description: String {
+            "object versions \(self.ids.prefix(5).map(String.init).joined(separator: ", ")) are missing"
+        }
+    }
+}
+
+extension ResolvedRevision {
+    /// The revision just written from `draft` as `stored` after `previous`: the next one's `previous` when history is
+    /// copied or migrated revision by revision.
+    init(
+        copied summary: RevisionSummary,
+        draft: RevisionDraft,
+        stored: (layout: RevisionLayout, ids: [Int]),
+        previous: ResolvedRevision?
+    ) {
+        self.revision = StoredRevision(
+            number: summary.number,
+            author: summary.author,
+            reason: summary.reason,
+            createdAt: summary.createdAt,
+            summary: summary.summary,
+            configuration: draft.configuration
+        )
+        self.ids = stored.ids
+        self.checkpoint = stored.layout.isCheckpoint(of: summary.number)
+            ? (summary.number, stored.layout.objects) : previous?.checkpoint ?? (0, [])
+    }
+}
+
+/// A configuration about to become revision `number`: its objects read back, validated and compared with the
+/// previous revision, before either backend writes a row.
 ///
 /// One place for the checks every commit makes (DESIGN.md, "Configuration lifecycle"), so that the SQLite and the
-/// PostgreSQL store refuse and describe a change in exactly the same words.
+/// PostgreSQL store refuse and describe a change in exactly the same words. Only objects that differ from the previous
+/// revision's are encoded: a flip of one route among a thousand encodes one route.
 struct RevisionDraft {
-    /// The JSON snapshot to store.
-    var snapshot: String
-    /// The configuration as it reads back from `snapshot`: what `revision(_:)` and watchers will load.
+    /// One object of the new configuration: a version the previous revision already has, or a new one.
+    enum Entry {
+        case stored(id: Int, key: ConfigurationObject.Key)
+        case new(NewObject)
+    }
+
+    /// The configuration's objects in order.
+    var entries: [Entry]
+    /// The configuration as it reads back: what `revision(_:)` and watchers will load.
     var configuration: FicusCore.Configuration
     /// The one-line summary stored with the revision.
     var summary: String
@@ -18,30 +90,109 @@ struct RevisionDraft {
     /// The routes whose definition changed.
     var routesChanged: [String]
 
+    /// The new versions, each once.
+    var newObjects: [NewObject] {
+        var seen: Set<String> = []
+        return self.entries.compactMap { entry in
+            guard case .new(let object) = entry, seen.insert(object.digest).inserted else { return nil }
+            return object
+        }
+    }
+
+    /// Routes whose version is new to this revision: the ones whose rule names must be recorded.
+    var newRoutes: [Route] {
+        self.entries.compactMap { entry in
+            guard case .new(let object) = entry, case .route(let route) = object.object else { return nil }
+            return route
+        }
+    }
+
     /// Throws `ConfigurationInvalid` when the result is invalid and `StoreError.noChange` when it equals `previous`.
     ///
-    /// `location` names the store in the error of a snapshot that does not read back.
+    /// `previous` is the newest revision (nil for the first). `checked` is false only for history being copied or
+    /// migrated, which was checked when it was written and keeps its own summary: then nothing is validated or
+    /// compared, and `summary`, `detail` and `routesChanged` are left empty.
     init(
         _ configuration: FicusCore.Configuration,
-        number: Int,
-        previous: FicusCore.Configuration,
+        previous: ResolvedRevision?,
         summary: String?,
-        location: String
+        checked: Bool = true
     ) throws {
-        let snapshot = try SQLiteConfigurationStore.encodeSnapshot(configuration)
-        let stored = try SQLiteConfigurationStore.decodeSnapshot(snapshot, revision: number, path: location)
+        var known: [ConfigurationObject.Key: (id: Int, object: ConfigurationObject)] = [:]
+        if let previous {
+            for (id, object) in zip(previous.ids, previous.revision.configuration.objects) {
+                known[object.key] = (id, object)
+            }
+        }
+        var entries: [Entry] = []
+        var objects: [ConfigurationObject] = []
+        for object in configuration.objects {
+            if let stored = known[object.key], stored.object == object {
+                entries.append(.stored(id: stored.id, key: object.key))
+                objects.append(object)
+            } else {
+                let new = try NewObject(object)
+                entries.append(.new(new))
+                objects.append(new.object)
+            }
+        }
+        let stored = FicusCore.Configuration(objects: objects)
+        self.entries = entries
+        self.configuration = stored
+        guard checked else {
+            self.summary = summary ?? ""
+            self.detail = ""
+            self.routesChanged = []
+            return
+        }
         let errors = stored.validate()
         guard errors.isEmpty else {
             throw ConfigurationInvalid(errors: errors)
         }
-        let diff = RevisionDiff(from: previous, to: stored)
+        let diff = RevisionDiff(from: previous?.revision.configuration ?? FicusCore.Configuration(), to: stored)
         guard !diff.isEmpty else {
             throw StoreError.noChange
         }
-        self.snapshot = snapshot
-        self.configuration = stored
         self.detail = ((summary.map { [$0] } ?? []) + diff.lines).joined(separator: "\n")
         self.summary = summary ?? diff.summary()
         self.routesChanged = diff.routesChanged
+    }
+
+    /// The revision's list of (id, key), once the new versions have ids (`ids` by digest).
+    func target(ids: [String: Int]) throws -> [(id: Int, key: ConfigurationObject.Key)] {
+        try self.entries.map { entry in
+            switch entry {
+            case .stored(let id, let key):
+                return (id, key)
+            case .new(let object):
+                guard let id = ids[object.digest] else {
+                    throw StoreError.rejected("object version \(object.digest) was not stored")
+                }
+                return (id, object.object.key)
+            }
+        }
+    }
+
+    /// Lays out the revision against `previous`'s checkpoint; `keys` gives the keys of checkpoint ids that neither
+    /// the previous revision nor this one holds.
+    func layout(
+        number: Int,
+        target: [(id: Int, key: ConfigurationObject.Key)],
+        previous: ResolvedRevision?,
+        keys: ([Int]) throws -> [Int: ConfigurationObject.Key]
+    ) rethrows -> RevisionLayout {
+        guard let previous else {
+            return RevisionLayout.plan(number: number, target: target, base: nil, baseKeys: [:])
+        }
+        var baseKeys: [Int: ConfigurationObject.Key] = [:]
+        for (id, object) in zip(previous.ids, previous.revision.configuration.objects) {
+            baseKeys[id] = object.key
+        }
+        let targetIDs = Set(target.map(\.id))
+        let unknown = previous.checkpoint.ids.filter { !targetIDs.contains($0) && baseKeys[$0] == nil }
+        if !unknown.isEmpty {
+            baseKeys.merge(try keys(unknown)) { first, _ in first }
+        }
+        return RevisionLayout.plan(number: number, target: target, base: previous.checkpoint, baseKeys: baseKeys)
     }
 }

@@ -24,6 +24,10 @@ struct RevisionWatcher: Sendable {
     /// Short, so that a stuck file shows up as a failure instead of a silent stall.
     var busyTimeout: TimeInterval
 
+    /// The object versions decoded so far, so that applying a revision decodes only what it changed; emptied whenever
+    /// the connection is opened again (another file's ids mean other objects).
+    let cache = ObjectCache()
+
     /// What the watcher knows between polls.
     ///
     /// Copied into each poll so that the database closure only reads values.
@@ -113,6 +117,7 @@ struct RevisionWatcher: Sendable {
                     let opened = try FileIdentity.opening(self.path) { try self.open() }
                     current = (opened.value, opened.identity)
                     connection = current
+                    self.cache.clear()
                     state.dataVersion = nil
                     if let reported = state.identity, current.identity != reported {
                         state.replacement =
@@ -222,7 +227,13 @@ struct RevisionWatcher: Sendable {
             return .checked(dataVersion: dataVersion)
         }
         do {
-            guard let revision = try SQLiteConfigurationStore.fetchRevision(db, number: newest, path: self.path) else {
+            if detail != nil {
+                self.cache.clear()
+            }
+            guard
+                let revision = try SQLiteConfigurationStore.fetchRevision(
+                    db, number: newest, path: self.path, cache: self.cache)
+            else {
                 return .checked(dataVersion: dataVersion)
             }
             if let detail {

@@ -4,11 +4,19 @@ import GRDB
 
 extension SQLiteConfigurationStore: HistoryStore {
     public func exportHistory() async throws -> StoreHistory {
-        try await self.perform {
+        let path = self.path
+        return try await self.perform {
             try await self.pool.read { db in
                 var history = StoreHistory()
+                // A cache of its own: consecutive revisions share almost every object version, so each is decoded once.
+                let cache = ObjectCache()
                 history.revisions = try Row.fetchAll(db, sql: "SELECT * FROM revisions ORDER BY number").map { row in
-                    StoreHistory.Revision(summary: Self.revisionSummary(row), snapshot: row["snapshot"])
+                    let summary = Self.revisionSummary(row)
+                    guard let resolved = try Self.fetchResolved(db, number: summary.number, path: path, cache: cache)
+                    else {
+                        throw StoreError.noSuchRevision(summary.number)
+                    }
+                    return StoreHistory.Revision(summary: summary, configuration: resolved.revision.configuration)
                 }
                 history.audit = try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id").map(Self.auditEntry)
                 history.ruleNames = try Row.fetchAll(db, sql: "SELECT * FROM rule_names ORDER BY name").map { row in
@@ -41,18 +49,23 @@ extension SQLiteConfigurationStore: HistoryStore {
                     "store '\(path)' is not empty (\(revisions) revisions, \(audit) audit entries): a copy goes into a "
                         + "new store only")
             }
+            var previous: ResolvedRevision?
             for revision in history.revisions {
                 let summary = revision.summary
+                let draft = try RevisionDraft(revision.configuration, previous: previous, summary: nil, checked: false)
+                let stored = try Self.storeObjects(db, draft, number: summary.number, previous: previous)
                 try db.execute(
                     sql: """
-                        INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
-                        VALUES (?, ?, ?, ?, ?, ?, ?)
+                        INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, checkpoint,
+                            layout)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
                         summary.number, summary.author, summary.reason, summary.createdAt, summary.summary,
-                        try Self.encodeNames(summary.routesChanged), revision.snapshot,
+                        try Self.encodeNames(summary.routesChanged), stored.layout.checkpoint, stored.layout.json,
                     ]
                 )
+                previous = ResolvedRevision(copied: summary, draft: draft, stored: stored, previous: previous)
             }
             for entry in history.audit {
                 try db.execute(

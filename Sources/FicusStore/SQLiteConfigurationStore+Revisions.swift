@@ -6,7 +6,7 @@ extension SQLiteConfigurationStore {
     public func latest() async throws -> StoredRevision? {
         try await self.perform {
             try await self.pool.read { db in
-                try Self.fetchLatest(db, path: self.path)
+                try Self.fetchLatest(db, path: self.path, cache: self.objects)
             }
         }
     }
@@ -14,7 +14,8 @@ extension SQLiteConfigurationStore {
     public func revision(_ number: Int) async throws -> StoredRevision {
         try await self.perform {
             try await self.pool.read { db in
-                guard let revision = try Self.fetchRevision(db, number: number, path: self.path) else {
+                guard let revision = try Self.fetchRevision(db, number: number, path: self.path, cache: self.objects)
+                else {
                     throw StoreError.noSuchRevision(number)
                 }
                 return revision
@@ -51,28 +52,24 @@ extension SQLiteConfigurationStore {
     ) async throws -> StoredRevision {
         try await self.perform {
             try await self.write { db in
-                let previous = try Self.fetchLatest(db, path: self.path)
-                let actual = previous?.number ?? 0
+                let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: self.objects)
+                let actual = previous?.revision.number ?? 0
                 if let expected = expectRevision, expected != actual {
                     throw StoreError.revisionMismatch(expected: expected, actual: actual)
                 }
-                var configuration = previous?.configuration ?? FicusCore.Configuration()
+                let before = previous?.revision.configuration ?? FicusCore.Configuration()
+                var configuration = before
                 do {
                     try change(&configuration)
                 } catch {
                     throw ChangeFailed(error: error)
                 }
-                try self.refuseRetiredRuleNames(
-                    db,
-                    configuration,
-                    previous: previous?.configuration ?? FicusCore.Configuration(),
-                    restoredFrom: restoredFrom
-                )
+                try self.refuseRetiredRuleNames(db, configuration, previous: before, restoredFrom: restoredFrom)
                 return try self.insertRevision(
                     db,
                     configuration,
                     number: actual + 1,
-                    previous: previous?.configuration ?? FicusCore.Configuration(),
+                    previous: previous,
                     author: author,
                     summary: nil
                 )
@@ -84,18 +81,19 @@ extension SQLiteConfigurationStore {
     public func rollback(to number: Int, _ author: ChangeAuthor) async throws -> StoredRevision {
         try await self.perform {
             try await self.write { db in
-                guard let target = try Self.fetchRevision(db, number: number, path: self.path) else {
+                guard let target = try Self.fetchRevision(db, number: number, path: self.path, cache: self.objects)
+                else {
                     throw StoreError.noSuchRevision(number)
                 }
                 // A newest revision that cannot be decoded must not block the way out of it: the rollback is then
                 // compared with an empty configuration, which only affects its routes_changed and audit detail.
                 let newest = try Self.fetchLatestNumber(db)
-                let previous = (try? Self.fetchLatest(db, path: self.path))?.configuration
+                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: self.objects)
                 return try self.insertRevision(
                     db,
                     target.configuration,
                     number: newest + 1,
-                    previous: previous ?? FicusCore.Configuration(),
+                    previous: previous ?? nil,
                     author: author,
                     summary: "rollback to \(number)"
                 )
@@ -105,36 +103,32 @@ extension SQLiteConfigurationStore {
 
     /// Validates `configuration` and writes it as revision `number`, the one after `previous`, with its audit entry.
     ///
-    /// Runs inside the caller's write transaction, so the check of the previous revision, the validation and both
-    /// inserts are one atomic step: an invalid or unchanged configuration throws and nothing is written. The
-    /// configuration is compared and returned as it reads back from its snapshot, so the returned revision equals
-    /// what `revision(_:)` and watchers will load.
+    /// Runs inside the caller's write transaction, so the check of the previous revision, the validation and every
+    /// insert are one atomic step: an invalid or unchanged configuration throws and nothing is written. Only object
+    /// versions the store does not hold are written, and the revision row holds their ids (whole at a checkpoint,
+    /// otherwise as changes from it). The configuration is compared and returned as it reads back from its objects,
+    /// so the returned revision equals what `revision(_:)` and watchers will load.
     func insertRevision(
         _ db: Database,
         _ configuration: FicusCore.Configuration,
         number: Int,
-        previous: FicusCore.Configuration,
+        previous: ResolvedRevision?,
         author: ChangeAuthor,
         summary: String?
     ) throws -> StoredRevision {
-        let draft = try RevisionDraft(
-            configuration,
-            number: number,
-            previous: previous,
-            summary: summary,
-            location: self.path
-        )
+        let draft = try RevisionDraft(configuration, previous: previous, summary: summary)
+        let stored = try Self.storeObjects(db, draft, number: number, previous: previous)
         try db.execute(
             sql: """
-                INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, checkpoint, layout)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
                 number, author.author, author.reason, self.now(), draft.summary,
-                try Self.encodeNames(draft.routesChanged), draft.snapshot,
+                try Self.encodeNames(draft.routesChanged), stored.layout.checkpoint, stored.layout.json,
             ]
         )
-        try Self.recordRuleNames(db, draft.configuration, revision: number)
+        try Self.recordRuleNames(db, routes: draft.newRoutes, revision: number)
         let createdAt = try Date.fetchOne(
             db,
             sql: "SELECT created_at FROM revisions WHERE number = ?",
@@ -154,5 +148,10 @@ extension SQLiteConfigurationStore {
             summary: draft.summary,
             configuration: draft.configuration
         )
+    }
+
+    /// The object cache of the file the store is on now.
+    var objects: ObjectCache {
+        self.connection.currentWithCache.cache
     }
 }

@@ -118,18 +118,19 @@ extension SQLiteConfigurationStore: RolloutStore {
     ) async throws -> StoredRevision {
         try await self.perform {
             try await self.write { db in
-                guard let target = try Self.fetchRevision(db, number: number, path: self.path) else {
+                guard let target = try Self.fetchRevision(db, number: number, path: self.path, cache: self.objects)
+                else {
                     throw StoreError.noSuchRevision(number)
                 }
                 let newest = try Self.fetchLatestNumber(db)
-                let previous = (try? Self.fetchLatest(db, path: self.path))?.configuration
+                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: self.objects)
                 var scratch = target.configuration
                 let outcomes = try Self.applyOverride(db, hook, to: &scratch)
                 let revision = try self.insertRevision(
                     db,
                     target.configuration,
                     number: newest + 1,
-                    previous: previous ?? FicusCore.Configuration(),
+                    previous: previous ?? nil,
                     author: author,
                     summary: "rollback to \(number)"
                 )
@@ -198,21 +199,21 @@ extension SQLiteConfigurationStore: RolloutStore {
         restoredFrom: Int?,
         change: (inout FicusCore.Configuration) throws -> Void
     ) throws -> StoredRevision? {
-        let previous = try Self.fetchLatest(db, path: self.path)
-        var configuration = previous?.configuration ?? FicusCore.Configuration()
+        let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: self.objects)
+        let before = previous?.revision.configuration ?? FicusCore.Configuration()
+        var configuration = before
         do {
             try change(&configuration)
         } catch {
             throw ChangeFailed(error: error)
         }
-        let before = previous?.configuration ?? FicusCore.Configuration()
         try self.refuseRetiredRuleNames(db, configuration, previous: before, restoredFrom: restoredFrom)
         do {
             return try self.insertRevision(
                 db,
                 configuration,
-                number: (previous?.number ?? 0) + 1,
-                previous: before,
+                number: (previous?.revision.number ?? 0) + 1,
+                previous: previous,
                 author: author,
                 summary: nil
             )

@@ -5,18 +5,16 @@ import GRDB
 extension SQLiteConfigurationStore {
     /// The newest revision, or nil when there is none.
     ///
-    /// Shared by reads, commits (inside their write transaction) and the watcher.
-    static func fetchLatest(_ db: Database, path: String) throws -> StoredRevision? {
-        let row = try Row.fetchOne(db, sql: "SELECT * FROM revisions ORDER BY number DESC LIMIT 1")
-        return try row.map { try Self.storedRevision($0, path: path) }
+    /// Shared by reads, commits (inside their write transaction) and the watcher, each with its object cache.
+    static func fetchLatest(_ db: Database, path: String, cache: ObjectCache) throws -> StoredRevision? {
+        try Self.fetchResolved(db, number: nil, path: path, cache: cache)?.revision
     }
 
     /// Revision `number`, or nil when there is none.
     ///
     /// Shared by reads, rollbacks and the watcher.
-    static func fetchRevision(_ db: Database, number: Int, path: String) throws -> StoredRevision? {
-        let row = try Row.fetchOne(db, sql: "SELECT * FROM revisions WHERE number = ?", arguments: [number])
-        return try row.map { try Self.storedRevision($0, path: path) }
+    static func fetchRevision(_ db: Database, number: Int, path: String, cache: ObjectCache) throws -> StoredRevision? {
+        try Self.fetchResolved(db, number: number, path: path, cache: cache)?.revision
     }
 
     /// The newest revision number, or 0 when the store is empty.
@@ -24,21 +22,6 @@ extension SQLiteConfigurationStore {
     /// What `expectRevision` is compared with, and what the watcher checks before loading a snapshot.
     static func fetchLatestNumber(_ db: Database) throws -> Int {
         try Int.fetchOne(db, sql: "SELECT MAX(number) FROM revisions") ?? 0
-    }
-
-    /// A `revisions` row as a `StoredRevision`.
-    ///
-    /// A snapshot that cannot be decoded is reported with its revision number, so the operator knows which one.
-    static func storedRevision(_ row: Row, path: String) throws -> StoredRevision {
-        let number: Int = row["number"]
-        return StoredRevision(
-            number: number,
-            author: row["author"],
-            reason: row["reason"],
-            createdAt: row["created_at"],
-            summary: row["summary"],
-            configuration: try Self.decodeSnapshot(row["snapshot"], revision: number, path: path)
-        )
     }
 
     /// A `revisions` row without its snapshot as a `RevisionSummary`.

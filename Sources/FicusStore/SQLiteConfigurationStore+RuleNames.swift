@@ -43,8 +43,8 @@ extension SQLiteConfigurationStore {
     /// Records the rule names of `configuration`, committed as revision `revision`, keeping earlier first uses.
     ///
     /// Runs inside the transaction that inserts the revision, so the record of names never lags behind history.
-    static func recordRuleNames(_ db: Database, _ configuration: FicusCore.Configuration, revision: Int) throws {
-        for route in configuration.routes {
+    static func recordRuleNames(_ db: Database, routes: [Route], revision: Int) throws {
+        for route in routes {
             for rule in route.rules {
                 try db.execute(
                     sql: "INSERT OR IGNORE INTO rule_names (name, route, first_revision) VALUES (?, ?, ?)",
@@ -78,7 +78,8 @@ extension SQLiteConfigurationStore {
             }
             if let restoredFrom {
                 if restorable == nil {
-                    guard let source = try Self.fetchRevision(db, number: restoredFrom, path: self.path) else {
+                    guard let source = try Self.fetchRevision(db, number: restoredFrom, path: self.path, cache: self.objects)
+                    else {
                         throw StoreError.noSuchRevision(restoredFrom)
                     }
                     let rules = source.configuration.routes.flatMap(\.rules)

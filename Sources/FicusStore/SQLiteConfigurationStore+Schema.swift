@@ -211,6 +211,11 @@ extension SQLiteConfigurationStore {
                     """
             )
         }
+        // Revisions as lists of content-addressed object versions instead of whole snapshots, every existing revision
+        // converted. See SQLiteConfigurationStore+Objects.swift.
+        migrator.registerMigration("v7-objects") { db in
+            try SQLiteConfigurationStore.migrateToObjects(db)
+        }
         return migrator
     }()
 

@@ -197,6 +197,8 @@ final class StoreConnection: @unchecked Sendable {
     private var queue: DatabaseQueue
     private var identity: FileIdentity?
     private let open: () throws -> DatabaseQueue
+    /// The decoded object versions of the file the connection is on (ids mean other objects in another file).
+    private var objects = ObjectCache()
 
     init(path: String, open: @escaping () throws -> DatabaseQueue) throws {
         self.path = path
@@ -206,17 +208,23 @@ final class StoreConnection: @unchecked Sendable {
 
     /// The connection to use now: the current one, or one on the file that replaced it.
     var current: DatabaseQueue {
+        self.currentWithCache.queue
+    }
+
+    /// The connection to use now with the object cache of its file.
+    var currentWithCache: (queue: DatabaseQueue, cache: ObjectCache) {
         self.lock.lock()
         defer {
             self.lock.unlock()
         }
         guard let now = FileIdentity(path: self.path), now != self.identity else {
-            return self.queue
+            return (self.queue, self.objects)
         }
         try? self.queue.close()
+        self.objects = ObjectCache()
         if let reopened = try? FileIdentity.opening(self.path, self.open) {
             (self.queue, self.identity) = reopened
         }
-        return self.queue
+        return (self.queue, self.objects)
     }
 }

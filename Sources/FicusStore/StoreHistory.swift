@@ -8,14 +8,15 @@ import Foundation
 /// Heartbeats and canary leases are left out: they describe running proxies, which re-create them within seconds.
 /// Telemetry (shadow records, metric windows) is left out too: it is bounded and ages out by design.
 public struct StoreHistory: Sendable, Equatable {
-    /// One `revisions` row: what history lists, and the snapshot's JSON text exactly as stored.
+    /// One revision: what history lists, and its configuration (stored again as object versions by the importing
+    /// store, which lays the history out as its own revisions would be).
     public struct Revision: Sendable, Equatable {
         public var summary: RevisionSummary
-        public var snapshot: String
+        public var configuration: FicusCore.Configuration
 
-        public init(summary: RevisionSummary, snapshot: String) {
+        public init(summary: RevisionSummary, configuration: FicusCore.Configuration) {
             self.summary = summary
-            self.snapshot = snapshot
+            self.configuration = configuration
         }
 
         public var number: Int { self.summary.number }
@@ -62,18 +63,11 @@ public struct StoreHistory: Sendable, Equatable {
 
     public init() {}
 
-    /// Checks what an import relies on: revisions numbered 1…N without a gap, snapshots that decode, audit entries and
-    /// rule names that name existing revisions. Throws `StoreError.rejected` naming the first row that is wrong.
+    /// Checks what an import relies on: revisions numbered 1…N without a gap, audit entries and rule names that name
+    /// existing revisions. Throws `StoreError.rejected` naming the first row that is wrong.
     public func check() throws {
         for (index, revision) in self.revisions.enumerated() where revision.number != index + 1 {
             throw StoreError.rejected("revision \(revision.number) is out of order: expected \(index + 1) (no gaps)")
-        }
-        for revision in self.revisions {
-            do {
-                _ = try JSONDecoder().decode(FicusCore.Configuration.self, from: Data(revision.snapshot.utf8))
-            } catch {
-                throw StoreError.rejected("revision \(revision.number): its snapshot cannot be decoded (\(error))")
-            }
         }
         let latest = self.revisions.count
         for entry in self.audit {

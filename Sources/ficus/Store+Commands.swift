@@ -48,7 +48,7 @@ struct StoreCopyCommand: AsyncParsableCommand {
             // Read back: what the destination serves and lists must be what the source held.
             let copied = try await destination.exportHistory()
             guard copied.revisions.map(\.number) == history.revisions.map(\.number),
-                copied.revisions.map(\.snapshot) == history.revisions.map(\.snapshot),
+                copied.revisions.map(\.configuration) == history.revisions.map(\.configuration),
                 copied.audit.map(\.id) == history.audit.map(\.id),
                 copied.ruleNames == history.ruleNames,
                 copied.canaries.map(\.route) == history.canaries.map(\.route),

@@ -346,10 +346,14 @@ extension CLITests {
             try await writer.write { db in
                 try db.execute(
                     sql: """
-                        INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
+                        INSERT INTO config_objects (id, digest, kind, name, body)
+                        VALUES (900001, 'future', 'route', 'x', '{"routes": 5}');
+                        INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, checkpoint,
+                            layout)
                         VALUES (
                             (SELECT MAX(number) + 1 FROM revisions), 'future', 'newer model',
-                            '2030-01-01 00:00:00.000', 'x', '[]', '{"routes": 5}'
+                            '2030-01-01 00:00:00.000', 'x', '[]', (SELECT MAX(number) + 1 FROM revisions),
+                            '{"objects": [900001]}'
                         )
                         """
                 )

@@ -92,7 +92,7 @@ struct PostgresConfigurationStoreTests {
             await store.close()
             // Opening again, creating or not, changes nothing.
             let again = try await PostgresConfigurationStore.open(url, creating: true)
-            #expect(try await again.schemaVersion() == 2)
+            #expect(try await again.schemaVersion() == 3)
             await again.close()
         }
     }
@@ -108,7 +108,7 @@ struct PostgresConfigurationStoreTests {
                     _ = try await PostgresConfigurationStore.open(url, creating: creating)
                 }
                 #expect(
-                    error?.description.contains("its schema is version 99, newer than this ficus knows (2)") == true,
+                    error?.description.contains("its schema is version 99, newer than this ficus knows (3)") == true,
                     "\(String(describing: error))"
                 )
             }

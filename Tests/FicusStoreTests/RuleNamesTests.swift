@@ -9,6 +9,7 @@ extension StoreFixtures {
     static let migrations = [
         "v1-revisions", "v1-audit", "v1-proxies", "v2-shadow", "v3-rule-names", "v4-canary", "v5-bluegreen",
         "v6-telemetry-file",
+        "v7-objects",
     ]
 
     /// A 10% canary rule on `orders-v2`.

@@ -158,8 +158,9 @@ struct SQLiteConfigurationStoreCommitTests {
         let store = try await StoreFixtures.store(file)
         try await store.unsafeExecute(
             """
-            INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
-            VALUES (2, 'future', 'newer model', '2025-01-01 00:00:00.000', 'x', '[]', '{"routes": 5}')
+            INSERT INTO config_objects (id, digest, kind, name, body) VALUES (900001, 'future', 'route', 'x', '{"routes": 5}');
+            INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, checkpoint, layout)
+            VALUES (2, 'future', 'newer model', '2025-01-01 00:00:00.000', 'x', '[]', 2, '{"objects": [900001]}')
             """
         )
         let error = await #expect(throws: StoreError.self) {

@@ -1,0 +1,321 @@
+import FicusCore
+import Foundation
+import GRDB
+import Testing
+
+@testable import FicusStore
+
+/// Revisions stored as content-addressed object versions with checkpoints and deltas (docs/FLEET.md, "How revisions
+/// are stored"): the pure layout logic, then both backends.
+@Suite("Revisions as object versions")
+struct RevisionObjectsTests {
+    typealias Key = ConfigurationObject.Key
+
+    static func route(_ name: String) -> Key { Key(kind: .route, name: name) }
+    static func upstream(_ name: String) -> Key { Key(kind: .upstream, name: name) }
+
+    // MARK: - Layout (pure)
+
+    @Test("the first revision is a checkpoint holding the whole list")
+    func firstRevisionIsACheckpoint() {
+        let layout = RevisionLayout.plan(
+            number: 1,
+            target: [(1, Key(kind: .settings, name: "")), (2, Self.route("a"))],
+            base: nil,
+            baseKeys: [:]
+        )
+        #expect(layout == RevisionLayout(checkpoint: 1, objects: [1, 2]))
+        #expect(layout.isCheckpoint(of: 1))
+        #expect(layout.resolve(base: layout.objects) == [1, 2])
+    }
+
+    @Test("one changed route among many is one replacement against the checkpoint, in place")
+    func oneChangeIsOneReplacement() throws {
+        let base = Array(1...200)
+        var target = base.map { ($0, Self.route("r\($0)")) }
+        target[99] = (500, Self.route("r100"))
+        let keys = Dictionary(uniqueKeysWithValues: base.map { ($0, Self.route("r\($0)")) })
+        let layout = RevisionLayout.plan(number: 7, target: target, base: (3, base), baseKeys: keys)
+        #expect(layout == RevisionLayout(checkpoint: 3, replaced: [[100, 500]]))
+        #expect(layout.resolve(base: base) == target.map(\.0))
+        // The layout column round-trips, and stays a few bytes however long the list.
+        let decoded = try RevisionLayout(checkpoint: 3, json: layout.json)
+        #expect(decoded == layout)
+        #expect(layout.json.utf8.count < 40, "\(layout.json)")
+    }
+
+    @Test("removals and additions give each kind's order; an addition lands at the end of its kind")
+    func removalsAndAdditions() {
+        let base = [1, 2, 3, 4]
+        let keys: [Int: Key] = [1: Self.upstream("u1"), 2: Self.upstream("u2"), 3: Self.route("a"), 4: Self.route("b")]
+        // u2 removed, a new upstream u3 (appended after the routes in the flat list), route c added after b.
+        let target: [(id: Int, key: Key)] = [(1, Self.upstream("u1")), (9, Self.upstream("u3")), (3, Self.route("a")),
+            (4, Self.route("b")), (10, Self.route("c"))]
+        let layout = RevisionLayout.plan(number: 2, target: target, base: (1, base), baseKeys: keys)
+        #expect(layout == RevisionLayout(checkpoint: 1, removed: [2], added: [9, 10]))
+        #expect(layout.resolve(base: base) == [1, 3, 4, 9, 10])
+    }
+
+    @Test("a reordering that replacements and appends cannot say becomes a checkpoint")
+    func reorderingIsACheckpoint() {
+        let base = [1, 2, 3]
+        let keys: [Int: Key] = [1: Self.route("a"), 2: Self.route("b"), 3: Self.route("c")]
+        let target: [(id: Int, key: Key)] = [(3, Self.route("c")), (1, Self.route("a")), (2, Self.route("b"))]
+        let layout = RevisionLayout.plan(number: 5, target: target, base: (1, base), baseKeys: keys)
+        #expect(layout == RevisionLayout(checkpoint: 5, objects: [3, 1, 2]))
+    }
+
+    @Test("changes past a quarter of the list (at least 64) start a new checkpoint")
+    func driftStartsACheckpoint() {
+        let base = Array(1...400)
+        let keys = Dictionary(uniqueKeysWithValues: base.map { ($0, Self.route("r\($0)")) })
+        func changing(_ count: Int) -> RevisionLayout {
+            let target = base.map { id in (id <= count ? id + 1000 : id, Self.route("r\(id)")) }
+            return RevisionLayout.plan(number: 9, target: target, base: (2, base), baseKeys: keys)
+        }
+        #expect(changing(100).checkpoint == 2)
+        #expect(changing(100).deltaCount == 100)
+        #expect(changing(101).checkpoint == 9)
+    }
+
+    @Test("a configuration splits into objects and comes back equal, in kind order")
+    func objectsRoundTrip() throws {
+        var configuration = StoreFixtures.configuration()
+        configuration.flags = [Flag(name: "f", enabled: true)]
+        configuration.killed = true
+        let objects = configuration.objects
+        #expect(objects.first?.key == Key(kind: .settings, name: ""))
+        #expect(FicusCore.Configuration(objects: objects) == configuration)
+        let read = try objects.map { object in
+            try ConfigurationObject.decode(kind: object.key.kind, body: try object.encoded())
+        }
+        #expect(read == objects)
+        // The address covers kind and content: equal content, equal address; any change, another.
+        let body = try objects[1].encoded()
+        #expect(ConfigurationObject.digest(kind: .upstream, body: body)
+            == ConfigurationObject.digest(kind: .upstream, body: body))
+        #expect(ConfigurationObject.digest(kind: .upstream, body: body)
+            != ConfigurationObject.digest(kind: .route, body: body))
+    }
+
+    @Test("the object cache keeps one configuration's versions and four checkpoints")
+    func cacheIsBounded() throws {
+        let cache = ObjectCache()
+        let objects = (1...400).map { StoredObject(id: $0, object: .flag(Flag(name: "f\($0)", enabled: true))) }
+        #expect(cache.assemble(Array(1...400), adding: objects)?.count == 400)
+        #expect(cache.missing([1, 2, 401]) == [401])
+        // A read of 10 ids trims the cache to those 10 (400 > 2 × 10 + 256).
+        #expect(cache.assemble(Array(1...10), adding: []) != nil)
+        #expect(cache.missing([11]) == [11])
+        #expect(cache.assemble([11], adding: []) == nil)
+        for number in 1...6 {
+            cache.remember(checkpoint: number, ids: [number])
+        }
+        #expect(cache.checkpoint(1) == nil)
+        #expect(cache.checkpoint(6) == [6])
+    }
+
+    // MARK: - Both backends
+
+    /// The fixture configuration with `count` more routes of three rules each.
+    static func large(_ count: Int) -> FicusCore.Configuration {
+        var configuration = StoreFixtures.configuration()
+        for index in 0..<count {
+            configuration.routes.append(
+                Route(
+                    name: "route-\(index)",
+                    path: "/r\(index)",
+                    legacy: "legacy",
+                    rules: (0..<3).map { rule in
+                        Rule(
+                            name: "route-\(index)-rule-\(rule)",
+                            condition: .match(Predicate(.header("X-Beta"), .equals, ["\(rule)"])),
+                            upstream: "orders-v2"
+                        )
+                    }
+                )
+            )
+        }
+        return configuration
+    }
+
+    static func flip(_ store: any ConfigurationStore, _ route: String, to upstream: String) async throws
+        -> StoredRevision
+    {
+        try await store.commit(StoreFixtures.author("flip"), expectRevision: nil) { configuration in
+            guard let index = configuration.routes.firstIndex(where: { $0.name == route }) else {
+                throw StoreError.rejected("no route \(route)")
+            }
+            configuration.routes[index].defaultUpstream = upstream
+        }
+    }
+
+    @Test("a flip stores one route version and a delta; a rollback stores none", arguments: StoreFixtures.backends)
+    func flipWritesOneObject(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: false) { store in
+            try await Self.checkFlipWritesOneObject(store)
+        }
+    }
+
+    static func checkFlipWritesOneObject(_ store: any UnsafeSQLStore) async throws {
+        let first = try await store.commit(StoreFixtures.author("apply"), expectRevision: 0) { configuration in
+            configuration = Self.large(300)
+        }
+        let initial = try await store.revisionStorage(first.number)
+        #expect(initial.checkpoint == first.number)
+        #expect(initial.objects == 1 + StoreFixtures.upstreams.count + 302)
+
+        let flipped = try await Self.flip(store, "route-150", to: "orders-v2")
+        let storage = try await store.revisionStorage(flipped.number)
+        #expect(storage.checkpoint == first.number, "a delta against revision 1")
+        #expect(storage.changes == 1)
+        #expect(storage.objects == initial.objects + 1)
+        #expect(storage.layoutBytes < 40)
+        #expect(try await store.revision(flipped.number) == flipped)
+        #expect(try await store.latest() == flipped)
+        #expect(flipped.configuration.routes.map(\.name) == first.configuration.routes.map(\.name))
+
+        // Flipping it back: the route is the checkpoint's version again, so the delta is empty.
+        let again = try await Self.flip(store, "route-150", to: "legacy")
+        #expect(try await store.revisionStorage(again.number).changes == 0)
+        #expect(try await store.revisionStorage(again.number).checkpoint == first.number)
+        #expect(again.configuration == first.configuration)
+
+        // A rollback names versions the store holds: nothing new is stored, and it reads back as revision 2.
+        let before = try await store.revisionStorage(again.number).objects
+        let rolledBack = try await store.rollback(to: flipped.number, StoreFixtures.author("rollback"))
+        #expect(try await store.revisionStorage(rolledBack.number).objects == before)
+        #expect(rolledBack.configuration == flipped.configuration)
+        #expect(try await store.revision(rolledBack.number).configuration == flipped.configuration)
+
+        // Adding and removing routes and upstreams keeps every revision readable as it was committed.
+        let added = try await store.commit(StoreFixtures.author("route.add"), expectRevision: nil) { configuration in
+            configuration.routes.remove(at: 10)
+            configuration.routes.append(Route(name: "late", path: "/late", legacy: "legacy"))
+            configuration.upstreams.append(Upstream(name: "extra", addresses: [Endpoint(host: "127.0.0.1", port: 1)]))
+        }
+        #expect(try await store.revision(added.number) == added)
+        #expect(added.configuration.routes.last?.name == "late")
+        #expect(added.configuration.upstreams.last?.name == "extra")
+        for number in 1...added.number {
+            let revision = try await store.revision(number)
+            #expect(revision.number == number)
+        }
+        #expect(try await store.revision(flipped.number) == flipped)
+        #expect(try await store.revision(first.number) == first)
+    }
+
+    @Test("many changes to many routes roll over to new checkpoints and every revision reads back",
+        arguments: StoreFixtures.backends)
+    func checkpointsRollOver(backend: StoreFixtures.Backend) async throws {
+        try await backend.withStore(seeded: false) { store in
+            try await Self.checkCheckpointsRollOver(store)
+        }
+    }
+
+    static func checkCheckpointsRollOver(_ store: any UnsafeSQLStore) async throws {
+        var committed: [StoredRevision] = []
+        committed.append(
+            try await store.commit(StoreFixtures.author("apply"), expectRevision: 0) { configuration in
+                configuration = Self.large(100)
+            })
+        // Each commit changes 25 other routes; a delta may hold 64 changes, so the changes since the checkpoint
+        // outgrow it at every third commit.
+        for step in 1...9 {
+            committed.append(
+                try await store.commit(StoreFixtures.author("apply"), expectRevision: nil) { configuration in
+                    for index in 0..<25 {
+                        let route = 2 + (step * 25 + index) % 100
+                        configuration.routes[route].timeouts = RouteTimeouts(connectMilliseconds: step * 1000)
+                    }
+                })
+        }
+        var checkpoints: Set<Int> = []
+        for revision in committed {
+            #expect(try await store.revision(revision.number) == revision)
+            checkpoints.insert(try await store.revisionStorage(revision.number).checkpoint)
+        }
+        #expect(checkpoints.count >= 3, "\(checkpoints.sorted())")
+        #expect(checkpoints.count < committed.count, "deltas between checkpoints")
+    }
+
+    @Test("an SQLite store written before object versions is converted revision by revision on opening")
+    func sqliteStoreIsMigrated() async throws {
+        let file = try TemporaryStoreFile()
+        var revisions = [Self.large(30)]
+        var next = revisions[0]
+        next.routes[5].defaultUpstream = "orders-v2"
+        revisions.append(next)
+        next.routes.removeFirst()
+        next.killed = true
+        revisions.append(next)
+        revisions.append(revisions[0])
+        try SQLiteConfigurationStore.createStore(path: file.path, migratedUpTo: "v6-telemetry-file", revisions: revisions)
+        let store = try SQLiteConfigurationStore(path: file.path)
+        #expect(try await store.appliedMigrations() == StoreFixtures.migrations)
+        for (index, configuration) in revisions.enumerated() {
+            #expect(try await store.revision(index + 1).configuration == configuration)
+        }
+        // Revision 2 became a delta of its checkpoint; revision 4 names revision 1's versions.
+        #expect(try await store.revisionStorage(2).checkpoint == 1)
+        #expect(try await store.revisionStorage(2).changes == 1)
+        #expect(try await store.revisionStorage(4).objects == 1 + StoreFixtures.upstreams.count + 32 + 2)
+        // Still immutable after the table was rebuilt.
+        await #expect(throws: StoreError.self) { try await store.unsafeExecute("UPDATE revisions SET reason = 'x'") }
+        await #expect(throws: StoreError.self) { try await store.unsafeExecute("DELETE FROM config_objects") }
+        let flipped = try await Self.flip(store, "route-3", to: "orders-v2")
+        #expect(flipped.number == 5)
+    }
+
+    @Test(
+        "a PostgreSQL store of schema 2 is converted to object versions in one transaction",
+        .enabled(if: PostgresTesting.enabled, "needs FICUS_TEST_POSTGRES (a PostgreSQL server)")
+    )
+    func postgresStoreIsMigrated() async throws {
+        try await PostgresTesting.withDatabase { url in
+            try await Self.checkPostgresMigration(url)
+        }
+    }
+
+    static func checkPostgresMigration(_ url: PostgresStoreURL) async throws {
+        var revisions = [Self.large(30)]
+        var next = revisions[0]
+        next.routes[7].defaultUpstream = "orders-v2"
+        revisions.append(next)
+        revisions.append(revisions[0])
+        let old = try PostgresConfigurationStore(
+            url: url, logger: .init(label: "ficus.test"), connectTimeout: .seconds(5), safetyNet: .seconds(1))
+        try await old.migrate(creating: true, upTo: 2)
+        for (index, configuration) in revisions.enumerated() {
+            let snapshot = try SQLiteConfigurationStore.encodeSnapshot(configuration)
+            try await old.unsafeExecute(
+                """
+                INSERT INTO revisions (number, author, reason, created_at, summary, routes_changed, snapshot)
+                VALUES (\(index + 1), 'tester', 'old schema', now(), 'old', '{}', '\(snapshot.replacingOccurrences(of: "'", with: "''"))')
+                """
+            )
+        }
+        await old.close()
+        let store = try await PostgresConfigurationStore.open(url, creating: false)
+        do {
+            #expect(try await store.schemaVersion() == 3)
+            for (index, configuration) in revisions.enumerated() {
+                #expect(try await store.revision(index + 1).configuration == configuration)
+            }
+            #expect(try await store.revisionStorage(2).checkpoint == 1)
+            #expect(try await store.revisionStorage(2).changes == 1)
+            await #expect(throws: StoreError.self) {
+                try await store.unsafeExecute("UPDATE revisions SET reason = 'x'")
+            }
+            await #expect(throws: StoreError.self) {
+                try await store.unsafeExecute("DELETE FROM config_objects")
+            }
+            let flipped = try await Self.flip(store, "route-3", to: "orders-v2")
+            #expect(flipped.number == 4)
+            await store.close()
+        } catch {
+            await store.close()
+            throw error
+        }
+    }
+}
