@@ -1,7 +1,8 @@
 /// The whole routing configuration of one revision: upstreams, routes, segments, flags and the global kill switch.
 ///
-/// Stored whole as one JSON snapshot per revision and compiled whole into a `RoutingTable`, so a change is atomic
-/// and a rollback is a copy of an earlier value.
+/// Stored per revision as the list of its objects' versions (each route, upstream, segment and flag on its own, see
+/// FicusStore) and compiled whole into a `RoutingTable`, so a change is atomic and a rollback is a copy of an earlier
+/// value.
 public struct Configuration: Sendable, Equatable {
     /// The upstreams routes and rules can name. Defaults to none.
     ///

@@ -4,10 +4,12 @@ import GRDB
 
 /// The configuration store in one SQLite file (WAL mode), shared by the CLI and every proxy on the machine.
 ///
-/// Each revision is kept as a JSON snapshot of the whole `Configuration` rather than as rows per route, rule and
-/// segment: a revision is atomic and immutable, so one row says everything about it; a rollback is a copy of an
-/// earlier snapshot; a diff compares two snapshots with `RevisionDiff`; and model fields added later need no
-/// migration (decoding fills in their defaults). The tables beside it, `audit` and `proxies`, are plain rows because
+/// Each revision is a list of content-addressed object versions (a route, an upstream, a segment, a flag, the
+/// settings; each distinct version stored once as JSON in `config_objects`), kept whole at checkpoints and as changes
+/// against them in between (SQLiteConfigurationStore+Objects.swift, docs/FLEET.md): a revision is still atomic and
+/// immutable and reads back as one whole `Configuration`; a flip stores one route and a rollback stores nothing new;
+/// a diff compares two configurations with `RevisionDiff`; and model fields added later need no migration (decoding
+/// fills in their defaults). The tables beside it, `audit` and `proxies`, are plain rows because
 /// they are queried by column. Writes are serialised by SQLite's write lock (immediate transactions, with a busy
 /// timeout), so several instances — in one process or many — can commit to the same file without losing a change.
 public final class SQLiteConfigurationStore: ConfigurationStore {

@@ -38,6 +38,9 @@ public protocol StoreBackend: ConfigurationStore, RolloutStore, ShadowStore, Blu
     /// say false, so that a proxy does not compare or drive canaries only to have every write refused.
     var storesTelemetry: Bool { get }
 
+    /// How revision `number` is stored (checkpoint or delta, its bytes) and the object versions the store holds.
+    func revisionStorage(_ number: Int) async throws -> RevisionStorage
+
     /// Closes the store's connections; the store must not be used afterwards.
     ///
     /// An SQLite store closes with its last reference; a PostgreSQL store closes its sockets here.

@@ -12,6 +12,12 @@
 //                                                 differing, as samples) to STORE (a path or postgres://…) the way a
 //                                                 proxy's comparer does, and prints the records per second it took
 //                                                 (docs/BENCHMARKS.md, "Fleet")
+//   ficus-store-probe revisions STORE ROUTES FLIPS
+//                                                 commits ROUTES routes × 10 rules to a new STORE, then FLIPS flips of
+//                                                 one route each; prints per flip the commit time, what it stored
+//                                                 (layout and new object bytes) and what a second store instance (a
+//                                                 proxy's reader, cache warm) takes to read it and compile the routing
+//                                                 table (docs/BENCHMARKS.md, "Revisions")
 import FicusCore
 import FicusDiff
 import FicusStore
@@ -33,6 +39,18 @@ func usage() -> Never {
 let arguments = CommandLine.arguments
 guard arguments.count == 5 || arguments.count == 6 else {
     usage()
+}
+if arguments[1] == "revisions" {
+    guard let routes = Int(arguments[3]), let flips = Int(arguments[4]), routes > 0, flips > 0 else {
+        usage()
+    }
+    do {
+        try await probeRevisions(store: arguments[2], routes: routes, flips: flips)
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("ficus-store-probe: \(error)\n".utf8))
+        exit(3)
+    }
 }
 if arguments[1] == "telemetry" {
     guard let batches = Int(arguments[3]), let size = Int(arguments[4]), batches > 0, size > 0 else {

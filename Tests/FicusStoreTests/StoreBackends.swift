@@ -63,7 +63,6 @@ enum PostgresTesting {
 /// Lets the shared tests run raw SQL on either backend (both stores have `unsafeExecute`).
 protocol UnsafeSQLStore: StoreBackend {
     func unsafeExecute(_ sql: String) async throws
-    func revisionStorage(_ number: Int) async throws -> RevisionStorage
 }
 
 extension SQLiteConfigurationStore: UnsafeSQLStore {}
