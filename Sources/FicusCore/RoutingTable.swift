@@ -14,8 +14,13 @@ public final class RoutingTable: Sendable {
     public let configuration: Configuration
 
     let routes: [CompiledRoute]
-    /// The conditions of every rule, parallel to `routes`.
-    let program: RuleProgram
+    /// The conditions of the rules, one program per `chunk` routes (route `i` is route `i % chunk` of program
+    /// `i / chunk`; each program also holds every segment), so that a new revision recompiles only the programs
+    /// whose routes changed. At least one, so that preview segments have a program with no route.
+    let programs: [RuleProgram]
+    /// `programs`' code, read on every decision without touching the array or retaining a program. Written only in
+    /// `init` and freed in `deinit`, so sharing it across threads is safe (as `RuleProgram`'s own memory is).
+    nonisolated(unsafe) private let codes: UnsafeMutableBufferPointer<UnsafePointer<RuleProgram.Code>>
     let index: RouteIndex
     let upstreamsByName: [String: Upstream]
     let killed: Bool
@@ -47,25 +52,63 @@ public final class RoutingTable: Sendable {
         var group: String
     }
 
+    /// Routes per rule program: a flip recompiles this many routes at most.
+    @inline(__always) static var chunk: Int { 32 }
+
     /// Validates and compiles `configuration`.
     ///
     /// Throws `ConfigurationInvalid` with every validation error, so an invalid revision is never served.
-    public init(configuration: Configuration, revision: Int) throws {
-        let errors = configuration.validate()
+    ///
+    /// With `previous` (the table being served) only what changed is checked and compiled again: objects equal to
+    /// the previous configuration's are not validated again, the rule programs of chunks whose routes, segments,
+    /// flags and identity are unchanged are shared, and the route index is shared while no route's host, path or
+    /// methods changed. The table decides exactly as one compiled from scratch.
+    public init(configuration: Configuration, revision: Int, previous: RoutingTable? = nil) throws {
+        let errors = configuration.validate(unchangedSince: previous?.configuration)
         guard errors.isEmpty else {
             throw ConfigurationInvalid(errors: errors)
         }
-        var compiler = RoutingTableCompiler(configuration: configuration)
+        let reusable = previous.flatMap { previous in
+            previous.configuration.segments == configuration.segments
+                && previous.configuration.flags == configuration.flags
+                && previous.configuration.identity == configuration.identity ? previous : nil
+        }
         var routes: [CompiledRoute] = []
         routes.reserveCapacity(configuration.routes.count)
-        for route in configuration.routes {
-            routes.append(compiler.compile(route))
+        var programs: [RuleProgram] = []
+        let count = configuration.routes.count
+        for start in stride(from: 0, to: max(count, 1), by: Self.chunk) {
+            let range = start..<min(start + Self.chunk, count)
+            if let reusable, reusable.routes.count >= range.upperBound,
+                min(start + Self.chunk, reusable.routes.count) == range.upperBound,
+                configuration.routes[range] == reusable.configuration.routes[range]
+            {
+                routes += reusable.routes[range]
+                programs.append(reusable.programs[start / Self.chunk])
+                continue
+            }
+            var compiler = RoutingTableCompiler(configuration: configuration)
+            for route in configuration.routes[range] {
+                routes.append(compiler.compile(route))
+            }
+            programs.append(compiler.program())
+        }
+        let codes = UnsafeMutableBufferPointer<UnsafePointer<RuleProgram.Code>>.allocate(capacity: programs.count)
+        _ = codes.initialize(from: programs.map(\.code))
+        self.codes = codes
+        self.programs = programs
+        if let previous, previous.configuration.routes.count == count,
+            zip(previous.configuration.routes, configuration.routes).allSatisfy({ old, new in
+                old.host == new.host && old.path == new.path && old.methods == new.methods
+            })
+        {
+            self.index = previous.index
+        } else {
+            self.index = RouteIndex(routes: configuration.routes)
         }
         self.revision = revision
         self.configuration = configuration
         self.routes = routes
-        self.program = compiler.program()
-        self.index = RouteIndex(routes: configuration.routes)
         var upstreams = Dictionary(configuration.upstreams.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var previews: [String: CompiledPreview] = [:]
         for upstream in configuration.upstreams {
@@ -108,6 +151,11 @@ public final class RoutingTable: Sendable {
             )
         }
         self.shadowPolicies = shadows
+    }
+
+    deinit {
+        self.codes.deinitialize()
+        self.codes.deallocate()
     }
 
     /// The upstream named `name`, or nil; preview names (`orders@green`) resolve to the idle slot's addresses.
@@ -182,7 +230,7 @@ public final class RoutingTable: Sendable {
             }
         }
         if via == nil, let segment = preview.segment {
-            let evaluation = Evaluation(program: self.program.code, recorder: recorder)
+            let evaluation = Evaluation(program: self.codes[0], recorder: recorder)
             let name = preview.segmentName ?? ""
             if evaluation.matches(segment: segment, text: "segment '\(name)'", request) {
                 via = "segment '\(name)'"
@@ -277,8 +325,8 @@ public final class RoutingTable: Sendable {
             decision.rateLimit = route.rateLimit
             return decision
         }
-        let code = self.program.code
-        let rules = code.pointee.routes[routeIndex]
+        let code = self.codes[routeIndex / Self.chunk]
+        let rules = code.pointee.routes[routeIndex % Self.chunk]
         var evaluation = Evaluation(program: code, recorder: recorder)
         for index in rules {
             let rule = code.pointee.rules[index]

@@ -151,7 +151,13 @@ public final class StoreFeed: Service, Sendable {
     /// A revision that cannot be compiled is a failure like any other and leaves the last good table serving.
     private func serve(_ revision: StoredRevision, announce: () -> Void) {
         do {
-            let table = try RoutingTable(configuration: revision.configuration, revision: revision.number)
+            // Against the table being served: only the routes, segments and upstreams that changed are checked and
+            // compiled again (a flip of one route among thousands recompiles one chunk of routes).
+            let table = try RoutingTable(
+                configuration: revision.configuration,
+                revision: revision.number,
+                previous: self.routing.current
+            )
             self.routing.replace(with: table)
             self.rateLimiter?.keepOnly(
                 routes: Set(revision.configuration.routes.filter { $0.rateLimit != nil }.map(\.name)))

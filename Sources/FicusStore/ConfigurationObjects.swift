@@ -24,12 +24,33 @@ enum ConfigurationObject: Sendable, Equatable {
     /// The kinds, in the order a configuration lists them.
     enum Kind: String, Sendable, CaseIterable {
         case settings, upstream, segment, flag, route
+
+        /// The kind's place in a configuration's list of objects.
+        var order: Int {
+            switch self {
+            case .settings: 0
+            case .upstream: 1
+            case .segment: 2
+            case .flag: 3
+            case .route: 4
+            }
+        }
     }
 
     /// What two versions of one object share: its kind and name ("" for the settings).
     struct Key: Hashable, Sendable {
         var kind: Kind
         var name: String
+    }
+
+    var kind: Kind {
+        switch self {
+        case .settings: .settings
+        case .upstream: .upstream
+        case .segment: .segment
+        case .flag: .flag
+        case .route: .route
+        }
     }
 
     var key: Key {

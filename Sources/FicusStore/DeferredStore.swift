@@ -134,6 +134,10 @@ public final class DeferredStore: StoreBackend {
         try await self.current().history(limit: limit, route: route)
     }
 
+    public func revisionStorage(_ number: Int) async throws -> RevisionStorage {
+        try await self.current().revisionStorage(number)
+    }
+
     @discardableResult
     public func commit(
         _ author: ChangeAuthor,

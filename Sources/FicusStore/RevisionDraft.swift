@@ -23,15 +23,15 @@ struct ResolvedRevision: Sendable {
             let lost = list.filter { cache.object($0) == nil && !known.contains($0) }
             throw ObjectMissing(ids: lost)
         }
-        let order = Dictionary(
-            uniqueKeysWithValues: ConfigurationObject.Kind.allCases.enumerated().map { ($1, $0) }
-        )
-        let sorted = zip(list, objects).enumerated().sorted { left, right in
-            let l = order[left.element.1.key.kind] ?? 0
-            let r = order[right.element.1.key.kind] ?? 0
-            return l != r ? l < r : left.offset < right.offset
+        // Grouped by kind in one pass, stable within each kind.
+        var ids = Array(repeating: [Int](), count: ConfigurationObject.Kind.allCases.count)
+        var grouped = Array(repeating: [ConfigurationObject](), count: ids.count)
+        for (id, object) in zip(list, objects) {
+            let kind = object.kind.order
+            ids[kind].append(id)
+            grouped[kind].append(object)
         }
-        return (FicusCore.Configuration(objects: sorted.map(\.element.1)), sorted.map(\.element.0))
+        return (FicusCore.Configuration(objects: grouped.joined()), Array(ids.joined()))
     }
 
     /// Object ids a revision names that the store does not hold.

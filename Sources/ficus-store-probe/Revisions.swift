@@ -61,7 +61,7 @@ func probeRevisions(store location: String, routes: Int, flips: Int) async throw
         + "object_bytes \(storage.objectBytes) layout_bytes \(storage.layoutBytes)")
     // The reader starts warm, as a proxy serving the revision before the flip.
     let served = try await reader.latest()
-    _ = try RoutingTable(configuration: served?.configuration ?? first.configuration, revision: first.number)
+    var table = try RoutingTable(configuration: served?.configuration ?? first.configuration, revision: first.number)
     var generator = SystemRandomNumberGenerator()
     for flip in 0..<flips {
         let route = "route-\(Int.random(in: 0..<routes, using: &generator))"
@@ -83,13 +83,20 @@ func probeRevisions(store location: String, routes: Int, flips: Int) async throw
         }
         let read = ContinuousClock.now - started
         started = ContinuousClock.now
-        let table = try RoutingTable(configuration: latest.configuration, revision: latest.number)
+        let problems = latest.configuration.validate(unchangedSince: table.configuration)
+        let validate = ContinuousClock.now - started
+        guard problems.isEmpty else {
+            throw ConfigurationInvalid(errors: problems)
+        }
+        started = ContinuousClock.now
+        // As a proxy applies it (FicusRuntime's StoreFeed): against the table it serves.
+        table = try RoutingTable(configuration: latest.configuration, revision: latest.number, previous: table)
         let compile = ContinuousClock.now - started
         guard table.configuration == revision.configuration else {
             throw StoreError.rejected("revision \(revision.number) read back differently")
         }
         emit("flip \(flip) revision \(revision.number) commit_ms \(milliseconds(commit)) read_ms \(milliseconds(read)) "
-            + "compile_ms \(milliseconds(compile)) new_object_bytes \(storage.objectBytes - before.objectBytes) "
+            + "validate_ms \(milliseconds(validate)) compile_ms \(milliseconds(compile)) new_object_bytes \(storage.objectBytes - before.objectBytes) "
             + "layout_bytes \(storage.layoutBytes) checkpoint \(storage.checkpoint == revision.number ? 1 : 0)")
     }
     await writer.close()

@@ -39,7 +39,8 @@ def probe(store, routes):
     initial, flips = {}, []
     for line in out.splitlines():
         words = line.split()
-        fields = {words[i]: words[i + 1] for i in range(1, len(words) - 1, 2)}
+        first = 2 if words[0] == "flip" else 1
+        fields = {words[i]: words[i + 1] for i in range(first, len(words) - 1, 2)}
         if words[0] == "initial":
             initial = fields
         elif words[0] == "flip":
