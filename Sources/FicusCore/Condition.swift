@@ -198,10 +198,12 @@ extension Condition: Codable {
         case .percentage:
             self = .percentage(try container.decode(Int.self, forKey: .percentage))
         case .method:
-            if let single = try? container.decode(String.self, forKey: .method) {
-                self = .method([single])
+            // A list first: what the store writes, so reading a stored revision never throws and catches here (a
+            // thousand routes' worth of thrown errors was a tenth of a cold read). Rules files may give one method.
+            if let methods = try? container.decode([String].self, forKey: .method) {
+                self = .method(methods)
             } else {
-                self = .method(try container.decode([String].self, forKey: .method))
+                self = .method([try container.decode(String.self, forKey: .method)])
             }
         case .match:
             self = .match(try container.decode(Predicate.self, forKey: .match))

@@ -90,7 +90,12 @@ struct ConfigurationValidator {
         self.upstreamNames = self.checkUniqueNames(self.configuration.upstreams.map(\.name), kind: "upstream")
         self.segmentNames = self.checkUniqueNames(self.configuration.segments.map(\.name), kind: "segment")
         self.flagNames = self.checkUniqueNames(self.configuration.flags.map(\.name), kind: "flag")
+        let reported = self.errors.count
         _ = self.checkUniqueNames(self.configuration.routes.map(\.name), kind: "route")
+        if self.errors.count > reported {
+            // Two routes of one name: "the previous version" of a route means nothing, so every route is checked.
+            self.previous = nil
+        }
         if let identity = self.configuration.identity {
             self.checkAttributeName(identity, object: "identity", field: "identity")
         }

@@ -5,7 +5,9 @@ extension FuzzTargets {
     /// The YAML rules loader on arbitrary text, as `ficus validate` runs it (without the file system).
     ///
     /// Invariants: every problem names the file; a configuration that validates also compiles into a routing table
-    /// and routes a request to a configured upstream; and its export loads back into the same configuration.
+    /// and routes a request to a configured upstream; its export loads back into the same configuration; and after
+    /// changes a proxy could receive (routes reversed, an upstream dropped, a rule renamed to another's name), a table
+    /// built against the valid one (`previous:`) finds the same problems and decides as one built from scratch.
     public static func rulesLoader(_ data: [UInt8]) {
         let text = String(decoding: data, as: UTF8.self)
         let files: RulesFiles
@@ -33,6 +35,7 @@ extension FuzzTargets {
             return
         }
         Self.checkDecision(table, RequestFacts(method: "GET", target: "/", headers: [("Host", "a")]))
+        Self.checkIncremental(from: table)
 
         let exported: String
         do {
@@ -49,6 +52,50 @@ extension FuzzTargets {
             )
         } catch {
             invariant(false, "the export does not load: \(error)\n\(exported)")
+        }
+    }
+
+    /// Builds tables for changed versions of `previous`'s configuration both ways and compares them.
+    static func checkIncremental(from previous: RoutingTable) {
+        var changes: [Configuration] = []
+        var reversed = previous.configuration
+        reversed.routes.reverse()
+        changes.append(reversed)
+        if !previous.configuration.upstreams.isEmpty {
+            var dropped = previous.configuration
+            dropped.upstreams.removeFirst()
+            changes.append(dropped)
+        }
+        if let last = previous.configuration.routes.last?.rules.last, !previous.configuration.routes[0].rules.isEmpty {
+            var renamed = previous.configuration
+            renamed.routes[0].rules[0].name = last.name
+            changes.append(renamed)
+        }
+        if !previous.configuration.routes.isEmpty {
+            var flipped = previous.configuration
+            flipped.routes[0].defaultUpstream = flipped.routes[0].legacy
+            flipped.killed.toggle()
+            changes.append(flipped)
+        }
+        let request = RequestFacts(method: "GET", target: "/", headers: [("Host", "a")])
+        for configuration in changes {
+            let full = configuration.validate()
+            let incremental = configuration.validate(unchangedSince: previous.configuration)
+            invariant(
+                Set(full) == Set(incremental),
+                "incremental validation differs: \(incremental) instead of \(full)"
+            )
+            guard full.isEmpty else { continue }
+            do {
+                let scratch = try RoutingTable(configuration: configuration, revision: 2)
+                let table = try RoutingTable(configuration: configuration, revision: 2, previous: previous)
+                invariant(
+                    table.explain(request) == scratch.explain(request),
+                    "a table built against the previous one decides differently"
+                )
+            } catch {
+                invariant(false, "a valid configuration does not compile: \(error)")
+            }
         }
     }
 

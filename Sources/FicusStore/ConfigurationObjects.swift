@@ -316,28 +316,105 @@ final class ObjectCache: @unchecked Sendable {
 
     /// The ids among `ids` that are not cached.
     func missing(_ ids: [Int]) -> [Int] {
-        self.lock.withLock { ids.filter { self.objects[$0] == nil } }
+        self.lock.withLock { ids.filter { self.objects.index(forKey: $0) == nil } }
     }
 
-    /// Stores `fetched` and returns the objects of `ids` in order, or nil when one is missing; keeps only `ids` when
-    /// the cache holds more than twice their number.
-    func assemble(_ ids: [Int], adding fetched: [StoredObject]) -> [ConfigurationObject]? {
+    /// The last configuration assembled, with its list, and where each list entry sits in the configuration (its
+    /// index within its kind's list), so that the next one can be made by replacing what differs.
+    private var last: (list: [Int], configuration: FicusCore.Configuration, ids: [Int], positions: [Int])?
+
+    /// Stores `fetched` and assembles the configuration whose objects are `ids`, with the ids in the configuration's
+    /// order (grouped by kind, stable within each), or nil when one is missing; keeps only `ids` when the cache
+    /// holds more than twice their number.
+    ///
+    /// A list that differs from the last one assembled only by replacements (a flip, a canary step) is made from it
+    /// by replacing those objects: a proxy applying a flip of one route among a thousand copies nothing else.
+    /// Otherwise one pass and one copy of each object.
+    func assemble(
+        _ ids: [Int],
+        adding fetched: [StoredObject]
+    ) -> (configuration: FicusCore.Configuration, ids: [Int])? {
         self.lock.withLock {
             for stored in fetched {
                 self.objects[stored.id] = stored.object
             }
-            var list: [ConfigurationObject] = []
-            list.reserveCapacity(ids.count)
+            defer {
+                if self.objects.count > 2 * ids.count + 256 {
+                    let keep = Set(ids)
+                    self.objects = self.objects.filter { keep.contains($0.key) }
+                }
+            }
+            if let patched = self.patchLast(ids) {
+                return patched
+            }
+            var configuration = FicusCore.Configuration()
+            var grouped = Array(repeating: [Int](), count: ConfigurationObject.Kind.allCases.count)
+            var positions: [Int] = []
+            positions.reserveCapacity(ids.count)
             for id in ids {
                 guard let object = self.objects[id] else { return nil }
-                list.append(object)
+                let kind = object.kind.order
+                positions.append(grouped[kind].count)
+                grouped[kind].append(id)
+                switch object {
+                case .settings(let settings):
+                    configuration.killed = settings.killed
+                    configuration.identity = settings.identity
+                case .upstream(let upstream): configuration.upstreams.append(upstream)
+                case .segment(let segment): configuration.segments.append(segment)
+                case .flag(let flag): configuration.flags.append(flag)
+                case .route(let route): configuration.routes.append(route)
+                }
             }
-            if self.objects.count > 2 * ids.count + 256 {
-                let keep = Set(ids)
-                self.objects = self.objects.filter { keep.contains($0.key) }
-            }
-            return list
+            let ordered = Array(grouped.joined())
+            self.last = (ids, configuration, ordered, positions)
+            return (configuration, ordered)
         }
+    }
+
+    /// The configuration of `ids` made from the last one assembled, when the lists have one length and differ in at
+    /// most 64 places, each replacing an object by one of the same kind; nil otherwise (or when one is missing).
+    private func patchLast(_ ids: [Int]) -> (configuration: FicusCore.Configuration, ids: [Int])? {
+        guard var last = self.last, last.list.count == ids.count else {
+            return nil
+        }
+        var changed: [Int] = []
+        for index in ids.indices where ids[index] != last.list[index] {
+            changed.append(index)
+            if changed.count > 64 {
+                return nil
+            }
+        }
+        var offsets = Array(repeating: 0, count: ConfigurationObject.Kind.allCases.count)
+        let counts = [1, last.configuration.upstreams.count, last.configuration.segments.count,
+            last.configuration.flags.count, last.configuration.routes.count]
+        for kind in 1..<offsets.count {
+            offsets[kind] = offsets[kind - 1] + counts[kind - 1]
+        }
+        var configuration = last.configuration
+        var ordered = last.ids
+        for index in changed {
+            guard let new = self.objects[ids[index]], let old = self.objects[last.list[index]], new.kind == old.kind
+            else {
+                return nil
+            }
+            let position = last.positions[index]
+            ordered[offsets[new.kind.order] + (new.kind == .settings ? 0 : position)] = ids[index]
+            switch new {
+            case .settings(let settings):
+                configuration.killed = settings.killed
+                configuration.identity = settings.identity
+            case .upstream(let upstream): configuration.upstreams[position] = upstream
+            case .segment(let segment): configuration.segments[position] = segment
+            case .flag(let flag): configuration.flags[position] = flag
+            case .route(let route): configuration.routes[position] = route
+            }
+        }
+        last.list = ids
+        last.configuration = configuration
+        last.ids = ordered
+        self.last = last
+        return (configuration, ordered)
     }
 
     func checkpoint(_ number: Int) -> [Int]? {
@@ -359,6 +436,7 @@ final class ObjectCache: @unchecked Sendable {
         self.lock.withLock {
             self.objects = [:]
             self.checkpoints = []
+            self.last = nil
         }
     }
 }

@@ -11,27 +11,19 @@ struct ResolvedRevision: Sendable {
     /// Assembles the revision whose whole list is `list` from the cache and the versions just `fetched` (those
     /// `cache.missing(list)` named).
     ///
-    /// The list is put in kind order (settings, upstreams, segments, flags, routes), stable within each kind, so that
-    /// `ids` runs parallel to the assembled configuration's objects. Throws when an id has no version (a damaged store).
+    /// `ids` comes in kind order (settings, upstreams, segments, flags, routes), stable within each kind, parallel to
+    /// the assembled configuration's objects. Throws when an id has no version (a damaged store).
     static func assemble(
         _ list: [Int],
         fetched: [StoredObject],
         cache: ObjectCache
     ) throws -> (configuration: FicusCore.Configuration, ids: [Int]) {
-        guard let objects = cache.assemble(list, adding: fetched) else {
+        guard let assembled = cache.assemble(list, adding: fetched) else {
             let known = Set(fetched.map(\.id))
             let lost = list.filter { cache.object($0) == nil && !known.contains($0) }
             throw ObjectMissing(ids: lost)
         }
-        // Grouped by kind in one pass, stable within each kind.
-        var ids = Array(repeating: [Int](), count: ConfigurationObject.Kind.allCases.count)
-        var grouped = Array(repeating: [ConfigurationObject](), count: ids.count)
-        for (id, object) in zip(list, objects) {
-            let kind = object.kind.order
-            ids[kind].append(id)
-            grouped[kind].append(object)
-        }
-        return (FicusCore.Configuration(objects: grouped.joined()), Array(ids.joined()))
+        return assembled
     }
 
     /// Object ids a revision names that the store does not hold.

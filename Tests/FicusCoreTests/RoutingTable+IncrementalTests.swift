@@ -126,6 +126,12 @@ struct RoutingTableIncrementalTests {
         #expect(errors == clash.validate())
         #expect(errors.map(\.message) == ["duplicate rule name 'r5-staff', already used in route 'r5'"])
 
+        // A second route of an existing name: every route is checked, as from scratch.
+        var twice = previous.configuration
+        twice.routes.append(twice.routes[3])
+        #expect(twice.validate(unchangedSince: previous.configuration) == twice.validate())
+        #expect(twice.validate().count > 1, "the name and each of its rule names")
+
         var unreachable = previous.configuration
         unreachable.routes[40].path = "/r2/{id}"
         #expect(unreachable.validate(unchangedSince: previous.configuration) == unreachable.validate())

@@ -102,7 +102,7 @@ struct RevisionObjectsTests {
     func cacheIsBounded() throws {
         let cache = ObjectCache()
         let objects = (1...400).map { StoredObject(id: $0, object: .flag(Flag(name: "f\($0)", enabled: true))) }
-        #expect(cache.assemble(Array(1...400), adding: objects)?.count == 400)
+        #expect(cache.assemble(Array(1...400), adding: objects)?.configuration.flags.count == 400)
         #expect(cache.missing([1, 2, 401]) == [401])
         // A read of 10 ids trims the cache to those 10 (400 > 2 × 10 + 256).
         #expect(cache.assemble(Array(1...10), adding: []) != nil)
@@ -113,6 +113,31 @@ struct RevisionObjectsTests {
         }
         #expect(cache.checkpoint(1) == nil)
         #expect(cache.checkpoint(6) == [6])
+    }
+
+    @Test("a list that differs by replacements is assembled from the last one, equal to a fresh assembly")
+    func cachePatchesTheLastAssembly() throws {
+        let objects: [StoredObject] =
+            [StoredObject(id: 1, object: .settings(.init(killed: false, identity: nil)))]
+            + (2...5).map { StoredObject(id: $0, object: .flag(Flag(name: "f\($0)", enabled: true))) }
+            + (6...9).map { StoredObject(id: $0, object: .route(Route(name: "r\($0)", path: "/r\($0)", legacy: "u"))) }
+            + [
+                StoredObject(id: 10, object: .route(Route(name: "r7", path: "/r7", legacy: "u", defaultUpstream: "v"))),
+                StoredObject(id: 11, object: .settings(.init(killed: true, identity: nil))),
+                StoredObject(id: 12, object: .flag(Flag(name: "f3", enabled: false))),
+            ]
+        let cache = ObjectCache()
+        let first = try #require(cache.assemble([1, 6, 2, 7, 3, 8, 4, 9, 5], adding: objects))
+        #expect(first.ids == [1, 2, 3, 4, 5, 6, 7, 8, 9])
+        for list in [[1, 6, 2, 10, 3, 8, 4, 9, 5], [11, 6, 2, 10, 12, 8, 4, 9, 5], [11, 6, 2, 10, 12, 8, 4, 9, 5],
+            [1, 6, 2, 7, 3, 8, 4, 9, 5], [1, 6, 2, 7, 10, 8, 4, 9, 5]]
+        {
+            let fresh = ObjectCache()
+            let expected = try #require(fresh.assemble(list, adding: objects))
+            let patched = try #require(cache.assemble(list, adding: []))
+            #expect(patched.configuration == expected.configuration, "\(list)")
+            #expect(patched.ids == expected.ids, "\(list)")
+        }
     }
 
     // MARK: - Both backends

@@ -7,8 +7,9 @@ For each size and backend (SQLite file; PostgreSQL on a throwaway cluster from s
      what a second store instance (a proxy's reader, cache warm) takes to read the new revision and to compile the
      routing table from it.
   2. CLI_FLIPS runs of the real `ficus flip ROUTE --to UPSTREAM --store STORE`, timed end to end (process start to
-     exit), with the bytes each wrote: for SQLite the growth of the database file and its WAL; for PostgreSQL the WAL
-     bytes the server generated (pg_current_wal_lsn before and after, read outside the timing).
+     exit), with the bytes each wrote: for PostgreSQL the WAL bytes the server generated (pg_current_wal_lsn before
+     and after, read outside the timing); for SQLite three more flips under strace, summing what pwrite/write put into
+     the store's files (WAL frames, then the checkpoint's pages into the database file).
 Usage: revisions.py FICUS_BINARY PROBE_BINARY [FLIPS] [CLI_FLIPS]   (loopback and temporary files only; bounded)
 """
 import os
@@ -57,6 +58,28 @@ def wal_lsn(store):
                               capture_output=True, text=True).stdout.strip())
 
 
+def strace_bytes(store, routes):
+    written = []
+    # route-0 to one side and back, four times: every flip after the first changes it, whatever it was.
+    for flip in range(5):
+        trace = store + ".strace"
+        target = "modern" if flip % 2 == 0 else "legacy"
+        subprocess.run(["strace", "-f", "-y", "-e", "trace=pwrite64,write", "-e", "signal=none", "-o", trace, FICUS,
+                        "flip", "route-0", "--to", target, "--store", store, "--reason", "bench"],
+                       check=True, capture_output=True)
+        total = 0
+        with open(trace) as lines:
+            for line in lines:
+                if store in line and "= " in line:
+                    result = line.rsplit("= ", 1)[1].split()[0]
+                    if result.isdigit():
+                        total += int(result)
+        os.remove(trace)
+        if flip > 0:
+            written.append(total)
+    return written
+
+
 def cli_flips(store, routes, backend):
     times, written = [], []
     for flip in range(CLI_FLIPS):
@@ -67,8 +90,8 @@ def cli_flips(store, routes, backend):
         result = subprocess.run([FICUS, "flip", route, "--to", target, "--store", store, "--reason", "bench"],
                                 capture_output=True, text=True)
         elapsed = (time.perf_counter() - started) * 1000
-        if result.returncode not in (0,):
-            # Flipping a route to where it already is changes nothing (exit 0 with "unchanged" or an error): skip.
+        if result.returncode != 0 or "nothing to change" in result.stderr:
+            # Flipping a route to where it already is writes nothing: not a flip to measure.
             continue
         after = sqlite_bytes(store) if backend == "sqlite" else wal_lsn(store)
         times.append(elapsed)
@@ -95,6 +118,8 @@ try:
                 store = server.replace("/postgres?", f"/{name}?")
             initial, flips = probe(store, routes)
             times, written = cli_flips(store, routes, backend)
+            if backend == "sqlite":
+                written = strace_bytes(store, routes)
             commit = [f["commit_ms"] for f in flips]
             read = [f["read_ms"] for f in flips]
             compile_ = [f["compile_ms"] for f in flips]
