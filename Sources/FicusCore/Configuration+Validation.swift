@@ -17,12 +17,22 @@ extension Configuration {
     /// What a proxy applying a new revision runs: a flip of one route among a thousand checks one route. Checks that
     /// span objects (unique names, rule names across routes) always run.
     public func validate(unchangedSince previous: Configuration?) -> [ValidationError] {
+        self.validated(unchangedSince: previous).errors
+    }
+
+    /// `validate(unchangedSince:)`, with what it learnt for a routing table built against `previous`: which routes
+    /// equal the previous route at their position (nil when that was not worked out), and whether every route kept
+    /// its host, path and methods.
+    func validated(
+        unchangedSince previous: Configuration?
+    ) -> (errors: [ValidationError], unchangedInPlace: [Bool]?, sameRouteKeys: Bool) {
         var validator = ConfigurationValidator(configuration: self)
         if let previous {
             validator.previous = ConfigurationValidator.Baseline(previous, current: self)
         }
+        let sameRouteKeys = validator.previous?.sameRouteKeys ?? false
         validator.run()
-        return validator.errors
+        return (validator.errors, validator.unchangedInPlace, sameRouteKeys)
     }
 }
 
@@ -37,6 +47,8 @@ struct ConfigurationValidator {
     private var flagNames: Set<String> = []
     /// A valid earlier configuration whose equal objects need no check, when the names they may refer to are the same.
     var previous: Baseline?
+    /// Per route, with a baseline whose names are the same: whether it equals the previous route at its position.
+    private(set) var unchangedInPlace: [Bool]?
 
     /// What `validate(unchangedSince:)` may rely on from a valid earlier configuration.
     struct Baseline {
@@ -130,10 +142,14 @@ struct ConfigurationValidator {
         var changed = Array(repeating: true, count: routes.count)
         var newNames: Set<String> = []
         if var baseline = self.previous, baseline.sameNames {
+            var inPlace = Array(repeating: false, count: routes.count)
+            defer { self.unchangedInPlace = inPlace }
             for (index, route) in routes.enumerated() {
                 let previous = baseline.previousRoute(route.name, at: index)
                 if previous == route {
                     changed[index] = false
+                    inPlace[index] = baseline.previous.routes.indices.contains(index)
+                        && baseline.previous.routes[index].name == route.name
                     continue
                 }
                 let kept = Set(previous?.rules.map(\.name) ?? [])

@@ -64,9 +64,9 @@ public final class RoutingTable: Sendable {
     /// flags and identity are unchanged are shared, and the route index is shared while no route's host, path or
     /// methods changed. The table decides exactly as one compiled from scratch.
     public init(configuration: Configuration, revision: Int, previous: RoutingTable? = nil) throws {
-        let errors = configuration.validate(unchangedSince: previous?.configuration)
-        guard errors.isEmpty else {
-            throw ConfigurationInvalid(errors: errors)
+        let validation = configuration.validated(unchangedSince: previous?.configuration)
+        guard validation.errors.isEmpty else {
+            throw ConfigurationInvalid(errors: validation.errors)
         }
         let reusable = previous.flatMap { previous in
             previous.configuration.segments == configuration.segments
@@ -81,7 +81,8 @@ public final class RoutingTable: Sendable {
             let range = start..<min(start + Self.chunk, count)
             if let reusable, reusable.routes.count >= range.upperBound,
                 min(start + Self.chunk, reusable.routes.count) == range.upperBound,
-                configuration.routes[range] == reusable.configuration.routes[range]
+                validation.unchangedInPlace.map({ unchanged in range.allSatisfy { unchanged[$0] } })
+                    ?? (configuration.routes[range] == reusable.configuration.routes[range])
             {
                 routes += reusable.routes[range]
                 programs.append(reusable.programs[start / Self.chunk])
@@ -97,11 +98,7 @@ public final class RoutingTable: Sendable {
         _ = codes.initialize(from: programs.map(\.code))
         self.codes = codes
         self.programs = programs
-        if let previous, previous.configuration.routes.count == count,
-            zip(previous.configuration.routes, configuration.routes).allSatisfy({ old, new in
-                old.host == new.host && old.path == new.path && old.methods == new.methods
-            })
-        {
+        if let previous, validation.sameRouteKeys {
             self.index = previous.index
         } else {
             self.index = RouteIndex(routes: configuration.routes)

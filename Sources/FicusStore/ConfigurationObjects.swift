@@ -120,15 +120,28 @@ extension FicusCore.Configuration {
     init(objects: some Sequence<ConfigurationObject>) {
         self.init()
         for object in objects {
-            switch object {
-            case .settings(let settings):
-                self.killed = settings.killed
-                self.identity = settings.identity
-            case .upstream(let upstream): self.upstreams.append(upstream)
-            case .segment(let segment): self.segments.append(segment)
-            case .flag(let flag): self.flags.append(flag)
-            case .route(let route): self.routes.append(route)
+            self.place(object, at: nil)
+        }
+    }
+
+    /// Puts `object` at `position` of its kind's list (appends it when nil); the settings replace the kill switch and
+    /// the identity.
+    mutating func place(_ object: ConfigurationObject, at position: Int?) {
+        func put<Value>(_ value: Value, _ list: inout [Value]) {
+            if let position {
+                list[position] = value
+            } else {
+                list.append(value)
             }
+        }
+        switch object {
+        case .settings(let settings):
+            self.killed = settings.killed
+            self.identity = settings.identity
+        case .upstream(let upstream): put(upstream, &self.upstreams)
+        case .segment(let segment): put(segment, &self.segments)
+        case .flag(let flag): put(flag, &self.flags)
+        case .route(let route): put(route, &self.routes)
         }
     }
 }
@@ -137,6 +150,24 @@ extension FicusCore.Configuration {
 struct StoredObject: Sendable {
     var id: Int
     var object: ConfigurationObject
+
+    init(id: Int, object: ConfigurationObject) {
+        self.id = id
+        self.object = object
+    }
+
+    /// A `config_objects` row decoded (either backend); a kind this binary does not know or a body that does not
+    /// decode fails naming the version.
+    init(id: Int, kind kindName: String, name: String, body: String) throws {
+        guard let kind = ConfigurationObject.Kind(rawValue: kindName) else {
+            throw StoreError.rejected("object version \(id) has an unknown kind '\(kindName)'")
+        }
+        do {
+            self.init(id: id, object: try ConfigurationObject.decode(kind: kind, body: body))
+        } catch {
+            throw StoreError.rejected("object version \(id) (\(kindName) '\(name)') cannot be decoded (\(error))")
+        }
+    }
 }
 
 /// A version about to be stored: its value as it reads back, canonical JSON and content address.
@@ -356,15 +387,7 @@ final class ObjectCache: @unchecked Sendable {
                 let kind = object.kind.order
                 positions.append(grouped[kind].count)
                 grouped[kind].append(id)
-                switch object {
-                case .settings(let settings):
-                    configuration.killed = settings.killed
-                    configuration.identity = settings.identity
-                case .upstream(let upstream): configuration.upstreams.append(upstream)
-                case .segment(let segment): configuration.segments.append(segment)
-                case .flag(let flag): configuration.flags.append(flag)
-                case .route(let route): configuration.routes.append(route)
-                }
+                configuration.place(object, at: nil)
             }
             let ordered = Array(grouped.joined())
             self.last = (ids, configuration, ordered, positions)
@@ -400,15 +423,7 @@ final class ObjectCache: @unchecked Sendable {
             }
             let position = last.positions[index]
             ordered[offsets[new.kind.order] + (new.kind == .settings ? 0 : position)] = ids[index]
-            switch new {
-            case .settings(let settings):
-                configuration.killed = settings.killed
-                configuration.identity = settings.identity
-            case .upstream(let upstream): configuration.upstreams[position] = upstream
-            case .segment(let segment): configuration.segments[position] = segment
-            case .flag(let flag): configuration.flags[position] = flag
-            case .route(let route): configuration.routes[position] = route
-            }
+            configuration.place(new, at: position)
         }
         last.list = ids
         last.configuration = configuration

@@ -143,21 +143,12 @@ extension PostgresConfigurationStore {
         }
         let rows = try await session.rows("SELECT id, kind, name, body FROM config_objects WHERE id = ANY (\(ids))")
         return try rows.map { row in
-            let id = try row["id"].decode(Int.self)
-            let kindName = try row["kind"].decode(String.self)
-            guard let kind = ConfigurationObject.Kind(rawValue: kindName) else {
-                throw StoreError.rejected("object version \(id) has an unknown kind '\(kindName)'")
-            }
-            do {
-                return StoredObject(
-                    id: id,
-                    object: try ConfigurationObject.decode(kind: kind, body: try row["body"].decode(String.self))
-                )
-            } catch {
-                throw StoreError.rejected(
-                    "object version \(id) (\(kindName) '\((try? row["name"].decode(String.self)) ?? "")') cannot be "
-                        + "decoded (\(error))")
-            }
+            try StoredObject(
+                id: try row["id"].decode(Int.self),
+                kind: try row["kind"].decode(String.self),
+                name: try row["name"].decode(String.self),
+                body: try row["body"].decode(String.self)
+            )
         }
     }
 

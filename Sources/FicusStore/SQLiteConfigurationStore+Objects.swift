@@ -146,21 +146,11 @@ extension SQLiteConfigurationStore {
         }
         let rows = try Row.fetchAll(
             db,
-            sql: "SELECT id, kind, body FROM config_objects WHERE id IN (SELECT value FROM json_each(?))",
+            sql: "SELECT id, kind, name, body FROM config_objects WHERE id IN (SELECT value FROM json_each(?))",
             arguments: [try Self.encodeIDs(ids)]
         )
         return try rows.map { row in
-            let id: Int = row["id"]
-            let kindName: String = row["kind"]
-            guard let kind = ConfigurationObject.Kind(rawValue: kindName) else {
-                throw StoreError.rejected("object version \(id) has an unknown kind '\(kindName)'")
-            }
-            do {
-                return StoredObject(id: id, object: try ConfigurationObject.decode(kind: kind, body: row["body"]))
-            } catch {
-                throw StoreError.rejected("object version \(id) (\(kindName) '\(row["name"] ?? "")') cannot be "
-                    + "decoded (\(error))")
-            }
+            try StoredObject(id: row["id"], kind: row["kind"], name: row["name"], body: row["body"])
         }
     }
 
