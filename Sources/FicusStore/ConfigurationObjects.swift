@@ -345,9 +345,12 @@ final class ObjectCache: @unchecked Sendable {
         self.lock.withLock { self.objects[id] }
     }
 
-    /// The ids among `ids` that are not cached.
+    /// The ids among `ids` that are not cached, each once.
     func missing(_ ids: [Int]) -> [Int] {
-        self.lock.withLock { ids.filter { self.objects.index(forKey: $0) == nil } }
+        var seen: Set<Int> = []
+        return self.lock.withLock {
+            ids.filter { self.objects.index(forKey: $0) == nil && seen.insert($0).inserted }
+        }
     }
 
     /// The last configuration assembled, with its list, and where each list entry sits in the configuration (its

@@ -112,8 +112,14 @@ extension PostgresConfigurationStore {
             }
             cache.remember(checkpoint: layout.checkpoint, ids: checkpointIDs)
             let list = layout.isCheckpoint(of: number) ? layout.objects : layout.resolve(base: checkpointIDs)
-            let fetched = try await Self.fetchObjects(session, ids: cache.missing(list))
-            let assembled = try ResolvedRevision.assemble(list, fetched: fetched, cache: cache)
+            var assembly = ResolvedRevision.Assembly(list, cache: cache)
+            var made: (configuration: FicusCore.Configuration, ids: [Int])?
+            repeat {
+                made = try assembly.take(try await Self.fetchObjects(session, ids: assembly.wanted))
+            } while made == nil
+            guard let assembled = made else {
+                throw ResolvedRevision.ObjectMissing(ids: assembly.wanted)
+            }
             return ResolvedRevision(
                 revision: StoredRevision(
                     number: number,

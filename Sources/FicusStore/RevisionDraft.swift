@@ -8,22 +8,41 @@ struct ResolvedRevision: Sendable {
     var ids: [Int]
     var checkpoint: (number: Int, ids: [Int])
 
-    /// Assembles the revision whose whole list is `list` from the cache and the versions just `fetched` (those
-    /// `cache.missing(list)` named).
+    /// Assembling the revision whose whole list is `list` from `cache`, fetching what it does not hold: the caller
+    /// fetches `wanted` and hands it to `take` until that returns the configuration.
     ///
-    /// `ids` comes in kind order (settings, upstreams, segments, flags, routes), stable within each kind, parallel to
-    /// the assembled configuration's objects. Throws when an id has no version (a damaged store).
-    static func assemble(
-        _ list: [Int],
-        fetched: [StoredObject],
-        cache: ObjectCache
-    ) throws -> (configuration: FicusCore.Configuration, ids: [Int]) {
-        guard let assembled = cache.assemble(list, adding: fetched) else {
-            let known = Set(fetched.map(\.id))
-            let lost = list.filter { cache.object($0) == nil && !known.contains($0) }
-            throw ObjectMissing(ids: lost)
+    /// Another read of the same store may trim the cache between finding what is missing and assembling (a store's
+    /// operations share one cache), so what went missing meanwhile is wanted again, a few times at most. An id the
+    /// store does not return is a damaged store: `ObjectMissing`. The ids come in kind order (settings, upstreams,
+    /// segments, flags, routes), stable within each kind, parallel to the assembled configuration's objects.
+    struct Assembly {
+        let list: [Int]
+        let cache: ObjectCache
+        private(set) var wanted: [Int]
+        private var attempts = 0
+
+        init(_ list: [Int], cache: ObjectCache) {
+            self.list = list
+            self.cache = cache
+            self.wanted = cache.missing(list)
         }
-        return assembled
+
+        /// Takes the versions fetched for `wanted`: the assembled revision, or nil to fetch `wanted` again.
+        mutating func take(_ fetched: [StoredObject]) throws -> (configuration: FicusCore.Configuration, ids: [Int])? {
+            guard fetched.count == self.wanted.count else {
+                let found = Set(fetched.map(\.id))
+                throw ObjectMissing(ids: self.wanted.filter { !found.contains($0) })
+            }
+            if let assembled = self.cache.assemble(self.list, adding: fetched) {
+                return assembled
+            }
+            self.attempts += 1
+            self.wanted = self.cache.missing(self.list)
+            guard self.attempts < 4 else {
+                throw ObjectMissing(ids: self.wanted)
+            }
+            return nil
+        }
     }
 
     /// Object ids a revision names that the store does not hold.

@@ -118,8 +118,14 @@ extension SQLiteConfigurationStore {
             }
             cache.remember(checkpoint: layout.checkpoint, ids: checkpointIDs)
             let list = layout.isCheckpoint(of: number) ? layout.objects : layout.resolve(base: checkpointIDs)
-            let fetched = try Self.fetchObjects(db, ids: cache.missing(list))
-            let assembled = try ResolvedRevision.assemble(list, fetched: fetched, cache: cache)
+            var assembly = ResolvedRevision.Assembly(list, cache: cache)
+            var made: (configuration: FicusCore.Configuration, ids: [Int])?
+            repeat {
+                made = try assembly.take(try Self.fetchObjects(db, ids: assembly.wanted))
+            } while made == nil
+            guard let assembled = made else {
+                throw ResolvedRevision.ObjectMissing(ids: assembly.wanted)
+            }
             return ResolvedRevision(
                 revision: StoredRevision(
                     number: number,

@@ -115,6 +115,26 @@ struct RevisionObjectsTests {
         #expect(cache.checkpoint(6) == [6])
     }
 
+    @Test("versions trimmed from the cache by another read meanwhile are fetched again; absent ones are named")
+    func assemblySurvivesATrimmedCache() throws {
+        let objects = (1...400).map { StoredObject(id: $0, object: .flag(Flag(name: "f\($0)", enabled: true))) }
+        let cache = ObjectCache()
+        #expect(cache.assemble(Array(1...400), adding: objects) != nil)
+        var assembly = ResolvedRevision.Assembly(Array(1...400), cache: cache)
+        #expect(assembly.wanted.isEmpty)
+        // Another read of one version trims the cache to it before this one assembles.
+        #expect(cache.assemble([1], adding: []) != nil)
+        #expect(try assembly.take([]) == nil)
+        #expect(assembly.wanted.count == 399)
+        let wanted = Set(assembly.wanted)
+        let made = try assembly.take(objects.filter { wanted.contains($0.id) })
+        #expect(made?.configuration.flags.count == 400)
+
+        var damaged = ResolvedRevision.Assembly([1, 999, 999], cache: cache)
+        #expect(damaged.wanted == [999])
+        #expect(throws: ResolvedRevision.ObjectMissing.self) { try damaged.take([]) }
+    }
+
     @Test("a list that differs by replacements is assembled from the last one, equal to a fresh assembly")
     func cachePatchesTheLastAssembly() throws {
         let objects: [StoredObject] =
