@@ -93,7 +93,7 @@ extension SQLiteConfigurationStore {
         change: (@Sendable (inout FicusCore.Configuration) throws -> Void)?
     ) async throws -> StoredRevision? {
         try await self.perform {
-            try await self.write { db in
+            try await self.write { db, cache in
                 let stored = try Self.fetchBlueGreen(db, upstream: upstream)
                 guard (stored?.version ?? 0) == expectVersion else {
                     throw ChangeFailed(
@@ -110,7 +110,7 @@ extension SQLiteConfigurationStore {
                 }
                 var revision: StoredRevision?
                 if let change {
-                    revision = try self.commitInTransaction(db, author, restoredFrom: nil, change: change)
+                    revision = try self.commitInTransaction(db, cache, author, restoredFrom: nil, change: change)
                 }
                 if revision == nil {
                     try db.execute(

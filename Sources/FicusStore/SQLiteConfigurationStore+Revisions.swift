@@ -5,17 +5,16 @@ import GRDB
 extension SQLiteConfigurationStore {
     public func latest() async throws -> StoredRevision? {
         try await self.perform {
-            try await self.pool.read { db in
-                try Self.fetchLatest(db, path: self.path, cache: self.objects)
+            try await self.read { db, cache in
+                try Self.fetchLatest(db, path: self.path, cache: cache)
             }
         }
     }
 
     public func revision(_ number: Int) async throws -> StoredRevision {
         try await self.perform {
-            try await self.pool.read { db in
-                guard let revision = try Self.fetchRevision(db, number: number, path: self.path, cache: self.objects)
-                else {
+            try await self.read { db, cache in
+                guard let revision = try Self.fetchRevision(db, number: number, path: self.path, cache: cache) else {
                     throw StoreError.noSuchRevision(number)
                 }
                 return revision
@@ -51,8 +50,8 @@ extension SQLiteConfigurationStore {
         change: @Sendable (inout FicusCore.Configuration) throws -> Void
     ) async throws -> StoredRevision {
         try await self.perform {
-            try await self.write { db in
-                let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: self.objects)
+            try await self.write { db, cache in
+                let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: cache)
                 let actual = previous?.revision.number ?? 0
                 if let expected = expectRevision, expected != actual {
                     throw StoreError.revisionMismatch(expected: expected, actual: actual)
@@ -64,7 +63,7 @@ extension SQLiteConfigurationStore {
                 } catch {
                     throw ChangeFailed(error: error)
                 }
-                try self.refuseRetiredRuleNames(db, configuration, previous: before, restoredFrom: restoredFrom)
+                try self.refuseRetiredRuleNames(db, cache, configuration, previous: before, restoredFrom: restoredFrom)
                 return try self.insertRevision(
                     db,
                     configuration,
@@ -80,15 +79,14 @@ extension SQLiteConfigurationStore {
     @discardableResult
     public func rollback(to number: Int, _ author: ChangeAuthor) async throws -> StoredRevision {
         try await self.perform {
-            try await self.write { db in
-                guard let target = try Self.fetchRevision(db, number: number, path: self.path, cache: self.objects)
-                else {
+            try await self.write { db, cache in
+                guard let target = try Self.fetchRevision(db, number: number, path: self.path, cache: cache) else {
                     throw StoreError.noSuchRevision(number)
                 }
                 // A newest revision that cannot be decoded must not block the way out of it: the rollback is then
                 // compared with an empty configuration, which only affects its routes_changed and audit detail.
                 let newest = try Self.fetchLatestNumber(db)
-                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: self.objects)
+                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: cache)
                 return try self.insertRevision(
                     db,
                     target.configuration,
@@ -148,10 +146,5 @@ extension SQLiteConfigurationStore {
             summary: draft.summary,
             configuration: draft.configuration
         )
-    }
-
-    /// The object cache of the file the store is on now.
-    var objects: ObjectCache {
-        self.connection.currentWithCache.cache
     }
 }

@@ -57,12 +57,12 @@ extension SQLiteConfigurationStore: RolloutStore {
         change: (@Sendable (inout FicusCore.Configuration) throws -> Void)?
     ) async throws -> (row: CanaryRow, revision: StoredRevision?) {
         try await self.perform {
-            try await self.write { db in
+            try await self.write { db, cache in
                 let stored = try Self.fetchCanary(db, route: row.route)
                 try CanaryConflict.check(route: row.route, stored: stored, expectVersion: expectVersion)
                 var revision: StoredRevision?
                 if let change {
-                    revision = try self.commitInTransaction(db, author, restoredFrom: nil, change: change)
+                    revision = try self.commitInTransaction(db, cache, author, restoredFrom: nil, change: change)
                 }
                 if revision == nil {
                     try db.execute(
@@ -91,13 +91,13 @@ extension SQLiteConfigurationStore: RolloutStore {
         change: @Sendable (inout FicusCore.Configuration) throws -> Void
     ) async throws -> StoredRevision {
         try await self.perform {
-            try await self.write { db in
+            try await self.write { db, cache in
                 let actual = try Self.fetchLatestNumber(db)
                 if let expected = expectRevision, expected != actual {
                     throw StoreError.revisionMismatch(expected: expected, actual: actual)
                 }
                 var outcomes: [(CanaryRow, CanaryOverrideOutcome)] = []
-                let revision = try self.commitInTransaction(db, author, restoredFrom: restoredFrom) { configuration in
+                let revision = try self.commitInTransaction(db, cache, author, restoredFrom: restoredFrom) { configuration in
                     try change(&configuration)
                     outcomes = try Self.applyOverride(db, hook, to: &configuration)
                 }
@@ -117,13 +117,12 @@ extension SQLiteConfigurationStore: RolloutStore {
         overridingCanaries hook: CanaryOverrideHook
     ) async throws -> StoredRevision {
         try await self.perform {
-            try await self.write { db in
-                guard let target = try Self.fetchRevision(db, number: number, path: self.path, cache: self.objects)
-                else {
+            try await self.write { db, cache in
+                guard let target = try Self.fetchRevision(db, number: number, path: self.path, cache: cache) else {
                     throw StoreError.noSuchRevision(number)
                 }
                 let newest = try Self.fetchLatestNumber(db)
-                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: self.objects)
+                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: cache)
                 var scratch = target.configuration
                 let outcomes = try Self.applyOverride(db, hook, to: &scratch)
                 let revision = try self.insertRevision(
@@ -195,11 +194,12 @@ extension SQLiteConfigurationStore: RolloutStore {
     /// The body of `commit`, shared so that a canary step and an operator's override commit with their own rows.
     func commitInTransaction(
         _ db: Database,
+        _ cache: ObjectCache,
         _ author: ChangeAuthor,
         restoredFrom: Int?,
         change: (inout FicusCore.Configuration) throws -> Void
     ) throws -> StoredRevision? {
-        let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: self.objects)
+        let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: cache)
         let before = previous?.revision.configuration ?? FicusCore.Configuration()
         var configuration = before
         do {
@@ -207,7 +207,7 @@ extension SQLiteConfigurationStore: RolloutStore {
         } catch {
             throw ChangeFailed(error: error)
         }
-        try self.refuseRetiredRuleNames(db, configuration, previous: before, restoredFrom: restoredFrom)
+        try self.refuseRetiredRuleNames(db, cache, configuration, previous: before, restoredFrom: restoredFrom)
         do {
             return try self.insertRevision(
                 db,

@@ -61,6 +61,7 @@ extension SQLiteConfigurationStore {
     /// or editing a rule keeps its name (and its users' buckets), which is the point of stable names.
     func refuseRetiredRuleNames(
         _ db: Database,
+        _ cache: ObjectCache,
         _ configuration: FicusCore.Configuration,
         previous: FicusCore.Configuration,
         restoredFrom: Int?
@@ -78,7 +79,7 @@ extension SQLiteConfigurationStore {
             }
             if let restoredFrom {
                 if restorable == nil {
-                    guard let source = try Self.fetchRevision(db, number: restoredFrom, path: self.path, cache: self.objects)
+                    guard let source = try Self.fetchRevision(db, number: restoredFrom, path: self.path, cache: cache)
                     else {
                         throw StoreError.noSuchRevision(restoredFrom)
                     }

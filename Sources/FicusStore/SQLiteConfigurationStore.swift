@@ -150,8 +150,14 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
     /// restore with `mv`) is not read through frames left in a WAL by the file it replaced. A checkpoint that cannot
     /// run within 100 ms (a reader on an older snapshot) is left to the next write.
     func write<Value: Sendable>(_ body: @Sendable (Database) throws -> Value) async throws -> Value {
-        let queue = self.pool
-        let value = try await queue.write(body)
+        try await self.write { db, _ in try body(db) }
+    }
+
+    /// `write(_:)` for work that reads revisions: `body` also gets the object cache of the file it writes to (taken
+    /// with the connection, so that a file moved over the store meanwhile cannot mix two files' object ids).
+    func write<Value: Sendable>(_ body: @Sendable (Database, ObjectCache) throws -> Value) async throws -> Value {
+        let (queue, cache) = self.connection.currentWithCache
+        let value = try await queue.write { db in try body(db, cache) }
         let busyTimeout = Int(self.busyTimeout * 1000)
         _ = try? queue.writeWithoutTransaction { db in
             // The checkpoint waits for readers on older snapshots; a tenth of a second at most, so that a slow
@@ -163,6 +169,12 @@ public final class SQLiteConfigurationStore: ConfigurationStore {
             return try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
         }
         return value
+    }
+
+    /// Runs `body` in a read transaction with the object cache of the file it reads (see `write(_:)`).
+    func read<Value: Sendable>(_ body: @Sendable (Database, ObjectCache) throws -> Value) async throws -> Value {
+        let (queue, cache) = self.connection.currentWithCache
+        return try await queue.read { db in try body(db, cache) }
     }
 
     /// Runs one SQL script on the writer connection, outside the model's checks.
