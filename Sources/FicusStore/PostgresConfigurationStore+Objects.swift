@@ -88,50 +88,31 @@ extension PostgresConfigurationStore {
         let number = try row["number"].decode(Int.self)
         let cache = self.objects
         do {
-            let layout = try RevisionLayout(
+            var read = try ResolvedRevision.Read(
+                number: number,
                 checkpoint: try row["checkpoint"].decode(Int.self),
-                json: try row["layout"].decode(String.self)
+                layout: try row["layout"].decode(String.self),
+                cache: cache
             )
-            let checkpointIDs: [Int]
-            if layout.isCheckpoint(of: number) {
-                checkpointIDs = layout.objects
-            } else if let cached = cache.checkpoint(layout.checkpoint) {
-                checkpointIDs = cached
-            } else {
-                guard
-                    let base = try await session.row(
-                        "SELECT layout FROM revisions WHERE number = \(layout.checkpoint)"
-                    )
-                else {
-                    throw StoreError.noSuchRevision(layout.checkpoint)
+            if let base = read.checkpointWanted {
+                try read.takeCheckpoint(
+                    try await session.row("SELECT layout FROM revisions WHERE number = \(base)")?["layout"]
+                        .decode(String.self)
+                )
+            }
+            let header = StoredRevision(
+                number: number,
+                author: try row["author"].decode(String.self),
+                reason: try row["reason"].decode(String.self),
+                createdAt: try row["created_at"].decode(Date.self),
+                summary: try row["summary"].decode(String.self),
+                configuration: FicusCore.Configuration()
+            )
+            while true {
+                if let resolved = try read.take(try await Self.fetchObjects(session, ids: read.wanted), header: header) {
+                    return resolved
                 }
-                checkpointIDs = try RevisionLayout(
-                    checkpoint: layout.checkpoint,
-                    json: try base["layout"].decode(String.self)
-                ).objects
             }
-            cache.remember(checkpoint: layout.checkpoint, ids: checkpointIDs)
-            let list = layout.isCheckpoint(of: number) ? layout.objects : layout.resolve(base: checkpointIDs)
-            var assembly = ResolvedRevision.Assembly(list, cache: cache)
-            var made: (configuration: FicusCore.Configuration, ids: [Int])?
-            repeat {
-                made = try assembly.take(try await Self.fetchObjects(session, ids: assembly.wanted))
-            } while made == nil
-            guard let assembled = made else {
-                throw ResolvedRevision.ObjectMissing(ids: assembly.wanted)
-            }
-            return ResolvedRevision(
-                revision: StoredRevision(
-                    number: number,
-                    author: try row["author"].decode(String.self),
-                    reason: try row["reason"].decode(String.self),
-                    createdAt: try row["created_at"].decode(Date.self),
-                    summary: try row["summary"].decode(String.self),
-                    configuration: assembled.configuration
-                ),
-                ids: assembled.ids,
-                checkpoint: (layout.checkpoint, checkpointIDs)
-            )
         } catch let error as PSQLError {
             throw error
         } catch {

@@ -45,6 +45,70 @@ struct ResolvedRevision: Sendable {
         }
     }
 
+    /// Reading one revision from its `revisions` row, the same on both backends: its checkpoint's list (cached, or
+    /// the layout of revision `checkpointWanted`, which the caller fetches and hands to `takeCheckpoint`), then the
+    /// object versions (`wanted`, which the caller fetches and hands to `take` until that returns the configuration).
+    struct Read {
+        let number: Int
+        let layout: RevisionLayout
+        let cache: ObjectCache
+        private(set) var checkpointWanted: Int?
+        private(set) var checkpointIDs: [Int] = []
+        private var assembly: Assembly?
+
+        init(number: Int, checkpoint: Int, layout json: String, cache: ObjectCache) throws {
+            self.number = number
+            self.layout = try RevisionLayout(checkpoint: checkpoint, json: json)
+            self.cache = cache
+            if self.layout.isCheckpoint(of: number) {
+                self.begin(self.layout.objects)
+            } else if let cached = cache.checkpoint(self.layout.checkpoint) {
+                self.begin(cached)
+            } else {
+                self.checkpointWanted = self.layout.checkpoint
+            }
+        }
+
+        /// Takes the `layout` column of revision `checkpointWanted` (nil when there is no such revision).
+        mutating func takeCheckpoint(_ json: String?) throws {
+            guard let json else {
+                throw StoreError.noSuchRevision(self.layout.checkpoint)
+            }
+            self.checkpointWanted = nil
+            self.begin(try RevisionLayout(checkpoint: self.layout.checkpoint, json: json).objects)
+        }
+
+        private mutating func begin(_ checkpointIDs: [Int]) {
+            self.checkpointIDs = checkpointIDs
+            self.cache.remember(checkpoint: self.layout.checkpoint, ids: checkpointIDs)
+            let list = self.layout.isCheckpoint(of: self.number) ? self.layout.objects
+                : self.layout.resolve(base: checkpointIDs)
+            self.assembly = Assembly(list, cache: self.cache)
+        }
+
+        /// The object versions to fetch next (none before the checkpoint's list is known).
+        var wanted: [Int] { self.assembly?.wanted ?? [] }
+
+        /// Takes the versions fetched for `wanted`: the revision, or nil to fetch `wanted` again.
+        mutating func take(_ fetched: [StoredObject], header: StoredRevision) throws -> ResolvedRevision? {
+            guard var assembly = self.assembly else {
+                throw StoreError.noSuchRevision(self.layout.checkpoint)
+            }
+            let made = try assembly.take(fetched)
+            self.assembly = assembly
+            guard let made else {
+                return nil
+            }
+            var revision = header
+            revision.configuration = made.configuration
+            return ResolvedRevision(
+                revision: revision,
+                ids: made.ids,
+                checkpoint: (self.layout.checkpoint, self.checkpointIDs)
+            )
+        }
+    }
+
     /// Object ids a revision names that the store does not hold.
     struct ObjectMissing: Error, CustomStringConvertible {
         var ids: [Int]

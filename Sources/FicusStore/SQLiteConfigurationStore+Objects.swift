@@ -98,46 +98,30 @@ extension SQLiteConfigurationStore {
         }
         let number: Int = row["number"]
         do {
-            let layout = try RevisionLayout(checkpoint: row["checkpoint"], json: row["layout"])
-            let checkpointIDs: [Int]
-            if layout.isCheckpoint(of: number) {
-                checkpointIDs = layout.objects
-            } else if let cached = cache.checkpoint(layout.checkpoint) {
-                checkpointIDs = cached
-            } else {
-                guard
-                    let json = try String.fetchOne(
-                        db,
-                        sql: "SELECT layout FROM revisions WHERE number = ?",
-                        arguments: [layout.checkpoint]
-                    )
-                else {
-                    throw StoreError.noSuchRevision(layout.checkpoint)
-                }
-                checkpointIDs = try RevisionLayout(checkpoint: layout.checkpoint, json: json).objects
-            }
-            cache.remember(checkpoint: layout.checkpoint, ids: checkpointIDs)
-            let list = layout.isCheckpoint(of: number) ? layout.objects : layout.resolve(base: checkpointIDs)
-            var assembly = ResolvedRevision.Assembly(list, cache: cache)
-            var made: (configuration: FicusCore.Configuration, ids: [Int])?
-            repeat {
-                made = try assembly.take(try Self.fetchObjects(db, ids: assembly.wanted))
-            } while made == nil
-            guard let assembled = made else {
-                throw ResolvedRevision.ObjectMissing(ids: assembly.wanted)
-            }
-            return ResolvedRevision(
-                revision: StoredRevision(
-                    number: number,
-                    author: row["author"],
-                    reason: row["reason"],
-                    createdAt: row["created_at"],
-                    summary: row["summary"],
-                    configuration: assembled.configuration
-                ),
-                ids: assembled.ids,
-                checkpoint: (layout.checkpoint, checkpointIDs)
+            var read = try ResolvedRevision.Read(
+                number: number,
+                checkpoint: row["checkpoint"],
+                layout: row["layout"],
+                cache: cache
             )
+            if let base = read.checkpointWanted {
+                try read.takeCheckpoint(
+                    try String.fetchOne(db, sql: "SELECT layout FROM revisions WHERE number = ?", arguments: [base])
+                )
+            }
+            let header = StoredRevision(
+                number: number,
+                author: row["author"],
+                reason: row["reason"],
+                createdAt: row["created_at"],
+                summary: row["summary"],
+                configuration: FicusCore.Configuration()
+            )
+            while true {
+                if let resolved = try read.take(try Self.fetchObjects(db, ids: read.wanted), header: header) {
+                    return resolved
+                }
+            }
         } catch let error as DatabaseError {
             throw error
         } catch {
