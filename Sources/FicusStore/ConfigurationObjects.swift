@@ -332,18 +332,14 @@ struct RevisionLayout: Sendable, Equatable, Codable {
 /// Decoded object versions by id, kept by a store between reads so that a proxy applying a revision decodes only
 /// the versions it has not seen; and the lists of recent checkpoints.
 ///
-/// Bounded: after each read it keeps the versions that read used (one configuration) and the last four checkpoints'
-/// lists. Thread-safe.
+/// Bounded: once it holds more than twice the versions a read used (plus 256), it keeps only those; with them the
+/// last configuration it assembled and the last four checkpoints' lists. Thread-safe.
 final class ObjectCache: @unchecked Sendable {
     private let lock = NSLock()
     private var objects: [Int: ConfigurationObject] = [:]
     private var checkpoints: [(number: Int, ids: [Int])] = []
 
     init() {}
-
-    func object(_ id: Int) -> ConfigurationObject? {
-        self.lock.withLock { self.objects[id] }
-    }
 
     /// The ids among `ids` that are not cached, each once.
     func missing(_ ids: [Int]) -> [Int] {

@@ -177,15 +177,13 @@ extension PostgresConfigurationStore {
             }
         }
         let target = try draft.target(ids: ids)
-        var unknownKeys: [Int: ConfigurationObject.Key] = [:]
-        if let previous {
-            let known = Set(previous.ids).union(target.map(\.id))
-            let unknown = previous.checkpoint.ids.filter { !known.contains($0) }
-            if !unknown.isEmpty {
-                unknownKeys = try await Self.fetchKeys(session, ids: unknown)
-            }
-        }
-        let layout = draft.layout(number: number, target: target, previous: previous) { _ in unknownKeys }
+        let unknown = draft.unknownKeys(target: target, previous: previous)
+        let layout = draft.layout(
+            number: number,
+            target: target,
+            previous: previous,
+            fetchedKeys: unknown.isEmpty ? [:] : try await Self.fetchKeys(session, ids: unknown)
+        )
         return (layout, target.map(\.id))
     }
 }

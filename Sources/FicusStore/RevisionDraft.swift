@@ -164,6 +164,8 @@ struct RevisionDraft {
     var detail: String
     /// The routes whose definition changed.
     var routesChanged: [String]
+    /// The keys of the previous revision's object versions, by id, for the layout.
+    private let previousKeys: [Int: ConfigurationObject.Key]
 
     /// The new versions, each once.
     var newObjects: [NewObject] {
@@ -194,11 +196,14 @@ struct RevisionDraft {
         checked: Bool = true
     ) throws {
         var known: [ConfigurationObject.Key: (id: Int, object: ConfigurationObject)] = [:]
+        var previousKeys: [Int: ConfigurationObject.Key] = [:]
         if let previous {
             for (id, object) in zip(previous.ids, previous.revision.configuration.objects) {
                 known[object.key] = (id, object)
+                previousKeys[id] = object.key
             }
         }
+        self.previousKeys = previousKeys
         var entries: [Entry] = []
         var objects: [ConfigurationObject] = []
         for object in configuration.objects {
@@ -248,26 +253,27 @@ struct RevisionDraft {
         }
     }
 
-    /// Lays out the revision against `previous`'s checkpoint; `keys` gives the keys of checkpoint ids that neither
-    /// the previous revision nor this one holds.
+    /// The ids of `previous`'s checkpoint whose keys the layout needs and neither the previous revision nor
+    /// `target` holds: versions replaced since the checkpoint. The caller fetches their keys for `layout`.
+    func unknownKeys(target: [(id: Int, key: ConfigurationObject.Key)], previous: ResolvedRevision?) -> [Int] {
+        guard let previous else {
+            return []
+        }
+        let targetIDs = Set(target.map(\.id))
+        return previous.checkpoint.ids.filter { !targetIDs.contains($0) && self.previousKeys[$0] == nil }
+    }
+
+    /// Lays out the revision against `previous`'s checkpoint; `fetchedKeys` are the keys of `unknownKeys`.
     func layout(
         number: Int,
         target: [(id: Int, key: ConfigurationObject.Key)],
         previous: ResolvedRevision?,
-        keys: ([Int]) throws -> [Int: ConfigurationObject.Key]
-    ) rethrows -> RevisionLayout {
+        fetchedKeys: [Int: ConfigurationObject.Key]
+    ) -> RevisionLayout {
         guard let previous else {
             return RevisionLayout.plan(number: number, target: target, base: nil, baseKeys: [:])
         }
-        var baseKeys: [Int: ConfigurationObject.Key] = [:]
-        for (id, object) in zip(previous.ids, previous.revision.configuration.objects) {
-            baseKeys[id] = object.key
-        }
-        let targetIDs = Set(target.map(\.id))
-        let unknown = previous.checkpoint.ids.filter { !targetIDs.contains($0) && baseKeys[$0] == nil }
-        if !unknown.isEmpty {
-            baseKeys.merge(try keys(unknown)) { first, _ in first }
-        }
+        let baseKeys = self.previousKeys.merging(fetchedKeys) { first, _ in first }
         return RevisionLayout.plan(number: number, target: target, base: previous.checkpoint, baseKeys: baseKeys)
     }
 }

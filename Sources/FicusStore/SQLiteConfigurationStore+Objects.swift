@@ -188,9 +188,13 @@ extension SQLiteConfigurationStore {
             ids[object.digest] = id
         }
         let target = try draft.target(ids: ids)
-        let layout = try draft.layout(number: number, target: target, previous: previous) { unknown in
-            try Self.fetchKeys(db, ids: unknown)
-        }
+        let unknown = draft.unknownKeys(target: target, previous: previous)
+        let layout = draft.layout(
+            number: number,
+            target: target,
+            previous: previous,
+            fetchedKeys: unknown.isEmpty ? [:] : try Self.fetchKeys(db, ids: unknown)
+        )
         return (layout, target.map(\.id))
     }
 
