@@ -58,7 +58,7 @@ struct ConfigurationValidator {
         let sameNames: Bool
         /// Whether every route has the host, path and methods it had, in the same order (no reachability changes).
         let sameRouteKeys: Bool
-        private var routesByName: [String: Route]?
+        private var routesByName: [String: Int]?
 
         init(_ previous: Configuration, current: Configuration) {
             self.previous = previous
@@ -67,8 +67,13 @@ struct ConfigurationValidator {
                 && previous.flags.map(\.name) == current.flags.map(\.name)
             self.sameRouteKeys =
                 previous.routes.count == current.routes.count
-                && zip(previous.routes, current.routes).allSatisfy { old, new in
-                    old.host == new.host && old.path == new.path && old.methods == new.methods
+                && previous.routes.indices.allSatisfy { index in
+                    if current.routes.isSameStoredVersion(at: index, as: previous.routes, at: index) {
+                        return true
+                    }
+                    let old = previous.routes[index]
+                    let new = current.routes[index]
+                    return old.host == new.host && old.path == new.path && old.methods == new.methods
                 }
         }
 
@@ -81,14 +86,16 @@ struct ConfigurationValidator {
             self.sameNames && self.previous.segments.indices.contains(index) && self.previous.segments[index] == segment
         }
 
-        /// The previous version of the route named `name` (found at `index` first, where it usually is), or nil.
-        mutating func previousRoute(_ name: String, at index: Int) -> Route? {
-            if self.previous.routes.indices.contains(index), self.previous.routes[index].name == name {
-                return self.previous.routes[index]
+        /// Where the previous version of the route named `name` is (at `index` first, where it usually is), or nil.
+        ///
+        /// By name only: a route still in its stored form is not decoded.
+        mutating func previousRoute(_ name: String, at index: Int) -> Int? {
+            if self.previous.routes.indices.contains(index), self.previous.routes.name(at: index) == name {
+                return index
             }
             if self.routesByName == nil {
                 self.routesByName = Dictionary(
-                    self.previous.routes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+                    self.previous.routes.names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
             }
             return self.routesByName?[name]
         }
@@ -103,7 +110,7 @@ struct ConfigurationValidator {
         self.segmentNames = self.checkUniqueNames(self.configuration.segments.map(\.name), kind: "segment")
         self.flagNames = self.checkUniqueNames(self.configuration.flags.map(\.name), kind: "flag")
         let reported = self.errors.count
-        _ = self.checkUniqueNames(self.configuration.routes.map(\.name), kind: "route")
+        _ = self.checkUniqueNames(self.configuration.routes.names, kind: "route")
         if self.errors.count > reported {
             // Two routes of one name: "the previous version" of a route means nothing, so every route is checked.
             self.previous = nil
@@ -144,16 +151,16 @@ struct ConfigurationValidator {
         if var baseline = self.previous, baseline.sameNames {
             var inPlace = Array(repeating: false, count: routes.count)
             defer { self.unchangedInPlace = inPlace }
-            for (index, route) in routes.enumerated() {
-                let previous = baseline.previousRoute(route.name, at: index)
-                if previous == route {
+            for index in routes.indices {
+                let name = routes.name(at: index)
+                let previous = baseline.previousRoute(name, at: index)
+                if let previous, routes.isSame(at: index, as: baseline.previous.routes, at: previous) {
                     changed[index] = false
-                    inPlace[index] = baseline.previous.routes.indices.contains(index)
-                        && baseline.previous.routes[index].name == route.name
+                    inPlace[index] = previous == index
                     continue
                 }
-                let kept = Set(previous?.rules.map(\.name) ?? [])
-                for rule in route.rules where !kept.contains(rule.name) {
+                let kept = Set(previous.map { baseline.previous.routes[$0].rules.map(\.name) } ?? [])
+                for rule in routes[index].rules where !kept.contains(rule.name) {
                     newNames.insert(rule.name)
                 }
             }
@@ -164,11 +171,12 @@ struct ConfigurationValidator {
                 !changed[index] && routes[index].rules.contains { newNames.contains($0.name) }
             }
         var ruleOwners: [String: Int] = [:]
-        for (index, route) in routes.enumerated() {
+        for index in routes.indices {
             if changed[index] {
+                let route = routes[index]
                 self.checkRoute(route, index: index, object: Self.objectName("route", route.name, index), ruleOwners: &ruleOwners)
             } else if clashPossible {
-                for (position, rule) in route.rules.enumerated() {
+                for (position, rule) in routes[index].rules.enumerated() {
                     self.checkRuleOwner(rule, position: position, route: index, &ruleOwners)
                 }
             }
@@ -179,7 +187,7 @@ struct ConfigurationValidator {
     /// made only when there is something to report, so that ten thousand valid rules cost no string building).
     private mutating func checkRuleOwner(_ rule: Rule, position: Int, route: Int, _ ruleOwners: inout [String: Int]) {
         func object(_ index: Int) -> String {
-            Self.objectName("route", self.configuration.routes[index].name, index)
+            Self.objectName("route", self.configuration.routes.name(at: index), index)
         }
         if rule.name.isEmpty {
             self.report(object(route), Self.ruleField(rule, position), "name must not be empty")

@@ -11,8 +11,9 @@ public struct Configuration: Sendable, Equatable {
 
     /// The routes. Defaults to none, which answers every request 404.
     ///
-    /// Order matters only between routes with the same host, path and methods, which validation rejects.
-    public var routes: [Route]
+    /// Order matters only between routes with the same host, path and methods, which validation rejects. A
+    /// configuration a store read for a commit holds its routes undecoded until used (see `RouteList`).
+    public var routes: RouteList
 
     /// The segments conditions can name. Defaults to none.
     ///
@@ -50,7 +51,7 @@ public struct Configuration: Sendable, Equatable {
         identity: Attribute? = nil
     ) {
         self.upstreams = upstreams
-        self.routes = routes
+        self.routes = RouteList(routes)
         self.segments = segments
         self.flags = flags
         self.killed = killed

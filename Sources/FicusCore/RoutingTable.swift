@@ -82,7 +82,7 @@ public final class RoutingTable: Sendable {
             if let reusable, reusable.routes.count >= range.upperBound,
                 min(start + Self.chunk, reusable.routes.count) == range.upperBound,
                 validation.unchangedInPlace.map({ unchanged in range.allSatisfy { unchanged[$0] } })
-                    ?? (configuration.routes[range] == reusable.configuration.routes[range])
+                    ?? configuration.routes.isSame(range, as: reusable.configuration.routes)
             {
                 routes += reusable.routes[range]
                 programs.append(reusable.programs[start / Self.chunk])
@@ -101,7 +101,7 @@ public final class RoutingTable: Sendable {
         if let previous, validation.sameRouteKeys {
             self.index = previous.index
         } else {
-            self.index = RouteIndex(routes: configuration.routes)
+            self.index = RouteIndex(routes: Array(configuration.routes))
         }
         self.revision = revision
         self.configuration = configuration

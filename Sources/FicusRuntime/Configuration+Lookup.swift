@@ -25,8 +25,8 @@ extension Configuration {
     ///
     /// Every change that addresses an object by name fails the same way, with the names that would have worked.
     public func routeIndex(_ name: String) throws -> Int {
-        guard let index = self.routes.firstIndex(where: { $0.name == name }) else {
-            throw NotFound(kind: "route", name: name, known: self.routes.map(\.name))
+        guard let index = self.routes.firstIndex(named: name) else {
+            throw NotFound(kind: "route", name: name, known: self.routes.names)
         }
         return index
     }

@@ -14,6 +14,33 @@ enum ConfigurationObject: Sendable, Equatable {
     case segment(Segment)
     case flag(Flag)
     case route(Route)
+    /// A route as read from the store, decoded on first use (see `RouteList`).
+    case storedRoute(StoredRoute)
+
+    /// Equal values; a stored route equals itself without decoding, and a route equals the same route stored.
+    static func == (lhs: ConfigurationObject, rhs: ConfigurationObject) -> Bool {
+        switch (lhs, rhs) {
+        case (.settings(let left), .settings(let right)): left == right
+        case (.upstream(let left), .upstream(let right)): left == right
+        case (.segment(let left), .segment(let right)): left == right
+        case (.flag(let left), .flag(let right)): left == right
+        default:
+            if let left = lhs.routeSlot, let right = rhs.routeSlot {
+                RouteList.Slot.same(left, right)
+            } else {
+                false
+            }
+        }
+    }
+
+    /// The route as an element of a configuration's routes; nil for other kinds.
+    var routeSlot: RouteList.Slot? {
+        switch self {
+        case .route(let route): .route(route)
+        case .storedRoute(let stored): .stored(stored)
+        default: nil
+        }
+    }
 
     /// The kill switch and the identity: the configuration's fields that are not lists.
     struct Settings: Sendable, Equatable, Codable {
@@ -49,7 +76,7 @@ enum ConfigurationObject: Sendable, Equatable {
         case .upstream: .upstream
         case .segment: .segment
         case .flag: .flag
-        case .route: .route
+        case .route, .storedRoute: .route
         }
     }
 
@@ -60,6 +87,7 @@ enum ConfigurationObject: Sendable, Equatable {
         case .segment(let segment): Key(kind: .segment, name: segment.name)
         case .flag(let flag): Key(kind: .flag, name: flag.name)
         case .route(let route): Key(kind: .route, name: route.name)
+        case .storedRoute(let stored): Key(kind: .route, name: stored.name)
         }
     }
 
@@ -74,6 +102,7 @@ enum ConfigurationObject: Sendable, Equatable {
         case .segment(let segment): data = try encoder.encode(segment)
         case .flag(let flag): data = try encoder.encode(flag)
         case .route(let route): data = try encoder.encode(route)
+        case .storedRoute(let stored): data = try encoder.encode(try stored.route())
         }
         return String(decoding: data, as: UTF8.self)
     }
@@ -112,7 +141,12 @@ extension FicusCore.Configuration {
         objects += self.upstreams.map(ConfigurationObject.upstream)
         objects += self.segments.map(ConfigurationObject.segment)
         objects += self.flags.map(ConfigurationObject.flag)
-        objects += self.routes.map(ConfigurationObject.route)
+        objects += self.routes.slots.map { slot in
+            switch slot {
+            case .route(let route): ConfigurationObject.route(route)
+            case .stored(let stored): ConfigurationObject.storedRoute(stored)
+            }
+        }
         return objects
     }
 
@@ -141,7 +175,8 @@ extension FicusCore.Configuration {
         case .upstream(let upstream): put(upstream, &self.upstreams)
         case .segment(let segment): put(segment, &self.segments)
         case .flag(let flag): put(flag, &self.flags)
-        case .route(let route): put(route, &self.routes)
+        case .route(let route): self.routes.place(.route(route), at: position)
+        case .storedRoute(let stored): self.routes.place(.stored(stored), at: position)
         }
     }
 }
@@ -162,10 +197,34 @@ struct StoredObject: Sendable {
         guard let kind = ConfigurationObject.Kind(rawValue: kindName) else {
             throw StoreError.rejected("object version \(id) has an unknown kind '\(kindName)'")
         }
+        @Sendable func failed(_ error: any Error) -> StoreError {
+            StoreError.rejected("object version \(id) (\(kindName) '\(name)') cannot be decoded (\(error))")
+        }
+        guard kind != .route else {
+            // Decoded on first use: a commit that changes one route among a thousand decodes one. Readers that hand
+            // the configuration on decode every route first (`RouteList.decodeAll`), and fail as eagerly as before.
+            self.init(
+                id: id,
+                object: .storedRoute(
+                    StoredRoute(name: name) {
+                        do {
+                            let route = try JSONDecoder().decode(Route.self, from: Data(body.utf8))
+                            guard route.name == name else {
+                                throw StoreError.rejected("it is named '\(route.name)'")
+                            }
+                            return route
+                        } catch {
+                            throw failed(error)
+                        }
+                    }
+                )
+            )
+            return
+        }
         do {
             self.init(id: id, object: try ConfigurationObject.decode(kind: kind, body: body))
         } catch {
-            throw StoreError.rejected("object version \(id) (\(kindName) '\(name)') cannot be decoded (\(error))")
+            throw failed(error)
         }
     }
 }

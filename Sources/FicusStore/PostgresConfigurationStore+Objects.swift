@@ -75,7 +75,8 @@ extension PostgresConfigurationStore {
     }
 
     /// Revision `number` (the newest when nil) with its object ids, or nil when there is none.
-    func fetchResolved(_ session: PostgresSession, number: Int?) async throws -> ResolvedRevision? {
+    /// `forCommit` leaves routes undecoded until used (see `ResolvedRevision.Read.lazyRoutes`).
+    func fetchResolved(_ session: PostgresSession, number: Int?, forCommit: Bool = false) async throws -> ResolvedRevision? {
         let row: PostgresRandomAccessRow?
         if let number {
             row = try await session.row("SELECT * FROM revisions WHERE number = \(number)")
@@ -92,7 +93,8 @@ extension PostgresConfigurationStore {
                 number: number,
                 checkpoint: try row["checkpoint"].decode(Int.self),
                 layout: try row["layout"].decode(String.self),
-                cache: cache
+                cache: cache,
+                lazyRoutes: forCommit
             )
             if let base = read.checkpointWanted {
                 try read.takeCheckpoint(

@@ -107,7 +107,7 @@ extension PostgresConfigurationStore: ConfigurationStore {
         restoredFrom: Int?,
         _ change: (inout FicusCore.Configuration) throws -> Void
     ) async throws -> StoredRevision? {
-        let previous = try await self.fetchResolved(session, number: nil)
+        let previous = try await self.fetchResolved(session, number: nil, forCommit: true)
         let before = previous?.revision.configuration ?? FicusCore.Configuration()
         var configuration = before
         do {
@@ -115,6 +115,7 @@ extension PostgresConfigurationStore: ConfigurationStore {
         } catch {
             throw ChangeFailed(error: error)
         }
+        try previous?.requireReadableRoutes(store: self.url.description)
         try await self.refuseRetiredRuleNames(session, configuration, previous: before, restoredFrom: restoredFrom)
         do {
             return try await self.insertRevision(
@@ -142,7 +143,7 @@ extension PostgresConfigurationStore: ConfigurationStore {
             throw StoreError.noSuchRevision(number)
         }
         let newest = try await self.latestNumber(session)
-        let previous = try? await self.fetchResolved(session, number: nil)
+        let previous = try? await self.fetchResolved(session, number: nil, forCommit: true)
         return try await self.insertRevision(
             session,
             target.configuration,
@@ -214,8 +215,7 @@ extension PostgresConfigurationStore: ConfigurationStore {
         previous: FicusCore.Configuration,
         restoredFrom: Int?
     ) async throws {
-        let current = Set(previous.routes.flatMap { $0.rules.map(\.name) })
-        let added = configuration.routes.flatMap(\.rules).filter { !current.contains($0.name) }
+        let added = configuration.rulesWithNewNames(since: previous)
         guard !added.isEmpty else {
             return
         }

@@ -71,8 +71,10 @@ extension RevisionDiff {
     ///
     /// Every line about a route or one of its rules carries the route's name, which is what the store records as
     /// the routes a revision changed.
-    static func routeChanges(_ old: [Route], _ new: [Route]) -> [Change] {
-        self.namedChanges(old, new, name: \.name) { route in
+    /// Routes that are one stored version on both sides are equal without being decoded: a flip of one route among
+    /// a thousand compares one.
+    static func routeChanges(_ old: RouteList, _ new: RouteList) -> [Change] {
+        func added(_ route: Route) -> [Change] {
             let rules = route.rules.map { rule in
                 Change(
                     kind: .added,
@@ -83,11 +85,24 @@ extension RevisionDiff {
             }
             let object = "route \(route.name)"
             return [Change(kind: .added, object: object, detail: self.describe(route), route: route.name)] + rules
-        } removed: { route in
-            Change(kind: .removed, object: "route \(route.name)", route: route.name)
-        } changed: { before, after in
-            self.routeFieldChanges(before, after)
         }
+        let oldNames = old.names
+        let newNames = new.names
+        let oldByName = Dictionary(oldNames.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        let kept = Set(newNames)
+        var changes = oldNames.filter { !kept.contains($0) }.map { name in
+            Change(kind: .removed, object: "route \(name)", route: name)
+        }
+        for (index, name) in newNames.enumerated() {
+            if let previous = oldByName[name] {
+                if !new.isSame(at: index, as: old, at: previous) {
+                    changes += self.routeFieldChanges(old[previous], new[index])
+                }
+            } else {
+                changes += added(new[index])
+            }
+        }
+        return changes
     }
 
     /// The differences between two lists of segments, matched by name.

@@ -56,8 +56,13 @@ struct ResolvedRevision: Sendable {
         private(set) var checkpointIDs: [Int] = []
         private var assembly: Assembly?
 
-        init(number: Int, checkpoint: Int, layout json: String, cache: ObjectCache) throws {
+        /// Whether routes stay undecoded until used (`RouteList`): for a commit, which decodes what its change and
+        /// validation read. Every other read decodes them all, failing on one the binary cannot read.
+        let lazyRoutes: Bool
+
+        init(number: Int, checkpoint: Int, layout json: String, cache: ObjectCache, lazyRoutes: Bool = false) throws {
             self.number = number
+            self.lazyRoutes = lazyRoutes
             self.layout = try RevisionLayout(checkpoint: checkpoint, json: json)
             self.cache = cache
             if self.layout.isCheckpoint(of: number) {
@@ -99,6 +104,9 @@ struct ResolvedRevision: Sendable {
             guard let made else {
                 return nil
             }
+            if !self.lazyRoutes {
+                try made.configuration.routes.decodeAll()
+            }
             var revision = header
             revision.configuration = made.configuration
             return ResolvedRevision(
@@ -119,6 +127,31 @@ struct ResolvedRevision: Sendable {
 }
 
 extension ResolvedRevision {
+    /// Each object version of the revision with its id.
+    ///
+    /// The ids come in the configuration's object order, which always begins with one settings object: a list
+    /// without one (written by hand, or damaged) has one id fewer, and one with several has more. Then what pairs
+    /// with what is not known for certain, and the answer is nothing (the next revision stores its objects afresh,
+    /// under the same digests).
+    var versions: [(id: Int, object: ConfigurationObject)] {
+        let objects = self.revision.configuration.objects
+        if self.ids.count == objects.count {
+            return Array(zip(self.ids, objects))
+        }
+        let noSettings = self.ids.count == objects.count - 1
+        return noSettings ? Array(zip(self.ids, objects.dropFirst())) : []
+    }
+
+    /// Throws what a reader that decodes every route would have, when a route of this revision (read for a commit,
+    /// its routes decoded on use) was used and cannot be decoded: a change never goes on from a route it could not
+    /// read. `store` names the store in the error.
+    func requireReadableRoutes(store: String) throws {
+        if let (_, error) = self.revision.configuration.routes.undecodable {
+            throw StoreError.unreadable(
+                path: store, detail: "revision \(self.revision.number) cannot be decoded (\(error))")
+        }
+    }
+
     /// The revision just written from `draft` as `stored` after `previous`: the next one's `previous` when history is
     /// copied or migrated revision by revision.
     init(
@@ -197,11 +230,9 @@ struct RevisionDraft {
     ) throws {
         var known: [ConfigurationObject.Key: (id: Int, object: ConfigurationObject)] = [:]
         var previousKeys: [Int: ConfigurationObject.Key] = [:]
-        if let previous {
-            for (id, object) in zip(previous.ids, previous.revision.configuration.objects) {
-                known[object.key] = (id, object)
-                previousKeys[id] = object.key
-            }
+        for (id, object) in previous?.versions ?? [] {
+            known[object.key] = (id, object)
+            previousKeys[id] = object.key
         }
         self.previousKeys = previousKeys
         var entries: [Entry] = []
@@ -225,7 +256,10 @@ struct RevisionDraft {
             self.routesChanged = []
             return
         }
-        let errors = stored.validate()
+        // Against the previous revision, which was valid when it was committed: what equals its version there is not
+        // checked again (a route still in its stored form is not even decoded), everything else is, and so is
+        // everything that spans objects. The same errors as validating the whole result.
+        let errors = stored.validate(unchangedSince: previous?.revision.configuration)
         guard errors.isEmpty else {
             throw ConfigurationInvalid(errors: errors)
         }
@@ -275,5 +309,31 @@ struct RevisionDraft {
         }
         let baseKeys = self.previousKeys.merging(fetchedKeys) { first, _ in first }
         return RevisionLayout.plan(number: number, target: target, base: previous.checkpoint, baseKeys: baseKeys)
+    }
+}
+
+extension FicusCore.Configuration {
+    /// The rules whose names no route of `previous` has, in route order: the ones whose names may have been retired.
+    ///
+    /// Only routes that differ from their previous version are read; the names of `previous`'s other routes are
+    /// gathered only when one of them has a name its previous version lacked (a rule added or moved), so a flip of
+    /// one route among a thousand decodes none of the others.
+    func rulesWithNewNames(since previous: FicusCore.Configuration) -> [Rule] {
+        let previousIndex = Dictionary(
+            previous.routes.names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        var candidates: [Rule] = []
+        for index in self.routes.indices {
+            let old = previousIndex[self.routes.name(at: index)]
+            if let old, self.routes.isSame(at: index, as: previous.routes, at: old) {
+                continue
+            }
+            let kept = Set(old.map { previous.routes[$0].rules.map(\.name) } ?? [])
+            candidates += self.routes[index].rules.filter { !kept.contains($0.name) }
+        }
+        guard !candidates.isEmpty else {
+            return []
+        }
+        let current = Set(previous.routes.flatMap { $0.rules.map(\.name) })
+        return candidates.filter { !current.contains($0.name) }
     }
 }

@@ -81,11 +81,13 @@ extension SQLiteConfigurationStore {
     /// Revision `number` (the newest when nil) with its object ids, or nil when there is none.
     ///
     /// Reads the revision's row, its checkpoint's list (cached) and the object versions `cache` does not hold.
+    /// `forCommit` leaves routes undecoded until used (see `ResolvedRevision.Read.lazyRoutes`).
     static func fetchResolved(
         _ db: Database,
         number: Int?,
         path: String,
-        cache: ObjectCache
+        cache: ObjectCache,
+        forCommit: Bool = false
     ) throws -> ResolvedRevision? {
         let row: Row?
         if let number {
@@ -102,7 +104,8 @@ extension SQLiteConfigurationStore {
                 number: number,
                 checkpoint: row["checkpoint"],
                 layout: row["layout"],
-                cache: cache
+                cache: cache,
+                lazyRoutes: forCommit
             )
             if let base = read.checkpointWanted {
                 try read.takeCheckpoint(

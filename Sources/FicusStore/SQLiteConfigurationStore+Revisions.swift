@@ -51,7 +51,7 @@ extension SQLiteConfigurationStore {
     ) async throws -> StoredRevision {
         try await self.perform {
             try await self.write { db, cache in
-                let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: cache)
+                let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: cache, forCommit: true)
                 let actual = previous?.revision.number ?? 0
                 if let expected = expectRevision, expected != actual {
                     throw StoreError.revisionMismatch(expected: expected, actual: actual)
@@ -63,6 +63,7 @@ extension SQLiteConfigurationStore {
                 } catch {
                     throw ChangeFailed(error: error)
                 }
+                try previous?.requireReadableRoutes(store: self.path)
                 try self.refuseRetiredRuleNames(db, cache, configuration, previous: before, restoredFrom: restoredFrom)
                 return try self.insertRevision(
                     db,
@@ -86,7 +87,7 @@ extension SQLiteConfigurationStore {
                 // A newest revision that cannot be decoded must not block the way out of it: the rollback is then
                 // compared with an empty configuration, which only affects its routes_changed and audit detail.
                 let newest = try Self.fetchLatestNumber(db)
-                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: cache)
+                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: cache, forCommit: true)
                 return try self.insertRevision(
                     db,
                     target.configuration,

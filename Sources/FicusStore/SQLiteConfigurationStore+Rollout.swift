@@ -122,7 +122,7 @@ extension SQLiteConfigurationStore: RolloutStore {
                     throw StoreError.noSuchRevision(number)
                 }
                 let newest = try Self.fetchLatestNumber(db)
-                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: cache)
+                let previous = try? Self.fetchResolved(db, number: nil, path: self.path, cache: cache, forCommit: true)
                 var scratch = target.configuration
                 let outcomes = try Self.applyOverride(db, hook, to: &scratch)
                 let revision = try self.insertRevision(
@@ -199,7 +199,7 @@ extension SQLiteConfigurationStore: RolloutStore {
         restoredFrom: Int?,
         change: (inout FicusCore.Configuration) throws -> Void
     ) throws -> StoredRevision? {
-        let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: cache)
+        let previous = try Self.fetchResolved(db, number: nil, path: self.path, cache: cache, forCommit: true)
         let before = previous?.revision.configuration ?? FicusCore.Configuration()
         var configuration = before
         do {
@@ -207,6 +207,7 @@ extension SQLiteConfigurationStore: RolloutStore {
         } catch {
             throw ChangeFailed(error: error)
         }
+        try previous?.requireReadableRoutes(store: self.path)
         try self.refuseRetiredRuleNames(db, cache, configuration, previous: before, restoredFrom: restoredFrom)
         do {
             return try self.insertRevision(

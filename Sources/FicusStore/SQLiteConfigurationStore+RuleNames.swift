@@ -66,9 +66,8 @@ extension SQLiteConfigurationStore {
         previous: FicusCore.Configuration,
         restoredFrom: Int?
     ) throws {
-        let current = Set(previous.routes.flatMap { $0.rules.map(\.name) })
         var restorable: [String: Rule]?
-        for rule in configuration.routes.flatMap(\.rules) where !current.contains(rule.name) {
+        for rule in configuration.rulesWithNewNames(since: previous) {
             let row = try Row.fetchOne(
                 db,
                 sql: "SELECT route, first_revision FROM rule_names WHERE name = ?",

@@ -46,7 +46,7 @@ extension CanaryWiring {
         CanaryOverrideHook(routes: routes) { row, configuration in
             var machine = CanaryStateMachine(state: try CanaryState(jsonData: row.stateJSON))
             let actions = machine.handle(.operatorOverride(now: Date(), command))
-            if removeRule, let index = configuration.routes.firstIndex(where: { $0.name == row.route }) {
+            if removeRule, let index = configuration.routes.firstIndex(named: row.route) {
                 configuration.routes[index].rules.removeAll { $0.name == row.ruleName }
             }
             let line = actions.compactMap { action -> String? in

@@ -107,7 +107,13 @@ struct ApplyCommand: AsyncParsableCommand {
         upsert(files.upstreams, into: &configuration.upstreams, name: \.name)
         upsert(files.segments, into: &configuration.segments, name: \.name)
         upsert(files.flags, into: &configuration.flags, name: \.name)
-        upsert(files.routes, into: &configuration.routes, name: \.name)
+        for route in files.routes {
+            if let index = configuration.routes.firstIndex(named: route.name) {
+                configuration.routes[index] = route
+            } else {
+                configuration.routes.append(route)
+            }
+        }
     }
 }
 

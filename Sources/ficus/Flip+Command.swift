@@ -176,7 +176,7 @@ struct RollbackCommand: AsyncParsableCommand {
                 routes: [routeName],
                 removeRule: false
             ) { configuration in
-                let index = configuration.routes.firstIndex { $0.name == routeName }
+                let index = configuration.routes.firstIndex(named: routeName)
                 switch (index, oldRoute) {
                 case (let index?, let oldRoute?):
                     configuration.routes[index] = oldRoute
@@ -185,7 +185,7 @@ struct RollbackCommand: AsyncParsableCommand {
                 case (let index?, nil):
                     configuration.routes.remove(at: index)
                 case (nil, nil):
-                    throw CLIError.notFound(kind: "route", name: routeName, known: configuration.routes.map(\.name))
+                    throw CLIError.notFound(kind: "route", name: routeName, known: configuration.routes.names)
                 }
             }
         }

@@ -329,7 +329,7 @@ extension RouteCommand {
                 let newRoute = route
                 let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "route.add")) { configuration in
-                    guard !configuration.routes.contains(where: { $0.name == newRoute.name }) else {
+                    guard configuration.routes.firstIndex(named: newRoute.name) == nil else {
                         throw CLIError.alreadyExists(kind: "route", name: newRoute.name, hint: "use 'ficus route set'")
                     }
                     try configuration.requireUpstream(newRoute.defaultUpstream)

@@ -250,6 +250,85 @@ struct RevisionObjectsTests {
         #expect(try await store.revision(first.number) == first)
     }
 
+    @Test(
+        "a commit decodes only the routes it uses: a damaged route elsewhere does not stop a flip, using it does",
+        arguments: StoreFixtures.backends)
+    func commitsDecodeOnlyWhatTheyUse(backend: StoreFixtures.Backend) async throws {
+        let damaged = "UPDATE config_objects SET body = '{\"name\":\"route-7\",\"path\":7}' WHERE name = 'route-7'"
+        switch backend {
+        case .sqlite:
+            let file = try TemporaryStoreFile()
+            let store = try await StoreFixtures.store(file, seeded: false)
+            try await Self.checkCommitsDecodeOnlyWhatTheyUse(
+                store,
+                damage: ["DROP TRIGGER config_objects_are_immutable", damaged],
+                fresh: { try SQLiteConfigurationStore(path: file.path) }
+            )
+        case .postgres:
+            try await PostgresTesting.withDatabase { url in
+                var opened = [try await PostgresConfigurationStore.open(url, creating: true)]
+                do {
+                    try await Self.checkCommitsDecodeOnlyWhatTheyUse(
+                        opened[0],
+                        damage: ["ALTER TABLE config_objects DISABLE TRIGGER config_objects_append_only", damaged],
+                        fresh: {
+                            let store = try await PostgresConfigurationStore.open(url, creating: false)
+                            opened.append(store)
+                            return store
+                        }
+                    )
+                } catch {
+                    for store in opened { await store.close() }
+                    throw error
+                }
+                for store in opened { await store.close() }
+            }
+        }
+    }
+
+    /// A stored version of route-7 that no longer decodes (written behind the store's back): every read that hands a
+    /// configuration on fails as before; a flip of another route, by a store that has not read the damaged one,
+    /// goes through without decoding it; a flip of route-7 fails, writes nothing and says where; replacing route-7
+    /// whole, without reading it, repairs the store.
+    static func checkCommitsDecodeOnlyWhatTheyUse(
+        _ store: any UnsafeSQLStore,
+        damage: [String],
+        fresh: () async throws -> any ConfigurationStore
+    ) async throws {
+        let first = try await store.commit(StoreFixtures.author("apply"), expectRevision: 0) { configuration in
+            configuration = Self.large(20)
+        }
+        for statement in damage {
+            try await store.unsafeExecute(statement)
+        }
+        await #expect(throws: StoreError.self) { try await fresh().latest() }
+
+        let flipped = try await Self.flip(try await fresh(), "route-3", to: "orders-v2")
+        #expect(flipped.number == first.number + 1)
+        #expect(try await store.revisionStorage(flipped.number).changes == 1)
+
+        let refused = try await fresh()
+        do {
+            _ = try await Self.flip(refused, "route-7", to: "orders-v2")
+            Issue.record("a flip of the damaged route was committed")
+        } catch StoreError.unreadable(_, let detail) {
+            #expect(detail.contains("revision \(flipped.number) cannot be decoded"), "\(detail)")
+            #expect(detail.contains("route 'route-7'"), "\(detail)")
+        }
+        #expect(try await refused.history(limit: 1, route: nil).first?.number == flipped.number, "nothing written")
+
+        let repaired = try await fresh().commit(StoreFixtures.author("route.set"), expectRevision: nil) { configuration in
+            guard let index = configuration.routes.firstIndex(named: "route-7") else {
+                throw StoreError.rejected("no route-7")
+            }
+            configuration.routes[index] = Route(name: "route-7", path: "/r7", legacy: "legacy")
+        }
+        let read = try await fresh().latest()
+        #expect(read?.number == repaired.number)
+        #expect(read?.configuration.routes.first { $0.name == "route-7" }?.rules.isEmpty == true)
+        #expect(read?.configuration.routes.count == first.configuration.routes.count)
+    }
+
     @Test("many changes to many routes roll over to new checkpoints and every revision reads back",
         arguments: StoreFixtures.backends)
     func checkpointsRollOver(backend: StoreFixtures.Backend) async throws {
