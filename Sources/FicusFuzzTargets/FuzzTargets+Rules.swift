@@ -1,5 +1,6 @@
 import FicusCore
 import FicusRules
+import Foundation
 
 extension FuzzTargets {
     /// The YAML rules loader on arbitrary text, as `ficus validate` runs it (without the file system).
@@ -55,27 +56,70 @@ extension FuzzTargets {
         }
     }
 
-    /// Builds tables for changed versions of `previous`'s configuration both ways and compares them.
-    static func checkIncremental(from previous: RoutingTable) {
+    /// Changes a proxy could receive: routes reversed, an upstream dropped, a rule renamed to another's name, a
+    /// route flipped with the kill switch toggled.
+    static func changes(of base: Configuration) -> [Configuration] {
         var changes: [Configuration] = []
-        var reversed = previous.configuration
+        var reversed = base
         reversed.routes.reverse()
         changes.append(reversed)
-        if !previous.configuration.upstreams.isEmpty {
-            var dropped = previous.configuration
+        if !base.upstreams.isEmpty {
+            var dropped = base
             dropped.upstreams.removeFirst()
             changes.append(dropped)
         }
-        if let last = previous.configuration.routes.last?.rules.last, !previous.configuration.routes[0].rules.isEmpty {
-            var renamed = previous.configuration
+        if let last = base.routes.last?.rules.last, !base.routes[0].rules.isEmpty {
+            var renamed = base
             renamed.routes[0].rules[0].name = last.name
             changes.append(renamed)
         }
-        if !previous.configuration.routes.isEmpty {
-            var flipped = previous.configuration
+        if !base.routes.isEmpty {
+            var flipped = base
             flipped.routes[0].defaultUpstream = flipped.routes[0].legacy
             flipped.killed.toggle()
             changes.append(flipped)
+        }
+        return changes
+    }
+
+    /// `configuration` with its routes as JSON, once in their stored form (decoded on use, as a store reads them for
+    /// a commit) and once decoded (as every other read gives them); nil when a route does not read back.
+    static func stored(_ configuration: Configuration) -> (stored: Configuration, decoded: Configuration)? {
+        var stored = configuration
+        var decoded = configuration
+        var slots: [RouteList.Slot] = []
+        decoded.routes = []
+        for route in configuration.routes {
+            guard let body = try? JSONEncoder().encode(route),
+                let read = try? JSONDecoder().decode(Route.self, from: body)
+            else {
+                invariant(false, "a valid route does not read back from JSON: \(route)")
+                return nil
+            }
+            slots.append(.stored(StoredRoute(name: route.name) { try JSONDecoder().decode(Route.self, from: body) }))
+            decoded.routes.append(read)
+        }
+        stored.routes = RouteList(slots: slots)
+        return (stored, decoded)
+    }
+
+    /// Builds tables for changed versions of `previous`'s configuration both ways and compares them; validates the
+    /// same changes made to the configuration in its stored form, as a commit does, and compares those too.
+    static func checkIncremental(from previous: RoutingTable) {
+        let changes = Self.changes(of: previous.configuration)
+        if let (storedPrevious, decodedPrevious) = Self.stored(previous.configuration) {
+            let storedChanges = Self.changes(of: storedPrevious)
+            let decodedChanges = Self.changes(of: decodedPrevious)
+            invariant(storedPrevious == decodedPrevious, "the stored form reads back differently")
+            invariant(storedChanges == decodedChanges, "changes to the stored form come out differently")
+            for (stored, decoded) in zip(storedChanges, decodedChanges) {
+                let full = decoded.validate()
+                let commit = stored.validate(unchangedSince: storedPrevious)
+                invariant(
+                    Set(full) == Set(commit),
+                    "validation of the stored form against its previous version differs: \(commit) instead of \(full)"
+                )
+            }
         }
         let request = RequestFacts(method: "GET", target: "/", headers: [("Host", "a")])
         for configuration in changes {
