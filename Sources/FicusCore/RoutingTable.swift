@@ -163,6 +163,11 @@ public final class RoutingTable: Sendable {
         self.upstreamsByName[name]
     }
 
+    /// Whether an upstream named `name` is configured, without copying it.
+    public func hasUpstream(named name: String) -> Bool {
+        self.upstreamsByName.index(forKey: name) != nil
+    }
+
     /// The configured upstreams, by name (preview names such as `orders@green` left out).
     ///
     /// What the admin listener's `/upstreams` lists, with each address's health.

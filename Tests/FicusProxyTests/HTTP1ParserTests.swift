@@ -119,6 +119,26 @@ struct HTTP1ParserTests {
         #expect(view.header("X-Id") == "42")
     }
 
+    @Test("a request's host is the Host field's or the authority's name in lower case, without its port")
+    func hostIsLowerCaseWithoutPort() throws {
+        func host(_ request: String) throws -> String? {
+            var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
+            var buffer = ByteBuffer(string: request)
+            guard case .head(let head) = try parser.next(&buffer) else {
+                Issue.record("expected a head")
+                return nil
+            }
+            return RequestView(head: head, clientAddress: nil).host
+        }
+        #expect(try host("GET / HTTP/1.1\r\nHost: shop.example:8080\r\n\r\n") == "shop.example")
+        #expect(try host("GET / HTTP/1.1\r\nHost: Shop.EXAMPLE:8080\r\n\r\n") == "shop.example")
+        #expect(try host("GET / HTTP/1.1\r\nHost: Shop.Example\r\n\r\n") == "shop.example")
+        #expect(try host("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n") == "[::1]")
+        #expect(try host("GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n") == "[::1]")
+        #expect(try host("GET http://API.Example:81/x HTTP/1.1\r\nHost: other\r\n\r\n") == "api.example")
+        #expect(try host("GET / HTTP/1.0\r\n\r\n") == nil)
+    }
+
     @Test func connectionSemantics() throws {
         let close = try parseAll("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n").get()
         let http10 = try parseAll("GET / HTTP/1.0\r\n\r\n").get()

@@ -76,17 +76,21 @@ public final class RateLimiter: Sendable {
     func check(_ policy: RateLimitPolicy, key: Int, now: UInt64) -> RateLimitVerdict {
         self.state.withLockedValue { state in
             let (rate, capacity) = Self.rates(policy, proxies: state.proxies)
-            switch state.routes[policy.route]?.policy {
-            case let known? where known === policy:
-                break
-            case let known? where known == policy:
-                state.routes[policy.route]!.policy = policy  // the same limit in a new table: the buckets stay
-            default:
+            // One hash of the route's name when the policy is the one last seen (every request but the first after a
+            // new table).
+            let index: [String: RouteState].Index
+            if let found = state.routes.index(forKey: policy.route), state.routes.values[found].policy === policy {
+                index = found
+            } else if let found = state.routes.index(forKey: policy.route), state.routes.values[found].policy == policy {
+                state.routes.values[found].policy = policy  // the same limit in a new table: the buckets stay
+                index = found
+            } else {
                 let buckets = RateLimitBuckets(maxKeys: self.maxKeys)
                 state.routes[policy.route] = RouteState(policy: policy, buckets: buckets)
+                index = state.routes.index(forKey: policy.route)!
             }
             // Changed in place through the dictionary: no copy of the buckets.
-            return state.routes[policy.route]!.buckets.withBucket(key, now: now, capacity: capacity) { bucket in
+            return state.routes.values[index].buckets.withBucket(key, now: now, capacity: capacity) { bucket in
                 let allowed = bucket.take(now: now, rate: rate, capacity: capacity)
                 let wait = bucket.nanosecondsUntilToken(rate: rate)
                 let seconds = wait == 0 ? 0 : Int(min((wait + 999_999_999) / 1_000_000_000, 86_400))

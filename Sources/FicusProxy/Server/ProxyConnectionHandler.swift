@@ -369,7 +369,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             )
         }
         var fallback: ExchangeStateMachine.Fallback?
-        if let name = decision.fallback, table.upstream(named: name) != nil {
+        if let name = decision.fallback, table.hasUpstream(named: name) {
             fallback = .init(upstream: name, statuses: decision.fallbackStatuses)
             exchange.view = view
             exchange.table = table

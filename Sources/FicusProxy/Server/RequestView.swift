@@ -73,17 +73,23 @@ struct RequestView: RoutableRequest, Sendable {
         } else {
             return nil
         }
-        let end = self.head.bytes.withUnsafeReadableBytes { raw -> Int in
+        let (end, upper) = self.head.bytes.withUnsafeReadableBytes { raw -> (Int, Bool) in
             // Strip the port, leaving IPv6 literals ("[::1]:80") intact.
+            var end = range.upperBound
             var i = range.upperBound
             while i > range.lowerBound {
                 i -= 1
-                if raw[i] == 0x3A { return i }
+                if raw[i] == 0x3A {
+                    end = i
+                    break
+                }
                 if raw[i] == 0x5D || !isDigit(raw[i]) { break }
             }
-            return range.upperBound
+            // Most clients send the name in lower case already: then no second string is made.
+            return (end, raw[range.lowerBound..<end].contains { $0 >= 0x41 && $0 <= 0x5A })
         }
-        return self.head.string(range.lowerBound..<end).lowercased()
+        let host = self.head.string(range.lowerBound..<end)
+        return upper ? host.lowercased() : host
     }
 
     var path: String {
