@@ -192,7 +192,11 @@ struct ProxyFaultTests {
         let response = try await client.request(path: "/once", timeout: .seconds(3))
         #expect(response.status == 200)
         #expect(response.header("connection")?.lowercased() != "close")
-        #expect(!(await client.isClosed(within: .milliseconds(100))), "closed right after a keep-alive answer")
+        // A close right after the answer would show within a few milliseconds. Asked only while the idle close cannot
+        // have come yet: on a loaded machine this process may see the answer late, and then `idle` below says it.
+        if ContinuousClock.now - sent < .milliseconds(350) {
+            #expect(!(await client.isClosed(within: .milliseconds(100))), "closed right after a keep-alive answer")
+        }
         #expect(await client.isClosed(within: .seconds(15)), "idle connection kept open past clientIdle")
         let idle = ContinuousClock.now - sent
         // 500 ms, not the default 60 s: the upper bound leaves room for a slow machine.
