@@ -138,6 +138,12 @@ public struct RouteList: Sendable {
         range.allSatisfy { Slot.same(self.slots[$0], other.slots[$0]) }
     }
 
+    /// Removes the route at `index` without decoding it (`remove(at:)` returns it, and so decodes it): a route the
+    /// store cannot decode can be removed.
+    public mutating func removeRoute(at index: Int) {
+        self.slots.remove(at: index)
+    }
+
     /// Replaces the slot at `index` (appends when `index` is nil).
     public mutating func place(_ slot: Slot, at index: Int?) {
         if let index {

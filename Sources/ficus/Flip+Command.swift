@@ -183,7 +183,7 @@ struct RollbackCommand: AsyncParsableCommand {
                 case (nil, let oldRoute?):
                     configuration.routes.append(oldRoute)
                 case (let index?, nil):
-                    configuration.routes.remove(at: index)
+                    configuration.routes.removeRoute(at: index)
                 case (nil, nil):
                     throw CLIError.notFound(kind: "route", name: routeName, known: configuration.routes.names)
                 }

@@ -478,7 +478,7 @@ extension RouteCommand {
                 let name = self.name
                 let store = try await self.storeOptions.open()
                 try await store.commitPrinting(self.change.changeAuthor(action: "route.rm")) { configuration in
-                    configuration.routes.remove(at: try configuration.routeIndex(name))
+                    configuration.routes.removeRoute(at: try configuration.routeIndex(name))
                 }
             }
         }

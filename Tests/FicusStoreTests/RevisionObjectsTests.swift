@@ -254,7 +254,8 @@ struct RevisionObjectsTests {
         "a commit decodes only the routes it uses: a damaged route elsewhere does not stop a flip, using it does",
         arguments: StoreFixtures.backends)
     func commitsDecodeOnlyWhatTheyUse(backend: StoreFixtures.Backend) async throws {
-        let damaged = "UPDATE config_objects SET body = '{\"name\":\"route-7\",\"path\":7}' WHERE name = 'route-7'"
+        let damaged = "UPDATE config_objects SET body = '{\"name\":\"route-7\",\"path\":7}' "
+            + "WHERE name IN ('route-7', 'route-8')"
         switch backend {
         case .sqlite:
             let file = try TemporaryStoreFile()
@@ -286,10 +287,10 @@ struct RevisionObjectsTests {
         }
     }
 
-    /// A stored version of route-7 that no longer decodes (written behind the store's back): every read that hands a
-    /// configuration on fails as before; a flip of another route, by a store that has not read the damaged one,
-    /// goes through without decoding it; a flip of route-7 fails, writes nothing and says where; replacing route-7
-    /// whole, without reading it, repairs the store.
+    /// Stored versions of route-7 and route-8 that no longer decode (written behind the store's back): every read
+    /// that hands a configuration on fails as before; a flip of another route, by a store that has not read the
+    /// damaged ones, goes through without decoding them; a flip of route-7 fails, writes nothing and says where;
+    /// replacing route-7 whole and removing route-8, without reading them, repair the store.
     static func checkCommitsDecodeOnlyWhatTheyUse(
         _ store: any UnsafeSQLStore,
         damage: [String],
@@ -317,16 +318,27 @@ struct RevisionObjectsTests {
         }
         #expect(try await refused.history(limit: 1, route: nil).first?.number == flipped.number, "nothing written")
 
-        let repaired = try await fresh().commit(StoreFixtures.author("route.set"), expectRevision: nil) { configuration in
+        let repaired = try await fresh().commit(StoreFixtures.author("route.set"), expectRevision: nil) { configuration
+            in
             guard let index = configuration.routes.firstIndex(named: "route-7") else {
                 throw StoreError.rejected("no route-7")
             }
             configuration.routes[index] = Route(name: "route-7", path: "/r7", legacy: "legacy")
         }
+        await #expect(throws: StoreError.self) { try await fresh().latest() }  // route-8 is damaged too
+        let removed = try await fresh().commit(StoreFixtures.author("route.rm"), expectRevision: nil) { configuration
+            in
+            guard let index = configuration.routes.firstIndex(named: "route-8") else {
+                throw StoreError.rejected("no route-8")
+            }
+            configuration.routes.removeRoute(at: index)
+        }
+        #expect(removed.number == repaired.number + 1)
         let read = try await fresh().latest()
-        #expect(read?.number == repaired.number)
+        #expect(read?.number == removed.number)
         #expect(read?.configuration.routes.first { $0.name == "route-7" }?.rules.isEmpty == true)
-        #expect(read?.configuration.routes.count == first.configuration.routes.count)
+        #expect(read?.configuration.routes.firstIndex(named: "route-8") == nil)
+        #expect(read?.configuration.routes.count == first.configuration.routes.count - 1)
     }
 
     @Test("many changes to many routes roll over to new checkpoints and every revision reads back",
