@@ -94,8 +94,7 @@ struct ConfigurationValidator {
                 return index
             }
             if self.routesByName == nil {
-                self.routesByName = Dictionary(
-                    self.previous.routes.names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+                self.routesByName = self.previous.routes.firstIndexByName
             }
             return self.routesByName?[name]
         }

@@ -113,6 +113,11 @@ public struct RouteList: Sendable {
         self.slots.map(\.name)
     }
 
+    /// Each name's first index, without decoding any route: for matching the routes of two lists by name.
+    public var firstIndexByName: [String: Int] {
+        Dictionary(self.names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// The index of the first route named `name`, without decoding any.
     public func firstIndex(named name: String) -> Int? {
         self.slots.firstIndex { $0.name == name }

@@ -86,11 +86,10 @@ extension RevisionDiff {
             let object = "route \(route.name)"
             return [Change(kind: .added, object: object, detail: self.describe(route), route: route.name)] + rules
         }
-        let oldNames = old.names
+        let oldByName = old.firstIndexByName
         let newNames = new.names
-        let oldByName = Dictionary(oldNames.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
         let kept = Set(newNames)
-        var changes = oldNames.filter { !kept.contains($0) }.map { name in
+        var changes = old.names.filter { !kept.contains($0) }.map { name in
             Change(kind: .removed, object: "route \(name)", route: name)
         }
         for (index, name) in newNames.enumerated() {

@@ -319,8 +319,7 @@ extension FicusCore.Configuration {
     /// gathered only when one of them has a name its previous version lacked (a rule added or moved), so a flip of
     /// one route among a thousand decodes none of the others.
     func rulesWithNewNames(since previous: FicusCore.Configuration) -> [Rule] {
-        let previousIndex = Dictionary(
-            previous.routes.names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        let previousIndex = previous.routes.firstIndexByName
         var candidates: [Rule] = []
         for index in self.routes.indices {
             let old = previousIndex[self.routes.name(at: index)]
