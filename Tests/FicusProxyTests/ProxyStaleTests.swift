@@ -149,16 +149,52 @@ struct ProxyStaleTests {
         #expect(StaleAnswer.mayKeep(head))
     }
 
+    private func key(_ target: String) -> StaleKey {
+        StaleKey(route: "orders", host: "shop.example", target: target)
+    }
+
+    /// The key is made of the request head's bytes: the host lower-cased and without its port, the target as received.
+    /// Keys from the head equal keys from strings; any part that differs makes another key; a kept (detached) key
+    /// owns its bytes and is still equal.
+    @Test func aKeyIsTheRouteHostAndTargetFromTheHeadsBytes() throws {
+        func view(_ request: String) throws -> RequestView {
+            var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
+            var buffer = ByteBuffer(string: request)
+            guard case .head(let head) = try parser.next(&buffer) else { throw CancellationError() }
+            return RequestView(head: head, clientAddress: nil)
+        }
+        let plain = StaleKey(route: "orders", view: try view("GET /a?x=1 HTTP/1.1\r\nHost: shop.example\r\n\r\n"))
+        let capitals = StaleKey(
+            route: "orders", view: try view("GET /a?x=1 HTTP/1.1\r\nX-A: 1\r\nHost: Shop.EXAMPLE:8080\r\n\r\n"))
+        let otherHost = StaleKey(
+            route: "orders", view: try view("GET /a?x=1 HTTP/1.1\r\nHost: other\r\n\r\n"))
+        #expect(plain == key("/a?x=1"))
+        #expect(capitals == plain && capitals.hashValue == plain.hashValue)
+        #expect(otherHost != plain, "another host")
+        #expect(StaleKey(route: "orders", view: try view("GET /a?x=2 HTTP/1.1\r\nHost: shop.example\r\n\r\n")) != plain)
+        #expect(StaleKey(route: "other", host: "shop.example", target: "/a?x=1") != plain)
+        #expect(StaleKey(route: "orders", host: "shop.exampl", target: "e/a?x=1") != plain, "parts are kept apart")
+        #expect(StaleKey(route: "orders", view: try view("GET /a?x=1 HTTP/1.0\r\n\r\n")) != plain, "no host")
+        let kept = capitals.detached()
+        #expect(kept == plain && kept.hashValue == plain.hashValue)
+        let address = { (buffer: ByteBuffer) in buffer.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } }
+        #expect(address(kept.target) != address(capitals.target), "a kept key does not hold the head's buffer")
+        let cache = StaleAnswers(limits: .init(maxBytes: 1000, maxEntryBytes: 300))
+        cache.store(capitals, StaleAnswer(reason: "OK", fields: [], body: ByteBuffer(), stored: .now(), vary: []))
+        #expect(cache.lookup(key("/a?x=1"), now: .now(), maxAge: .seconds(1), value: { _ in nil }) != nil)
+        #expect(cache.lookup(key("/a?x=2"), now: .now(), maxAge: .seconds(1), value: { _ in nil }) == nil)
+    }
+
     /// A copy younger than a second is fresh: the next answer is not copied over it (unless its request varies).
     @Test func aFreshCopyIsNotReplaced() {
         let cache = StaleAnswers(limits: .init(maxBytes: 1000, maxEntryBytes: 300))
         let now = NIODeadline.now()
         cache.store(
-            "k", StaleAnswer(reason: "OK", fields: [], body: ByteBuffer(), stored: now, vary: [("accept-language", "en")]))
-        #expect(cache.hasFreshCopy("k", now: now + .milliseconds(500), value: { _ in "en" }))
-        #expect(!cache.hasFreshCopy("k", now: now + .milliseconds(500), value: { _ in "fr" }), "another variant")
-        #expect(!cache.hasFreshCopy("k", now: now + .seconds(2), value: { _ in "en" }), "a second old: refreshed")
-        #expect(!cache.hasFreshCopy("other", now: now, value: { _ in nil }))
+            key("k"), StaleAnswer(reason: "OK", fields: [], body: ByteBuffer(), stored: now, vary: [("accept-language", "en")]))
+        #expect(cache.hasFreshCopy(key("k"), now: now + .milliseconds(500), value: { _ in "en" }))
+        #expect(!cache.hasFreshCopy(key("k"), now: now + .milliseconds(500), value: { _ in "fr" }), "another variant")
+        #expect(!cache.hasFreshCopy(key("k"), now: now + .seconds(2), value: { _ in "en" }), "a second old: refreshed")
+        #expect(!cache.hasFreshCopy(key("other"), now: now, value: { _ in nil }))
     }
 
     /// The cache is bounded in bytes: the least recently used answers go first; a body over the entry limit is
@@ -168,11 +204,11 @@ struct ProxyStaleTests {
         func answer(_ size: Int) -> StaleAnswer {
             StaleAnswer(reason: "OK", fields: [], body: ByteBuffer(repeating: 0x61, count: size), stored: .now(), vary: [])
         }
-        for index in 0..<5 { cache.store("k\(index)", answer(200)) }
+        for index in 0..<5 { cache.store(key("k\(index)"), answer(200)) }
         #expect(cache.usage.answers == 3, "five of 264 bytes do not fit in 1000")
-        #expect(cache.lookup("k0", now: .now(), maxAge: .seconds(60), value: { _ in nil }) == nil)
-        #expect(cache.lookup("k4", now: .now(), maxAge: .seconds(60), value: { _ in nil }) != nil)
-        cache.store("k4", answer(100))
+        #expect(cache.lookup(key("k0"), now: .now(), maxAge: .seconds(60), value: { _ in nil }) == nil)
+        #expect(cache.lookup(key("k4"), now: .now(), maxAge: .seconds(60), value: { _ in nil }) != nil)
+        cache.store(key("k4"), answer(100))
         #expect(cache.usage.bytes == 264 + 264 + 164)
         let capture = StaleCapture(answer: answer(0), limit: 300)
         let fits = capture.append(ByteBuffer(repeating: 0x62, count: 300))

@@ -17,6 +17,74 @@ struct ExchangeRecorder {
         self.shared = shared
     }
 
+    // MARK: Events of an exchange in progress: logged, and counted where they have a metric
+
+    /// The upstream failed (`failure`) while serving `exchange`.
+    func reportUpstreamFailure(_ failure: UpstreamFailure, _ exchange: ProxyConnectionHandler.Exchange?) {
+        self.shared.logger.warning(
+            "upstream failed",
+            metadata: [
+                "upstream": "\(exchange?.upstreamName ?? "-")", "failure": "\(failure)",
+                "route": "\(exchange?.route ?? "-")",
+            ]
+        )
+    }
+
+    /// `exchange` is sent again, its retry `number`, because of `reason`.
+    func reportRetry(
+        _ exchange: ProxyConnectionHandler.Exchange, number: Int, reason: ExchangeStateMachine.FallbackReason
+    ) {
+        self.shared.metrics?.retry(route: exchange.route, upstream: exchange.upstreamName, reason: reason.rawValue)
+        self.shared.logger.info(
+            "retry",
+            metadata: [
+                "route": "\(exchange.route)", "upstream": "\(exchange.upstreamName)", "retry": "\(number)",
+                "reason": "\(reason.rawValue)", "request_id": "\(exchange.requestID)",
+            ]
+        )
+    }
+
+    /// The stream of `exchange` made no progress for the idle timeout; `stalled` names the side that stalled.
+    func reportStall(_ stalled: String, _ exchange: ProxyConnectionHandler.Exchange?) {
+        self.shared.logger.warning(
+            "stream idle timeout",
+            metadata: [
+                "route": "\(exchange?.route ?? "-")", "upstream": "\(exchange?.upstreamName ?? "-")",
+                "stalled": "\(stalled)", "client": "\(exchange?.client ?? "-")",
+            ]
+        )
+    }
+
+    /// `exchange` goes from its upstream to its fallback `name` because of `reason`; records where it came from.
+    func reportFallback(
+        _ exchange: ProxyConnectionHandler.Exchange, to name: String, reason: ExchangeStateMachine.FallbackReason
+    ) {
+        let from = exchange.upstreamName
+        self.shared.metrics?.fallback(route: exchange.route, from: from, reason: reason.rawValue)
+        self.shared.logger.notice(
+            "fallback",
+            metadata: [
+                "route": "\(exchange.route)", "from": "\(from)", "to": "\(name)", "reason": "\(reason.rawValue)",
+                "request_id": "\(exchange.requestID)",
+            ]
+        )
+        exchange.fallbackFrom = "\(from):\(reason.rawValue)"
+    }
+
+    /// A kept copy answers `exchange` in place of a failure with `status`.
+    func reportStaleAnswer(_ exchange: ProxyConnectionHandler.Exchange, replacing status: Int) {
+        self.shared.metrics?.staleAnswer(route: exchange.route, upstream: exchange.upstreamName)
+        self.shared.logger.notice(
+            "stale answer",
+            metadata: [
+                "route": "\(exchange.route)", "upstream": "\(exchange.upstreamName)", "replacing": "\(status)",
+                "request_id": "\(exchange.requestID)",
+            ]
+        )
+    }
+
+    // MARK: Finished exchanges
+
     /// Counts a failed attempt of `exchange` on the upstream it fell back from, as the client would have been
     /// answered (`status`): the failure stays in that upstream's metrics and windows, and so in canary gates.
     mutating func recordFailedAttempt(_ exchange: ProxyConnectionHandler.Exchange, status: Int) {

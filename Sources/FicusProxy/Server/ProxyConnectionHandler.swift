@@ -17,60 +17,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// What the shell keeps of the request in progress beside the machine's decisions: what metrics, the access log,
-    /// the shadow recorder and the upstream connection need.
-    final class Exchange {
-        var methodString: String
-        var path: String
-        var started: NIODeadline
-        var route = "-"
-        var upstreamName = "-"
-        /// The routing decision's sticky hash, which metric windows count distinct values of.
-        var stickyHash: UInt32?
-        var upstream: Upstream?
-        var requestFraming: HTTPBodyFraming
-        var outboundHead = ByteBuffer()
-        var connection: UpstreamConnection?
-        var status = 0
-        var responseBytes: Int64 = 0
-        var shadow: ShadowRecorder?
-        /// The client as the access log names it: the peer, or the address trusted proxies reported.
-        var client = "-"
-        /// `X-Request-Id`: forwarded, logged and kept with shadow records.
-        var requestID = "-"
-        /// `UPSTREAM:REASON` once the request went to its fallback.
-        var fallbackFrom: String?
-        /// The route's retry plan, and the upstream whose retry budget counts the request; nil without a plan.
-        var retryPlan: RetryPlan?
-        var budgetUpstream: String?
-        /// The request's current retry holds a slot of its upstream's budget.
-        var holdsRetry = false
-        /// Retries made.
-        var retries = 0
-        /// Where the answer is kept for `stale_if_error`, and how old a copy may stand in; nil: not eligible.
-        var staleKey: String?
-        var staleMaxAge: TimeAmount = .zero
-        /// The answer being copied as it streams to the client.
-        var staleCapture: StaleCapture?
-        /// The copy found to stand in for a failure, and the status of the failure it replaced.
-        var staleAnswer: StaleAnswer?
-        var staleFor: Int?
-        /// The request and the table it was routed with, kept to write its head again for a fallback upstream.
-        var view: RequestView?
-        var table: RoutingTable?
-        /// Header lines a local answer carries beyond its own (a 429's rate limit fields), or nil.
-        var localFields: String?
-        /// Upstreams whose `max_retries` admitted a re-send of this request; released when the exchange finishes.
-        var retriesHeld: [String] = []
-
-        init(methodString: String, path: String, requestFraming: HTTPBodyFraming, started: NIODeadline) {
-            self.methodString = methodString
-            self.path = path
-            self.requestFraming = requestFraming
-            self.started = started
-        }
-    }
-
     let shared: ProxyContext
     private let pool: UpstreamPool
     private let resources: LoopResources
@@ -96,8 +42,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var clientAddress: IPAddress?
     private var clientAddressText = "-"
     private var clientTrusted = false
-    /// What the forwarded heads record of the peer; the same for every request of the connection.
-    private(set) var clientFacts = HeaderHygiene.ClientFacts(address: "-", trusted: false)
+    /// Routes and plans each request; what it records of the peer is the same for every request of the connection.
+    private var planner: RequestPlanner
     /// The verified client certificate's subject (RFC 4514), on a TLS connection that asked for one.
     private(set) var clientCertificateSubject: String?
     /// Where this connection's request ids come from (random per connection, numbered per request).
@@ -120,6 +66,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.parser = HTTP1Parser(kind: .request, limits: shared.configuration.limits)
         self.requestIDs = shared.requestIDPrefix.map { RequestIDs(prefix: $0) } ?? RequestIDs()
         self.recorder = ExchangeRecorder(shared: shared)
+        self.planner = RequestPlanner(shared: shared, client: HeaderHygiene.ClientFacts(address: "-", trusted: false))
         self.machine = ExchangeStateMachine(
             timeouts: ExchangeStateMachine.Timeouts(
                 clientHeader: shared.configuration.timeouts.clientHeader,
@@ -148,7 +95,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
                 self.clientTrusted = ClientAddress.isTrusted(address, self.shared.configuration.trustedProxies)
             }
         }
-        self.clientFacts = HeaderHygiene.ClientFacts(
+        self.planner.client = HeaderHygiene.ClientFacts(
             address: self.clientAddressText,
             trusted: self.clientTrusted,
             untrustedFields: self.shared.configuration.untrustedFields,
@@ -284,146 +231,18 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         exchange.client = clientText
         exchange.requestID = self.requestIDs.id(for: head, trusted: self.clientTrusted)
         self.exchange = exchange
-        var start = ExchangeStateMachine.RequestStart(
-            method: head.method,
-            framing: head.framing,
-            wantsKeepAlive: head.wantsKeepAlive,
-            expectsContinue: head.expectsContinue,
-            clientMinorVersion: head.versionMinor,
-            target: .local(
-                .init(status: 404, error: "no_route", detail: "no route matches \(view.method) \(view.path)")),
-            upgrade: head.upgradeWebSocket
-        )
-        let decision = table.decide(view)
-        guard let route = decision.route else {
-            self.handle(.requestHead(start))
-            return
-        }
-        exchange.route = route
-        if let limit = decision.rateLimit, let answer = self.rateLimited(limit, view: view, exchange: exchange) {
-            start.target = .local(answer)
-            self.handle(.requestHead(start))
-            return
-        }
-        exchange.upstreamName = decision.upstream
-        exchange.stickyHash = decision.stickyHash
-        guard let upstream = table.upstream(named: decision.upstream) else {
-            start.target = .local(
-                .init(
-                    status: 502,
-                    error: "unknown_upstream",
-                    detail: "route '\(route)' names upstream '\(decision.upstream)', which is not configured"
-                )
-            )
-            self.handle(.requestHead(start))
-            return
-        }
-        exchange.upstream = upstream
-        if head.upgradeWebSocket, self.shared.tunnels.active >= self.shared.configuration.tunnels.maxActive {
-            let limit = self.shared.configuration.tunnels.maxActive
-            start.target = .local(
-                .init(
-                    status: 503,
-                    error: "too_many_tunnels",
-                    detail: "\(limit) WebSocket tunnels are open; try again later",
-                    retryAfter: true
-                )
-            )
-            self.handle(.requestHead(start))
-            return
-        }
-        var connectTimeout = self.shared.configuration.timeouts.connect
-        var responseTimeout = self.shared.configuration.timeouts.responseHead
-        if let override = decision.timeouts.responseHeaderMilliseconds {
-            responseTimeout = Self.milliseconds(override)
-        }
-        if let override = decision.timeouts.connectMilliseconds {
-            connectTimeout = Self.milliseconds(override)
-        }
-        let edits = HeaderHygiene.RequestEdits.forRequest(decision.rewrite, view: view)
-        // Reusing one buffer saves an allocation per request: by now the last request's head has been written.
-        self.headBuffer.clear()
-        HeaderHygiene.writeRequestHead(
-            head,
-            into: &self.headBuffer,
-            client: self.clientFacts,
-            viaName: self.shared.configuration.viaName,
-            edits: edits,
-            upstreamName: upstream.name,
-            requestID: exchange.requestID
-        )
-        exchange.outboundHead = self.headBuffer
-        // A WebSocket handshake is never shadowed: a copy would open a second session on the other side.
-        if let shadowName = decision.shadow, shadowName != decision.upstream, !head.upgradeWebSocket,
-            let dispatcher = self.shared.shadow
-        {
-            exchange.shadow = self.shadowRecorder(
-                view: view,
-                route: route,
-                serving: upstream.name,
-                shadow: table.upstream(named: shadowName),
-                decision: decision,
-                table: table,
-                dispatcher: dispatcher,
-                requestID: exchange.requestID
-            )
-        }
-        var fallback: ExchangeStateMachine.Fallback?
-        if let name = decision.fallback, table.hasUpstream(named: name) {
-            fallback = .init(upstream: name, statuses: decision.fallbackStatuses)
-            exchange.view = view
-            exchange.table = table
-        }
-        var retry: ExchangeStateMachine.Retry?
-        if let plan = decision.retry {
-            retry = .init(
-                onConnectFailure: plan.onConnectFailure,
-                onReset: plan.onReset,
-                statuses: plan.statuses,
-                attempts: plan.attempts,
-                backoffBase: .milliseconds(Int64(plan.backoffBaseMilliseconds)),
-                backoffMax: .milliseconds(Int64(plan.backoffMaxMilliseconds))
-            )
-            if let perTry = plan.perTryTimeoutMilliseconds {
-                responseTimeout = Self.milliseconds(perTry)
-            }
-            exchange.retryPlan = plan
-            exchange.budgetUpstream = upstream.name
-            self.shared.retryBudget.requestStarted(upstream.name)
-        }
-        if let maxAge = decision.staleIfErrorMilliseconds, head.method == .get, view.header("authorization") == nil {
-            exchange.staleKey = StaleAnswers.key(route: route, host: view.host ?? "", target: head.target)
-            exchange.staleMaxAge = .milliseconds(Int64(maxAge))
-            exchange.view = view
-            exchange.table = table
-        }
-        start.target = .upstream(
-            name: upstream.name, connectTimeout: connectTimeout, responseTimeout: responseTimeout, fallback: fallback,
-            retry: retry, staleIfError: exchange.staleKey != nil)
-        self.handle(.requestHead(start))
-    }
-
-    /// Takes a token from the request's bucket of its route's rate limit; the answer when the request is limited and
-    /// the limit enforces, nil when it goes on (a token was taken, or the limit only observes).
-    ///
-    /// Decided before an upstream is leased, in the shell: the exchange machine sees a local answer like any other.
-    /// The answer names no upstream (none was involved), so it stays out of every upstream's metric windows.
-    private func rateLimited(
-        _ policy: RateLimitPolicy, view: RequestView, exchange: Exchange
-    ) -> ExchangeStateMachine.LocalAnswer? {
-        let verdict = self.shared.rateLimiter.check(
-            policy, key: policy.bucketKey(view), now: NIODeadline.now().uptimeNanoseconds)
-        guard !verdict.allowed else { return nil }
-        self.shared.metrics?.rateLimited(route: policy.route, mode: policy.observes ? "observe" : "enforce")
-        guard !policy.observes else { return nil }
-        exchange.localFields = RateLimitFields.lines(policy, verdict)
-        let (quota, window) = RateLimitFields.quota(policy)
-        return ExchangeStateMachine.LocalAnswer(
-            status: 429,
-            error: "rate_limited",
-            detail: "route '\(policy.route)' allows \(quota) requests per \(window) s (\(policy.description)); "
-                + "retry in \(max(1, verdict.resetSeconds)) s"
-        )
+        let target = self.planner.plan(head, view: view, table: table, exchange: exchange, headBuffer: &self.headBuffer)
+        self.handle(
+            .requestHead(
+                ExchangeStateMachine.RequestStart(
+                    method: head.method,
+                    framing: head.framing,
+                    wantsKeepAlive: head.wantsKeepAlive,
+                    expectsContinue: head.expectsContinue,
+                    clientMinorVersion: head.versionMinor,
+                    target: target,
+                    upgrade: head.upgradeWebSocket
+                )))
     }
 
     /// Refuses a request that broke the framing rules (counted and logged here; answered by the machine).
@@ -435,11 +254,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         )
         self.inbound = nil
         self.handle(.requestRefused(error))
-    }
-
-    /// A route's timeout as an amount, clamped to 1 ms ... 24 h: the store is checked input too.
-    private static func milliseconds(_ value: Int) -> TimeAmount {
-        .milliseconds(Int64(min(max(value, 1), RouteTimeouts.maxMilliseconds)))
     }
 
     // MARK: Running the machine
@@ -473,11 +287,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             guard let exchange = self.exchange, let upstream = exchange.upstream else { return }
             if fresh {
                 // A re-send on a fresh connection after a stale pooled one: the upstream's `max_retries` decides.
-                guard self.shared.health.beginRetry(upstream) else {
+                guard exchange.beginRetry(on: upstream, self.shared) else {
                     self.connectionFailed(.overflow(.maxRetries))
                     return
                 }
-                exchange.retriesHeld.append(upstream.name)
             }
             self.pool.acquire(upstream, for: self, fresh: fresh)
         case .cancelLease:
@@ -499,10 +312,10 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             }
         case .forwardBody(let body):
             guard let exchange = self.exchange, let connection = exchange.connection else { return }
-            Self.writeBody(body, framing: exchange.requestFraming, to: connection)
+            connection.writeRequestBody(body, framing: exchange.requestFraming)
         case .forwardEnd(let trailers):
             guard let exchange = self.exchange, let connection = exchange.connection else { return }
-            Self.writeEnd(trailers, framing: exchange.requestFraming, to: connection)
+            connection.writeRequestEnd(trailers, framing: exchange.requestFraming)
             connection.requestComplete(true)
         case .flushUpstream:
             guard let connection = self.exchange?.connection else { return }
@@ -519,7 +332,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .answerHead(_, let framing, let keepAlive):
             guard let head = self.responseHead else { return }
             self.answerHead(head, framing: framing, keepAlive: keepAlive)
-            if let exchange = self.exchange, exchange.staleKey != nil { self.startStaleCapture(head, exchange) }
+            if let exchange = self.exchange, let key = exchange.staleKey, let view = exchange.view {
+                exchange.staleCapture = self.shared.staleAnswers.capture(head, key: key, view: view)
+            }
         case .answerBody(let body, let framing):
             self.answerBody(body, framing: framing)
             if let capture = self.exchange?.staleCapture, !capture.append(body) {
@@ -541,15 +356,9 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .flushClient:
             self.flushIfNeeded()
         case .shadow(let step):
-            self.shadow(step)
+            self.exchange?.shadow?.take(step, primaryHead: self.responseHead)
         case .reportUpstreamFailure(let failure):
-            self.shared.logger.warning(
-                "upstream failed",
-                metadata: [
-                    "upstream": "\(self.exchange?.upstreamName ?? "-")", "failure": "\(failure)",
-                    "route": "\(self.exchange?.route ?? "-")",
-                ]
-            )
+            self.recorder.reportUpstreamFailure(failure, self.exchange)
         case .recordFailedAttempt(let status):
             guard let exchange = self.exchange else { return }
             self.recorder.recordFailedAttempt(exchange, status: status)
@@ -560,29 +369,13 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .retrying(let number, let reason):
             guard let exchange = self.exchange else { return }
             exchange.retries = number
-            self.shared.metrics?.retry(route: exchange.route, upstream: exchange.upstreamName, reason: reason.rawValue)
-            self.shared.logger.info(
-                "retry",
-                metadata: [
-                    "route": "\(exchange.route)", "upstream": "\(exchange.upstreamName)", "retry": "\(number)",
-                    "reason": "\(reason.rawValue)", "request_id": "\(exchange.requestID)",
-                ]
-            )
+            self.recorder.reportRetry(exchange, number: number, reason: reason)
         case .reportStall(let stalled):
-            self.shared.logger.warning(
-                "stream idle timeout",
-                metadata: [
-                    "route": "\(self.exchange?.route ?? "-")", "upstream": "\(self.exchange?.upstreamName ?? "-")",
-                    "stalled": "\(stalled)", "client": "\(self.exchange?.client ?? "-")",
-                ]
-            )
+            self.recorder.reportStall(stalled, self.exchange)
         case .finish(let gone):
             guard let exchange = self.exchange else { return }
             self.exchange = nil
-            if let upstream = exchange.budgetUpstream {
-                self.shared.retryBudget.requestFinished(upstream, heldRetry: exchange.holdsRetry)
-            }
-            for upstream in exchange.retriesHeld { self.shared.health.endRetry(upstream: upstream) }
+            exchange.releaseBudgets(self.shared)
             if gone { exchange.status = 499 }  // nginx's 499: the client went away before its answer
             self.recorder.record(exchange, peer: self.clientAddressText)
         case .resumeParsing:
@@ -594,22 +387,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .startTunnel:
             self.startTunnel()
         }
-    }
-
-    /// Starts copying an answer for `stale_if_error` when it may be kept (`StaleAnswer.mayKeep`).
-    /// A copy younger than a second is not replaced (`StaleAnswers.refreshAfter`).
-    private func startStaleCapture(_ head: HTTPHead, _ exchange: Exchange) {
-        // The fresh-copy question first: under load it is the usual answer, and cheaper than reading the fields.
-        guard let view = exchange.view, let key = exchange.staleKey,
-            !self.shared.staleAnswers.hasFreshCopy(key, now: .now(), value: { view.header($0) }),
-            StaleAnswer.mayKeep(head)
-        else { return }
-        let vary = StaleAnswer.varyNames(head).map { ($0, view.header($0)) }
-        exchange.staleCapture = StaleCapture(
-            answer: StaleAnswer(
-                reason: head.string(head.reasonRange), fields: StaleAnswer.keptFields(head), body: ByteBuffer(),
-                stored: .now(), vary: vary),
-            limit: self.shared.staleAnswers.limits.maxEntryBytes)
     }
 
     /// Asks the cache for a recent copy of the answer to stand in for a failure with `status`, and tells the machine.
@@ -631,14 +408,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         exchange.staleAnswer = nil
         exchange.status = 200
         exchange.staleFor = status
-        self.shared.metrics?.staleAnswer(route: exchange.route, upstream: exchange.upstreamName)
-        self.shared.logger.notice(
-            "stale answer",
-            metadata: [
-                "route": "\(exchange.route)", "upstream": "\(exchange.upstreamName)", "replacing": "\(status)",
-                "request_id": "\(exchange.requestID)",
-            ]
-        )
+        self.recorder.reportStaleAnswer(exchange, replacing: status)
         let minor = self.machine.exchange?.clientMinorVersion ?? 1
         let response = answer.response(now: .now(), keepAlive: keepAlive, clientMinorVersion: minor)
         exchange.responseBytes = Int64(response.readableBytes)
@@ -673,77 +443,28 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         exchange.connection = nil
         self.exchange = nil
         // The exchange ends here as far as the budgets are concerned (a tunnel is never retried).
-        if let upstream = exchange.budgetUpstream {
-            self.shared.retryBudget.requestFinished(upstream, heldRetry: exchange.holdsRetry)
-        }
-        for upstream in exchange.retriesHeld { self.shared.health.endRetry(upstream: upstream) }
+        exchange.releaseBudgets(self.shared)
         self.recorder.recordTunnelStarted(exchange)
         let tunnel = Tunnel(
-            shared: self.shared,
-            record: Tunnel.Record(
-                route: exchange.route,
-                upstream: exchange.upstreamName,
-                method: exchange.methodString,
-                path: exchange.path,
-                client: exchange.client == "-" ? self.clientAddressText : exchange.client,
-                requestID: exchange.requestID,
-                started: exchange.started,
-                bytesToClient: exchange.responseBytes
-            ),
-            client: context.channel,
-            upstream: upstreamChannel
-        )
+            shared: self.shared, record: Tunnel.Record(exchange, peer: self.clientAddressText), client: context.channel,
+            upstream: upstreamChannel)
         // The tunnel is counted before its 101 leaves.
         self.output.flush(to: context)
-        guard let clientGlue = tunnel.clientGlue, let upstreamGlue = tunnel.upstreamGlue else { return }
         let pending = self.inbound
         self.inbound = nil
         self.timer?.cancel()
-        do {
-            try upstreamChannel.pipeline.syncOperations.addHandler(upstreamGlue)
-            try context.pipeline.syncOperations.addHandler(clientGlue)
-        } catch {
-            tunnel.closed(.client)
-            return
-        }
-        // Bytes the client sent behind its handshake (its first frames) go first.
-        if let pending, pending.readableBytes > 0 {
-            tunnel.bytesRead(pending.readableBytes, from: .client)
-            upstreamGlue.write(pending)
-            upstreamGlue.flush()
-        }
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        clientGlue.startReading()
-        upstreamGlue.startReading()
+        tunnel.couple(client: context, upstream: upstreamChannel, pending: pending)
     }
 
     /// Asks the retry budget of the exchange's upstream for the retry the machine wants, and tells the machine.
     private func askRetryBudget() {
-        guard let exchange = self.exchange, let plan = exchange.retryPlan, let upstream = exchange.budgetUpstream else {
+        guard let exchange = self.exchange, exchange.retryPlan != nil, exchange.budgetUpstream != nil else {
             self.handle(.retryRefused)
             return
         }
-        if exchange.holdsRetry {
-            // The retry before this one has ended: its slot is free, and this one needs a slot of its own.
-            self.shared.retryBudget.retryEnded(upstream)
-            exchange.holdsRetry = false
-        }
-        var granted = self.shared.retryBudget.tryAcquire(
-            upstream, percent: plan.budgetPercent, minConcurrent: plan.budgetMinConcurrent)
-        // The upstream's `max_retries` breaker has its say too (it counts its own overflow).
-        if granted, let target = exchange.upstream {
-            if self.shared.health.beginRetry(target) {
-                exchange.retriesHeld.append(target.name)
-            } else {
-                self.shared.retryBudget.retryEnded(upstream)
-                granted = false
-            }
-        }
-        if granted {
-            exchange.holdsRetry = true
+        if exchange.acquireRetry(self.shared) {
             self.handle(.retryGranted(jitter: self.shared.retryJitter()))
         } else {
-            self.shared.metrics?.retryRefused(route: exchange.route, upstream: upstream)
             self.handle(.retryRefused)
         }
     }
@@ -751,33 +472,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// Points the exchange at its fallback upstream: its head written again for it (its rewrite, its Host when the
     /// client sent none, `X-Ficus-Fallback: 1`), counted and logged.
     private func fallBack(to name: String, reason: ExchangeStateMachine.FallbackReason) {
-        guard let exchange = self.exchange, let view = exchange.view, let table = exchange.table,
-            let upstream = table.upstream(named: name)
-        else { return }
-        let from = exchange.upstreamName
-        self.shared.metrics?.fallback(route: exchange.route, from: from, reason: reason.rawValue)
-        self.shared.logger.notice(
-            "fallback",
-            metadata: [
-                "route": "\(exchange.route)", "from": "\(from)", "to": "\(name)", "reason": "\(reason.rawValue)",
-                "request_id": "\(exchange.requestID)",
-            ]
-        )
-        exchange.fallbackFrom = "\(from):\(reason.rawValue)"
+        guard let exchange = self.exchange, let (upstream, head) = self.planner.fallbackHead(exchange, to: name) else {
+            return
+        }
+        self.recorder.reportFallback(exchange, to: name, reason: reason)
         exchange.upstream = upstream
         exchange.upstreamName = name
-        var head = ByteBuffer()
-        HeaderHygiene.writeRequestHead(
-            view.head,
-            into: &head,
-            client: self.clientFacts,
-            viaName: self.shared.configuration.viaName,
-            edits: HeaderHygiene.RequestEdits.forRequest(
-                table.rewrite(route: exchange.route, upstream: name), view: view),
-            upstreamName: name,
-            requestID: exchange.requestID,
-            fallback: true
-        )
         exchange.outboundHead = head
     }
 
@@ -792,9 +492,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             ExchangeStateMachine.mayFallBack(state, neverReceived: neverReceived),
             let exchange = self.exchange, let target = exchange.table?.upstream(named: fallback.upstream)
         else { return }
-        if self.shared.health.beginRetry(target) {
-            exchange.retriesHeld.append(target.name)
-        } else {
+        if !exchange.beginRetry(on: target, self.shared) {
             self.machine.withdrawFallback()
         }
     }
@@ -803,43 +501,6 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     private func recordOutcome(_ outcome: OutlierState.Outcome, connection: UpstreamConnection?) {
         guard let connection, let upstream = self.exchange?.upstream, upstream.outlier != nil else { return }
         self.shared.health.record(outcome, upstream: upstream, address: connection.address, now: self.pool.eventLoop.now)
-    }
-
-    private func shadow(_ step: ExchangeStateMachine.ShadowStep) {
-        guard let shadow = self.exchange?.shadow else { return }
-        switch step {
-        case .requestBody(let body): shadow.requestBody(body)
-        case .requestComplete: shadow.requestComplete()
-        case .primarySent: shadow.primarySent()
-        case .primaryHead:
-            if let head = self.responseHead { shadow.primaryHead(head) }
-        case .primaryBody(let body): shadow.primaryBody(body)
-        case .primaryEnd: shadow.primaryEnd()
-        case .abandon(let reason): shadow.abandon(reason: reason)
-        }
-    }
-
-    // MARK: Upstream writes
-
-    private static func writeBody(_ body: ByteBuffer, framing: HTTPBodyFraming, to connection: UpstreamConnection) {
-        if case .chunked = framing {
-            var header = ByteBuffer()
-            header.writeString(String(body.readableBytes, radix: 16))
-            header.writeStaticString("\r\n")
-            connection.write(header)
-            connection.write(body)
-            connection.write(ByteBuffer(staticString: "\r\n"))
-        } else {
-            connection.write(body)
-        }
-    }
-
-    private static func writeEnd(_ trailers: HTTPTrailers?, framing: HTTPBodyFraming, to connection: UpstreamConnection) {
-        guard case .chunked = framing else { return }
-        var end = ByteBuffer(staticString: "0\r\n")
-        HeaderHygiene.writeTrailers(trailers, into: &end)
-        end.writeStaticString("\r\n")
-        connection.write(end)
     }
 
     // MARK: Answers

@@ -33,7 +33,13 @@ struct RequestIDs {
     /// A new id: the connection's prefix and the request's number on it (`9f86d081884c7d65-1`).
     mutating func next() -> String {
         self.sequence += 1
-        return self.prefix + "-" + String(self.sequence, radix: 16)
+        // One allocation: chained `+` made a string per step, on every request.
+        var id = ""
+        id.reserveCapacity(self.prefix.utf8.count + 17)
+        id.append(self.prefix)
+        id.append("-")
+        id.append(String(self.sequence, radix: 16))
+        return id
     }
 
     /// The id of `head`: a trusted client's own when it is 1 to 128 characters of letters, digits and `-._:`,

@@ -64,6 +64,28 @@ struct RequestView: RoutableRequest, Sendable {
     var method: String { self.head.methodString }
 
     var host: String? {
+        guard let (range, upper) = self.hostRange else { return nil }
+        let host = self.head.string(range)
+        return upper ? host.lowercased() : host
+    }
+
+    /// The host's bytes, lower-cased and without the port, as a slice of the head when it is in lower case already
+    /// (no copy): what `StaleKey` is made of. Empty without a host.
+    var hostBytes: ByteBuffer {
+        guard let (range, upper) = self.hostRange else { return ByteBuffer() }
+        guard var slice = self.head.bytes.getSlice(at: self.head.bytes.readerIndex + range.lowerBound, length: range.count)
+        else { return ByteBuffer() }
+        if upper {
+            slice.withUnsafeMutableReadableBytes { raw in
+                for index in raw.indices { raw[index] = asciiLower(raw[index]) }
+            }
+        }
+        return slice
+    }
+
+    /// Where the host is in the head (the authority of an absolute-form target, else `Host`), without its port, and
+    /// whether it has upper-case letters; nil without a host.
+    private var hostRange: (Range<Int>, Bool)? {
         let range: Range<Int>
         if let authority = self.authority {
             range = authority
@@ -73,7 +95,7 @@ struct RequestView: RoutableRequest, Sendable {
         } else {
             return nil
         }
-        let (end, upper) = self.head.bytes.withUnsafeReadableBytes { raw -> (Int, Bool) in
+        return self.head.bytes.withUnsafeReadableBytes { raw -> (Range<Int>, Bool) in
             // Strip the port, leaving IPv6 literals ("[::1]:80") intact.
             var end = range.upperBound
             var i = range.upperBound
@@ -86,10 +108,8 @@ struct RequestView: RoutableRequest, Sendable {
                 if raw[i] == 0x5D || !isDigit(raw[i]) { break }
             }
             // Most clients send the name in lower case already: then no second string is made.
-            return (end, raw[range.lowerBound..<end].contains { $0 >= 0x41 && $0 <= 0x5A })
+            return (range.lowerBound..<end, raw[range.lowerBound..<end].contains { $0 >= 0x41 && $0 <= 0x5A })
         }
-        let host = self.head.string(range.lowerBound..<end)
-        return upper ? host.lowercased() : host
     }
 
     var path: String {

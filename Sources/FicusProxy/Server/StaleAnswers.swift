@@ -122,6 +122,74 @@ final class StaleCapture {
     }
 }
 
+/// Where a request's answer is kept for `stale_if_error`: its route, its host (lower-cased, without the port) and its
+/// target (path and query, as received).
+///
+/// Made for every GET of a route with `stale_if_error`, idle or not, so it is made of the request head's own bytes:
+/// the host and target are slices of the head (no copy, no string), hashed once when the key is made. Building a
+/// string key and hashing it per request was most of what `stale_if_error` cost an idle route (docs/BENCHMARKS.md,
+/// "Issue 17 on a quiet machine"). A kept key owns copies of its bytes (`detached()`), so the cache never holds a
+/// connection's read buffer.
+struct StaleKey: Hashable, Sendable {
+    let route: String
+    let host: ByteBuffer
+    let target: ByteBuffer
+    /// The hash of the three, with the process's random seed (as `Hasher` always is): a client chooses the target,
+    /// so the cache's dictionary must not be open to chosen collisions.
+    private let hash: Int
+
+    init(route: String, host: ByteBuffer, target: ByteBuffer) {
+        self.route = route
+        self.host = host
+        self.target = target
+        var hasher = Hasher()
+        hasher.combine(route)
+        // The lengths keep the parts apart: ("ab", "c") and ("a", "bc") hash differently.
+        hasher.combine(host.readableBytes)
+        host.withUnsafeReadableBytes { hasher.combine(bytes: $0) }
+        hasher.combine(target.readableBytes)
+        target.withUnsafeReadableBytes { hasher.combine(bytes: $0) }
+        self.hash = hasher.finalize()
+    }
+
+    /// The key of a request routed by `route`: its host and target as slices of its head.
+    init(route: String, view: RequestView) {
+        let head = view.head
+        let target =
+            head.bytes.getSlice(at: head.bytes.readerIndex + head.targetRange.lowerBound, length: head.targetRange.count)
+            ?? ByteBuffer()
+        self.init(route: route, host: view.hostBytes, target: target)
+    }
+
+    /// A key from strings; `host` is lower-cased (tests and tools).
+    init(route: String, host: String, target: String) {
+        self.init(route: route, host: ByteBuffer(string: host.lowercased()), target: ByteBuffer(string: target))
+    }
+
+    /// The same key over copies of just its own bytes, to be kept.
+    func detached() -> StaleKey {
+        let allocator = ByteBufferAllocator()
+        return StaleKey(
+            route: self.route, host: allocator.buffer(buffer: self.host), target: allocator.buffer(buffer: self.target),
+            hash: self.hash)
+    }
+
+    private init(route: String, host: ByteBuffer, target: ByteBuffer, hash: Int) {
+        self.route = route
+        self.host = host
+        self.target = target
+        self.hash = hash
+    }
+
+    static func == (lhs: StaleKey, rhs: StaleKey) -> Bool {
+        lhs.hash == rhs.hash && lhs.route == rhs.route && lhs.host == rhs.host && lhs.target == rhs.target
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(self.hash)
+    }
+}
+
 /// The recent answers of every route with `stale_if_error`, shared by a proxy's event loops: bounded in bytes, the
 /// least recently used given up first (docs/PROXY.md, Stale answers).
 ///
@@ -136,7 +204,7 @@ final class StaleAnswers: Sendable {
     }
 
     private struct State {
-        var answers = RecencyList<String, StaleAnswer>()
+        var answers = RecencyList<StaleKey, StaleAnswer>()
         var bytes = 0
     }
 
@@ -147,31 +215,12 @@ final class StaleAnswers: Sendable {
         self.limits = limits
     }
 
-    /// The cache key of a request: its route, host and target (path and query).
-    ///
-    /// Built per request of a route with `stale_if_error`: one allocation (chained `+` made one per step), and the
-    /// host lower-cased only when it has an upper-case letter.
-    static func key(route: String, host: String, target: String) -> String {
-        var key = ""
-        key.reserveCapacity(route.utf8.count + host.utf8.count + target.utf8.count + 2)
-        key.append(route)
-        key.append("\u{0}")
-        if host.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) {
-            key.append(host.lowercased())
-        } else {
-            key.append(host)
-        }
-        key.append("\u{0}")
-        key.append(target)
-        return key
-    }
-
     /// Keeps `answer` under `key`, replacing what was there; the least recently used answers go until it fits.
-    func store(_ key: String, _ answer: StaleAnswer) {
+    func store(_ key: StaleKey, _ answer: StaleAnswer) {
         let size = answer.bytes
         guard size <= self.limits.maxBytes else { return }
         self.state.withLockedValue { state in
-            if let old = state.answers.set(key, answer) {
+            if let old = state.answers.set(key.detached(), answer) {
                 state.bytes -= old.bytes
             }
             state.bytes += size
@@ -190,7 +239,7 @@ final class StaleAnswers: Sendable {
     ///
     /// Asked once per answer that may be kept, so it reads the copy in place under the lock instead of copying it out
     /// (a copy retains and releases its fields, body and `Vary` list); `value` is a lookup in the request's fields.
-    func hasFreshCopy(_ key: String, now: NIODeadline, value: (String) -> String?) -> Bool {
+    func hasFreshCopy(_ key: StaleKey, now: NIODeadline, value: (String) -> String?) -> Bool {
         self.state.withLockedValue { state in
             state.answers.withPeek(key) { answer in
                 now - answer.stored < Self.refreshAfter && answer.vary.allSatisfy { name, kept in value(name) == kept }
@@ -198,10 +247,25 @@ final class StaleAnswers: Sendable {
         }
     }
 
+    /// A capture for the answer with `head` to the request `view`, to be kept under `key` once it is complete; nil
+    /// when it is not to be copied: a fresh copy is there already (asked first: under load it is the usual answer,
+    /// and cheaper than reading the answer's fields), or the answer may not be kept (`StaleAnswer.mayKeep`).
+    func capture(_ head: HTTPHead, key: StaleKey, view: RequestView, now: NIODeadline = .now()) -> StaleCapture? {
+        guard !self.hasFreshCopy(key, now: now, value: { view.header($0) }), StaleAnswer.mayKeep(head) else {
+            return nil
+        }
+        let vary = StaleAnswer.varyNames(head).map { ($0, view.header($0)) }
+        return StaleCapture(
+            answer: StaleAnswer(
+                reason: head.string(head.reasonRange), fields: StaleAnswer.keptFields(head), body: ByteBuffer(),
+                stored: now, vary: vary),
+            limit: self.limits.maxEntryBytes)
+    }
+
     /// The answer kept under `key` if it arrived at most `maxAge` before `now` and the request's values of its
     /// `Vary` fields (`value(name)`) are the ones it was kept for.
     func lookup(
-        _ key: String, now: NIODeadline, maxAge: TimeAmount, value: (String) -> String?
+        _ key: StaleKey, now: NIODeadline, maxAge: TimeAmount, value: (String) -> String?
     ) -> StaleAnswer? {
         guard let answer = self.state.withLockedValue({ $0.answers.value(key) }) else { return nil }
         guard now - answer.stored <= maxAge else { return nil }

@@ -39,6 +39,21 @@ final class ShadowRecorder {
     /// Bytes of the shadow memory budget this recorder holds (request body and serving answer).
     private var reserved: Int { self.requestBody.count + self.primary.reserved }
 
+    /// Takes the step of the primary exchange the exchange machine reports; `primaryHead` is the answer's head when
+    /// the step is `.primaryHead` (the handler keeps it, so that actions stay small).
+    func take(_ step: ExchangeStateMachine.ShadowStep, primaryHead: HTTPHead?) {
+        switch step {
+        case .requestBody(let body): self.requestBody(body)
+        case .requestComplete: self.requestComplete()
+        case .primarySent: self.primarySent()
+        case .primaryHead:
+            if let head = primaryHead { self.primaryHead(head) }
+        case .primaryBody(let body): self.primaryBody(body)
+        case .primaryEnd: self.primaryEnd()
+        case .abandon(let reason): self.abandon(reason: reason)
+        }
+    }
+
     // MARK: The request
 
     func requestBody(_ buffer: ByteBuffer) {

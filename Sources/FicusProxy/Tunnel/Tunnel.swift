@@ -39,6 +39,19 @@ final class Tunnel {
         var started: NIODeadline
         /// Bytes of the `101` answer (and any tunnel bytes that came with it) already written to the client.
         var bytesToClient: Int64
+
+        /// What `exchange`, whose handshake the upstream accepted, records; `peer` names the client when the exchange
+        /// has none.
+        init(_ exchange: ProxyConnectionHandler.Exchange, peer: String) {
+            self.route = exchange.route
+            self.upstream = exchange.upstreamName
+            self.method = exchange.methodString
+            self.path = exchange.path
+            self.client = exchange.client == "-" ? peer : exchange.client
+            self.requestID = exchange.requestID
+            self.started = exchange.started
+            self.bytesToClient = exchange.responseBytes
+        }
     }
 
     private let shared: ProxyContext
@@ -54,7 +67,7 @@ final class Tunnel {
     /// Glues `client` and `upstream` (each with its HTTP handler already removed, or about to be) and starts the
     /// idle timer; `pending` bytes the client sent after its handshake go to the upstream first.
     ///
-    /// The caller adds `clientGlue` and `upstreamGlue` to the two pipelines.
+    /// `couple(client:upstream:pending:)` then puts the glue into the two pipelines.
     init(shared: ProxyContext, record: Record, client: Channel, upstream: Channel) {
         self.shared = shared
         self.record = record
@@ -73,6 +86,28 @@ final class Tunnel {
         shared.tunnels.started()
         shared.metrics?.tunnels(route: record.route, upstream: record.upstream, delta: 1)
         self.run(self.machine.start())
+    }
+
+    /// Puts the glue into both pipelines and starts both reading: `client` is the context of the client's HTTP
+    /// handler, which leaves its pipeline once the glue is in; `pending` bytes the client sent behind its handshake
+    /// (its first frames) go to the upstream first. A pipeline that refuses the glue ends the tunnel.
+    func couple(client context: ChannelHandlerContext, upstream: Channel, pending: ByteBuffer?) {
+        guard let clientGlue = self.clientGlue, let upstreamGlue = self.upstreamGlue else { return }
+        do {
+            try upstream.pipeline.syncOperations.addHandler(upstreamGlue)
+            try context.pipeline.syncOperations.addHandler(clientGlue)
+        } catch {
+            self.closed(.client)
+            return
+        }
+        if let pending, pending.readableBytes > 0 {
+            self.bytesRead(pending.readableBytes, from: .client)
+            upstreamGlue.write(pending)
+            upstreamGlue.flush()
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        clientGlue.startReading()
+        upstreamGlue.startReading()
     }
 
     /// Bytes went through from `side`.

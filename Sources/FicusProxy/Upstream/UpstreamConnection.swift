@@ -349,3 +349,28 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
         return channel
     }
 }
+
+extension UpstreamConnection {
+    /// Writes a part of the request body, framed as the request was (`framing`): a chunk of its own when chunked.
+    func writeRequestBody(_ body: ByteBuffer, framing: HTTPBodyFraming) {
+        if case .chunked = framing {
+            var header = ByteBuffer()
+            header.writeString(String(body.readableBytes, radix: 16))
+            header.writeStaticString("\r\n")
+            self.write(header)
+            self.write(body)
+            self.write(ByteBuffer(staticString: "\r\n"))
+        } else {
+            self.write(body)
+        }
+    }
+
+    /// Writes the end of the request body: the last chunk and `trailers` when chunked, nothing otherwise.
+    func writeRequestEnd(_ trailers: HTTPTrailers?, framing: HTTPBodyFraming) {
+        guard case .chunked = framing else { return }
+        var end = ByteBuffer(staticString: "0\r\n")
+        HeaderHygiene.writeTrailers(trailers, into: &end)
+        end.writeStaticString("\r\n")
+        self.write(end)
+    }
+}
