@@ -12,6 +12,7 @@
 #   ROUNDS=3 MARKDOWN=1 scripts/bench.sh > bench.out
 #   TARGETS="ficus ficus-store ficus-features ficus-features-nostale" SKIP_BUILD=1 scripts/bench.sh
 #   TARGETS="nginx ficus ficus-before" FICUS_BEFORE_BIN=/path/to/old/ficus SKIP_BUILD=1 scripts/bench.sh
+#   PROFILE_DIR=/tmp/prof TARGETS="ficus-store ficus-features" SKIP_BUILD=1 scripts/bench.sh
 #
 # Everything listens on 127.0.0.1 only.  Every process started here is killed
 # on exit and the temp dir is removed.
@@ -45,6 +46,11 @@ LOGS=${LOGS:-off}                  # on = access logs on both proxies: nginx to 
                                    # default log (standard error, redirected to a file); the backend never logs
 MARKDOWN=${MARKDOWN:-0}            # 1 = append a markdown block for docs to stdout
 RESULTS_TSV=${RESULTS_TSV:-}       # optional: copy the raw per-run TSV here
+PROFILE_DIR=${PROFILE_DIR:-}       # optional: after the rounds, profile each Ficus target (perf record -g) under
+                                   # wrk 32c small and report the share of its CPU in each resilience feature's code
+                                   # (scripts/bench/feature_shares.py); the profiles are kept in this directory
+PROFILE_SECONDS=${PROFILE_SECONDS:-8}
+PROFILE_ROUNDS=${PROFILE_ROUNDS:-3}  # profiles per target, the targets' order rotated each round
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HELPERS="$REPO/scripts/bench"
@@ -618,6 +624,28 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
+# ---------------------------------------------------------------- profiles (optional)
+# A share of one process's samples does not move with the machine's load the way CPU per request does, so it can
+# price work far below the run-to-run spread of the rounds above.
+if [ -n "$PROFILE_DIR" ]; then
+    command -v perf >/dev/null || die "PROFILE_DIR needs perf (apt-get install -y linux-perf)"
+    mkdir -p "$PROFILE_DIR"
+    PROFILED=()
+    for t in "${RUN_TARGETS[@]}"; do [[ $t == ficus* ]] && PROFILED+=("$t"); done
+    for round in $(seq "$PROFILE_ROUNDS"); do
+        for i in $(seq 0 $(( ${#PROFILED[@]} - 1 ))); do
+            t=${PROFILED[$(( (i + round - 1) % ${#PROFILED[@]} ))]}
+            f=$PROFILE_DIR/$t.$round
+            log "profiling $t (round $round): perf record -F 4000 -g for ${PROFILE_SECONDS}s under wrk -c32 /small"
+            perf record -q -F 4000 -g -p "${PID[$t]}" -o "$f.perf" -- sleep "$PROFILE_SECONDS" >"$f.perf.log" 2>&1 &
+            perf_pid=$!
+            run_wrk "${PORT[$t]}" 32 /small "$(( PROFILE_SECONDS + 1 ))s" "$f.wrk"
+            bg_wait "$perf_pid" INT || die "$t: perf record failed: $(cat "$f.perf.log")"
+            sleep "$PAUSE"
+        done
+    done
+fi
+
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average at end: $LOAD_END"
 [ -n "$RESULTS_TSV" ] && cp "$RUNS_TSV" "$RESULTS_TSV"
@@ -630,5 +658,10 @@ if [ "$MARKDOWN" = 1 ]; then
     report_args+=(--markdown --header "_${HEADER}; load average start $LOAD_START, end ${LOAD_END}_")
 fi
 python3 "$HELPERS/report.py" "${report_args[@]}"
+if [ -n "$PROFILE_DIR" ]; then
+    shares_args=("$PROFILE_DIR")
+    [ "$MARKDOWN" = 1 ] && shares_args+=(--markdown)
+    python3 "$HELPERS/feature_shares.py" "${shares_args[@]}"
+fi
 exit
 }

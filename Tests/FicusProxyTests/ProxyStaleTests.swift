@@ -197,6 +197,47 @@ struct ProxyStaleTests {
         #expect(!cache.hasFreshCopy(key("other"), now: now, value: { _ in nil }))
     }
 
+    /// An event loop's memo of fresh copies answers "fresh" for less than `refreshAfter` after a copy was kept, only
+    /// for the key it remembers, and never for a copy that varies on request fields; a capture asks it first.
+    @Test func theLoopsMemoOfFreshCopies() throws {
+        let memo = StaleFreshness()
+        let now = NIODeadline.now()
+        memo.remember(key("/a"), stored: now)
+        #expect(memo.isFresh(key("/a"), now: now))
+        #expect(memo.isFresh(key("/a"), now: now + .milliseconds(900)))
+        #expect(!memo.isFresh(key("/a"), now: now + .milliseconds(995)), "never fresh longer than the cache says")
+        #expect(!memo.isFresh(key("/a"), now: now + .seconds(2)))
+        #expect(!memo.isFresh(key("/b"), now: now), "another key")
+        #expect(!memo.isFresh(StaleKey(route: "other", host: "shop.example", target: "/a"), now: now))
+
+        let cache = StaleAnswers(limits: .init(maxBytes: 10_000, maxEntryBytes: 3_000))
+        let loop = StaleFreshness()
+        var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
+        var request = ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: shop.example\r\nAccept-Language: en\r\n\r\n")
+        guard case .head(let requestHead) = try parser.next(&request) else { throw CancellationError() }
+        let view = RequestView(head: requestHead, clientAddress: nil)
+        let plain = try HTTP1Parser.parseResponseHead(
+            ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), limits: .response, method: .get)
+        let varied = try HTTP1Parser.parseResponseHead(
+            ByteBuffer(string: "HTTP/1.1 200 OK\r\nVary: Accept-Language\r\nContent-Length: 0\r\n\r\n"),
+            limits: .response, method: .get)
+        let first = try #require(cache.capture(plain, key: key("/a"), view: view, freshness: loop, now: now))
+        cache.store(key("/a"), first.answer, freshness: loop)
+        #expect(loop.isFresh(key("/a"), now: now + .milliseconds(10)), "a kept copy is remembered")
+        #expect(cache.capture(plain, key: key("/a"), view: view, freshness: loop, now: now + .milliseconds(10)) == nil)
+        // Another loop learns of the copy from the cache, once.
+        let other = StaleFreshness()
+        #expect(cache.capture(plain, key: key("/a"), view: view, freshness: other, now: now + .milliseconds(10)) == nil)
+        #expect(other.isFresh(key("/a"), now: now + .milliseconds(10)))
+        // A copy that varies is fresh for the cache, but not remembered by the loop.
+        let variant = try #require(cache.capture(varied, key: key("/v"), view: view, freshness: loop, now: now))
+        cache.store(key("/v"), variant.answer, freshness: loop)
+        #expect(!loop.isFresh(key("/v"), now: now))
+        #expect(cache.capture(varied, key: key("/v"), view: view, freshness: loop, now: now) == nil)
+        #expect(!loop.isFresh(key("/v"), now: now))
+        #expect(cache.capture(plain, key: key("/a"), view: view, freshness: loop, now: now + .seconds(2)) != nil)
+    }
+
     /// The cache is bounded in bytes: the least recently used answers go first; a body over the entry limit is
     /// never kept.
     @Test func theCacheIsBoundedInBytes() {

@@ -770,8 +770,11 @@ struct ExchangeStateMachine {
         }
     }
 
-    /// The answer statuses a recent copy may stand in for (RFC 5861's `stale-if-error`: 500, 502, 503, 504).
-    static let staleStatuses: Set<Int> = [500, 502, 503, 504]
+    /// Whether a recent copy may stand in for an answer with `status` (RFC 5861's `stale-if-error`: 500, 502, 503,
+    /// 504). Asked of every answer's head: a comparison, not a set lookup.
+    static func isStaleStatus(_ status: Int) -> Bool {
+        status == 500 || (status >= 502 && status <= 504)
+    }
 
     /// Whether the cache is to be asked for a copy now: the route allows one, the request is a GET, nothing of an
     /// answer went out, and it was not asked already. Marks it asked.
@@ -978,7 +981,7 @@ struct ExchangeStateMachine {
             _ = self.fallBack(.status, status: head.status, neverReceived: false, &actions)
             return
         }
-        if Self.staleStatuses.contains(head.status), self.asksForStale() {
+        if Self.isStaleStatus(head.status), self.asksForStale() {
             // The answer waits, unread, while the cache is asked: without a copy, it is forwarded as it is.
             exchange.pendingStale = .answer(head)
             actions.append(.requestStale(status: head.status))

@@ -333,7 +333,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             guard let head = self.responseHead else { return }
             self.answerHead(head, framing: framing, keepAlive: keepAlive)
             if let exchange = self.exchange, let key = exchange.staleKey, let view = exchange.view {
-                exchange.staleCapture = self.shared.staleAnswers.capture(head, key: key, view: view)
+                exchange.staleCapture = self.shared.staleAnswers.capture(
+                    head, key: key, view: view, freshness: self.resources.staleFreshness)
             }
         case .answerBody(let body, let framing):
             self.answerBody(body, framing: framing)
@@ -345,7 +346,7 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             self.exchange?.connection = nil
             if let exchange = self.exchange, let key = exchange.staleKey, let capture = exchange.staleCapture {
                 exchange.staleCapture = nil
-                self.shared.staleAnswers.store(key, capture.answer)
+                self.shared.staleAnswers.store(key, capture.answer, freshness: self.resources.staleFreshness)
             }
         case .requestStale(let status):
             self.askForStaleAnswer(status: status)

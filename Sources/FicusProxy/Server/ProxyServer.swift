@@ -31,6 +31,8 @@ public final class RoutingState: Sendable {
 final class LoopResources {
     let eventLoop: EventLoop
     let pool: UpstreamPool
+    /// Which `stale_if_error` keys this loop knows to have a fresh copy.
+    let staleFreshness = StaleFreshness()
 
     init(
         eventLoop: EventLoop,

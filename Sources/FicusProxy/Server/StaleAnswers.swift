@@ -138,6 +138,9 @@ struct StaleKey: Hashable, Sendable {
     /// so the cache's dictionary must not be open to chosen collisions.
     private let hash: Int
 
+    /// The key's hash, for `StaleFreshness`'s slots.
+    var hashBits: UInt64 { UInt64(bitPattern: Int64(self.hash)) }
+
     init(route: String, host: ByteBuffer, target: ByteBuffer) {
         self.route = route
         self.host = host
@@ -236,30 +239,50 @@ final class StaleAnswers: Sendable {
 
     /// Whether `key` has a copy younger than `refreshAfter` that was kept for the same values of its `Vary` fields
     /// (`value(name)`): then the answer streaming now need not be copied.
-    ///
-    /// Asked once per answer that may be kept, so it reads the copy in place under the lock instead of copying it out
-    /// (a copy retains and releases its fields, body and `Vary` list); `value` is a lookup in the request's fields.
     func hasFreshCopy(_ key: StaleKey, now: NIODeadline, value: (String) -> String?) -> Bool {
+        self.freshCopy(key, now: now, value: value) != nil
+    }
+
+    /// When a fresh copy of `key` (see `hasFreshCopy`) was kept, wrapped in a second optional that is nil when the copy
+    /// varies on request fields (a memo of it would have to know them); nil without a fresh copy.
+    ///
+    /// Reads the copy in place under the lock instead of copying it out (a copy retains and releases its fields, body
+    /// and `Vary` list); `value` is a lookup in the request's fields.
+    private func freshCopy(_ key: StaleKey, now: NIODeadline, value: (String) -> String?) -> NIODeadline?? {
         self.state.withLockedValue { state in
-            state.answers.withPeek(key) { answer in
-                now - answer.stored < Self.refreshAfter && answer.vary.allSatisfy { name, kept in value(name) == kept }
-            } ?? false
+            state.answers.withPeek(key) { answer -> NIODeadline?? in
+                guard now - answer.stored < Self.refreshAfter,
+                    answer.vary.allSatisfy({ name, kept in value(name) == kept })
+                else { return nil }
+                return .some(answer.vary.isEmpty ? answer.stored : nil)
+            } ?? nil
         }
     }
 
     /// A capture for the answer with `head` to the request `view`, to be kept under `key` once it is complete; nil
-    /// when it is not to be copied: a fresh copy is there already (asked first: under load it is the usual answer,
-    /// and cheaper than reading the answer's fields), or the answer may not be kept (`StaleAnswer.mayKeep`).
-    func capture(_ head: HTTPHead, key: StaleKey, view: RequestView, now: NIODeadline = .now()) -> StaleCapture? {
-        guard !self.hasFreshCopy(key, now: now, value: { view.header($0) }), StaleAnswer.mayKeep(head) else {
+    /// when it is not to be copied: a fresh copy is there already (asked first, of the event loop's `freshness` and
+    /// then of the cache: under load it is the usual answer), or the answer may not be kept (`StaleAnswer.mayKeep`).
+    func capture(
+        _ head: HTTPHead, key: StaleKey, view: RequestView, freshness: StaleFreshness, now: NIODeadline = .now()
+    ) -> StaleCapture? {
+        if freshness.isFresh(key, now: now) { return nil }
+        if let stored = self.freshCopy(key, now: now, value: { view.header($0) }) {
+            if let stored { freshness.remember(key, stored: stored) }
             return nil
         }
+        guard StaleAnswer.mayKeep(head) else { return nil }
         let vary = StaleAnswer.varyNames(head).map { ($0, view.header($0)) }
         return StaleCapture(
             answer: StaleAnswer(
                 reason: head.string(head.reasonRange), fields: StaleAnswer.keptFields(head), body: ByteBuffer(),
                 stored: now, vary: vary),
             limit: self.limits.maxEntryBytes)
+    }
+
+    /// Keeps a complete capture under `key`; the event loop's `freshness` remembers it (when it varies on nothing).
+    func store(_ key: StaleKey, _ answer: StaleAnswer, freshness: StaleFreshness) {
+        self.store(key, answer)
+        if answer.vary.isEmpty { freshness.remember(key, stored: answer.stored) }
     }
 
     /// The answer kept under `key` if it arrived at most `maxAge` before `now` and the request's values of its
@@ -283,5 +306,54 @@ final class StaleAnswers: Sendable {
     /// Bytes and answers held, for tests and metrics.
     var usage: (bytes: Int, answers: Int) {
         self.state.withLockedValue { ($0.bytes, $0.answers.count) }
+    }
+}
+
+/// Which keys one event loop knows to have a fresh copy in the cache, and since when: a first look that spares the
+/// shared cache's lock, dictionary lookup and key comparison on the answers of a busy URL (every one of them asks
+/// whether to copy itself, and all but about one a second are told no).
+///
+/// Loop-confined (`LoopResources`), so plain memory: a fixed table of slots indexed by the key's hash, each holding
+/// the rest of the hash as a tag and when the copy was kept. A slot shared by two keys holds the later one; the other
+/// is asked of the cache as before. Only copies that vary on no request field are remembered. What the memo may get
+/// wrong is bounded by `StaleAnswers.refreshAfter`: a copy the cache gave up (least recently used) within that second
+/// is not replaced until the second is over.
+final class StaleFreshness {
+    static let slotCount = 1024
+    private static let timeBits: UInt64 = 24
+    private static let timeMask: UInt64 = (1 << timeBits) - 1
+    /// Time is kept in units of 2^24 ns (about 16.8 ms); a copy is fresh for fewer units than `refreshAfter` holds,
+    /// so the memo never calls fresh what the cache would not.
+    private static let unitShift: UInt64 = 24
+    private static let freshUnits = UInt64(StaleAnswers.refreshAfter.nanoseconds) >> unitShift - 1
+
+    private let slots: UnsafeMutablePointer<UInt64>
+
+    init() {
+        self.slots = .allocate(capacity: Self.slotCount)
+        self.slots.initialize(repeating: 0, count: Self.slotCount)
+    }
+
+    deinit {
+        self.slots.deallocate()
+    }
+
+    /// Whether this loop knows `key` to have a copy kept less than `refreshAfter` before `now`.
+    func isFresh(_ key: StaleKey, now: NIODeadline) -> Bool {
+        let bits = key.hashBits
+        let slot = self.slots[Int(bits % UInt64(Self.slotCount))]
+        guard slot != 0, slot & ~Self.timeMask == bits & ~Self.timeMask else { return false }
+        let elapsed = (Self.units(now) &- slot) & Self.timeMask
+        return elapsed < Self.freshUnits
+    }
+
+    /// `key` has a copy kept at `stored`.
+    func remember(_ key: StaleKey, stored: NIODeadline) {
+        let bits = key.hashBits
+        self.slots[Int(bits % UInt64(Self.slotCount))] = (bits & ~Self.timeMask) | (Self.units(stored) & Self.timeMask)
+    }
+
+    private static func units(_ time: NIODeadline) -> UInt64 {
+        time.uptimeNanoseconds >> Self.unitShift
     }
 }
