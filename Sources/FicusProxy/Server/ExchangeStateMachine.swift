@@ -360,16 +360,17 @@ struct ExchangeStateMachine {
             self.count += 1
         }
 
+        /// The next action, moved out of the list (no copy of its payload is made and destroyed).
         mutating func next() -> Action? {
             guard self.position < self.count else { return nil }
             defer { self.position += 1 }
             switch self.position {
-            case 0: return self.slots.0
-            case 1: return self.slots.1
-            case 2: return self.slots.2
-            case 3: return self.slots.3
-            case 4: return self.slots.4
-            case 5: return self.slots.5
+            case 0: return self.slots.0.take()
+            case 1: return self.slots.1.take()
+            case 2: return self.slots.2.take()
+            case 3: return self.slots.3.take()
+            case 4: return self.slots.4.take()
+            case 5: return self.slots.5.take()
             default: return self.extra[self.position - 6]
             }
         }

@@ -271,8 +271,12 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     /// Carries out the machine's actions, in order.
-    private func run(_ actions: ExchangeStateMachine.Actions) {
-        for action in actions {
+    ///
+    /// Takes the list and pulls from it: `for action in actions` iterated over a copy of the list (a list is its own
+    /// iterator), which copied and destroyed every action of every event.
+    private func run(_ actions: consuming ExchangeStateMachine.Actions) {
+        var actions = actions
+        while let action = actions.next() {
             self.run(action)
         }
     }
