@@ -236,6 +236,13 @@ struct ProxyStaleTests {
         #expect(cache.capture(varied, key: key("/v"), view: view, freshness: loop, now: now) == nil)
         #expect(!loop.isFresh(key("/v"), now: now))
         #expect(cache.capture(plain, key: key("/a"), view: view, freshness: loop, now: now + .seconds(2)) != nil)
+        // An answer the cache does not keep (larger than all of it) is not remembered either.
+        let tiny = StaleAnswers(limits: .init(maxBytes: 10, maxEntryBytes: 300))
+        tiny.store(
+            key("/big"),
+            StaleAnswer(reason: "OK", fields: [], body: ByteBuffer(repeating: 0x61, count: 100), stored: now, vary: []),
+            freshness: loop)
+        #expect(tiny.usage.answers == 0 && !loop.isFresh(key("/big"), now: now))
     }
 
     /// The cache is bounded in bytes: the least recently used answers go first; a body over the entry limit is

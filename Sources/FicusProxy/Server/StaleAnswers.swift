@@ -218,11 +218,13 @@ final class StaleAnswers: Sendable {
         self.limits = limits
     }
 
-    /// Keeps `answer` under `key`, replacing what was there; the least recently used answers go until it fits.
-    func store(_ key: StaleKey, _ answer: StaleAnswer) {
+    /// Keeps `answer` under `key`, replacing what was there; the least recently used answers go until it fits. False
+    /// when the answer alone is larger than the cache.
+    @discardableResult
+    func store(_ key: StaleKey, _ answer: StaleAnswer) -> Bool {
         let size = answer.bytes
-        guard size <= self.limits.maxBytes else { return }
-        self.state.withLockedValue { state in
+        guard size <= self.limits.maxBytes else { return false }
+        return self.state.withLockedValue { state in
             if let old = state.answers.set(key.detached(), answer) {
                 state.bytes -= old.bytes
             }
@@ -230,6 +232,7 @@ final class StaleAnswers: Sendable {
             while state.bytes > self.limits.maxBytes, let (_, evicted) = state.answers.removeLeastRecent() {
                 state.bytes -= evicted.bytes
             }
+            return true
         }
     }
 
@@ -281,8 +284,7 @@ final class StaleAnswers: Sendable {
 
     /// Keeps a complete capture under `key`; the event loop's `freshness` remembers it (when it varies on nothing).
     func store(_ key: StaleKey, _ answer: StaleAnswer, freshness: StaleFreshness) {
-        self.store(key, answer)
-        if answer.vary.isEmpty { freshness.remember(key, stored: answer.stored) }
+        if self.store(key, answer), answer.vary.isEmpty { freshness.remember(key, stored: answer.stored) }
     }
 
     /// The answer kept under `key` if it arrived at most `maxAge` before `now` and the request's values of its
