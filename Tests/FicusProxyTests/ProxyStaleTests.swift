@@ -186,15 +186,28 @@ struct ProxyStaleTests {
     }
 
     /// A copy younger than a second is fresh: the next answer is not copied over it (unless its request varies).
-    @Test func aFreshCopyIsNotReplaced() {
+    /// Each capture here gets a memo of its own, so the cache itself is asked.
+    @Test func aFreshCopyIsNotReplaced() throws {
         let cache = StaleAnswers(limits: .init(maxBytes: 1000, maxEntryBytes: 300))
         let now = NIODeadline.now()
         cache.store(
             key("k"), StaleAnswer(reason: "OK", fields: [], body: ByteBuffer(), stored: now, vary: [("accept-language", "en")]))
-        #expect(cache.hasFreshCopy(key("k"), now: now + .milliseconds(500), value: { _ in "en" }))
-        #expect(!cache.hasFreshCopy(key("k"), now: now + .milliseconds(500), value: { _ in "fr" }), "another variant")
-        #expect(!cache.hasFreshCopy(key("k"), now: now + .seconds(2), value: { _ in "en" }), "a second old: refreshed")
-        #expect(!cache.hasFreshCopy(key("other"), now: now, value: { _ in nil }))
+        func view(_ language: String) throws -> RequestView {
+            var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
+            var request = ByteBuffer(string: "GET /k HTTP/1.1\r\nHost: shop.example\r\nAccept-Language: \(language)\r\n\r\n")
+            guard case .head(let head) = try parser.next(&request) else { throw CancellationError() }
+            return RequestView(head: head, clientAddress: nil)
+        }
+        let answer = try HTTP1Parser.parseResponseHead(
+            ByteBuffer(string: "HTTP/1.1 200 OK\r\nVary: Accept-Language\r\nContent-Length: 0\r\n\r\n"),
+            limits: .response, method: .get)
+        func captures(_ key: StaleKey, _ language: String, at time: NIODeadline) throws -> Bool {
+            cache.capture(answer, key: key, view: try view(language), freshness: StaleFreshness(), now: time) != nil
+        }
+        #expect(try !captures(key("k"), "en", at: now + .milliseconds(500)))
+        #expect(try captures(key("k"), "fr", at: now + .milliseconds(500)), "another variant")
+        #expect(try captures(key("k"), "en", at: now + .seconds(2)), "a second old: refreshed")
+        #expect(try captures(key("other"), "en", at: now))
     }
 
     /// An event loop's memo of fresh copies answers "fresh" for less than `refreshAfter` after a copy was kept, only

@@ -240,14 +240,10 @@ final class StaleAnswers: Sendable {
     /// times a second, and copying each answer over an identical copy was most of `stale_if_error`'s cost.
     static let refreshAfter = TimeAmount.seconds(1)
 
-    /// Whether `key` has a copy younger than `refreshAfter` that was kept for the same values of its `Vary` fields
-    /// (`value(name)`): then the answer streaming now need not be copied.
-    func hasFreshCopy(_ key: StaleKey, now: NIODeadline, value: (String) -> String?) -> Bool {
-        self.freshCopy(key, now: now, value: value) != nil
-    }
-
-    /// When a fresh copy of `key` (see `hasFreshCopy`) was kept, wrapped in a second optional that is nil when the copy
-    /// varies on request fields (a memo of it would have to know them); nil without a fresh copy.
+    /// When a fresh copy of `key` was kept, wrapped in a second optional that is nil when the copy varies on request
+    /// fields (a memo of it would have to know them); nil without a fresh copy. A copy is fresh when it is younger
+    /// than `refreshAfter` and was kept for the request's values of its `Vary` fields (`value(name)`): then the answer
+    /// streaming now need not be copied.
     ///
     /// Reads the copy in place under the lock instead of copying it out (a copy retains and releases its fields, body
     /// and `Vary` list); `value` is a lookup in the request's fields.
