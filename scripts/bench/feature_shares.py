@@ -31,7 +31,7 @@ FEATURES = [
     ("limits (breakers)", r"UpstreamHealth\.(beginRetry|endRetry)"),
     ("least_request", r"Balancer\.(powerOfTwo|smoothWeighted)"),
     ("health checks", r"HealthChecker|HealthCheckState"),
-    ("fallback", r"fallbackHead|fallBack|admitFallbackResend|mayFallBack"),
+    ("fallback", r"fallbackHead|fallBack|admitFallbackResend|mayFallBack|RoutingTable\.hasUpstream"),
 ]
 
 
