@@ -149,6 +149,14 @@ struct ProxyStaleTests {
         #expect(StaleAnswer.mayKeep(head))
     }
 
+    /// The view of the request head `request` (parsed as Ficus parses it).
+    static func view(_ request: String) throws -> RequestView {
+        var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
+        var buffer = ByteBuffer(string: request)
+        guard case .head(let head) = try parser.next(&buffer) else { throw CancellationError() }
+        return RequestView(head: head, clientAddress: nil)
+    }
+
     private func key(_ target: String) -> StaleKey {
         StaleKey(route: "orders", host: "shop.example", target: target)
     }
@@ -157,12 +165,7 @@ struct ProxyStaleTests {
     /// Keys from the head equal keys from strings; any part that differs makes another key; a kept (detached) key
     /// owns its bytes and is still equal.
     @Test func aKeyIsTheRouteHostAndTargetFromTheHeadsBytes() throws {
-        func view(_ request: String) throws -> RequestView {
-            var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
-            var buffer = ByteBuffer(string: request)
-            guard case .head(let head) = try parser.next(&buffer) else { throw CancellationError() }
-            return RequestView(head: head, clientAddress: nil)
-        }
+        let view = Self.view
         let plain = StaleKey(route: "orders", view: try view("GET /a?x=1 HTTP/1.1\r\nHost: shop.example\r\n\r\n"))
         let capitals = StaleKey(
             route: "orders", view: try view("GET /a?x=1 HTTP/1.1\r\nX-A: 1\r\nHost: Shop.EXAMPLE:8080\r\n\r\n"))
@@ -193,10 +196,7 @@ struct ProxyStaleTests {
         cache.store(
             key("k"), StaleAnswer(reason: "OK", fields: [], body: ByteBuffer(), stored: now, vary: [("accept-language", "en")]))
         func view(_ language: String) throws -> RequestView {
-            var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
-            var request = ByteBuffer(string: "GET /k HTTP/1.1\r\nHost: shop.example\r\nAccept-Language: \(language)\r\n\r\n")
-            guard case .head(let head) = try parser.next(&request) else { throw CancellationError() }
-            return RequestView(head: head, clientAddress: nil)
+            try Self.view("GET /k HTTP/1.1\r\nHost: shop.example\r\nAccept-Language: \(language)\r\n\r\n")
         }
         let answer = try HTTP1Parser.parseResponseHead(
             ByteBuffer(string: "HTTP/1.1 200 OK\r\nVary: Accept-Language\r\nContent-Length: 0\r\n\r\n"),
@@ -225,10 +225,7 @@ struct ProxyStaleTests {
 
         let cache = StaleAnswers(limits: .init(maxBytes: 10_000, maxEntryBytes: 3_000))
         let loop = StaleFreshness()
-        var parser = HTTP1Parser(kind: .request, limits: HTTPLimits())
-        var request = ByteBuffer(string: "GET /a HTTP/1.1\r\nHost: shop.example\r\nAccept-Language: en\r\n\r\n")
-        guard case .head(let requestHead) = try parser.next(&request) else { throw CancellationError() }
-        let view = RequestView(head: requestHead, clientAddress: nil)
+        let view = try Self.view("GET /a HTTP/1.1\r\nHost: shop.example\r\nAccept-Language: en\r\n\r\n")
         let plain = try HTTP1Parser.parseResponseHead(
             ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), limits: .response, method: .get)
         let varied = try HTTP1Parser.parseResponseHead(

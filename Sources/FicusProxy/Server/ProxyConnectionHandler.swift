@@ -463,11 +463,8 @@ final class ProxyConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     /// Asks the retry budget of the exchange's upstream for the retry the machine wants, and tells the machine.
     private func askRetryBudget() {
-        guard let exchange = self.exchange, exchange.retryPlan != nil, exchange.budgetUpstream != nil else {
-            self.handle(.retryRefused)
-            return
-        }
-        if exchange.acquireRetry(self.shared) {
+        // Without a retry plan (or an exchange) there is nothing to grant: `acquireRetry` says no.
+        if let exchange = self.exchange, exchange.acquireRetry(self.shared) {
             self.handle(.retryGranted(jitter: self.shared.retryJitter()))
         } else {
             self.handle(.retryRefused)

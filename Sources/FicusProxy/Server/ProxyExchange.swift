@@ -64,7 +64,8 @@ extension ProxyConnectionHandler {
         }
 
         /// Asks the route's retry budget, and the upstream's `max_retries`, for the retry the machine wants; a refusal
-        /// is counted. The slot of a retry before this one (which has ended) is given back first.
+        /// is counted. The slot of a retry before this one (which has ended) is given back first. False (not counted)
+        /// without a retry plan.
         func acquireRetry(_ shared: ProxyContext) -> Bool {
             guard let plan = self.retryPlan, let budget = self.budgetUpstream else { return false }
             if self.holdsRetry {
